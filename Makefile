@@ -1,0 +1,82 @@
+# Sluice — one Makefile. `make` builds build/sluice; `make run`, `make test`,
+# `make bench` set up a private PostgreSQL and Redis first (scripts/).
+# SANITIZER=address builds with AddressSanitizer + UBSan into build/asan/.
+
+CC       ?= cc
+PKGS      = libmicrohttpd libwebsockets jansson hiredis libpq libpcre2-8 libcrypto
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+WARN      = -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wstrict-prototypes
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP -Iserver -Ibuild/gen $(PKG_CFLAGS)
+LDLIBS    = $(PKG_LIBS) -lpthread
+
+ifeq ($(SANITIZER),address)
+  BUILD   = build/asan
+  CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  LDFLAGS += -fsanitize=address,undefined
+else
+  BUILD   = build
+endif
+
+CORE_SRC    = $(wildcard server/*.c) $(wildcard handlers/*.c)
+LIB_SRC     = $(filter-out server/main.c,$(CORE_SRC))
+LIB_OBJ     = $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/migrations.o \
+              $(BUILD)/obj/gen/openapi.o
+MAIN_OBJ    = $(BUILD)/obj/server/main.o
+UNIT_SRC    = $(shell find tests/unit -name '*.c' 2>/dev/null)
+UNIT_OBJ    = $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
+MIGRATIONS  = $(sort $(wildcard migrations/*.sql))
+
+.PHONY: all run test unit bench clean format asan
+all: $(BUILD)/sluice
+
+$(BUILD)/sluice: $(LIB_OBJ) $(MAIN_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+build/gen/migrations.c: $(MIGRATIONS) scripts/embed-migrations.sh
+	@mkdir -p build/gen
+	scripts/embed-migrations.sh $@ $(MIGRATIONS)
+
+build/gen/openapi.c: openapi/openapi.yaml scripts/embed-text.sh
+	@mkdir -p build/gen
+	scripts/embed-text.sh $@ openapi_yaml openapi/openapi.yaml
+
+$(BUILD)/obj/gen/%.o: build/gen/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/unit-tests: $(LIB_OBJ) $(UNIT_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+
+unit: $(BUILD)/unit-tests
+	$(BUILD)/unit-tests
+
+asan:
+	$(MAKE) SANITIZER=address build/asan/sluice build/asan/unit-tests
+
+run:
+	scripts/install-deps.sh
+	$(MAKE) all
+	scripts/run.sh
+
+test:
+	scripts/install-deps.sh
+	scripts/test.sh
+
+bench:
+	scripts/install-deps.sh
+	$(MAKE) all
+	bench/run.sh
+
+format:
+	clang-format -i server/*.c server/*.h handlers/*.c handlers/*.h $(UNIT_SRC)
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,220 @@
+/*
+ * events.c — /v1/events: publish, read one, read many (pages or NDJSON).
+ */
+#include "handlers.h"
+#include "../server/db.h"
+#include "../server/http_stream.h"
+#include "../server/log.h"
+#include "../server/mem.h"
+#include "../server/problem.h"
+#include "../server/publish.h"
+#include "../server/store.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ publish */
+
+static void on_published(publish_op *op, void *arg)
+{
+    http_req *req = arg;
+    publish_answer *a = publish_result(op);
+    if (a->replay) http_add_header(req, "Idempotent-Replay", "true");
+    if (a->status == 503) http_add_header(req, "Retry-After", "1");
+    json_t *body = a->body;
+    a->body = NULL;
+    if (a->status >= 400 && a->status != 207)
+        http_reply_problem(req, body);
+    else
+        http_reply_json(req, a->status, body);
+    http_resume(req);
+}
+
+static void free_op(void *op)
+{
+    publish_op_free(op);
+}
+
+void events_publish(http_req *req)
+{
+    static const char *const types[] = {"application/json", NULL};
+    if (!handler_media_type_or_problem(req, types)) return;
+    json_t *root = handler_json_body_or_problem(req);
+    if (!root) return;
+    const char *atomic_arg = http_query(req, "atomic");
+    bool atomic = !(atomic_arg && strcmp(atomic_arg, "false") == 0);
+    publish_op *op = publish_prepare(root, atomic, req->auth.tenant,
+                                     http_config()->max_batch, req->body_len);
+    json_decref(root);
+    req->state = op;
+    req->state_free = free_op;
+    http_suspend(req);
+    publish_submit(op, on_published, req);
+}
+
+/* ------------------------------------------------------------------ read one */
+
+typedef struct get_job {
+    http_req *req;
+    char *id;
+} get_job;
+
+static void get_job_free(void *arg)
+{
+    get_job *j = arg;
+    free(j->id);
+    free(j);
+}
+
+static void run_get(PGconn **conn, void *arg)
+{
+    get_job *j = arg;
+    char *json = NULL;
+    int rc = *conn ? store_get_event(conn, http_config()->store_timeout_ms, j->req->auth.tenant,
+                                     j->id, &json)
+                   : -1;
+    if (rc == 0)
+        http_reply(j->req, 200, "application/json", json, strlen(json));
+    else if (rc == -2)
+        http_reply_problem(j->req, problem_newf("not_found", "no event with id '%s'", j->id));
+    else
+        handler_store_unavailable(j->req);
+    http_resume(j->req);
+    get_job_free(j);
+}
+
+void events_get(http_req *req)
+{
+    get_job *j = xcalloc(1, sizeof *j);
+    j->req = req;
+    j->id = xstrdup(req->params[0]);
+    handler_run_on_pool(req, run_get, j, get_job_free);
+}
+
+/* ------------------------------------------------------------------ read many */
+
+typedef struct list_job {
+    http_req *req;
+    char tenant[ENVELOPE_TENANT_MAX + 1]; /* copied: a stream outlives its request */
+    read_filter f;
+} list_job;
+
+static void list_job_free(void *arg)
+{
+    list_job *j = arg;
+    store_filter_dispose(&j->f);
+    free(j);
+}
+
+static const char *query_arg(void *ctx, const char *name)
+{
+    return http_query(ctx, name);
+}
+
+static void run_page(PGconn **conn, void *arg)
+{
+    list_job *j = arg;
+    buf out;
+    buf_init(&out);
+    if (*conn &&
+        store_read_page(conn, http_config()->store_timeout_ms, j->tenant, &j->f, &out) == 0) {
+        size_t len;
+        char *body = buf_steal(&out, &len);
+        http_reply(j->req, 200, "application/json", body, len);
+    } else {
+        handler_store_unavailable(j->req);
+    }
+    buf_dispose(&out);
+    http_resume(j->req);
+    list_job_free(j);
+}
+
+/* NDJSON: a thread of its own per stream (bounded by SLUICE_MAX_STREAMS), with its own
+ * connection, so a slow reader never holds a pool worker. */
+static atomic_int streams_running;
+
+typedef struct ndjson_out {
+    http_stream *s;
+    buf pending; /* rows gathered before one ring write */
+} ndjson_out;
+
+static int ndjson_flush(ndjson_out *o)
+{
+    int rc = o->pending.len ? http_stream_write(o->s, o->pending.data, o->pending.len) : 0;
+    o->pending.len = 0;
+    return rc;
+}
+
+static int ndjson_row(const char *line, size_t len, void *arg)
+{
+    ndjson_out *o = arg;
+    buf_append(&o->pending, line, len);
+    buf_append(&o->pending, "\n", 1);
+    return o->pending.len >= 16 * 1024 ? ndjson_flush(o) : 0;
+}
+
+static void *run_ndjson(void *arg)
+{
+    list_job *j = arg;
+    const sluice_config *cfg = http_config();
+    PGconn *conn = db_connect(cfg->database_url, "events");
+    if (!conn) {
+        handler_store_unavailable(j->req);
+        http_resume(j->req);
+        goto out;
+    }
+    ndjson_out o = {.s = http_stream_start(j->req, 200, "application/x-ndjson", 256 * 1024)};
+    buf_init(&o.pending);
+    http_resume(j->req); /* j->req is libmicrohttpd's again: only the stream is ours */
+    int rc = store_stream(&conn, cfg->store_timeout_ms, j->tenant, &j->f, ndjson_row, &o);
+    if (rc == 0) (void)ndjson_flush(&o);
+    if (rc == -1) log_warn("events", "NDJSON stream ended early: store unavailable", NULL);
+    http_stream_end(o.s);
+    buf_dispose(&o.pending);
+out:
+    PQfinish(conn);
+    list_job_free(j);
+    atomic_fetch_sub(&streams_running, 1);
+    return NULL;
+}
+
+void events_list(http_req *req)
+{
+    const char *accept = http_header(req, "Accept");
+    bool ndjson = accept && strstr(accept, "application/x-ndjson");
+    list_job *j = xcalloc(1, sizeof *j);
+    j->req = req;
+    snprintf(j->tenant, sizeof j->tenant, "%s", req->auth.tenant);
+    char err[256];
+    if (store_filter_parse(&j->f, query_arg, req, !ndjson, err) < 0) {
+        free(j);
+        http_reply_error(req, "invalid_query", err);
+        return;
+    }
+    if (!ndjson) {
+        handler_run_on_pool(req, run_page, j, list_job_free);
+        return;
+    }
+    if (atomic_fetch_add(&streams_running, 1) >= http_config()->max_streams) {
+        atomic_fetch_sub(&streams_running, 1);
+        list_job_free(j);
+        http_add_header(req, "Retry-After", "1");
+        http_reply_error(req, "overloaded", "too many NDJSON streams are running; retry shortly");
+        return;
+    }
+    http_suspend(req);
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, run_ndjson, j) != 0) {
+        atomic_fetch_sub(&streams_running, 1);
+        list_job_free(j);
+        http_reply_error(req, "overloaded", "cannot start a stream now");
+        http_resume(req);
+    }
+    pthread_attr_destroy(&attr);
+}

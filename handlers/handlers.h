@@ -1,0 +1,39 @@
+/*
+ * handlers.h — the REST handlers, one file per resource. Each parses the
+ * request, calls one core function, and answers (http.h explains the async
+ * contract). The route table in routes.c maps paths and scopes to them.
+ */
+#ifndef SLUICE_HANDLERS_H
+#define SLUICE_HANDLERS_H
+
+#include "../server/http.h"
+#include "../server/pool.h"
+
+/* events.c */
+void events_publish(http_req *req);
+void events_get(http_req *req);
+void events_list(http_req *req);
+/* keys.c */
+void keys_create(http_req *req);
+void keys_list(http_req *req);
+void keys_delete(http_req *req);
+/* ops.c */
+void ops_health(http_req *req);
+void ops_ready(http_req *req);
+void ops_info(http_req *req);
+void ops_openapi(http_req *req);
+
+/* common.c: shared request plumbing */
+/* True when the Content-Type is absent or one of the NULL-terminated `types`;
+ * otherwise answers 415 and returns false. */
+bool handler_media_type_or_problem(http_req *req, const char *const *types);
+/* Parses the body as JSON; on failure answers 400 invalid_json (with line and column)
+ * and returns NULL. Caller owns the result. */
+json_t *handler_json_body_or_problem(http_req *req);
+/* Suspends `req` and runs `fn(conn, arg)` on the pool; answers 503 if the pool is full
+ * (then `arg` is freed with `arg_free`). */
+void handler_run_on_pool(http_req *req, pool_fn fn, void *arg, void (*arg_free)(void *arg));
+/* In a pool job: answers 503 store_unavailable with Retry-After. */
+void handler_store_unavailable(http_req *req);
+
+#endif

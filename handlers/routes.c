@@ -1,0 +1,21 @@
+/*
+ * routes.c — every route Sluice serves: method, path, handler, scope.
+ * Routes are data; tests/unit/handlers/routes.c checks this table against
+ * openapi/openapi.yaml. Exact paths come before parameterised ones.
+ */
+#include "handlers.h"
+
+const http_route http_routes[] = {
+    {"GET", "/health", ops_health, SCOPE_NONE},
+    {"GET", "/ready", ops_ready, SCOPE_NONE},
+    {"GET", "/v1/info", ops_info, SCOPE_NONE},
+    {"GET", "/openapi.yaml", ops_openapi, SCOPE_NONE},
+    {"POST", "/v1/events", events_publish, SCOPE_PUBLISH},
+    {"GET", "/v1/events", events_list, SCOPE_READ},
+    {"GET", "/v1/events/{id}", events_get, SCOPE_READ},
+    {"POST", "/v1/keys", keys_create, SCOPE_ADMIN},
+    {"GET", "/v1/keys", keys_list, SCOPE_ADMIN},
+    {"DELETE", "/v1/keys/{id}", keys_delete, SCOPE_ADMIN},
+};
+
+const size_t http_routes_count = sizeof http_routes / sizeof http_routes[0];

@@ -1,0 +1,71 @@
+/*
+ * auth.h — API keys, scopes and tenants.
+ *
+ * A token is checked against an in-memory table of key hashes (SHA-256), so
+ * authenticating a request never touches PostgreSQL on a libmicrohttpd thread.
+ * The table is loaded from api_keys at start-up, reloaded after every key
+ * change made here, and refreshed every second by a background thread so a key
+ * created or revoked on another instance takes effect within a second.
+ */
+#ifndef SLUICE_AUTH_H
+#define SLUICE_AUTH_H
+
+#include "envelope.h"
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+enum {
+    SCOPE_NONE = 0,
+    SCOPE_PUBLISH = 1u << 0,
+    SCOPE_READ = 1u << 1,
+    SCOPE_SUBSCRIBE = 1u << 2,
+    SCOPE_SCHEMAS = 1u << 3,
+    SCOPE_ADMIN = 1u << 4,
+    SCOPE_ALL = 0x1f,
+};
+
+#define AUTH_DEFAULT_TENANT "default"
+#define AUTH_ADMIN_KEY_ID "admin"
+
+typedef struct auth_ctx {
+    char tenant[ENVELOPE_TENANT_MAX + 1]; /* every query is scoped to it */
+    char key_id[40];                      /* the key that authenticated */
+    unsigned scopes;                      /* SCOPE_* bits */
+} auth_ctx;
+
+/* Start-up: loads the key table and makes sure the bootstrap admin key exists
+ * (from `admin_token`, or generated and printed to stdout when the key is new).
+ * `enabled` false = SLUICE_AUTH=off. Returns 0 or -1 (logged). */
+int auth_init(const char *database_url, const char *admin_token, bool enabled)
+    __attribute__((warn_unused_result));
+void auth_shutdown(void);
+
+/* Checks an Authorization header value ("Bearer <token>", may be NULL).
+ * Returns 0 and fills `out`, or -1 when missing or unknown. Any thread; no I/O. */
+int auth_authenticate(const char *authorization, auth_ctx *out)
+    __attribute__((warn_unused_result));
+/* True when `ctx` holds `scope` (admin holds every scope). */
+bool auth_has_scope(const auth_ctx *ctx, unsigned scope);
+
+/* Parses a scope name; 0 if unknown. */
+unsigned auth_scope_from_name(const char *name);
+/* Array of scope names for `scopes` (caller owns). */
+json_t *auth_scope_names(unsigned scopes);
+/* True when `s` is a well-formed tenant id (^[A-Za-z0-9._-]{1,64}$). */
+bool auth_tenant_valid(const char *s);
+
+/* Key administration, on a pool thread with its own connection (*conn may become NULL).
+ * Each returns 0 and fills *answer (caller owns), or a negative code:
+ *   -1 store unavailable, -2 not found (delete). */
+int auth_key_create(PGconn **conn, const char *tenant, unsigned scopes, const char *name,
+                    json_t **answer) __attribute__((warn_unused_result));
+int auth_key_list(PGconn **conn, const auth_ctx *caller, json_t **answer)
+    __attribute__((warn_unused_result));
+int auth_key_delete(PGconn **conn, const auth_ctx *caller, const char *id)
+    __attribute__((warn_unused_result));
+/* Reloads the key table now. Returns 0 or -1. */
+int auth_reload(PGconn **conn);
+
+#endif

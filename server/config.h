@@ -1,0 +1,48 @@
+/*
+ * config.h — Sluice's configuration: one struct, filled from defaults, then
+ * SLUICE_* environment variables, then command-line flags (flags win).
+ *
+ * Every setting is one row of the table in config.c, so `sluice --help`, the
+ * environment and the flags can never disagree.
+ */
+#ifndef SLUICE_CONFIG_H
+#define SLUICE_CONFIG_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+typedef struct sluice_config {
+    char *database_url;      /* libpq connection URL */
+    char *redis_url;         /* redis://host:port/db or unix:///path */
+    char *bind;              /* listen address for both ports */
+    int http_port;           /* 0 = pick a free port */
+    int ws_port;             /* 0 = pick a free port */
+    char *admin_token;       /* bootstrap admin token; NULL = generated at first start */
+    bool auth;               /* false only by explicit choice */
+    bool allow_unknown_types;
+    char *redis_prefix;      /* Redis stream name prefix */
+    long long redis_maxlen;  /* MAXLEN ~ for Redis streams */
+    long long max_body_bytes;
+    int max_batch;           /* events per publish request */
+    char *log_level;
+    int appender_queue;      /* events waiting for a commit, at most */
+    int db_pool;             /* PostgreSQL connections for reads and admin work */
+    int http_threads;        /* libmicrohttpd thread pool size */
+    int max_connections;     /* HTTP connections at once */
+    int max_streams;         /* concurrent NDJSON streams */
+    int store_timeout_ms;    /* a PostgreSQL round trip slower than this fails with 503 */
+    int drain_timeout_ms;    /* SIGTERM: how long in-flight requests may take */
+} sluice_config;
+
+/* Fills `cfg` from defaults, the environment and argv[first..argc).
+ * Returns 0; 1 when --help was printed; -1 on a bad value (message on stderr).
+ * The caller disposes with config_dispose. */
+int config_load(sluice_config *cfg, int argc, char **argv, int first)
+    __attribute__((warn_unused_result));
+void config_dispose(sluice_config *cfg);
+void config_print_help(FILE *out);
+
+/* Parses "on|off|true|false|1|0|yes|no"; returns -1 on anything else. */
+int config_parse_bool(const char *s);
+
+#endif

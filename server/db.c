@@ -1,0 +1,183 @@
+/*
+ * db.c — libpq round trips with deadlines (see db.h).
+ *
+ * DESIGN: connections are put in non-blocking mode; db_run sends the query,
+ * then polls the socket until every result has arrived or the deadline passes.
+ * On a deadline the server is asked to cancel and the connection is dropped, so
+ * no half-read protocol state survives into the next query.
+ */
+#include "db.h"
+#include "log.h"
+#include "timeutil.h"
+
+#include <poll.h>
+#include <string.h>
+
+PGconn *db_connect(const char *url, const char *module)
+{
+    const char *keys[] = {"dbname",         "connect_timeout",   "application_name",
+                          "keepalives",     "keepalives_idle",   "keepalives_interval",
+                          "keepalives_count", "tcp_user_timeout", NULL};
+    const char *vals[] = {url, "3", "sluice", "1", "10", "5", "3", "10000", NULL};
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    if (!c || PQstatus(c) != CONNECTION_OK) {
+        const char *err = c ? PQerrorMessage(c) : "out of memory";
+        char msg[512];
+        strncpy(msg, err, sizeof msg - 1);
+        msg[sizeof msg - 1] = '\0';
+        size_t n = strlen(msg);
+        while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) msg[--n] = '\0';
+        log_warn(module, "postgresql connect failed", json_pack("{s:s}", "error", msg));
+        PQfinish(c);
+        return NULL;
+    }
+    PQsetnonblocking(c, 1);
+    return c;
+}
+
+static void drop(PGconn **conn, bool cancel)
+{
+    if (cancel) {
+        PGcancel *cn = PQgetCancel(*conn);
+        if (cn) {
+            char err[128];
+            (void)PQcancel(cn, err, sizeof err);
+            PQfreeCancel(cn);
+        }
+    }
+    PQfinish(*conn);
+    *conn = NULL;
+}
+
+/* Waits until the socket is ready for `events` or the deadline passes. */
+static bool wait_socket(PGconn *c, short events, int64_t deadline)
+{
+    int fd = PQsocket(c);
+    if (fd < 0) return false;
+    for (;;) {
+        int64_t left = deadline - time_mono_ms();
+        if (left <= 0) return false;
+        struct pollfd p = {.fd = fd, .events = events};
+        int r = poll(&p, 1, (int)left);
+        if (r > 0) return true;
+        if (r == 0) return false;
+    }
+}
+
+int db_run(PGconn **conn, const char *sql, int nparams, const char *const *vals, int timeout_ms,
+           PGresult **res, int max_res)
+{
+    PGconn *c = *conn;
+    int n = 0;
+    if (!c) return -1;
+    if (PQstatus(c) != CONNECTION_OK) goto broken;
+    int64_t deadline = time_mono_ms() + timeout_ms;
+    int sent = nparams < 0 ? PQsendQuery(c, sql)
+                           : PQsendQueryParams(c, sql, nparams, NULL, vals, NULL, NULL, 0);
+    if (!sent) goto broken;
+    for (;;) {
+        int f = PQflush(c);
+        if (f == 0) break;
+        if (f < 0) goto broken;
+        if (!wait_socket(c, POLLOUT | POLLIN, deadline)) goto timeout;
+        if (!PQconsumeInput(c)) goto broken;
+    }
+    for (;;) {
+        while (PQisBusy(c)) {
+            if (!wait_socket(c, POLLIN, deadline)) goto timeout;
+            if (!PQconsumeInput(c)) goto broken;
+        }
+        PGresult *r = PQgetResult(c);
+        if (!r) break;
+        if (n < max_res)
+            res[n++] = r;
+        else
+            PQclear(r);
+    }
+    if (PQstatus(c) != CONNECTION_OK) goto broken;
+    return n;
+
+timeout:
+    log_warn("db", "postgresql round trip timed out", json_pack("{s:i}", "timeout_ms", timeout_ms));
+    for (int i = 0; i < n; i++) PQclear(res[i]);
+    drop(conn, true);
+    return -1;
+broken:
+    for (int i = 0; i < n; i++) PQclear(res[i]);
+    drop(conn, false);
+    return -1;
+}
+
+PGresult *db_exec(PGconn **conn, const char *sql, int nparams, const char *const *vals,
+                  int timeout_ms)
+{
+    PGresult *r = NULL;
+    int n = db_run(conn, sql, nparams, vals, timeout_ms, &r, 1);
+    if (n < 0) return NULL;
+    if (n == 0) return PQmakeEmptyPGresult(*conn, PGRES_EMPTY_QUERY);
+    return r;
+}
+
+bool db_ok(const PGresult *r)
+{
+    if (!r) return false;
+    ExecStatusType s = PQresultStatus(r);
+    return s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK;
+}
+
+const char *db_sqlstate(const PGresult *r)
+{
+    const char *s = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    return s ? s : "";
+}
+
+void db_log_error(const char *module, const char *what, const PGresult *r)
+{
+    const char *msg = r ? PQresultErrorMessage(r) : "no result";
+    log_error(module, what, json_pack("{s:s,s:s}", "error", msg, "sqlstate", db_sqlstate(r)));
+}
+
+int db_stream(PGconn **conn, const char *sql, int nparams, const char *const *vals,
+              int timeout_ms, int (*row_cb)(const PGresult *row, void *arg), void *arg)
+{
+    PGconn *c = *conn;
+    int rc = 0;
+    if (!c || PQstatus(c) != CONNECTION_OK) goto broken;
+    if (!PQsendQueryParams(c, sql, nparams, NULL, vals, NULL, NULL, 0)) goto broken;
+    PQsetSingleRowMode(c);
+    for (;;) {
+        int f = PQflush(c);
+        if (f == 0) break;
+        if (f < 0 || !wait_socket(c, POLLOUT | POLLIN, time_mono_ms() + timeout_ms)) goto broken;
+        if (!PQconsumeInput(c)) goto broken;
+    }
+    for (;;) {
+        int64_t deadline = time_mono_ms() + timeout_ms;
+        while (PQisBusy(c)) {
+            if (!wait_socket(c, POLLIN, deadline)) goto timeout;
+            if (!PQconsumeInput(c)) goto broken;
+        }
+        PGresult *r = PQgetResult(c);
+        if (!r) break;
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_SINGLE_TUPLE) {
+            if (rc == 0 && row_cb(r, arg) != 0) rc = -3;
+        } else if (st != PGRES_TUPLES_OK && rc == 0) {
+            db_log_error("db", "streaming query failed", r);
+            rc = -2;
+        }
+        PQclear(r);
+        if (rc == -3) {
+            drop(conn, true); /* abandon the rest of the rows */
+            return -3;
+        }
+    }
+    if (PQstatus(c) != CONNECTION_OK) goto broken;
+    return rc;
+timeout:
+    drop(conn, true);
+    return -1;
+broken:
+    if (*conn) drop(conn, false);
+    return -1;
+}

@@ -1,0 +1,49 @@
+/*
+ * db.h — libpq with deadlines.
+ *
+ * Every PostgreSQL round trip in Sluice goes through db_run(), which never
+ * waits longer than its timeout: a stopped or hung server turns into a fast
+ * failure (and a 503 upstream), never a hung thread. A connection that failed
+ * or timed out is closed and set to NULL; the owner reconnects with db_connect.
+ */
+#ifndef SLUICE_DB_H
+#define SLUICE_DB_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+/* Opens a connection (blocking, at most ~3 s). Returns NULL on failure (logged with
+ * `module`). Caller owns the connection (PQfinish). Any thread. */
+PGconn *db_connect(const char *url, const char *module);
+
+/* Runs `sql` and collects up to `max_res` results into `res` (caller PQclears each).
+ * nparams < 0 sends a simple query (several statements allowed, no parameters);
+ * otherwise an extended query with text parameters `vals` (NULL entries are SQL NULL).
+ * Returns the number of results, or -1 when the connection failed or the deadline
+ * passed: then *conn has been closed and set to NULL. A statement error is a result
+ * with PGRES_FATAL_ERROR, not -1. */
+int db_run(PGconn **conn, const char *sql, int nparams, const char *const *vals, int timeout_ms,
+           PGresult **res, int max_res) __attribute__((warn_unused_result));
+
+/* One statement, one result: the result (caller PQclears) or NULL as db_run's -1. */
+PGresult *db_exec(PGconn **conn, const char *sql, int nparams, const char *const *vals,
+                  int timeout_ms) __attribute__((warn_unused_result));
+
+/* True when `r` succeeded (command or tuples). */
+bool db_ok(const PGresult *r);
+/* The SQLSTATE of a failed result, or "" */
+const char *db_sqlstate(const PGresult *r);
+/* Logs a failed result's message at error level under `module`, with `what`. */
+void db_log_error(const char *module, const char *what, const PGresult *r);
+
+
+/* Streams the rows of one query (single-row mode): row_cb is called once per row
+ * with a one-row result (borrowed) and returns 0 to go on, nonzero to stop.
+ * `timeout_ms` bounds each wait for the server. Returns 0 when all rows were seen,
+ * -1 connection lost or timed out (*conn closed), -2 statement error (logged),
+ * -3 stopped by row_cb (the connection is dropped: its remaining rows are unread). */
+int db_stream(PGconn **conn, const char *sql, int nparams, const char *const *vals,
+              int timeout_ms, int (*row_cb)(const PGresult *row, void *arg), void *arg)
+    __attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,267 @@
+/*
+ * envelope.c — envelope rules (see envelope.h). The patterns of API.md are
+ * checked by hand here rather than with PCRE2: they are tiny, fixed, and on
+ * the publish hot path.
+ */
+#include "envelope.h"
+#include "mem.h"
+#include "problem.h"
+#include "ulid.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const known_fields[] = {
+    "type",      "data",   "stream",  "key",           "expected_version", "id",
+    "correlation_id", "causation_id", "user_id", "source", "schema_version", "metadata",
+};
+
+size_t utf8_length(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        if (((unsigned char)*s & 0xC0) != 0x80) n++;
+    return n;
+}
+
+static bool is_lower_ident_start(char c)
+{
+    return c >= 'a' && c <= 'z';
+}
+
+static bool is_lower_ident(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+bool envelope_type_valid(const char *s)
+{
+    /* ^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$ */
+    size_t len = strlen(s);
+    if (len == 0 || len > ENVELOPE_TYPE_MAX) return false;
+    int segments = 0;
+    const char *p = s;
+    for (;;) {
+        if (!is_lower_ident_start(*p)) return false;
+        p++;
+        while (is_lower_ident(*p)) p++;
+        segments++;
+        if (*p == '\0') break;
+        if (*p != '.') return false;
+        p++;
+    }
+    return segments >= 2;
+}
+
+static bool is_id_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '_' || c == ':' || c == '-';
+}
+
+bool envelope_id_valid(const char *s)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len > ENVELOPE_ID_MAX) return false;
+    for (; *s; s++)
+        if (!is_id_char(*s)) return false;
+    return true;
+}
+
+bool envelope_stream_valid(const char *s)
+{
+    /* ^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$ */
+    size_t len = strlen(s);
+    if (len == 0 || len > ENVELOPE_STREAM_MAX) return false;
+    if (!is_id_char(s[0]) || s[0] == '.' || s[0] == '_' || s[0] == ':' || s[0] == '-')
+        return false;
+    for (; *s; s++)
+        if (!is_id_char(*s)) return false;
+    return true;
+}
+
+static void add_error(json_t *errors, int index, const char *field, const char *keyword,
+                      const char *message)
+{
+    char path[300];
+    snprintf(path, sizeof path, "/%s", field);
+    json_array_append_new(errors, problem_error(index, field ? path : "", keyword, message));
+}
+
+/* Optional string field: NULL/absent → *out stays NULL. Returns false on a violation. */
+static bool take_string(json_t *in, const char *field, size_t max, int index, json_t *errors,
+                        char **out)
+{
+    json_t *v = json_object_get(in, field);
+    if (!v || json_is_null(v)) return true;
+    if (!json_is_string(v)) {
+        add_error(errors, index, field, "type", "expected a string");
+        return false;
+    }
+    const char *s = json_string_value(v);
+    if (strlen(s) != json_string_length(v)) {
+        add_error(errors, index, field, "type", "must not contain NUL characters");
+        return false;
+    }
+    if (utf8_length(s) > max) {
+        char msg[80];
+        snprintf(msg, sizeof msg, "must be at most %zu characters", max);
+        add_error(errors, index, field, "maxLength", msg);
+        return false;
+    }
+    if (*s == '\0') {
+        add_error(errors, index, field, "minLength", "must not be empty");
+        return false;
+    }
+    *out = xstrdup(s);
+    return true;
+}
+
+static void hash_envelope(json_t *in, char out[65])
+{
+    char *text = json_dumps(in, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_Digest(text, strlen(text), md, &mdlen, EVP_sha256(), NULL);
+    free(text);
+    for (unsigned i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+bool envelope_parse(json_t *in, int index, const char *tenant, sluice_event *ev, json_t *errors)
+{
+    memset(ev, 0, sizeof *ev);
+    ev->expected_version = -1;
+    size_t before = json_array_size(errors);
+
+    if (!json_is_object(in)) {
+        json_array_append_new(errors, problem_error(index, "", "type",
+                                                    "an event envelope must be a JSON object"));
+        return false;
+    }
+    snprintf(ev->tenant, sizeof ev->tenant, "%s", tenant);
+
+    const char *name;
+    json_t *value;
+    json_object_foreach(in, name, value) {
+        bool known = false;
+        for (size_t i = 0; i < sizeof known_fields / sizeof known_fields[0]; i++)
+            if (strcmp(name, known_fields[i]) == 0) known = true;
+        if (!known) {
+            char field[140];
+            snprintf(field, sizeof field, "%.128s", name);
+            add_error(errors, index, field, "additionalProperties",
+                      "unknown envelope field (see the envelope table in API.md)");
+        }
+    }
+
+    json_t *type = json_object_get(in, "type");
+    if (!type) {
+        add_error(errors, index, "type", "required", "type is required");
+    } else if (!json_is_string(type)) {
+        add_error(errors, index, "type", "type", "expected a string");
+    } else if (!envelope_type_valid(json_string_value(type))) {
+        add_error(errors, index, "type", "pattern",
+                  "expected dot notation domain.action[.result] in lower case, "
+                  "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)+$, at most 128 characters");
+    } else {
+        ev->type = xstrdup(json_string_value(type));
+    }
+
+    json_t *data = json_object_get(in, "data");
+    if (!data) {
+        add_error(errors, index, "data", "required", "data is required");
+    } else if (!json_is_object(data)) {
+        add_error(errors, index, "data", "type", "expected a JSON object");
+    } else {
+        ev->data = json_incref(data);
+    }
+
+    if (take_string(in, "stream", ENVELOPE_STREAM_MAX, index, errors, &ev->stream) && ev->stream &&
+        !envelope_stream_valid(ev->stream)) {
+        add_error(errors, index, "stream", "pattern",
+                  "expected ^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$");
+    }
+    if (!take_string(in, "key", ENVELOPE_KEY_MAX, index, errors, &ev->key)) { /* reported */
+    }
+
+    json_t *ev_v = json_object_get(in, "expected_version");
+    if (ev_v && !json_is_null(ev_v)) {
+        if (!json_is_integer(ev_v) || json_integer_value(ev_v) < 0) {
+            add_error(errors, index, "expected_version", "type",
+                      "expected a non-negative integer (0 = the key must be new)");
+        } else if (!json_object_get(in, "key") || json_is_null(json_object_get(in, "key"))) {
+            add_error(errors, index, "expected_version", "dependentRequired",
+                      "expected_version needs a key");
+        } else {
+            ev->expected_version = (long long)json_integer_value(ev_v);
+        }
+    }
+
+    json_t *id = json_object_get(in, "id");
+    if (id && !json_is_null(id)) {
+        if (!json_is_string(id)) {
+            add_error(errors, index, "id", "type", "expected a string");
+        } else if (strlen(json_string_value(id)) != json_string_length(id) ||
+                   !envelope_id_valid(json_string_value(id))) {
+            add_error(errors, index, "id", "pattern", "expected ^[A-Za-z0-9._:-]{1,64}$");
+        } else {
+            snprintf(ev->id, sizeof ev->id, "%s", json_string_value(id));
+            ev->id_given = true;
+        }
+    }
+
+    (void)take_string(in, "correlation_id", ENVELOPE_STR_MAX, index, errors, &ev->correlation_id);
+    (void)take_string(in, "causation_id", ENVELOPE_STR_MAX, index, errors, &ev->causation_id);
+    (void)take_string(in, "user_id", ENVELOPE_STR_MAX, index, errors, &ev->user_id);
+    (void)take_string(in, "source", ENVELOPE_STR_MAX, index, errors, &ev->source);
+
+    json_t *sv = json_object_get(in, "schema_version");
+    if (sv && !json_is_null(sv)) {
+        if (!json_is_integer(sv) || json_integer_value(sv) < 1 ||
+            json_integer_value(sv) > 1000000) {
+            add_error(errors, index, "schema_version", "type", "expected a positive integer");
+        } else {
+            ev->schema_version = (int)json_integer_value(sv);
+        }
+    }
+
+    json_t *md = json_object_get(in, "metadata");
+    if (md && !json_is_null(md)) {
+        if (!json_is_object(md))
+            add_error(errors, index, "metadata", "type", "expected a JSON object");
+        else
+            ev->metadata = json_incref(md);
+    }
+
+    if (json_array_size(errors) != before) {
+        event_dispose(ev);
+        return false;
+    }
+
+    if (!ev->stream) {
+        /* Until a schema declares the stream: the type's first segment + ".events". */
+        const char *dot = strchr(ev->type, '.');
+        ev->stream = xasprintf("%.*s.events", (int)(dot - ev->type), ev->type);
+    }
+    hash_envelope(in, ev->hash_hex);
+    if (!ev->id_given) ulid_new(ev->id);
+    if (!ev->correlation_id) ev->correlation_id = xstrdup(ev->id);
+    return true;
+}
+
+void event_dispose(sluice_event *ev)
+{
+    free(ev->type);
+    free(ev->stream);
+    free(ev->key);
+    free(ev->correlation_id);
+    free(ev->causation_id);
+    free(ev->user_id);
+    free(ev->source);
+    json_decref(ev->data);
+    json_decref(ev->metadata);
+    json_decref(ev->problem);
+    memset(ev, 0, sizeof *ev);
+}

@@ -1,0 +1,71 @@
+/*
+ * envelope.h — the event envelope a producer sends, checked and normalised.
+ *
+ * envelope_parse() applies every rule of API.md's envelope table and reports
+ * *all* violations (never just the first) as problem `errors` entries with a
+ * JSON Pointer into the envelope and the batch index. A parsed event is what
+ * the appender stores; its result fields are filled in by the appender.
+ */
+#ifndef SLUICE_ENVELOPE_H
+#define SLUICE_ENVELOPE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define ENVELOPE_TYPE_MAX 128
+#define ENVELOPE_KEY_MAX 256
+#define ENVELOPE_STR_MAX 256
+#define ENVELOPE_STREAM_MAX 128
+#define ENVELOPE_ID_MAX 64
+#define ENVELOPE_TENANT_MAX 64
+
+/* Outcome of appending one event (filled by the appender). */
+typedef enum {
+    EV_PENDING = 0,  /* not decided yet */
+    EV_STORED,       /* committed now: 201 */
+    EV_REPLAYED,     /* same id and content already stored: 200 + Idempotent-Replay */
+    EV_FAILED,       /* `problem` says why */
+} event_outcome;
+
+typedef struct sluice_event {
+    char id[ENVELOPE_ID_MAX + 1];
+    bool id_given;            /* the client chose the id (idempotency applies) */
+    char tenant[ENVELOPE_TENANT_MAX + 1];
+    char *type;               /* owned */
+    char *stream;             /* owned */
+    char *key;                /* owned; NULL = no key */
+    long long expected_version; /* -1 = not given */
+    int schema_version;       /* 0 = latest */
+    char *correlation_id;     /* owned; defaults to id */
+    char *causation_id, *user_id, *source; /* owned; NULL = absent */
+    json_t *data;             /* owned reference */
+    json_t *metadata;         /* owned reference; NULL = absent */
+    char hash_hex[65];        /* SHA-256 of the envelope as sent: idempotency's "same content" */
+
+    /* Results, written by the appender thread before the request is resumed. */
+    event_outcome outcome;
+    long long position;
+    long long version;        /* 0 = no key */
+    char time[32];
+    json_t *problem;          /* owned; set when outcome == EV_FAILED */
+} sluice_event;
+
+/* Checks one envelope. On success fills `ev` (caller disposes with event_dispose) and
+ * returns true. On failure appends one entry per violation to `errors` (borrowed) with
+ * the given batch `index` (-1 for a single event) and returns false; `ev` is then
+ * disposed already. `tenant` is the caller's tenant (borrowed). Any thread. */
+bool envelope_parse(json_t *in, int index, const char *tenant, sluice_event *ev, json_t *errors)
+    __attribute__((warn_unused_result));
+void event_dispose(sluice_event *ev);
+
+/* True when `s` is a well-formed event type (dot notation, ≤ 128 characters). */
+bool envelope_type_valid(const char *s);
+/* True when `s` is a well-formed stream name. */
+bool envelope_stream_valid(const char *s);
+/* True when `s` is a well-formed client id (^[A-Za-z0-9._:-]{1,64}$). */
+bool envelope_id_valid(const char *s);
+/* Number of code points in a valid UTF-8 string. */
+size_t utf8_length(const char *s);
+
+#endif

@@ -1,0 +1,391 @@
+/*
+ * http.c — libmicrohttpd glue (see http.h).
+ *
+ * DESIGN: one daemon with an internal epoll thread pool and suspend/resume.
+ * The access callback is called (1) with the headers: the request is routed,
+ * authenticated and size-checked there, so a bad request is refused before its
+ * body is read; (2) with each piece of body, appended up to the limit; (3) once
+ * more when the body is complete: the handler runs. A handler that must wait
+ * suspends the connection; the core thread that finishes the work sets the
+ * answer and resumes it, and the callback's next call queues the answer.
+ */
+#include "http.h"
+#include "log.h"
+#include "mem.h"
+#include "problem.h"
+#include "timeutil.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct MHD_Daemon *daemon_; /* the one HTTP daemon */
+static const sluice_config *cfg_;  /* borrowed for the daemon's life */
+static atomic_int in_flight;       /* requests between arrival and completion */
+static int bound_port_, ws_port_;  /* set at start-up */
+
+int http_bound_port(void)
+{
+    return bound_port_;
+}
+
+int http_ws_port(void)
+{
+    return ws_port_;
+}
+
+void http_set_ws_port(int port)
+{
+    ws_port_ = port;
+}
+
+const sluice_config *http_config(void)
+{
+    return cfg_;
+}
+
+int http_in_flight(void)
+{
+    return atomic_load(&in_flight);
+}
+
+/* ------------------------------------------------------------------ routing */
+
+/* Matches `path` against `pattern`; on success copies parameters into req. */
+static bool route_match(const char *pattern, const char *path, http_req *req)
+{
+    const char *p = pattern, *u = path;
+    int n = 0;
+    char tmp[HTTP_MAX_PARAMS][1024];
+    while (*p && *u) {
+        if (*p == '{') {
+            const char *close = strchr(p, '}');
+            const char *seg_end = strchrnul(u, '/');
+            size_t len = (size_t)(seg_end - u);
+            if (len == 0 || len >= sizeof tmp[0] || n >= HTTP_MAX_PARAMS) return false;
+            memcpy(tmp[n], u, len);
+            tmp[n][len] = '\0';
+            n++;
+            p = close + 1;
+            u = seg_end;
+        } else {
+            if (*p != *u) return false;
+            p++;
+            u++;
+        }
+    }
+    if (*p || *u) return false;
+    if (req) {
+        size_t total = 0;
+        for (int i = 0; i < n; i++) total += strlen(tmp[i]) + 1;
+        req->param_buf = xmalloc(total + 1);
+        char *w = req->param_buf;
+        for (int i = 0; i < n; i++) {
+            size_t l = strlen(tmp[i]);
+            memcpy(w, tmp[i], l + 1);
+            req->params[i] = w;
+            w += l + 1;
+        }
+    }
+    return true;
+}
+
+/* Finds the route; on a path match with another method fills `allow` (405). */
+static const http_route *route_find(const char *method, const char *path, http_req *req,
+                                    buf *allow)
+{
+    for (size_t i = 0; i < http_routes_count; i++) {
+        const http_route *r = &http_routes[i];
+        if (!route_match(r->pattern, path, NULL)) continue;
+        if (strcmp(r->method, method) == 0 ||
+            (strcmp(method, "HEAD") == 0 && strcmp(r->method, "GET") == 0)) {
+            (void)route_match(r->pattern, path, req);
+            return r;
+        }
+        if (allow->len) buf_puts(allow, ", ");
+        buf_puts(allow, r->method);
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ answers */
+
+void http_add_header(http_req *req, const char *name, const char *value)
+{
+    if (req->n_headers >= HTTP_MAX_HEADERS) return;
+    req->hdr_name[req->n_headers] = name;
+    req->hdr_value[req->n_headers] = xstrdup(value);
+    req->n_headers++;
+}
+
+void http_reply(http_req *req, int status, const char *type, char *body, size_t len)
+{
+    free(req->resp_body);
+    req->status = status;
+    req->resp_type = type;
+    req->resp_body = body;
+    req->resp_len = len;
+}
+
+void http_reply_json(http_req *req, int status, json_t *body)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (!text) {
+        text = xstrdup("{\"code\":\"internal\",\"status\":500}");
+        status = 500;
+    }
+    http_reply(req, status, "application/json", text, strlen(text));
+}
+
+void http_reply_problem(http_req *req, json_t *problem)
+{
+    int status = (int)json_integer_value(json_object_get(problem, "status"));
+    char *text = json_dumps(problem, JSON_COMPACT);
+    json_decref(problem);
+    http_reply(req, status ? status : 500, "application/problem+json", text, strlen(text));
+}
+
+void http_reply_error(http_req *req, const char *code, const char *detail)
+{
+    http_reply_problem(req, problem_new(code, detail));
+}
+
+void http_reply_stream(http_req *req, int status, struct MHD_Response *resp)
+{
+    if (req->resp_stream) MHD_destroy_response(req->resp_stream);
+    req->status = status;
+    req->resp_stream = resp;
+}
+
+const char *http_query(http_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *http_header(http_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+void http_suspend(http_req *req)
+{
+    req->suspended = true;
+    MHD_suspend_connection(req->conn);
+}
+
+void http_resume(http_req *req)
+{
+    MHD_resume_connection(req->conn);
+}
+
+static enum MHD_Result queue_answer(http_req *req)
+{
+    struct MHD_Response *resp = req->resp_stream;
+    req->resp_stream = NULL;
+    if (!resp) {
+        resp = MHD_create_response_from_buffer(req->resp_len, req->resp_body,
+                                               MHD_RESPMEM_MUST_FREE);
+        req->resp_body = NULL;
+        if (req->resp_type) MHD_add_response_header(resp, "Content-Type", req->resp_type);
+    }
+    for (int i = 0; i < req->n_headers; i++)
+        MHD_add_response_header(resp, req->hdr_name[i], req->hdr_value[i]);
+    enum MHD_Result r = MHD_queue_response(req->conn, (unsigned)req->status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+/* ------------------------------------------------------------------ callbacks */
+
+static void req_free(http_req *req)
+{
+    if (req->state_free) req->state_free(req->state);
+    free(req->path);
+    free(req->param_buf);
+    free(req->body);
+    free(req->resp_body);
+    if (req->resp_stream) MHD_destroy_response(req->resp_stream);
+    for (int i = 0; i < req->n_headers; i++) free(req->hdr_value[i]);
+    free(req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    http_req *req = *con_cls;
+    if (!req) return;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        log_debug("http", "request ended early",
+                  json_pack("{s:s,s:s,s:i}", "method", req->method, "path", req->path, "reason",
+                            (int)toe));
+    req_free(req);
+    *con_cls = NULL;
+    atomic_fetch_sub(&in_flight, 1);
+}
+
+/* First call: route, authenticate, check the declared size. Returns true when an
+ * answer is already set (an early refusal). */
+static bool on_headers(http_req *req, const char *method, const char *url)
+{
+    buf allow;
+    buf_init(&allow);
+    req->route = route_find(method, url, req, &allow);
+    if (!req->route) {
+        if (allow.len) {
+            http_add_header(req, "Allow", allow.data);
+            http_reply_problem(req, problem_newf("method_not_allowed",
+                                                 "%s is not allowed here; allowed: %s", method,
+                                                 allow.data));
+        } else {
+            http_reply_problem(req, problem_newf("not_found", "no route for %s", url));
+        }
+        buf_dispose(&allow);
+        return true;
+    }
+    buf_dispose(&allow);
+    if (req->route->scope != SCOPE_NONE) {
+        if (auth_authenticate(http_header(req, "Authorization"), &req->auth) < 0) {
+            http_add_header(req, "WWW-Authenticate", "Bearer realm=\"sluice\"");
+            http_reply_error(req, "unauthenticated",
+                             "send Authorization: Bearer <token> with a valid API key");
+            return true;
+        }
+        if (!auth_has_scope(&req->auth, req->route->scope)) {
+            json_t *names = auth_scope_names(req->route->scope);
+            char *need = json_dumps(names, JSON_COMPACT);
+            http_reply_problem(req, problem_newf("forbidden", "this request needs the scope %s",
+                                                 need));
+            free(need);
+            json_decref(names);
+            return true;
+        }
+    }
+    const char *cl = http_header(req, "Content-Length");
+    if (cl && strtoll(cl, NULL, 10) > cfg_->max_body_bytes) {
+        http_reply_problem(req, problem_newf("payload_too_large",
+                                             "the body may be at most %lld bytes",
+                                             cfg_->max_body_bytes));
+        return true;
+    }
+    return false;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_size, void **con_cls)
+{
+    (void)cls;
+    (void)version;
+    http_req *req = *con_cls;
+    if (!req) {
+        atomic_fetch_add(&in_flight, 1);
+        req = xcalloc(1, sizeof *req);
+        req->conn = conn;
+        req->method = method;
+        req->path = xstrdup(url);
+        req->started_ms = time_mono_ms();
+        *con_cls = req;
+        if (on_headers(req, method, url)) {
+            req->dispatched = true;
+            return queue_answer(req);
+        }
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (!req->body_too_large) {
+            if (req->body_len + *upload_size > (size_t)cfg_->max_body_bytes) {
+                req->body_too_large = true;
+                free(req->body);
+                req->body = NULL;
+                req->body_len = 0;
+            } else {
+                req->body = xrealloc(req->body, req->body_len + *upload_size + 1);
+                memcpy(req->body + req->body_len, upload_data, *upload_size);
+                req->body_len += *upload_size;
+                req->body[req->body_len] = '\0';
+            }
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (!req->dispatched) {
+        req->dispatched = true;
+        if (req->body_too_large) {
+            http_reply_problem(req, problem_newf("payload_too_large",
+                                                 "the body may be at most %lld bytes",
+                                                 cfg_->max_body_bytes));
+            return queue_answer(req);
+        }
+        if (!req->body) req->body = xstrdup("");
+        req->route->handler(req);
+        if (req->suspended) return MHD_YES;
+        return queue_answer(req);
+    }
+    /* Resumed: the core thread has set the answer. */
+    req->suspended = false;
+    return queue_answer(req);
+}
+
+/* ------------------------------------------------------------------ daemon */
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && msg[n - 1] == '\n') msg[--n] = '\0';
+    log_debug("http", "libmicrohttpd", json_pack("{s:s}", "detail", msg));
+}
+
+int http_start(const sluice_config *cfg, int *bound_port)
+{
+    cfg_ = cfg;
+    struct sockaddr_in addr = {0};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)cfg->http_port);
+    if (inet_pton(AF_INET, cfg->bind, &addr.sin_addr) != 1) {
+        log_error("http", "SLUICE_BIND is not an IPv4 address", json_pack("{s:s}", "bind", cfg->bind));
+        return -1;
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    daemon_ = MHD_start_daemon(
+        flags, (uint16_t)cfg->http_port, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+        NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        (unsigned)1024, MHD_OPTION_END);
+    if (!daemon_) {
+        log_error("http", "cannot start the HTTP server (port in use?)",
+                  json_pack("{s:s,s:i}", "bind", cfg->bind, "port", cfg->http_port));
+        return -1;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon_, MHD_DAEMON_INFO_BIND_PORT);
+    *bound_port = info ? info->port : cfg->http_port;
+    bound_port_ = *bound_port;
+    return 0;
+}
+
+void http_quiesce(void)
+{
+    if (daemon_) {
+        MHD_socket s = MHD_quiesce_daemon(daemon_);
+        if (s != MHD_INVALID_SOCKET) close(s);
+    }
+}
+
+void http_stop(void)
+{
+    if (daemon_) MHD_stop_daemon(daemon_);
+    daemon_ = NULL;
+}

@@ -1,0 +1,104 @@
+/*
+ * http.h — the libmicrohttpd glue: routing, authentication, bodies, answers.
+ *
+ * A handler is called on a libmicrohttpd thread once the whole body has arrived
+ * (bounded by SLUICE_MAX_BODY_BYTES). It must not wait: it answers at once with
+ * http_reply_*, or calls http_suspend() and hands the request to a core thread,
+ * which fills in the answer with http_reply_* and then calls http_resume().
+ * Every allocation of a request hangs off its http_req and is freed once, in
+ * libmicrohttpd's request-completed callback.
+ */
+#ifndef SLUICE_HTTP_H
+#define SLUICE_HTTP_H
+
+#include "auth.h"
+#include "config.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct MHD_Connection;
+struct MHD_Response;
+typedef struct http_req http_req;
+typedef void (*http_handler)(http_req *req);
+
+/* One row of the route table (handlers/routes.c). */
+typedef struct http_route {
+    const char *method;   /* "GET", "POST", … */
+    const char *pattern;  /* "/v1/events/{id}": {name} matches one path segment */
+    http_handler handler;
+    unsigned scope;       /* SCOPE_* needed; SCOPE_NONE = no authentication */
+} http_route;
+
+extern const http_route http_routes[];
+extern const size_t http_routes_count;
+
+#define HTTP_MAX_PARAMS 4
+#define HTTP_MAX_HEADERS 6
+
+struct http_req {
+    struct MHD_Connection *conn;     /* borrowed from libmicrohttpd */
+    const char *method;              /* borrowed */
+    char *path;                      /* owned */
+    const http_route *route;         /* borrowed, static */
+    const char *params[HTTP_MAX_PARAMS]; /* path parameters, point into param_buf */
+    char *param_buf;                 /* owned */
+    char *body;                      /* owned, NUL-terminated */
+    size_t body_len;
+    bool body_too_large;             /* over the limit: the rest is discarded, 413 */
+    auth_ctx auth;                   /* who is asking */
+    bool dispatched;                 /* the handler has been called */
+    bool suspended;                  /* waiting for a core thread; MHD thread only */
+    int status;                      /* the answer, once ready */
+    char *resp_body;                 /* owned until queued */
+    size_t resp_len;
+    const char *resp_type;           /* static string */
+    struct MHD_Response *resp_stream; /* a streaming answer, owned until queued */
+    const char *hdr_name[HTTP_MAX_HEADERS]; /* static strings */
+    char *hdr_value[HTTP_MAX_HEADERS];      /* owned */
+    int n_headers;
+    void *state;                     /* a handler's async state, owned via state_free */
+    void (*state_free)(void *state);
+    long long started_ms;            /* monotonic, for logs */
+};
+
+/* Starts the HTTP daemon; *bound_port gets the port. Returns 0 or -1 (logged). */
+int http_start(const sluice_config *cfg, int *bound_port) __attribute__((warn_unused_result));
+/* Stops accepting connections (SIGTERM drain); requests in flight go on. */
+void http_quiesce(void);
+/* Number of requests between arrival and completion. */
+int http_in_flight(void);
+void http_stop(void);
+/* The ports actually bound (after 0 = pick a free port). */
+int http_bound_port(void);
+int http_ws_port(void);
+void http_set_ws_port(int port);
+/* Borrowed config (valid while running). */
+const sluice_config *http_config(void);
+
+/* ---- for handlers (MHD thread) and core threads (after http_suspend) ---- */
+
+/* Answer with `body` (takes ownership; malloc'd). */
+void http_reply(http_req *req, int status, const char *type, char *body, size_t len);
+/* Answer with JSON (steals the reference). */
+void http_reply_json(http_req *req, int status, json_t *body);
+/* Answer with a problem document (steals the reference); status from its code. */
+void http_reply_problem(http_req *req, json_t *problem);
+/* Shorthand: problem_new(code, detail) answered. */
+void http_reply_error(http_req *req, const char *code, const char *detail);
+/* Answer with a streaming body (takes ownership of the response). */
+void http_reply_stream(http_req *req, int status, struct MHD_Response *resp);
+/* Adds a header to the answer (name static; value copied). */
+void http_add_header(http_req *req, const char *name, const char *value);
+
+/* MHD thread only: a query argument or request header (borrowed), or NULL. */
+const char *http_query(http_req *req, const char *name);
+const char *http_header(http_req *req, const char *name);
+
+/* MHD thread only: parks the request until http_resume. */
+void http_suspend(http_req *req);
+/* Any thread, after the answer is set: wakes the request. Do not touch req afterwards. */
+void http_resume(http_req *req);
+
+#endif

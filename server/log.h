@@ -1,0 +1,29 @@
+/*
+ * log.h — JSON-lines logging to stderr.
+ *
+ * Every line names its module ("http", "appender", …) and carries structured
+ * fields, so operators can grep and machines can parse. One line is written
+ * with one write(2), so lines from different threads never interleave.
+ */
+#ifndef SLUICE_LOG_H
+#define SLUICE_LOG_H
+
+#include <jansson.h>
+
+typedef enum { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR, LOG_FATAL } log_level;
+
+/* Sets the threshold from "debug|info|warn|error"; returns -1 on an unknown name. */
+int log_set_level(const char *name);
+
+/* Writes one line. `fields` may be NULL; this function takes ownership of it. Any thread. */
+void log_emit(log_level lvl, const char *module, const char *msg, json_t *fields);
+
+#define log_debug(m, msg, f) log_emit(LOG_DEBUG, m, msg, f)
+#define log_info(m, msg, f) log_emit(LOG_INFO, m, msg, f)
+#define log_warn(m, msg, f) log_emit(LOG_WARN, m, msg, f)
+#define log_error(m, msg, f) log_emit(LOG_ERROR, m, msg, f)
+
+/* Logs at FATAL and exits(1). Start-up only. */
+void log_fatal(const char *module, const char *msg, json_t *fields) __attribute__((noreturn));
+
+#endif

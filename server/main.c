@@ -1,0 +1,205 @@
+/*
+ * main.c — start-up, signals and the graceful drain.
+ *
+ *   sluice [serve]       migrate, then serve until SIGTERM/SIGINT
+ *   sluice migrate       apply migrations and exit
+ *   sluice keys create   create an API key and print it as JSON
+ *
+ * Signals are blocked in every thread and taken by sigwait() here, so no
+ * handler ever runs inside library code. SIGTERM drains: stop accepting, let
+ * requests in flight finish (their commits included) for up to
+ * SLUICE_DRAIN_TIMEOUT_MS, stop the appender after its queue is empty, exit 0.
+ */
+#include "appender.h"
+#include "auth.h"
+#include "config.h"
+#include "db.h"
+#include "http.h"
+#include "http_stream.h"
+#include "log.h"
+#include "mem.h"
+#include "migrate.h"
+#include "pool.h"
+#include "timeutil.h"
+#include "version.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int require_database(const sluice_config *cfg)
+{
+    if (cfg->database_url && *cfg->database_url) return 0;
+    fprintf(stderr, "sluice: SLUICE_DATABASE_URL is not set. `make run` starts a private "
+                    "PostgreSQL and sets it; or point it at yours.\n");
+    return -1;
+}
+
+static int run_migrations(const sluice_config *cfg)
+{
+    PGconn *conn = NULL;
+    for (int attempt = 0; attempt < 10 && !conn; attempt++) {
+        conn = db_connect(cfg->database_url, "migrate");
+        if (!conn) sleep(1);
+    }
+    if (!conn) return -1;
+    int rc = migrate_run(&conn);
+    PQfinish(conn);
+    return rc;
+}
+
+static int cmd_keys_create(int argc, char **argv)
+{
+    const char *tenant = AUTH_DEFAULT_TENANT, *scopes_arg = NULL, *name = NULL;
+    char **rest = xcalloc((size_t)argc + 1, sizeof *rest);
+    int n_rest = 0, rc = 1;
+    sluice_config cfg;
+    PGconn *conn = NULL;
+    for (int i = 3; i < argc; i++) {
+        if (strcmp(argv[i], "--tenant") == 0 && i + 1 < argc)
+            tenant = argv[++i];
+        else if (strcmp(argv[i], "--scopes") == 0 && i + 1 < argc)
+            scopes_arg = argv[++i];
+        else if (strcmp(argv[i], "--name") == 0 && i + 1 < argc)
+            name = argv[++i];
+        else
+            rest[n_rest++] = argv[i];
+    }
+    if (config_load(&cfg, n_rest, rest, 0) != 0) goto out_nocfg;
+    if (require_database(&cfg) < 0) goto out;
+    unsigned scopes = 0;
+    if (!scopes_arg || !auth_tenant_valid(tenant)) goto usage;
+    char *copy = xstrdup(scopes_arg), *save = NULL;
+    for (char *s = strtok_r(copy, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
+        unsigned bit = auth_scope_from_name(s);
+        if (!bit) {
+            free(copy);
+            goto usage;
+        }
+        scopes |= bit;
+    }
+    free(copy);
+    if (run_migrations(&cfg) < 0) goto out;
+    conn = db_connect(cfg.database_url, "keys");
+    json_t *answer = NULL;
+    if (!conn || auth_key_create(&conn, tenant, scopes, name, &answer) < 0) {
+        fprintf(stderr, "sluice: could not create the key\n");
+        goto out;
+    }
+    char *text = json_dumps(answer, JSON_COMPACT);
+    printf("%s\n", text);
+    free(text);
+    json_decref(answer);
+    rc = 0;
+    goto out;
+usage:
+    fprintf(stderr, "usage: sluice keys create --tenant T --scopes publish,read,subscribe,"
+                    "schemas,admin [--name N]\n");
+    rc = 2;
+out:
+    PQfinish(conn);
+    config_dispose(&cfg);
+out_nocfg:
+    free(rest);
+    return rc;
+}
+
+static void drain(const sluice_config *cfg)
+{
+    log_info("main", "draining: no new connections; finishing requests in flight",
+             json_pack("{s:i}", "in_flight", http_in_flight()));
+    http_quiesce();
+    int64_t deadline = time_mono_ms() + cfg->drain_timeout_ms;
+    while (http_in_flight() > 0 && time_mono_ms() < deadline) usleep(20 * 1000);
+    http_stream_shutdown();
+    appender_stop();
+    pool_stop();
+    deadline = time_mono_ms() + 2000;
+    while (http_in_flight() > 0 && time_mono_ms() < deadline) usleep(20 * 1000);
+    http_stop();
+    auth_shutdown();
+}
+
+static int cmd_serve(sluice_config *cfg)
+{
+    if (require_database(cfg) < 0) return 1;
+    if (run_migrations(cfg) < 0) {
+        log_error("main", "migrations failed; not serving", NULL);
+        return 1;
+    }
+    if (auth_init(cfg->database_url, cfg->admin_token, cfg->auth) < 0) {
+        log_error("main", "cannot load API keys", NULL);
+        return 1;
+    }
+    if (appender_start(cfg) < 0) {
+        log_error("main", "cannot start the appender", NULL);
+        return 1;
+    }
+    if (pool_start(cfg->database_url, cfg->db_pool, 4096) < 0) return 1;
+    int port = 0;
+    if (http_start(cfg, &port) < 0) return 1;
+    http_set_ws_port(cfg->ws_port);
+    log_info("main", "listening",
+             json_pack("{s:s,s:i,s:i,s:s,s:s}", "bind", cfg->bind, "http_port", port, "ws_port",
+                       http_ws_port(), "version", SLUICE_VERSION, "auth",
+                       cfg->auth ? "on" : "off"));
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    int sig = 0;
+    sigwait(&set, &sig);
+    log_info("main", "signal received", json_pack("{s:s}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
+    drain(cfg);
+    log_info("main", "stopped", NULL);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* every thread inherits this */
+    signal(SIGPIPE, SIG_IGN);
+
+    const char *cmd = argc > 1 && argv[1][0] != '-' ? argv[1] : "serve";
+    int first = argc > 1 && argv[1][0] != '-' ? 2 : 1;
+    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+        printf("sluice %s\n", SLUICE_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "keys") == 0) {
+        if (argc < 3 || strcmp(argv[2], "create") != 0) {
+            fprintf(stderr, "usage: sluice keys create --tenant T --scopes ... [--name N]\n");
+            return 2;
+        }
+        return cmd_keys_create(argc, argv);
+    }
+    if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "migrate") != 0) {
+        fprintf(stderr, "sluice: unknown command '%s' (see --help)\n", cmd);
+        return 2;
+    }
+    sluice_config cfg;
+    int rc = config_load(&cfg, argc, argv, first);
+    if (rc != 0) {
+        config_dispose(&cfg);
+        return rc > 0 ? 0 : 2;
+    }
+    if (log_set_level(cfg.log_level) < 0) {
+        fprintf(stderr, "sluice: SLUICE_LOG_LEVEL must be debug, info, warn or error\n");
+        config_dispose(&cfg);
+        return 2;
+    }
+    if (strcmp(cmd, "migrate") == 0) {
+        rc = require_database(&cfg) < 0 || run_migrations(&cfg) < 0 ? 1 : 0;
+        if (rc == 0) log_info("main", "migrations applied", NULL);
+    } else {
+        rc = cmd_serve(&cfg);
+    }
+    config_dispose(&cfg);
+    return rc;
+}

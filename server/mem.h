@@ -1,0 +1,36 @@
+/*
+ * mem.h — Sluice's one out-of-memory policy.
+ *
+ * Internal allocations go through these wrappers, which abort the process when
+ * the allocator fails (as redis zmalloc does): a gateway that cannot allocate a
+ * few bytes cannot answer honestly anyway. Anything a client can grow (bodies,
+ * batches, result pages) is bounded *before* it is allocated, so input can never
+ * drive these into failure.
+ */
+#ifndef SLUICE_MEM_H
+#define SLUICE_MEM_H
+
+#include <stddef.h>
+
+void *xmalloc(size_t n);            /* caller frees; never NULL */
+void *xcalloc(size_t n, size_t sz); /* caller frees; never NULL */
+void *xrealloc(void *p, size_t n);  /* caller frees; never NULL */
+char *xstrdup(const char *s);       /* caller frees; NULL in → NULL out */
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A growable byte buffer for building answers. Embedded: buf_init/buf_dispose. */
+typedef struct buf {
+    char *data; /* NUL-terminated while len < cap; owned */
+    size_t len; /* bytes used */
+    size_t cap; /* bytes allocated */
+} buf;
+
+void buf_init(buf *b);
+void buf_dispose(buf *b);
+void buf_append(buf *b, const char *s, size_t n);
+void buf_puts(buf *b, const char *s);
+void buf_printf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+char *buf_steal(buf *b, size_t *len); /* caller frees; leaves b empty */
+
+#endif

@@ -1,0 +1,28 @@
+/*
+ * pool.h — worker threads for PostgreSQL work that is not a publish.
+ *
+ * Reads, key administration and readiness checks must not run on a
+ * libmicrohttpd thread (they wait on PostgreSQL), so handlers suspend the
+ * request and submit a job here. Each worker owns one connection, opened lazily
+ * and reopened after a failure. The queue is bounded: a full queue is refused
+ * at once, and the handler answers 503.
+ */
+#ifndef SLUICE_POOL_H
+#define SLUICE_POOL_H
+
+#include <libpq-fe.h>
+
+/* A job: runs on a worker thread; *conn is that worker's connection, or NULL when
+ * PostgreSQL cannot be reached (the job must then answer 503). The job owns `arg`. */
+typedef void (*pool_fn)(PGconn **conn, void *arg);
+
+/* Starts `threads` workers. Returns 0 or -1. Start-up only. */
+int pool_start(const char *database_url, int threads, int queue_max)
+    __attribute__((warn_unused_result));
+/* Queues a job. Returns 0, or -1 when the queue is full or stopping (the caller keeps `arg`).
+ * Any thread. */
+int pool_submit(pool_fn fn, void *arg) __attribute__((warn_unused_result));
+/* Runs every queued job, then stops the workers. */
+void pool_stop(void);
+
+#endif

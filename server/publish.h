@@ -1,0 +1,42 @@
+/*
+ * publish.h — a publish request from decoded JSON to its answer.
+ *
+ * Owns the rules of API.md's "Publishing" that sit above one event: single vs
+ * batch, atomic vs partial (207), duplicate ids inside a batch, and the shape
+ * and status of every answer (201, 200 + Idempotent-Replay, 207, 400, 409,
+ * 503). The handler only decodes the body and moves bytes; the appender only
+ * stores.
+ */
+#ifndef SLUICE_PUBLISH_H
+#define SLUICE_PUBLISH_H
+
+#include "appender.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+
+typedef struct publish_op publish_op;
+/* Called once the answer is ready (on the appender thread, or the caller's). */
+typedef void (*publish_done)(publish_op *op, void *arg);
+
+/* The answer of a finished publish. */
+typedef struct publish_answer {
+    int status;   /* HTTP status */
+    json_t *body; /* owned by the op until taken */
+    bool replay;  /* send Idempotent-Replay: true */
+} publish_answer;
+
+/* Checks `root` (borrowed; an envelope or an array of them) for `tenant`.
+ * Returns an op (caller frees with publish_op_free after done). When nothing needs
+ * storing (every event invalid) the answer is ready at once and publish_submit
+ * calls done immediately. Any thread. */
+publish_op *publish_prepare(json_t *root, bool atomic, const char *tenant, int max_batch,
+                            size_t body_bytes);
+/* Hands the op to the appender; `done(op, arg)` is called exactly once, either here
+ * (refused: queue full, store down) or on the appender thread after the commit. */
+void publish_submit(publish_op *op, publish_done done, void *arg);
+/* The answer; valid after done. */
+publish_answer *publish_result(publish_op *op);
+void publish_op_free(publish_op *op);
+
+#endif

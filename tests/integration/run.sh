@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Runs the integration suite: the real sluice binary over HTTP against a real PostgreSQL.
+# Test files run one at a time (two cores); each starts its own sluice on free ports with a
+# fresh database. `make test` calls this with SLUICE_BIN (e.g. the sanitizer build),
+# SLUICE_DATABASE_URL (a superuser role) and SLUICE_REDIS_URL set.
+#
+#   tests/integration/run.sh                      # every *.test.js
+#   tests/integration/run.sh tests/integration/publish.test.js   # some files
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+
+export SLUICE_BIN="${SLUICE_BIN:-$repo/build/sluice}"
+: "${SLUICE_DATABASE_URL:?SLUICE_DATABASE_URL must name a PostgreSQL superuser connection}"
+if [[ ! -x "$SLUICE_BIN" ]]; then
+	echo "run.sh: no executable sluice at $SLUICE_BIN (make first)" >&2
+	exit 2
+fi
+command -v node >/dev/null || { echo "run.sh: node is required" >&2; exit 2; }
+command -v psql >/dev/null || { echo "run.sh: psql is required" >&2; exit 2; }
+
+SLUICE_IT_TMP=$(mktemp -d /tmp/sluice-it.XXXXXX)
+export SLUICE_IT_TMP
+
+# Whatever a crashed test process left behind: the sluice processes it started (by pid, only
+# if that pid still runs the binary) and the databases it created.
+cleanup() {
+	local rc=$?
+	local f pid
+	for f in "$SLUICE_IT_TMP"/pids/*; do
+		[[ -e "$f" ]] || continue
+		pid=$(basename "$f")
+		if [[ -r /proc/$pid/exe && "$(readlink -f /proc/"$pid"/exe)" == "$(readlink -f "$SLUICE_BIN")" ]]; then
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+	done
+	for f in "$SLUICE_IT_TMP"/dbs/*; do
+		[[ -e "$f" ]] || continue
+		psql "$(head -n1 "$f")" -X -q -c "DROP DATABASE IF EXISTS $(basename "$f") WITH (FORCE)" >/dev/null 2>&1 || true
+	done
+	if [[ $rc -ne 0 ]]; then
+		echo "run.sh: sluice logs kept in $SLUICE_IT_TMP/logs" >&2
+	else
+		rm -rf "$SLUICE_IT_TMP"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+
+if [[ $# -eq 0 ]]; then
+	set -- "$here"/*.test.js
+fi
+
+node --test --test-concurrency=1 --test-timeout="${SLUICE_IT_TEST_TIMEOUT_MS:-600000}" \
+	--test-reporter=spec "$@"

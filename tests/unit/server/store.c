@@ -1,0 +1,63 @@
+/* Unit tests of server/store.c: parsing the read filters. */
+#include "store.h"
+
+#include <criterion/criterion.h>
+#include <string.h>
+
+typedef struct args {
+    const char *names[8];
+    const char *values[8];
+} args;
+
+static const char *lookup(void *ctx, const char *name)
+{
+    args *a = ctx;
+    for (int i = 0; i < 8 && a->names[i]; i++)
+        if (strcmp(a->names[i], name) == 0) return a->values[i];
+    return NULL;
+}
+
+Test(store, types_take_comma_lists_and_prefix_wildcards)
+{
+    args a = {{"type"}, {"file.uploaded,user.*,ai.cost.*"}};
+    read_filter f;
+    char err[256];
+    cr_assert_eq(store_filter_parse(&f, lookup, &a, true, err), 0, "%s", err);
+    cr_assert_eq(f.n_types, 3);
+    cr_assert_str_eq(f.types[0], "file.uploaded");
+    cr_assert_not(f.type_prefix[0]);
+    cr_assert_str_eq(f.types[1], "user.");
+    cr_assert(f.type_prefix[1]);
+    cr_assert_str_eq(f.types[2], "ai.cost.");
+    store_filter_dispose(&f);
+}
+
+Test(store, pages_default_to_100_and_stop_at_1000)
+{
+    args a = {{NULL}, {NULL}};
+    read_filter f;
+    char err[256];
+    cr_assert_eq(store_filter_parse(&f, lookup, &a, true, err), 0);
+    cr_assert_eq(f.limit, 100);
+    store_filter_dispose(&f);
+    args big = {{"limit"}, {"1001"}};
+    cr_assert_eq(store_filter_parse(&f, lookup, &big, true, err), -1);
+    cr_assert_eq(store_filter_parse(&f, lookup, &big, false, err), 0, "streams have no page cap");
+    store_filter_dispose(&f);
+}
+
+Test(store, bad_filters_are_refused_with_a_reason)
+{
+    const char *bad[][2] = {
+        {"type", "File.x"}, {"type", "*.x"},   {"after", "-1"},  {"after", "x"},
+        {"limit", "0"},     {"since", "today"}, {"until", "2026"}, {"stream", ""},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        args a = {{bad[i][0]}, {bad[i][1]}};
+        read_filter f;
+        char err[256] = "";
+        cr_assert_eq(store_filter_parse(&f, lookup, &a, true, err), -1, "%s=%s", bad[i][0],
+                     bad[i][1]);
+        cr_assert_neq(err[0], '\0');
+    }
+}
