@@ -22,6 +22,7 @@
 #
 # PostgreSQL runs with durable settings (fsync and synchronous_commit on): a 201 from Sluice
 # means committed, and the benchmarks must measure that, not a RAM disk.
+# shellcheck disable=SC2317  # functions run from traps and "${c}_start"-style dispatch
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -43,6 +44,17 @@ case "$cmd" in start | stop | status | env | clean) ;; *) usage ;; esac
 case "$what" in pg | redis | all) ;; *) usage ;; esac
 
 RUN_DIR=${SLUICE_RUN_DIR:-$REPO/.sluice}
+if [[ ! -d $RUN_DIR && $cmd != start ]]; then # nothing was ever started there
+  case "$cmd" in
+    env) die "nothing started in $RUN_DIR (run: $0 start)" ;;
+    status)
+      [[ $what == redis ]] || echo "pg: stopped"
+      [[ $what == pg ]] || echo "redis: stopped"
+      exit 3
+      ;;
+    *) exit 0 ;;
+  esac
+fi
 mkdir -p "$RUN_DIR"
 RUN_DIR=$(cd "$RUN_DIR" && pwd -P)
 ENV_FILE=$RUN_DIR/env
@@ -73,7 +85,7 @@ port_free() {
     # TIME-WAIT leftovers of closed connections do not stop a SO_REUSEADDR listener.
     [[ -z $(ss -Htan exclude time-wait "( sport = :$p )" 2>/dev/null) ]]
   else
-    ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then return 1; fi
   fi
 }
 
@@ -159,7 +171,7 @@ own_pg() { # own_pg PATH...: hand PATHs to the PostgreSQL user
 # the locks, or keep the caller's pipe open, for its whole life.
 close_fds() {
   local fd
-  for fd in /proc/$BASHPID/fd/*; do
+  for fd in "/proc/$BASHPID/fd/"*; do
     fd=${fd##*/}
     if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
   done
@@ -230,8 +242,8 @@ pg_answers() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$1" -t 2; }
 
 # pg_running: alive and accepting connections (waits out a start-up or recovery in progress).
 pg_running() {
-  local i port
-  for ((i = 0; i < 60; i++)); do
+  local port deadline=$((SECONDS + 30))
+  while ((SECONDS < deadline)); do
     pg_pid >/dev/null || return 1
     port=$(pg_live_port)
     [[ -n $port ]] && pg_answers "$port" && return 0
@@ -358,7 +370,7 @@ redis_running() {
   local pid port answer
   pid=$(redis_pid) || return 1
   port=$(redis_port) || return 1
-  answer=$(redis-cli -h 127.0.0.1 -p "$port" info server 2>/dev/null | tr -d '\r' |
+  answer=$(timeout 2 redis-cli -h 127.0.0.1 -p "$port" info server 2>/dev/null | tr -d '\r' |
     sed -n 's/^process_id://p')
   [[ $answer == "$pid" ]]
 }
@@ -369,8 +381,8 @@ redis_start() {
     log "redis: already running on 127.0.0.1:$(redis_port) (pid $(redis_pid))"
     return
   fi
-  local i
-  for ((i = 0; i < 50; i++)); do # alive but not answering: starting up, or shutting down
+  local deadline=$((SECONDS + 10))
+  while ((SECONDS < deadline)); do # alive but not answering: starting up, or shutting down
     redis_pid >/dev/null || break
     redis_running && {
       log "redis: already running on 127.0.0.1:$(redis_port) (pid $(redis_pid))"
@@ -392,6 +404,7 @@ redis_start() {
       --pidfile "$REDIS_PIDFILE" --logfile "$REDIS_LOG" >/dev/null
   )
   echo "$port" >"$RUN_DIR/redis.port"
+  local i
   for ((i = 0; i < 100; i++)); do
     redis_running && break
     sleep 0.1
@@ -412,20 +425,20 @@ redis_stop() {
     rm -f "$REDIS_PIDFILE"
     return 0
   }
-  redis-cli -h 127.0.0.1 -p "$(redis_port)" shutdown nosave >/dev/null 2>&1 || true
+  timeout 10 redis-cli -h 127.0.0.1 -p "$(redis_port)" shutdown nosave >/dev/null 2>&1 || true
   for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
+    proc_alive "$pid" redis-server || break
     sleep 0.1
   done
-  if kill -0 "$pid" 2>/dev/null; then
+  if proc_alive "$pid" redis-server; then
     log "redis: shutdown did not finish; sending SIGTERM to $pid"
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < 50; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
+      proc_alive "$pid" redis-server || break
       sleep 0.1
     done
   fi
-  kill -0 "$pid" 2>/dev/null && die "redis: pid $pid did not stop"
+  if proc_alive "$pid" redis-server; then die "redis: pid $pid did not stop"; fi
   rm -f "$REDIS_PIDFILE"
   log "redis: stopped"
 }
