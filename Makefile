@@ -9,7 +9,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN      = -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wstrict-prototypes
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP -Iserver -Ibuild/gen $(PKG_CFLAGS)
-LDLIBS    = $(PKG_LIBS) -lpthread
+LDLIBS    = $(PKG_LIBS) -lpthread -lm
 
 ifeq ($(SANITIZER),address)
   BUILD   = build/asan
@@ -19,12 +19,15 @@ else
   BUILD   = build
 endif
 
-CORE_SRC    = $(wildcard server/*.c) $(wildcard handlers/*.c)
+CORE_SRC    = $(shell find server handlers -name '*.c' | sort)
 LIB_SRC     = $(filter-out server/main.c,$(CORE_SRC))
 LIB_OBJ     = $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/migrations.o \
-              $(BUILD)/obj/gen/openapi.o
+              $(BUILD)/obj/gen/openapi.o $(BUILD)/obj/gen/catalog.o
+CATALOG     = $(sort $(wildcard schemas/*.json))
 MAIN_OBJ    = $(BUILD)/obj/server/main.o
-UNIT_SRC    = $(shell find tests/unit -name '*.c' 2>/dev/null)
+UNIT_SRC    = $(shell find tests/unit -name '*.c' 2>/dev/null | sort)
+CONF_SRC    = $(wildcard tests/conformance/*.c)
+CONF_OBJ    = $(CONF_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_OBJ    = $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
 MIGRATIONS  = $(sort $(wildcard migrations/*.sql))
 
@@ -46,12 +49,20 @@ build/gen/openapi.c: openapi/openapi.yaml scripts/embed-text.sh
 	@mkdir -p build/gen
 	scripts/embed-text.sh $@ openapi_yaml openapi/openapi.yaml
 
+build/gen/catalog.c: $(CATALOG) scripts/embed-catalog.sh
+	@mkdir -p build/gen
+	scripts/embed-catalog.sh $@ $(CATALOG)
+
 $(BUILD)/obj/gen/%.o: build/gen/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/unit-tests: $(LIB_OBJ) $(UNIT_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+
+# The JSON-Schema-Test-Suite runner (tests/conformance/): a program of its own.
+$(BUILD)/conformance: $(LIB_OBJ) $(CONF_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 unit: $(BUILD)/unit-tests
 	$(BUILD)/unit-tests
@@ -74,7 +85,7 @@ bench:
 	bench/run.sh
 
 format:
-	clang-format -i server/*.c server/*.h handlers/*.c handlers/*.h $(UNIT_SRC)
+	clang-format -i $(CORE_SRC) $(shell find server handlers -name '*.h') $(UNIT_SRC)
 
 clean:
 	rm -rf build

@@ -2,6 +2,7 @@
  * events.c — /v1/events: publish, read one, read many (pages or NDJSON).
  */
 #include "handlers.h"
+#include "../server/cloudevents.h"
 #include "../server/db.h"
 #include "../server/http_stream.h"
 #include "../server/log.h"
@@ -15,22 +16,34 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* ------------------------------------------------------------------ publish */
 
-static void on_published(publish_op *op, void *arg)
+/* MHD thread, once resumed: turns the outcomes into the answer. */
+static void answer_published(http_req *req)
 {
-    http_req *req = arg;
-    publish_answer *a = publish_result(op);
+    publish_answer *a = publish_result(req->state);
     if (a->replay) http_add_header(req, "Idempotent-Replay", "true");
     if (a->status == 503) http_add_header(req, "Retry-After", "1");
+    if (a->text) {
+        http_reply(req, a->status, "application/json", a->text, a->text_len);
+        a->text = NULL;
+        return;
+    }
     json_t *body = a->body;
     a->body = NULL;
     if (a->status >= 400 && a->status != 207)
         http_reply_problem(req, body);
     else
         http_reply_json(req, a->status, body);
-    http_resume(req);
+}
+
+/* Appender thread (or the submitter's, when refused at once): wake the request. */
+static void on_published(publish_op *op, void *arg)
+{
+    (void)op;
+    http_resume(arg);
 }
 
 static void free_op(void *op)
@@ -38,19 +51,50 @@ static void free_op(void *op)
     publish_op_free(op);
 }
 
+static void each_header(void *ctx, void (*each)(const char *, const char *, void *), void *arg)
+{
+    http_each_header(ctx, each, arg);
+}
+
+/* The body as envelopes, whichever binding the producer used: plain JSON, or CloudEvents
+ * in structured, batch or binary mode (a ce-specversion header). */
+static json_t *envelopes_or_problem(http_req *req)
+{
+    static const char *const types[] = {"application/json", "application/cloudevents+json",
+                                        "application/cloudevents-batch+json", NULL};
+    if (!handler_media_type_or_problem(req, types)) return NULL;
+    json_t *body = handler_json_body_or_problem(req);
+    if (!body) return NULL;
+    const char *ct = http_header(req, "Content-Type");
+    json_t *out;
+    if (ct && strncasecmp(ct, "application/cloudevents-batch+json", 34) == 0)
+        out = cloudevents_batch(body);
+    else if (ct && strncasecmp(ct, "application/cloudevents+json", 28) == 0)
+        out = cloudevents_structured(body);
+    else if (http_header(req, "ce-specversion"))
+        out = cloudevents_binary(each_header, req, body);
+    else
+        return body;
+    json_decref(body);
+    return out;
+}
+
 void events_publish(http_req *req)
 {
-    static const char *const types[] = {"application/json", NULL};
-    if (!handler_media_type_or_problem(req, types)) return;
-    json_t *root = handler_json_body_or_problem(req);
+    json_t *root = envelopes_or_problem(req);
     if (!root) return;
     const char *atomic_arg = http_query(req, "atomic");
     bool atomic = !(atomic_arg && strcmp(atomic_arg, "false") == 0);
-    publish_op *op = publish_prepare(root, atomic, req->auth.tenant,
-                                     http_config()->max_batch, req->body_len);
+    publish_opts opts = {.tenant = req->auth.tenant,
+                         .atomic = atomic,
+                         .max_batch = http_config()->max_batch,
+                         .allow_unknown_types = http_config()->allow_unknown_types,
+                         .body_bytes = req->body_len};
+    publish_op *op = publish_prepare(root, &opts);
     json_decref(root);
     req->state = op;
     req->state_free = free_op;
+    req->finalize = answer_published;
     http_suspend(req);
     publish_submit(op, on_published, req);
 }

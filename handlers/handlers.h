@@ -13,6 +13,15 @@
 void events_publish(http_req *req);
 void events_get(http_req *req);
 void events_list(http_req *req);
+/* schemas.c */
+void schemas_list(http_req *req);
+void schemas_register(http_req *req);
+void schemas_get(http_req *req);
+void schemas_versions(http_req *req);
+void schemas_version(http_req *req);
+void schemas_set_compat(http_req *req);
+void schemas_validate(http_req *req);
+void schemas_deprecate(http_req *req);
 /* keys.c */
 void keys_create(http_req *req);
 void keys_list(http_req *req);

@@ -89,6 +89,18 @@ port_free() {
   fi
 }
 
+# port_unlistened PORT: true when nothing listens on PORT. A server coming back on its own
+# port needs only that: clients' half-closed connections to its last life (CLOSE-WAIT /
+# FIN-WAIT) do not stop it from binding, and keeping the port keeps their URLs valid.
+port_unlistened() {
+  local p=$1
+  if command -v ss >/dev/null 2>&1; then
+    [[ -z $(ss -Htln "( sport = :$p )" 2>/dev/null) ]]
+  else
+    port_free "$p"
+  fi
+}
+
 # port_claimed_by_other PORT: true when another run dir that still exists handed out PORT and
 # still records it (its server may be stopped for a moment, as in an outage test).
 port_claimed_by_other() {
@@ -113,7 +125,7 @@ unlock_ports() { exec 8>&-; }
 pick_port() {
   local comp=$1 prev p lo top i
   prev=$(cat "$RUN_DIR/$comp.port" 2>/dev/null || true)
-  if [[ -n $prev ]] && port_free "$prev"; then
+  if [[ -n $prev ]] && port_unlistened "$prev"; then
     echo "$prev"
     return
   fi

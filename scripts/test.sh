@@ -2,7 +2,8 @@
 # test.sh — what `make test` runs after scripts/install-deps.sh: every test of
 # Sluice against real servers.
 #   1. build the release binary and the AddressSanitizer/UBSan build;
-#   2. Criterion unit tests, under the sanitizers;
+#   2. Criterion unit tests and the JSON-Schema-Test-Suite conformance run, under
+#      the sanitizers;
 #   3. a private PostgreSQL and Redis (scripts/services.sh), unless
 #      SLUICE_DATABASE_URL and SLUICE_REDIS_URL name servers to use;
 #   4. the integration suite (tests/integration) against the sanitizer build,
@@ -27,13 +28,17 @@ suite() { # suite NAME COMMAND...
 
 echo "=== build"
 make -j"$jobs" all
-make -j"$jobs" SANITIZER=address build/asan/sluice build/asan/unit-tests
+make -j"$jobs" SANITIZER=address build/asan/sluice build/asan/unit-tests build/asan/conformance
+# Test-only npm packages (the cloudevents SDK as a real CloudEvents client).
+npm ci --prefix tests --no-audit --no-fund --loglevel=error
 
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=66:${ASAN_OPTIONS:-}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
 export LSAN_OPTIONS="suppressions=$repo/tests/lsan.supp:print_suppressions=0:${LSAN_OPTIONS:-}"
 
 suite "unit (Criterion, ASan+UBSan)" build/asan/unit-tests --jobs="$jobs"
+suite "conformance (JSON-Schema-Test-Suite draft 2020-12, ASan+UBSan)" \
+  build/asan/conformance tests/conformance/json-schema-test-suite/draft2020-12
 
 if [[ -z "${SLUICE_DATABASE_URL:-}" || -z "${SLUICE_REDIS_URL:-}" ]]; then
   export SLUICE_RUN_DIR="${SLUICE_RUN_DIR:-$repo/.sluice}"

@@ -334,11 +334,6 @@ static const char *const insert_sql_tail =
     "s text, k text, v bigint, ty text, sv integer, c text, ca text, u text, so text, d jsonb, "
     "m jsonb, h text) ORDER BY x.p";
 
-static json_t *jstr_or_null(const char *s)
-{
-    return s ? json_string(s) : json_null();
-}
-
 /* Appends `text` as an escaped SQL literal; false if the connection is gone. */
 static bool append_literal(buf *sql, const char *text)
 {
@@ -458,25 +453,24 @@ static int write_events(append_req **reqs, size_t n_reqs, size_t stored, const c
         buf_puts(&sql, "BEGIN; SELECT pg_advisory_xact_lock(" APPENDER_LOCK_KEY
                        "); SELECT coalesce(max(position), 0) FROM events; ");
     if (stored) {
-        json_t *rows = json_array();
+        /* Rows were serialised on the publishers' threads; here they are only joined. */
+        buf rows;
+        buf_init(&rows);
+        buf_puts(&rows, "[");
         for (size_t r = 0; r < n_reqs; r++) {
             for (size_t i = 0; i < reqs[r]->n; i++) {
                 sluice_event *ev = &reqs[r]->events[i];
                 if (ev->outcome != EV_STORED) continue;
-                json_t *row = json_pack(
-                    "{s:I,s:s,s:s,s:s,s:o,s:o,s:s,s:o,s:s,s:o,s:o,s:o,s:O,s:o,s:s}", "p",
-                    (json_int_t)ev->position, "id", ev->id, "t", ev->tenant, "s", ev->stream, "k",
-                    jstr_or_null(ev->key), "v",
-                    ev->key ? json_integer(ev->version) : json_null(), "ty", ev->type, "sv",
-                    ev->schema_version ? json_integer(ev->schema_version) : json_null(), "c",
-                    ev->correlation_id, "ca", jstr_or_null(ev->causation_id), "u",
-                    jstr_or_null(ev->user_id), "so", jstr_or_null(ev->source), "d", ev->data, "m",
-                    ev->metadata ? json_incref(ev->metadata) : json_null(), "h", ev->hash_hex);
-                json_array_append_new(rows, row);
+                if (rows.len > 1) buf_puts(&rows, ",");
+                if (ev->key)
+                    buf_printf(&rows, "{\"p\":%lld,\"v\":%lld,", ev->position, ev->version);
+                else
+                    buf_printf(&rows, "{\"p\":%lld,\"v\":null,", ev->position);
+                buf_puts(&rows, ev->row);
             }
         }
-        char *text = json_dumps(rows, JSON_COMPACT);
-        json_decref(rows);
+        buf_puts(&rows, "]");
+        char *text = buf_steal(&rows, NULL);
         buf_puts(&sql, insert_sql_head);
         if (relative) buf_puts(&sql, "(SELECT coalesce(max(position), 0) FROM events) + ");
         buf_puts(&sql, "x.p, x.id, x.t, x.s, x.k, x.v, x.ty, x.sv, x.c, x.ca, x.u, x.so, x.d, "

@@ -11,7 +11,19 @@
 #include "timeutil.h"
 
 #include <poll.h>
+#include <stdio.h>
 #include <string.h>
+
+/* Server notices ("relation already exists, skipping") are debug-level log lines. */
+static void on_notice(void *arg, const char *message)
+{
+    (void)arg;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", message);
+    size_t n = strlen(msg);
+    while (n && msg[n - 1] == '\n') msg[--n] = '\0';
+    log_debug("db", "postgresql notice", json_pack("{s:s}", "notice", msg));
+}
 
 PGconn *db_connect(const char *url, const char *module)
 {
@@ -32,7 +44,21 @@ PGconn *db_connect(const char *url, const char *module)
         return NULL;
     }
     PQsetnonblocking(c, 1);
+    PQsetNoticeProcessor(c, on_notice, NULL);
     return c;
+}
+
+bool db_alive(PGconn *conn)
+{
+    if (PQstatus(conn) != CONNECTION_OK) return false;
+    struct pollfd p = {.fd = PQsocket(conn), .events = POLLIN};
+    if (p.fd < 0) return false;
+    if (poll(&p, 1, 0) > 0) { /* an idle connection has nothing to say but a goodbye */
+        if (!PQconsumeInput(conn)) return false;
+        PGnotify *n;
+        while ((n = PQnotifies(conn))) PQfreemem(n);
+    }
+    return PQstatus(conn) == CONNECTION_OK;
 }
 
 static void drop(PGconn **conn, bool cancel)

@@ -29,6 +29,10 @@ int db_run(PGconn **conn, const char *sql, int nparams, const char *const *vals,
 PGresult *db_exec(PGconn **conn, const char *sql, int nparams, const char *const *vals,
                   int timeout_ms) __attribute__((warn_unused_result));
 
+/* False when an idle connection has been closed by the server (say, a restart), without
+ * waiting: checks for pending input and reads it. */
+bool db_alive(PGconn *conn);
+
 /* True when `r` succeeded (command or tuples). */
 bool db_ok(const PGresult *r);
 /* The SQLSTATE of a failed result, or "" */

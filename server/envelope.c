@@ -240,19 +240,60 @@ bool envelope_parse(json_t *in, int index, const char *tenant, sluice_event *ev,
         return false;
     }
 
+    ev->stream_given = ev->stream != NULL;
     if (!ev->stream) {
-        /* Until a schema declares the stream: the type's first segment + ".events". */
+        /* Until the registry says otherwise: the type's first segment + ".events". */
         const char *dot = strchr(ev->type, '.');
         ev->stream = xasprintf("%.*s.events", (int)(dot - ev->type), ev->type);
     }
-    hash_envelope(in, ev->hash_hex);
+    /* Only a client-chosen id can be re-sent, so only then is "same content" asked. */
+    if (ev->id_given) hash_envelope(in, ev->hash_hex);
     if (!ev->id_given) ulid_new(ev->id);
     if (!ev->correlation_id) ev->correlation_id = xstrdup(ev->id);
     return true;
 }
 
+static void field_str(buf *b, const char *name, const char *value, bool comma)
+{
+    if (comma) buf_append(b, ",", 1);
+    buf_json_string(b, name);
+    buf_append(b, ":", 1);
+    if (value)
+        buf_json_string(b, value);
+    else
+        buf_append(b, "null", 4);
+}
+
+void envelope_serialize(sluice_event *ev)
+{
+    buf b;
+    buf_init(&b);
+    field_str(&b, "id", ev->id, false); /* no '{': the appender writes {"p":…,"v":…, first */
+    field_str(&b, "t", ev->tenant, true);
+    field_str(&b, "s", ev->stream, true);
+    field_str(&b, "k", ev->key, true);
+    field_str(&b, "ty", ev->type, true);
+    if (ev->schema_version)
+        buf_printf(&b, ",\"sv\":%d", ev->schema_version);
+    else
+        buf_puts(&b, ",\"sv\":null");
+    field_str(&b, "c", ev->correlation_id, true);
+    field_str(&b, "ca", ev->causation_id, true);
+    field_str(&b, "u", ev->user_id, true);
+    field_str(&b, "so", ev->source, true);
+    buf_puts(&b, ",\"d\":");
+    buf_json(&b, ev->data);
+    buf_puts(&b, ",\"m\":");
+    buf_json(&b, ev->metadata);
+    field_str(&b, "h", ev->hash_hex, true);
+    buf_puts(&b, "}");
+    free(ev->row);
+    ev->row = buf_steal(&b, NULL);
+}
+
 void event_dispose(sluice_event *ev)
 {
+    free(ev->row);
     free(ev->type);
     free(ev->stream);
     free(ev->key);

@@ -34,6 +34,7 @@ typedef struct sluice_event {
     char tenant[ENVELOPE_TENANT_MAX + 1];
     char *type;               /* owned */
     char *stream;             /* owned */
+    bool stream_given;        /* the producer named the stream */
     char *key;                /* owned; NULL = no key */
     long long expected_version; /* -1 = not given */
     int schema_version;       /* 0 = latest */
@@ -41,7 +42,12 @@ typedef struct sluice_event {
     char *causation_id, *user_id, *source; /* owned; NULL = absent */
     json_t *data;             /* owned reference */
     json_t *metadata;         /* owned reference; NULL = absent */
-    char hash_hex[65];        /* SHA-256 of the envelope as sent: idempotency's "same content" */
+    char hash_hex[65];        /* SHA-256 of the envelope as sent, when id_given: idempotency's
+                                 "same content" ("" for ids Sluice assigns) */
+
+    char *row;                /* owned: this event's row for the appender as a JSON object
+                                 without its opening brace and the fields the appender decides
+                                 (position, version); built by envelope_serialize */
 
     /* Results, written by the appender thread before the request is resumed. */
     event_outcome outcome;
@@ -58,6 +64,9 @@ typedef struct sluice_event {
 bool envelope_parse(json_t *in, int index, const char *tenant, sluice_event *ev, json_t *errors)
     __attribute__((warn_unused_result));
 void event_dispose(sluice_event *ev);
+/* Serialises the event's stored fields into ev->row, once its stream and schema version are
+ * final. On the caller's thread, so the one appender thread only concatenates. */
+void envelope_serialize(sluice_event *ev);
 
 /* True when `s` is a well-formed event type (dot notation, ≤ 128 characters). */
 bool envelope_type_valid(const char *s);

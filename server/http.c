@@ -173,6 +173,27 @@ const char *http_header(http_req *req, const char *name)
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
+typedef struct header_iter {
+    void (*each)(const char *name, const char *value, void *arg);
+    void *arg;
+} header_iter;
+
+static enum MHD_Result on_header_value(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value)
+{
+    (void)kind;
+    header_iter *it = cls;
+    it->each(key, value ? value : "", it->arg);
+    return MHD_YES;
+}
+
+void http_each_header(http_req *req, void (*each)(const char *name, const char *value, void *arg),
+                      void *arg)
+{
+    header_iter it = {each, arg};
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, on_header_value, &it);
+}
+
 void http_suspend(http_req *req)
 {
     req->suspended = true;
@@ -329,8 +350,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (req->suspended) return MHD_YES;
         return queue_answer(req);
     }
-    /* Resumed: the core thread has set the answer. */
+    /* Resumed: the core thread has set the answer, or left finalize to build it here. */
     req->suspended = false;
+    if (req->finalize) {
+        void (*finalize)(http_req *) = req->finalize;
+        req->finalize = NULL;
+        finalize(req);
+    }
     return queue_answer(req);
 }
 

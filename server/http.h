@@ -58,6 +58,7 @@ struct http_req {
     const char *hdr_name[HTTP_MAX_HEADERS]; /* static strings */
     char *hdr_value[HTTP_MAX_HEADERS];      /* owned */
     int n_headers;
+    void (*finalize)(http_req *req); /* if set, builds the answer on the MHD thread once resumed */
     void *state;                     /* a handler's async state, owned via state_free */
     void (*state_free)(void *state);
     long long started_ms;            /* monotonic, for logs */
@@ -95,6 +96,10 @@ void http_add_header(http_req *req, const char *name, const char *value);
 /* MHD thread only: a query argument or request header (borrowed), or NULL. */
 const char *http_query(http_req *req, const char *name);
 const char *http_header(http_req *req, const char *name);
+
+/* MHD thread only: calls each(name, value, arg) for every request header. */
+void http_each_header(http_req *req, void (*each)(const char *name, const char *value, void *arg),
+                      void *arg);
 
 /* MHD thread only: parks the request until http_resume. */
 void http_suspend(http_req *req);

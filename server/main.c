@@ -20,6 +20,7 @@
 #include "mem.h"
 #include "migrate.h"
 #include "pool.h"
+#include "schema/registry.h"
 #include "timeutil.h"
 #include "version.h"
 
@@ -119,6 +120,7 @@ static void drain(const sluice_config *cfg)
     deadline = time_mono_ms() + 2000;
     while (http_in_flight() > 0 && time_mono_ms() < deadline) usleep(20 * 1000);
     http_stop();
+    registry_stop();
     auth_shutdown();
 }
 
@@ -131,6 +133,10 @@ static int cmd_serve(sluice_config *cfg)
     }
     if (auth_init(cfg->database_url, cfg->admin_token, cfg->auth) < 0) {
         log_error("main", "cannot load API keys", NULL);
+        return 1;
+    }
+    if (registry_start(cfg->database_url) < 0) {
+        log_error("main", "cannot load the schema registry", NULL);
         return 1;
     }
     if (appender_start(cfg) < 0) {

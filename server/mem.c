@@ -51,10 +51,12 @@ char *xstrndup(const char *s, size_t n)
 
 char *xasprintf(const char *fmt, ...)
 {
+    char small[256];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
     va_end(ap);
+    if ((size_t)n < sizeof small) return xstrndup(small, (size_t)n);
     char *p = xmalloc((size_t)n + 1);
     va_start(ap, fmt);
     vsnprintf(p, (size_t)n + 1, fmt, ap);
@@ -99,15 +101,65 @@ void buf_puts(buf *b, const char *s)
 
 void buf_printf(buf *b, const char *fmt, ...)
 {
+    /* Format straight into the spare room; measure-then-format only when it is short
+     * (glibc's vsnprintf(NULL, 0) is slow: every character takes the overflow path). */
+    buf_reserve(b, 64);
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
     va_end(ap);
-    buf_reserve(b, (size_t)n);
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
+    if ((size_t)n >= b->cap - b->len) {
+        buf_reserve(b, (size_t)n);
+        va_start(ap, fmt);
+        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
     b->len += (size_t)n;
+}
+
+void buf_json_string(buf *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    buf_reserve(b, strlen(s) + 2);
+    buf_append(b, "\"", 1);
+    const char *run = s;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        buf_append(b, run, (size_t)(s - run));
+        char esc[7] = {'\\', (char)c, 0};
+        size_t n = 2;
+        switch (c) {
+        case '"': case '\\': break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        default:
+            esc[1] = 'u', esc[2] = '0', esc[3] = '0', esc[4] = hex[c >> 4], esc[5] = hex[c & 15];
+            n = 6;
+        }
+        buf_append(b, esc, n);
+        run = s + 1;
+    }
+    buf_append(b, run, (size_t)(s - run));
+    buf_append(b, "\"", 1);
+}
+
+static int dump_to_buf(const char *text, size_t size, void *data)
+{
+    buf_append(data, text, size);
+    return 0;
+}
+
+void buf_json(buf *b, const json_t *v)
+{
+    if (!v) {
+        buf_append(b, "null", 4);
+        return;
+    }
+    json_dump_callback(v, dump_to_buf, b, JSON_COMPACT | JSON_ENCODE_ANY);
 }
 
 char *buf_steal(buf *b, size_t *len)

@@ -10,6 +10,7 @@
 #ifndef SLUICE_MEM_H
 #define SLUICE_MEM_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 void *xmalloc(size_t n);            /* caller frees; never NULL */
@@ -32,5 +33,9 @@ void buf_append(buf *b, const char *s, size_t n);
 void buf_puts(buf *b, const char *s);
 void buf_printf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 char *buf_steal(buf *b, size_t *len); /* caller frees; leaves b empty */
+/* Appends `s` (valid UTF-8, NUL-free) as a quoted, escaped JSON string. */
+void buf_json_string(buf *b, const char *s);
+/* Appends the compact JSON text of `v` (NULL → null). */
+void buf_json(buf *b, const json_t *v);
 
 #endif

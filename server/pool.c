@@ -45,6 +45,11 @@ static void *worker(void *unused)
         queued--;
         pthread_mutex_unlock(&lock);
 
+        if (conn && !db_alive(conn)) { /* the server closed it while idle (restart) */
+            PQfinish(conn);
+            conn = NULL;
+            next_attempt = 0;
+        }
         if (!conn && time_mono_ms() >= next_attempt) {
             conn = db_connect(url, "pool");
             if (!conn) next_attempt = time_mono_ms() + 1000; /* don't stall every job on connects */

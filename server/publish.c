@@ -5,6 +5,7 @@
 #include "log.h"
 #include "mem.h"
 #include "problem.h"
+#include "schema/registry.h"
 
 #include <search.h>
 #include <stdlib.h>
@@ -41,12 +42,60 @@ static void set_answer(publish_op *op, int status, json_t *body, bool replay)
     op->answer.replay = replay;
 }
 
-publish_op *publish_prepare(json_t *root, bool atomic, const char *tenant, int max_batch,
-                            size_t body_bytes)
+/* Codes of a refused event, most severe first: a request's answer takes the first. */
+static const char *const refusal_order[] = {"invalid_envelope", "unknown_type", "deprecated_type",
+                                            "unknown_schema_version", "schema_violation"};
+
+static int severity(const char *code)
 {
+    for (int i = 0; i < (int)(sizeof refusal_order / sizeof refusal_order[0]); i++)
+        if (strcmp(code, refusal_order[i]) == 0) return i;
+    return 0;
+}
+
+/* Checks an event against its type's registered schema; sets its stream and schema
+ * version. Returns NULL when it passes, or the refusal code (errors appended). */
+static const char *check_schema(sluice_event *ev, int index, bool allow_unknown, json_t *errors)
+{
+    registry_type *t = registry_get(ev->type);
+    const char *code = NULL;
+    char msg[300];
+    if (!t) {
+        if (allow_unknown) return NULL;
+        snprintf(msg, sizeof msg, "no schema is registered for type '%s' (POST /v1/schemas)",
+                 ev->type);
+        json_array_append_new(errors, problem_error(index, "/type", "unknown_type", msg));
+        return "unknown_type";
+    }
+    int version = ev->schema_version ? ev->schema_version : t->n_versions;
+    if (t->deprecated) {
+        snprintf(msg, sizeof msg, "type '%s' is deprecated", ev->type);
+        json_array_append_new(errors, problem_error(index, "/type", "deprecated", msg));
+        code = "deprecated_type";
+    } else if (version < 1 || version > t->n_versions || !t->versions[version - 1].compiled) {
+        snprintf(msg, sizeof msg, "type '%s' has schema versions 1 to %d", ev->type,
+                 t->n_versions);
+        json_array_append_new(errors, problem_error(index, "/schema_version", "enum", msg));
+        code = "unknown_schema_version";
+    } else {
+        if (!ev->stream_given) {
+            free(ev->stream);
+            ev->stream = xstrdup(t->stream);
+        }
+        ev->schema_version = version;
+        if (!schema_validate(t->versions[version - 1].compiled, ev->data, "/data", index, errors))
+            code = "schema_violation";
+    }
+    registry_release(t);
+    return code;
+}
+
+publish_op *publish_prepare(json_t *root, const publish_opts *opts)
+{
+    int max_batch = opts->max_batch;
     publish_op *op = xcalloc(1, sizeof *op);
     op->batch = json_is_array(root);
-    op->atomic = op->batch ? atomic : true;
+    op->atomic = op->batch ? opts->atomic : true;
     op->errors = json_array();
     if (op->batch) {
         size_t n = json_array_size(root);
@@ -79,11 +128,13 @@ publish_op *publish_prepare(json_t *root, bool atomic, const char *tenant, int m
     hcreate_r(op->n * 2 + 8, &ids);
     char **id_keys = xcalloc(op->n, sizeof *id_keys);
     size_t n_valid = 0;
+    const char *worst = NULL; /* the most severe refusal code so far */
     for (size_t i = 0; i < op->n; i++) {
         json_t *in = op->batch ? json_array_get(root, i) : root;
         int index = (int)i; /* a single event is index 0 */
         json_t *errs = json_array();
-        bool ok = envelope_parse(in, index, tenant, &op->events[i], errs);
+        bool ok = envelope_parse(in, index, opts->tenant, &op->events[i], errs);
+        const char *code = ok ? NULL : "invalid_envelope";
         if (ok && op->events[i].id_given) {
             ENTRY e = {.key = op->events[i].id, .data = NULL}, *found = NULL;
             if (hsearch_r(e, FIND, &found, &ids) && found) {
@@ -91,18 +142,26 @@ publish_op *publish_prepare(json_t *root, bool atomic, const char *tenant, int m
                                                           "this id appears twice in the batch"));
                 event_dispose(&op->events[i]);
                 ok = false;
+                code = "invalid_envelope";
             } else {
                 id_keys[i] = xstrdup(op->events[i].id);
                 e.key = id_keys[i];
                 (void)hsearch_r(e, ENTER, &found, &ids);
             }
         }
+        if (ok && (code = check_schema(&op->events[i], index, opts->allow_unknown_types, errs))) {
+            event_dispose(&op->events[i]);
+            ok = false;
+        }
         if (ok) {
+            envelope_serialize(&op->events[i]);
             op->valid[i] = true;
             n_valid++;
         } else {
+            if (!worst || severity(code) < severity(worst)) worst = code;
             if (!op->atomic) {
-                json_t *p = problem_new("invalid_envelope", "the event envelope is invalid");
+                json_t *p = problem_new(code, code[0] == 'i' ? "the event envelope is invalid"
+                                                              : "the event was refused");
                 json_object_set(p, "errors", errs);
                 op->invalid[i] = p;
             }
@@ -115,12 +174,12 @@ publish_op *publish_prepare(json_t *root, bool atomic, const char *tenant, int m
     free(id_keys);
 
     if (op->atomic && json_array_size(op->errors)) {
-        json_t *p = problem_newf("invalid_envelope",
+        json_t *p = problem_newf(worst,
                                  op->batch ? "%zu error(s) in the batch; nothing was stored"
-                                           : "%zu error(s) in the envelope",
+                                           : "%zu error(s) in the event",
                                  json_array_size(op->errors));
         json_object_set(p, "errors", op->errors);
-        set_answer(op, 400, p, false);
+        set_answer(op, problem_status(worst), p, false);
         op->ready = true;
         return op;
     }
@@ -134,7 +193,7 @@ publish_op *publish_prepare(json_t *root, bool atomic, const char *tenant, int m
     op->areq.events = packed;
     op->areq.n = n_valid;
     op->areq.atomic = op->atomic;
-    op->areq.bytes = body_bytes;
+    op->areq.bytes = opts->body_bytes;
     if (n_valid == 0) op->ready = true; /* a partial batch of only invalid events */
     return op;
 }
@@ -160,8 +219,8 @@ static void build_answer(publish_op *op)
         for (size_t i = 0; i < op->n; i++) {
             json_t *r;
             if (!op->valid[i]) {
-                r = json_pack("{s:I,s:i,s:O}", "index", (json_int_t)i, "status", 400, "problem",
-                              op->invalid[i]);
+                r = json_pack("{s:I,s:O,s:O}", "index", (json_int_t)i, "status",
+                              json_object_get(op->invalid[i], "status"), "problem", op->invalid[i]);
             } else {
                 sluice_event *ev = &packed[k++];
                 if (ev->outcome == EV_FAILED) {
@@ -205,16 +264,38 @@ static void build_answer(publish_op *op)
         return;
     }
     json_decref(errors);
-    json_t *events = json_array();
-    for (size_t i = 0; i < op->areq.n; i++) json_array_append_new(events, event_answer(&packed[i]));
-    set_answer(op, all_replayed ? 200 : 201, json_pack("{s:o}", "events", events), all_replayed);
+    /* The common large answer is written directly, not through a jansson tree. */
+    buf out;
+    buf_init(&out);
+    buf_puts(&out, "{\"events\":[");
+    for (size_t i = 0; i < op->areq.n; i++) {
+        sluice_event *ev = &packed[i];
+        if (i) buf_puts(&out, ",");
+        buf_puts(&out, "{\"id\":");
+        buf_json_string(&out, ev->id);
+        buf_printf(&out, ",\"position\":%lld,\"stream\":", ev->position);
+        buf_json_string(&out, ev->stream);
+        if (ev->key) {
+            buf_puts(&out, ",\"key\":");
+            buf_json_string(&out, ev->key);
+            buf_printf(&out, ",\"version\":%lld", ev->version);
+        } else {
+            buf_puts(&out, ",\"key\":null,\"version\":null");
+        }
+        buf_printf(&out, ",\"time\":\"%s\"}", ev->time);
+    }
+    buf_puts(&out, "]}");
+    json_decref(op->answer.body);
+    op->answer.status = all_replayed ? 200 : 201;
+    op->answer.replay = all_replayed;
+    op->answer.body = NULL;
+    op->answer.text = buf_steal(&out, &op->answer.text_len);
 }
 
 static void on_appended(append_req *r)
 {
     publish_op *op = r->arg;
-    build_answer(op);
-    op->done(op, op->arg);
+    op->done(op, op->arg); /* the answer is built by publish_result, on the caller's thread */
 }
 
 void publish_submit(publish_op *op, publish_done done, void *arg)
@@ -222,7 +303,6 @@ void publish_submit(publish_op *op, publish_done done, void *arg)
     op->done = done;
     op->arg = arg;
     if (op->ready) {
-        if (!op->answer.body) build_answer(op);
         done(op, arg);
         return;
     }
@@ -240,6 +320,7 @@ void publish_submit(publish_op *op, publish_done done, void *arg)
 
 publish_answer *publish_result(publish_op *op)
 {
+    if (!op->answer.body && !op->answer.text) build_answer(op);
     return &op->answer;
 }
 
@@ -259,5 +340,6 @@ void publish_op_free(publish_op *op)
     free(op->invalid);
     json_decref(op->errors);
     json_decref(op->answer.body);
+    free(op->answer.text);
     free(op);
 }

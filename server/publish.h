@@ -21,21 +21,33 @@ typedef void (*publish_done)(publish_op *op, void *arg);
 
 /* The answer of a finished publish. */
 typedef struct publish_answer {
-    int status;   /* HTTP status */
-    json_t *body; /* owned by the op until taken */
-    bool replay;  /* send Idempotent-Replay: true */
+    int status;      /* HTTP status */
+    json_t *body;    /* owned by the op until taken; NULL when `text` holds the answer */
+    char *text;      /* the answer already serialised (large batches), owned until taken */
+    size_t text_len;
+    bool replay;     /* send Idempotent-Replay: true */
 } publish_answer;
 
-/* Checks `root` (borrowed; an envelope or an array of them) for `tenant`.
+/* What a publish request is checked with. */
+typedef struct publish_opts {
+    const char *tenant;      /* the caller's, borrowed */
+    bool atomic;             /* ?atomic (batches only) */
+    int max_batch;
+    bool allow_unknown_types;
+    size_t body_bytes;       /* to bound a commit's size */
+} publish_opts;
+
+/* Checks `root` (borrowed; an envelope or an array of them): envelope rules, then the
+ * registered schema of each event's type (validated with no lock, on the calling thread).
  * Returns an op (caller frees with publish_op_free after done). When nothing needs
  * storing (every event invalid) the answer is ready at once and publish_submit
  * calls done immediately. Any thread. */
-publish_op *publish_prepare(json_t *root, bool atomic, const char *tenant, int max_batch,
-                            size_t body_bytes);
+publish_op *publish_prepare(json_t *root, const publish_opts *opts);
 /* Hands the op to the appender; `done(op, arg)` is called exactly once, either here
  * (refused: queue full, store down) or on the appender thread after the commit. */
 void publish_submit(publish_op *op, publish_done done, void *arg);
-/* The answer; valid after done. */
+/* The answer, built on first call; valid after done. Call it on the thread that will
+ * send the answer (the appender thread only reports outcomes). */
 publish_answer *publish_result(publish_op *op);
 void publish_op_free(publish_op *op);
 

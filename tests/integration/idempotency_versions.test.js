@@ -12,12 +12,12 @@ after(async () => { if (s) await s.stop().finally(() => s.cleanup()); });
 
 describe('idempotency', () => {
   test('re-sending the same id and content → 200, Idempotent-Replay: true, the original answer', async () => {
-    const env = { id: 'idem-' + h.rand(4), type: 'file.uploaded', data: { a: 1, b: [1, 2] }, key: 'f1', metadata: { m: 1 } };
+    const env = { id: 'idem-' + h.rand(4), type: 'file.stored', data: { a: 1, b: [1, 2] }, key: 'f1', metadata: { m: 1 } };
     const first = await c.publish(env);
     h.assertStatus(first, 201);
     assert.notEqual(first.headers.get('idempotent-replay'), 'true');
     // something else in between so a replay cannot be mistaken for a new append
-    h.assertStatus(await c.publish({ type: 'file.uploaded', data: {} }), 201);
+    h.assertStatus(await c.publish({ type: 'file.stored', data: {} }), 201);
     for (let i = 0; i < 2; i++) {
       const again = await c.publish(env);
       h.assertStatus(again, 200);
@@ -25,7 +25,7 @@ describe('idempotency', () => {
       assert.deepEqual(again.body, first.body, 'the original answer (same position, version, time)');
     }
     // key order inside data must not matter: same content
-    const reordered = { metadata: { m: 1 }, key: 'f1', data: { b: [1, 2], a: 1 }, type: 'file.uploaded', id: env.id };
+    const reordered = { metadata: { m: 1 }, key: 'f1', data: { b: [1, 2], a: 1 }, type: 'file.stored', id: env.id };
     const r3 = await c.publish(reordered);
     h.assertStatus(r3, 200);
     assert.equal(r3.body.position, first.body.position);
@@ -36,7 +36,7 @@ describe('idempotency', () => {
   });
 
   test('same id with different content → 409 duplicate_id, original unchanged', async () => {
-    const env = { id: 'dup-' + h.rand(4), type: 'file.uploaded', data: { a: 1 } };
+    const env = { id: 'dup-' + h.rand(4), type: 'file.stored', data: { a: 1 } };
     const first = await c.publish(env);
     h.assertStatus(first, 201);
     const variants = [
@@ -49,22 +49,22 @@ describe('idempotency', () => {
     for (const v of variants) h.assertProblem(await c.publish(v), 409, 'duplicate_id');
     const ev = h.assertStatus(await c.get('/v1/events/' + env.id), 200);
     assert.deepEqual(ev.data, { a: 1 });
-    assert.equal(ev.type, 'file.uploaded');
+    assert.equal(ev.type, 'file.stored');
     assert.equal(ev.position, first.body.position);
   });
 
   test('a duplicate id inside an atomic batch fails the whole batch', async () => {
     const id = 'dupb-' + h.rand(4);
-    h.assertStatus(await c.publish({ id, type: 'file.uploaded', data: { a: 1 } }), 201);
+    h.assertStatus(await c.publish({ id, type: 'file.stored', data: { a: 1 } }), 201);
     const other = 'dupb-other-' + h.rand(4);
-    const res = await c.publish([{ id: other, type: 'file.uploaded', data: {} }, { id, type: 'file.uploaded', data: { a: 2 } }]);
+    const res = await c.publish([{ id: other, type: 'file.stored', data: {} }, { id, type: 'file.stored', data: { a: 2 } }]);
     h.assertProblem(res, 409, 'duplicate_id');
     h.assertProblem(await c.get('/v1/events/' + other), 404, 'not_found');
   });
 
   test('re-sending a whole stored batch → 200 replay with the original positions', async () => {
     const tag = h.rand(4);
-    const batch = [0, 1, 2].map((i) => ({ id: `rb-${tag}-${i}`, type: 'file.uploaded', data: { i } }));
+    const batch = [0, 1, 2].map((i) => ({ id: `rb-${tag}-${i}`, type: 'file.stored', data: { i } }));
     const first = await c.publish(batch);
     h.assertStatus(first, 201);
     const again = await c.publish(batch);
@@ -74,7 +74,7 @@ describe('idempotency', () => {
   });
 
   test('10 concurrent sends of one new id → one 201, the rest 200 replays, one stored event', async () => {
-    const env = { id: 'race-' + h.rand(4), type: 'file.uploaded', data: { r: 1 } };
+    const env = { id: 'race-' + h.rand(4), type: 'file.stored', data: { r: 1 } };
     const all = await Promise.all(Array.from({ length: 10 }, () => c.publish(env)));
     const statuses = all.map((r) => r.status).sort();
     assert.equal(all.filter((r) => r.status === 201).length, 1, `statuses ${statuses}: ${all.map(h.describeRes).join('\n')}`);
@@ -86,8 +86,8 @@ describe('idempotency', () => {
   });
 
   test('identical content without an id is two events with two new ids', async () => {
-    const a = await c.publish({ type: 'file.uploaded', data: {} });
-    const b = await c.publish({ type: 'file.uploaded', data: {} });
+    const a = await c.publish({ type: 'file.stored', data: {} });
+    const b = await c.publish({ type: 'file.stored', data: {} });
     h.assertStatus(a, 201);
     h.assertStatus(b, 201);
     assert.notEqual(a.body.id, b.body.id, 'identical content without id is two events');

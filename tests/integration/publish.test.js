@@ -10,12 +10,12 @@ let c;
 before(async () => { s = await h.startSluice({ name: 'publish' }); c = s.client(); });
 after(async () => { if (s) await s.stop().finally(() => s.cleanup()); });
 
-const ok = (extra = {}) => ({ type: 'file.uploaded', data: { name: 'a.txt', size: 12 }, ...extra });
+const ok = (extra = {}) => ({ type: 'file.stored', data: { name: 'a.txt', size: 12 }, ...extra });
 
 describe('single publish', () => {
   test('201 with id, position, stream, key, version, time; stored as sent', async () => {
     const before = Date.now();
-    const res = await c.publish({ type: 'file.uploaded', data: { name: 'a.txt', file_size: 12, nested: { x: [1, 'two', null, true] } },
+    const res = await c.publish({ type: 'file.stored', data: { name: 'a.txt', file_size: 12, nested: { x: [1, 'two', null, true] } },
       user_id: 'u-1', source: 'tests', metadata: { trace: 'abc' } });
     h.assertStatus(res, 201);
     assert.match(res.contentType, /^application\/json/);
@@ -35,7 +35,7 @@ describe('single publish', () => {
     const ev = got.body;
     assert.equal(ev.id, b.id);
     assert.equal(ev.position, b.position);
-    assert.equal(ev.type, 'file.uploaded');
+    assert.equal(ev.type, 'file.stored');
     assert.equal(ev.stream, 'file.events');
     assert.equal(ev.time, b.time);
     assert.deepEqual(ev.data, { name: 'a.txt', file_size: 12, nested: { x: [1, 'two', null, true] } });
@@ -213,11 +213,11 @@ describe('atomic batches', () => {
     const head = await headPosition();
     const tag = h.rand(4);
     const batch = [
-      { id: `g0-${tag}`, type: 'file.uploaded', data: {} },
+      { id: `g0-${tag}`, type: 'file.stored', data: {} },
       { id: `g1-${tag}`, type: 'Bad-Type', data: 5 },
-      { id: `g2-${tag}`, type: 'file.uploaded', data: {} },
-      { id: `g3-${tag}`, type: 'file.uploaded', data: {}, key: 'k'.repeat(300), user_id: 4 },
-      { id: `g4-${tag}`, type: 'file.uploaded', data: {} },
+      { id: `g2-${tag}`, type: 'file.stored', data: {} },
+      { id: `g3-${tag}`, type: 'file.stored', data: {}, key: 'k'.repeat(300), user_id: 4 },
+      { id: `g4-${tag}`, type: 'file.stored', data: {} },
     ];
     const res = await c.publish(batch);
     const p = h.assertProblem(res, 400, 'invalid_envelope');
@@ -226,7 +226,7 @@ describe('atomic batches', () => {
     assert.ok(p.errors.every((e) => e.index === 1 || e.index === 3), `only indexes 1 and 3: ${res.text}`);
     for (const e of batch) h.assertProblem(await c.get('/v1/events/' + e.id), 404, 'not_found');
     assert.equal(await headPosition(), head, 'head_position unchanged');
-    const q = h.assertStatus(await c.get('/v1/events?type=file.uploaded&after=' + head), 200);
+    const q = h.assertStatus(await c.get('/v1/events?type=file.stored&after=' + head), 200);
     assert.equal(q.events.length, 0, 'nothing stored by the failed batch');
   });
 
@@ -260,11 +260,11 @@ describe('partial batches (?atomic=false)', () => {
     const tag = h.rand(4);
     const key = 'pk-' + tag;
     const batch = [
-      { id: `p0-${tag}`, type: 'file.uploaded', data: { a: 1 } },
+      { id: `p0-${tag}`, type: 'file.stored', data: { a: 1 } },
       { id: `p1-${tag}`, type: 'nope', data: {} },
-      { id: `p2-${tag}`, type: 'file.uploaded', data: {}, key, expected_version: 0 },
-      { id: `p3-${tag}`, type: 'file.uploaded', data: {}, key, expected_version: 0 }, // conflicts with p2
-      { id: `p4-${tag}`, type: 'file.uploaded', data: {}, bogus: true },
+      { id: `p2-${tag}`, type: 'file.stored', data: {}, key, expected_version: 0 },
+      { id: `p3-${tag}`, type: 'file.stored', data: {}, key, expected_version: 0 }, // conflicts with p2
+      { id: `p4-${tag}`, type: 'file.stored', data: {}, bogus: true },
     ];
     const res = await c.post('/v1/events?atomic=false', batch);
     h.assertStatus(res, 207);
@@ -295,7 +295,7 @@ describe('partial batches (?atomic=false)', () => {
 
 describe('HTTP-level answers', () => {
   test('invalid JSON → 400 invalid_json with line and column', async () => {
-    const body = '{\n  "type": "file.uploaded",\n  "data": {,}\n}';
+    const body = '{\n  "type": "file.stored",\n  "data": {,}\n}';
     const res = await c.request('POST', '/v1/events', { body, headers: { 'Content-Type': 'application/json' } });
     const p = h.assertProblem(res, 400, 'invalid_json');
     assert.equal(p.line, 3, `line: ${res.text}`);
@@ -303,7 +303,7 @@ describe('HTTP-level answers', () => {
   });
 
   test('truncated and empty bodies → 400 invalid_json', async () => {
-    for (const body of ['{"type": "file.uploaded", "data": {}', '', '[{"type":"a.b","data":{}},', '{"type": "a.b", "data": {}} trailing']) {
+    for (const body of ['{"type": "file.stored", "data": {}', '', '[{"type":"a.b","data":{}},', '{"type": "a.b", "data": {}} trailing']) {
       const res = await c.request('POST', '/v1/events', { body, headers: { 'Content-Type': 'application/json' } });
       const p = h.assertProblem(res, 400, 'invalid_json');
       assert.ok(Number.isInteger(p.line) && Number.isInteger(p.column), `line/column for ${JSON.stringify(body)}: ${res.text}`);

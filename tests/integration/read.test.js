@@ -12,7 +12,7 @@ let midTime;      // strictly between phase 1 and phase 2 event times
 let earlyTime;    // strictly between events ev-0029 and ev-0030
 let phase1Count;
 
-const TYPES = ['file.uploaded', 'file.deleted', 'filex.created', 'user.created', 'user.login.failed', 'order.placed'];
+const TYPES = ['file.stored', 'file.deleted', 'filex.created', 'user.created', 'user.login.failed', 'order.placed'];
 
 function envelope(i) {
   const e = { id: `ev-${String(i).padStart(4, '0')}`, type: TYPES[(i * 7) % TYPES.length], data: { i } };
@@ -92,8 +92,8 @@ const QUERIES = () => [
   {},
   { stream: 'audit.events' },
   { stream: 'file.events' },
-  { type: 'file.uploaded' },
-  { type: 'file.uploaded,user.created' },
+  { type: 'file.stored' },
+  { type: 'file.stored,user.created' },
   { type: 'file.*' },
   { type: 'file.*,order.placed' },
   { type: 'user.login.failed' },

@@ -39,7 +39,7 @@ Test(envelope, a_minimal_event_gets_an_id_a_stream_and_a_correlation_id)
     cr_assert_str_eq(ev.correlation_id, ev.id);
     cr_assert_not(ev.id_given);
     cr_assert_eq(ev.expected_version, -1);
-    cr_assert_eq(strlen(ev.hash_hex), 64);
+    cr_assert_eq(strlen(ev.hash_hex), 0, "no client id, nothing to compare later");
     event_dispose(&ev);
     json_decref(errors);
 }

@@ -1,0 +1,160 @@
+/*
+ * schemas.c — /v1/schemas: the registry's REST face. Reads are answered from
+ * the in-memory registry; writes go to a pool worker.
+ */
+#include "handlers.h"
+#include "../server/mem.h"
+#include "../server/problem.h"
+#include "../server/schema/registry.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static registry_type *type_or_problem(http_req *req, const char *type)
+{
+    registry_type *t = registry_get(type);
+    if (!t) http_reply_problem(req, problem_newf("not_found", "no schema is registered for type '%s'", type));
+    return t;
+}
+
+void schemas_list(http_req *req)
+{
+    http_reply_json(req, 200, registry_list_json());
+}
+
+void schemas_get(http_req *req)
+{
+    registry_type *t = type_or_problem(req, req->params[0]);
+    if (!t) return;
+    http_reply_json(req, 200, registry_type_json(t, true));
+    registry_release(t);
+}
+
+void schemas_versions(http_req *req)
+{
+    registry_type *t = type_or_problem(req, req->params[0]);
+    if (!t) return;
+    json_t *versions = json_array();
+    for (int i = 0; i < t->n_versions; i++)
+        json_array_append_new(versions, json_pack("{s:i,s:s}", "version", t->versions[i].version,
+                                                  "created_at", t->versions[i].created_at));
+    http_reply_json(req, 200, json_pack("{s:s,s:o}", "type", t->type, "versions", versions));
+    registry_release(t);
+}
+
+void schemas_version(http_req *req)
+{
+    registry_type *t = type_or_problem(req, req->params[0]);
+    if (!t) return;
+    char *end = NULL;
+    long n = strtol(req->params[1], &end, 10);
+    if (*end || n < 1 || n > t->n_versions) {
+        http_reply_problem(req, problem_newf("not_found", "type '%s' has versions 1 to %d",
+                                             t->type, t->n_versions));
+    } else {
+        registry_version *v = &t->versions[n - 1];
+        http_reply_json(req, 200, json_pack("{s:s,s:i,s:s,s:O,s:s}", "type", t->type, "version",
+                                            v->version, "stream", t->stream, "schema", v->doc,
+                                            "created_at", v->created_at));
+    }
+    registry_release(t);
+}
+
+void schemas_validate(http_req *req)
+{
+    static const char *const types[] = {"application/json", NULL};
+    if (!handler_media_type_or_problem(req, types)) return;
+    registry_type *t = type_or_problem(req, req->params[0]);
+    if (!t) return;
+    json_t *data = handler_json_body_or_problem(req);
+    if (data) {
+        const char *vq = http_query(req, "version");
+        long n = vq ? strtol(vq, NULL, 10) : t->n_versions;
+        if (n < 1 || n > t->n_versions || !t->versions[n - 1].compiled) {
+            http_reply_problem(req, problem_newf("unknown_schema_version",
+                                                 "type '%s' has versions 1 to %d", t->type,
+                                                 t->n_versions));
+        } else {
+            json_t *errors = json_array();
+            bool valid = schema_validate(t->versions[n - 1].compiled, data, "", -1, errors);
+            http_reply_json(req, 200, json_pack("{s:b,s:i,s:o}", "valid", valid, "version", (int)n,
+                                                "errors", errors));
+        }
+        json_decref(data);
+    }
+    registry_release(t);
+}
+
+/* ------------------------------------------------------------------ writes */
+
+typedef enum { W_REGISTER, W_COMPAT, W_DEPRECATE } write_kind;
+
+typedef struct write_job {
+    http_req *req;
+    write_kind kind;
+    char *type;   /* owned; compat/deprecate */
+    json_t *body; /* owned; register/compat */
+} write_job;
+
+static void write_job_free(void *arg)
+{
+    write_job *j = arg;
+    free(j->type);
+    json_decref(j->body);
+    free(j);
+}
+
+static void run_write(PGconn **conn, void *arg)
+{
+    write_job *j = arg;
+    json_t *answer = NULL;
+    registry_outcome out = REG_STORE_DOWN;
+    if (*conn) {
+        if (j->kind == W_REGISTER) out = registry_register(conn, j->body, &answer);
+        else if (j->kind == W_COMPAT) out = registry_set_compat(conn, j->type, j->body, &answer);
+        else out = registry_deprecate(conn, j->type, &answer);
+    }
+    if (out == REG_STORE_DOWN) {
+        json_decref(answer);
+        handler_store_unavailable(j->req);
+    } else if (out == REG_REFUSED) {
+        http_reply_problem(j->req, answer);
+    } else {
+        http_reply_json(j->req, (int)out, answer);
+    }
+    http_resume(j->req);
+    write_job_free(j);
+}
+
+static void start_write(http_req *req, write_kind kind, bool with_body)
+{
+    static const char *const types[] = {"application/json", NULL};
+    write_job *j = xcalloc(1, sizeof *j);
+    j->req = req;
+    j->kind = kind;
+    if (req->params[0]) j->type = xstrdup(req->params[0]);
+    if (with_body) {
+        if (!handler_media_type_or_problem(req, types) ||
+            !(j->body = handler_json_body_or_problem(req))) {
+            write_job_free(j);
+            return;
+        }
+    }
+    handler_run_on_pool(req, run_write, j, write_job_free);
+}
+
+void schemas_register(http_req *req)
+{
+    start_write(req, W_REGISTER, true);
+}
+
+void schemas_set_compat(http_req *req)
+{
+    start_write(req, W_COMPAT, true);
+}
+
+void schemas_deprecate(http_req *req)
+{
+    start_write(req, W_DEPRECATE, false);
+}

@@ -1,0 +1,574 @@
+/*
+ * registry.c — the schema registry (see registry.h).
+ *
+ * DESIGN: `types` maps a type name to its current immutable entry; the map
+ * holds one reference, each lookup takes another. A change builds a whole new
+ * entry from PostgreSQL (every version, compiled) and swaps it in, so readers
+ * never see a half-built type. Writers serialise on one advisory lock: schema
+ * changes are rare and must see the latest version to check compatibility.
+ */
+#include "registry.h"
+#include "../db.h"
+#include "../envelope.h"
+#include "../log.h"
+#include "../mem.h"
+#include "../problem.h"
+#include "../strmap.h"
+
+#include <openssl/evp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define REGISTRY_LOCK_KEY "7341263003"
+#define REGISTRY_TIMEOUT_MS 10000
+#define REGISTRY_CHANNEL "sluice_schemas"
+
+extern const char *const catalog_files[]; /* build/gen/catalog.c */
+
+static pthread_rwlock_t lock = PTHREAD_RWLOCK_INITIALIZER;
+static strmap types;        /* {lock} type name → registry_type* (one reference) */
+static bool types_ready;
+static char *db_url;
+static pthread_t listener;
+static atomic_bool stopping;
+static bool listener_running;
+
+/* ------------------------------------------------------------------ entries */
+
+static void type_free(registry_type *t)
+{
+    for (int i = 0; i < t->n_versions; i++) {
+        json_decref(t->versions[i].doc);
+        if (t->versions[i].compiled) schema_free(t->versions[i].compiled);
+    }
+    free(t->versions);
+    free(t->type);
+    free(t->stream);
+    free(t->description);
+    free(t);
+}
+
+void registry_release(registry_type *t)
+{
+    if (t && atomic_fetch_sub(&t->refs, 1) == 1) type_free(t);
+}
+
+registry_type *registry_get(const char *type)
+{
+    pthread_rwlock_rdlock(&lock);
+    registry_type *t = types_ready ? strmap_get(&types, type) : NULL;
+    if (t) atomic_fetch_add(&t->refs, 1);
+    pthread_rwlock_unlock(&lock);
+    return t;
+}
+
+static void install(registry_type *t)
+{
+    pthread_rwlock_wrlock(&lock);
+    registry_type *old = strmap_put(&types, t->type, t);
+    pthread_rwlock_unlock(&lock);
+    registry_release(old);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+json_t *registry_type_json(const registry_type *t, bool with_schema)
+{
+    json_t *versions = json_array();
+    for (int i = 0; i < t->n_versions; i++) json_array_append_new(versions, json_integer(i + 1));
+    json_t *j = json_pack("{s:s,s:s,s:o,s:s,s:b,s:i,s:o}", "type", t->type, "stream", t->stream,
+                          "description",
+                          t->description ? json_string(t->description) : json_null(),
+                          "compatibility", compat_mode_name(t->compat), "deprecated",
+                          t->deprecated, "latest_version", t->n_versions, "versions", versions);
+    if (with_schema && t->n_versions)
+        json_object_set(j, "schema", t->versions[t->n_versions - 1].doc);
+    return j;
+}
+
+json_t *registry_list_json(void)
+{
+    pthread_rwlock_rdlock(&lock);
+    size_t n = 0;
+    char **names = xcalloc(types.len + 1, sizeof *names);
+    strmap_foreach(&types, i) names[n++] = types.slots[i].key;
+    qsort(names, n, sizeof *names, cmp_str);
+    json_t *list = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(list, registry_type_json(strmap_get(&types, names[i]), false));
+    pthread_rwlock_unlock(&lock);
+    free(names);
+    return json_pack("{s:o}", "schemas", list);
+}
+
+/* ------------------------------------------------------------------ loading */
+
+/* Loads one type (or all, when `only` is NULL) from PostgreSQL into the map. 0 or -1. */
+static int load_types(PGconn **conn, const char *only)
+{
+    const char *p[] = {only};
+    PGresult *r = db_exec(
+        conn,
+        only ? "SELECT t.type, t.stream, t.description, t.compatibility, t.deprecated_at IS NOT "
+               "NULL, v.version, v.schema::text, to_char(v.created_at AT TIME ZONE 'UTC', "
+               "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') FROM schema_types t JOIN schema_versions v "
+               "USING (type) WHERE t.type = $1 ORDER BY t.type, v.version"
+             : "SELECT t.type, t.stream, t.description, t.compatibility, t.deprecated_at IS NOT "
+               "NULL, v.version, v.schema::text, to_char(v.created_at AT TIME ZONE 'UTC', "
+               "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') FROM schema_types t JOIN schema_versions v "
+               "USING (type) ORDER BY t.type, v.version",
+        only ? 1 : 0, only ? p : NULL, REGISTRY_TIMEOUT_MS);
+    if (!db_ok(r)) {
+        if (r) db_log_error("registry", "loading schemas failed", r);
+        PQclear(r);
+        return -1;
+    }
+    registry_type *t = NULL;
+    int rows = PQntuples(r);
+    for (int i = 0; i <= rows; i++) {
+        if (t && (i == rows || strcmp(PQgetvalue(r, i, 0), t->type) != 0)) {
+            install(t);
+            t = NULL;
+        }
+        if (i == rows) break;
+        if (!t) {
+            t = xcalloc(1, sizeof *t);
+            atomic_init(&t->refs, 1);
+            t->type = xstrdup(PQgetvalue(r, i, 0));
+            t->stream = xstrdup(PQgetvalue(r, i, 1));
+            t->description = PQgetisnull(r, i, 2) ? NULL : xstrdup(PQgetvalue(r, i, 2));
+            int m = compat_mode_parse(PQgetvalue(r, i, 3));
+            t->compat = m < 0 ? COMPAT_BACKWARD : (compat_mode)m;
+            t->deprecated = PQgetvalue(r, i, 4)[0] == 't';
+        }
+        t->versions = xrealloc(t->versions, (size_t)(t->n_versions + 1) * sizeof *t->versions);
+        registry_version *v = &t->versions[t->n_versions++];
+        memset(v, 0, sizeof *v);
+        v->version = atoi(PQgetvalue(r, i, 5));
+        v->doc = json_loads(PQgetvalue(r, i, 6), JSON_DECODE_ANY, NULL);
+        snprintf(v->created_at, sizeof v->created_at, "%s", PQgetvalue(r, i, 7));
+        schema_status st;
+        json_t *errs = json_array();
+        v->compiled = v->doc ? schema_compile(v->doc, &st, errs) : NULL;
+        if (!v->compiled)
+            log_error("registry", "a stored schema does not compile; publishes pinned to it fail",
+                      json_pack("{s:s,s:i,s:o}", "type", t->type, "version", v->version,
+                                "errors", errs));
+        else
+            json_decref(errs);
+    }
+    PQclear(r);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+static void fingerprint(json_t *doc, char out[65])
+{
+    char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_Digest(text, strlen(text), md, &n, EVP_sha256(), NULL);
+    free(text);
+    for (unsigned i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+static bool exec_ok(PGconn **conn, const char *sql, int n, const char *const *vals)
+{
+    PGresult *r = db_exec(conn, sql, n, vals, REGISTRY_TIMEOUT_MS);
+    bool ok = db_ok(r);
+    if (!ok && r) db_log_error("registry", "statement failed", r);
+    PQclear(r);
+    return ok;
+}
+
+static void rollback(PGconn **conn)
+{
+    if (*conn) (void)exec_ok(conn, "ROLLBACK", 0, NULL);
+}
+
+static json_t *refusal(const char *code, const char *detail, json_t *errors)
+{
+    json_t *p = problem_new(code, detail);
+    if (errors) json_object_set_new(p, "errors", errors);
+    return p;
+}
+
+/* Checks a registration request; fills the parts. Returns a problem or NULL. */
+static json_t *parse_request(json_t *req, const char **type, const char **stream,
+                             const char **description, json_t **doc)
+{
+    json_t *errors = json_array();
+    if (!json_is_object(req)) {
+        json_array_append_new(errors, problem_error(-1, "", "type", "expected a JSON object"));
+        return refusal("invalid_request", "the schema request is invalid", errors);
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(req, k, v) {
+        if (strcmp(k, "type") && strcmp(k, "stream") && strcmp(k, "description") &&
+            strcmp(k, "schema")) {
+            char path[80];
+            snprintf(path, sizeof path, "/%.60s", k);
+            json_array_append_new(errors, problem_error(-1, path, "additionalProperties",
+                                                        "unknown field; expected type, stream, "
+                                                        "description, schema"));
+        }
+    }
+    v = json_object_get(req, "type");
+    if (!json_is_string(v) || !envelope_type_valid(json_string_value(v)))
+        json_array_append_new(errors, problem_error(-1, "/type", "pattern",
+                                                    "expected an event type in dot notation"));
+    else
+        *type = json_string_value(v);
+    v = json_object_get(req, "stream");
+    if (v && !json_is_null(v)) {
+        if (!json_is_string(v) || !envelope_stream_valid(json_string_value(v)))
+            json_array_append_new(errors, problem_error(-1, "/stream", "pattern",
+                                                        "expected ^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"));
+        else
+            *stream = json_string_value(v);
+    }
+    v = json_object_get(req, "description");
+    if (v && !json_is_null(v)) {
+        if (!json_is_string(v) || json_string_length(v) > 4096 ||
+            strlen(json_string_value(v)) != json_string_length(v))
+            json_array_append_new(errors, problem_error(-1, "/description", "type",
+                                                        "expected a string of at most 4096 bytes"));
+        else
+            *description = json_string_value(v);
+    }
+    v = json_object_get(req, "schema");
+    if (!v || !(json_is_object(v) || json_is_boolean(v)))
+        json_array_append_new(errors, problem_error(-1, "/schema", "type",
+                                                    "expected a JSON Schema (an object)"));
+    else
+        *doc = v;
+    if (json_array_size(errors))
+        return refusal("invalid_request", "the schema request is invalid", errors);
+    json_decref(errors);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ writes */
+
+registry_outcome registry_register(PGconn **conn, json_t *req, json_t **answer)
+{
+    const char *type = NULL, *stream = NULL, *description = NULL;
+    json_t *doc = NULL;
+    *answer = parse_request(req, &type, &stream, &description, &doc);
+    if (*answer) return REG_REFUSED;
+    schema_status st = SCHEMA_OK;
+    json_t *errors = json_array();
+    schema *compiled = schema_compile(doc, &st, errors);
+    if (!compiled) {
+        *answer = refusal(st == SCHEMA_UNSUPPORTED ? "unsupported_keyword" : "invalid_schema",
+                          st == SCHEMA_UNSUPPORTED
+                              ? "the schema uses a keyword Sluice does not implement"
+                              : "the schema is not a valid JSON Schema 2020-12 document",
+                          errors);
+        return REG_REFUSED;
+    }
+    schema_free(compiled);
+    json_decref(errors);
+
+    char fp[65];
+    fingerprint(doc, fp);
+    char *doc_text = json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY);
+    registry_outcome out = REG_STORE_DOWN;
+    PGresult *r = NULL, *vr = NULL;
+    char *default_stream = NULL;
+    const char *p1[] = {type};
+    if (!exec_ok(conn, "BEGIN", 0, NULL) ||
+        !exec_ok(conn, "SELECT pg_advisory_xact_lock(" REGISTRY_LOCK_KEY ")", 0, NULL))
+        goto fail;
+    r = db_exec(conn, "SELECT stream, compatibility FROM schema_types WHERE type = $1", 1, p1,
+                REGISTRY_TIMEOUT_MS);
+    if (!db_ok(r)) goto fail;
+    int version = 1;
+    if (PQntuples(r) == 1) {
+        const char *cur_stream = PQgetvalue(r, 0, 0);
+        if (stream && strcmp(stream, cur_stream) != 0) {
+            *answer = problem_newf("conflict", "type '%s' belongs to stream '%s'; a type's stream "
+                                               "does not change", type, cur_stream);
+            out = REG_REFUSED;
+            goto fail;
+        }
+        int m = compat_mode_parse(PQgetvalue(r, 0, 1));
+        compat_mode mode = m < 0 ? COMPAT_BACKWARD : (compat_mode)m;
+        vr = db_exec(conn,
+                     "SELECT version, schema::text, fingerprint FROM schema_versions "
+                     "WHERE type = $1 ORDER BY version",
+                     1, p1, REGISTRY_TIMEOUT_MS);
+        if (!db_ok(vr) || PQntuples(vr) == 0) goto fail;
+        int latest = PQntuples(vr) - 1;
+        if (strcmp(PQgetvalue(vr, latest, 2), fp) == 0) {
+            rollback(conn);
+            *answer = json_pack("{s:s,s:i,s:s}", "type", type, "version",
+                                atoi(PQgetvalue(vr, latest, 0)), "stream", cur_stream);
+            out = REG_UNCHANGED;
+            goto out;
+        }
+        json_t *reasons = json_array();
+        int first = compat_mode_transitive(mode) ? 0 : latest;
+        for (int i = first; i <= latest && mode != COMPAT_NONE; i++) {
+            json_t *old = json_loads(PQgetvalue(vr, i, 1), JSON_DECODE_ANY, NULL);
+            json_t *rs = json_array();
+            if (old && !compat_check(old, doc, mode, rs)) {
+                size_t k;
+                json_t *e;
+                json_array_foreach(rs, k, e) {
+                    json_object_set_new(e, "version", json_integer(atoi(PQgetvalue(vr, i, 0))));
+                    json_array_append(reasons, e);
+                }
+            }
+            json_decref(rs);
+            json_decref(old);
+        }
+        if (json_array_size(reasons)) {
+            *answer = problem_newf("incompatible_schema",
+                                   "the new schema is not %s-compatible with version(s) of '%s'",
+                                   compat_mode_name(mode), type);
+            json_object_set_new(*answer, "errors", reasons);
+            json_object_set_new(*answer, "compatibility", json_string(compat_mode_name(mode)));
+            out = REG_REFUSED;
+            goto fail;
+        }
+        json_decref(reasons);
+        version = atoi(PQgetvalue(vr, latest, 0)) + 1;
+        stream = cur_stream;
+        const char *pu[] = {type, description};
+        if (!exec_ok(conn,
+                     "UPDATE schema_types SET updated_at = now(), deprecated_at = NULL, "
+                     "description = coalesce($2, description) WHERE type = $1",
+                     2, pu))
+            goto fail;
+    } else {
+        if (!stream) {
+            const char *dot = strchr(type, '.');
+            default_stream = xasprintf("%.*s.events", (int)(dot - type), type);
+            stream = default_stream;
+        }
+        const char *pi[] = {type, stream, description};
+        if (!exec_ok(conn, "INSERT INTO schema_types (type, stream, description) VALUES ($1, $2, $3)",
+                     3, pi))
+            goto fail;
+    }
+    char vtext[16];
+    snprintf(vtext, sizeof vtext, "%d", version);
+    const char *pv[] = {type, vtext, doc_text, fp};
+    if (!exec_ok(conn,
+                 "INSERT INTO schema_versions (type, version, schema, fingerprint) "
+                 "VALUES ($1, $2, $3::jsonb, $4)",
+                 4, pv) ||
+        !exec_ok(conn, "SELECT pg_notify('" REGISTRY_CHANNEL "', $1)", 1, p1) ||
+        !exec_ok(conn, "COMMIT", 0, NULL))
+        goto fail;
+    *answer = json_pack("{s:s,s:i,s:s}", "type", type, "version", version, "stream", stream);
+    out = REG_CREATED;
+    (void)load_types(conn, type);
+    log_info("registry", "schema registered", json_pack("{s:s,s:i}", "type", type, "version", version));
+    goto out;
+fail:
+    rollback(conn);
+out:
+    PQclear(r);
+    PQclear(vr);
+    free(doc_text);
+    free(default_stream);
+    return out;
+}
+
+registry_outcome registry_set_compat(PGconn **conn, const char *type, json_t *req,
+                                     json_t **answer)
+{
+    json_t *c = json_object_get(req, "compatibility");
+    int mode = json_is_string(c) ? compat_mode_parse(json_string_value(c)) : -1;
+    if (!json_is_object(req) || json_object_size(req) != 1 || mode < 0) {
+        *answer = problem_new("invalid_request",
+                              "expected {\"compatibility\": \"BACKWARD|FORWARD|FULL|NONE\"} "
+                              "(or a _TRANSITIVE form)");
+        return REG_REFUSED;
+    }
+    const char *p[] = {type, compat_mode_name((compat_mode)mode)};
+    PGresult *r = db_exec(conn,
+                          "UPDATE schema_types SET compatibility = $2, updated_at = now() "
+                          "WHERE type = $1",
+                          2, p, REGISTRY_TIMEOUT_MS);
+    bool ok = db_ok(r);
+    bool found = ok && strcmp(PQcmdTuples(r), "1") == 0;
+    PQclear(r);
+    if (!ok) return REG_STORE_DOWN;
+    if (!found) {
+        *answer = problem_newf("not_found", "no schema is registered for type '%s'", type);
+        return REG_REFUSED;
+    }
+    (void)exec_ok(conn, "SELECT pg_notify('" REGISTRY_CHANNEL "', $1)", 1, p);
+    (void)load_types(conn, type);
+    *answer = json_pack("{s:s,s:s}", "type", type, "compatibility", p[1]);
+    return REG_UNCHANGED;
+}
+
+registry_outcome registry_deprecate(PGconn **conn, const char *type, json_t **answer)
+{
+    const char *p[] = {type};
+    PGresult *r = db_exec(conn,
+                          "UPDATE schema_types SET deprecated_at = coalesce(deprecated_at, now()), "
+                          "updated_at = now() WHERE type = $1",
+                          1, p, REGISTRY_TIMEOUT_MS);
+    bool ok = db_ok(r);
+    bool found = ok && strcmp(PQcmdTuples(r), "1") == 0;
+    PQclear(r);
+    if (!ok) return REG_STORE_DOWN;
+    if (!found) {
+        *answer = problem_newf("not_found", "no schema is registered for type '%s'", type);
+        return REG_REFUSED;
+    }
+    (void)exec_ok(conn, "SELECT pg_notify('" REGISTRY_CHANNEL "', $1)", 1, p);
+    (void)load_types(conn, type);
+    registry_type *t = registry_get(type);
+    *answer = t ? registry_type_json(t, false) : json_pack("{s:s,s:b}", "type", type, "deprecated", 1);
+    registry_release(t);
+    return REG_UNCHANGED;
+}
+
+/* ------------------------------------------------------------------ catalog */
+
+/* Registers each catalog type that is absent. 0, or -1 when PostgreSQL failed. */
+static int register_catalog(PGconn **conn)
+{
+    int added = 0;
+    for (const char *const *f = catalog_files; *f; f++) {
+        json_error_t jerr;
+        json_t *entry = json_loads(*f, 0, &jerr);
+        const char *type = NULL, *stream = NULL, *description = NULL;
+        json_t *doc = NULL;
+        json_t *problem = entry ? parse_request(entry, &type, &stream, &description, &doc) : NULL;
+        if (!entry || problem) {
+            log_error("registry", "a catalog file is malformed; skipped",
+                      json_pack("{s:s,s:o}", "error", entry ? "bad fields" : jerr.text, "problem",
+                                problem ? problem : json_null()));
+            json_decref(entry);
+            continue;
+        }
+        schema_status st;
+        json_t *errs = json_array();
+        schema *compiled = schema_compile(doc, &st, errs);
+        if (!compiled) {
+            log_error("registry", "a catalog schema does not compile; skipped",
+                      json_pack("{s:s,s:o}", "type", type, "errors", errs));
+            json_decref(entry);
+            continue;
+        }
+        schema_free(compiled);
+        json_decref(errs);
+        char fp[65];
+        fingerprint(doc, fp);
+        char *text = json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY);
+        const char *pi[] = {type, stream ? stream : "", description, text, fp};
+        PGresult *r = db_exec(conn,
+                              "WITH t AS (INSERT INTO schema_types (type, stream, description) "
+                              "VALUES ($1, $2, $3) ON CONFLICT (type) DO NOTHING RETURNING type) "
+                              "INSERT INTO schema_versions (type, version, schema, fingerprint) "
+                              "SELECT type, 1, $4::jsonb, $5 FROM t",
+                              5, pi, REGISTRY_TIMEOUT_MS);
+        bool ok = db_ok(r);
+        if (ok && strcmp(PQcmdTuples(r), "1") == 0) added++;
+        if (!ok) db_log_error("registry", "registering the catalog failed", r);
+        PQclear(r);
+        free(text);
+        json_decref(entry);
+        if (!ok) return -1;
+    }
+    if (added) log_info("registry", "catalog types registered", json_pack("{s:i}", "added", added));
+    return 0;
+}
+
+/* ------------------------------------------------------------------ listener */
+
+static void *listen_main(void *unused)
+{
+    (void)unused;
+    PGconn *conn = NULL;
+    while (!atomic_load(&stopping)) {
+        if (!conn) {
+            conn = db_connect(db_url, "registry");
+            if (conn && (!exec_ok(&conn, "LISTEN " REGISTRY_CHANNEL, 0, NULL) ||
+                         load_types(&conn, NULL) < 0)) {
+                PQfinish(conn);
+                conn = NULL;
+            }
+            if (!conn) {
+                for (int i = 0; i < 10 && !atomic_load(&stopping); i++) usleep(100 * 1000);
+                continue;
+            }
+        }
+        struct pollfd p = {.fd = PQsocket(conn), .events = POLLIN};
+        if (poll(&p, 1, 200) > 0 && !PQconsumeInput(conn)) {
+            PQfinish(conn);
+            conn = NULL;
+            continue;
+        }
+        PGnotify *n;
+        while (conn && (n = PQnotifies(conn))) {
+            char *type = xstrdup(n->extra);
+            PQfreemem(n);
+            (void)load_types(&conn, type);
+            free(type);
+        }
+    }
+    PQfinish(conn);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ life */
+
+int registry_start(const char *database_url)
+{
+    db_url = xstrdup(database_url);
+    strmap_init(&types);
+    PGconn *conn = db_connect(db_url, "registry");
+    int rc = -1;
+    if (!conn) goto out;
+    if (!exec_ok(&conn, "SELECT pg_advisory_lock(" REGISTRY_LOCK_KEY ")", 0, NULL)) goto out;
+    int cat = register_catalog(&conn);
+    (void)exec_ok(&conn, "SELECT pg_advisory_unlock(" REGISTRY_LOCK_KEY ")", 0, NULL);
+    if (cat < 0) goto out;
+    pthread_rwlock_wrlock(&lock);
+    types_ready = true;
+    pthread_rwlock_unlock(&lock);
+    if (load_types(&conn, NULL) < 0) goto out;
+    if (pthread_create(&listener, NULL, listen_main, NULL) != 0) goto out;
+    listener_running = true;
+    rc = 0;
+out:
+    PQfinish(conn);
+    return rc;
+}
+
+static void release_value(void *v)
+{
+    registry_release(v);
+}
+
+void registry_stop(void)
+{
+    if (listener_running) {
+        atomic_store(&stopping, true);
+        pthread_join(listener, NULL);
+        listener_running = false;
+    }
+    pthread_rwlock_wrlock(&lock);
+    if (types.slots) strmap_dispose(&types, release_value);
+    types_ready = false;
+    pthread_rwlock_unlock(&lock);
+    free(db_url);
+    db_url = NULL;
+}

@@ -1,0 +1,1009 @@
+/*
+ * validator.c — evaluates an instance against a compiled schema
+ * (schema_validate; compiling is validator_compile.c).
+ *
+ * DESIGN
+ * Evaluation is a depth-first walk of the compiled node graph alongside the
+ * instance. All per-call state lives in one `vctx` on the caller's stack: the
+ * instance path (segments, turned into a JSON Pointer only when a violation is
+ * reported), the evaluation depth, the dynamic scope, and the error array.
+ * The compiled schema is only read, so any number of threads may validate
+ * against it at once.
+ *
+ * Two bounds keep the recursion finite and the stack small:
+ *   - instance depth: descending past SCHEMA_MAX_INSTANCE_DEPTH is a violation
+ *     ("depth") and the walk goes no deeper;
+ *   - evaluation depth: more than SCHEMA_MAX_EVAL_DEPTH nested node
+ *     evaluations (only a `$ref` cycle that never moves into the instance gets
+ *     there) is a violation on "$ref".
+ *
+ * Annotations (for unevaluatedProperties/unevaluatedItems) are collected only
+ * when a node that has one of those keywords asks: it passes an `ann` — a
+ * bitset over the object's members (in iteration order) or the array's
+ * items — down to the keywords and in-place applicators ($ref, allOf, then,
+ * else, dependentSchemas). Branches whose annotations must be dropped when
+ * they fail (anyOf, oneOf, if, not) get a fresh `ann` merged only on success.
+ * Everything else runs with no `ann` at all, which is the fast path.
+ *
+ * Without an error array the first violation ends the walk. With one, every
+ * violation is reported (up to SCHEMA_MAX_ERRORS); branches of anyOf, oneOf,
+ * not, if, contains and propertyNames are evaluated quietly and summarised in
+ * one violation of that keyword.
+ */
+#include <float.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mem.h"
+#include "problem.h"
+#include "validator_internal.h"
+
+/* Equality/hash recursion bound inside one value (enum, const, uniqueItems). */
+#define MAX_VALUE_DEPTH (2 * SCHEMA_MAX_INSTANCE_DEPTH)
+/* Longest value text quoted in a message. */
+#define MSG_VALUE_MAX 120
+
+/* ------------------------------------------------------------- annotations */
+
+typedef struct ann {
+    bool all;       /* every member/item has been evaluated */
+    size_t n;       /* members/items in the instance */
+    uint64_t small; /* the bits when n <= 64 */
+    uint64_t *big;  /* the bits when n > 64 (owned) */
+} ann;
+
+static void ann_init(ann *a, size_t n)
+{
+    a->all = false;
+    a->n = n;
+    a->small = 0;
+    a->big = n > 64 ? xcalloc((n + 63) / 64, sizeof *a->big) : NULL;
+}
+
+static void ann_dispose(ann *a)
+{
+    free(a->big);
+}
+
+static void ann_set(ann *a, size_t i)
+{
+    if (i >= a->n) return;
+    uint64_t *w = a->big ? &a->big[i / 64] : &a->small;
+    *w |= 1ull << (i % 64);
+}
+
+static bool ann_get(const ann *a, size_t i)
+{
+    if (a->all) return true;
+    if (i >= a->n) return false;
+    uint64_t w = a->big ? a->big[i / 64] : a->small;
+    return (w >> (i % 64)) & 1;
+}
+
+static void ann_merge(ann *dst, const ann *src)
+{
+    if (src->all) dst->all = true;
+    if (dst->all) return;
+    if (dst->big) {
+        for (size_t i = 0; i < (dst->n + 63) / 64; i++) dst->big[i] |= src->big[i];
+    } else {
+        dst->small |= src->small;
+    }
+}
+
+/* ----------------------------------------------------------------- context */
+
+typedef struct seg {
+    const char *key; /* member name, or NULL for an array index */
+    size_t len;      /* bytes in key */
+    size_t idx;      /* array index */
+} seg;
+
+typedef struct vctx {
+    json_t *errors;       /* where violations go; NULL = stop at the first */
+    const char *prefix;   /* prepended to every reported path */
+    int index;            /* batch index for reports (< 0: none) */
+    int nerr;             /* violations reported */
+    int depth;            /* segments in path */
+    int eval;             /* nested node evaluations */
+    bool dynamic;         /* track the dynamic scope */
+    int nscope;           /* resources in scope */
+    seg path[SCHEMA_MAX_INSTANCE_DEPTH + 1];
+    const resource *scope[SCHEMA_MAX_EVAL_DEPTH + 1];
+} vctx;
+
+static bool v_node(vctx *c, const snode *n, json_t *inst, ann *a, const char *kwname);
+
+/* The reported path of the current location (plus `extra`, if non-NULL). */
+static char *v_path(const vctx *c, const char *extra, size_t extra_len)
+{
+    buf b;
+    buf_init(&b);
+    buf_puts(&b, c->prefix);
+    for (int i = 0; i <= c->depth; i++) {
+        const char *k;
+        size_t n;
+        if (i == c->depth) {
+            if (!extra) break;
+            k = extra;
+            n = extra_len;
+        } else if (c->path[i].key) {
+            k = c->path[i].key;
+            n = c->path[i].len;
+        } else {
+            buf_printf(&b, "/%zu", c->path[i].idx);
+            continue;
+        }
+        buf_puts(&b, "/");
+        for (size_t j = 0; j < n; j++) {
+            if (k[j] == '~') buf_puts(&b, "~0");
+            else if (k[j] == '/') buf_puts(&b, "~1");
+            else buf_append(&b, k + j, 1);
+        }
+    }
+    if (!b.data) buf_puts(&b, "");
+    return buf_steal(&b, NULL);
+}
+
+static void v_report(vctx *c, const char *key, size_t keylen, const char *keyword, const char *fmt, va_list ap)
+{
+    if (!c->errors) return;
+    char *msg = NULL;
+    if (vasprintf(&msg, fmt, ap) < 0) abort();
+    char *path = v_path(c, key, keylen);
+    json_array_append_new(c->errors, problem_error(c->index, path, keyword, msg));
+    free(path);
+    free(msg);
+    if (++c->nerr >= SCHEMA_MAX_ERRORS) c->errors = NULL; /* the rest stops at its first */
+}
+
+/* A violation at the current location. Returns false for `return v_error(..)`. */
+static bool v_error(vctx *c, const char *keyword, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool v_error(vctx *c, const char *keyword, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    v_report(c, NULL, 0, keyword, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+/* A violation at member `key` of the current object (which may not exist). */
+static bool v_error_at(vctx *c, const char *key, size_t len, const char *keyword, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static bool v_error_at(vctx *c, const char *key, size_t len, const char *keyword, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    v_report(c, key, len, keyword, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+/* Evaluates with violations muted (a branch whose failure is summarised). */
+static bool v_quiet(vctx *c, const snode *n, json_t *inst, ann *a)
+{
+    json_t *saved = c->errors;
+    c->errors = NULL;
+    bool ok = v_node(c, n, inst, a, "");
+    c->errors = saved;
+    return ok;
+}
+
+/* Evaluates a member (key != NULL) or item of the current value. */
+static bool v_child(vctx *c, const snode *n, json_t *v, const char *key, size_t len, size_t idx, const char *kwname)
+{
+    if (n->kind == SN_TRUE) return true;
+    seg *s = &c->path[c->depth];
+    s->key = key;
+    s->len = len;
+    s->idx = idx;
+    if (c->depth >= SCHEMA_MAX_INSTANCE_DEPTH) {
+        c->depth++;
+        v_error(c, "depth", "the value nests deeper than %d levels; Sluice does not validate below that",
+                SCHEMA_MAX_INSTANCE_DEPTH);
+        c->depth--;
+        return false;
+    }
+    c->depth++;
+    bool ok = v_node(c, n, v, NULL, kwname);
+    c->depth--;
+    return ok;
+}
+
+/* --------------------------------------------------------- value helpers */
+
+static const char *type_name(unsigned t)
+{
+    switch (t) {
+    case T_NULL: return "null";
+    case T_BOOL: return "boolean";
+    case T_INT: return "integer";
+    case T_REAL: return "number";
+    case T_STR: return "string";
+    case T_ARR: return "array";
+    default: return "object";
+    }
+}
+
+static bool is_integral(double d)
+{
+    return isfinite(d) && floor(d) == d;
+}
+
+/* a <=> b for two JSON numbers, exactly (long double holds any int64). */
+static int num_cmp(const json_t *a, const json_t *b)
+{
+    if (json_is_integer(a) && json_is_integer(b)) {
+        json_int_t x = json_integer_value(a), y = json_integer_value(b);
+        return (x > y) - (x < y);
+    }
+    long double x = json_is_integer(a) ? (long double)json_integer_value(a) : (long double)json_real_value(a);
+    long double y = json_is_integer(b) ? (long double)json_integer_value(b) : (long double)json_real_value(b);
+    return (x > y) - (x < y);
+}
+
+/* JSON equality: 1 == 1.0, objects ignore member order. */
+static bool json_eq(json_t *a, json_t *b, int depth)
+{
+    if (a == b) return true;
+    if (depth > MAX_VALUE_DEPTH) return false;
+    json_type ta = json_typeof(a), tb = json_typeof(b);
+    if (json_is_number(a) && json_is_number(b)) return num_cmp(a, b) == 0;
+    if (ta != tb) return false;
+    switch (ta) {
+    case JSON_STRING:
+        return json_string_length(a) == json_string_length(b) &&
+               memcmp(json_string_value(a), json_string_value(b), json_string_length(a)) == 0;
+    case JSON_ARRAY: {
+        size_t n = json_array_size(a);
+        if (n != json_array_size(b)) return false;
+        for (size_t i = 0; i < n; i++)
+            if (!json_eq(json_array_get(a, i), json_array_get(b, i), depth + 1)) return false;
+        return true;
+    }
+    case JSON_OBJECT: {
+        if (json_object_size(a) != json_object_size(b)) return false;
+        const char *k;
+        size_t kl;
+        json_t *v;
+        json_object_keylen_foreach(a, k, kl, v)
+        {
+            json_t *w = json_object_getn(b, k, kl);
+            if (!w || !json_eq(v, w, depth + 1)) return false;
+        }
+        return true;
+    }
+    default:
+        return true; /* true, false, null */
+    }
+}
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    return x ^ (x >> 33);
+}
+
+/* A hash consistent with json_eq. */
+static uint64_t json_hash(json_t *v, int depth)
+{
+    if (depth > MAX_VALUE_DEPTH) return 0;
+    switch (json_typeof(v)) {
+    case JSON_INTEGER: return mix64((uint64_t)json_integer_value(v));
+    case JSON_REAL: {
+        double d = json_real_value(v);
+        if (is_integral(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0)
+            return mix64((uint64_t)(int64_t)d);
+        uint64_t bits;
+        if (d == 0) d = 0; /* -0.0 */
+        memcpy(&bits, &d, sizeof bits);
+        return mix64(bits ^ 0x5555);
+    }
+    case JSON_STRING: return prop_hash(json_string_value(v), json_string_length(v)) * 0x100000001b3ull + 1;
+    case JSON_ARRAY: {
+        uint64_t h = 0xA77A;
+        for (size_t i = 0; i < json_array_size(v); i++) h = mix64(h + json_hash(json_array_get(v, i), depth + 1));
+        return h;
+    }
+    case JSON_OBJECT: {
+        uint64_t h = 0x0B1EC7;
+        const char *k;
+        size_t kl;
+        json_t *e;
+        json_object_keylen_foreach(v, k, kl, e) h += mix64(prop_hash(k, kl) ^ json_hash(e, depth + 1));
+        return h;
+    }
+    case JSON_TRUE: return 1;
+    case JSON_FALSE: return 2;
+    default: return 3;
+    }
+}
+
+/* The value as short JSON text for a message (caller frees). */
+static char *show(json_t *v)
+{
+    char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    if (!s) return xstrdup("(value)");
+    if (strlen(s) > MSG_VALUE_MAX) strcpy(s + MSG_VALUE_MAX - 3, "...");
+    return s;
+}
+
+static size_t utf8_length(const char *s, size_t n)
+{
+    size_t cps = 0;
+    for (size_t i = 0; i < n; i++) cps += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return cps;
+}
+
+static bool multiple_of(const json_t *x, const json_t *m)
+{
+    if (json_is_integer(x) && json_is_integer(m)) {
+        json_int_t d = json_integer_value(m);
+        return d == 1 || d == -1 || json_integer_value(x) % d == 0;
+    }
+    double xv = json_number_value(x), mv = json_number_value(m);
+    double q = xv / mv;
+    if (isfinite(q)) {
+        double tol = fmax(1e-9, fabs(q) * 4 * DBL_EPSILON);
+        return fabs(q - nearbyint(q)) <= tol;
+    }
+    /* q overflowed: fmod is exact for doubles */
+    double r = fmod(fabs(xv), mv);
+    return r == 0;
+}
+
+/* "(1) msg; (2) msg" (or just "msg" for one schema) for the first violation
+ * of each failing branch; caller frees. */
+static char *explain(vctx *c, snode *const *subs, size_t n, json_t *inst)
+{
+    json_t *saved = c->errors;
+    int saved_n = c->nerr, saved_idx = c->index;
+    const char *saved_prefix = c->prefix;
+    char *here = v_path(c, NULL, 0);
+    buf b;
+    buf_init(&b);
+    for (size_t i = 0; i < n && b.len < 400; i++) {
+        json_t *errs = json_array();
+        c->errors = errs;
+        c->nerr = SCHEMA_MAX_ERRORS - 1; /* one violation is enough */
+        c->index = -1;
+        (void)v_node(c, subs[i], inst, NULL, "");
+        json_t *e = json_array_get(errs, 0);
+        if (e) {
+            const char *p = json_string_value(json_object_get(e, "path"));
+            const char *m = json_string_value(json_object_get(e, "message"));
+            size_t hl = strlen(here);
+            if (n > 1) buf_printf(&b, "%s(%zu) ", b.len ? "; " : "", i + 1);
+            if (p && strlen(p) > hl) buf_printf(&b, "at %s: ", p + hl);
+            buf_puts(&b, m ? m : "invalid");
+        }
+        json_decref(errs);
+    }
+    c->errors = saved;
+    c->nerr = saved_n;
+    c->index = saved_idx;
+    c->prefix = saved_prefix;
+    free(here);
+    if (!b.data) buf_puts(&b, "");
+    return buf_steal(&b, NULL);
+}
+
+static void format_number(const json_t *v, char *out, size_t n)
+{
+    if (json_is_integer(v)) snprintf(out, n, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else snprintf(out, n, "%.17g", json_real_value(v));
+    if (json_is_real(v)) {
+        char shorter[40];
+        snprintf(shorter, sizeof shorter, "%.15g", json_real_value(v));
+        if (strtod(shorter, NULL) == json_real_value(v)) snprintf(out, n, "%s", shorter);
+    }
+}
+
+/* ------------------------------------------------------------ keywords */
+
+static bool kw_type(vctx *c, const kw *k, json_t *inst, unsigned t)
+{
+    unsigned types = k->u.types;
+    if (types & t) return true;
+    if (t == T_REAL && (types & T_INT) && is_integral(json_real_value(inst))) return true;
+    buf b;
+    buf_init(&b);
+    static const unsigned order[] = {T_STR, T_REAL, T_INT, T_OBJ, T_ARR, T_BOOL, T_NULL};
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        if (!(types & order[i])) continue;
+        if (order[i] == T_INT && (types & T_REAL)) continue; /* "number" says it */
+        buf_printf(&b, "%s%s", b.len ? " or " : "", type_name(order[i]));
+    }
+    v_error(c, "type", "expected %s, got %s", b.data, type_name(t));
+    buf_dispose(&b);
+    return false;
+}
+
+static bool kw_const(vctx *c, const kw *k, json_t *inst)
+{
+    if (json_eq(inst, k->u.value, 0)) return true;
+    if (!c->errors) return false;
+    char *s = show(k->u.value);
+    v_error(c, "const", "must be exactly %s", s);
+    free(s);
+    return false;
+}
+
+static bool kw_enum(vctx *c, const kw *k, json_t *inst)
+{
+    for (size_t i = 0; i < k->u.en.n; i++)
+        if (json_eq(inst, k->u.en.v[i], 0)) return true;
+    if (!c->errors) return false;
+    buf b;
+    buf_init(&b);
+    for (size_t i = 0; i < k->u.en.n; i++) {
+        if (b.len > 200) {
+            buf_printf(&b, ", ... (%zu values)", k->u.en.n);
+            break;
+        }
+        char *s = show(k->u.en.v[i]);
+        buf_printf(&b, "%s%s", i ? ", " : "", s);
+        free(s);
+    }
+    v_error(c, "enum", "must be one of %s", b.data ? b.data : "(no values)");
+    buf_dispose(&b);
+    return false;
+}
+
+static bool kw_number(vctx *c, const kw *k, json_t *inst)
+{
+    int cmp;
+    const char *op;
+    switch (k->kind) {
+    case KW_MINIMUM: cmp = num_cmp(inst, k->u.value); if (cmp >= 0) return true; op = ">="; break;
+    case KW_MAXIMUM: cmp = num_cmp(inst, k->u.value); if (cmp <= 0) return true; op = "<="; break;
+    case KW_EXCL_MINIMUM: cmp = num_cmp(inst, k->u.value); if (cmp > 0) return true; op = ">"; break;
+    case KW_EXCL_MAXIMUM: cmp = num_cmp(inst, k->u.value); if (cmp < 0) return true; op = "<"; break;
+    default:
+        if (multiple_of(inst, k->u.value)) return true;
+        op = NULL;
+        break;
+    }
+    if (!c->errors) return false;
+    char lim[40], got[40];
+    format_number(k->u.value, lim, sizeof lim);
+    format_number(inst, got, sizeof got);
+    if (op) return v_error(c, k->name, "must be %s %s, got %s", op, lim, got);
+    return v_error(c, k->name, "must be a multiple of %s, got %s", lim, got);
+}
+
+static bool kw_string(vctx *c, const kw *k, json_t *inst)
+{
+    const char *s = json_string_value(inst);
+    size_t len = json_string_length(inst);
+    switch (k->kind) {
+    case KW_MIN_LENGTH: {
+        if (len < k->u.count) {
+            size_t n = len;
+            return v_error(c, "minLength", "must be at least %zu characters long, got %zu", k->u.count, n);
+        }
+        size_t n = utf8_length(s, len);
+        if (n >= k->u.count) return true;
+        return v_error(c, "minLength", "must be at least %zu characters long, got %zu", k->u.count, n);
+    }
+    case KW_MAX_LENGTH: {
+        if (len <= k->u.count) return true;
+        size_t n = utf8_length(s, len);
+        if (n <= k->u.count) return true;
+        return v_error(c, "maxLength", "must be at most %zu characters long, got %zu", k->u.count, n);
+    }
+    case KW_PATTERN: {
+        int r = regex_search(k->u.re, s, len);
+        if (r == REGEX_MATCH) return true;
+        if (r == REGEX_TOO_COMPLEX)
+            return v_error(c, "pattern", "the pattern %s is too expensive to evaluate on this value",
+                           regex_source(k->u.re));
+        return v_error(c, "pattern", "must match the pattern %s", regex_source(k->u.re));
+    }
+    default: /* KW_FORMAT */
+        if (k->u.fmt.fn(s, len)) return true;
+        return v_error(c, "format", "must be a valid %s", k->u.fmt.name);
+    }
+}
+
+static const prop_ent *props_find(const props_kw *pk, const char *key, size_t len)
+{
+    if (!pk->nprops) return NULL;
+    uint32_t h = prop_hash(key, len);
+    for (uint32_t j = h & pk->mask;; j = (j + 1) & pk->mask) {
+        uint32_t s = pk->slots[j];
+        if (!s) return NULL;
+        const prop_ent *e = &pk->props[s - 1];
+        if (e->hash == h && e->len == len && memcmp(e->name, key, len) == 0) return e;
+    }
+}
+
+static bool kw_props(vctx *c, const kw *k, json_t *inst, ann *a)
+{
+    const props_kw *pk = k->u.props;
+    bool ok = true;
+    if (!a && !pk->npats && !pk->additional) {
+        for (size_t i = 0; i < pk->nprops; i++) {
+            const prop_ent *e = &pk->props[i];
+            json_t *v = json_object_getn(inst, e->name, e->len);
+            if (v && !v_child(c, e->sub, v, e->name, e->len, 0, "properties")) {
+                ok = false;
+                if (!c->errors) return false;
+            }
+        }
+        return ok;
+    }
+    size_t i = 0;
+    for (void *it = json_object_iter(inst); it; it = json_object_iter_next(inst, it), i++) {
+        const char *key = json_object_iter_key(it);
+        size_t len = json_object_iter_key_len(it);
+        json_t *v = json_object_iter_value(it);
+        bool matched = false, good = true;
+        const prop_ent *e = props_find(pk, key, len);
+        if (e) {
+            matched = true;
+            good = v_child(c, e->sub, v, key, len, 0, "properties");
+        }
+        for (size_t p = 0; p < pk->npats && (good || c->errors); p++) {
+            int r = regex_search(pk->pats[p].re, key, len);
+            if (r == REGEX_TOO_COMPLEX) {
+                good = v_error_at(c, key, len, "patternProperties",
+                                  "the pattern %s is too expensive to evaluate on this name",
+                                  regex_source(pk->pats[p].re));
+            } else if (r == REGEX_MATCH) {
+                matched = true;
+                good &= v_child(c, pk->pats[p].sub, v, key, len, 0, "patternProperties");
+            }
+        }
+        if (!matched && pk->additional) {
+            if (pk->additional->kind == SN_FALSE)
+                good = v_error_at(c, key, len, "additionalProperties", "property \"%.*s\" is not allowed", (int)len, key);
+            else good = v_child(c, pk->additional, v, key, len, 0, "additionalProperties");
+            matched = true;
+        }
+        if (a && matched) ann_set(a, i);
+        if (!good) {
+            ok = false;
+            if (!c->errors) return false;
+        }
+    }
+    return ok;
+}
+
+static bool kw_object(vctx *c, const kw *k, json_t *inst, ann *a)
+{
+    switch (k->kind) {
+    case KW_REQUIRED: {
+        bool ok = true;
+        for (size_t i = 0; i < k->u.req.n; i++) {
+            if (json_object_getn(inst, k->u.req.s[i], k->u.req.len[i])) continue;
+            ok = v_error_at(c, k->u.req.s[i], k->u.req.len[i], "required", "missing required property \"%s\"",
+                            k->u.req.s[i]);
+            if (!c->errors) return false;
+        }
+        return ok;
+    }
+    case KW_MIN_PROPERTIES: {
+        size_t n = json_object_size(inst);
+        if (n >= k->u.count) return true;
+        return v_error(c, "minProperties", "must have at least %zu properties, got %zu", k->u.count, n);
+    }
+    case KW_MAX_PROPERTIES: {
+        size_t n = json_object_size(inst);
+        if (n <= k->u.count) return true;
+        return v_error(c, "maxProperties", "must have at most %zu properties, got %zu", k->u.count, n);
+    }
+    case KW_DEPENDENT_REQUIRED: {
+        bool ok = true;
+        for (size_t i = 0; i < k->u.depreq.n; i++) {
+            const dep_req *d = &k->u.depreq.e[i];
+            if (!json_object_getn(inst, d->name, d->len)) continue;
+            for (size_t j = 0; j < d->deps.n; j++) {
+                if (json_object_getn(inst, d->deps.s[j], d->deps.len[j])) continue;
+                ok = v_error_at(c, d->deps.s[j], d->deps.len[j], "dependentRequired",
+                                "property \"%s\" is required when \"%s\" is present", d->deps.s[j], d->name);
+                if (!c->errors) return false;
+            }
+        }
+        return ok;
+    }
+    case KW_PROPS:
+        return kw_props(c, k, inst, a);
+    default: { /* KW_PROPERTY_NAMES */
+        bool ok = true;
+        const char *key;
+        size_t len;
+        json_t *v;
+        json_object_keylen_foreach(inst, key, len, v)
+        {
+            json_t *name = json_stringn(key, len);
+            if (!v_quiet(c, k->u.sub, name, NULL)) {
+                ok = false;
+                if (c->errors) {
+                    snode *sub = k->u.sub;
+                    char *why = explain(c, &sub, 1, name);
+                    v_error_at(c, key, len, "propertyNames", "property name \"%.*s\" is not allowed: %s", (int)len,
+                               key, *why ? why : "it does not match the propertyNames schema");
+                    free(why);
+                }
+            }
+            json_decref(name);
+            if (!ok && !c->errors) return false;
+        }
+        return ok;
+    }
+    }
+}
+
+/* Index pairs sorted by hash find duplicates in O(n log n). */
+typedef struct hidx {
+    uint64_t h;
+    size_t i;
+} hidx;
+
+static int hidx_cmp(const void *a, const void *b)
+{
+    const hidx *x = a, *y = b;
+    if (x->h != y->h) return x->h < y->h ? -1 : 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+static bool kw_unique(vctx *c, json_t *inst)
+{
+    size_t n = json_array_size(inst);
+    size_t di = 0, dj = 0;
+    bool dup = false;
+    if (n <= 16) {
+        for (size_t i = 0; i < n && !dup; i++)
+            for (size_t j = i + 1; j < n && !dup; j++)
+                if (json_eq(json_array_get(inst, i), json_array_get(inst, j), 0)) dup = true, di = i, dj = j;
+    } else {
+        hidx *h = xmalloc(n * sizeof *h);
+        for (size_t i = 0; i < n; i++) h[i].h = json_hash(json_array_get(inst, i), 0), h[i].i = i;
+        qsort(h, n, sizeof *h, hidx_cmp);
+        for (size_t i = 0; i < n && !dup; i++)
+            for (size_t j = i + 1; j < n && h[j].h == h[i].h && !dup; j++)
+                if (json_eq(json_array_get(inst, h[i].i), json_array_get(inst, h[j].i), 0))
+                    dup = true, di = h[i].i, dj = h[j].i;
+        free(h);
+        if (di > dj) {
+            size_t t = di;
+            di = dj;
+            dj = t;
+        }
+    }
+    if (!dup) return true;
+    return v_error(c, "uniqueItems", "items %zu and %zu are equal; items must be unique", di, dj);
+}
+
+static bool kw_array(vctx *c, const kw *k, json_t *inst, ann *a)
+{
+    size_t n = json_array_size(inst);
+    switch (k->kind) {
+    case KW_MIN_ITEMS:
+        if (n >= k->u.count) return true;
+        return v_error(c, "minItems", "must have at least %zu items, got %zu", k->u.count, n);
+    case KW_MAX_ITEMS:
+        if (n <= k->u.count) return true;
+        return v_error(c, "maxItems", "must have at most %zu items, got %zu", k->u.count, n);
+    case KW_UNIQUE_ITEMS:
+        return kw_unique(c, inst);
+    case KW_ITEMS: {
+        bool ok = true;
+        size_t np = k->u.items.nprefix, i = 0;
+        for (; i < n && i < np; i++) {
+            if (a) ann_set(a, i);
+            if (!v_child(c, k->u.items.prefix[i], json_array_get(inst, i), NULL, 0, i, "prefixItems")) {
+                ok = false;
+                if (!c->errors) return false;
+            }
+        }
+        const snode *rest = k->u.items.rest;
+        if (!rest || i >= n) return ok;
+        if (a) a->all = true;
+        if (rest->kind == SN_FALSE) {
+            c->path[c->depth] = (seg){.idx = i};
+            if (c->depth < SCHEMA_MAX_INSTANCE_DEPTH) {
+                c->depth++;
+                v_error(c, "items", "no item is allowed here: the array may have at most %zu items", np);
+                c->depth--;
+            }
+            return false;
+        }
+        for (; i < n; i++) {
+            if (!v_child(c, rest, json_array_get(inst, i), NULL, 0, i, "items")) {
+                ok = false;
+                if (!c->errors) return false;
+            }
+        }
+        return ok;
+    }
+    default: { /* KW_CONTAINS */
+        size_t min = k->u.contains.min, max = k->u.contains.max, count = 0;
+        bool exhaustive = a || max != SIZE_MAX;
+        for (size_t i = 0; i < n; i++) {
+            json_t *saved = c->errors;
+            c->errors = NULL;
+            bool m = v_child(c, k->u.contains.sub, json_array_get(inst, i), NULL, 0, i, "contains");
+            c->errors = saved;
+            if (!m) continue;
+            count++;
+            if (a) ann_set(a, i);
+            if (count > max) break;
+            if (!exhaustive && count >= min) break;
+        }
+        if (count > max)
+            return v_error(c, "maxContains", "must contain at most %zu items matching the contains schema", max);
+        if (count >= min) return true;
+        if (!c->errors) return false;
+        if (min == 1) {
+            snode *sub = k->u.contains.sub;
+            char *why = n ? explain(c, &sub, 1, json_array_get(inst, 0)) : xstrdup("");
+            v_error(c, "contains", "must contain an item matching the contains schema%s%s%s", *why ? " (item 0: " : "",
+                    why, *why ? ")" : "");
+            free(why);
+            return false;
+        }
+        return v_error(c, "minContains", "must contain at least %zu items matching the contains schema, got %zu", min,
+                       count);
+    }
+    }
+}
+
+static bool kw_anyof(vctx *c, const kw *k, json_t *inst, ann *a)
+{
+    bool any = false;
+    for (size_t i = 0; i < k->u.list.n; i++) {
+        if (a) {
+            ann b;
+            ann_init(&b, a->n);
+            if (v_quiet(c, k->u.list.v[i], inst, &b)) {
+                any = true;
+                ann_merge(a, &b);
+            }
+            ann_dispose(&b);
+        } else if (v_quiet(c, k->u.list.v[i], inst, NULL)) {
+            return true;
+        }
+    }
+    if (any) return true;
+    if (!c->errors) return false;
+    char *why = explain(c, k->u.list.v, k->u.list.n, inst);
+    v_error(c, "anyOf", "must match at least one of the %zu anyOf schemas: %s", k->u.list.n, why);
+    free(why);
+    return false;
+}
+
+static bool kw_oneof(vctx *c, const kw *k, json_t *inst, ann *a)
+{
+    size_t matches = 0, first = 0, second = 0;
+    ann keep;
+    if (a) ann_init(&keep, a->n);
+    for (size_t i = 0; i < k->u.list.n && matches < 2; i++) {
+        ann b;
+        if (a) ann_init(&b, a->n);
+        if (v_quiet(c, k->u.list.v[i], inst, a ? &b : NULL)) {
+            if (matches++ == 0) {
+                first = i;
+                if (a) ann_merge(&keep, &b);
+            } else {
+                second = i;
+            }
+        }
+        if (a) ann_dispose(&b);
+    }
+    if (a) {
+        if (matches == 1) ann_merge(a, &keep);
+        ann_dispose(&keep);
+    }
+    if (matches == 1) return true;
+    if (!c->errors) return false;
+    if (matches > 1)
+        return v_error(c, "oneOf", "must match exactly one of the oneOf schemas, but matches schemas %zu and %zu",
+                       first + 1, second + 1);
+    char *why = explain(c, k->u.list.v, k->u.list.n, inst);
+    v_error(c, "oneOf", "must match exactly one of the %zu oneOf schemas, but matches none: %s", k->u.list.n, why);
+    free(why);
+    return false;
+}
+
+static bool kw_if(vctx *c, const kw *k, json_t *inst, ann *a)
+{
+    bool cond;
+    if (a) {
+        ann b;
+        ann_init(&b, a->n);
+        cond = v_quiet(c, k->u.ifs.cond, inst, &b);
+        if (cond) ann_merge(a, &b);
+        ann_dispose(&b);
+    } else {
+        cond = v_quiet(c, k->u.ifs.cond, inst, NULL);
+    }
+    const snode *next = cond ? k->u.ifs.then : k->u.ifs.els;
+    return next ? v_node(c, next, inst, a, cond ? "then" : "else") : true;
+}
+
+static const snode *dynamic_target(const vctx *c, const kw *k)
+{
+    if (!k->u.dyn.anchor) return k->u.dyn.target;
+    for (int i = 0; i < c->nscope; i++) {
+        const resource *r = c->scope[i];
+        for (size_t j = 0; j < r->ndyn; j++)
+            if (strcmp(r->dyn[j].name, k->u.dyn.anchor) == 0) return r->dyn[j].node;
+    }
+    return k->u.dyn.target;
+}
+
+static bool kw_unevaluated(vctx *c, const kw *k, json_t *inst, ann *a)
+{
+    const snode *sub = k->u.sub;
+    bool ok = true;
+    if (k->kind == KW_UNEVALUATED_PROPERTIES) {
+        size_t i = 0;
+        for (void *it = json_object_iter(inst); it; it = json_object_iter_next(inst, it), i++) {
+            if (ann_get(a, i)) continue;
+            const char *key = json_object_iter_key(it);
+            size_t len = json_object_iter_key_len(it);
+            bool good = sub->kind == SN_FALSE
+                            ? v_error_at(c, key, len, "unevaluatedProperties",
+                                         "property \"%.*s\" is not allowed (no subschema declares it)", (int)len, key)
+                            : v_child(c, sub, json_object_iter_value(it), key, len, 0, "unevaluatedProperties");
+            if (!good) {
+                ok = false;
+                if (!c->errors) return false;
+            }
+        }
+    } else {
+        size_t n = json_array_size(inst);
+        for (size_t i = 0; i < n; i++) {
+            if (ann_get(a, i)) continue;
+            bool good;
+            if (sub->kind == SN_FALSE) {
+                c->path[c->depth] = (seg){.idx = i};
+                good = false;
+                if (c->depth < SCHEMA_MAX_INSTANCE_DEPTH) {
+                    c->depth++;
+                    v_error(c, "unevaluatedItems", "item %zu is not allowed (no subschema declares it)", i);
+                    c->depth--;
+                }
+            } else {
+                good = v_child(c, sub, json_array_get(inst, i), NULL, 0, i, "unevaluatedItems");
+            }
+            if (!good) {
+                ok = false;
+                if (!c->errors) return false;
+            }
+        }
+    }
+    a->all = true;
+    return ok;
+}
+
+static bool v_kw(vctx *c, const kw *k, json_t *inst, unsigned t, ann *a)
+{
+    switch (k->kind) {
+    case KW_TYPE: return kw_type(c, k, inst, t);
+    case KW_CONST: return kw_const(c, k, inst);
+    case KW_ENUM: return kw_enum(c, k, inst);
+    case KW_MIN_LENGTH:
+    case KW_MAX_LENGTH:
+    case KW_PATTERN:
+    case KW_FORMAT: return kw_string(c, k, inst);
+    case KW_MINIMUM:
+    case KW_MAXIMUM:
+    case KW_EXCL_MINIMUM:
+    case KW_EXCL_MAXIMUM:
+    case KW_MULTIPLE_OF: return kw_number(c, k, inst);
+    case KW_REQUIRED:
+    case KW_MIN_PROPERTIES:
+    case KW_MAX_PROPERTIES:
+    case KW_DEPENDENT_REQUIRED:
+    case KW_PROPS:
+    case KW_PROPERTY_NAMES: return kw_object(c, k, inst, a);
+    case KW_MIN_ITEMS:
+    case KW_MAX_ITEMS:
+    case KW_UNIQUE_ITEMS:
+    case KW_ITEMS:
+    case KW_CONTAINS: return kw_array(c, k, inst, a);
+    case KW_REF: return v_node(c, k->u.sub, inst, a, "$ref");
+    case KW_DYNAMIC_REF: return v_node(c, dynamic_target(c, k), inst, a, "$dynamicRef");
+    case KW_ALL_OF: {
+        bool ok = true;
+        for (size_t i = 0; i < k->u.list.n; i++) {
+            if (!v_node(c, k->u.list.v[i], inst, a, "allOf")) {
+                ok = false;
+                if (!c->errors) return false;
+            }
+        }
+        return ok;
+    }
+    case KW_ANY_OF: return kw_anyof(c, k, inst, a);
+    case KW_ONE_OF: return kw_oneof(c, k, inst, a);
+    case KW_NOT:
+        if (!v_quiet(c, k->u.sub, inst, NULL)) return true;
+        return v_error(c, "not", "must not match the schema in \"not\"");
+    case KW_IF: return kw_if(c, k, inst, a);
+    case KW_DEPENDENT_SCHEMAS: {
+        bool ok = true;
+        for (size_t i = 0; i < k->u.depsch.n; i++) {
+            const dep_schema *d = &k->u.depsch.e[i];
+            if (!json_object_getn(inst, d->name, d->len)) continue;
+            if (!v_node(c, d->sub, inst, a, "dependentSchemas")) {
+                ok = false;
+                if (!c->errors) return false;
+            }
+        }
+        return ok;
+    }
+    case KW_UNEVALUATED_PROPERTIES:
+    case KW_UNEVALUATED_ITEMS: return kw_unevaluated(c, k, inst, a);
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------------- nodes */
+
+static bool v_node(vctx *c, const snode *n, json_t *inst, ann *a, const char *kwname)
+{
+    if (n->kind == SN_TRUE) return true;
+    if (n->kind == SN_FALSE) return v_error(c, *kwname ? kwname : "false", "no value is allowed here");
+    if (c->eval >= SCHEMA_MAX_EVAL_DEPTH)
+        return v_error(c, "$ref", "schema evaluation nests deeper than %d levels (a $ref cycle that never descends "
+                                  "into the value?)", SCHEMA_MAX_EVAL_DEPTH);
+    c->eval++;
+    bool pushed = false;
+    if (c->dynamic && (c->nscope == 0 || c->scope[c->nscope - 1] != n->res)) {
+        c->scope[c->nscope++] = n->res;
+        pushed = true;
+    }
+    unsigned t = inst_type(inst);
+    ann local, *use = a;
+    bool own = false;
+    if ((n->flags & SNF_UNEVAL_PROPS) && t == T_OBJ) {
+        ann_init(&local, json_object_size(inst));
+        use = &local;
+        own = true;
+    } else if ((n->flags & SNF_UNEVAL_ITEMS) && t == T_ARR) {
+        ann_init(&local, json_array_size(inst));
+        use = &local;
+        own = true;
+    }
+    bool ok = true;
+    for (uint32_t i = 0; i < n->nkw; i++) {
+        const kw *k = &n->kws[i];
+        if (!(k->applies & t)) continue;
+        if (!v_kw(c, k, inst, t, use)) {
+            ok = false;
+            if (!c->errors) break;
+        }
+    }
+    if (own) {
+        if (ok && a) ann_merge(a, &local);
+        ann_dispose(&local);
+    }
+    if (pushed) c->nscope--;
+    c->eval--;
+    return ok;
+}
+
+bool schema_validate(const schema *s, json_t *instance, const char *path_prefix, int index, json_t *errors)
+{
+    vctx c;
+    c.errors = json_is_array(errors) ? errors : NULL;
+    c.prefix = path_prefix ? path_prefix : "";
+    c.index = index;
+    c.nerr = 0;
+    c.depth = 0;
+    c.eval = 0;
+    c.dynamic = s->dynamic;
+    c.nscope = 0;
+    return v_node(&c, s->root, instance, NULL, "");
+}
