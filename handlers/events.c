@@ -10,6 +10,7 @@
 #include "../server/problem.h"
 #include "../server/publish.h"
 #include "../server/store.h"
+#include "../server/waiters.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -261,4 +262,118 @@ void events_list(http_req *req)
         http_resume(req);
     }
     pthread_attr_destroy(&attr);
+}
+
+/* ------------------------------------------------------------------ long poll */
+
+#define WAIT_DEFAULT_MS 30000
+#define WAIT_MAX_MS 60000
+
+typedef struct wait_state {
+    char *json; /* the match, or NULL: timeout */
+    size_t len;
+} wait_state;
+
+typedef struct wait_job {
+    waiter *w;
+    char tenant[ENVELOPE_TENANT_MAX + 1];
+    read_filter f;
+} wait_job;
+
+static void wait_state_free(void *arg)
+{
+    wait_state *st = arg;
+    free(st->json);
+    free(st);
+}
+
+/* Tail, pool or reaper thread: exactly once. */
+static void on_wait_done(void *arg, const char *json, size_t len)
+{
+    http_req *req = arg;
+    wait_state *st = req->state;
+    if (json) {
+        st->json = xstrndup(json, len);
+        st->len = len;
+    }
+    http_resume(req);
+}
+
+static void answer_wait(http_req *req)
+{
+    wait_state *st = req->state;
+    if (st->json) {
+        http_reply(req, 200, "application/json", st->json, st->len);
+        st->json = NULL;
+    } else {
+        http_reply(req, 204, NULL, xstrdup(""), 0);
+    }
+}
+
+static int first_row(const char *line, size_t len, void *arg)
+{
+    char **out = arg;
+    *out = xstrndup(line, len);
+    return 1; /* one is enough */
+}
+
+static void run_wait_lookup(PGconn **conn, void *arg)
+{
+    wait_job *j = arg;
+    char *json = NULL;
+    if (*conn && store_stream(conn, http_config()->store_timeout_ms, j->tenant, &j->f, first_row,
+                              &json) == -1)
+        log_warn("events", "long poll: the store lookup failed; waiting for live events", NULL);
+    waiter_offer(j->w, json, json ? strlen(json) : 0);
+    free(json);
+    store_filter_dispose(&j->f);
+    free(j);
+}
+
+void events_wait(http_req *req)
+{
+    wait_job *j = xcalloc(1, sizeof *j);
+    char err[256];
+    if (store_filter_parse(&j->f, query_arg, req, false, err) < 0) {
+        free(j);
+        http_reply_error(req, "invalid_query", err);
+        return;
+    }
+    long timeout = WAIT_DEFAULT_MS;
+    const char *t = http_query(req, "timeout_ms");
+    if (t) {
+        char *end = NULL;
+        timeout = strtol(t, &end, 10);
+        if (*end || !*t || timeout < 0 || timeout > WAIT_MAX_MS) {
+            store_filter_dispose(&j->f);
+            free(j);
+            http_reply_error(req, "invalid_query", "timeout_ms must be an integer from 0 to 60000");
+            return;
+        }
+    }
+    snprintf(j->tenant, sizeof j->tenant, "%s", req->auth.tenant);
+    /* The hub filter mirrors the store filter: tenant, correlation id, types, stream, key. */
+    hub_filter hf = {0};
+    snprintf(hf.tenant, sizeof hf.tenant, "%s", req->auth.tenant);
+    if (j->f.correlation_id) hf.correlation_id = xstrdup(j->f.correlation_id);
+    if (j->f.key) hf.key = xstrdup(j->f.key);
+    if (j->f.stream) hf.streams[hf.n_streams++] = xstrdup(j->f.stream);
+    for (int i = 0; i < j->f.n_types && i < HUB_MAX_TYPES; i++) {
+        hf.types[hf.n_types] = xstrdup(j->f.types[i]);
+        hf.type_prefix[hf.n_types++] = j->f.type_prefix[i];
+    }
+    wait_state *st = xcalloc(1, sizeof *st);
+    req->state = st;
+    req->state_free = wait_state_free;
+    req->finalize = answer_wait;
+    http_suspend(req);
+    long long head = 0;
+    j->w = waiter_add(&hf, j->f.after, (int)timeout, on_wait_done, req, &head);
+    j->f.limit = 1;
+    j->f.upto = head > 0 ? head : -1; /* nothing stored yet: look nowhere */
+    if (head <= 0 || pool_submit(run_wait_lookup, j) != 0) {
+        waiter_offer(j->w, NULL, 0); /* the live path and the deadline still answer */
+        store_filter_dispose(&j->f);
+        free(j);
+    }
 }

@@ -13,6 +13,9 @@
 void events_publish(http_req *req);
 void events_get(http_req *req);
 void events_list(http_req *req);
+void events_wait(http_req *req);
+/* subscribe.c */
+void subscribe_sse(http_req *req);
 /* schemas.c */
 void schemas_list(http_req *req);
 void schemas_register(http_req *req);

@@ -5,6 +5,8 @@
 #include "../server/appender.h"
 #include "../server/mem.h"
 #include "../server/redis.h"
+#include "../server/relay.h"
+#include "../server/ws.h"
 #include "../server/store.h"
 #include "../server/version.h"
 
@@ -23,11 +25,15 @@ static void run_ready(PGconn **conn, void *arg)
     const sluice_config *cfg = http_config();
     long long head = *conn ? store_head(conn, OPS_CHECK_TIMEOUT_MS) : -1;
     bool pg = head >= 0 && appender_connected();
-    bool redis = redis_ping(cfg->redis_url, OPS_CHECK_TIMEOUT_MS);
+    long long relayed = relay_probe_checkpoint(cfg, OPS_CHECK_TIMEOUT_MS);
+    bool redis = relayed >= 0;
     /* Publishing needs PostgreSQL only; a Redis outage delays fan-out, never a publish. */
-    json_t *body = json_pack("{s:s,s:{s:s,s:s}}", "status", pg ? "ready" : "not_ready", "checks",
-                             "postgres", pg ? "ok" : "unavailable", "redis",
-                             redis ? "ok" : "unavailable");
+    json_t *body = json_pack("{s:s,s:{s:s,s:s},s:o,s:I,s:i}", "status", pg ? "ready" : "not_ready",
+                             "checks", "postgres", pg ? "ok" : "unavailable", "redis",
+                             redis ? "ok" : "unavailable", "relay_lag",
+                             pg && redis ? json_integer(head - relayed) : json_null(),
+                             "head_position", (json_int_t)head, "ws_connections",
+                             ws_connections());
     if (!pg) http_add_header(req, "Retry-After", "1");
     http_reply_json(req, pg ? 200 : 503, body);
     http_resume(req);
@@ -48,6 +54,7 @@ static void run_info(PGconn **conn, void *arg)
         http_resume(req);
         return;
     }
+    long long relayed = relay_probe_checkpoint(cfg, OPS_CHECK_TIMEOUT_MS);
     json_t *body = json_pack(
         "{s:s,s:s,s:i,s:i,s:s,s:s,s:I,s:{s:I,s:i,s:i,s:i},s:s}", "name", "sluice", "version",
         SLUICE_VERSION, "http_port", http_bound_port(), "ws_port", http_ws_port(), "ws_path",
@@ -55,6 +62,9 @@ static void run_info(PGconn **conn, void *arg)
         "max_body_bytes", (json_int_t)cfg->max_body_bytes, "max_batch", cfg->max_batch,
         "page_max", STORE_PAGE_MAX, "max_connections", cfg->max_connections, "redis_prefix",
         cfg->redis_prefix);
+    json_object_set_new(body, "relay_lag", relayed >= 0 ? json_integer(head - relayed) : json_null());
+    json_object_set_new(body, "relay_leader", json_boolean(relay_is_leader()));
+    json_object_set_new(body, "ws_connections", json_integer(ws_connections()));
     http_reply_json(req, 200, body);
     http_resume(req);
 }

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "mem.h"
 #include "problem.h"
+#include "tail.h"
 #include "timeutil.h"
 
 #include <errno.h>
@@ -447,7 +448,7 @@ static int write_events(append_req **reqs, size_t n_reqs, size_t stored, const c
     int rc = -2;
     buf sql;
     buf_init(&sql);
-    PGresult *res[6] = {0};
+    PGresult *res[7] = {0};
     int n = 0;
     if (relative)
         buf_puts(&sql, "BEGIN; SELECT pg_advisory_xact_lock(" APPENDER_LOCK_KEY
@@ -491,8 +492,10 @@ static int write_events(append_req **reqs, size_t n_reqs, size_t stored, const c
         }
         buf_puts(&sql, "; ");
     }
+    /* Wake every instance's tail (delivered at commit). */
+    if (stored) buf_puts(&sql, "NOTIFY " TAIL_CHANNEL "; ");
     buf_puts(&sql, "COMMIT");
-    n = db_run(&conn, sql.data, -1, NULL, cfg->store_timeout_ms, res, 6);
+    n = db_run(&conn, sql.data, -1, NULL, cfg->store_timeout_ms, res, 7);
     if (n < 0) {
         rc = -1;
         goto out;

@@ -30,6 +30,10 @@ typedef struct sluice_config {
     int http_threads;        /* libmicrohttpd thread pool size */
     int max_connections;     /* HTTP connections at once */
     int max_streams;         /* concurrent NDJSON streams */
+    int ws_max_connections;  /* WebSocket connections at once */
+    int ws_queue_messages;   /* per WebSocket connection: unsent messages before 1013 */
+    long long ws_queue_bytes; /* per WebSocket connection: unsent bytes before 1013 */
+    int sse_max;             /* SSE subscribers at once */
     int store_timeout_ms;    /* a PostgreSQL round trip slower than this fails with 503 */
     int drain_timeout_ms;    /* SIGTERM: how long in-flight requests may take */
 } sluice_config;

@@ -110,6 +110,11 @@ static void wake_reader_locked(http_stream *s)
 int http_stream_write(http_stream *s, const char *data, size_t n)
 {
     pthread_mutex_lock(&s->lock);
+    if (n == 0) { /* a probe: is the client still there, is Sluice still running? */
+        bool alive = !s->gone && !atomic_load(&shutting_down);
+        pthread_mutex_unlock(&s->lock);
+        return alive ? 0 : -1;
+    }
     while (n > 0) {
         while (s->len == s->cap && !s->gone && !atomic_load(&shutting_down)) {
             wake_reader_locked(s);

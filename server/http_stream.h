@@ -22,7 +22,7 @@ typedef struct http_stream http_stream;
  * MHD thread (in the handler). */
 http_stream *http_stream_start(http_req *req, int status, const char *type, size_t ring_bytes);
 /* Producer: copies `n` bytes in, waiting while the ring is full. Returns 0, or -1 when the
- * client has gone (stop producing). */
+ * client has gone or Sluice is stopping (stop producing). n == 0 only asks that. */
 int http_stream_write(http_stream *s, const char *data, size_t n);
 /* Producer: the body is complete; the stream is no longer the producer's. */
 void http_stream_end(http_stream *s);

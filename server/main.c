@@ -20,11 +20,17 @@
 #include "mem.h"
 #include "migrate.h"
 #include "pool.h"
+#include "relay.h"
+#include "session.h"
+#include "tail.h"
+#include "waiters.h"
+#include "ws.h"
 #include "schema/registry.h"
 #include "timeutil.h"
 #include "version.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,14 +118,18 @@ static void drain(const sluice_config *cfg)
     log_info("main", "draining: no new connections; finishing requests in flight",
              json_pack("{s:i}", "in_flight", http_in_flight()));
     http_quiesce();
+    waiters_stop(); /* long polls answer 204 now rather than hold the drain */
     int64_t deadline = time_mono_ms() + cfg->drain_timeout_ms;
     while (http_in_flight() > 0 && time_mono_ms() < deadline) usleep(20 * 1000);
+    ws_stop(); /* every WebSocket closed with 1001 */
     http_stream_shutdown();
     appender_stop();
+    relay_stop(); /* after the last commit: flushes it to Redis */
     pool_stop();
     deadline = time_mono_ms() + 2000;
     while (http_in_flight() > 0 && time_mono_ms() < deadline) usleep(20 * 1000);
     http_stop();
+    tail_stop();
     registry_stop();
     auth_shutdown();
 }
@@ -144,9 +154,17 @@ static int cmd_serve(sluice_config *cfg)
         return 1;
     }
     if (pool_start(cfg->database_url, cfg->db_pool, 4096) < 0) return 1;
+    session_init(cfg->database_url, 64);
+    if (tail_start(cfg->database_url) < 0) {
+        log_error("main", "cannot start following the event log", NULL);
+        return 1;
+    }
+    if (relay_start(cfg) < 0 || waiters_start() < 0) return 1;
+    int ws_port = 0;
+    if (ws_start(cfg, &ws_port) < 0) return 1;
+    http_set_ws_port(ws_port);
     int port = 0;
     if (http_start(cfg, &port) < 0) return 1;
-    http_set_ws_port(cfg->ws_port);
     log_info("main", "listening",
              json_pack("{s:s,s:i,s:i,s:s,s:s}", "bind", cfg->bind, "http_port", port, "ws_port",
                        http_ws_port(), "version", SLUICE_VERSION, "auth",
@@ -171,6 +189,12 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* every thread inherits this */
     signal(SIGPIPE, SIG_IGN);
+    /* Thousands of subscribers need thousands of descriptors: take the hard limit. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
 
     const char *cmd = argc > 1 && argv[1][0] != '-' ? argv[1] : "serve";
     int first = argc > 1 && argv[1][0] != '-' ? 2 : 1;

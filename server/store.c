@@ -135,7 +135,7 @@ typedef struct query {
     buf sql;
     const char *vals[16];
     int n;
-    char num[2][24];
+    char num[3][24];
     buf exact, prefixes;
 } query;
 
@@ -184,6 +184,10 @@ static void build_query(query *q, const char *tenant, const read_filter *f, long
         add_cond(q, " AND (type = ANY($%d::text[])", q->exact.data);
         add_cond(q, " OR EXISTS (SELECT 1 FROM unnest($%d::text[]) p WHERE starts_with(type, p)))",
                  q->prefixes.data);
+    }
+    if (f->upto > 0) {
+        snprintf(q->num[2], sizeof q->num[2], "%lld", f->upto);
+        add_cond(q, " AND position <= $%d", q->num[2]);
     }
     snprintf(q->num[0], sizeof q->num[0], "%lld", f->after);
     add_cond(q, " AND position > $%d ORDER BY position", q->num[0]);

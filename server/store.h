@@ -25,6 +25,7 @@ typedef struct read_filter {
     int n_types;
     char *since, *until;           /* owned RFC 3339; since inclusive, until exclusive */
     long long after;               /* position > after */
+    long long upto;                /* position <= upto; 0 = no bound */
     long long limit;               /* 0 = no limit (streams) */
     bool limit_given;
 } read_filter;

@@ -29,6 +29,42 @@
 
 /* ------------------------------------------------------------------ helpers */
 
+/* ASCII character classes, one bit each (bytes >= 0x80 are in none). */
+enum {
+    CC_ALPHA = 1,
+    CC_DIGIT = 2,
+    CC_HEX = 4,
+    CC_UNRESERVED = 8, /* RFC 3986: ALPHA DIGIT - . _ ~ */
+    CC_SUBDELIM = 16,  /* RFC 3986: ! $ & ' ( ) * + , ; = */
+    CC_ATEXT = 32,     /* RFC 5322: ALPHA DIGIT ! # $ % & ' * + - / = ? ^ _ ` { | } ~ */
+    CC_LDH = 64,       /* letter, digit, hyphen */
+    CC_PCHAR = 128,    /* RFC 3986 pchar without pct-encoded: unreserved, sub-delims, : @ */
+};
+
+static const uint8_t cclass[256] = {
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0xb0, 0x00, 0x20, 0xb0, 0x20, 0xb0, 0xb0, 0x90, 0x90, 0xb0, 0xb0, 0x90, 0xe8, 0x88, 0x20,
+    0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 0x80, 0x90, 0x00, 0xb0, 0x00, 0x20,
+    0x80, 0xed, 0xed, 0xed, 0xed, 0xed, 0xed, 0xe9, 0xe9, 0xe9, 0xe9, 0xe9, 0xe9, 0xe9, 0xe9, 0xe9,
+    0xe9, 0xe9, 0xe9, 0xe9, 0xe9, 0xe9, 0xe9, 0xe9, 0xe9, 0xe9, 0xe9, 0x00, 0x00, 0x00, 0x20, 0xa8,
+    0x20, 0xed, 0xed, 0xed, 0xed, 0xed, 0xed, 0xe9, 0xe9, 0xe9, 0xe9, 0xe9, 0xe9, 0xe9, 0xe9, 0xe9,
+    0xe9, 0xe9, 0xe9, 0xe9, 0xe9, 0xe9, 0xe9, 0xe9, 0xe9, 0xe9, 0xe9, 0x20, 0x20, 0x20, 0xa8, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+};
+
+static inline bool cc(int c, unsigned bits)
+{
+    return (cclass[(unsigned char)c] & bits) != 0;
+}
+
 static bool is_digit(int c)
 {
     return c >= '0' && c <= '9';
@@ -36,12 +72,12 @@ static bool is_digit(int c)
 
 static bool is_alpha(int c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    return cc(c, CC_ALPHA);
 }
 
 static bool is_hex(int c)
 {
-    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+    return cc(c, CC_HEX);
 }
 
 static bool all_digits(const char *s, size_t n)
@@ -239,15 +275,11 @@ static bool fmt_ipv6(const char *s, size_t len)
 
 static bool fmt_uuid(const char *s, size_t len)
 {
-    if (len != 36) return false;
-    for (size_t i = 0; i < 36; i++) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (s[i] != '-') return false;
-        } else if (!is_hex((unsigned char)s[i])) {
-            return false;
-        }
-    }
-    return true;
+    if (len != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-') return false;
+    unsigned ok = CC_HEX;
+    for (size_t i = 0; i < 36; i++)
+        if (i != 8 && i != 13 && i != 18 && i != 23) ok &= cclass[(unsigned char)s[i]];
+    return ok != 0;
 }
 
 /* ------------------------------------------------- IDNA2008 (A-labels only) */
@@ -435,10 +467,8 @@ static bool idna_ulabel(const uint32_t *cp, size_t n)
 static bool host_label(const char *s, size_t n)
 {
     if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-') return false;
-    for (size_t i = 0; i < n; i++) {
-        int c = (unsigned char)s[i];
-        if (!is_alpha(c) && !is_digit(c) && c != '-') return false;
-    }
+    for (size_t i = 0; i < n; i++)
+        if (!cc(s[i], CC_LDH)) return false;
     if (n >= 4 && (s[0] == 'x' || s[0] == 'X') && (s[1] == 'n' || s[1] == 'N') && s[2] == '-' && s[3] == '-') {
         uint32_t cps[IDNA_MAX_CPS];
         size_t ncp;
@@ -470,7 +500,7 @@ static bool fmt_hostname(const char *s, size_t len)
 
 static bool atext(int c)
 {
-    return is_alpha(c) || is_digit(c) || (c && strchr("!#$%&'*+-/=?^_`{|}~", c));
+    return cc(c, CC_ATEXT);
 }
 
 /* RFC 5321 Mailbox; `intl` (RFC 6531) also allows UTF-8 in the local part and
@@ -552,12 +582,12 @@ typedef struct uri_scan {
 
 static bool sub_delim(int c)
 {
-    return c && strchr("!$&'()*+,;=", c);
+    return cc(c, CC_SUBDELIM);
 }
 
 static bool unreserved(int c)
 {
-    return is_alpha(c) || is_digit(c) || c == '-' || c == '.' || c == '_' || c == '~';
+    return cc(c, CC_UNRESERVED);
 }
 
 /* Consumes one pct-encoded triplet, unreserved, sub-delim, ucschar (IRI) or a
@@ -566,6 +596,10 @@ static bool uri_char(uri_scan *u, const char *extra)
 {
     if (u->p >= u->end) return false;
     int c = *u->p;
+    if (cc(c, CC_UNRESERVED | CC_SUBDELIM)) {
+        u->p++;
+        return true;
+    }
     if (c == '%') {
         if (u->end - u->p < 3 || !is_hex(u->p[1]) || !is_hex(u->p[2])) return false;
         u->p += 3;
@@ -576,8 +610,7 @@ static bool uri_char(uri_scan *u, const char *extra)
         (void)utf8_next(&u->p, u->end);
         return true;
     }
-    if (unreserved(c) || sub_delim(c) || strchr(extra, c)) {
-        if (c == 0) return false;
+    if (c != 0 && strchr(extra, c)) {
         u->p++;
         return true;
     }
@@ -629,7 +662,9 @@ static bool uri_path(uri_scan *u, bool noscheme)
 {
     bool first_segment = true;
     while (u->p < u->end && *u->p != '?' && *u->p != '#') {
-        if (*u->p == '/') {
+        if (!noscheme && cc(*u->p, CC_UNRESERVED | CC_SUBDELIM)) {
+            u->p++;
+        } else if (*u->p == '/') {
             first_segment = false;
             u->p++;
         } else if (*u->p == ':' && noscheme && first_segment) {

@@ -35,6 +35,7 @@
 
 struct regex {
     pcre2_code *code; /* owned; read-only once compiled */
+    bool jit;         /* code was JIT-compiled: match with pcre2_jit_match */
     char *source;     /* the ECMA pattern, NUL-terminated; owned */
 };
 
@@ -537,8 +538,8 @@ regex *regex_new(const char *src, size_t len, char **err, bool *unsupported)
         t.err = xasprintf("%s: %s", t.unsupported ? "PCRE2 cannot run it" : "invalid pattern", (char *)msg);
         goto out;
     }
-    (void)pcre2_jit_compile(code, PCRE2_JIT_COMPLETE); /* the interpreter is the fallback */
     r = xmalloc(sizeof *r);
+    r->jit = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0; /* else the interpreter */
     r->code = code;
     code = NULL;
     r->source = xstrndup(src, len);
@@ -553,11 +554,12 @@ out:
 
 int regex_search(const regex *r, const char *s, size_t len)
 {
-    pthread_once(&regex_once, regex_init_once);
+    /* regex_new ran regex_init_once; subjects are valid UTF-8 (regex.h) */
     pcre2_match_data *md = thread_match_data();
-    int rc = pcre2_match(r->code, (PCRE2_SPTR)s, len, 0, 0, md, regex_mctx);
+    int rc = r->jit ? pcre2_jit_match(r->code, (PCRE2_SPTR)s, len, 0, PCRE2_NO_UTF_CHECK, md, regex_mctx)
+                    : pcre2_match(r->code, (PCRE2_SPTR)s, len, 0, PCRE2_NO_UTF_CHECK, md, regex_mctx);
     if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
-        rc = pcre2_match(r->code, (PCRE2_SPTR)s, len, 0, PCRE2_NO_JIT, md, regex_mctx);
+        rc = pcre2_match(r->code, (PCRE2_SPTR)s, len, 0, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, md, regex_mctx);
     if (rc >= 0) return REGEX_MATCH;
     if (rc == PCRE2_ERROR_NOMATCH) return REGEX_NO_MATCH;
     return REGEX_TOO_COMPLEX;

@@ -36,7 +36,8 @@ enum {
  * PCRE2 cannot run (variable-width lookbehind, lone surrogates). Any thread. */
 regex *regex_new(const char *src, size_t len, char **err, bool *unsupported) __attribute__((warn_unused_result));
 
-/* Searches `s` (UTF-8, `len` bytes) for a match anywhere, as ECMA's
+/* Searches `s` (`len` bytes, which must be valid UTF-8 — as every jansson
+ * string is — since it is not checked again) for a match anywhere, as ECMA's
  * RegExp.prototype.test does. Returns REGEX_MATCH, REGEX_NO_MATCH or
  * REGEX_TOO_COMPLEX. `r` is only read: safe from many threads at once. */
 int regex_search(const regex *r, const char *s, size_t len);

@@ -44,8 +44,6 @@
 
 /* Equality/hash recursion bound inside one value (enum, const, uniqueItems). */
 #define MAX_VALUE_DEPTH (2 * SCHEMA_MAX_INSTANCE_DEPTH)
-/* Longest value text quoted in a message. */
-#define MSG_VALUE_MAX 120
 
 /* ------------------------------------------------------------- annotations */
 
@@ -118,12 +116,30 @@ typedef struct vctx {
 
 static bool v_node(vctx *c, const snode *n, json_t *inst, ann *a, const char *kwname);
 
-/* The reported path of the current location (plus `extra`, if non-NULL). */
-static char *v_path(const vctx *c, const char *extra, size_t extra_len)
+/* Appends `n` bytes of a member name to out[*len..cap), escaped as RFC 6901
+ * says; *len counts what it needed even past cap. */
+static void put_token(char *out, size_t cap, size_t *len, const char *k, size_t n)
 {
-    buf b;
-    buf_init(&b);
-    buf_puts(&b, c->prefix);
+    for (size_t j = 0; j < n; j++) {
+        char e = k[j] == '~' ? '0' : k[j] == '/' ? '1' : 0;
+        if (e) {
+            if (*len + 1 < cap) out[*len] = '~', out[*len + 1] = e;
+            *len += 2;
+        } else {
+            if (*len < cap) out[*len] = k[j];
+            *len += 1;
+        }
+    }
+}
+
+/* Writes the reported path of the current location (plus member `extra` if
+ * non-NULL) into out[cap], NUL-terminated. Returns its length; when that is
+ * >= cap the text is cut and the caller retries with a larger buffer. */
+static size_t v_path_into(const vctx *c, const char *extra, size_t extra_len, char *out, size_t cap)
+{
+    size_t len = 0;
+    for (const char *p = c->prefix; *p; p++, len++)
+        if (len < cap) out[len] = *p;
     for (int i = 0; i <= c->depth; i++) {
         const char *k;
         size_t n;
@@ -135,29 +151,104 @@ static char *v_path(const vctx *c, const char *extra, size_t extra_len)
             k = c->path[i].key;
             n = c->path[i].len;
         } else {
-            buf_printf(&b, "/%zu", c->path[i].idx);
+            char num[24];
+            int w = snprintf(num, sizeof num, "/%zu", c->path[i].idx);
+            for (int j = 0; j < w; j++, len++)
+                if (len < cap) out[len] = num[j];
             continue;
         }
-        buf_puts(&b, "/");
-        for (size_t j = 0; j < n; j++) {
-            if (k[j] == '~') buf_puts(&b, "~0");
-            else if (k[j] == '/') buf_puts(&b, "~1");
-            else buf_append(&b, k + j, 1);
+        if (len < cap) out[len] = '/';
+        len++;
+        put_token(out, cap, &len, k, n);
+    }
+    out[len < cap ? len : cap - 1] = '\0';
+    return len;
+}
+
+/* The reported path as a new string (caller frees). */
+static char *v_path(const vctx *c, const char *extra, size_t extra_len)
+{
+    char small[256];
+    size_t n = v_path_into(c, extra, extra_len, small, sizeof small);
+    if (n < sizeof small) return xstrdup(small);
+    char *big = xmalloc(n + 1);
+    v_path_into(c, extra, extra_len, big, n + 1);
+    return big;
+}
+
+/* Cuts `s`, which vsnprintf cut at byte `len`, back to a whole code point. */
+static void utf8_trim(char *s, size_t len)
+{
+    size_t i = len;
+    while (i > 0 && ((unsigned char)s[i - 1] & 0xC0) == 0x80) i--;
+    if (i > 0 && ((unsigned char)s[i - 1] & 0x80)) {
+        unsigned char lead = (unsigned char)s[i - 1];
+        size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+        if (len - (i - 1) < need) s[i - 1] = '\0';
+    }
+}
+
+/* vsnprintf for the conversions messages use (%s %.*s %zu %d %%), without
+ * glibc's printf machinery on the path that reports violations. Returns the
+ * bytes written (cut at cap - 1 on a code point boundary). */
+static size_t msg_format(char *out, size_t cap, const char *fmt, va_list ap)
+{
+    size_t n = 0;
+    bool cut = false;
+#define PUT(ch)                                                                                                        \
+    do {                                                                                                               \
+        if (n + 1 < cap) out[n++] = (ch);                                                                              \
+        else cut = true;                                                                                               \
+    } while (0)
+    for (const char *f = fmt; *f; f++) {
+        if (*f != '%') {
+            PUT(*f);
+            continue;
+        }
+        f++;
+        if (*f == 's') {
+            for (const char *s = va_arg(ap, const char *); *s; s++) PUT(*s);
+        } else if (f[0] == '.' && f[1] == '*' && f[2] == 's') {
+            int len = va_arg(ap, int);
+            const char *s = va_arg(ap, const char *);
+            for (int i = 0; i < len; i++) PUT(s[i]);
+            f += 2;
+        } else if (*f == 'z' || *f == 'd') {
+            unsigned long long u;
+            bool neg = false;
+            if (*f == 'z') {
+                f++; /* %zu */
+                u = va_arg(ap, size_t);
+            } else {
+                int d = va_arg(ap, int);
+                neg = d < 0;
+                u = neg ? 0ull - (unsigned long long)d : (unsigned long long)d;
+            }
+            char digits[24];
+            int k = 0;
+            do digits[k++] = (char)('0' + u % 10); while ((u /= 10));
+            if (neg) PUT('-');
+            while (k) PUT(digits[--k]);
+        } else {
+            PUT('%');
         }
     }
-    if (!b.data) buf_puts(&b, "");
-    return buf_steal(&b, NULL);
+#undef PUT
+    out[n] = '\0';
+    if (cut) utf8_trim(out, n);
+    return n;
 }
 
 static void v_report(vctx *c, const char *key, size_t keylen, const char *keyword, const char *fmt, va_list ap)
 {
     if (!c->errors) return;
-    char *msg = NULL;
-    if (vasprintf(&msg, fmt, ap) < 0) abort();
-    char *path = v_path(c, key, keylen);
+    char msg[512], pathbuf[512];
+    msg_format(msg, sizeof msg, fmt, ap);
+    char *heap = NULL;
+    const char *path = pathbuf;
+    if (v_path_into(c, key, keylen, pathbuf, sizeof pathbuf) >= sizeof pathbuf) path = heap = v_path(c, key, keylen);
     json_array_append_new(c->errors, problem_error(c->index, path, keyword, msg));
-    free(path);
-    free(msg);
+    free(heap);
     if (++c->nerr >= SCHEMA_MAX_ERRORS) c->errors = NULL; /* the rest stops at its first */
 }
 
@@ -327,15 +418,6 @@ static uint64_t json_hash(json_t *v, int depth)
     }
 }
 
-/* The value as short JSON text for a message (caller frees). */
-static char *show(json_t *v)
-{
-    char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-    if (!s) return xstrdup("(value)");
-    if (strlen(s) > MSG_VALUE_MAX) strcpy(s + MSG_VALUE_MAX - 3, "...");
-    return s;
-}
-
 static size_t utf8_length(const char *s, size_t n)
 {
     size_t cps = 0;
@@ -398,13 +480,21 @@ static char *explain(vctx *c, snode *const *subs, size_t n, json_t *inst)
 
 static void format_number(const json_t *v, char *out, size_t n)
 {
-    if (json_is_integer(v)) snprintf(out, n, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-    else snprintf(out, n, "%.17g", json_real_value(v));
-    if (json_is_real(v)) {
-        char shorter[40];
-        snprintf(shorter, sizeof shorter, "%.15g", json_real_value(v));
-        if (strtod(shorter, NULL) == json_real_value(v)) snprintf(out, n, "%s", shorter);
+    if (json_is_integer(v)) {
+        /* the common case, without printf */
+        json_int_t x = json_integer_value(v);
+        char tmp[24];
+        size_t i = sizeof tmp;
+        unsigned long long u = x < 0 ? 0ull - (unsigned long long)x : (unsigned long long)x;
+        tmp[--i] = '\0';
+        do tmp[--i] = (char)('0' + u % 10); while ((u /= 10) && i > 1);
+        if (x < 0) tmp[--i] = '-';
+        snprintf(out, n, "%s", tmp + i);
+        return;
     }
+    double d = json_real_value(v);
+    snprintf(out, n, "%.15g", d);
+    if (strtod(out, NULL) != d) snprintf(out, n, "%.17g", d);
 }
 
 /* ------------------------------------------------------------ keywords */
@@ -414,48 +504,36 @@ static bool kw_type(vctx *c, const kw *k, json_t *inst, unsigned t)
     unsigned types = k->u.types;
     if (types & t) return true;
     if (t == T_REAL && (types & T_INT) && is_integral(json_real_value(inst))) return true;
-    buf b;
-    buf_init(&b);
-    static const unsigned order[] = {T_STR, T_REAL, T_INT, T_OBJ, T_ARR, T_BOOL, T_NULL};
-    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
-        if (!(types & order[i])) continue;
-        if (order[i] == T_INT && (types & T_REAL)) continue; /* "number" says it */
-        buf_printf(&b, "%s%s", b.len ? " or " : "", type_name(order[i]));
-    }
-    v_error(c, "type", "expected %s, got %s", b.data, type_name(t));
-    buf_dispose(&b);
-    return false;
+    return v_error(c, "type", "%s, got %s", k->msg, type_name(t));
 }
 
 static bool kw_const(vctx *c, const kw *k, json_t *inst)
 {
     if (json_eq(inst, k->u.value, 0)) return true;
-    if (!c->errors) return false;
-    char *s = show(k->u.value);
-    v_error(c, "const", "must be exactly %s", s);
-    free(s);
-    return false;
+    return v_error(c, "const", "%s", k->msg);
 }
 
 static bool kw_enum(vctx *c, const kw *k, json_t *inst)
 {
-    for (size_t i = 0; i < k->u.en.n; i++)
-        if (json_eq(inst, k->u.en.v[i], 0)) return true;
-    if (!c->errors) return false;
-    buf b;
-    buf_init(&b);
-    for (size_t i = 0; i < k->u.en.n; i++) {
-        if (b.len > 200) {
-            buf_printf(&b, ", ... (%zu values)", k->u.en.n);
-            break;
+    if (json_is_string(inst)) {
+        const char *s = json_string_value(inst);
+        size_t len = json_string_length(inst);
+        for (size_t i = 0; i < k->u.en.n; i++) {
+            json_t *v = k->u.en.v[i];
+            if (json_is_string(v) && json_string_length(v) == len && memcmp(json_string_value(v), s, len) == 0)
+                return true;
         }
-        char *s = show(k->u.en.v[i]);
-        buf_printf(&b, "%s%s", i ? ", " : "", s);
-        free(s);
+    } else if (json_is_integer(inst)) {
+        json_int_t x = json_integer_value(inst);
+        for (size_t i = 0; i < k->u.en.n; i++) {
+            json_t *v = k->u.en.v[i];
+            if (json_is_integer(v) ? json_integer_value(v) == x : json_is_real(v) && num_cmp(inst, v) == 0) return true;
+        }
+    } else {
+        for (size_t i = 0; i < k->u.en.n; i++)
+            if (json_eq(inst, k->u.en.v[i], 0)) return true;
     }
-    v_error(c, "enum", "must be one of %s", b.data ? b.data : "(no values)");
-    buf_dispose(&b);
-    return false;
+    return v_error(c, "enum", "%s", k->msg);
 }
 
 static bool kw_number(vctx *c, const kw *k, json_t *inst)
@@ -490,6 +568,7 @@ static bool kw_string(vctx *c, const kw *k, json_t *inst)
             size_t n = len;
             return v_error(c, "minLength", "must be at least %zu characters long, got %zu", k->u.count, n);
         }
+        if (len / 4 >= k->u.count) return true; /* a code point is at most 4 bytes */
         size_t n = utf8_length(s, len);
         if (n >= k->u.count) return true;
         return v_error(c, "minLength", "must be at least %zu characters long, got %zu", k->u.count, n);
@@ -514,6 +593,29 @@ static bool kw_string(vctx *c, const kw *k, json_t *inst)
     }
 }
 
+/* memcmp(a, b, n) == 0 for the short strings member names are, inline. */
+static inline bool bytes_eq(const char *a, const char *b, size_t n)
+{
+    uint64_t x, y;
+    while (n > 8) {
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        if (x != y) return false;
+        a += 8, b += 8, n -= 8;
+    }
+    if (n >= 4) { /* two overlapping 4-byte words cover 4..8 bytes */
+        uint32_t p, q, r, t;
+        memcpy(&p, a, 4);
+        memcpy(&q, b, 4);
+        memcpy(&r, a + n - 4, 4);
+        memcpy(&t, b + n - 4, 4);
+        return p == q && r == t;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i]) return false;
+    return true;
+}
+
 static const prop_ent *props_find(const props_kw *pk, const char *key, size_t len)
 {
     if (!pk->nprops) return NULL;
@@ -522,25 +624,28 @@ static const prop_ent *props_find(const props_kw *pk, const char *key, size_t le
         uint32_t s = pk->slots[j];
         if (!s) return NULL;
         const prop_ent *e = &pk->props[s - 1];
-        if (e->hash == h && e->len == len && memcmp(e->name, key, len) == 0) return e;
+        if (e->hash == h && e->len == len && bytes_eq(e->name, key, len)) return e;
     }
 }
 
-static bool kw_props(vctx *c, const kw *k, json_t *inst, ann *a)
+/* The `required` names missing from `inst` (the slow path: some are). */
+static bool report_missing(vctx *c, const strlist *req, json_t *inst)
 {
-    const props_kw *pk = k->u.props;
-    bool ok = true;
-    if (!a && !pk->npats && !pk->additional) {
-        for (size_t i = 0; i < pk->nprops; i++) {
-            const prop_ent *e = &pk->props[i];
-            json_t *v = json_object_getn(inst, e->name, e->len);
-            if (v && !v_child(c, e->sub, v, e->name, e->len, 0, "properties")) {
-                ok = false;
-                if (!c->errors) return false;
-            }
-        }
-        return ok;
+    for (size_t i = 0; i < req->n; i++) {
+        if (json_object_getn(inst, req->s[i], req->len[i])) continue;
+        v_error_at(c, req->s[i], req->len[i], "required", "missing required property \"%s\"", req->s[i]);
+        if (!c->errors) break;
     }
+    return false;
+}
+
+/* Walks the members of `inst`: declared ones get their `properties` schema
+ * (unless `declared_done`: the caller already applied those), matching ones
+ * their `patternProperties` schemas, the rest `additionalProperties`; marks
+ * what was evaluated in `a`; counts required members into *found. */
+static bool walk_members(vctx *c, const props_kw *pk, json_t *inst, ann *a, bool declared_done, size_t *found)
+{
+    bool ok = true;
     size_t i = 0;
     for (void *it = json_object_iter(inst); it; it = json_object_iter_next(inst, it), i++) {
         const char *key = json_object_iter_key(it);
@@ -549,8 +654,12 @@ static bool kw_props(vctx *c, const kw *k, json_t *inst, ann *a)
         bool matched = false, good = true;
         const prop_ent *e = props_find(pk, key, len);
         if (e) {
-            matched = true;
-            good = v_child(c, e->sub, v, key, len, 0, "properties");
+            *found += e->required;
+            if (e->sub) {
+                matched = true;
+                if (declared_done) continue;
+                good = v_child(c, e->sub, v, key, len, 0, "properties");
+            }
         }
         for (size_t p = 0; p < pk->npats && (good || c->errors); p++) {
             int r = regex_search(pk->pats[p].re, key, len);
@@ -578,19 +687,48 @@ static bool kw_props(vctx *c, const kw *k, json_t *inst, ann *a)
     return ok;
 }
 
+static bool kw_props(vctx *c, const kw *k, json_t *inst, ann *a)
+{
+    const props_kw *pk = k->u.props;
+    size_t size = json_object_size(inst), found = 0;
+    bool ok = true;
+    if (a || pk->npats || pk->nprops > 2 * size) {
+        ok = walk_members(c, pk, inst, a, false, &found);
+    } else {
+        /* Look the declared names up (cheaper than walking the members);
+         * walk only if some member is not declared and additionalProperties
+         * has something to say about it. */
+        size_t declared = 0;
+        for (size_t i = 0; i < pk->nprops; i++) {
+            const prop_ent *e = &pk->props[i];
+            json_t *v = json_object_getn(inst, e->name, e->len);
+            if (!v) continue;
+            found += e->required;
+            if (!e->sub) continue;
+            declared++;
+            if (!v_child(c, e->sub, v, e->name, e->len, 0, "properties")) {
+                ok = false;
+                if (!c->errors) return false;
+            }
+        }
+        if (pk->additional && declared < size) {
+            size_t ignored = 0;
+            if (!walk_members(c, pk, inst, NULL, true, &ignored)) ok = false;
+            if (!ok && !c->errors) return false;
+        }
+    }
+    if (!ok && !c->errors) return false;
+    if (found < pk->req.n) ok = report_missing(c, &pk->req, inst);
+    return ok;
+}
+
 static bool kw_object(vctx *c, const kw *k, json_t *inst, ann *a)
 {
     switch (k->kind) {
-    case KW_REQUIRED: {
-        bool ok = true;
-        for (size_t i = 0; i < k->u.req.n; i++) {
-            if (json_object_getn(inst, k->u.req.s[i], k->u.req.len[i])) continue;
-            ok = v_error_at(c, k->u.req.s[i], k->u.req.len[i], "required", "missing required property \"%s\"",
-                            k->u.req.s[i]);
-            if (!c->errors) return false;
-        }
-        return ok;
-    }
+    case KW_REQUIRED:
+        for (size_t i = 0; i < k->u.req.n; i++)
+            if (!json_object_getn(inst, k->u.req.s[i], k->u.req.len[i])) return report_missing(c, &k->u.req, inst);
+        return true;
     case KW_MIN_PROPERTIES: {
         size_t n = json_object_size(inst);
         if (n >= k->u.count) return true;
@@ -977,8 +1115,8 @@ static bool v_node(vctx *c, const snode *n, json_t *inst, ann *a, const char *kw
         own = true;
     }
     bool ok = true;
-    for (uint32_t i = 0; i < n->nkw; i++) {
-        const kw *k = &n->kws[i];
+    const kw *kws = n->kws, *end = kws + n->nkw; /* locals: stores through c may alias n */
+    for (const kw *k = kws; k < end; k++) {
         if (!(k->applies & t)) continue;
         if (!v_kw(c, k, inst, t, use)) {
             ok = false;

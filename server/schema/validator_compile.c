@@ -470,6 +470,43 @@ static void c_identifiers(cstate *st, json_t *js, snode *n, const resource **res
     }
 }
 
+/* `v` as JSON text of at most `max` bytes for a message, into b. */
+static void show_value(buf *b, json_t *v, size_t max)
+{
+    char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    size_t n = s ? strlen(s) : 0;
+    if (n > max) {
+        n = max - 3;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--; /* whole code points */
+        buf_append(b, s, n);
+        buf_puts(b, "...");
+    } else if (s) {
+        buf_append(b, s, n);
+    }
+    free(s);
+}
+
+/* "expected string or null" for a `type` kw. */
+static char *type_message(unsigned types)
+{
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } order[] = {{T_STR, "string"}, {T_REAL, "number"}, {T_INT, "integer"}, {T_OBJ, "object"},
+                 {T_ARR, "array"},  {T_BOOL, "boolean"}, {T_NULL, "null"}};
+    buf b;
+    buf_init(&b);
+    buf_puts(&b, "expected ");
+    bool first = true;
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        if (!(types & order[i].bit)) continue;
+        if (order[i].bit == T_INT && (types & T_REAL)) continue; /* "number" says it */
+        buf_printf(&b, "%s%s", first ? "" : " or ", order[i].name);
+        first = false;
+    }
+    return buf_steal(&b, NULL);
+}
+
 static void c_type_and_values(cstate *st, json_t *js, kwvec *kv, const char *path)
 {
     json_t *v = json_object_get(js, "type");
@@ -495,11 +532,21 @@ static void c_type_and_values(cstate *st, json_t *js, kwvec *kv, const char *pat
                     "type must be one of null, boolean, object, array, number, string, integer, or a non-empty array of them without repeats");
             free(p);
         } else {
-            kw_push(kv, KW_TYPE, T_ANY, "type")->u.types = bits;
+            kw *k = kw_push(kv, KW_TYPE, T_ANY, "type");
+            k->u.types = bits;
+            k->msg = type_message(bits);
         }
     }
     v = json_object_get(js, "const");
-    if (v) kw_push(kv, KW_CONST, T_ANY, "const")->u.value = v;
+    if (v) {
+        kw *k = kw_push(kv, KW_CONST, T_ANY, "const");
+        k->u.value = v;
+        buf b;
+        buf_init(&b);
+        buf_puts(&b, "must be exactly ");
+        show_value(&b, v, 120);
+        k->msg = buf_steal(&b, NULL);
+    }
     v = json_object_get(js, "enum");
     if (v) {
         if (!json_is_array(v)) {
@@ -511,6 +558,18 @@ static void c_type_and_values(cstate *st, json_t *js, kwvec *kv, const char *pat
             k->u.en.n = json_array_size(v);
             k->u.en.v = xcalloc(k->u.en.n ? k->u.en.n : 1, sizeof *k->u.en.v);
             for (size_t i = 0; i < k->u.en.n; i++) k->u.en.v[i] = json_array_get(v, i);
+            buf b;
+            buf_init(&b);
+            buf_puts(&b, k->u.en.n ? "must be one of " : "no value is allowed (the enum is empty)");
+            for (size_t i = 0; i < k->u.en.n; i++) {
+                if (b.len > 200) {
+                    buf_printf(&b, ", ... (%zu values)", k->u.en.n);
+                    break;
+                }
+                if (i) buf_puts(&b, ", ");
+                show_value(&b, k->u.en.v[i], 60);
+            }
+            k->msg = buf_steal(&b, NULL);
         }
     }
 }
@@ -612,14 +671,15 @@ static void props_index(props_kw *pk)
 static void c_objects(cstate *st, json_t *js, kwvec *kv, const resource *res, const char *path, int depth)
 {
     json_t *v = json_object_get(js, "required");
+    strlist req = {0};
+    bool has_req = false;
     if (v) {
-        strlist sl;
-        if (!string_set(v, &sl)) {
+        if (!string_set(v, &req)) {
             char *p = path_join(path, "required");
             c_error(st, SCHEMA_INVALID, p, "required", "required must be an array of unique strings");
             free(p);
         } else {
-            kw_push(kv, KW_REQUIRED, T_OBJ, "required")->u.req = sl;
+            has_req = true;
         }
     }
     c_count(st, js, kv, path, "minProperties", KW_MIN_PROPERTIES, T_OBJ);
@@ -650,14 +710,16 @@ static void c_objects(cstate *st, json_t *js, kwvec *kv, const resource *res, co
            *ap = json_object_get(js, "additionalProperties");
     if (pr && !c_check_object(st, pr, path, "properties")) pr = NULL;
     if (pp && !c_check_object(st, pp, path, "patternProperties")) pp = NULL;
-    if (pr || pp || ap) {
+    if (!pr && !pp && !ap) {
+        if (has_req) kw_push(kv, KW_REQUIRED, T_OBJ, "required")->u.req = req;
+    } else {
         props_kw *pk = xcalloc(1, sizeof *pk);
         const char *key;
         size_t klen;
         json_t *e;
+        pk->props = xcalloc((pr ? json_object_size(pr) : 0) + req.n + 1, sizeof *pk->props);
         if (pr) {
             char *p0 = path_join(path, "properties");
-            pk->props = xcalloc(json_object_size(pr) + 1, sizeof *pk->props);
             json_object_keylen_foreach(pr, key, klen, e)
             {
                 prop_ent *pe = &pk->props[pk->nprops++];
@@ -668,6 +730,21 @@ static void c_objects(cstate *st, json_t *js, kwvec *kv, const resource *res, co
             }
             free(p0);
         }
+        /* required names join the table; those not in properties have no schema */
+        for (size_t i = 0; i < req.n; i++) {
+            prop_ent *pe = NULL;
+            for (size_t j = 0; j < pk->nprops && !pe; j++)
+                if (pk->props[j].len == req.len[i] && memcmp(pk->props[j].name, req.s[i], req.len[i]) == 0)
+                    pe = &pk->props[j];
+            if (!pe) {
+                pe = &pk->props[pk->nprops++];
+                pe->name = req.s[i];
+                pe->len = req.len[i];
+                pe->hash = prop_hash(req.s[i], req.len[i]);
+            }
+            pe->required = true;
+        }
+        pk->req = req;
         props_index(pk);
         if (pp) {
             char *p0 = path_join(path, "patternProperties");
@@ -1013,6 +1090,7 @@ static int json_depth(json_t *v, int limit)
 
 static void kw_dispose(kw *k)
 {
+    free(k->msg);
     switch (k->kind) {
     case KW_ENUM: free(k->u.en.v); break;
     case KW_PATTERN: regex_free(k->u.re); break;
@@ -1032,6 +1110,8 @@ static void kw_dispose(kw *k)
         props_kw *pk = k->u.props;
         for (size_t i = 0; i < pk->npats; i++) regex_free(pk->pats[i].re);
         free(pk->pats);
+        free(pk->req.s);
+        free(pk->req.len);
         free(pk->props);
         free(pk->slots);
         free(pk);

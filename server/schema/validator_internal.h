@@ -10,7 +10,10 @@
  * Keywords that the specification evaluates together are compiled into one
  * `kw`: properties + patternProperties + additionalProperties (KW_PROPS),
  * prefixItems + items (KW_ITEMS), contains + minContains + maxContains
- * (KW_CONTAINS), if + then + else (KW_IF).
+ * (KW_CONTAINS), if + then + else (KW_IF). `required` joins KW_PROPS when
+ * both are present: the one pass over the members that finds the declared
+ * properties also counts the required ones, so a valid event costs no extra
+ * lookup per required name (issue 3's benchmark).
  *
  * All strings and JSON values a kw points at are borrowed from the schema's
  * private copy of the document (schema.doc), which lives as long as the schema.
@@ -22,6 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "format.h"
 #include "regex.h"
@@ -84,7 +88,8 @@ typedef struct prop_ent {
     const char *name; /* borrowed from the document */
     size_t len;       /* bytes in name */
     uint32_t hash;    /* prop_hash(name, len) */
-    snode *sub;       /* its schema */
+    bool required;    /* listed in `required` */
+    snode *sub;       /* its `properties` schema, or NULL for a name only `required` lists */
 } prop_ent;
 
 typedef struct pattern_ent {
@@ -92,21 +97,22 @@ typedef struct pattern_ent {
     snode *sub; /* the schema for matching names */
 } pattern_ent;
 
+typedef struct strlist {
+    const char **s; /* borrowed strings; owned array */
+    size_t *len;    /* their byte lengths; owned array */
+    size_t n;       /* entries */
+} strlist;
+
 typedef struct props_kw {
-    prop_ent *props;      /* `properties`, owned array */
+    prop_ent *props;      /* `properties` then required-only names, owned array */
     size_t nprops;        /* entries in props */
+    strlist req;          /* `required` (n = 0 when absent) */
     uint32_t *slots;      /* open-addressing table: index+1 into props, 0 = empty; owned */
     uint32_t mask;        /* slots has mask+1 entries */
     pattern_ent *pats;    /* `patternProperties`, owned array */
     size_t npats;         /* entries in pats */
     snode *additional;    /* `additionalProperties`, or NULL */
 } props_kw;
-
-typedef struct strlist {
-    const char **s; /* borrowed strings; owned array */
-    size_t *len;    /* their byte lengths; owned array */
-    size_t n;       /* entries */
-} strlist;
 
 typedef struct dep_req {
     const char *name; /* the trigger property (borrowed) */
@@ -124,6 +130,7 @@ typedef struct kw {
     kw_kind kind;
     uint8_t applies;   /* T_* bits of the instances this keyword looks at */
     const char *name;  /* the keyword as it appears in errors (static) */
+    char *msg;         /* the violation message, built once (type, const, enum), or NULL; owned */
     union {
         unsigned types;                   /* KW_TYPE: T_* bits; T_INT alone means "integer" */
         json_t *value;                    /* KW_CONST, and the limit of the number keywords */
@@ -218,27 +225,37 @@ struct schema {
 /* Statically allocated boolean schema nodes (never freed). */
 extern snode schema_node_true, schema_node_false;
 
-/* FNV-1a of a property name, for props_kw lookups. */
+/* A hash of a property name for props_kw lookups: the length and the first
+ * and last eight bytes (collisions only cost a memcmp). */
 static inline uint32_t prop_hash(const char *s, size_t n)
 {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
+    uint64_t a = 0, b = 0;
+    if (n >= 8) {
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+    } else if (n >= 4) {
+        uint32_t x, y;
+        memcpy(&x, s, 4);
+        memcpy(&y, s + n - 4, 4);
+        a = x;
+        b = y;
+    } else {
+        for (size_t i = 0; i < n; i++) a = (a << 8) | (unsigned char)s[i];
+    }
+    uint64_t h = (a ^ (uint64_t)n) * 0x9E3779B97F4A7C15ull;
+    h ^= (b + (h >> 31)) * 0xC2B2AE3D27D4EB4Full;
+    h ^= h >> 29;
+    return (uint32_t)(h ^ (h >> 32));
 }
 
 /* The instance type bits of `v`. */
 static inline unsigned inst_type(const json_t *v)
 {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return T_OBJ;
-    case JSON_ARRAY: return T_ARR;
-    case JSON_STRING: return T_STR;
-    case JSON_INTEGER: return T_INT;
-    case JSON_REAL: return T_REAL;
-    case JSON_TRUE:
-    case JSON_FALSE: return T_BOOL;
-    default: return T_NULL;
-    }
+    static const uint8_t bits[] = {
+        [JSON_OBJECT] = T_OBJ, [JSON_ARRAY] = T_ARR, [JSON_STRING] = T_STR, [JSON_INTEGER] = T_INT,
+        [JSON_REAL] = T_REAL,  [JSON_TRUE] = T_BOOL, [JSON_FALSE] = T_BOOL, [JSON_NULL] = T_NULL,
+    };
+    return bits[json_typeof(v)];
 }
 
 /* --- validator_uri.c ------------------------------------------------------ */

@@ -1,0 +1,83 @@
+/*
+ * session.h — one live subscriber (a WebSocket connection or an SSE stream):
+ * its subscriptions, its bounded outgoing queue, and the catch-up readers that
+ * replay history before a subscription goes live.
+ *
+ * Producers (the hub on the tail thread, catch-up threads, the owner's own
+ * control messages) append under the session's lock and call the owner's wake
+ * function; the owner's thread pops and writes. The queue is bounded in
+ * messages and bytes: past either bound the session is marked overflowed and
+ * the owner closes it, naming the last position it sent (the client resumes
+ * from there). Events in the queue are shared references, not copies.
+ */
+#ifndef SLUICE_SESSION_H
+#define SLUICE_SESSION_H
+
+#include "auth.h"
+#include "hub.h"
+#include "sevent.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#define SESSION_SUB_ID_MAX 64
+#define SESSION_MAX_SUBS 16
+
+typedef struct session session;
+typedef void (*session_wake_fn)(session *s);
+
+/* One queued message: an event for a subscription, or a control text. */
+typedef struct session_item {
+    sevent *ev;                         /* shared reference, or NULL */
+    char sub[SESSION_SUB_ID_MAX + 1];   /* with ev: the subscription id */
+    char *text;                         /* without ev: owned JSON text */
+} session_item;
+
+typedef struct session_sub session_sub;
+
+struct session {
+    atomic_int refs;
+    pthread_mutex_t lock;
+    pthread_cond_t changed;      /* items arrived, room freed, or closed */
+    session_item *q;             /* {lock} ring, grown on demand up to max_messages */
+    size_t q_cap, q_start, q_len;
+    size_t q_bytes;              /* {lock} bytes of the queued events */
+    size_t max_messages, max_bytes;
+    bool overflow;               /* {lock} a bound was passed: the owner must close */
+    bool closed;                 /* {lock} no more producing */
+    long long last_sent;         /* {lock} set by the owner as it writes */
+    auth_ctx auth;               /* who subscribes (tenant) */
+    session_wake_fn wake;        /* called after a producer appended (any thread) */
+    void *owner;
+    session_sub *subs;           /* owner thread only */
+    int n_subs;
+};
+
+/* Start-up: where catch-up reads come from, and how many may run at once. */
+void session_init(const char *database_url, int max_catchups);
+
+/* A session with one reference (the owner's). */
+session *session_new(size_t max_messages, size_t max_bytes, session_wake_fn wake, void *owner);
+void session_ref(session *s);
+void session_unref(session *s);
+
+/* Owner thread. Subscribes `id` with `filter` (moved in; tenant set from the session).
+ * from_position < 0: live from now. Returns 0 and *start (the position after which
+ * events will come), or -1 duplicate id, -2 too many subscriptions, -3 too many
+ * catch-ups running (retry later). */
+int session_subscribe(session *s, const char *id, hub_filter *filter, long long from_position,
+                      long long *start) __attribute__((warn_unused_result));
+/* Owner thread. Returns 0, or -1 when no such subscription. */
+int session_unsubscribe(session *s, const char *id) __attribute__((warn_unused_result));
+/* Owner thread: stops every subscription; producers stop adding. */
+void session_close(session *s);
+
+/* Any thread: queues a control message (takes `text`). */
+void session_push_text(session *s, char *text);
+/* Owner thread: takes the next item (caller disposes with session_item_dispose).
+ * Returns false when the queue is empty. */
+bool session_pop(session *s, session_item *out);
+void session_item_dispose(session_item *it);
+
+#endif

@@ -1,0 +1,130 @@
+/*
+ * waiters.c — long-poll waiters (see waiters.h).
+ */
+#include "waiters.h"
+#include "mem.h"
+#include "timeutil.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { W_WAITING = 0, W_ANSWERED = 1 };
+
+struct waiter {
+    hub_sub hs;              /* hs.owner = this */
+    atomic_int state;
+    atomic_int refs;         /* the reaper's list + the caller's */
+    long long after;
+    int64_t deadline;        /* monotonic ms */
+    waiter_done_fn done;
+    void *arg;
+    waiter *next;            /* {lock} */
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static waiter *all;          /* {lock} */
+static pthread_t reaper;
+static atomic_bool stopping;
+static bool running;
+
+static void unref(waiter *w)
+{
+    if (atomic_fetch_sub(&w->refs, 1) != 1) return;
+    hub_filter_dispose(&w->hs.filter);
+    free(w);
+}
+
+/* Answers once; returns whether this call did. */
+static bool answer(waiter *w, const char *json, size_t len)
+{
+    int expect = W_WAITING;
+    if (!atomic_compare_exchange_strong(&w->state, &expect, W_ANSWERED)) return false;
+    w->done(w->arg, json, len);
+    return true;
+}
+
+/* Tail thread, hub lock held. */
+static void deliver(hub_sub *hs, sevent *e)
+{
+    waiter *w = hs->owner;
+    if (e->position > w->after) (void)answer(w, e->json, e->json_len);
+}
+
+static void *reaper_main(void *unused)
+{
+    (void)unused;
+    for (;;) {
+        bool stop = atomic_load(&stopping);
+        int64_t now = time_mono_ms();
+        waiter *done = NULL;
+        pthread_mutex_lock(&lock);
+        for (waiter **pp = &all; *pp;) {
+            waiter *w = *pp;
+            if (stop || now >= w->deadline) (void)answer(w, NULL, 0);
+            if (atomic_load(&w->state) == W_ANSWERED) {
+                *pp = w->next;
+                w->next = done;
+                done = w;
+            } else {
+                pp = &w->next;
+            }
+        }
+        pthread_mutex_unlock(&lock);
+        while (done) {
+            waiter *next = done->next;
+            hub_remove(&done->hs);
+            unref(done);
+            done = next;
+        }
+        if (stop) break;
+        usleep(20 * 1000);
+    }
+    return NULL;
+}
+
+int waiters_start(void)
+{
+    if (pthread_create(&reaper, NULL, reaper_main, NULL) != 0) return -1;
+    running = true;
+    return 0;
+}
+
+void waiters_stop(void)
+{
+    if (!running) return;
+    atomic_store(&stopping, true);
+    pthread_join(reaper, NULL);
+    running = false;
+}
+
+waiter *waiter_add(hub_filter *filter, long long after, int timeout_ms, waiter_done_fn done,
+                   void *arg, long long *head)
+{
+    waiter *w = xcalloc(1, sizeof *w);
+    w->hs.filter = *filter;
+    memset(filter, 0, sizeof *filter);
+    w->hs.state = HUB_LIVE;
+    w->hs.deliver = deliver;
+    w->hs.owner = w;
+    w->after = after;
+    w->deadline = time_mono_ms() + timeout_ms;
+    w->done = done;
+    w->arg = arg;
+    atomic_init(&w->refs, 2);
+    hub_add(&w->hs); /* sets hs.cursor to the head: later events come live */
+    *head = w->hs.cursor;
+    pthread_mutex_lock(&lock);
+    w->next = all;
+    all = w;
+    pthread_mutex_unlock(&lock);
+    return w;
+}
+
+void waiter_offer(waiter *w, const char *json, size_t len)
+{
+    if (json) (void)answer(w, json, len);
+    unref(w);
+}

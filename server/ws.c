@@ -1,0 +1,444 @@
+/*
+ * ws.c — the WebSocket server (see ws.h).
+ */
+#include "ws.h"
+#include "auth.h"
+#include "hub.h"
+#include "log.h"
+#include "mem.h"
+#include "session.h"
+
+#include <libwebsockets.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define WS_PATH "/v1/ws"
+#define WS_MAX_WRITES_PER_CALLBACK 32
+#define WS_CLOSE_TRY_AGAIN_LATER 1013
+
+/* Per connection: lws's per-session data holds a pointer to this heap object, which
+ * other threads may still reference (through the session) after lws frees its own. */
+typedef struct ws_conn {
+    session *sess;           /* owned reference */
+    struct lws *wsi;         /* lws thread only */
+    bool authed;             /* lws thread only */
+    bool on_ready;           /* {ready_lock} */
+    bool gone;               /* {ready_lock} lws has closed it */
+    atomic_int refs;         /* lws + the ready list */
+    struct ws_conn *ready_next; /* {ready_lock} */
+    struct ws_conn *all_prev, *all_next; /* lws thread only: every open connection */
+} ws_conn;
+
+typedef struct ws_pss {
+    ws_conn *conn;
+} ws_pss;
+
+static const sluice_config *cfg;
+static struct lws_context *context;
+static pthread_t thread;
+static atomic_bool stopping;
+static bool running;
+static pthread_mutex_t ready_lock = PTHREAD_MUTEX_INITIALIZER;
+static ws_conn *ready_head;          /* {ready_lock} */
+static ws_conn *all_conns;           /* lws thread only */
+static atomic_int n_conns;
+static atomic_llong n_slow;
+static buf scratch;                  /* lws thread only: the frame being written */
+
+int ws_connections(void)
+{
+    return atomic_load(&n_conns);
+}
+
+long long ws_slow_closes(void)
+{
+    return atomic_load(&n_slow);
+}
+
+static void conn_unref(ws_conn *c)
+{
+    if (atomic_fetch_sub(&c->refs, 1) != 1) return;
+    session_unref(c->sess);
+    free(c);
+}
+
+/* Any thread: the session has something to write (or must close). */
+static void wake(session *s)
+{
+    ws_conn *c = s->owner;
+    bool cancel = false;
+    pthread_mutex_lock(&ready_lock);
+    if (!c->on_ready && !c->gone) {
+        c->on_ready = true;
+        atomic_fetch_add(&c->refs, 1);
+        c->ready_next = ready_head;
+        ready_head = c;
+        cancel = true;
+    }
+    pthread_mutex_unlock(&ready_lock);
+    /* The hub wakes once per batch (on_hub_batch); others wake lws here. */
+    if (cancel && context) lws_cancel_service(context);
+}
+
+static void on_hub_batch(void)
+{
+    if (context) lws_cancel_service(context);
+}
+
+/* lws thread: asks WRITEABLE for every connection on the ready list. */
+static void drain_ready(void)
+{
+    pthread_mutex_lock(&ready_lock);
+    ws_conn *c = ready_head;
+    ready_head = NULL;
+    for (ws_conn *x = c; x; x = x->ready_next) x->on_ready = false;
+    pthread_mutex_unlock(&ready_lock);
+    while (c) {
+        ws_conn *next = c->ready_next;
+        if (!c->gone) lws_callback_on_writable(c->wsi);
+        conn_unref(c);
+        c = next;
+    }
+}
+
+static void send_error(ws_conn *c, const char *id, const char *code, const char *message)
+{
+    json_t *e = json_pack("{s:s,s:s,s:s}", "op", "error", "code", code, "message", message);
+    if (id) json_object_set_new(e, "id", json_string(id));
+    session_push_text(c->sess, json_dumps(e, JSON_COMPACT));
+    json_decref(e);
+}
+
+static bool authenticate(ws_conn *c, const char *token)
+{
+    char header[600];
+    snprintf(header, sizeof header, "Bearer %s", token ? token : "");
+    auth_ctx a;
+    if (auth_authenticate(header, &a) < 0 || !auth_has_scope(&a, SCOPE_SUBSCRIBE)) return false;
+    c->sess->auth = a;
+    c->authed = true;
+    return true;
+}
+
+/* Parses a subscribe message's filters. Returns NULL or an error message. */
+static const char *parse_filter(json_t *msg, hub_filter *f)
+{
+    json_t *streams = json_object_get(msg, "streams");
+    json_t *types = json_object_get(msg, "types");
+    json_t *key = json_object_get(msg, "key");
+    size_t i;
+    json_t *v;
+    if (streams && !json_is_null(streams)) {
+        if (!json_is_array(streams) || json_array_size(streams) > HUB_MAX_STREAMS)
+            return "streams must be an array of at most 16 stream names";
+        json_array_foreach(streams, i, v) {
+            if (!json_is_string(v) || !envelope_stream_valid(json_string_value(v)))
+                return "streams must hold stream names";
+            f->streams[f->n_streams++] = xstrdup(json_string_value(v));
+        }
+    }
+    if (types && !json_is_null(types)) {
+        if (!json_is_array(types) || json_array_size(types) > HUB_MAX_TYPES)
+            return "types must be an array of at most 16 types or prefix.* wildcards";
+        json_array_foreach(types, i, v) {
+            if (!json_is_string(v) || !hub_filter_add_type(f, json_string_value(v)))
+                return "types must hold event types or prefix.* wildcards";
+        }
+    }
+    if (key && !json_is_null(key)) {
+        if (!json_is_string(key) || json_string_length(key) == 0 ||
+            json_string_length(key) > ENVELOPE_KEY_MAX)
+            return "key must be a string of 1 to 256 characters, or null";
+        f->key = xstrdup(json_string_value(key));
+    }
+    return NULL;
+}
+
+static void on_subscribe(ws_conn *c, json_t *msg, const char *id)
+{
+    json_t *fp = json_object_get(msg, "from_position");
+    long long from = -1;
+    if (fp && !json_is_null(fp)) {
+        if (!json_is_integer(fp) || json_integer_value(fp) < 0) {
+            send_error(c, id, "invalid_request", "from_position must be a non-negative integer");
+            return;
+        }
+        from = (long long)json_integer_value(fp);
+    }
+    hub_filter f = {0};
+    const char *err = parse_filter(msg, &f);
+    if (err) {
+        hub_filter_dispose(&f);
+        send_error(c, id, "invalid_request", err);
+        return;
+    }
+    long long start = 0;
+    int rc = session_subscribe(c->sess, id, &f, from, &start);
+    hub_filter_dispose(&f);
+    if (rc == -1) send_error(c, id, "conflict", "a subscription with this id exists");
+    else if (rc == -2) send_error(c, id, "rate_limited", "at most 16 subscriptions per connection");
+    else if (rc == -3) send_error(c, id, "overloaded", "too many catch-ups are running; retry");
+    else
+        session_push_text(c->sess, xasprintf("{\"op\":\"subscribed\",\"id\":\"%s\",\"position\":%lld}",
+                                             id, start));
+}
+
+/* lws thread: one client message. Returns -1 to close the connection. */
+static int on_message(ws_conn *c, const char *data, size_t len)
+{
+    json_error_t jerr;
+    json_t *msg = json_loadb(data, len, 0, &jerr);
+    if (!json_is_object(msg)) {
+        json_decref(msg);
+        send_error(c, NULL, "invalid_json", "messages are JSON objects with an \"op\"");
+        return c->authed ? 0 : -1;
+    }
+    const char *op = json_string_value(json_object_get(msg, "op"));
+    json_t *idv = json_object_get(msg, "id");
+    const char *id = json_string_value(idv);
+    int rc = 0;
+    if (!c->authed) {
+        const char *token = json_string_value(json_object_get(msg, "token"));
+        if (!authenticate(c, token)) {
+            send_error(c, id, "unauthenticated",
+                       "send ?token= or a first message {\"op\":\"auth\",\"token\":\"…\"} "
+                       "with a key that has the subscribe scope");
+            json_decref(msg);
+            return -1;
+        }
+        if (op && strcmp(op, "auth") == 0) {
+            session_push_text(c->sess, xstrdup("{\"op\":\"authenticated\"}"));
+            json_decref(msg);
+            return 0;
+        }
+    }
+    if (!op) {
+        send_error(c, id, "invalid_request", "missing \"op\"");
+    } else if (strcmp(op, "ping") == 0) {
+        session_push_text(c->sess, xstrdup("{\"op\":\"pong\"}"));
+    } else if (strcmp(op, "auth") == 0) {
+        session_push_text(c->sess, xstrdup("{\"op\":\"authenticated\"}"));
+    } else if (strcmp(op, "subscribe") == 0 || strcmp(op, "unsubscribe") == 0) {
+        if (!id || !*id || strlen(id) > SESSION_SUB_ID_MAX || strchr(id, '"') || strchr(id, '\\')) {
+            send_error(c, NULL, "invalid_request", "id must be a string of 1 to 64 characters");
+        } else if (op[0] == 's') {
+            on_subscribe(c, msg, id);
+        } else if (session_unsubscribe(c->sess, id) < 0) {
+            send_error(c, id, "not_found", "no subscription with this id");
+        } else {
+            session_push_text(c->sess, xasprintf("{\"op\":\"unsubscribed\",\"id\":\"%s\"}", id));
+        }
+    } else {
+        send_error(c, id, "invalid_request", "op must be auth, subscribe, unsubscribe or ping");
+    }
+    json_decref(msg);
+    return rc;
+}
+
+/* lws thread: writes queued messages while the socket takes them. -1 closes. */
+static int on_writeable(ws_conn *c)
+{
+    if (atomic_load(&stopping)) {
+        lws_close_reason(c->wsi, LWS_CLOSE_STATUS_GOINGAWAY, (unsigned char *)"server shutting down",
+                         20);
+        return -1;
+    }
+    pthread_mutex_lock(&c->sess->lock);
+    bool overflow = c->sess->overflow;
+    long long last = c->sess->last_sent;
+    pthread_mutex_unlock(&c->sess->lock);
+    if (overflow) {
+        char reason[100];
+        int n = snprintf(reason, sizeof reason, "slow consumer; last position %lld", last);
+        atomic_fetch_add(&n_slow, 1);
+        lws_close_reason(c->wsi, (enum lws_close_status)WS_CLOSE_TRY_AGAIN_LATER,
+                         (unsigned char *)reason, (size_t)n);
+        return -1;
+    }
+    for (int i = 0; i < WS_MAX_WRITES_PER_CALLBACK; i++) {
+        session_item it;
+        if (!session_pop(c->sess, &it)) return 0;
+        scratch.len = 0;
+        static const char pre[LWS_PRE] = {0};
+        buf_append(&scratch, pre, LWS_PRE); /* room lws needs before the payload */
+        if (it.ev) {
+            buf_puts(&scratch, "{\"op\":\"event\",\"sub\":\"");
+            buf_puts(&scratch, it.sub);
+            buf_puts(&scratch, "\",\"event\":");
+            buf_append(&scratch, it.ev->json, it.ev->json_len);
+            buf_puts(&scratch, "}");
+        } else {
+            buf_puts(&scratch, it.text);
+        }
+        session_item_dispose(&it);
+        size_t len = scratch.len - LWS_PRE;
+        if (lws_write(c->wsi, (unsigned char *)scratch.data + LWS_PRE, len, LWS_WRITE_TEXT) <
+            (int)len)
+            return -1;
+        if (lws_send_pipe_choked(c->wsi)) break;
+    }
+    lws_callback_on_writable(c->wsi); /* more may be queued */
+    return 0;
+}
+
+static bool path_ok(struct lws *wsi)
+{
+    char uri[128];
+    if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0) return false;
+    return strcmp(uri, WS_PATH) == 0;
+}
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                    size_t len)
+{
+    ws_pss *pss = user;
+    switch (reason) {
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        drain_ready();
+        if (atomic_load(&stopping))
+            for (ws_conn *c = all_conns; c; c = c->all_next) lws_callback_on_writable(c->wsi);
+        return 0;
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        if (!path_ok(wsi)) return 1;                       /* refuse other paths */
+        if (atomic_load(&n_conns) >= cfg->ws_max_connections) return 1; /* at the limit */
+        return 0;
+    case LWS_CALLBACK_ESTABLISHED: {
+        ws_conn *c = xcalloc(1, sizeof *c);
+        atomic_init(&c->refs, 1);
+        c->wsi = wsi;
+        c->sess = session_new((size_t)cfg->ws_queue_messages, (size_t)cfg->ws_queue_bytes, wake, c);
+        pss->conn = c;
+        c->all_next = all_conns;
+        if (all_conns) all_conns->all_prev = c;
+        all_conns = c;
+        atomic_fetch_add(&n_conns, 1);
+        char argbuf[600];
+        const char *token = lws_get_urlarg_by_name(wsi, "token=", argbuf, sizeof argbuf);
+        if (token && !authenticate(c, token)) {
+            lws_close_reason(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+                             (unsigned char *)"unauthenticated", 15);
+            return -1;
+        }
+        return 0;
+    }
+    case LWS_CALLBACK_RECEIVE: {
+        ws_conn *c = pss->conn;
+        if (!c) return -1;
+        if (!lws_is_final_fragment(wsi) || !lws_is_first_fragment(wsi) || len > 65536) {
+            send_error(c, NULL, "payload_too_large", "messages are single frames of at most 64 KiB");
+            return 0;
+        }
+        if (on_message(c, in, len) < 0) {
+            lws_close_reason(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+                             (unsigned char *)"unauthenticated", 15);
+            return -1;
+        }
+        return 0;
+    }
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return pss->conn ? on_writeable(pss->conn) : -1;
+    case LWS_CALLBACK_CLOSED: {
+        ws_conn *c = pss->conn;
+        if (!c) return 0;
+        pss->conn = NULL;
+        session_close(c->sess);
+        pthread_mutex_lock(&ready_lock);
+        c->gone = true;
+        pthread_mutex_unlock(&ready_lock);
+        if (c->all_prev) c->all_prev->all_next = c->all_next;
+        else all_conns = c->all_next;
+        if (c->all_next) c->all_next->all_prev = c->all_prev;
+        atomic_fetch_sub(&n_conns, 1);
+        conn_unref(c);
+        return 0;
+    }
+    default:
+        return 0;
+    }
+}
+
+static struct lws_protocols protocols[] = {
+    {"sluice", callback, sizeof(ws_pss), 65536, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static void *ws_main(void *unused)
+{
+    (void)unused;
+    while (!atomic_load(&stopping) || atomic_load(&n_conns) > 0) {
+        if (lws_service(context, 0) < 0) break;
+    }
+    return NULL;
+}
+
+static void lws_log(int level, const char *line)
+{
+    char msg[300];
+    snprintf(msg, sizeof msg, "%s", line);
+    size_t n = strlen(msg);
+    while (n && msg[n - 1] == '\n') msg[--n] = '\0';
+    if (level & LLL_ERR)
+        log_warn("ws", "libwebsockets", json_pack("{s:s}", "detail", msg));
+    else
+        log_debug("ws", "libwebsockets", json_pack("{s:s}", "detail", msg));
+}
+
+int ws_start(const sluice_config *c, int *port)
+{
+    cfg = c;
+    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.port = c->ws_port;
+    info.iface = c->bind;
+    info.protocols = protocols;
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.fd_limit_per_thread = (unsigned)c->ws_max_connections + 64;
+    info.timeout_secs = 30;
+    info.ka_time = 60;
+    info.ka_probes = 3;
+    info.ka_interval = 10;
+    context = lws_create_context(&info);
+    if (!context) {
+        log_error("ws", "cannot create the WebSocket context", NULL);
+        return -1;
+    }
+    struct lws_vhost *vh = lws_create_vhost(context, &info);
+    if (!vh) {
+        log_error("ws", "cannot listen for WebSockets (port in use?)",
+                  json_pack("{s:s,s:i}", "bind", c->bind, "port", c->ws_port));
+        lws_context_destroy(context);
+        context = NULL;
+        return -1;
+    }
+    *port = lws_get_vhost_listen_port(vh);
+    buf_init(&scratch);
+    hub_on_batch(on_hub_batch);
+    if (pthread_create(&thread, NULL, ws_main, NULL) != 0) return -1;
+    running = true;
+    return 0;
+}
+
+void ws_stop(void)
+{
+    if (!running) return;
+    atomic_store(&stopping, true);
+    lws_cancel_service(context);
+    /* ws_main returns once every connection has been closed with 1001. */
+    for (int i = 0; i < 100 && atomic_load(&n_conns) > 0; i++) {
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+        lws_cancel_service(context);
+    }
+    struct lws_context *ctx = context;
+    if (atomic_load(&n_conns) > 0) lws_cancel_service(ctx);
+    pthread_join(thread, NULL);
+    context = NULL;
+    lws_context_destroy(ctx);
+    running = false;
+    buf_dispose(&scratch);
+}
