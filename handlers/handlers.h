@@ -14,6 +14,12 @@ void events_publish(http_req *req);
 void events_get(http_req *req);
 void events_list(http_req *req);
 void events_wait(http_req *req);
+/* streams.c */
+void streams_list_handler(http_req *req);
+void streams_get_handler(http_req *req);
+void streams_put_handler(http_req *req);
+void streams_key_history(http_req *req);
+void correlations_get(http_req *req);
 /* subscribe.c */
 void subscribe_sse(http_req *req);
 /* schemas.c */

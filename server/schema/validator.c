@@ -110,7 +110,7 @@ typedef struct vctx {
     int eval;             /* nested node evaluations */
     bool dynamic;         /* track the dynamic scope */
     int nscope;           /* resources in scope */
-    seg path[SCHEMA_MAX_INSTANCE_DEPTH + 1];
+    seg path[SCHEMA_MAX_INSTANCE_DEPTH];
     const resource *scope[SCHEMA_MAX_EVAL_DEPTH + 1];
 } vctx;
 
@@ -132,27 +132,22 @@ static void put_token(char *out, size_t cap, size_t *len, const char *k, size_t 
     }
 }
 
-/* Writes the reported path of the current location (plus member `extra` if
- * non-NULL) into out[cap], NUL-terminated. Returns its length; when that is
- * >= cap the text is cut and the caller retries with a larger buffer. */
-static size_t v_path_into(const vctx *c, const char *extra, size_t extra_len, char *out, size_t cap)
+/* Writes the reported path of the current location (plus the member or item
+ * `extra`, if non-NULL) into out[cap], NUL-terminated. Returns its length;
+ * when that is >= cap the text is cut and the caller retries with more room. */
+static size_t v_path_into(const vctx *c, const seg *extra, char *out, size_t cap)
 {
     size_t len = 0;
     for (const char *p = c->prefix; *p; p++, len++)
         if (len < cap) out[len] = *p;
     for (int i = 0; i <= c->depth; i++) {
-        const char *k;
-        size_t n;
-        if (i == c->depth) {
-            if (!extra) break;
-            k = extra;
-            n = extra_len;
-        } else if (c->path[i].key) {
-            k = c->path[i].key;
-            n = c->path[i].len;
-        } else {
+        const seg *sg = i < c->depth ? &c->path[i] : extra;
+        if (!sg) break;
+        const char *k = sg->key;
+        size_t n = sg->len;
+        if (!k) {
             char num[24];
-            int w = snprintf(num, sizeof num, "/%zu", c->path[i].idx);
+            int w = snprintf(num, sizeof num, "/%zu", sg->idx);
             for (int j = 0; j < w; j++, len++)
                 if (len < cap) out[len] = num[j];
             continue;
@@ -166,13 +161,13 @@ static size_t v_path_into(const vctx *c, const char *extra, size_t extra_len, ch
 }
 
 /* The reported path as a new string (caller frees). */
-static char *v_path(const vctx *c, const char *extra, size_t extra_len)
+static char *v_path(const vctx *c, const seg *extra)
 {
     char small[256];
-    size_t n = v_path_into(c, extra, extra_len, small, sizeof small);
+    size_t n = v_path_into(c, extra, small, sizeof small);
     if (n < sizeof small) return xstrdup(small);
     char *big = xmalloc(n + 1);
-    v_path_into(c, extra, extra_len, big, n + 1);
+    v_path_into(c, extra, big, n + 1);
     return big;
 }
 
@@ -239,14 +234,14 @@ static size_t msg_format(char *out, size_t cap, const char *fmt, va_list ap)
     return n;
 }
 
-static void v_report(vctx *c, const char *key, size_t keylen, const char *keyword, const char *fmt, va_list ap)
+static void v_report(vctx *c, const seg *extra, const char *keyword, const char *fmt, va_list ap)
 {
     if (!c->errors) return;
     char msg[512], pathbuf[512];
     msg_format(msg, sizeof msg, fmt, ap);
     char *heap = NULL;
     const char *path = pathbuf;
-    if (v_path_into(c, key, keylen, pathbuf, sizeof pathbuf) >= sizeof pathbuf) path = heap = v_path(c, key, keylen);
+    if (v_path_into(c, extra, pathbuf, sizeof pathbuf) >= sizeof pathbuf) path = heap = v_path(c, extra);
     json_array_append_new(c->errors, problem_error(c->index, path, keyword, msg));
     free(heap);
     if (++c->nerr >= SCHEMA_MAX_ERRORS) c->errors = NULL; /* the rest stops at its first */
@@ -258,7 +253,7 @@ static bool v_error(vctx *c, const char *keyword, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    v_report(c, NULL, 0, keyword, fmt, ap);
+    v_report(c, NULL, keyword, fmt, ap);
     va_end(ap);
     return false;
 }
@@ -268,9 +263,23 @@ static bool v_error_at(vctx *c, const char *key, size_t len, const char *keyword
     __attribute__((format(printf, 5, 6)));
 static bool v_error_at(vctx *c, const char *key, size_t len, const char *keyword, const char *fmt, ...)
 {
+    seg extra = {.key = key, .len = len};
     va_list ap;
     va_start(ap, fmt);
-    v_report(c, key, len, keyword, fmt, ap);
+    v_report(c, &extra, keyword, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+/* A violation at item `idx` of the current array (which may not exist). */
+static bool v_error_item(vctx *c, size_t idx, const char *keyword, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static bool v_error_item(vctx *c, size_t idx, const char *keyword, const char *fmt, ...)
+{
+    seg extra = {.idx = idx};
+    va_list ap;
+    va_start(ap, fmt);
+    v_report(c, &extra, keyword, fmt, ap);
     va_end(ap);
     return false;
 }
@@ -289,18 +298,15 @@ static bool v_quiet(vctx *c, const snode *n, json_t *inst, ann *a)
 static bool v_child(vctx *c, const snode *n, json_t *v, const char *key, size_t len, size_t idx, const char *kwname)
 {
     if (n->kind == SN_TRUE) return true;
-    seg *s = &c->path[c->depth];
+    if (c->depth >= SCHEMA_MAX_INSTANCE_DEPTH) {
+        static const char msg[] = "the value nests deeper than %d levels; Sluice does not validate below that";
+        if (key) return v_error_at(c, key, len, "depth", msg, SCHEMA_MAX_INSTANCE_DEPTH);
+        return v_error_item(c, idx, "depth", msg, SCHEMA_MAX_INSTANCE_DEPTH);
+    }
+    seg *s = &c->path[c->depth++];
     s->key = key;
     s->len = len;
     s->idx = idx;
-    if (c->depth >= SCHEMA_MAX_INSTANCE_DEPTH) {
-        c->depth++;
-        v_error(c, "depth", "the value nests deeper than %d levels; Sluice does not validate below that",
-                SCHEMA_MAX_INSTANCE_DEPTH);
-        c->depth--;
-        return false;
-    }
-    c->depth++;
     bool ok = v_node(c, n, v, NULL, kwname);
     c->depth--;
     return ok;
@@ -449,7 +455,7 @@ static char *explain(vctx *c, snode *const *subs, size_t n, json_t *inst)
     json_t *saved = c->errors;
     int saved_n = c->nerr, saved_idx = c->index;
     const char *saved_prefix = c->prefix;
-    char *here = v_path(c, NULL, 0);
+    char *here = v_path(c, NULL);
     buf b;
     buf_init(&b);
     for (size_t i = 0; i < n && b.len < 400; i++) {
@@ -848,13 +854,7 @@ static bool kw_array(vctx *c, const kw *k, json_t *inst, ann *a)
         if (!rest || i >= n) return ok;
         if (a) a->all = true;
         if (rest->kind == SN_FALSE) {
-            c->path[c->depth] = (seg){.idx = i};
-            if (c->depth < SCHEMA_MAX_INSTANCE_DEPTH) {
-                c->depth++;
-                v_error(c, "items", "no item is allowed here: the array may have at most %zu items", np);
-                c->depth--;
-            }
-            return false;
+            return v_error_item(c, i, "items", "no item is allowed here: the array may have at most %zu items", np);
         }
         for (; i < n; i++) {
             if (!v_child(c, rest, json_array_get(inst, i), NULL, 0, i, "items")) {
@@ -1005,13 +1005,7 @@ static bool kw_unevaluated(vctx *c, const kw *k, json_t *inst, ann *a)
             if (ann_get(a, i)) continue;
             bool good;
             if (sub->kind == SN_FALSE) {
-                c->path[c->depth] = (seg){.idx = i};
-                good = false;
-                if (c->depth < SCHEMA_MAX_INSTANCE_DEPTH) {
-                    c->depth++;
-                    v_error(c, "unevaluatedItems", "item %zu is not allowed (no subschema declares it)", i);
-                    c->depth--;
-                }
+                good = v_error_item(c, i, "unevaluatedItems", "item %zu is not allowed (no subschema declares it)", i);
             } else {
                 good = v_child(c, sub, json_array_get(inst, i), NULL, 0, i, "unevaluatedItems");
             }
@@ -1134,6 +1128,11 @@ static bool v_node(vctx *c, const snode *n, json_t *inst, ann *a, const char *kw
 
 bool schema_validate(const schema *s, json_t *instance, const char *path_prefix, int index, json_t *errors)
 {
+    if (!instance) { /* a caller's bug, answered rather than crashed on */
+        if (json_is_array(errors))
+            json_array_append_new(errors, problem_error(index, path_prefix ? path_prefix : "", "type", "no value"));
+        return false;
+    }
     vctx c;
     c.errors = json_is_array(errors) ? errors : NULL;
     c.prefix = path_prefix ? path_prefix : "";

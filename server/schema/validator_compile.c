@@ -123,6 +123,8 @@ static void ptrmap_dispose(ptrmap *m)
 typedef struct pending_ref {
     snode *owner; /* the node whose keyword to patch */
     uint32_t kwi; /* the $ref / $dynamicRef keyword's index in owner->kws */
+    const char *ref; /* the reference as written (borrowed from the document) */
+    bool has_base;   /* some $id gave the base URI it was resolved against */
     char *uri;  /* absolute target URI (owned) */
     char *path; /* schema path of the keyword, for errors (owned) */
 } pending_ref;
@@ -352,6 +354,8 @@ static void queue_ref(cstate *st, snode *owner, size_t kwi, const resource *res,
     pending_ref *p = &st->pend[st->npend++];
     p->owner = owner;
     p->kwi = (uint32_t)kwi;
+    p->ref = ref;
+    p->has_base = strcmp(res->uri, DEFAULT_BASE) != 0;
     p->uri = validator_uri_resolve(res->uri, ref);
     p->path = xstrdup(path);
 }
@@ -600,7 +604,10 @@ static void c_strings(cstate *st, json_t *js, kwvec *kv, const char *path)
         bool unsupported = false;
         regex *re = json_is_string(v) ? regex_new(json_string_value(v), json_string_length(v), &err, &unsupported) : NULL;
         if (!json_is_string(v)) c_error(st, SCHEMA_INVALID, p, "pattern", "pattern must be a string");
-        else if (!re) c_error(st, unsupported ? SCHEMA_UNSUPPORTED : SCHEMA_INVALID, p, "pattern", "pattern %s", err);
+        else if (!re) c_error(st, unsupported ? SCHEMA_UNSUPPORTED : SCHEMA_INVALID, p, "pattern", "pattern %s: %s",
+                              unsupported ? "cannot be run by Sluice's regex engine (PCRE2)"
+                                          : "is not a valid ECMA-262 regular expression",
+                              err);
         else kw_push(kv, KW_PATTERN, T_STR, "pattern")->u.re = re;
         free(err);
         free(p);
@@ -756,7 +763,10 @@ static void c_objects(cstate *st, json_t *js, kwvec *kv, const resource *res, co
                 regex *re = regex_new(key, klen, &err, &unsupported);
                 if (!re) {
                     c_error(st, unsupported ? SCHEMA_UNSUPPORTED : SCHEMA_INVALID, p, "patternProperties",
-                            "patternProperties name %s", err);
+                            "patternProperties name %s: %s",
+                            unsupported ? "cannot be run by Sluice's regex engine (PCRE2)"
+                                        : "is not a valid ECMA-262 regular expression",
+                            err);
                 } else {
                     pattern_ent *pe = &pk->pats[pk->npats++];
                     pe->re = re;
@@ -1015,8 +1025,9 @@ static void resolve_ref(cstate *st, size_t i)
     if (!r) r = load_known_document(st, docuri);
     if (!r) {
         c_error(st, SCHEMA_UNSUPPORTED, pr->path, k->name,
-                "remote reference \"%s\" is not supported: Sluice resolves references inside the schema only",
-                pr->uri);
+                "%s \"%s\" names another document%s%s%s; Sluice resolves references inside the schema only "
+                "(put the target under $defs)",
+                k->name, pr->ref, pr->has_base ? " (" : "", pr->has_base ? docuri : "", pr->has_base ? ")" : "");
         goto out;
     }
     json_t *tj = NULL;
@@ -1032,8 +1043,8 @@ static void resolve_ref(cstate *st, size_t i)
         if (a) tj = (json_t *)(intptr_t)json_integer_value(a);
     }
     if (!tj) {
-        c_error(st, SCHEMA_INVALID, pr->path, k->name, "%s target \"%s\" does not exist in the schema", k->name,
-                pr->uri);
+        c_error(st, SCHEMA_INVALID, pr->path, k->name, "%s \"%s\" points at nothing in the schema", k->name,
+                pr->ref);
         goto out;
     }
     target = ptrmap_get(&st->nodes, tj);

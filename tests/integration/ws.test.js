@@ -250,7 +250,7 @@ describe('authentication', () => {
       const info = await p.waitClose();
       assert.equal(info.code, 1008, JSON.stringify(info));
       const err = p.msgs.find((m) => m.op === 'error');
-      assert.ok(err, `an error message before the close: ${JSON.stringify(p.msgs)}`);
+      assert.ok(err, `an error message before the close ${JSON.stringify(info)}; got ${JSON.stringify(p.msgs)}`);
       assert.equal(err.code, 'unauthenticated', JSON.stringify(err));
       assert.equal(typeof err.message, 'string');
       assert.ok(!p.msgs.some((m) => m.op === 'subscribed' || m.op === 'pong' || m.op === 'authenticated'), JSON.stringify(p.msgs));
@@ -302,6 +302,529 @@ describe('authentication', () => {
       const r = await h.race(peer.opened.then(() => 'open', (e) => e), WAIT_MS, 'timeout');
       peer.terminate();
       assert.ok(r instanceof Error, `${p}: the handshake must fail, got ${r}`);
+    }
+  });
+});
+
+describe('protocol', () => {
+  test('live-only subscribe: position is the head; matching events arrive as stored envelopes', async () => {
+    const pfx = prefix();
+    const p = await openAuthed(s);
+    try {
+      await pub(c, { type: `${pfx}.before`, data: { n: 0 } });
+      const head = h.assertStatus(await c.get('/v1/info'), 200).head_position;
+      const m = await p.subscribe({ id: 's1', types: [`${pfx}.*`] });
+      assert.equal(m.position, head, 'a live-only subscription starts at the current head');
+      const sent = await pub(c, { type: `${pfx}.created`, data: { a: 1, nested: { b: [1, 'two', null] } }, key: 'k-1',
+        correlation_id: 'corr-' + h.rand(3), causation_id: 'cause-1', user_id: 'u-1', source: 'ws-test', metadata: { m: true } });
+      const msg = await p.expect((x) => x.op === 'event', 'the event');
+      assert.equal(msg.sub, 's1');
+      assert.deepEqual(Object.keys(msg).sort(), ['event', 'op', 'sub']);
+      const ev = msg.event;
+      for (const f of ENVELOPE_FIELDS) assert.ok(f in ev, `event carries ${f}: ${JSON.stringify(ev)}`);
+      const stored = h.assertStatus(await c.get('/v1/events/' + encodeURIComponent(sent.id)), 200);
+      assert.deepEqual(ev, stored, 'the delivered event is the stored envelope');
+      assert.equal(ev.position, sent.position);
+      assert.equal(ev.version, 1);
+      assert.equal(ev.tenant_id, 'default');
+      assert.ok(!p.events('s1').some((e) => e.type === `${pfx}.before`), 'nothing from before the subscription');
+    } finally { p.close(); }
+  });
+
+  test('filters: streams, types (exact, lists, prefix.* wildcards), key — AND across fields, OR within one', async () => {
+    const a = prefix();
+    const b = prefix();
+    const p = await openAuthed(s);
+    try {
+      const subs = {
+        byStream: { streams: [`${a}.events`] },
+        byStreams: { streams: [`${a}.events`, 'custom.' + a] },
+        exact: { types: [`${a}.one`] },
+        list: { types: [`${a}.one`, `${b}.two`] },
+        wild: { types: [`${a}.*`] },
+        byKey: { key: 'k1' },
+        keyAndType: { types: [`${a}.*`], key: 'k1' },
+        streamAndType: { streams: ['custom.' + a], types: [`${b}.*`] },
+        nullKey: { types: [`${b}.*`], key: null, streams: null },
+        all: {},
+      };
+      for (const [id, f] of Object.entries(subs)) await p.subscribe({ id, ...f });
+      const envs = [
+        { type: `${a}.one`, data: {} },
+        { type: `${a}.one`, data: {}, key: 'k1' },
+        { type: `${a}.two`, data: {}, key: 'k2' },
+        { type: `${a}.two.deep`, data: {} },
+        { type: `${b}.two`, data: {}, key: 'k1' },
+        { type: `${b}.three`, data: {}, stream: 'custom.' + a },
+        { type: `${a}x.one`, data: {} }, // shares a prefix string, not the dotted segment
+        { type: `${b}.one`, data: {}, stream: `${a}.events` },
+      ];
+      const sent = [];
+      for (const e of envs) sent.push({ env: e, res: await pub(c, e) });
+      const fence = await pub(c, { type: `${a}.one`, data: { fence: true }, key: 'k1', stream: `${a}.events` });
+      // the fence matches byStream, byStreams, exact, list, wild, byKey, keyAndType, all
+      for (const id of ['byStream', 'byStreams', 'exact', 'list', 'wild', 'byKey', 'keyAndType', 'all']) {
+        await p.waitEvent(id, (e) => e.id === fence.id, `the fence on ${id}`);
+      }
+      const stream = (x) => x.env.stream || `${x.env.type.split('.')[0]}.events`;
+      const matches = {
+        byStream: (x) => stream(x) === `${a}.events`,
+        byStreams: (x) => stream(x) === `${a}.events` || stream(x) === 'custom.' + a,
+        exact: (x) => x.env.type === `${a}.one`,
+        list: (x) => x.env.type === `${a}.one` || x.env.type === `${b}.two`,
+        wild: (x) => x.env.type.startsWith(`${a}.`),
+        byKey: (x) => x.env.key === 'k1',
+        keyAndType: (x) => x.env.key === 'k1' && x.env.type.startsWith(`${a}.`),
+        streamAndType: (x) => stream(x) === 'custom.' + a && x.env.type.startsWith(`${b}.`),
+        nullKey: (x) => x.env.type.startsWith(`${b}.`),
+        all: () => true,
+      };
+      // nullKey and streamAndType do not match the fence: one more fence for them
+      const fence2 = await pub(c, { type: `${b}.fence`, data: {}, stream: 'custom.' + a });
+      await p.waitEvent('nullKey', (e) => e.id === fence2.id, 'fence2 on nullKey');
+      await p.waitEvent('streamAndType', (e) => e.id === fence2.id, 'fence2 on streamAndType');
+      await p.waitEvent('all', (e) => e.id === fence2.id, 'fence2 on all');
+      for (const [id, fn] of Object.entries(matches)) {
+        const got = p.events(id).filter((e) => e.id !== fence.id && e.id !== fence2.id);
+        const want = sent.filter(fn).map((x) => x.res.position);
+        assertExactly(positions(got), want, `subscription ${id} ${JSON.stringify(subs[id])}`);
+      }
+    } finally { p.close(); }
+  });
+
+  test('several subscriptions on one connection: an event matching two is delivered once to each', async () => {
+    const pfx = prefix();
+    const p = await openAuthed(s);
+    try {
+      await p.subscribe({ id: 'one', types: [`${pfx}.a`] });
+      await p.subscribe({ id: 'two', types: [`${pfx}.*`] });
+      const e1 = await pub(c, { type: `${pfx}.a`, data: {} });
+      const e2 = await pub(c, { type: `${pfx}.b`, data: {} });
+      await p.waitEvent('two', (e) => e.id === e2.id);
+      await p.waitEvent('one', (e) => e.id === e1.id);
+      assert.deepEqual(positions(p.events('one')), [e1.position]);
+      assert.deepEqual(positions(p.events('two')), [e1.position, e2.position]);
+    } finally { p.close(); }
+  });
+
+  test('at most 16 subscriptions per connection; the 17th is an error and the connection stays usable', async () => {
+    const p = await openAuthed(s);
+    try {
+      for (let i = 0; i < 16; i++) await p.subscribe({ id: 'm' + i, types: ['never.happens'] });
+      p.send({ op: 'subscribe', id: 'm16' });
+      const err = await p.expect((x) => x.id === 'm16' || x.op === 'error', 'an answer to the 17th subscribe');
+      assert.equal(err.op, 'error', `the 17th subscription is refused: ${JSON.stringify(err)}`);
+      assert.equal(typeof err.code, 'string');
+      p.send({ op: 'unsubscribe', id: 'm0' });
+      await p.expectOp('unsubscribed', { id: 'm0' });
+      await p.subscribe({ id: 'm16' });
+      p.send({ op: 'ping' });
+      await p.expectOp('pong');
+    } finally { p.close(); }
+  });
+
+  test('a duplicate subscription id → error conflict; the first subscription keeps working', async () => {
+    const pfx = prefix();
+    const p = await openAuthed(s);
+    try {
+      await p.subscribe({ id: 'dup', types: [`${pfx}.a`] });
+      p.send({ op: 'subscribe', id: 'dup', types: [`${pfx}.*`] });
+      const err = await p.expectOp('error');
+      assert.equal(err.code, 'conflict', JSON.stringify(err));
+      assert.equal(typeof err.message, 'string');
+      const b = await pub(c, { type: `${pfx}.b`, data: {} });
+      const a = await pub(c, { type: `${pfx}.a`, data: {} });
+      await p.waitEvent('dup', (e) => e.id === a.id);
+      assert.deepEqual(positions(p.events('dup')), [a.position], `the original filter still applies (not ${b.position})`);
+    } finally { p.close(); }
+  });
+
+  test('unsubscribe → unsubscribed and no more events for it; unknown id → not_found', async () => {
+    const pfx = prefix();
+    const p = await openAuthed(s);
+    try {
+      await p.subscribe({ id: 'u1', types: [`${pfx}.*`] });
+      await p.subscribe({ id: 'u2', types: [`${pfx}.*`] });
+      const e1 = await pub(c, { type: `${pfx}.a`, data: {} });
+      await p.waitEvent('u1', (e) => e.id === e1.id);
+      p.send({ op: 'unsubscribe', id: 'u1' });
+      await p.expectOp('unsubscribed', { id: 'u1' });
+      const e2 = await pub(c, { type: `${pfx}.a`, data: {} });
+      await p.waitEvent('u2', (e) => e.id === e2.id);
+      assert.deepEqual(positions(p.events('u1')), [e1.position], 'nothing after unsubscribed');
+      p.send({ op: 'unsubscribe', id: 'u1' });
+      const err = await p.expectOp('error');
+      assert.equal(err.code, 'not_found', JSON.stringify(err));
+      p.send({ op: 'unsubscribe', id: 'never-was' });
+      assert.equal((await p.expectOp('error')).code, 'not_found');
+      // the id is free again
+      await p.subscribe({ id: 'u1', types: [`${pfx}.*`] });
+    } finally { p.close(); }
+  });
+
+  test('ping → pong', async () => {
+    const p = await openAuthed(s);
+    try {
+      for (let i = 0; i < 3; i++) {
+        p.send({ op: 'ping' });
+        await p.expectOp('pong');
+      }
+    } finally { p.close(); }
+  });
+
+  const bad = [
+    ['unparsable JSON', '{"op":'],
+    ['a JSON array', '[1,2]'],
+    ['a JSON string', '"subscribe"'],
+    ['no op', { id: 'x' }],
+    ['an unknown op', { op: 'frobnicate' }],
+    ['a non-string op', { op: 7 }],
+    ['subscribe without id', { op: 'subscribe' }],
+    ['subscribe with an empty id', { op: 'subscribe', id: '' }],
+    ['subscribe with a numeric id', { op: 'subscribe', id: 5 }],
+    ['subscribe with a negative from_position', { op: 'subscribe', id: 'b1', from_position: -1 }],
+    ['subscribe with a string from_position', { op: 'subscribe', id: 'b2', from_position: '10' }],
+    ['subscribe with streams not an array', { op: 'subscribe', id: 'b3', streams: 'a.events' }],
+    ['subscribe with types not an array', { op: 'subscribe', id: 'b4', types: 'a.*' }],
+    ['subscribe with a malformed type', { op: 'subscribe', id: 'b5', types: ['Not A Type'] }],
+    ['subscribe with a non-string key', { op: 'subscribe', id: 'b6', key: 12 }],
+    ['unsubscribe without id', { op: 'unsubscribe' }],
+  ];
+  for (const [what, msg] of bad) {
+    test(`once authenticated, ${what} → {"op":"error"} and the connection stays open`, async () => {
+      const p = await openAuthed(s);
+      try {
+        p.send(msg);
+        const err = await p.expect((x) => x.op === 'error' || x.op === 'subscribed', 'an error');
+        assert.equal(err.op, 'error', JSON.stringify(err));
+        assert.equal(typeof err.code, 'string');
+        assert.equal(typeof err.message, 'string');
+        p.send({ op: 'ping' });
+        await p.expectOp('pong');
+        assert.equal(p.closeInfo, null, 'still open');
+        if (typeof msg === 'object' && msg.id && typeof msg.id === 'string') {
+          // the refused subscription does not exist
+          p.send({ op: 'unsubscribe', id: msg.id });
+          assert.equal((await p.expectOp('error')).code, 'not_found');
+        }
+      } finally { p.close(); }
+    });
+  }
+});
+
+describe('from_position: history, then live, no gap and no duplicate', () => {
+  test('history after from_position first, then live events', async () => {
+    const pfx = prefix();
+    const hist = await pub(c, Array.from({ length: 30 }, (_, i) => ({ type: `${pfx}.h`, data: { i } })));
+    await pub(c, { type: 'other.noise', data: {} });
+    const from = hist[9].position;
+    const p = await openAuthed(s);
+    try {
+      const m = await p.subscribe({ id: 'h', types: [`${pfx}.*`], from_position: from });
+      assert.equal(m.position, from, 'subscribed names from_position');
+      await p.waitEventCount('h', 20);
+      const live = await pub(c, { type: `${pfx}.live`, data: {} });
+      await p.waitEvent('h', (e) => e.id === live.id);
+      assertExactly(positions(p.events('h')), [...hist.slice(10).map((x) => x.position), live.position], 'history then live');
+      // history events are full stored envelopes too
+      const stored = h.assertStatus(await c.get('/v1/events/' + hist[10].id), 200);
+      assert.deepEqual(p.events('h')[0], stored);
+      // the subscribed answer comes before the first event
+      const iSub = p.msgs.findIndex((x) => x.op === 'subscribed' && x.id === 'h');
+      const iEv = p.msgs.findIndex((x) => x.op === 'event' && x.sub === 'h');
+      assert.ok(iSub < iEv, 'subscribed before the events');
+    } finally { p.close(); }
+  });
+
+  test('from_position 0 replays the whole history of the tenant; from the head replays nothing', async () => {
+    const pfx = prefix();
+    const hist = await pub(c, Array.from({ length: 5 }, (_, i) => ({ type: `${pfx}.h`, data: { i } })));
+    const p = await openAuthed(s);
+    try {
+      await p.subscribe({ id: 'zero', types: [`${pfx}.*`], from_position: 0 });
+      const head = h.assertStatus(await c.get('/v1/info'), 200).head_position;
+      const m = await p.subscribe({ id: 'head', types: [`${pfx}.*`], from_position: head });
+      assert.equal(m.position, head);
+      const live = await pub(c, { type: `${pfx}.live`, data: {} });
+      await p.waitEvent('zero', (e) => e.id === live.id);
+      await p.waitEvent('head', (e) => e.id === live.id);
+      assertExactly(positions(p.events('zero')), [...positions(hist), live.position], 'from 0');
+      assertExactly(positions(p.events('head')), [live.position], 'from the head');
+    } finally { p.close(); }
+  });
+
+  test('publishing while a subscriber catches up from a big history: exactly the model, in order', { timeout: 300000 }, async () => {
+    const pfx = prefix();
+    const noise = prefix();
+    const HIST_BATCHES = 40; // 20,000 events, 16,000 matching
+    const model = [];
+    const startHead = h.assertStatus(await c.get('/v1/info'), 200).head_position;
+    // history interleaved with noise the filter excludes
+    for (let b = 0; b < HIST_BATCHES; b++) {
+      const evs = await pub(c, Array.from({ length: 500 }, (_, i) => ({ type: i % 5 === 4 ? `${noise}.n` : `${pfx}.hist`, data: { b, i, pad: 'x'.repeat(200) } })));
+      evs.forEach((e, i) => { if (i % 5 !== 4) model.push(e.position); });
+    }
+    const histCount = model.length;
+    const p = await openAuthed(s);
+    let writing = true;
+    let duringCatchup = 0; // live writes acknowledged while history was still being delivered
+    let subscribed = false;
+    const writers = Promise.all(Array.from({ length: 3 }, async (_, w) => {
+      let i = 0;
+      while (writing) {
+        const batch = i % 3 === 2;
+        const envs = Array.from({ length: batch ? 10 : 1 }, (_, j) => ({ type: j % 4 === 3 ? `${noise}.live` : `${pfx}.live`, data: { w, i, j } }));
+        const res = await pub(c, batch ? envs : envs[0]);
+        (batch ? res : [res]).forEach((e, j) => { if (j % 4 !== 3) model.push(e.position); });
+        if (subscribed && p.events('cu').length < histCount) duringCatchup++;
+        i++;
+      }
+    }));
+    try {
+      await h.sleep(100);
+      subscribed = true;
+      await p.subscribe({ id: 'cu', types: [`${pfx}.*`], from_position: startHead });
+      // keep publishing until the history has been delivered, and a while after the seam
+      await p.waitEventCount('cu', histCount, 120000);
+      const n = p.events('cu').length;
+      await p.until(() => p.events('cu').length > n + 50, 'live events after the catch-up', 60000);
+    } finally {
+      writing = false;
+      await writers;
+    }
+    try {
+      const fence = await pub(c, { type: `${pfx}.fence`, data: {} });
+      model.push(fence.position);
+      await p.waitEvent('cu', (e) => e.id === fence.id, 'the fence', 120000);
+      assertExactly(positions(p.events('cu')), model, 'catch-up under load');
+      assert.ok(p.events('cu').every((e) => e.type.startsWith(`${pfx}.`)), 'only matching events');
+      assert.ok(duringCatchup > 0, 'some events were published while the history was being delivered (the seam was crossed under load)');
+    } finally { p.close(); }
+  });
+
+  test('a live-only subscription made while events are being published misses nothing after its position', async () => {
+    const pfx = prefix();
+    const acked = [];
+    let writing = true;
+    const writer = (async () => {
+      let i = 0;
+      while (writing) acked.push((await pub(c, { type: `${pfx}.a`, data: { i: i++ } })).position);
+    })();
+    const peers = [];
+    try {
+      await h.sleep(100);
+      for (let k = 0; k < 5; k++) {
+        const p = await openAuthed(s);
+        peers.push(p);
+        p.sub = await p.subscribe({ id: 'live', types: [`${pfx}.*`] });
+        await h.sleep(60);
+      }
+      await h.sleep(200);
+    } finally {
+      writing = false;
+      await writer;
+    }
+    try {
+      const fence = await pub(c, { type: `${pfx}.fence`, data: {} });
+      for (const p of peers) {
+        await p.waitEvent('live', (e) => e.id === fence.id, 'the fence');
+        const want = [...acked.filter((x) => x > p.sub.position), fence.position];
+        assertExactly(positions(p.events('live')), want, `subscribed at ${p.sub.position}`);
+        const iSub = p.msgs.findIndex((x) => x.op === 'subscribed');
+        const iEv = p.msgs.findIndex((x) => x.op === 'event');
+        assert.ok(iSub < iEv, `subscribed (message ${iSub}) precedes the first event (message ${iEv})`);
+      }
+    } finally { for (const p of peers) p.close(); }
+  });
+
+  test('resume across a reconnect from the last position received: no gap, no duplicate', async () => {
+    const pfx = prefix();
+    const first = await pub(c, Array.from({ length: 20 }, (_, i) => ({ type: `${pfx}.a`, data: { i } })));
+    const start = first[0].position - 1;
+    const p1 = await openAuthed(s);
+    await p1.subscribe({ id: 'r', types: [`${pfx}.*`], from_position: start });
+    await p1.waitEventCount('r', 7);
+    p1.terminate(); // an abrupt drop, as a network failure would
+    await p1.waitClose();
+    const got1 = positions(p1.events('r'));
+    const last = got1[got1.length - 1];
+    const second = [];
+    for (let i = 0; i < 10; i++) second.push(await pub(c, { type: `${pfx}.b`, data: { i } }));
+    const p2 = await openAuthed(s);
+    try {
+      await p2.subscribe({ id: 'r', types: [`${pfx}.*`], from_position: last });
+      const fence = await pub(c, { type: `${pfx}.fence`, data: {} });
+      await p2.waitEvent('r', (e) => e.id === fence.id);
+      const all = [...positions(first), ...positions(second), fence.position];
+      assertExactly([...got1, ...positions(p2.events('r'))], all, 'first connection + resumed connection');
+    } finally { p2.close(); }
+  });
+});
+
+describe('tenant isolation', () => {
+  test("a tenant-B key never receives tenant A's events, live or from history", async () => {
+    const pfx = prefix();
+    const kb = await h.createKey(s, 'tenant-ws-b', ['publish', 'read', 'subscribe']);
+    const B = s.client(kb.token);
+    const aHist = await pub(c, { type: `${pfx}.a`, data: { who: 'A' }, key: 'same', correlation_id: 'corr-' + pfx });
+    const bHist = await pub(B, { type: `${pfx}.b`, data: { who: 'B' }, key: 'same' });
+    const pb = await openAuthed(s, kb.token);
+    const pa = await openAuthed(s);
+    try {
+      await pb.subscribe({ id: 'all', from_position: 0 });
+      await pb.subscribe({ id: 'typed', types: [`${pfx}.*`], key: 'same', from_position: aHist.position - 1 });
+      await pb.subscribe({ id: 'live', streams: [`${pfx}.events`] });
+      await pa.subscribe({ id: 'a', types: [`${pfx}.*`] });
+      const aLive = await pub(c, { type: `${pfx}.a`, data: { who: 'A' }, key: 'same' });
+      const bLive = await pub(B, { type: `${pfx}.b`, data: { who: 'B' }, key: 'same' });
+      const aFence = await pub(c, { type: `${pfx}.afence`, data: {} });
+      for (const id of ['all', 'typed', 'live']) await pb.waitEvent(id, (e) => e.id === bLive.id, `B's live event on ${id}`);
+      await pa.waitEvent('a', (e) => e.id === aFence.id);
+      for (const id of ['all', 'typed', 'live']) {
+        const evs = pb.events(id);
+        assert.ok(evs.every((e) => e.tenant_id === 'tenant-ws-b'), `${id}: only tenant B: ${JSON.stringify(evs.filter((e) => e.tenant_id !== 'tenant-ws-b')).slice(0, 500)}`);
+        assert.ok(!evs.some((e) => e.id === aHist.id || e.id === aLive.id), `${id}: none of A's events`);
+      }
+      assertExactly(positions(pb.events('typed')), [bHist.position, bLive.position], 'B typed');
+      assertExactly(positions(pb.events('live')), [bLive.position], 'B live');
+      assert.ok(pb.events('all').some((e) => e.id === bHist.id), "B's history");
+      assertExactly(positions(pa.events('a')), [aLive.position, aFence.position], "A sees only A's events");
+    } finally { pa.close(); pb.close(); }
+  });
+});
+
+describe('slow subscriber', () => {
+  test('a client that stops reading is closed 1013 naming its last position; RSS stays bounded; others are unaffected', { timeout: 300000 }, async (tt) => {
+    const t = await h.startSluice({ name: 'ws-slow', env: { SLUICE_WS_QUEUE_MESSAGES: '64' } });
+    const tc = t.client();
+    const pfx = prefix();
+    const peers = [];
+    try {
+      const slow = await openAuthed(t);
+      const healthy = await openAuthed(t);
+      peers.push(slow, healthy);
+      await slow.subscribe({ id: 'slow', types: [`${pfx}.*`] });
+      await healthy.subscribe({ id: 'ok', types: [`${pfx}.*`] });
+      slow.ws._socket.pause(); // stop reading: the kernel buffers fill, then the server's queue
+
+      const rss0 = vmRssKiB(t.proc.pid);
+      let peak = rss0;
+      const sampler = setInterval(() => { try { peak = Math.max(peak, vmRssKiB(t.proc.pid)); } catch (_) { /* exited */ } }, 50);
+      const model = [];
+      const pad = 'p'.repeat(16000);
+      try {
+        // 300 batches of 8 events of ~16 KB: ~38 MB, far past socket buffers and 64 messages.
+        // Small batches: a committed batch is queued at once, so a batch larger than the queue
+        // bound would overflow every subscriber, the healthy one too.
+        for (let b = 0; b < 300; b++) {
+          const evs = await pub(tc, Array.from({ length: 8 }, (_, i) => ({ type: `${pfx}.load`, data: { b, i, pad } })));
+          model.push(...positions(evs));
+        }
+        await healthy.waitEvent('ok', (e) => e.position === model[model.length - 1], 'the last event on the healthy client', 120000);
+      } finally {
+        clearInterval(sampler);
+      }
+      assertExactly(positions(healthy.events('ok')), model, 'the healthy subscriber got everything');
+      assert.equal(healthy.closeInfo, null, 'the healthy subscriber stays open');
+
+      slow.ws._socket.resume();
+      const info = await slow.waitClose(60000);
+      assert.equal(info.code, 1013, `closed with 1013 (try again later): ${JSON.stringify(info)}`);
+      const m = /^slow consumer; last position (\d+)$/.exec(info.reason);
+      assert.ok(m, `the reason names the last position: ${JSON.stringify(info.reason)}`);
+      const last = Number(m[1]);
+      const got = positions(slow.events('slow'));
+      assert.ok(got.length < model.length, `the slow client was cut off (${got.length} of ${model.length})`);
+      assert.equal(got.length ? got[got.length - 1] : model[0] - 1, last, 'the last position received is the one the reason names');
+      assertExactly(got, model.filter((x) => x <= last), 'what the slow client got before the close');
+
+      const growthMiB = (peak - rss0) / 1024;
+      tt.diagnostic(`RSS ${rss0} KiB → peak ${peak} KiB; slow client cut at position ${last} after ${got.length} of ${model.length} events`);
+      assert.ok(growthMiB < 200, `server RSS grew ${growthMiB.toFixed(1)} MiB (from ${rss0} KiB to ${peak} KiB) with a paused subscriber`);
+
+      // it can resume from the named position with no gap and no duplicate
+      const again = await openAuthed(t);
+      peers.push(again);
+      await again.subscribe({ id: 'slow', types: [`${pfx}.*`], from_position: last });
+      await again.waitEvent('slow', (e) => e.position === model[model.length - 1], 'the rest after resuming', 120000);
+      assertExactly([...got, ...positions(again.events('slow'))], model, 'before the close + after resuming');
+
+      // the server is healthy
+      h.assertStatus(await tc.get('/health', { token: null }), 200);
+      for (const p of peers) p.close();
+      await t.stop();
+    } finally {
+      for (const p of peers) p.terminate();
+      await t.cleanup();
+    }
+  });
+});
+
+describe('several instances and shutdown', () => {
+  test('two instances on one database: a WebSocket client on B receives events posted to A', { timeout: 120000 }, async () => {
+    const db = await h.freshDatabase();
+    const adminToken = 'adm_' + h.rand(16);
+    const started = await Promise.allSettled([
+      h.startSluice({ name: 'ws-a', dbUrl: db.url, adminToken }),
+      h.startSluice({ name: 'ws-b', dbUrl: db.url, adminToken }),
+    ]);
+    const handles = started.filter((r) => r.status === 'fulfilled').map((r) => r.value);
+    const peers = [];
+    try {
+      for (const r of started) if (r.status === 'rejected') throw r.reason;
+      const [a, b] = handles;
+      const pfx = prefix();
+      const hist = await pub(a.client(), Array.from({ length: 5 }, (_, i) => ({ type: `${pfx}.h`, data: { i } })));
+      const onB = await openAuthed(b);
+      peers.push(onB);
+      await onB.subscribe({ id: 'live', types: [`${pfx}.*`] });
+      await onB.subscribe({ id: 'hist', types: [`${pfx}.*`], from_position: 0 });
+      const sent = [];
+      for (let i = 0; i < 20; i++) sent.push(await pub((i % 4 === 3 ? b : a).client(), { type: `${pfx}.x`, data: { i }, key: 'k' }));
+      const batch = await pub(a.client(), Array.from({ length: 10 }, (_, i) => ({ type: `${pfx}.y`, data: { i } })));
+      const last = batch[batch.length - 1];
+      await onB.waitEvent('live', (e) => e.id === last.id, 'the last event posted to A, on B');
+      await onB.waitEvent('hist', (e) => e.id === last.id, 'the last event posted to A, on B (catch-up)');
+      const live = [...positions(sent), ...positions(batch)];
+      assertExactly(positions(onB.events('live')), live, 'live on B');
+      assertExactly(positions(onB.events('hist')), [...positions(hist), ...live], 'history + live on B');
+      const stored = h.assertStatus(await b.client().get('/v1/events/' + sent[0].id), 200);
+      assert.deepEqual(onB.events('live')[0], stored, 'the same stored envelope');
+      // versions assigned by either instance, seen in order
+      assert.deepEqual(onB.events('live').filter((e) => e.key === 'k').map((e) => e.version), Array.from({ length: 20 }, (_, i) => i + 1));
+      for (const p of peers) p.close();
+      for (const x of handles) await x.stop();
+    } finally {
+      for (const p of peers) p.terminate();
+      for (const x of handles) await x.cleanup();
+      db.drop();
+    }
+  });
+
+  test('SIGTERM closes every open WebSocket with 1001 and exits 0', { timeout: 120000 }, async () => {
+    const t = await h.startSluice({ name: 'ws-term' });
+    const peers = [];
+    try {
+      const subscribed = await openAuthed(t);
+      peers.push(subscribed);
+      await subscribed.subscribe({ id: 's', from_position: 0 });
+      const viaAuth = await Peer.open(wsUrl(t));
+      peers.push(viaAuth);
+      viaAuth.send({ op: 'auth', token: t.adminToken });
+      await viaAuth.expectOp('authenticated');
+      const idle = await openAuthed(t); // authenticated, no subscription
+      peers.push(idle);
+      idle.send({ op: 'ping' });
+      await idle.expectOp('pong');
+      await pub(t.client(), { type: 'term.x', data: {} });
+      await subscribed.waitEventCount('s', 1);
+      const stopping = t.stop();
+      const infos = await Promise.all(peers.map((p) => p.waitClose(30000)));
+      for (const [i, info] of infos.entries()) assert.equal(info.code, 1001, `peer ${i}: ${JSON.stringify(info)}`);
+      await stopping;
+    } finally {
+      for (const p of peers) p.terminate();
+      await t.cleanup();
     }
   });
 });

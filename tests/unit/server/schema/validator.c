@@ -485,6 +485,58 @@ Test(validator, a_ref_cycle_on_one_location_terminates)
     }
 }
 
+typedef struct stack_job {
+    const schema *s;
+    json_t *inst;
+    bool valid;
+    size_t nerrors;
+} stack_job;
+
+static void *stack_worker(void *arg)
+{
+    stack_job *j = arg;
+    json_t *errors = json_array();
+    j->valid = schema_validate(j->s, j->inst, "", -1, errors);
+    j->nerrors = json_array_size(errors);
+    json_decref(errors);
+    return NULL;
+}
+
+Test(validator, the_deepest_evaluation_fits_a_2_mib_thread_stack)
+{
+    /* every level of a 128-deep instance through several nodes, and a $ref
+     * cycle that runs into SCHEMA_MAX_EVAL_DEPTH: both within 2 MiB */
+    static const char *const schemas[] = {
+        "{\"$defs\":{\"n\":{\"allOf\":[{\"$ref\":\"#/$defs/m\"}]},\"m\":{\"anyOf\":[{\"properties\":{\"a\":"
+        "{\"$ref\":\"#/$defs/n\"}}}]}},\"$ref\":\"#/$defs/n\"}",
+        "{\"$defs\":{\"a\":{\"$ref\":\"#/$defs/b\"},\"b\":{\"allOf\":[{\"$ref\":\"#/$defs/a\"}]}},\"$ref\":\"#/$defs/a\"}",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        stack_job j = {.s = compile_ok(schemas[i]), .inst = nested_instance(SCHEMA_MAX_INSTANCE_DEPTH)};
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setstacksize(&attr, 2 << 20);
+        pthread_t t;
+        cr_assert_eq(pthread_create(&t, &attr, stack_worker, &j), 0);
+        pthread_join(t, NULL);
+        pthread_attr_destroy(&attr);
+        if (i == 0) cr_assert(j.valid, "128 levels through allOf/anyOf/$ref are fine");
+        else cr_assert(!j.valid && j.nerrors > 0, "the cycle is reported");
+        json_decref(j.inst);
+        schema_free((schema *)j.s);
+    }
+}
+
+Test(validator, a_null_instance_is_invalid_not_a_crash)
+{
+    schema *s = compile_ok("{}");
+    json_t *errors = json_array();
+    cr_assert_not(schema_validate(s, NULL, "/data", 2, errors));
+    assert_has(errors, "/data", "type");
+    json_decref(errors);
+    schema_free(s);
+}
+
 Test(validator, a_recursive_schema_over_a_finite_instance_is_fine)
 {
     /* infinite-loop-detection.json's point: the same schema at the same

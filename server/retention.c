@@ -1,0 +1,109 @@
+/*
+ * retention.c — the retention enforcer (see retention.h).
+ */
+#include "retention.h"
+#include "db.h"
+#include "log.h"
+#include "mem.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define RETENTION_LOCK_KEY "7341263005"
+#define RETENTION_EVERY_MS 2000
+#define RETENTION_BATCHES_PER_ROUND 50
+#define RETENTION_TIMEOUT_MS 10000
+
+static char *url;
+static pthread_t thread;
+static atomic_bool stopping;
+static bool running;
+
+static void sleep_ms(int ms)
+{
+    for (int i = 0; i < ms / 50 && !atomic_load(&stopping); i++) usleep(50 * 1000);
+}
+
+/* One round: every stream with a max age, a bounded number of batches. */
+static void enforce(PGconn **conn)
+{
+    PGresult *s = db_exec(conn,
+                          "SELECT tenant_id, stream, max_age_ms FROM stream_settings "
+                          "WHERE max_age_ms IS NOT NULL",
+                          0, NULL, RETENTION_TIMEOUT_MS);
+    if (!db_ok(s)) {
+        PQclear(s);
+        return;
+    }
+    for (int i = 0; i < PQntuples(s) && *conn && !atomic_load(&stopping); i++) {
+        const char *p[] = {PQgetvalue(s, i, 0), PQgetvalue(s, i, 1), PQgetvalue(s, i, 2)};
+        long long deleted = 0;
+        for (int b = 0; b < RETENTION_BATCHES_PER_ROUND && *conn; b++) {
+            PGresult *r = db_exec(
+                conn,
+                "DELETE FROM events WHERE position IN (SELECT position FROM events "
+                "WHERE tenant_id = $1 AND stream = $2 "
+                "AND time < now() - make_interval(secs => $3::bigint / 1000.0) "
+                "AND position < (SELECT max(position) FROM events) ORDER BY position LIMIT 1000)",
+                3, p, RETENTION_TIMEOUT_MS);
+            long long n = db_ok(r) ? strtoll(PQcmdTuples(r), NULL, 10) : 0;
+            PQclear(r);
+            deleted += n;
+            if (n < 1000) break;
+        }
+        if (deleted)
+            log_info("retention", "expired events deleted",
+                     json_pack("{s:s,s:s,s:I}", "tenant", p[0], "stream", p[1], "deleted",
+                               (json_int_t)deleted));
+    }
+    PQclear(s);
+}
+
+static void *retention_main(void *unused)
+{
+    (void)unused;
+    PGconn *conn = NULL;
+    bool leader = false;
+    while (!atomic_load(&stopping)) {
+        if (!conn) {
+            leader = false;
+            conn = db_connect(url, "retention");
+            if (!conn) {
+                sleep_ms(1000);
+                continue;
+            }
+        }
+        if (!leader) {
+            PGresult *r = db_exec(&conn, "SELECT pg_try_advisory_lock(" RETENTION_LOCK_KEY ")", 0,
+                                  NULL, RETENTION_TIMEOUT_MS);
+            leader = db_ok(r) && PQgetvalue(r, 0, 0)[0] == 't';
+            PQclear(r);
+        }
+        if (leader && conn) enforce(&conn);
+        sleep_ms(RETENTION_EVERY_MS);
+    }
+    PQfinish(conn);
+    return NULL;
+}
+
+int retention_start(const char *database_url)
+{
+    url = xstrdup(database_url);
+    if (pthread_create(&thread, NULL, retention_main, NULL) != 0) return -1;
+    running = true;
+    return 0;
+}
+
+void retention_stop(void)
+{
+    if (!running) return;
+    atomic_store(&stopping, true);
+    pthread_join(thread, NULL);
+    running = false;
+    free(url);
+    url = NULL;
+}
