@@ -20,6 +20,13 @@ void streams_get_handler(http_req *req);
 void streams_put_handler(http_req *req);
 void streams_key_history(http_req *req);
 void correlations_get(http_req *req);
+/* projections.c */
+void projections_create(http_req *req);
+void projections_list(http_req *req);
+void projections_get(http_req *req);
+void projections_state(http_req *req);
+void projections_reset(http_req *req);
+void projections_delete(http_req *req);
 /* subscribe.c */
 void subscribe_sse(http_req *req);
 /* schemas.c */

@@ -20,6 +20,7 @@
 #include "mem.h"
 #include "migrate.h"
 #include "pool.h"
+#include "projections.h"
 #include "relay.h"
 #include "retention.h"
 #include "session.h"
@@ -127,6 +128,7 @@ static void drain(const sluice_config *cfg)
     appender_stop();
     relay_stop(); /* after the last commit: flushes it to Redis */
     retention_stop();
+    projections_stop();
     pool_stop();
     deadline = time_mono_ms() + 2000;
     while (http_in_flight() > 0 && time_mono_ms() < deadline) usleep(20 * 1000);
@@ -161,7 +163,8 @@ static int cmd_serve(sluice_config *cfg)
         log_error("main", "cannot start following the event log", NULL);
         return 1;
     }
-    if (relay_start(cfg) < 0 || waiters_start() < 0 || retention_start(cfg->database_url) < 0)
+    if (relay_start(cfg) < 0 || waiters_start() < 0 || retention_start(cfg->database_url) < 0 ||
+        projections_start(cfg->database_url) < 0)
         return 1;
     int ws_port = 0;
     if (ws_start(cfg, &ws_port) < 0) return 1;

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 typedef struct pool_job {
     pool_fn fn;
@@ -26,6 +27,67 @@ static bool stopping;         /* {lock} */
 static pthread_t *threads;
 static int n_threads;
 static char *url;
+
+/* Delayed jobs: a short list, scanned by the timer thread every 10 ms. */
+typedef struct pool_timer {
+    int64_t due; /* monotonic ms */
+    pool_fn fn;
+    void *arg;
+    struct pool_timer *next;
+} pool_timer;
+static pool_timer *timers;    /* {lock} */
+static pthread_t timer_thread;
+static bool timer_running;
+
+static void *timer_main(void *unused)
+{
+    (void)unused;
+    for (;;) {
+        usleep(10 * 1000);
+        int64_t now = time_mono_ms();
+        pool_timer *due = NULL;
+        pthread_mutex_lock(&lock);
+        bool stop = stopping;
+        for (pool_timer **pp = &timers; *pp;) {
+            pool_timer *t = *pp;
+            if (stop || t->due <= now) {
+                *pp = t->next;
+                t->next = due;
+                due = t;
+            } else {
+                pp = &t->next;
+            }
+        }
+        pthread_mutex_unlock(&lock);
+        while (due) {
+            pool_timer *next = due->next;
+            /* When stopping, the job still runs (its request must be answered). */
+            if (pool_submit(due->fn, due->arg) != 0) due->fn(&(PGconn *){NULL}, due->arg);
+            free(due);
+            due = next;
+        }
+        if (stop) break;
+    }
+    return NULL;
+}
+
+int pool_submit_after(int delay_ms, pool_fn fn, void *arg)
+{
+    pool_timer *t = xmalloc(sizeof *t);
+    t->due = time_mono_ms() + delay_ms;
+    t->fn = fn;
+    t->arg = arg;
+    pthread_mutex_lock(&lock);
+    if (stopping) {
+        pthread_mutex_unlock(&lock);
+        free(t);
+        return -1;
+    }
+    t->next = timers;
+    timers = t;
+    pthread_mutex_unlock(&lock);
+    return 0;
+}
 
 static void *worker(void *unused)
 {
@@ -70,6 +132,8 @@ int pool_start(const char *database_url, int n, int queue_max)
         if (pthread_create(&threads[i], NULL, worker, NULL) != 0) return -1;
         n_threads++;
     }
+    if (pthread_create(&timer_thread, NULL, timer_main, NULL) != 0) return -1;
+    timer_running = true;
     return 0;
 }
 
@@ -98,8 +162,13 @@ int pool_submit(pool_fn fn, void *arg)
 
 void pool_stop(void)
 {
+    /* Delayed jobs first: the timer hands them over (or runs them without a connection). */
     pthread_mutex_lock(&lock);
     stopping = true;
+    pthread_mutex_unlock(&lock);
+    if (timer_running) pthread_join(timer_thread, NULL);
+    timer_running = false;
+    pthread_mutex_lock(&lock);
     pthread_cond_broadcast(&cond);
     pthread_mutex_unlock(&lock);
     for (int i = 0; i < n_threads; i++) pthread_join(threads[i], NULL);

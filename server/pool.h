@@ -22,6 +22,9 @@ int pool_start(const char *database_url, int threads, int queue_max)
 /* Queues a job. Returns 0, or -1 when the queue is full or stopping (the caller keeps `arg`).
  * Any thread. */
 int pool_submit(pool_fn fn, void *arg) __attribute__((warn_unused_result));
+/* Queues a job to run after `delay_ms` (a worker is not held meanwhile). Returns 0 or -1
+ * (stopping). For jobs that poll, such as waiting for a projection to catch up. */
+int pool_submit_after(int delay_ms, pool_fn fn, void *arg) __attribute__((warn_unused_result));
 /* Runs every queued job, then stops the workers. */
 void pool_stop(void);
 

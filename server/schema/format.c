@@ -341,7 +341,23 @@ static bool punycode_decode(const char *in, size_t len, uint32_t *out, size_t *o
 }
 
 /* Unicode properties asked of PCRE2's tables, one compiled class each. */
-enum { UP_MARK, UP_PVALID, UP_GREEK, UP_HEBREW, UP_HKH, UP_TRANSPARENT, UP_JOINING, UP_COUNT };
+enum {
+    UP_MARK,
+    UP_PVALID,
+    UP_GREEK,
+    UP_HEBREW,
+    UP_HKH,
+    UP_TRANSPARENT,
+    UP_JOINING,
+    UP_BIDI_L,     /* Bidi_Class L */
+    UP_BIDI_RTL,   /* R or AL */
+    UP_BIDI_AN,
+    UP_BIDI_EN,
+    UP_BIDI_NSM,
+    UP_BIDI_RTL_OK, /* RFC 5893 rule 2: R AL AN EN ES CS ET ON BN NSM */
+    UP_BIDI_LTR_OK, /* rule 5: L EN ES CS ET ON BN NSM */
+    UP_COUNT
+};
 static regex *uprops[UP_COUNT];
 static pthread_once_t uprops_once = PTHREAD_ONCE_INIT;
 
@@ -355,11 +371,17 @@ static void uprops_init(void)
         [UP_HKH] = "^[\\p{sc=Hiragana}\\p{sc=Katakana}\\p{sc=Han}]",
         [UP_TRANSPARENT] = "^[\\p{Mn}\\p{Me}\\p{Cf}]",
         [UP_JOINING] = "^[\\p{sc=Arabic}\\p{sc=Syriac}\\p{sc=Nko}\\p{sc=Mongolian}]",
+        [UP_BIDI_L] = "^\\p{Bidi_Class=L}",
+        [UP_BIDI_RTL] = "^[\\p{Bidi_Class=R}\\p{Bidi_Class=AL}]",
+        [UP_BIDI_AN] = "^\\p{Bidi_Class=AN}",
+        [UP_BIDI_EN] = "^\\p{Bidi_Class=EN}",
+        [UP_BIDI_NSM] = "^\\p{Bidi_Class=NSM}",
+        [UP_BIDI_RTL_OK] = "^[\\p{Bidi_Class=R}\\p{Bidi_Class=AL}\\p{Bidi_Class=AN}\\p{Bidi_Class=EN}\\p{Bidi_Class=ES}"
+                           "\\p{Bidi_Class=CS}\\p{Bidi_Class=ET}\\p{Bidi_Class=ON}\\p{Bidi_Class=BN}\\p{Bidi_Class=NSM}]",
+        [UP_BIDI_LTR_OK] = "^[\\p{Bidi_Class=L}\\p{Bidi_Class=EN}\\p{Bidi_Class=ES}\\p{Bidi_Class=CS}\\p{Bidi_Class=ET}"
+                           "\\p{Bidi_Class=ON}\\p{Bidi_Class=BN}\\p{Bidi_Class=NSM}]",
     };
-    for (int i = 0; i < UP_COUNT; i++) {
-        uprops[i] = regex_new(src[i], strlen(src[i]), NULL, NULL);
-        if (!uprops[i]) abort();
-    }
+    for (int i = 0; i < UP_COUNT; i++) uprops[i] = regex_new_pcre2(src[i]);
 }
 
 static bool uprop(int which, uint32_t cp)
@@ -494,6 +516,154 @@ static bool hostname(const char *s, size_t len)
 static bool fmt_hostname(const char *s, size_t len)
 {
     return hostname(s, len);
+}
+
+/* RFC 3492 encoding: the ASCII form (after "xn--") of n code points into
+ * out[cap]; false when it does not fit. */
+static bool punycode_encode(const uint32_t *cp, size_t n, char *out, size_t cap, size_t *outlen)
+{
+    enum { BASE = 36, TMIN = 1, TMAX = 26, SKEW = 38, DAMP = 700 };
+    size_t o = 0, b = 0;
+    for (size_t j = 0; j < n; j++)
+        if (cp[j] < 0x80) {
+            if (o >= cap) return false;
+            out[o++] = (char)cp[j];
+            b++;
+        }
+    if (b > 0) {
+        if (o >= cap) return false;
+        out[o++] = '-';
+    }
+    uint32_t m_n = 128, bias = 72;
+    uint64_t delta = 0;
+    for (size_t h = b; h < n;) {
+        uint32_t m = UINT32_MAX;
+        for (size_t j = 0; j < n; j++)
+            if (cp[j] >= m_n && cp[j] < m) m = cp[j];
+        delta += (uint64_t)(m - m_n) * (h + 1);
+        m_n = m;
+        for (size_t j = 0; j < n; j++) {
+            if (cp[j] < m_n) delta++;
+            if (cp[j] != m_n) continue;
+            uint64_t q = delta;
+            for (uint32_t k = BASE;; k += BASE) {
+                uint32_t t = k <= bias ? TMIN : k >= bias + TMAX ? TMAX : k - bias;
+                if (q < t) break;
+                uint64_t d = t + (q - t) % (BASE - t);
+                if (o >= cap) return false;
+                out[o++] = (char)(d < 26 ? 'a' + d : '0' + d - 26);
+                q = (q - t) / (BASE - t);
+            }
+            if (o >= cap) return false;
+            out[o++] = (char)(q < 26 ? 'a' + q : '0' + q - 26);
+            /* adapt */
+            uint64_t dd = delta / (h == b ? DAMP : 2);
+            dd += dd / (h + 1);
+            uint32_t k = 0;
+            while (dd > ((BASE - TMIN) * TMAX) / 2) {
+                dd /= BASE - TMIN;
+                k += BASE;
+            }
+            bias = k + (uint32_t)(((BASE - TMIN + 1) * dd) / (dd + SKEW));
+            delta = 0;
+            h++;
+        }
+        delta++;
+        m_n++;
+    }
+    *outlen = o;
+    return true;
+}
+
+/* RFC 5893 §2: the Bidi rule for one label of a Bidi domain name. */
+static bool bidi_label_ok(const uint32_t *cp, size_t n)
+{
+    if (n == 0) return false;
+    bool rtl;
+    if (uprop(UP_BIDI_RTL, cp[0])) rtl = true;
+    else if (uprop(UP_BIDI_L, cp[0])) rtl = false;
+    else return false; /* rule 1 */
+    bool en = false, an = false;
+    size_t last = n;
+    for (size_t i = 0; i < n; i++) {
+        if (!uprop(rtl ? UP_BIDI_RTL_OK : UP_BIDI_LTR_OK, cp[i])) return false; /* rules 2, 5 */
+        en |= uprop(UP_BIDI_EN, cp[i]);
+        an |= uprop(UP_BIDI_AN, cp[i]);
+        if (!uprop(UP_BIDI_NSM, cp[i])) last = i;
+    }
+    if (last == n) return false;
+    if (rtl) { /* rules 3, 4 */
+        uint32_t e = cp[last];
+        if (!(uprop(UP_BIDI_RTL, e) || uprop(UP_BIDI_EN, e) || uprop(UP_BIDI_AN, e))) return false;
+        return !(en && an);
+    }
+    return uprop(UP_BIDI_L, cp[last]) || uprop(UP_BIDI_EN, cp[last]); /* rule 6 */
+}
+
+/* RFC 5890-5893 internationalised host name: labels split at any of the four
+ * IDNA full stops, each an LDH label, an A-label ("xn--", canonical Punycode
+ * of a valid U-label) or a U-label; 63 octets per label and 253 in all in
+ * A-label form; the Bidi rule when any label is right-to-left. NFC is not
+ * checked. */
+static bool fmt_idn_hostname(const char *s, size_t len)
+{
+    enum { MAX_LABELS = 128 };
+    uint32_t cps[MAX_LABELS][IDNA_MAX_CPS];
+    size_t ncps[MAX_LABELS], nlabels = 0, total = 0;
+    bool any_rtl = false;
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    if (len == 0) return false;
+    for (;;) {
+        /* one label: up to a separator or the end */
+        if (nlabels == MAX_LABELS) return false;
+        uint32_t *cp = cps[nlabels];
+        size_t n = 0;
+        bool ascii = true;
+        while (p < end) {
+            const unsigned char *q = p;
+            uint32_t c = utf8_next(&q, end);
+            if (c == '.' || c == 0x3002 || c == 0xFF0E || c == 0xFF61) break;
+            if (n == IDNA_MAX_CPS) return false;
+            cp[n++] = c;
+            ascii &= c < 0x80;
+            p = q;
+        }
+        if (n == 0) return false;
+        size_t alen;
+        if (ascii) {
+            char label[IDNA_MAX_CPS];
+            for (size_t i = 0; i < n; i++) label[i] = (char)cp[i];
+            if (!host_label(label, n)) return false;
+            alen = n;
+            if (n >= 4 && (label[0] | 0x20) == 'x' && (label[1] | 0x20) == 'n' && label[2] == '-' && label[3] == '-') {
+                /* an A-label: decode, and insist the encoding is canonical */
+                if (!punycode_decode(label + 4, n - 4, cp, &n)) return false;
+                char again[IDNA_MAX_CPS];
+                size_t elen;
+                if (!punycode_encode(cp, n, again, sizeof again, &elen) || elen != alen - 4) return false;
+                for (size_t i = 0; i < elen; i++)
+                    if ((label[4 + i] | (is_alpha(label[4 + i]) ? 0x20 : 0)) != again[i]) return false;
+            }
+        } else {
+            if (!idna_ulabel(cp, n)) return false;
+            char a[IDNA_MAX_CPS];
+            size_t elen;
+            if (!punycode_encode(cp, n, a, sizeof a, &elen) || elen + 4 > 63) return false;
+            alen = elen + 4;
+        }
+        for (size_t i = 0; i < n; i++) any_rtl |= cp[i] >= 0x80 && (uprop(UP_BIDI_RTL, cp[i]) || uprop(UP_BIDI_AN, cp[i]));
+        ncps[nlabels++] = n;
+        total += alen;
+        if (p == end) break;
+        (void)utf8_next(&p, end); /* the separator */
+        total++;
+        if (p == end) return false; /* trailing separator */
+    }
+    if (total > 253) return false;
+    if (any_rtl)
+        for (size_t i = 0; i < nlabels; i++)
+            if (!bidi_label_ok(cps[i], ncps[i])) return false;
+    return true;
 }
 
 /* ------------------------------------------------------------------- e-mail */
@@ -834,6 +1004,7 @@ static const struct {
     {"email", fmt_email},
     {"idn-email", fmt_idn_email},
     {"hostname", fmt_hostname},
+    {"idn-hostname", fmt_idn_hostname},
     {"ipv4", fmt_ipv4},
     {"ipv6", fmt_ipv6},
     {"uri", fmt_uri},
@@ -848,7 +1019,7 @@ static const struct {
 };
 
 const char *const format_names[] = {
-    "date-time", "date", "time", "duration", "email", "idn-email", "hostname", "ipv4", "ipv6", "uri",
+    "date-time", "date", "time", "duration", "email", "idn-email", "hostname", "idn-hostname", "ipv4", "ipv6", "uri",
     "uri-reference", "iri", "iri-reference", "uri-template", "uuid", "json-pointer", "relative-json-pointer",
     "regex", NULL,
 };

@@ -286,7 +286,7 @@ static bool tr_escape(tr *t, buf *cls, bool *has_S, bool *atom)
         return true;
     }
     case 'u': {
-        uint32_t cp;
+        uint32_t cp = 0;
         if (!tr_unicode_escape(t, &cp)) return false;
         emit_cp(o, cp);
         return true;
@@ -549,6 +549,20 @@ out:
     if (err) *err = t.err;
     else free(t.err);
     if (unsupported) *unsupported = !r && t.unsupported;
+    return r;
+}
+
+regex *regex_new_pcre2(const char *pcre2_pattern)
+{
+    pthread_once(&regex_once, regex_init_once);
+    int ec;
+    PCRE2_SIZE eo;
+    pcre2_code *code = pcre2_compile((PCRE2_SPTR)pcre2_pattern, PCRE2_ZERO_TERMINATED, PCRE2_UTF, &ec, &eo, NULL);
+    if (!code) abort();
+    regex *r = xmalloc(sizeof *r);
+    r->jit = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
+    r->code = code;
+    r->source = xstrdup(pcre2_pattern);
     return r;
 }
 

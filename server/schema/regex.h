@@ -36,6 +36,11 @@ enum {
  * PCRE2 cannot run (variable-width lookbehind, lone surrogates). Any thread. */
 regex *regex_new(const char *src, size_t len, char **err, bool *unsupported) __attribute__((warn_unused_result));
 
+/* Compiles `pcre2_pattern` as PCRE2 syntax, untranslated (UTF mode) — for
+ * Sluice's own fixed patterns, never a schema's. Aborts if it does not compile
+ * (a bug). Free with regex_free. */
+regex *regex_new_pcre2(const char *pcre2_pattern);
+
 /* Searches `s` (`len` bytes, which must be valid UTF-8 — as every jansson
  * string is — since it is not checked again) for a match anywhere, as ECMA's
  * RegExp.prototype.test does. Returns REGEX_MATCH, REGEX_NO_MATCH or

@@ -454,7 +454,6 @@ static char *explain(vctx *c, snode *const *subs, size_t n, json_t *inst)
 {
     json_t *saved = c->errors;
     int saved_n = c->nerr, saved_idx = c->index;
-    const char *saved_prefix = c->prefix;
     char *here = v_path(c, NULL);
     buf b;
     buf_init(&b);
@@ -478,7 +477,6 @@ static char *explain(vctx *c, snode *const *subs, size_t n, json_t *inst)
     c->errors = saved;
     c->nerr = saved_n;
     c->index = saved_idx;
-    c->prefix = saved_prefix;
     free(here);
     if (!b.data) buf_puts(&b, "");
     return buf_steal(&b, NULL);
@@ -923,10 +921,10 @@ static bool kw_anyof(vctx *c, const kw *k, json_t *inst, ann *a)
 static bool kw_oneof(vctx *c, const kw *k, json_t *inst, ann *a)
 {
     size_t matches = 0, first = 0, second = 0;
-    ann keep;
+    ann keep = {0};
     if (a) ann_init(&keep, a->n);
     for (size_t i = 0; i < k->u.list.n && matches < 2; i++) {
-        ann b;
+        ann b = {0};
         if (a) ann_init(&b, a->n);
         if (v_quiet(c, k->u.list.v[i], inst, a ? &b : NULL)) {
             if (matches++ == 0) {

@@ -1,0 +1,785 @@
+/*
+ * projections.c — definitions, the runner and the reducers (see projections.h).
+ */
+#include "projections.h"
+#include "db.h"
+#include "envelope.h"
+#include "log.h"
+#include "mem.h"
+#include "problem.h"
+#include "strmap.h"
+#include "tail.h"
+
+#include <math.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define PROJ_LOCK_KEY "7341263006"
+#define PROJ_BATCH 10000
+#define PROJ_SLICE_MS 500      /* one projection's turn before the next gets one */
+#define PROJ_TIMEOUT_MS 30000
+#define PROJ_SET_MAX 10000     /* distinct values a `set` state keeps */
+
+/* ------------------------------------------------------------------ definitions */
+
+static const char *const reducers[] = {"count", "latest", "merge", "sum", "min", "max", "set"};
+/* Envelope fields a pointer may name directly (one segment). */
+static const char *const columns[] = {"id", "type", "stream", "key", "version", "position",
+                                      "correlation_id", "causation_id", "user_id", "source",
+                                      "schema_version", "tenant_id", "time"};
+
+static bool name_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+              (c == '.' && i > 0)))
+            return false;
+    }
+    return true;
+}
+
+/* Splits a JSON Pointer into unescaped segments (a JSON array, caller owns), or NULL. */
+static json_t *pointer_segments(const char *ptr)
+{
+    if (!ptr || ptr[0] != '/') return NULL;
+    json_t *segs = json_array();
+    const char *p = ptr + 1;
+    for (;;) {
+        const char *end = strchr(p, '/');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        char *seg = xmalloc(n + 1), *w = seg;
+        for (size_t i = 0; i < n; i++) {
+            if (p[i] == '~' && i + 1 < n && (p[i + 1] == '0' || p[i + 1] == '1')) {
+                *w++ = p[i + 1] == '0' ? '~' : '/';
+                i++;
+            } else {
+                *w++ = p[i];
+            }
+        }
+        *w = '\0';
+        json_array_append_new(segs, json_string(seg));
+        free(seg);
+        if (!end) break;
+        p = end + 1;
+    }
+    return segs;
+}
+
+/* True when a pointer names data/metadata (any depth) or a top-level envelope field. */
+static bool pointer_usable(const char *ptr)
+{
+    json_t *segs = pointer_segments(ptr);
+    if (!segs || json_array_size(segs) == 0) {
+        json_decref(segs);
+        return false;
+    }
+    const char *first = json_string_value(json_array_get(segs, 0));
+    bool ok = !first ? false
+              : (strcmp(first, "data") == 0 || strcmp(first, "metadata") == 0);
+    if (!ok && first && json_array_size(segs) == 1)
+        for (size_t i = 0; i < sizeof columns / sizeof columns[0]; i++)
+            if (strcmp(first, columns[i]) == 0) ok = true;
+    json_decref(segs);
+    return ok;
+}
+
+json_t *projection_check(json_t *def)
+{
+    json_t *errors = json_array();
+    const char *k;
+    json_t *v;
+    if (!json_is_object(def)) {
+        json_array_append_new(errors, problem_error(-1, "", "type", "expected a JSON object"));
+        goto out;
+    }
+    json_object_foreach(def, k, v) {
+        if (strcmp(k, "name") && strcmp(k, "filter") && strcmp(k, "key") && strcmp(k, "reduce") &&
+            strcmp(k, "path")) {
+            char path[80];
+            snprintf(path, sizeof path, "/%.60s", k);
+            json_array_append_new(errors, problem_error(-1, path, "additionalProperties",
+                                                        "expected name, filter, key, reduce, path"));
+        }
+    }
+    v = json_object_get(def, "name");
+    if (!json_is_string(v) || !name_valid(json_string_value(v)))
+        json_array_append_new(errors, problem_error(-1, "/name", "pattern",
+                                                    "expected ^[a-z0-9][a-z0-9_.-]{0,63}$"));
+    json_t *filter = json_object_get(def, "filter");
+    if (filter && !json_is_null(filter)) {
+        if (!json_is_object(filter)) {
+            json_array_append_new(errors, problem_error(-1, "/filter", "type",
+                                                        "expected {\"streams\":[…],\"types\":[…]}"));
+        } else {
+            json_object_foreach(filter, k, v) {
+                bool streams = strcmp(k, "streams") == 0, types = strcmp(k, "types") == 0;
+                size_t i;
+                json_t *x;
+                bool ok = (streams || types) && json_is_array(v) && json_array_size(v) <= 32;
+                if (ok)
+                    json_array_foreach(v, i, x) {
+                        const char *s = json_string_value(x);
+                        char probe[ENVELOPE_TYPE_MAX + 8];
+                        size_t n = s ? strlen(s) : 0;
+                        bool pre = n > 2 && strcmp(s + n - 2, ".*") == 0;
+                        if (s && types) snprintf(probe, sizeof probe, "%.*s%s", (int)(pre ? n - 2 : n), s, pre ? ".x" : "");
+                        if (!s || (streams && !envelope_stream_valid(s)) ||
+                            (types && strcmp(s, "*") != 0 && !envelope_type_valid(probe)))
+                            ok = false;
+                    }
+                if (!ok) {
+                    char path[80];
+                    snprintf(path, sizeof path, "/filter/%.60s", k);
+                    json_array_append_new(errors, problem_error(-1, path, "type",
+                                                                "expected streams or types: "
+                                                                "arrays of names (types may be "
+                                                                "prefix.* wildcards)"));
+                }
+            }
+        }
+    }
+    v = json_object_get(def, "reduce");
+    const char *reduce = json_string_value(v);
+    bool known = false;
+    for (size_t i = 0; reduce && i < sizeof reducers / sizeof reducers[0]; i++)
+        if (strcmp(reduce, reducers[i]) == 0) known = true;
+    if (!known)
+        json_array_append_new(errors, problem_error(-1, "/reduce", "enum",
+                                                    "expected count, latest, merge, sum, min, "
+                                                    "max or set"));
+    v = json_object_get(def, "key");
+    if (v && !json_is_null(v) && (!json_is_string(v) || !pointer_usable(json_string_value(v))))
+        json_array_append_new(errors, problem_error(-1, "/key", "format",
+                                                    "expected a JSON Pointer into the stored "
+                                                    "envelope: /data/…, /metadata/…, or an "
+                                                    "envelope field such as /type or /user_id"));
+    v = json_object_get(def, "path");
+    if (v && !json_is_null(v) && (!json_is_string(v) || !pointer_usable(json_string_value(v))))
+        json_array_append_new(errors, problem_error(-1, "/path", "format",
+                                                    "expected a JSON Pointer into the stored "
+                                                    "envelope, such as /data/cost_usd"));
+    if (known && strcmp(reduce, "count") && (!v || json_is_null(v)) &&
+        (!strcmp(reduce, "sum") || !strcmp(reduce, "min") || !strcmp(reduce, "max")))
+        json_array_append_new(errors, problem_error(-1, "/path", "required",
+                                                    "sum, min and max need a path to a number"));
+out:
+    if (json_array_size(errors)) {
+        json_t *p = problem_new("invalid_request", "the projection definition is invalid");
+        json_object_set_new(p, "errors", errors);
+        return p;
+    }
+    json_decref(errors);
+    return NULL;
+}
+
+/* The SQL expression for a pointer: as jsonb (as_text false) or as text. Parameters are
+ * bound as $<param>; *arg gets the text[] path literal to bind (or NULL). */
+static char *pointer_sql(const char *ptr, bool as_text, int param, char **arg)
+{
+    json_t *segs = pointer_segments(ptr);
+    const char *first = json_string_value(json_array_get(segs, 0));
+    char *out;
+    *arg = NULL;
+    if (strcmp(first, "data") == 0 || strcmp(first, "metadata") == 0) {
+        buf lit;
+        buf_init(&lit);
+        buf_puts(&lit, "{");
+        for (size_t i = 1; i < json_array_size(segs); i++) {
+            if (i > 1) buf_puts(&lit, ",");
+            buf_puts(&lit, "\"");
+            for (const char *c = json_string_value(json_array_get(segs, i)); *c; c++) {
+                if (*c == '"' || *c == '\\') buf_append(&lit, "\\", 1);
+                buf_append(&lit, c, 1);
+            }
+            buf_puts(&lit, "\"");
+        }
+        buf_puts(&lit, "}");
+        *arg = buf_steal(&lit, NULL);
+        out = xasprintf("(%s %s $%d::text[])", first, as_text ? "#>>" : "#>", param);
+    } else {
+        out = as_text ? xasprintf("(%s)::text", first) : xasprintf("to_jsonb(%s)", first);
+    }
+    json_decref(segs);
+    return out;
+}
+
+/* ------------------------------------------------------------------ reducers */
+
+typedef struct kstate {
+    json_t *state;     /* owned; NULL = no state yet */
+    long long position;
+    bool dirty;
+} kstate;
+
+static void kstate_free(void *p)
+{
+    kstate *k = p;
+    json_decref(k->state);
+    free(k);
+}
+
+/* Applies one value; returns NULL or the reason it cannot be applied. */
+static const char *reduce_one(const char *reduce, kstate *k, json_t *value)
+{
+    if (strcmp(reduce, "count") == 0) {
+        json_int_t n = k->state ? json_integer_value(k->state) : 0;
+        json_decref(k->state);
+        k->state = json_integer(n + 1);
+        return NULL;
+    }
+    if (strcmp(reduce, "latest") == 0) {
+        json_decref(k->state);
+        k->state = json_incref(value ? value : json_null());
+        return NULL;
+    }
+    if (strcmp(reduce, "merge") == 0) {
+        if (!json_is_object(value)) return "merge needs an object at the path";
+        if (!k->state) k->state = json_object();
+        json_object_update(k->state, value);
+        return NULL;
+    }
+    if (strcmp(reduce, "set") == 0) {
+        if (!value) return "set needs a value at the path";
+        if (!k->state) k->state = json_array();
+        size_t i;
+        json_t *x;
+        json_array_foreach(k->state, i, x) if (json_equal(x, value)) return NULL;
+        if (json_array_size(k->state) >= PROJ_SET_MAX) return "the set is full (10,000 values)";
+        json_array_append(k->state, value);
+        return NULL;
+    }
+    /* sum, min, max: numbers only */
+    if (!json_is_number(value)) return "expected a number at the path";
+    if (!k->state) {
+        k->state = json_incref(value);
+        return NULL;
+    }
+    json_t *next = NULL;
+    if (strcmp(reduce, "sum") == 0) {
+        if (json_is_integer(k->state) && json_is_integer(value))
+            next = json_integer(json_integer_value(k->state) + json_integer_value(value));
+        else
+            next = json_real(json_number_value(k->state) + json_number_value(value));
+    } else {
+        bool take = strcmp(reduce, "min") == 0
+                        ? json_number_value(value) < json_number_value(k->state)
+                        : json_number_value(value) > json_number_value(k->state);
+        next = json_incref(take ? value : k->state);
+    }
+    if (json_is_real(next) && !isfinite(json_real_value(next))) {
+        json_decref(next);
+        return "the sum overflows";
+    }
+    json_decref(k->state);
+    k->state = next;
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ runner */
+
+static char *url;
+static pthread_t thread;
+static atomic_bool stopping;
+static bool running;
+
+typedef struct proj {
+    char tenant[ENVELOPE_TENANT_MAX + 1];
+    char name[72];
+    json_t *def;
+    long long position;
+    int generation;
+    bool live;
+} proj;
+
+/* Applies one batch. Returns events read (0 = caught up), or -1 on failure. */
+static int apply_batch(PGconn **conn, proj *p)
+{
+    const char *reduce = json_string_value(json_object_get(p->def, "reduce"));
+    const char *key_ptr = json_string_value(json_object_get(p->def, "key"));
+    const char *path = json_string_value(json_object_get(p->def, "path"));
+    if (!path) path = "/data";
+    json_t *filter = json_object_get(p->def, "filter");
+    json_t *streams = json_object_get(filter, "streams"), *types = json_object_get(filter, "types");
+
+    const char *vals[8] = {0};
+    int n = 0;
+    char after[24], limit[16];
+    snprintf(after, sizeof after, "%lld", p->position);
+    snprintf(limit, sizeof limit, "%d", PROJ_BATCH);
+    vals[n++] = p->tenant;
+    vals[n++] = after;
+    char *key_arg = NULL, *val_arg = NULL;
+    char *key_sql = key_ptr ? pointer_sql(key_ptr, true, n + 1, &key_arg) : xstrdup("''");
+    if (key_arg) vals[n++] = key_arg;
+    char *val_sql = strcmp(reduce, "count") ? pointer_sql(path, false, n + 1, &val_arg)
+                                            : xstrdup("NULL::jsonb");
+    if (val_arg) vals[n++] = val_arg;
+    buf sql;
+    buf_init(&sql);
+    buf_printf(&sql,
+               "SELECT position, id, stream, %s, (%s)::text FROM events WHERE tenant_id = $1 "
+               "AND position > $2::bigint",
+               key_sql, val_sql);
+    char *streams_json = NULL, *types_json = NULL;
+    if (json_array_size(streams)) {
+        streams_json = json_dumps(streams, JSON_COMPACT);
+        vals[n++] = streams_json;
+        buf_printf(&sql, " AND stream IN (SELECT jsonb_array_elements_text($%d::jsonb))", n);
+    }
+    if (json_array_size(types)) {
+        /* exact names, and prefixes: "file.*" → "file." */
+        json_t *exact = json_array(), *pre = json_array();
+        size_t i;
+        json_t *t;
+        bool any = false;
+        json_array_foreach(types, i, t) {
+            const char *s = json_string_value(t);
+            size_t len = strlen(s);
+            if (strcmp(s, "*") == 0) any = true;
+            else if (len > 2 && strcmp(s + len - 2, ".*") == 0) json_array_append_new(pre, json_stringn(s, len - 1));
+            else json_array_append_new(exact, json_string(s));
+        }
+        if (!any) {
+            json_t *both = json_pack("{s:o,s:o}", "e", exact, "p", pre);
+            types_json = json_dumps(both, JSON_COMPACT);
+            json_decref(both);
+            vals[n++] = types_json;
+            buf_printf(&sql,
+                       " AND (type IN (SELECT jsonb_array_elements_text($%d::jsonb->'e')) OR "
+                       "EXISTS (SELECT 1 FROM jsonb_array_elements_text($%d::jsonb->'p') x(p) "
+                       "WHERE starts_with(type, x.p)))",
+                       n, n);
+        } else {
+            json_decref(exact);
+            json_decref(pre);
+        }
+    }
+    vals[n++] = limit;
+    buf_printf(&sql, " ORDER BY position LIMIT $%d", n);
+
+    int rc = -1;
+    PGresult *r = db_exec(conn, sql.data, n, vals, PROJ_TIMEOUT_MS), *sr = NULL;
+    strmap states;
+    strmap_init(&states);
+    json_t *keys = json_array(), *dead = json_array(), *rows = json_array();
+    if (!db_ok(r)) {
+        if (r) db_log_error("projections", "reading events failed", r);
+        goto out;
+    }
+    int rows_n = PQntuples(r);
+    if (rows_n == 0) {
+        rc = 0;
+        goto out;
+    }
+    /* Load the states of every key the batch touches. */
+    for (int i = 0; i < rows_n; i++) {
+        if (PQgetisnull(r, i, 3)) continue; /* no key at the pointer: not grouped */
+        const char *k = PQgetvalue(r, i, 3);
+        if (!strmap_get(&states, k)) {
+            strmap_put(&states, k, xcalloc(1, sizeof(kstate)));
+            json_array_append_new(keys, json_string(k));
+        }
+    }
+    char *keys_json = json_dumps(keys, JSON_COMPACT);
+    const char *sp[] = {p->tenant, p->name, keys_json};
+    sr = db_exec(conn,
+                 "SELECT key, state::text FROM projection_state WHERE tenant_id = $1 AND name = $2 "
+                 "AND key IN (SELECT jsonb_array_elements_text($3::jsonb))",
+                 3, sp, PROJ_TIMEOUT_MS);
+    free(keys_json);
+    if (!db_ok(sr)) goto out;
+    for (int i = 0; i < PQntuples(sr); i++) {
+        kstate *k = strmap_get(&states, PQgetvalue(sr, i, 0));
+        if (k) k->state = json_loads(PQgetvalue(sr, i, 1), JSON_DECODE_ANY, NULL);
+    }
+    /* Fold. */
+    long long last = p->position;
+    for (int i = 0; i < rows_n; i++) {
+        last = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+        if (PQgetisnull(r, i, 3)) continue;
+        kstate *k = strmap_get(&states, PQgetvalue(r, i, 3));
+        json_t *value = PQgetisnull(r, i, 4) ? NULL
+                                             : json_loads(PQgetvalue(r, i, 4), JSON_DECODE_ANY, NULL);
+        const char *why = reduce_one(reduce, k, value);
+        json_decref(value);
+        if (why) {
+            json_array_append_new(dead, json_pack("{s:s,s:s,s:I,s:s}", "s", PQgetvalue(r, i, 2),
+                                                  "id", PQgetvalue(r, i, 1), "p", (json_int_t)last,
+                                                  "e", why));
+            continue;
+        }
+        k->position = last;
+        k->dirty = true;
+    }
+    strmap_foreach(&states, i)
+    {
+        kstate *k = states.slots[i].value;
+        if (k->dirty)
+            json_array_append_new(rows, json_pack("{s:s,s:O,s:I}", "k", states.slots[i].key, "s",
+                                                  k->state, "p", (json_int_t)k->position));
+    }
+    /* Write states, dead letters and the checkpoint in one transaction. */
+    char *rows_json = json_dumps(rows, JSON_COMPACT), *dead_json = json_dumps(dead, JSON_COMPACT);
+    char last_text[24], gen_text[16], old_text[24];
+    snprintf(last_text, sizeof last_text, "%lld", last);
+    snprintf(gen_text, sizeof gen_text, "%d", p->generation);
+    snprintf(old_text, sizeof old_text, "%lld", p->position);
+    char *source = xasprintf("projection:%s", p->name);
+    const char *wp[] = {p->tenant, p->name, rows_json};
+    const char *up[] = {p->tenant, p->name, last_text, gen_text, old_text};
+    PGresult *w[4] = {0};
+    bool ok = false;
+    PGresult *b = db_exec(conn, "BEGIN", 0, NULL, PROJ_TIMEOUT_MS);
+    ok = db_ok(b);
+    PQclear(b);
+    if (ok) {
+        w[0] = db_exec(conn,
+                       "UPDATE projections SET position = $3::bigint, updated_at = now() "
+                       "WHERE tenant_id = $1 AND name = $2 AND generation = $4::int "
+                       "AND position = $5::bigint",
+                       5, up, PROJ_TIMEOUT_MS);
+        ok = db_ok(w[0]) && strcmp(PQcmdTuples(w[0]), "1") == 0; /* reset or deleted meanwhile */
+    }
+    if (ok) {
+        w[1] = db_exec(conn,
+                       "INSERT INTO projection_state (tenant_id, name, key, state, position) "
+                       "SELECT $1, $2, x.k, x.s, x.p FROM jsonb_to_recordset($3::jsonb) "
+                       "AS x(k text, s jsonb, p bigint) ON CONFLICT (tenant_id, name, key) DO "
+                       "UPDATE SET state = EXCLUDED.state, position = EXCLUDED.position",
+                       3, wp, PROJ_TIMEOUT_MS);
+        ok = db_ok(w[1]);
+    }
+    if (ok && json_array_size(dead)) {
+        const char *dp[] = {p->tenant, source, dead_json};
+        w[2] = db_exec(conn,
+                       "INSERT INTO dead_letters (tenant_id, source, stream, event_id, "
+                       "event_position, errors, history) SELECT $1, $2, x.s, x.id, x.p, "
+                       "jsonb_build_array(jsonb_build_object('time', now(), 'error', x.e)), "
+                       "jsonb_build_array(jsonb_build_object('time', now(), 'status', 'open', "
+                       "'note', x.e)) FROM jsonb_to_recordset($3::jsonb) AS x(s text, id text, "
+                       "p bigint, e text) ON CONFLICT DO NOTHING",
+                       3, dp, PROJ_TIMEOUT_MS);
+        ok = db_ok(w[2]);
+    }
+    if (ok) {
+        w[3] = db_exec(conn, "COMMIT", 0, NULL, PROJ_TIMEOUT_MS);
+        ok = db_ok(w[3]);
+    } else if (*conn) {
+        PGresult *rb = db_exec(conn, "ROLLBACK", 0, NULL, PROJ_TIMEOUT_MS);
+        PQclear(rb);
+    }
+    for (int i = 0; i < 4; i++) PQclear(w[i]);
+    free(rows_json);
+    free(dead_json);
+    free(source);
+    if (ok) {
+        p->position = last;
+        rc = rows_n;
+    }
+out:
+    PQclear(r);
+    PQclear(sr);
+    strmap_dispose(&states, kstate_free);
+    json_decref(keys);
+    json_decref(dead);
+    json_decref(rows);
+    buf_dispose(&sql);
+    free(key_sql);
+    free(val_sql);
+    free(key_arg);
+    free(val_arg);
+    free(streams_json);
+    free(types_json);
+    return rc;
+}
+
+static void set_status(PGconn **conn, proj *p, const char *status, const char *error)
+{
+    const char *v[] = {p->tenant, p->name, status, error};
+    PGresult *r = db_exec(conn,
+                          "UPDATE projections SET status = $3, error = $4, updated_at = now() "
+                          "WHERE tenant_id = $1 AND name = $2 AND status <> $3",
+                          4, v, PROJ_TIMEOUT_MS);
+    PQclear(r);
+}
+
+/* One round over every projection. Returns whether any had work. */
+static bool round_robin(PGconn **conn)
+{
+    PGresult *r = db_exec(conn,
+                          "SELECT tenant_id, name, definition::text, position, generation, status "
+                          "FROM projections WHERE status <> 'failed' ORDER BY tenant_id, name",
+                          0, NULL, PROJ_TIMEOUT_MS);
+    if (!db_ok(r)) {
+        PQclear(r);
+        return false;
+    }
+    bool busy = false;
+    for (int i = 0; i < PQntuples(r) && *conn && !atomic_load(&stopping); i++) {
+        proj p = {0};
+        snprintf(p.tenant, sizeof p.tenant, "%s", PQgetvalue(r, i, 0));
+        snprintf(p.name, sizeof p.name, "%s", PQgetvalue(r, i, 1));
+        p.def = json_loads(PQgetvalue(r, i, 2), 0, NULL);
+        p.position = strtoll(PQgetvalue(r, i, 3), NULL, 10);
+        p.generation = atoi(PQgetvalue(r, i, 4));
+        bool live = strcmp(PQgetvalue(r, i, 5), "live") == 0;
+        if (!p.def) continue;
+        for (int slices = 0; slices < 50 && *conn && !atomic_load(&stopping); slices++) {
+            int n = apply_batch(conn, &p);
+            if (n < 0) {
+                if (*conn) set_status(conn, &p, "failed", "a batch could not be applied (see logs)");
+                break;
+            }
+            if (n > 0) busy = true;
+            if (n < PROJ_BATCH) {
+                if (!live) set_status(conn, &p, "live", NULL);
+                break;
+            }
+            if (live) set_status(conn, &p, "catching_up", NULL);
+            live = false;
+        }
+        json_decref(p.def);
+    }
+    PQclear(r);
+    return busy;
+}
+
+static void *runner_main(void *unused)
+{
+    (void)unused;
+    PGconn *conn = NULL;
+    bool leader = false;
+    while (!atomic_load(&stopping)) {
+        if (!conn) {
+            leader = false;
+            conn = db_connect(url, "projections");
+            if (!conn) {
+                for (int i = 0; i < 10 && !atomic_load(&stopping); i++) usleep(100 * 1000);
+                continue;
+            }
+        }
+        if (!leader) {
+            PGresult *r = db_exec(&conn, "SELECT pg_try_advisory_lock(" PROJ_LOCK_KEY ")", 0, NULL,
+                                  PROJ_TIMEOUT_MS);
+            leader = db_ok(r) && PQgetvalue(r, 0, 0)[0] == 't';
+            PQclear(r);
+            if (leader) {
+                PGresult *l = db_exec(&conn, "LISTEN " TAIL_CHANNEL, 0, NULL, PROJ_TIMEOUT_MS);
+                PQclear(l);
+                log_info("projections", "this instance runs the projections", NULL);
+            } else {
+                for (int i = 0; i < 10 && !atomic_load(&stopping); i++) usleep(100 * 1000);
+                continue;
+            }
+        }
+        if (round_robin(&conn) || !conn) continue;
+        /* Idle: wait for a commit (or new definitions) — at most 200 ms. */
+        struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
+        if (poll(&pfd, 1, 200) > 0 && !PQconsumeInput(conn)) {
+            PQfinish(conn);
+            conn = NULL;
+            continue;
+        }
+        PGnotify *note;
+        while ((note = PQnotifies(conn))) PQfreemem(note);
+    }
+    PQfinish(conn);
+    return NULL;
+}
+
+int projections_start(const char *database_url)
+{
+    url = xstrdup(database_url);
+    if (pthread_create(&thread, NULL, runner_main, NULL) != 0) return -1;
+    running = true;
+    return 0;
+}
+
+void projections_stop(void)
+{
+    if (!running) return;
+    atomic_store(&stopping, true);
+    pthread_join(thread, NULL);
+    running = false;
+    free(url);
+    url = NULL;
+}
+
+/* ------------------------------------------------------------------ API */
+
+#define PROJ_COLUMNS                                                                           \
+    "name, definition::text, status, position, error, "                                        \
+    "(SELECT coalesce(max(position), 0) FROM events) - position"
+
+static json_t *proj_row(PGresult *r, int i)
+{
+    json_t *def = json_loads(PQgetvalue(r, i, 1), 0, NULL);
+    json_t *out = def ? def : json_object();
+    json_object_set_new(out, "name", json_string(PQgetvalue(r, i, 0)));
+    json_object_set_new(out, "status", json_string(PQgetvalue(r, i, 2)));
+    json_object_set_new(out, "position", json_integer(strtoll(PQgetvalue(r, i, 3), NULL, 10)));
+    long long lag = strtoll(PQgetvalue(r, i, 5), NULL, 10);
+    json_object_set_new(out, "lag", json_integer(lag < 0 ? 0 : lag));
+    json_object_set_new(out, "error", PQgetisnull(r, i, 4) ? json_null()
+                                                           : json_string(PQgetvalue(r, i, 4)));
+    return out;
+}
+
+int projection_create(PGconn **conn, const char *tenant, json_t *def, json_t **answer)
+{
+    json_t *stored = json_deep_copy(def);
+    json_object_del(stored, "name");
+    char *text = json_dumps(stored, JSON_COMPACT);
+    json_decref(stored);
+    const char *name = json_string_value(json_object_get(def, "name"));
+    const char *p[] = {tenant, name, text};
+    PGresult *r = db_exec(conn,
+                          "INSERT INTO projections (tenant_id, name, definition) VALUES ($1, $2, "
+                          "$3::jsonb) ON CONFLICT DO NOTHING",
+                          3, p, PROJ_TIMEOUT_MS);
+    free(text);
+    int rc = -1;
+    if (db_ok(r)) rc = strcmp(PQcmdTuples(r), "1") == 0 ? 0 : -3;
+    PQclear(r);
+    if (rc == 0) {
+        PGresult *n = db_exec(conn, "NOTIFY " TAIL_CHANNEL, 0, NULL, PROJ_TIMEOUT_MS);
+        PQclear(n);
+        rc = projection_get(conn, tenant, name, answer);
+    }
+    return rc;
+}
+
+int projection_list(PGconn **conn, const char *tenant, json_t **answer)
+{
+    const char *p[] = {tenant};
+    PGresult *r = db_exec(conn, "SELECT " PROJ_COLUMNS " FROM projections WHERE tenant_id = $1 ORDER BY name",
+                          1, p, PROJ_TIMEOUT_MS);
+    if (!db_ok(r)) {
+        PQclear(r);
+        return -1;
+    }
+    json_t *list = json_array();
+    for (int i = 0; i < PQntuples(r); i++) json_array_append_new(list, proj_row(r, i));
+    PQclear(r);
+    *answer = json_pack("{s:o}", "projections", list);
+    return 0;
+}
+
+int projection_get(PGconn **conn, const char *tenant, const char *name, json_t **answer)
+{
+    const char *p[] = {tenant, name};
+    PGresult *r = db_exec(conn,
+                          "SELECT " PROJ_COLUMNS " FROM projections WHERE tenant_id = $1 AND name = $2",
+                          2, p, PROJ_TIMEOUT_MS);
+    int rc = -1;
+    if (db_ok(r)) {
+        rc = -2;
+        if (PQntuples(r) == 1) {
+            *answer = proj_row(r, 0);
+            rc = 0;
+        }
+    }
+    PQclear(r);
+    return rc;
+}
+
+int projection_reset(PGconn **conn, const char *tenant, const char *name, json_t **answer)
+{
+    const char *p[] = {tenant, name};
+    PGresult *r[4] = {0};
+    r[0] = db_exec(conn, "BEGIN", 0, NULL, PROJ_TIMEOUT_MS);
+    r[1] = db_exec(conn,
+                   "UPDATE projections SET position = 0, generation = generation + 1, status = "
+                   "'catching_up', error = NULL, updated_at = now() WHERE tenant_id = $1 AND name = $2",
+                   2, p, PROJ_TIMEOUT_MS);
+    bool found = db_ok(r[1]) && strcmp(PQcmdTuples(r[1]), "1") == 0;
+    r[2] = db_exec(conn, "DELETE FROM projection_state WHERE tenant_id = $1 AND name = $2", 2, p,
+                   PROJ_TIMEOUT_MS);
+    bool ok = db_ok(r[0]) && db_ok(r[1]) && db_ok(r[2]);
+    r[3] = db_exec(conn, ok ? "COMMIT" : "ROLLBACK", 0, NULL, PROJ_TIMEOUT_MS);
+    ok = ok && db_ok(r[3]);
+    for (int i = 0; i < 4; i++) PQclear(r[i]);
+    if (!ok) return -1;
+    if (!found) return -2;
+    PGresult *n = db_exec(conn, "NOTIFY " TAIL_CHANNEL, 0, NULL, PROJ_TIMEOUT_MS);
+    PQclear(n);
+    return projection_get(conn, tenant, name, answer);
+}
+
+int projection_delete(PGconn **conn, const char *tenant, const char *name)
+{
+    const char *p[] = {tenant, name};
+    PGresult *r = db_exec(conn, "DELETE FROM projections WHERE tenant_id = $1 AND name = $2", 2, p,
+                          PROJ_TIMEOUT_MS);
+    int rc = -1;
+    if (db_ok(r)) rc = strcmp(PQcmdTuples(r), "1") == 0 ? 0 : -2;
+    PQclear(r);
+    return rc;
+}
+
+long long projection_position(PGconn **conn, const char *tenant, const char *name)
+{
+    const char *p[] = {tenant, name};
+    PGresult *r = db_exec(conn, "SELECT position FROM projections WHERE tenant_id = $1 AND name = $2",
+                          2, p, PROJ_TIMEOUT_MS);
+    long long pos = -1;
+    if (db_ok(r)) pos = PQntuples(r) == 1 ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -2;
+    PQclear(r);
+    return pos;
+}
+
+int projection_state(PGconn **conn, const char *tenant, const char *name, const char *key,
+                     const char *after_key, int limit, json_t **answer)
+{
+    long long pos = projection_position(conn, tenant, name);
+    if (pos < 0) return (int)pos;
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", limit + 1);
+    const char *p[] = {tenant, name, key ? key : (after_key ? after_key : ""), lim};
+    PGresult *r = db_exec(conn,
+                          key ? "SELECT key, state::text, position FROM projection_state WHERE "
+                                "tenant_id = $1 AND name = $2 AND key = $3"
+                              : "SELECT key, state::text, position FROM projection_state WHERE "
+                                "tenant_id = $1 AND name = $2 AND key > $3 ORDER BY key "
+                                "LIMIT $4::int",
+                          key ? 3 : 4, p, PROJ_TIMEOUT_MS);
+    if (!db_ok(r)) {
+        PQclear(r);
+        return -1;
+    }
+    int rc = 0;
+    if (key) {
+        if (PQntuples(r) == 1)
+            *answer = json_pack("{s:s,s:o,s:I,s:I}", "key", key, "state",
+                                json_loads(PQgetvalue(r, 0, 1), JSON_DECODE_ANY, NULL), "position",
+                                (json_int_t)strtoll(PQgetvalue(r, 0, 2), NULL, 10),
+                                "projection_position", (json_int_t)pos);
+        else
+            rc = -2;
+    } else {
+        int rows = PQntuples(r);
+        bool more = rows > limit;
+        if (more) rows = limit;
+        json_t *states = json_array();
+        for (int i = 0; i < rows; i++)
+            json_array_append_new(states, json_pack("{s:s,s:o,s:I}", "key", PQgetvalue(r, i, 0),
+                                                    "state",
+                                                    json_loads(PQgetvalue(r, i, 1), JSON_DECODE_ANY,
+                                                               NULL),
+                                                    "position",
+                                                    (json_int_t)strtoll(PQgetvalue(r, i, 2), NULL, 10)));
+        *answer = json_pack("{s:o,s:o,s:b,s:I}", "states", states, "next_after",
+                            rows ? json_string(PQgetvalue(r, rows - 1, 0)) : json_null(),
+                            "has_more", more, "position", (json_int_t)pos);
+    }
+    PQclear(r);
+    return rc;
+}
