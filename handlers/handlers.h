@@ -27,6 +27,10 @@ void projections_get(http_req *req);
 void projections_state(http_req *req);
 void projections_reset(http_req *req);
 void projections_delete(http_req *req);
+/* replays.c */
+void replays_create(http_req *req);
+void replays_get(http_req *req);
+void replays_cancel(http_req *req);
 /* subscribe.c */
 void subscribe_sse(http_req *req);
 /* schemas.c */

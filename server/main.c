@@ -22,6 +22,7 @@
 #include "pool.h"
 #include "projections.h"
 #include "relay.h"
+#include "replays.h"
 #include "retention.h"
 #include "session.h"
 #include "tail.h"
@@ -129,6 +130,7 @@ static void drain(const sluice_config *cfg)
     relay_stop(); /* after the last commit: flushes it to Redis */
     retention_stop();
     projections_stop();
+    replays_stop();
     pool_stop();
     deadline = time_mono_ms() + 2000;
     while (http_in_flight() > 0 && time_mono_ms() < deadline) usleep(20 * 1000);
@@ -164,7 +166,7 @@ static int cmd_serve(sluice_config *cfg)
         return 1;
     }
     if (relay_start(cfg) < 0 || waiters_start() < 0 || retention_start(cfg->database_url) < 0 ||
-        projections_start(cfg->database_url) < 0)
+        projections_start(cfg->database_url) < 0 || replays_start(cfg) < 0)
         return 1;
     int ws_port = 0;
     if (ws_start(cfg, &ws_port) < 0) return 1;

@@ -270,6 +270,21 @@ int store_stream(PGconn **conn, int timeout_ms, const char *tenant, const read_f
     return rc;
 }
 
+long long store_count(PGconn **conn, int timeout_ms, const char *tenant, const read_filter *f)
+{
+    query q;
+    build_query(&q, tenant, f, 0);
+    buf sql;
+    buf_init(&sql);
+    buf_printf(&sql, "SELECT count(*) FROM (%s) c", q.sql.data);
+    PGresult *r = db_exec(conn, sql.data, q.n, q.vals, timeout_ms);
+    long long n = db_ok(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -1;
+    PQclear(r);
+    buf_dispose(&sql);
+    query_dispose(&q);
+    return n;
+}
+
 long long store_head(PGconn **conn, int timeout_ms)
 {
     PGresult *r = db_exec(conn, "SELECT coalesce(max(position), 0) FROM events", 0, NULL,

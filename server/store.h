@@ -50,6 +50,8 @@ int store_read_page(PGconn **conn, int timeout_ms, const char *tenant, const rea
 int store_stream(PGconn **conn, int timeout_ms, const char *tenant, const read_filter *f,
                  int (*write)(const char *line, size_t len, void *arg), void *arg)
     __attribute__((warn_unused_result));
+/* How many events match (limit ignored), or -1. */
+long long store_count(PGconn **conn, int timeout_ms, const char *tenant, const read_filter *f);
 /* The highest committed position (0 when empty), or -1. */
 long long store_head(PGconn **conn, int timeout_ms);
 

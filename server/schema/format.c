@@ -10,13 +10,13 @@
  * Hand-written rather than regex-based so a UUID or a timestamp costs tens of
  * nanoseconds on the publish path (issue 3's benchmark).
  *
- * IDNA2008 needs Unicode properties (general category, script). PCRE2 already
- * carries the Unicode database, so the few properties needed are asked of it
- * through one-character patterns compiled once. The derived-property rule
- * (RFC 5892) is approximated: letters that are not upper/title case, marks and
- * decimal digits are PVALID, plus the RFC's exception table and contextual
- * rules. `idn-hostname` (which would add the Bidi rule and NFC) is not
- * asserted.
+ * IDNA2008 (hostname A-labels, idn-hostname) needs Unicode properties:
+ * general category, script, Bidi class. PCRE2 already carries the Unicode
+ * database, so the few properties needed are asked of it through
+ * one-character patterns compiled once. The derived-property rule (RFC 5892)
+ * is approximated: letters that are not upper/title case, marks and decimal
+ * digits are PVALID, plus the RFC's exception table and contextual rules
+ * (Appendix A); the Bidi rule (RFC 5893) is checked; NFC is not.
  */
 #include "format.h"
 
@@ -996,27 +996,35 @@ static bool fmt_regex(const char *s, size_t len)
 static const struct {
     const char *name;
     format_fn fn;
+    const char *hint;
 } formats[] = {
-    {"date-time", fmt_date_time},
-    {"date", fmt_date},
-    {"time", fmt_time},
-    {"duration", fmt_duration},
-    {"email", fmt_email},
-    {"idn-email", fmt_idn_email},
-    {"hostname", fmt_hostname},
-    {"idn-hostname", fmt_idn_hostname},
-    {"ipv4", fmt_ipv4},
-    {"ipv6", fmt_ipv6},
-    {"uri", fmt_uri},
-    {"uri-reference", fmt_uri_reference},
-    {"iri", fmt_iri},
-    {"iri-reference", fmt_iri_reference},
-    {"uri-template", fmt_uri_template},
-    {"uuid", fmt_uuid},
-    {"json-pointer", fmt_json_pointer},
-    {"relative-json-pointer", fmt_relative_json_pointer},
-    {"regex", fmt_regex},
+    {"date-time", fmt_date_time, "RFC 3339, e.g. 2024-03-18T09:41:07Z"},
+    {"date", fmt_date, "RFC 3339 full-date, e.g. 2024-03-18"},
+    {"time", fmt_time, "RFC 3339 full-time with offset, e.g. 09:41:07Z"},
+    {"duration", fmt_duration, "RFC 3339 duration, e.g. P1DT12H"},
+    {"email", fmt_email, "RFC 5321 address, e.g. ada@example.com"},
+    {"idn-email", fmt_idn_email, "RFC 6531 address, e.g. ada@example.com"},
+    {"hostname", fmt_hostname, "RFC 1123 host name, e.g. api.example.com"},
+    {"idn-hostname", fmt_idn_hostname, "IDNA2008 host name, e.g. bücher.example"},
+    {"ipv4", fmt_ipv4, "dotted quad, e.g. 192.0.2.1"},
+    {"ipv6", fmt_ipv6, "RFC 4291 address, e.g. 2001:db8::1"},
+    {"uri", fmt_uri, "absolute RFC 3986 URI, e.g. https://example.com/a"},
+    {"uri-reference", fmt_uri_reference, "RFC 3986 URI or relative reference, e.g. ../a?b"},
+    {"iri", fmt_iri, "absolute RFC 3987 IRI, e.g. https://例子.example/a"},
+    {"iri-reference", fmt_iri_reference, "RFC 3987 IRI or relative reference"},
+    {"uri-template", fmt_uri_template, "RFC 6570 template, e.g. /users/{id}"},
+    {"uuid", fmt_uuid, "RFC 4122, e.g. 2eb8aa08-aa98-11ea-b4aa-73b441d16380"},
+    {"json-pointer", fmt_json_pointer, "RFC 6901, e.g. /data/file_id"},
+    {"relative-json-pointer", fmt_relative_json_pointer, "e.g. 1/file_id"},
+    {"regex", fmt_regex, "an ECMA-262 regular expression"},
 };
+
+const char *format_hint(const char *name)
+{
+    for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++)
+        if (strcmp(formats[i].name, name) == 0) return formats[i].hint;
+    return "";
+}
 
 const char *const format_names[] = {
     "date-time", "date", "time", "duration", "email", "idn-email", "hostname", "idn-hostname", "ipv4", "ipv6", "uri",

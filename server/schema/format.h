@@ -22,6 +22,10 @@ typedef bool (*format_fn)(const char *s, size_t len);
 /* The checker for `name`, or NULL when Sluice does not assert that format. */
 format_fn format_lookup(const char *name);
 
+/* What a valid value of an asserted format looks like, for messages:
+ * "RFC 3339, e.g. 2024-03-18T09:41:07Z". Static; "" for unknown names. */
+const char *format_hint(const char *name);
+
 /* The asserted format names, NULL-terminated (for documentation and errors). */
 extern const char *const format_names[];
 

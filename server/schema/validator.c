@@ -42,6 +42,9 @@
 #include "problem.h"
 #include "validator_internal.h"
 
+/* "s" unless there is one, for messages. */
+#define PLURAL(n) ((n) == 1 ? "" : "s")
+
 /* Equality/hash recursion bound inside one value (enum, const, uniqueItems). */
 #define MAX_VALUE_DEPTH (2 * SCHEMA_MAX_INSTANCE_DEPTH)
 
@@ -570,18 +573,18 @@ static bool kw_string(vctx *c, const kw *k, json_t *inst)
     case KW_MIN_LENGTH: {
         if (len < k->u.count) {
             size_t n = len;
-            return v_error(c, "minLength", "must be at least %zu characters long, got %zu", k->u.count, n);
+            return v_error(c, "minLength", "must be at least %zu character%s long, got %zu", k->u.count, PLURAL(k->u.count), n);
         }
         if (len / 4 >= k->u.count) return true; /* a code point is at most 4 bytes */
         size_t n = utf8_length(s, len);
         if (n >= k->u.count) return true;
-        return v_error(c, "minLength", "must be at least %zu characters long, got %zu", k->u.count, n);
+        return v_error(c, "minLength", "must be at least %zu character%s long, got %zu", k->u.count, PLURAL(k->u.count), n);
     }
     case KW_MAX_LENGTH: {
         if (len <= k->u.count) return true;
         size_t n = utf8_length(s, len);
         if (n <= k->u.count) return true;
-        return v_error(c, "maxLength", "must be at most %zu characters long, got %zu", k->u.count, n);
+        return v_error(c, "maxLength", "must be at most %zu character%s long, got %zu", k->u.count, PLURAL(k->u.count), n);
     }
     case KW_PATTERN: {
         int r = regex_search(k->u.re, s, len);
@@ -593,7 +596,7 @@ static bool kw_string(vctx *c, const kw *k, json_t *inst)
     }
     default: /* KW_FORMAT */
         if (k->u.fmt.fn(s, len)) return true;
-        return v_error(c, "format", "must be a valid %s", k->u.fmt.name);
+        return v_error(c, "format", "%s", k->msg);
     }
 }
 
@@ -736,12 +739,12 @@ static bool kw_object(vctx *c, const kw *k, json_t *inst, ann *a)
     case KW_MIN_PROPERTIES: {
         size_t n = json_object_size(inst);
         if (n >= k->u.count) return true;
-        return v_error(c, "minProperties", "must have at least %zu properties, got %zu", k->u.count, n);
+        return v_error(c, "minProperties", "must have at least %zu propert%s, got %zu", k->u.count, k->u.count == 1 ? "y" : "ies", n);
     }
     case KW_MAX_PROPERTIES: {
         size_t n = json_object_size(inst);
         if (n <= k->u.count) return true;
-        return v_error(c, "maxProperties", "must have at most %zu properties, got %zu", k->u.count, n);
+        return v_error(c, "maxProperties", "must have at most %zu propert%s, got %zu", k->u.count, k->u.count == 1 ? "y" : "ies", n);
     }
     case KW_DEPENDENT_REQUIRED: {
         bool ok = true;
@@ -832,10 +835,10 @@ static bool kw_array(vctx *c, const kw *k, json_t *inst, ann *a)
     switch (k->kind) {
     case KW_MIN_ITEMS:
         if (n >= k->u.count) return true;
-        return v_error(c, "minItems", "must have at least %zu items, got %zu", k->u.count, n);
+        return v_error(c, "minItems", "must have at least %zu item%s, got %zu", k->u.count, PLURAL(k->u.count), n);
     case KW_MAX_ITEMS:
         if (n <= k->u.count) return true;
-        return v_error(c, "maxItems", "must have at most %zu items, got %zu", k->u.count, n);
+        return v_error(c, "maxItems", "must have at most %zu item%s, got %zu", k->u.count, PLURAL(k->u.count), n);
     case KW_UNIQUE_ITEMS:
         return kw_unique(c, inst);
     case KW_ITEMS: {
@@ -852,7 +855,7 @@ static bool kw_array(vctx *c, const kw *k, json_t *inst, ann *a)
         if (!rest || i >= n) return ok;
         if (a) a->all = true;
         if (rest->kind == SN_FALSE) {
-            return v_error_item(c, i, "items", "no item is allowed here: the array may have at most %zu items", np);
+            return v_error_item(c, i, "items", "no item is allowed here: the array may have at most %zu item%s", np, PLURAL(np));
         }
         for (; i < n; i++) {
             if (!v_child(c, rest, json_array_get(inst, i), NULL, 0, i, "items")) {
@@ -877,7 +880,7 @@ static bool kw_array(vctx *c, const kw *k, json_t *inst, ann *a)
             if (!exhaustive && count >= min) break;
         }
         if (count > max)
-            return v_error(c, "maxContains", "must contain at most %zu items matching the contains schema", max);
+            return v_error(c, "maxContains", "must contain at most %zu item%s matching the contains schema", max, PLURAL(max));
         if (count >= min) return true;
         if (!c->errors) return false;
         if (min == 1) {

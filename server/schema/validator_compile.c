@@ -360,6 +360,22 @@ static void queue_ref(cstate *st, snode *owner, size_t kwi, const resource *res,
     p->path = xstrdup(path);
 }
 
+/* What 2020-12 says instead of an earlier draft's keyword, or NULL. */
+static const char *legacy_hint(const char *key)
+{
+    static const char *const hints[][2] = {
+        {"definitions", "$defs"},
+        {"dependencies", "dependentRequired (lists of names) or dependentSchemas (schemas)"},
+        {"additionalItems", "items (with prefixItems for the leading items)"},
+        {"$recursiveRef", "$dynamicRef"},
+        {"$recursiveAnchor", "$dynamicAnchor"},
+        {"id", "$id"},
+    };
+    for (size_t i = 0; i < sizeof hints / sizeof hints[0]; i++)
+        if (strcmp(key, hints[i][0]) == 0) return hints[i][1];
+    return NULL;
+}
+
 static bool known_keyword(const char *key)
 {
     for (const char *const *k = schema_supported_keywords; *k; k++)
@@ -629,6 +645,7 @@ static void c_strings(cstate *st, json_t *js, kwvec *kv, const char *path)
             kw *k = kw_push(kv, KW_FORMAT, T_STR, "format");
             k->u.fmt.fn = fn;
             k->u.fmt.name = json_string_value(v);
+            k->msg = xasprintf("must be a valid %s (%s)", k->u.fmt.name, format_hint(k->u.fmt.name));
         }
         free(p);
     }
@@ -922,7 +939,9 @@ static snode *c_schema(cstate *st, json_t *js, const resource *res, const char *
     {
         if (known_keyword(key) || (st->trusted && strcmp(key, "$vocabulary") == 0)) continue;
         char *p = path_join(path, key);
-        c_error(st, SCHEMA_UNSUPPORTED, p, key, "keyword \"%s\" is not supported by Sluice", key);
+        const char *hint = legacy_hint(key);
+        c_error(st, SCHEMA_UNSUPPORTED, p, key, "keyword \"%s\" is not supported by Sluice%s%s", key,
+                hint ? ": in JSON Schema 2020-12 use " : "", hint ? hint : "");
         free(p);
     }
     c_identifiers(st, js, n, &res, path);

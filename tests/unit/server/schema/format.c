@@ -38,6 +38,12 @@ ParameterizedTestParameters(format, values)
         {"hostname", "xn--bcher-kva.example", true},
         {"hostname", "xn--bcher-kva-.example", false},
         {"hostname", "under_score.example", false},
+        {"idn-hostname", "bücher.example", true},
+        {"idn-hostname", "xn--bcher-kva.example", true},
+        {"idn-hostname", "Bücher.example", false},
+        {"idn-hostname", "例子。测试", true},
+        {"idn-hostname", "שלום.example", true},
+        {"idn-hostname", "1שלום.example", false},
         {"ipv4", "0.0.0.0", true},
         {"ipv4", "01.2.3.4", false},
         {"ipv6", "2001:db8::ff00:42:8329", true},
@@ -80,8 +86,8 @@ Test(format, every_listed_name_has_a_checker_and_nothing_else_does)
 {
     size_t n = 0;
     for (const char *const *f = format_names; *f; f++, n++) cr_assert(format_lookup(*f), "%s", *f);
-    cr_assert_eq(n, 18);
-    cr_assert_null(format_lookup("idn-hostname"));
+    cr_assert_eq(n, 19);
+    cr_assert_null(format_lookup("int32"), "OpenAPI's formats are not JSON Schema's");
     cr_assert_null(format_lookup("unknown"));
 }
 

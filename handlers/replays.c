@@ -1,0 +1,84 @@
+/*
+ * replays.c — /v1/replays: start, watch and cancel a re-publish of history
+ * into a Redis stream (admin scope).
+ */
+#include "handlers.h"
+#include "../server/mem.h"
+#include "../server/problem.h"
+#include "../server/replays.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+typedef enum { R_CREATE, R_GET, R_CANCEL } replay_op;
+
+typedef struct replay_job {
+    http_req *req;
+    replay_op op;
+    char tenant[ENVELOPE_TENANT_MAX + 1];
+    char *id;     /* owned */
+    json_t *body; /* owned */
+} replay_job;
+
+static void job_free(void *arg)
+{
+    replay_job *j = arg;
+    free(j->id);
+    json_decref(j->body);
+    free(j);
+}
+
+static void run(PGconn **conn, void *arg)
+{
+    replay_job *j = arg;
+    json_t *out = NULL;
+    int rc = -1;
+    if (*conn) {
+        if (j->op == R_CREATE) rc = replay_create(conn, j->tenant, j->body, &out);
+        else if (j->op == R_GET) rc = replay_get(conn, j->tenant, j->id, &out);
+        else rc = replay_cancel(conn, j->tenant, j->id, &out);
+    }
+    if (rc == 0)
+        http_reply_json(j->req, j->op == R_CREATE ? 202 : 200, out);
+    else if (rc == -4)
+        http_reply_problem(j->req, out);
+    else if (rc == -2)
+        http_reply_problem(j->req, problem_newf("not_found", "no replay '%s'", j->id));
+    else
+        handler_store_unavailable(j->req);
+    http_resume(j->req);
+    job_free(j);
+}
+
+static void start(http_req *req, replay_op op)
+{
+    replay_job *j = xcalloc(1, sizeof *j);
+    j->req = req;
+    j->op = op;
+    snprintf(j->tenant, sizeof j->tenant, "%s", req->auth.tenant);
+    if (req->params[0]) j->id = xstrdup(req->params[0]);
+    if (op == R_CREATE) {
+        static const char *const types[] = {"application/json", NULL};
+        if (!handler_media_type_or_problem(req, types) ||
+            !(j->body = handler_json_body_or_problem(req))) {
+            job_free(j);
+            return;
+        }
+    }
+    handler_run_on_pool(req, run, j, job_free);
+}
+
+void replays_create(http_req *req)
+{
+    start(req, R_CREATE);
+}
+
+void replays_get(http_req *req)
+{
+    start(req, R_GET);
+}
+
+void replays_cancel(http_req *req)
+{
+    start(req, R_CANCEL);
+}

@@ -1,0 +1,412 @@
+/*
+ * replays.c — replay jobs (see replays.h).
+ */
+#include "replays.h"
+#include "db.h"
+#include "log.h"
+#include "mem.h"
+#include "problem.h"
+#include "redis.h"
+#include "store.h"
+#include "timeutil.h"
+#include "ulid.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define REPLAY_LOCK_KEY "7341263007"
+#define REPLAY_PAGE 500
+#define REPLAY_TIMEOUT_MS 30000
+
+static const sluice_config *cfg;
+static pthread_t thread;
+static atomic_bool stopping;
+static bool running;
+
+/* ------------------------------------------------------------------ filters */
+
+/* Reads a filter field of the request's JSON as the string store_filter_parse expects. */
+typedef struct json_args {
+    json_t *obj;
+    char tmp[8][512];
+    int used;
+} json_args;
+
+static const char *json_arg(void *ctx, const char *name)
+{
+    json_args *a = ctx;
+    json_t *v = json_object_get(a->obj, name);
+    if (!v || json_is_null(v) || a->used >= 8) return NULL;
+    char *out = a->tmp[a->used++];
+    if (json_is_string(v)) {
+        snprintf(out, 512, "%s", json_string_value(v));
+    } else if (json_is_integer(v)) {
+        snprintf(out, 512, "%lld", (long long)json_integer_value(v));
+    } else if (json_is_array(v)) { /* ["a.b","c.*"] → "a.b,c.*" */
+        out[0] = '\0';
+        size_t i;
+        json_t *x;
+        json_array_foreach(v, i, x) {
+            if (!json_is_string(x)) return "\x01"; /* refused by the parser */
+            if (i) strncat(out, ",", 511 - strlen(out));
+            strncat(out, json_string_value(x), 511 - strlen(out));
+        }
+    } else {
+        return "\x01";
+    }
+    return out;
+}
+
+/* Parses {"filter": {...}} into f (with from/to positions). 0, or -1 with err. */
+static int parse_filter(json_t *filter, read_filter *f, long long *from, long long *to,
+                        char err[256])
+{
+    if (filter && !json_is_object(filter)) {
+        snprintf(err, 256, "filter must be an object");
+        return -1;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(filter, k, v) {
+        static const char *const known[] = {"stream", "streams", "type", "types", "key",
+                                            "correlation_id", "user_id", "since", "until",
+                                            "from_position", "to_position"};
+        bool ok = false;
+        for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+            if (strcmp(k, known[i]) == 0) ok = true;
+        if (!ok) {
+            snprintf(err, 256, "unknown filter field '%.60s'", k);
+            return -1;
+        }
+    }
+    json_t *copy = filter ? json_deep_copy(filter) : json_object();
+    /* Accept the plural spellings too (a projection's filter uses them). */
+    if (json_object_get(copy, "types") && !json_object_get(copy, "type"))
+        json_object_set(copy, "type", json_object_get(copy, "types"));
+    json_t *streams = json_object_get(copy, "streams");
+    if (json_is_array(streams) && json_array_size(streams) == 1 && !json_object_get(copy, "stream"))
+        json_object_set(copy, "stream", json_array_get(streams, 0));
+    else if (streams) {
+        json_decref(copy);
+        snprintf(err, 256, "filter.streams takes one stream (use stream)");
+        return -1;
+    }
+    json_args a = {.obj = copy};
+    int rc = store_filter_parse(f, json_arg, &a, false, err);
+    json_t *fp = json_object_get(copy, "from_position"), *tp = json_object_get(copy, "to_position");
+    if (rc == 0 && ((fp && (!json_is_integer(fp) || json_integer_value(fp) < 0)) ||
+                    (tp && (!json_is_integer(tp) || json_integer_value(tp) < 0)))) {
+        store_filter_dispose(f);
+        snprintf(err, 256, "from_position and to_position must be non-negative integers");
+        rc = -1;
+    }
+    if (rc == 0) {
+        *from = fp ? (long long)json_integer_value(fp) : 0;
+        *to = tp ? (long long)json_integer_value(tp) : -1;
+    }
+    json_decref(copy);
+    return rc;
+}
+
+static bool target_valid(const char *t)
+{
+    size_t n = strlen(t);
+    if (n == 0 || n > 200) return false;
+    for (; *t; t++)
+        if ((unsigned char)*t <= ' ' || *t == 0x7f) return false;
+    return true;
+}
+
+/* ------------------------------------------------------------------ runner */
+
+typedef struct page_ctx {
+    redisContext *r;
+    const char *target;
+    int appended;
+    long long last;
+} page_ctx;
+
+static int add_row(const char *line, size_t len, void *arg)
+{
+    page_ctx *p = arg;
+    json_t *e = json_loadb(line, len, 0, NULL);
+    if (!e) return 1;
+    long long pos = (long long)json_integer_value(json_object_get(e, "position"));
+    char id[32], posText[24];
+    snprintf(id, sizeof id, "%lld-0", pos);
+    snprintf(posText, sizeof posText, "%lld", pos);
+    const char *argv[] = {"XADD", p->target, id, "id", json_string_value(json_object_get(e, "id")),
+                          "type", json_string_value(json_object_get(e, "type")), "position",
+                          posText, "event", line};
+    size_t argl[11];
+    for (int i = 0; i < 10; i++) argl[i] = strlen(argv[i]);
+    argl[10] = len;
+    redisAppendCommandArgv(p->r, 11, argv, argl);
+    p->appended++;
+    p->last = pos;
+    json_decref(e);
+    return 0;
+}
+
+/* Runs one page of one job. Returns 1 more to do, 0 finished, -1 failed (msg in err). */
+static int run_page(PGconn **conn, redisContext *r, const char *id, const char *tenant,
+                    json_t *filter, const char *target, long long *position, long long to,
+                    char err[256])
+{
+    read_filter f;
+    long long from, to_ignored;
+    if (parse_filter(filter, &f, &from, &to_ignored, err) < 0) return -1;
+    f.after = *position;
+    f.upto = to;
+    f.limit = REPLAY_PAGE;
+    page_ctx p = {.r = r, .target = target};
+    int rc = store_stream(conn, REPLAY_TIMEOUT_MS, tenant, &f, add_row, &p);
+    store_filter_dispose(&f);
+    if (rc != 0) {
+        snprintf(err, 256, "reading the log failed");
+        return -2;
+    }
+    for (int i = 0; i < p.appended; i++) {
+        redisReply *rep = NULL;
+        if (redisGetReply(r, (void **)&rep) != REDIS_OK) {
+            snprintf(err, 256, "redis failed");
+            return -2;
+        }
+        bool bad = rep->type == REDIS_REPLY_ERROR && !strstr(rep->str, "equal or smaller");
+        if (bad) snprintf(err, 256, "redis refused: %.200s", rep->str);
+        freeReplyObject(rep);
+        if (bad) return -1;
+    }
+    long long next = p.appended < REPLAY_PAGE ? to : p.last;
+    char pos_text[24], n_text[16];
+    snprintf(pos_text, sizeof pos_text, "%lld", next);
+    snprintf(n_text, sizeof n_text, "%d", p.appended);
+    const char *up[] = {id, pos_text, n_text, p.appended < REPLAY_PAGE ? "done" : "running"};
+    PGresult *res = db_exec(conn,
+                            "UPDATE replays SET position = $2::bigint, replayed = replayed + "
+                            "$3::bigint, status = $4, updated_at = now() WHERE id = $1 AND "
+                            "status = 'running'",
+                            4, up, REPLAY_TIMEOUT_MS);
+    bool ok = db_ok(res);
+    PQclear(res);
+    if (!ok) {
+        snprintf(err, 256, "saving the checkpoint failed");
+        return -2;
+    }
+    *position = next;
+    return p.appended < REPLAY_PAGE ? 0 : 1;
+}
+
+static void fail_job(PGconn **conn, const char *id, const char *err)
+{
+    const char *p[] = {id, err};
+    PGresult *r = db_exec(conn,
+                          "UPDATE replays SET status = 'failed', error = $2, updated_at = now() "
+                          "WHERE id = $1 AND status = 'running'",
+                          2, p, REPLAY_TIMEOUT_MS);
+    PQclear(r);
+    log_warn("replays", "replay failed", json_pack("{s:s,s:s}", "id", id, "error", err));
+}
+
+static void *runner_main(void *unused)
+{
+    (void)unused;
+    PGconn *conn = NULL;
+    redisContext *r = NULL;
+    bool leader = false;
+    while (!atomic_load(&stopping)) {
+        if (!conn) {
+            leader = false;
+            if (!(conn = db_connect(cfg->database_url, "replays"))) {
+                usleep(500 * 1000);
+                continue;
+            }
+        }
+        if (!leader) {
+            PGresult *l = db_exec(&conn, "SELECT pg_try_advisory_lock(" REPLAY_LOCK_KEY ")", 0,
+                                  NULL, REPLAY_TIMEOUT_MS);
+            leader = db_ok(l) && PQgetvalue(l, 0, 0)[0] == 't';
+            PQclear(l);
+            if (!leader) {
+                usleep(500 * 1000);
+                continue;
+            }
+        }
+        PGresult *jobs = db_exec(&conn,
+                                 "SELECT id, tenant_id, filter::text, target, position, "
+                                 "to_position, max_per_second FROM replays WHERE status = "
+                                 "'running' ORDER BY created_at",
+                                 0, NULL, REPLAY_TIMEOUT_MS);
+        if (!db_ok(jobs)) {
+            PQclear(jobs);
+            continue;
+        }
+        int n = PQntuples(jobs);
+        if (n && !r) r = redis_connect(cfg->redis_url, 2000, "replays");
+        for (int i = 0; i < n && r && conn && !atomic_load(&stopping); i++) {
+            char *id = xstrdup(PQgetvalue(jobs, i, 0)), *tenant = xstrdup(PQgetvalue(jobs, i, 1));
+            char *target = xstrdup(PQgetvalue(jobs, i, 3));
+            json_t *filter = json_loads(PQgetvalue(jobs, i, 2), 0, NULL);
+            long long pos = strtoll(PQgetvalue(jobs, i, 4), NULL, 10);
+            long long to = strtoll(PQgetvalue(jobs, i, 5), NULL, 10);
+            int rate = atoi(PQgetvalue(jobs, i, 6));
+            char err[256] = "";
+            int64_t started = time_mono_ms();
+            int rc = run_page(&conn, r, id, tenant, filter, target, &pos, to, err);
+            if (rc == -1 && conn) fail_job(&conn, id, err);
+            if (rc == -2) { /* Redis or PostgreSQL trouble: retry later, nothing is lost */
+                if (r) redisFree(r);
+                r = NULL;
+            }
+            /* Pace: a page of REPLAY_PAGE events at most `rate` per second. */
+            int64_t budget = rate > 0 ? (int64_t)REPLAY_PAGE * 1000 / rate : 0;
+            int64_t spent = time_mono_ms() - started;
+            if (rc == 1 && budget > spent) usleep((useconds_t)(budget - spent) * 1000);
+            free(id);
+            free(tenant);
+            free(target);
+            json_decref(filter);
+        }
+        PQclear(jobs);
+        if (n == 0) usleep(200 * 1000);
+        if (n && !r) usleep(500 * 1000);
+    }
+    if (r) redisFree(r);
+    PQfinish(conn);
+    return NULL;
+}
+
+int replays_start(const sluice_config *c)
+{
+    cfg = c;
+    if (pthread_create(&thread, NULL, runner_main, NULL) != 0) return -1;
+    running = true;
+    return 0;
+}
+
+void replays_stop(void)
+{
+    if (!running) return;
+    atomic_store(&stopping, true);
+    pthread_join(thread, NULL);
+    running = false;
+}
+
+/* ------------------------------------------------------------------ API */
+
+#define REPLAY_COLUMNS                                                                         \
+    "id, status, filter::text, target, position, to_position, replayed, total, error, "        \
+    "max_per_second, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+static json_t *replay_row(PGresult *r)
+{
+    return json_pack("{s:s,s:s,s:o,s:{s:s},s:I,s:I,s:I,s:o,s:o,s:i,s:s}", "id", PQgetvalue(r, 0, 0),
+                     "status", PQgetvalue(r, 0, 1), "filter",
+                     json_loads(PQgetvalue(r, 0, 2), 0, NULL), "target", "redis_stream",
+                     PQgetvalue(r, 0, 3), "position",
+                     (json_int_t)strtoll(PQgetvalue(r, 0, 4), NULL, 10), "to_position",
+                     (json_int_t)strtoll(PQgetvalue(r, 0, 5), NULL, 10), "replayed",
+                     (json_int_t)strtoll(PQgetvalue(r, 0, 6), NULL, 10), "total",
+                     PQgetisnull(r, 0, 7) ? json_null()
+                                          : json_integer(strtoll(PQgetvalue(r, 0, 7), NULL, 10)),
+                     "error", PQgetisnull(r, 0, 8) ? json_null() : json_string(PQgetvalue(r, 0, 8)),
+                     "max_per_second", atoi(PQgetvalue(r, 0, 9)), "created_at",
+                     PQgetvalue(r, 0, 10));
+}
+
+int replay_create(PGconn **conn, const char *tenant, json_t *req, json_t **answer)
+{
+    char err[256];
+    json_t *target = json_object_get(json_object_get(req, "target"), "redis_stream");
+    json_t *rate = json_object_get(req, "max_per_second");
+    const char *k;
+    json_t *v;
+    bool fields_ok = json_is_object(req);
+    json_object_foreach(req, k, v) if (strcmp(k, "filter") && strcmp(k, "target") &&
+                                       strcmp(k, "max_per_second")) fields_ok = false;
+    if (!fields_ok || !json_is_string(target) || !target_valid(json_string_value(target)) ||
+        (rate && (!json_is_integer(rate) || json_integer_value(rate) < 1 ||
+                  json_integer_value(rate) > 1000000))) {
+        *answer = problem_new("invalid_request",
+                              "expected {\"filter\":{…},\"target\":{\"redis_stream\":\"name\"},"
+                              "\"max_per_second\":N (optional, default 5000)}");
+        return -4;
+    }
+    read_filter f;
+    long long from = 0, to = -1;
+    if (parse_filter(json_object_get(req, "filter"), &f, &from, &to, err) < 0) {
+        *answer = problem_new("invalid_request", err);
+        return -4;
+    }
+    long long head = store_head(conn, REPLAY_TIMEOUT_MS);
+    if (head < 0) {
+        store_filter_dispose(&f);
+        return -1;
+    }
+    if (to < 0 || to > head) to = head; /* the range is fixed now: history, not the future */
+    f.after = from;
+    f.upto = to > 0 ? to : -1;
+    long long total = to > from ? store_count(conn, REPLAY_TIMEOUT_MS, tenant, &f) : 0;
+    if (total < 0) {
+        store_filter_dispose(&f);
+        return -1;
+    }
+    store_filter_dispose(&f);
+    char id[ULID_LEN + 8], from_t[24], to_t[24], total_t[24], rate_t[16];
+    char ulid[ULID_LEN + 1];
+    ulid_new(ulid);
+    snprintf(id, sizeof id, "rpl_%s", ulid);
+    snprintf(from_t, sizeof from_t, "%lld", from);
+    snprintf(to_t, sizeof to_t, "%lld", to);
+    snprintf(total_t, sizeof total_t, "%lld", to > from ? total : 0);
+    snprintf(rate_t, sizeof rate_t, "%lld", rate ? (long long)json_integer_value(rate) : 5000LL);
+    char *filter_text = json_dumps(json_object_get(req, "filter") ? json_object_get(req, "filter")
+                                                                  : json_object(),
+                                   JSON_COMPACT);
+    const char *p[] = {id,   tenant, filter_text, json_string_value(target), from_t, to_t, total_t,
+                       rate_t, to > from ? "running" : "done"};
+    PGresult *r = db_exec(conn,
+                          "INSERT INTO replays (id, tenant_id, filter, target, position, "
+                          "to_position, total, max_per_second, status) VALUES ($1, $2, $3::jsonb, "
+                          "$4, $5::bigint, $6::bigint, $7::bigint, $8::int, $9) RETURNING " REPLAY_COLUMNS,
+                          9, p, REPLAY_TIMEOUT_MS);
+    free(filter_text);
+    int rc = -1;
+    if (db_ok(r) && PQntuples(r) == 1) {
+        *answer = replay_row(r);
+        rc = 0;
+    }
+    PQclear(r);
+    return rc;
+}
+
+int replay_get(PGconn **conn, const char *tenant, const char *id, json_t **answer)
+{
+    const char *p[] = {tenant, id};
+    PGresult *r = db_exec(conn, "SELECT " REPLAY_COLUMNS " FROM replays WHERE tenant_id = $1 AND id = $2",
+                          2, p, REPLAY_TIMEOUT_MS);
+    int rc = -1;
+    if (db_ok(r)) {
+        rc = PQntuples(r) == 1 ? 0 : -2;
+        if (rc == 0) *answer = replay_row(r);
+    }
+    PQclear(r);
+    return rc;
+}
+
+int replay_cancel(PGconn **conn, const char *tenant, const char *id, json_t **answer)
+{
+    const char *p[] = {tenant, id};
+    PGresult *r = db_exec(conn,
+                          "UPDATE replays SET status = 'cancelled', updated_at = now() WHERE "
+                          "tenant_id = $1 AND id = $2 AND status = 'running'",
+                          2, p, REPLAY_TIMEOUT_MS);
+    bool ok = db_ok(r);
+    PQclear(r);
+    if (!ok) return -1;
+    return replay_get(conn, tenant, id, answer);
+}

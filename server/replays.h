@@ -1,0 +1,30 @@
+/*
+ * replays.h — re-publish history into a Redis stream for a consumer to
+ * rebuild from (API.md "Reading and replay").
+ *
+ * A replay is a row in PostgreSQL (filter, target, checkpoint); the runner
+ * (leader only, its own advisory lock) pages through the matching range in
+ * position order, adds each event to the target stream with the entry id
+ * <position>-0 (so a resumed job never adds an event twice), and saves the
+ * checkpoint after each page: a job survives restarts and failovers at
+ * constant memory. Each job is paced (max_per_second, default 5,000) so a
+ * replay never crowds out live publishing.
+ */
+#ifndef SLUICE_REPLAYS_H
+#define SLUICE_REPLAYS_H
+
+#include "config.h"
+
+#include <jansson.h>
+#include <libpq-fe.h>
+
+int replays_start(const sluice_config *cfg) __attribute__((warn_unused_result));
+void replays_stop(void);
+
+/* Pool thread. Each returns 0 with *answer (caller owns), -1 store unavailable,
+ * -2 not found, -4 invalid request (*answer is the problem). */
+int replay_create(PGconn **conn, const char *tenant, json_t *req, json_t **answer);
+int replay_get(PGconn **conn, const char *tenant, const char *id, json_t **answer);
+int replay_cancel(PGconn **conn, const char *tenant, const char *id, json_t **answer);
+
+#endif
