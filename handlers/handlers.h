@@ -31,6 +31,17 @@ void projections_delete(http_req *req);
 void replays_create(http_req *req);
 void replays_get(http_req *req);
 void replays_cancel(http_req *req);
+/* groups.c */
+void groups_create_handler(http_req *req);
+void groups_list_handler(http_req *req);
+void groups_delete_handler(http_req *req);
+void groups_nack_handler(http_req *req);
+/* dead_letters.c */
+void dead_letters_list(http_req *req);
+void dead_letters_get(http_req *req);
+void dead_letters_reprocess(http_req *req);
+void dead_letters_discard(http_req *req);
+void dead_letters_reprocess_batch(http_req *req);
 /* subscribe.c */
 void subscribe_sse(http_req *req);
 /* schemas.c */

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "mem.h"
 #include "migrate.h"
+#include "groups.h"
 #include "pool.h"
 #include "projections.h"
 #include "relay.h"
@@ -131,6 +132,7 @@ static void drain(const sluice_config *cfg)
     retention_stop();
     projections_stop();
     replays_stop();
+    groups_stop();
     pool_stop();
     deadline = time_mono_ms() + 2000;
     while (http_in_flight() > 0 && time_mono_ms() < deadline) usleep(20 * 1000);
@@ -166,7 +168,8 @@ static int cmd_serve(sluice_config *cfg)
         return 1;
     }
     if (relay_start(cfg) < 0 || waiters_start() < 0 || retention_start(cfg->database_url) < 0 ||
-        projections_start(cfg->database_url) < 0 || replays_start(cfg) < 0)
+        projections_start(cfg->database_url) < 0 || replays_start(cfg) < 0 ||
+        groups_start(cfg) < 0)
         return 1;
     int ws_port = 0;
     if (ws_start(cfg, &ws_port) < 0) return 1;

@@ -61,7 +61,8 @@ int main(int argc, char **argv)
         schemas[ci] = schema_compile(json_object_get(c, "schema"), &st, errors);
         if (!schemas[ci]) {
             char *e = json_dumps(errors, 0);
-            fprintf(stderr, "%s: schema does not compile: %s\n", json_string_value(json_object_get(c, "name")), e);
+            fprintf(stderr, "%s: schema does not compile: %s\n",
+                    json_string_value(json_object_get(c, "name")), e);
             return 1;
         }
         json_decref(errors);
@@ -106,11 +107,13 @@ int main(int argc, char **argv)
             }
         count += 64 * nitems;
     } while ((t = now()) < end);
-    printf("sluice: %.0f validations/s (%zu instances, %llu validations in %.2f s, %zu violations listed)\n",
+    printf("sluice: %.0f validations/s (%zu instances, %llu validations in %.2f s, %zu violations "
+           "listed)\n",
            (double)count / (t - t0), nitems, count, t - t0, reported);
 
     json_decref(errors);
-    for (size_t i = 0; i < ncases; i++) schema_free(schemas[i]);
+    for (size_t i = 0; i < ncases; i++)
+        schema_free(schemas[i]);
     free(schemas);
     free(mix);
     json_decref(doc);

@@ -22,7 +22,6 @@
 
 #include <pthread.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "regex.h"
@@ -99,7 +98,8 @@ static uint32_t utf8_next(const unsigned char **p, const unsigned char *end)
     uint32_t c = *s++;
     int more = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : c >= 0xC0 ? 1 : 0;
     if (more) c &= 0x3F >> more;
-    while (more-- && s < end) c = (c << 6) | (*s++ & 0x3F);
+    while (more-- && s < end)
+        c = (c << 6) | (*s++ & 0x3F);
     *p = s;
     return c;
 }
@@ -133,7 +133,8 @@ static bool full_time(const char *s, size_t len)
     size_t i = 8;
     if (s[i] == '.') {
         size_t f = ++i;
-        while (i < len && is_digit((unsigned char)s[i])) i++;
+        while (i < len && is_digit((unsigned char)s[i]))
+            i++;
         if (i == f) return false;
     }
     if (i >= len) return false;
@@ -141,7 +142,9 @@ static bool full_time(const char *s, size_t len)
     if (s[i] == 'Z' || s[i] == 'z') {
         i++;
     } else if (s[i] == '+' || s[i] == '-') {
-        if (len - i != 6 || s[i + 3] != ':' || !all_digits(s + i + 1, 2) || !all_digits(s + i + 4, 2)) return false;
+        if (len - i != 6 || s[i + 3] != ':' || !all_digits(s + i + 1, 2) ||
+            !all_digits(s + i + 4, 2))
+            return false;
         int oh = two(s + i + 1), om = two(s + i + 4);
         if (oh > 23 || om > 59) return false;
         off = (s[i] == '+' ? 1 : -1) * (oh * 60 + om);
@@ -169,7 +172,8 @@ static bool fmt_time(const char *s, size_t len)
 
 static bool fmt_date_time(const char *s, size_t len)
 {
-    return len > 11 && (s[10] == 'T' || s[10] == 't') && full_date(s, 10) && full_time(s + 11, len - 11);
+    return len > 11 && (s[10] == 'T' || s[10] == 't') && full_date(s, 10) &&
+           full_time(s + 11, len - 11);
 }
 
 /* RFC 3339 Appendix A: P(nW | [nY][nM][nD][T[nH][nM][nS]]) with the units of
@@ -191,7 +195,8 @@ static bool fmt_duration(const char *s, size_t len)
             continue;
         }
         size_t d = i;
-        while (i < len && is_digit((unsigned char)s[i])) i++;
+        while (i < len && is_digit((unsigned char)s[i]))
+            i++;
         if (i == d || i == len) return false;
         char u = s[i++];
         if (u == 'W') {
@@ -221,7 +226,8 @@ static bool ipv4(const char *s, size_t len)
         }
         size_t d = i;
         int v = 0;
-        while (i < len && is_digit((unsigned char)s[i]) && i - d < 3) v = v * 10 + (s[i++] - '0');
+        while (i < len && is_digit((unsigned char)s[i]) && i - d < 3)
+            v = v * 10 + (s[i++] - '0');
         size_t n = i - d;
         if (n == 0 || v > 255 || (n > 1 && s[d] == '0')) return false;
     }
@@ -240,7 +246,8 @@ static bool ipv6(const char *s, size_t len)
     }
     for (;;) {
         size_t g = i;
-        while (i < len && is_hex((unsigned char)s[i]) && i - g < 5) i++;
+        while (i < len && is_hex((unsigned char)s[i]) && i - g < 5)
+            i++;
         if (i < len && s[i] == '.') {
             if (!ipv4(s + g, len - g)) return false;
             groups += 2;
@@ -308,10 +315,10 @@ static bool punycode_decode(const char *in, size_t len, uint32_t *out, size_t *o
         for (uint32_t k = BASE;; k += BASE) {
             if (in_pos >= len) return false;
             int c = (unsigned char)in[in_pos++];
-            uint32_t digit = is_digit(c) ? (uint32_t)(c - '0' + 26)
-                           : (c >= 'a' && c <= 'z') ? (uint32_t)(c - 'a')
-                           : (c >= 'A' && c <= 'Z') ? (uint32_t)(c - 'A')
-                           : BASE;
+            uint32_t digit = is_digit(c)              ? (uint32_t)(c - '0' + 26)
+                             : (c >= 'a' && c <= 'z') ? (uint32_t)(c - 'a')
+                             : (c >= 'A' && c <= 'Z') ? (uint32_t)(c - 'A')
+                                                      : BASE;
             if (digit >= BASE) return false;
             i += digit * w;
             if (i > 0x7FFFFFFF) return false;
@@ -349,8 +356,8 @@ enum {
     UP_HKH,
     UP_TRANSPARENT,
     UP_JOINING,
-    UP_BIDI_L,     /* Bidi_Class L */
-    UP_BIDI_RTL,   /* R or AL */
+    UP_BIDI_L,   /* Bidi_Class L */
+    UP_BIDI_RTL, /* R or AL */
     UP_BIDI_AN,
     UP_BIDI_EN,
     UP_BIDI_NSM,
@@ -376,12 +383,16 @@ static void uprops_init(void)
         [UP_BIDI_AN] = "^\\p{Bidi_Class=AN}",
         [UP_BIDI_EN] = "^\\p{Bidi_Class=EN}",
         [UP_BIDI_NSM] = "^\\p{Bidi_Class=NSM}",
-        [UP_BIDI_RTL_OK] = "^[\\p{Bidi_Class=R}\\p{Bidi_Class=AL}\\p{Bidi_Class=AN}\\p{Bidi_Class=EN}\\p{Bidi_Class=ES}"
-                           "\\p{Bidi_Class=CS}\\p{Bidi_Class=ET}\\p{Bidi_Class=ON}\\p{Bidi_Class=BN}\\p{Bidi_Class=NSM}]",
-        [UP_BIDI_LTR_OK] = "^[\\p{Bidi_Class=L}\\p{Bidi_Class=EN}\\p{Bidi_Class=ES}\\p{Bidi_Class=CS}\\p{Bidi_Class=ET}"
+        [UP_BIDI_RTL_OK] = "^[\\p{Bidi_Class=R}\\p{Bidi_Class=AL}\\p{Bidi_Class=AN}\\p{Bidi_Class="
+                           "EN}\\p{Bidi_Class=ES}"
+                           "\\p{Bidi_Class=CS}\\p{Bidi_Class=ET}\\p{Bidi_Class=ON}\\p{Bidi_Class="
+                           "BN}\\p{Bidi_Class=NSM}]",
+        [UP_BIDI_LTR_OK] = "^[\\p{Bidi_Class=L}\\p{Bidi_Class=EN}\\p{Bidi_Class=ES}\\p{Bidi_Class="
+                           "CS}\\p{Bidi_Class=ET}"
                            "\\p{Bidi_Class=ON}\\p{Bidi_Class=BN}\\p{Bidi_Class=NSM}]",
     };
-    for (int i = 0; i < UP_COUNT; i++) uprops[i] = regex_new_pcre2(src[i]);
+    for (int i = 0; i < UP_COUNT; i++)
+        uprops[i] = regex_new_pcre2(src[i]);
 }
 
 static bool uprop(int which, uint32_t cp)
@@ -389,13 +400,16 @@ static bool uprop(int which, uint32_t cp)
     pthread_once(&uprops_once, uprops_init);
     char u[4];
     size_t n;
-    if (cp < 0x80) u[0] = (char)cp, n = 1;
-    else if (cp < 0x800) u[0] = (char)(0xC0 | cp >> 6), u[1] = (char)(0x80 | (cp & 0x3F)), n = 2;
+    if (cp < 0x80)
+        u[0] = (char)cp, n = 1;
+    else if (cp < 0x800)
+        u[0] = (char)(0xC0 | cp >> 6), u[1] = (char)(0x80 | (cp & 0x3F)), n = 2;
     else if (cp < 0x10000)
-        u[0] = (char)(0xE0 | cp >> 12), u[1] = (char)(0x80 | ((cp >> 6) & 0x3F)), u[2] = (char)(0x80 | (cp & 0x3F)), n = 3;
+        u[0] = (char)(0xE0 | cp >> 12), u[1] = (char)(0x80 | ((cp >> 6) & 0x3F)),
+        u[2] = (char)(0x80 | (cp & 0x3F)), n = 3;
     else
-        u[0] = (char)(0xF0 | cp >> 18), u[1] = (char)(0x80 | ((cp >> 12) & 0x3F)), u[2] = (char)(0x80 | ((cp >> 6) & 0x3F)),
-        u[3] = (char)(0x80 | (cp & 0x3F)), n = 4;
+        u[0] = (char)(0xF0 | cp >> 18), u[1] = (char)(0x80 | ((cp >> 12) & 0x3F)),
+        u[2] = (char)(0x80 | ((cp >> 6) & 0x3F)), u[3] = (char)(0x80 | (cp & 0x3F)), n = 4;
     return regex_search(uprops[which], u, n) == REGEX_MATCH;
 }
 
@@ -403,12 +417,13 @@ static bool uprop(int which, uint32_t cp)
 static bool is_virama(uint32_t c)
 {
     static const uint32_t v[] = {
-        0x094D, 0x09CD, 0x0A4D, 0x0ACD, 0x0B4D, 0x0BCD, 0x0C4D, 0x0CCD, 0x0D3B, 0x0D3C, 0x0D4D, 0x0DCA, 0x0E3A,
-        0x0EBA, 0x0F84, 0x1039, 0x103A, 0x1714, 0x1715, 0x1734, 0x17D2, 0x1A60, 0x1B44, 0x1BAA, 0x1BAB, 0x1BF2,
-        0x1BF3, 0x2D7F, 0xA806, 0xA82C, 0xA8C4, 0xA953, 0xA9C0, 0xAAF6, 0xABED, 0x10A3F, 0x11046, 0x11070,
-        0x1107F, 0x110B9, 0x11133, 0x11134, 0x111C0, 0x11235, 0x112EA, 0x1134D, 0x11442, 0x114C2, 0x115BF,
-        0x1163F, 0x116B6, 0x1172B, 0x11839, 0x1193D, 0x1193E, 0x119E0, 0x11A34, 0x11A47, 0x11A99, 0x11C3F,
-        0x11D44, 0x11D45, 0x11D97,
+        0x094D,  0x09CD,  0x0A4D,  0x0ACD,  0x0B4D,  0x0BCD,  0x0C4D,  0x0CCD,  0x0D3B,
+        0x0D3C,  0x0D4D,  0x0DCA,  0x0E3A,  0x0EBA,  0x0F84,  0x1039,  0x103A,  0x1714,
+        0x1715,  0x1734,  0x17D2,  0x1A60,  0x1B44,  0x1BAA,  0x1BAB,  0x1BF2,  0x1BF3,
+        0x2D7F,  0xA806,  0xA82C,  0xA8C4,  0xA953,  0xA9C0,  0xAAF6,  0xABED,  0x10A3F,
+        0x11046, 0x11070, 0x1107F, 0x110B9, 0x11133, 0x11134, 0x111C0, 0x11235, 0x112EA,
+        0x1134D, 0x11442, 0x114C2, 0x115BF, 0x1163F, 0x116B6, 0x1172B, 0x11839, 0x1193D,
+        0x1193E, 0x119E0, 0x11A34, 0x11A47, 0x11A99, 0x11C3F, 0x11D44, 0x11D45, 0x11D97,
     };
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
         if (v[i] == c) return true;
@@ -418,20 +433,23 @@ static bool is_virama(uint32_t c)
 /* Arabic letters that join only to the right (Joining_Type=R). */
 static bool arabic_right_joining(uint32_t c)
 {
-    return (c >= 0x0622 && c <= 0x0625) || c == 0x0627 || c == 0x0629 || (c >= 0x062F && c <= 0x0632) ||
-           c == 0x0648 || (c >= 0x0671 && c <= 0x0673) || (c >= 0x0675 && c <= 0x0677) ||
-           (c >= 0x0688 && c <= 0x0699) || c == 0x06C0 || (c >= 0x06C3 && c <= 0x06CB) || c == 0x06CD ||
-           c == 0x06CF || c == 0x06D2 || c == 0x06D3 || c == 0x06D5 || c == 0x06EE || c == 0x06EF;
+    return (c >= 0x0622 && c <= 0x0625) || c == 0x0627 || c == 0x0629 ||
+           (c >= 0x062F && c <= 0x0632) || c == 0x0648 || (c >= 0x0671 && c <= 0x0673) ||
+           (c >= 0x0675 && c <= 0x0677) || (c >= 0x0688 && c <= 0x0699) || c == 0x06C0 ||
+           (c >= 0x06C3 && c <= 0x06CB) || c == 0x06CD || c == 0x06CF || c == 0x06D2 ||
+           c == 0x06D3 || c == 0x06D5 || c == 0x06EE || c == 0x06EF;
 }
 
 /* RFC 5892 Appendix A.1: ZWNJ between (L|D) T* and T* (R|D) joining types. */
 static bool zwnj_joining_context(const uint32_t *cp, size_t n, size_t at)
 {
     size_t i = at;
-    while (i > 0 && uprop(UP_TRANSPARENT, cp[i - 1])) i--;
+    while (i > 0 && uprop(UP_TRANSPARENT, cp[i - 1]))
+        i--;
     if (i == 0 || !uprop(UP_JOINING, cp[i - 1]) || arabic_right_joining(cp[i - 1])) return false;
     size_t j = at + 1;
-    while (j < n && uprop(UP_TRANSPARENT, cp[j])) j++;
+    while (j < n && uprop(UP_TRANSPARENT, cp[j]))
+        j++;
     return j < n && uprop(UP_JOINING, cp[j]);
 }
 
@@ -446,10 +464,23 @@ static bool idna_ulabel(const uint32_t *cp, size_t n)
         uint32_t c = cp[i];
         if (c >= 0x80) non_ascii = true;
         switch (c) {
-        case 0x00DF: case 0x03C2: case 0x06FD: case 0x06FE: case 0x0F0B: case 0x3007:
+        case 0x00DF:
+        case 0x03C2:
+        case 0x06FD:
+        case 0x06FE:
+        case 0x0F0B:
+        case 0x3007:
             continue; /* PVALID exceptions */
-        case 0x0640: case 0x07FA: case 0x302E: case 0x302F: case 0x3031: case 0x3032:
-        case 0x3033: case 0x3034: case 0x3035: case 0x303B:
+        case 0x0640:
+        case 0x07FA:
+        case 0x302E:
+        case 0x302F:
+        case 0x3031:
+        case 0x3032:
+        case 0x3033:
+        case 0x3034:
+        case 0x3035:
+        case 0x303B:
             return false; /* DISALLOWED exceptions */
         case 0x00B7:
             if (i == 0 || i + 1 >= n || cp[i - 1] != 'l' || cp[i + 1] != 'l') return false;
@@ -457,12 +488,14 @@ static bool idna_ulabel(const uint32_t *cp, size_t n)
         case 0x0375:
             if (i + 1 >= n || !uprop(UP_GREEK, cp[i + 1])) return false;
             continue;
-        case 0x05F3: case 0x05F4:
+        case 0x05F3:
+        case 0x05F4:
             if (i == 0 || !uprop(UP_HEBREW, cp[i - 1])) return false;
             continue;
         case 0x30FB: {
             bool ok = false;
-            for (size_t j = 0; j < n && !ok; j++) ok = cp[j] != 0x30FB && uprop(UP_HKH, cp[j]);
+            for (size_t j = 0; j < n && !ok; j++)
+                ok = cp[j] != 0x30FB && uprop(UP_HKH, cp[j]);
             if (!ok) return false;
             continue;
         }
@@ -491,7 +524,8 @@ static bool host_label(const char *s, size_t n)
     if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-') return false;
     for (size_t i = 0; i < n; i++)
         if (!cc(s[i], CC_LDH)) return false;
-    if (n >= 4 && (s[0] == 'x' || s[0] == 'X') && (s[1] == 'n' || s[1] == 'N') && s[2] == '-' && s[3] == '-') {
+    if (n >= 4 && (s[0] == 'x' || s[0] == 'X') && (s[1] == 'n' || s[1] == 'N') && s[2] == '-' &&
+        s[3] == '-') {
         uint32_t cps[IDNA_MAX_CPS];
         size_t ncp;
         if (!punycode_decode(s + 4, n - 4, cps, &ncp)) return false;
@@ -580,9 +614,12 @@ static bool bidi_label_ok(const uint32_t *cp, size_t n)
 {
     if (n == 0) return false;
     bool rtl;
-    if (uprop(UP_BIDI_RTL, cp[0])) rtl = true;
-    else if (uprop(UP_BIDI_L, cp[0])) rtl = false;
-    else return false; /* rule 1 */
+    if (uprop(UP_BIDI_RTL, cp[0]))
+        rtl = true;
+    else if (uprop(UP_BIDI_L, cp[0]))
+        rtl = false;
+    else
+        return false; /* rule 1 */
     bool en = false, an = false;
     size_t last = n;
     for (size_t i = 0; i < n; i++) {
@@ -632,17 +669,21 @@ static bool fmt_idn_hostname(const char *s, size_t len)
         size_t alen;
         if (ascii) {
             char label[IDNA_MAX_CPS];
-            for (size_t i = 0; i < n; i++) label[i] = (char)cp[i];
+            for (size_t i = 0; i < n; i++)
+                label[i] = (char)cp[i];
             if (!host_label(label, n)) return false;
             alen = n;
-            if (n >= 4 && (label[0] | 0x20) == 'x' && (label[1] | 0x20) == 'n' && label[2] == '-' && label[3] == '-') {
+            if (n >= 4 && (label[0] | 0x20) == 'x' && (label[1] | 0x20) == 'n' && label[2] == '-' &&
+                label[3] == '-') {
                 /* an A-label: decode, and insist the encoding is canonical */
                 if (!punycode_decode(label + 4, n - 4, cp, &n)) return false;
                 char again[IDNA_MAX_CPS];
                 size_t elen;
-                if (!punycode_encode(cp, n, again, sizeof again, &elen) || elen != alen - 4) return false;
+                if (!punycode_encode(cp, n, again, sizeof again, &elen) || elen != alen - 4)
+                    return false;
                 for (size_t i = 0; i < elen; i++)
-                    if ((label[4 + i] | (is_alpha(label[4 + i]) ? 0x20 : 0)) != again[i]) return false;
+                    if ((label[4 + i] | (is_alpha(label[4 + i]) ? 0x20 : 0)) != again[i])
+                        return false;
             }
         } else {
             if (!idna_ulabel(cp, n)) return false;
@@ -651,7 +692,8 @@ static bool fmt_idn_hostname(const char *s, size_t len)
             if (!punycode_encode(cp, n, a, sizeof a, &elen) || elen + 4 > 63) return false;
             alen = elen + 4;
         }
-        for (size_t i = 0; i < n; i++) any_rtl |= cp[i] >= 0x80 && (uprop(UP_BIDI_RTL, cp[i]) || uprop(UP_BIDI_AN, cp[i]));
+        for (size_t i = 0; i < n; i++)
+            any_rtl |= cp[i] >= 0x80 && (uprop(UP_BIDI_RTL, cp[i]) || uprop(UP_BIDI_AN, cp[i]));
         ncps[nlabels++] = n;
         total += alen;
         if (p == end) break;
@@ -790,12 +832,14 @@ static bool uri_char(uri_scan *u, const char *extra)
 static bool uri_authority(uri_scan *u)
 {
     const unsigned char *a = u->p, *end = a;
-    while (end < u->end && *end != '/' && *end != '?' && *end != '#') end++;
+    while (end < u->end && *end != '/' && *end != '?' && *end != '#')
+        end++;
     const unsigned char *at = memchr(a, '@', (size_t)(end - a));
     uri_scan s = *u;
     s.end = end;
     if (at) {
-        while (s.p < at && uri_char(&s, ":")) {}
+        while (s.p < at && uri_char(&s, ":")) {
+        }
         if (s.p != at) return false;
         s.p = at + 1;
     }
@@ -806,20 +850,25 @@ static bool uri_authority(uri_scan *u)
         size_t hl = (size_t)(close - s.p) - 1;
         if (hl > 0 && (h[0] == 'v' || h[0] == 'V')) {
             size_t i = 1;
-            while (i < hl && is_hex((unsigned char)h[i])) i++;
+            while (i < hl && is_hex((unsigned char)h[i]))
+                i++;
             if (i == 1 || i >= hl || h[i] != '.' || i + 1 == hl) return false;
             for (i++; i < hl; i++)
-                if (!unreserved((unsigned char)h[i]) && !sub_delim((unsigned char)h[i]) && h[i] != ':') return false;
+                if (!unreserved((unsigned char)h[i]) && !sub_delim((unsigned char)h[i]) &&
+                    h[i] != ':')
+                    return false;
         } else if (!ipv6(h, hl)) {
             return false;
         }
         s.p = close + 1;
     } else {
-        while (s.p < end && uri_char(&s, "")) {}
+        while (s.p < end && uri_char(&s, "")) {
+        }
     }
     if (s.p < end && *s.p == ':') {
         s.p++;
-        while (s.p < end && is_digit(*s.p)) s.p++;
+        while (s.p < end && is_digit(*s.p))
+            s.p++;
     }
     if (s.p != end) return false;
     u->p = end;
@@ -864,11 +913,13 @@ static bool uri_query_fragment(uri_scan *u)
 /* URI / IRI (absolute, scheme required) or -reference (relative allowed). */
 static bool uri(const char *str, size_t len, bool iri, bool reference)
 {
-    uri_scan u = {.p = (const unsigned char *)str, .end = (const unsigned char *)str + len, .iri = iri};
+    uri_scan u = {
+        .p = (const unsigned char *)str, .end = (const unsigned char *)str + len, .iri = iri};
     bool scheme = false;
     if (len && is_alpha(u.p[0])) {
         const unsigned char *q = u.p + 1;
-        while (q < u.end && (is_alpha(*q) || is_digit(*q) || *q == '+' || *q == '-' || *q == '.')) q++;
+        while (q < u.end && (is_alpha(*q) || is_digit(*q) || *q == '+' || *q == '-' || *q == '.'))
+            q++;
         if (q < u.end && *q == ':') {
             scheme = true;
             u.p = q + 1;
@@ -935,7 +986,8 @@ static bool fmt_uri_template(const char *s, size_t len)
                 if (p < end && *p == ':') {
                     p++;
                     const unsigned char *d = p;
-                    while (p < end && is_digit(*p)) p++;
+                    while (p < end && is_digit(*p))
+                        p++;
                     if (p == d || p - d > 4 || *d == '0') return false;
                 } else if (p < end && *p == '*') {
                     p++;
@@ -980,7 +1032,8 @@ static bool fmt_json_pointer(const char *s, size_t len)
 static bool fmt_relative_json_pointer(const char *s, size_t len)
 {
     size_t i = 0;
-    while (i < len && is_digit((unsigned char)s[i])) i++;
+    while (i < len && is_digit((unsigned char)s[i]))
+        i++;
     if (i == 0 || (i > 1 && s[0] == '0')) return false;
     if (i < len && s[i] == '#') return i + 1 == len;
     return json_pointer(s + i, len - i);
@@ -1027,9 +1080,16 @@ const char *format_hint(const char *name)
 }
 
 const char *const format_names[] = {
-    "date-time", "date", "time", "duration", "email", "idn-email", "hostname", "idn-hostname", "ipv4", "ipv6", "uri",
-    "uri-reference", "iri", "iri-reference", "uri-template", "uuid", "json-pointer", "relative-json-pointer",
-    "regex", NULL,
+    "date-time",    "date",
+    "time",         "duration",
+    "email",        "idn-email",
+    "hostname",     "idn-hostname",
+    "ipv4",         "ipv6",
+    "uri",          "uri-reference",
+    "iri",          "iri-reference",
+    "uri-template", "uuid",
+    "json-pointer", "relative-json-pointer",
+    "regex",        NULL,
 };
 
 format_fn format_lookup(const char *name)

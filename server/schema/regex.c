@@ -47,7 +47,9 @@ struct regex {
 /* ---------------------------------------------------------------- translation */
 
 /* ECMA-262 WhiteSpace and LineTerminator code points, as class members. */
-#define ECMA_WS "\\t\\n\\x{0b}\\f\\r \\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}\\x{feff}"
+#define ECMA_WS                                                                                    \
+    "\\t\\n\\x{0b}\\f\\r "                                                                         \
+    "\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}\\x{feff}"
 
 typedef struct tr {
     bool unsupported;         /* the error is a PCRE2 limitation, not bad ECMA */
@@ -100,7 +102,8 @@ static bool tr_unicode_escape(tr *t, uint32_t *cp)
             if (v > 0x10FFFF) return tr_fail(t, "\\u{...} escape beyond U+10FFFF");
             n++;
         }
-        if (n == 0 || t->p >= t->end || *t->p != '}') return tr_fail(t, "malformed \\u{...} escape");
+        if (n == 0 || t->p >= t->end || *t->p != '}')
+            return tr_fail(t, "malformed \\u{...} escape");
         t->p++;
         *cp = v;
     } else {
@@ -186,7 +189,8 @@ static bool tr_property(tr *t, buf *o, bool negated)
     const unsigned char *start = t->p;
     while (t->p < t->end && *t->p != '}') {
         unsigned char c = *t->p;
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '='))
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '='))
             return tr_fail(t, "invalid character in \\p{...}");
         t->p++;
     }
@@ -239,7 +243,10 @@ static bool tr_escape(tr *t, buf *cls, bool *has_S, bool *atom)
     int c = *t->p++;
     *atom = true;
     switch (c) {
-    case 'd': case 'D': case 'w': case 'W':
+    case 'd':
+    case 'D':
+    case 'w':
+    case 'W':
         buf_printf(o, "\\%c", c);
         return true;
     case 'b':
@@ -259,24 +266,38 @@ static bool tr_escape(tr *t, buf *cls, bool *has_S, bool *atom)
         buf_puts(o, cls ? ECMA_WS : "[" ECMA_WS "]");
         return true;
     case 'S':
-        if (cls) *has_S = true;
-        else buf_puts(o, "[^" ECMA_WS "]");
+        if (cls)
+            *has_S = true;
+        else
+            buf_puts(o, "[^" ECMA_WS "]");
         return true;
-    case 'f': buf_puts(o, "\\f"); return true;
-    case 'n': buf_puts(o, "\\n"); return true;
-    case 'r': buf_puts(o, "\\r"); return true;
-    case 't': buf_puts(o, "\\t"); return true;
-    case 'v': buf_puts(o, "\\x{b}"); return true;
+    case 'f':
+        buf_puts(o, "\\f");
+        return true;
+    case 'n':
+        buf_puts(o, "\\n");
+        return true;
+    case 'r':
+        buf_puts(o, "\\r");
+        return true;
+    case 't':
+        buf_puts(o, "\\t");
+        return true;
+    case 'v':
+        buf_puts(o, "\\x{b}");
+        return true;
     case 'c': {
         if (t->p >= t->end) return tr_fail(t, "\\c must be followed by a letter");
         int l = *t->p;
-        if (!((l >= 'a' && l <= 'z') || (l >= 'A' && l <= 'Z'))) return tr_fail(t, "\\c must be followed by a letter");
+        if (!((l >= 'a' && l <= 'z') || (l >= 'A' && l <= 'Z')))
+            return tr_fail(t, "\\c must be followed by a letter");
         t->p++;
         emit_cp(o, (uint32_t)(l % 32));
         return true;
     }
     case '0':
-        if (t->p < t->end && *t->p >= '0' && *t->p <= '9') return tr_fail(t, "octal escapes are not allowed");
+        if (t->p < t->end && *t->p >= '0' && *t->p <= '9')
+            return tr_fail(t, "octal escapes are not allowed");
         emit_cp(o, 0);
         return true;
     case 'x': {
@@ -291,13 +312,15 @@ static bool tr_escape(tr *t, buf *cls, bool *has_S, bool *atom)
         emit_cp(o, cp);
         return true;
     }
-    case 'p': case 'P':
+    case 'p':
+    case 'P':
         return tr_property(t, o, c == 'P');
     case 'k': {
         if (cls) return tr_fail(t, "\\k is not allowed in a character class");
         if (t->p >= t->end || *t->p != '<') return tr_fail(t, "\\k must be followed by <name>");
         const unsigned char *s = ++t->p;
-        while (t->p < t->end && *t->p != '>') t->p++;
+        while (t->p < t->end && *t->p != '>')
+            t->p++;
         if (t->p >= t->end || t->p == s) return tr_fail(t, "malformed \\k<name>");
         buf_puts(o, "\\k<");
         buf_append(o, (const char *)s, (size_t)(t->p - s));
@@ -313,7 +336,8 @@ static bool tr_escape(tr *t, buf *cls, bool *has_S, bool *atom)
         if (c >= '1' && c <= '9') {
             if (cls) return tr_fail(t, "backreferences are not allowed in a character class");
             unsigned long n = (unsigned long)(c - '0');
-            while (t->p < t->end && *t->p >= '0' && *t->p <= '9' && n < 100000) n = n * 10 + (unsigned long)(*t->p++ - '0');
+            while (t->p < t->end && *t->p >= '0' && *t->p <= '9' && n < 100000)
+                n = n * 10 + (unsigned long)(*t->p++ - '0');
             buf_printf(o, "\\g{%lu}", n);
             return true;
         }
@@ -321,7 +345,8 @@ static bool tr_escape(tr *t, buf *cls, bool *has_S, bool *atom)
             buf_printf(o, "\\%c", c);
             return true;
         }
-        return tr_fail(t, "invalid escape (ECMA-262 with the u flag allows only syntax characters after \\)");
+        return tr_fail(
+            t, "invalid escape (ECMA-262 with the u flag allows only syntax characters after \\)");
     }
 }
 
@@ -356,9 +381,12 @@ static bool tr_class(tr *t)
     }
     if (ok) {
         const char *b = body.data ? body.data : "";
-        if (!has_S) buf_printf(&t->out, "[%s%s]", negated ? "^" : "", b);
-        else if (!negated) buf_printf(&t->out, "(?:[%s]|[^" ECMA_WS "])", b);
-        else buf_printf(&t->out, "(?![%s])[" ECMA_WS "]", b);
+        if (!has_S)
+            buf_printf(&t->out, "[%s%s]", negated ? "^" : "", b);
+        else if (!negated)
+            buf_printf(&t->out, "(?:[%s]|[^" ECMA_WS "])", b);
+        else
+            buf_printf(&t->out, "(?![%s])[" ECMA_WS "]", b);
     }
     buf_dispose(&body);
     return ok;
@@ -369,11 +397,13 @@ static bool tr_brace_quantifier(tr *t)
 {
     const unsigned char *q = t->p;
     int digits = 0;
-    while (q < t->end && *q >= '0' && *q <= '9') q++, digits++;
+    while (q < t->end && *q >= '0' && *q <= '9')
+        q++, digits++;
     if (!digits) return false;
     if (q < t->end && *q == ',') {
         q++;
-        while (q < t->end && *q >= '0' && *q <= '9') q++;
+        while (q < t->end && *q >= '0' && *q <= '9')
+            q++;
     }
     if (q >= t->end || *q != '}') return false;
     buf_append(&t->out, (const char *)t->p - 1, (size_t)(q - t->p) + 2);
@@ -405,7 +435,8 @@ static bool tr_group_open(tr *t)
         while (q < t->end && ((*q >= 'A' && *q <= 'Z') || (*q >= 'a' && *q <= 'z') || *q == '_' ||
                               (q > s && *q >= '0' && *q <= '9')))
             q++;
-        if (q == s || q >= t->end || *q != '>') return tr_fail(t, "invalid group name (Sluice allows [A-Za-z_][A-Za-z0-9_]*)");
+        if (q == s || q >= t->end || *q != '>')
+            return tr_fail(t, "invalid group name (Sluice allows [A-Za-z_][A-Za-z0-9_]*)");
         buf_puts(&t->out, "(?<");
         buf_append(&t->out, (const char *)s, (size_t)(q - s));
         buf_puts(&t->out, ">");
@@ -446,14 +477,17 @@ static bool tr_pattern(tr *t)
             buf_puts(&t->out, ")");
             can_quantify = true;
             break;
-        case '*': case '+': case '?':
+        case '*':
+        case '+':
+        case '?':
             if (!can_quantify) return tr_fail(t, "nothing to repeat");
             buf_append(&t->out, (const char *)&c, 1);
             if (t->p < t->end && *t->p == '?') buf_puts(&t->out, "?"), t->p++;
             can_quantify = false;
             break;
         case '{':
-            if (!tr_brace_quantifier(t)) return tr_fail(t, "lone { (write \\{ for a literal brace)");
+            if (!tr_brace_quantifier(t))
+                return tr_fail(t, "lone { (write \\{ for a literal brace)");
             if (!can_quantify) return tr_fail(t, "nothing to repeat");
             if (t->p < t->end && *t->p == '?') buf_puts(&t->out, "?"), t->p++;
             can_quantify = false;
@@ -526,16 +560,20 @@ regex *regex_new(const char *src, size_t len, char **err, bool *unsupported)
     int ec;
     PCRE2_SIZE eo;
     code = pcre2_compile((PCRE2_SPTR)(t.out.data ? t.out.data : ""), t.out.len,
-                         PCRE2_UTF | PCRE2_DOLLAR_ENDONLY | PCRE2_ALLOW_EMPTY_CLASS | PCRE2_NEVER_BACKSLASH_C, &ec, &eo,
-                         NULL);
+                         PCRE2_UTF | PCRE2_DOLLAR_ENDONLY | PCRE2_ALLOW_EMPTY_CLASS |
+                             PCRE2_NEVER_BACKSLASH_C,
+                         &ec, &eo, NULL);
     if (!code) {
         PCRE2_UCHAR msg[160];
         pcre2_get_error_message(ec, msg, sizeof msg);
         /* Most PCRE2 errors here are ECMA errors too (a backreference to a
          * missing group, [z-a], {3,1}); a variable-width lookbehind is valid
          * ECMA that PCRE2 10.42 cannot run. */
-        t.unsupported = ec == PCRE2_ERROR_LOOKBEHIND_NOT_FIXED_LENGTH || ec == PCRE2_ERROR_LOOKBEHIND_TOO_COMPLICATED || ec == PCRE2_ERROR_LOOKBEHIND_TOO_LONG;
-        t.err = xasprintf("%s: %s", t.unsupported ? "PCRE2 cannot run it" : "invalid pattern", (char *)msg);
+        t.unsupported = ec == PCRE2_ERROR_LOOKBEHIND_NOT_FIXED_LENGTH ||
+                        ec == PCRE2_ERROR_LOOKBEHIND_TOO_COMPLICATED ||
+                        ec == PCRE2_ERROR_LOOKBEHIND_TOO_LONG;
+        t.err = xasprintf("%s: %s", t.unsupported ? "PCRE2 cannot run it" : "invalid pattern",
+                          (char *)msg);
         goto out;
     }
     r = xmalloc(sizeof *r);
@@ -546,8 +584,10 @@ regex *regex_new(const char *src, size_t len, char **err, bool *unsupported)
 out:
     if (code) pcre2_code_free(code);
     buf_dispose(&t.out);
-    if (err) *err = t.err;
-    else free(t.err);
+    if (err)
+        *err = t.err;
+    else
+        free(t.err);
     if (unsupported) *unsupported = !r && t.unsupported;
     return r;
 }
@@ -557,7 +597,8 @@ regex *regex_new_pcre2(const char *pcre2_pattern)
     pthread_once(&regex_once, regex_init_once);
     int ec;
     PCRE2_SIZE eo;
-    pcre2_code *code = pcre2_compile((PCRE2_SPTR)pcre2_pattern, PCRE2_ZERO_TERMINATED, PCRE2_UTF, &ec, &eo, NULL);
+    pcre2_code *code =
+        pcre2_compile((PCRE2_SPTR)pcre2_pattern, PCRE2_ZERO_TERMINATED, PCRE2_UTF, &ec, &eo, NULL);
     if (!code) abort();
     regex *r = xmalloc(sizeof *r);
     r->jit = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
@@ -570,10 +611,12 @@ int regex_search(const regex *r, const char *s, size_t len)
 {
     /* regex_new ran regex_init_once; subjects are valid UTF-8 (regex.h) */
     pcre2_match_data *md = thread_match_data();
-    int rc = r->jit ? pcre2_jit_match(r->code, (PCRE2_SPTR)s, len, 0, PCRE2_NO_UTF_CHECK, md, regex_mctx)
-                    : pcre2_match(r->code, (PCRE2_SPTR)s, len, 0, PCRE2_NO_UTF_CHECK, md, regex_mctx);
+    int rc =
+        r->jit ? pcre2_jit_match(r->code, (PCRE2_SPTR)s, len, 0, PCRE2_NO_UTF_CHECK, md, regex_mctx)
+               : pcre2_match(r->code, (PCRE2_SPTR)s, len, 0, PCRE2_NO_UTF_CHECK, md, regex_mctx);
     if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
-        rc = pcre2_match(r->code, (PCRE2_SPTR)s, len, 0, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, md, regex_mctx);
+        rc = pcre2_match(r->code, (PCRE2_SPTR)s, len, 0, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, md,
+                         regex_mctx);
     if (rc >= 0) return REGEX_MATCH;
     if (rc == PCRE2_ERROR_NOMATCH) return REGEX_NO_MATCH;
     return REGEX_TOO_COMPLEX;

@@ -34,7 +34,8 @@ enum {
  * non-NULL) receives a message for people (caller frees) and *unsupported (if
  * non-NULL) tells the two apart: true when the pattern is valid ECMA-262 that
  * PCRE2 cannot run (variable-width lookbehind, lone surrogates). Any thread. */
-regex *regex_new(const char *src, size_t len, char **err, bool *unsupported) __attribute__((warn_unused_result));
+regex *regex_new(const char *src, size_t len, char **err, bool *unsupported)
+    __attribute__((warn_unused_result));
 
 /* Compiles `pcre2_pattern` as PCRE2 syntax, untranslated (UTF mode) — for
  * Sluice's own fixed patterns, never a schema's. Aborts if it does not compile

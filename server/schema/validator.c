@@ -90,7 +90,8 @@ static void ann_merge(ann *dst, const ann *src)
     if (src->all) dst->all = true;
     if (dst->all) return;
     if (dst->big) {
-        for (size_t i = 0; i < (dst->n + 63) / 64; i++) dst->big[i] |= src->big[i];
+        for (size_t i = 0; i < (dst->n + 63) / 64; i++)
+            dst->big[i] |= src->big[i];
     } else {
         dst->small |= src->small;
     }
@@ -105,14 +106,17 @@ typedef struct seg {
 } seg;
 
 typedef struct vctx {
-    json_t *errors;       /* where violations go; NULL = stop at the first */
-    const char *prefix;   /* prepended to every reported path */
-    int index;            /* batch index for reports (< 0: none) */
-    int nerr;             /* violations reported */
-    int depth;            /* segments in path */
-    int eval;             /* nested node evaluations */
-    bool dynamic;         /* track the dynamic scope */
-    int nscope;           /* resources in scope */
+    json_t *errors;     /* where violations go; NULL = stop at the first */
+    const char *prefix; /* prepended to every reported path */
+    int index;          /* batch index for reports (< 0: none) */
+    int nerr;           /* violations reported */
+    int depth;          /* segments in path */
+    int eval;           /* nested node evaluations */
+    long visits;        /* node evaluations so far (bounded by SCHEMA_MAX_EVALUATIONS) */
+    bool exhausted;     /* visits ran out: the value is invalid, whatever `not` says */
+    bool explaining;    /* inside explain(): report failures without explaining them again */
+    bool dynamic;       /* track the dynamic scope */
+    int nscope;         /* resources in scope */
     seg path[SCHEMA_MAX_INSTANCE_DEPTH];
     const resource *scope[SCHEMA_MAX_EVAL_DEPTH + 1];
 } vctx;
@@ -178,7 +182,8 @@ static char *v_path(const vctx *c, const seg *extra)
 static void utf8_trim(char *s, size_t len)
 {
     size_t i = len;
-    while (i > 0 && ((unsigned char)s[i - 1] & 0xC0) == 0x80) i--;
+    while (i > 0 && ((unsigned char)s[i - 1] & 0xC0) == 0x80)
+        i--;
     if (i > 0 && ((unsigned char)s[i - 1] & 0x80)) {
         unsigned char lead = (unsigned char)s[i - 1];
         size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
@@ -193,10 +198,12 @@ static size_t msg_format(char *out, size_t cap, const char *fmt, va_list ap)
 {
     size_t n = 0;
     bool cut = false;
-#define PUT(ch)                                                                                                        \
-    do {                                                                                                               \
-        if (n + 1 < cap) out[n++] = (ch);                                                                              \
-        else cut = true;                                                                                               \
+#define PUT(ch)                                                                                    \
+    do {                                                                                           \
+        if (n + 1 < cap)                                                                           \
+            out[n++] = (ch);                                                                       \
+        else                                                                                       \
+            cut = true;                                                                            \
     } while (0)
     for (const char *f = fmt; *f; f++) {
         if (*f != '%') {
@@ -205,11 +212,13 @@ static size_t msg_format(char *out, size_t cap, const char *fmt, va_list ap)
         }
         f++;
         if (*f == 's') {
-            for (const char *s = va_arg(ap, const char *); *s; s++) PUT(*s);
+            for (const char *s = va_arg(ap, const char *); *s; s++)
+                PUT(*s);
         } else if (f[0] == '.' && f[1] == '*' && f[2] == 's') {
             int len = va_arg(ap, int);
             const char *s = va_arg(ap, const char *);
-            for (int i = 0; i < len; i++) PUT(s[i]);
+            for (int i = 0; i < len; i++)
+                PUT(s[i]);
             f += 2;
         } else if (*f == 'z' || *f == 'd') {
             unsigned long long u;
@@ -224,9 +233,12 @@ static size_t msg_format(char *out, size_t cap, const char *fmt, va_list ap)
             }
             char digits[24];
             int k = 0;
-            do digits[k++] = (char)('0' + u % 10); while ((u /= 10));
+            do
+                digits[k++] = (char)('0' + u % 10);
+            while ((u /= 10));
             if (neg) PUT('-');
-            while (k) PUT(digits[--k]);
+            while (k)
+                PUT(digits[--k]);
         } else {
             PUT('%');
         }
@@ -244,14 +256,16 @@ static void v_report(vctx *c, const seg *extra, const char *keyword, const char 
     msg_format(msg, sizeof msg, fmt, ap);
     char *heap = NULL;
     const char *path = pathbuf;
-    if (v_path_into(c, extra, pathbuf, sizeof pathbuf) >= sizeof pathbuf) path = heap = v_path(c, extra);
+    if (v_path_into(c, extra, pathbuf, sizeof pathbuf) >= sizeof pathbuf)
+        path = heap = v_path(c, extra);
     json_array_append_new(c->errors, problem_error(c->index, path, keyword, msg));
     free(heap);
     if (++c->nerr >= SCHEMA_MAX_ERRORS) c->errors = NULL; /* the rest stops at its first */
 }
 
 /* A violation at the current location. Returns false for `return v_error(..)`. */
-static bool v_error(vctx *c, const char *keyword, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool v_error(vctx *c, const char *keyword, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static bool v_error(vctx *c, const char *keyword, const char *fmt, ...)
 {
     va_list ap;
@@ -262,9 +276,10 @@ static bool v_error(vctx *c, const char *keyword, const char *fmt, ...)
 }
 
 /* A violation at member `key` of the current object (which may not exist). */
-static bool v_error_at(vctx *c, const char *key, size_t len, const char *keyword, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static bool v_error_at(vctx *c, const char *key, size_t len, const char *keyword, const char *fmt, ...)
+static bool v_error_at(vctx *c, const char *key, size_t len, const char *keyword, const char *fmt,
+                       ...) __attribute__((format(printf, 5, 6)));
+static bool v_error_at(vctx *c, const char *key, size_t len, const char *keyword, const char *fmt,
+                       ...)
 {
     seg extra = {.key = key, .len = len};
     va_list ap;
@@ -298,11 +313,13 @@ static bool v_quiet(vctx *c, const snode *n, json_t *inst, ann *a)
 }
 
 /* Evaluates a member (key != NULL) or item of the current value. */
-static bool v_child(vctx *c, const snode *n, json_t *v, const char *key, size_t len, size_t idx, const char *kwname)
+static bool v_child(vctx *c, const snode *n, json_t *v, const char *key, size_t len, size_t idx,
+                    const char *kwname)
 {
     if (n->kind == SN_TRUE) return true;
     if (c->depth >= SCHEMA_MAX_INSTANCE_DEPTH) {
-        static const char msg[] = "the value nests deeper than %d levels; Sluice does not validate below that";
+        static const char msg[] =
+            "the value nests deeper than %d levels; Sluice does not validate below that";
         if (key) return v_error_at(c, key, len, "depth", msg, SCHEMA_MAX_INSTANCE_DEPTH);
         return v_error_item(c, idx, "depth", msg, SCHEMA_MAX_INSTANCE_DEPTH);
     }
@@ -320,13 +337,20 @@ static bool v_child(vctx *c, const snode *n, json_t *v, const char *key, size_t 
 static const char *type_name(unsigned t)
 {
     switch (t) {
-    case T_NULL: return "null";
-    case T_BOOL: return "boolean";
-    case T_INT: return "integer";
-    case T_REAL: return "number";
-    case T_STR: return "string";
-    case T_ARR: return "array";
-    default: return "object";
+    case T_NULL:
+        return "null";
+    case T_BOOL:
+        return "boolean";
+    case T_INT:
+        return "integer";
+    case T_REAL:
+        return "number";
+    case T_STR:
+        return "string";
+    case T_ARR:
+        return "array";
+    default:
+        return "object";
     }
 }
 
@@ -342,8 +366,10 @@ static int num_cmp(const json_t *a, const json_t *b)
         json_int_t x = json_integer_value(a), y = json_integer_value(b);
         return (x > y) - (x < y);
     }
-    long double x = json_is_integer(a) ? (long double)json_integer_value(a) : (long double)json_real_value(a);
-    long double y = json_is_integer(b) ? (long double)json_integer_value(b) : (long double)json_real_value(b);
+    long double x =
+        json_is_integer(a) ? (long double)json_integer_value(a) : (long double)json_real_value(a);
+    long double y =
+        json_is_integer(b) ? (long double)json_integer_value(b) : (long double)json_real_value(b);
     return (x > y) - (x < y);
 }
 
@@ -397,7 +423,8 @@ static uint64_t json_hash(json_t *v, int depth)
 {
     if (depth > MAX_VALUE_DEPTH) return 0;
     switch (json_typeof(v)) {
-    case JSON_INTEGER: return mix64((uint64_t)json_integer_value(v));
+    case JSON_INTEGER:
+        return mix64((uint64_t)json_integer_value(v));
     case JSON_REAL: {
         double d = json_real_value(v);
         if (is_integral(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0)
@@ -407,10 +434,12 @@ static uint64_t json_hash(json_t *v, int depth)
         memcpy(&bits, &d, sizeof bits);
         return mix64(bits ^ 0x5555);
     }
-    case JSON_STRING: return prop_hash(json_string_value(v), json_string_length(v)) * 0x100000001b3ull + 1;
+    case JSON_STRING:
+        return prop_hash(json_string_value(v), json_string_length(v)) * 0x100000001b3ull + 1;
     case JSON_ARRAY: {
         uint64_t h = 0xA77A;
-        for (size_t i = 0; i < json_array_size(v); i++) h = mix64(h + json_hash(json_array_get(v, i), depth + 1));
+        for (size_t i = 0; i < json_array_size(v); i++)
+            h = mix64(h + json_hash(json_array_get(v, i), depth + 1));
         return h;
     }
     case JSON_OBJECT: {
@@ -418,19 +447,24 @@ static uint64_t json_hash(json_t *v, int depth)
         const char *k;
         size_t kl;
         json_t *e;
-        json_object_keylen_foreach(v, k, kl, e) h += mix64(prop_hash(k, kl) ^ json_hash(e, depth + 1));
+        json_object_keylen_foreach(v, k, kl, e) h +=
+            mix64(prop_hash(k, kl) ^ json_hash(e, depth + 1));
         return h;
     }
-    case JSON_TRUE: return 1;
-    case JSON_FALSE: return 2;
-    default: return 3;
+    case JSON_TRUE:
+        return 1;
+    case JSON_FALSE:
+        return 2;
+    default:
+        return 3;
     }
 }
 
 static size_t utf8_length(const char *s, size_t n)
 {
     size_t cps = 0;
-    for (size_t i = 0; i < n; i++) cps += ((unsigned char)s[i] & 0xC0) != 0x80;
+    for (size_t i = 0; i < n; i++)
+        cps += ((unsigned char)s[i] & 0xC0) != 0x80;
     return cps;
 }
 
@@ -455,6 +489,8 @@ static bool multiple_of(const json_t *x, const json_t *m)
  * of each failing branch; caller frees. */
 static char *explain(vctx *c, snode *const *subs, size_t n, json_t *inst)
 {
+    if (c->explaining) return xstrdup(""); /* one level: keeps nested anyOf failures linear */
+    c->explaining = true;
     json_t *saved = c->errors;
     int saved_n = c->nerr, saved_idx = c->index;
     char *here = v_path(c, NULL);
@@ -480,6 +516,7 @@ static char *explain(vctx *c, snode *const *subs, size_t n, json_t *inst)
     c->errors = saved;
     c->nerr = saved_n;
     c->index = saved_idx;
+    c->explaining = false;
     free(here);
     if (!b.data) buf_puts(&b, "");
     return buf_steal(&b, NULL);
@@ -494,7 +531,9 @@ static void format_number(const json_t *v, char *out, size_t n)
         size_t i = sizeof tmp;
         unsigned long long u = x < 0 ? 0ull - (unsigned long long)x : (unsigned long long)x;
         tmp[--i] = '\0';
-        do tmp[--i] = (char)('0' + u % 10); while ((u /= 10) && i > 1);
+        do
+            tmp[--i] = (char)('0' + u % 10);
+        while ((u /= 10) && i > 1);
         if (x < 0) tmp[--i] = '-';
         snprintf(out, n, "%s", tmp + i);
         return;
@@ -527,14 +566,17 @@ static bool kw_enum(vctx *c, const kw *k, json_t *inst)
         size_t len = json_string_length(inst);
         for (size_t i = 0; i < k->u.en.n; i++) {
             json_t *v = k->u.en.v[i];
-            if (json_is_string(v) && json_string_length(v) == len && memcmp(json_string_value(v), s, len) == 0)
+            if (json_is_string(v) && json_string_length(v) == len &&
+                memcmp(json_string_value(v), s, len) == 0)
                 return true;
         }
     } else if (json_is_integer(inst)) {
         json_int_t x = json_integer_value(inst);
         for (size_t i = 0; i < k->u.en.n; i++) {
             json_t *v = k->u.en.v[i];
-            if (json_is_integer(v) ? json_integer_value(v) == x : json_is_real(v) && num_cmp(inst, v) == 0) return true;
+            if (json_is_integer(v) ? json_integer_value(v) == x
+                                   : json_is_real(v) && num_cmp(inst, v) == 0)
+                return true;
         }
     } else {
         for (size_t i = 0; i < k->u.en.n; i++)
@@ -548,10 +590,26 @@ static bool kw_number(vctx *c, const kw *k, json_t *inst)
     int cmp;
     const char *op;
     switch (k->kind) {
-    case KW_MINIMUM: cmp = num_cmp(inst, k->u.value); if (cmp >= 0) return true; op = ">="; break;
-    case KW_MAXIMUM: cmp = num_cmp(inst, k->u.value); if (cmp <= 0) return true; op = "<="; break;
-    case KW_EXCL_MINIMUM: cmp = num_cmp(inst, k->u.value); if (cmp > 0) return true; op = ">"; break;
-    case KW_EXCL_MAXIMUM: cmp = num_cmp(inst, k->u.value); if (cmp < 0) return true; op = "<"; break;
+    case KW_MINIMUM:
+        cmp = num_cmp(inst, k->u.value);
+        if (cmp >= 0) return true;
+        op = ">=";
+        break;
+    case KW_MAXIMUM:
+        cmp = num_cmp(inst, k->u.value);
+        if (cmp <= 0) return true;
+        op = "<=";
+        break;
+    case KW_EXCL_MINIMUM:
+        cmp = num_cmp(inst, k->u.value);
+        if (cmp > 0) return true;
+        op = ">";
+        break;
+    case KW_EXCL_MAXIMUM:
+        cmp = num_cmp(inst, k->u.value);
+        if (cmp < 0) return true;
+        op = "<";
+        break;
     default:
         if (multiple_of(inst, k->u.value)) return true;
         op = NULL;
@@ -573,24 +631,28 @@ static bool kw_string(vctx *c, const kw *k, json_t *inst)
     case KW_MIN_LENGTH: {
         if (len < k->u.count) {
             size_t n = len;
-            return v_error(c, "minLength", "must be at least %zu character%s long, got %zu", k->u.count, PLURAL(k->u.count), n);
+            return v_error(c, "minLength", "must be at least %zu character%s long, got %zu",
+                           k->u.count, PLURAL(k->u.count), n);
         }
         if (len / 4 >= k->u.count) return true; /* a code point is at most 4 bytes */
         size_t n = utf8_length(s, len);
         if (n >= k->u.count) return true;
-        return v_error(c, "minLength", "must be at least %zu character%s long, got %zu", k->u.count, PLURAL(k->u.count), n);
+        return v_error(c, "minLength", "must be at least %zu character%s long, got %zu", k->u.count,
+                       PLURAL(k->u.count), n);
     }
     case KW_MAX_LENGTH: {
         if (len <= k->u.count) return true;
         size_t n = utf8_length(s, len);
         if (n <= k->u.count) return true;
-        return v_error(c, "maxLength", "must be at most %zu character%s long, got %zu", k->u.count, PLURAL(k->u.count), n);
+        return v_error(c, "maxLength", "must be at most %zu character%s long, got %zu", k->u.count,
+                       PLURAL(k->u.count), n);
     }
     case KW_PATTERN: {
         int r = regex_search(k->u.re, s, len);
         if (r == REGEX_MATCH) return true;
         if (r == REGEX_TOO_COMPLEX)
-            return v_error(c, "pattern", "the pattern %s is too expensive to evaluate on this value",
+            return v_error(c, "pattern",
+                           "the pattern %s is too expensive to evaluate on this value",
                            regex_source(k->u.re));
         return v_error(c, "pattern", "must match the pattern %s", regex_source(k->u.re));
     }
@@ -640,7 +702,8 @@ static bool report_missing(vctx *c, const strlist *req, json_t *inst)
 {
     for (size_t i = 0; i < req->n; i++) {
         if (json_object_getn(inst, req->s[i], req->len[i])) continue;
-        v_error_at(c, req->s[i], req->len[i], "required", "missing required property \"%s\"", req->s[i]);
+        v_error_at(c, req->s[i], req->len[i], "required", "missing required property \"%s\"",
+                   req->s[i]);
         if (!c->errors) break;
     }
     return false;
@@ -650,7 +713,8 @@ static bool report_missing(vctx *c, const strlist *req, json_t *inst)
  * (unless `declared_done`: the caller already applied those), matching ones
  * their `patternProperties` schemas, the rest `additionalProperties`; marks
  * what was evaluated in `a`; counts required members into *found. */
-static bool walk_members(vctx *c, const props_kw *pk, json_t *inst, ann *a, bool declared_done, size_t *found)
+static bool walk_members(vctx *c, const props_kw *pk, json_t *inst, ann *a, bool declared_done,
+                         size_t *found)
 {
     bool ok = true;
     size_t i = 0;
@@ -681,8 +745,10 @@ static bool walk_members(vctx *c, const props_kw *pk, json_t *inst, ann *a, bool
         }
         if (!matched && pk->additional) {
             if (pk->additional->kind == SN_FALSE)
-                good = v_error_at(c, key, len, "additionalProperties", "property \"%.*s\" is not allowed", (int)len, key);
-            else good = v_child(c, pk->additional, v, key, len, 0, "additionalProperties");
+                good = v_error_at(c, key, len, "additionalProperties",
+                                  "property \"%.*s\" is not allowed", (int)len, key);
+            else
+                good = v_child(c, pk->additional, v, key, len, 0, "additionalProperties");
             matched = true;
         }
         if (a && matched) ann_set(a, i);
@@ -734,17 +800,20 @@ static bool kw_object(vctx *c, const kw *k, json_t *inst, ann *a)
     switch (k->kind) {
     case KW_REQUIRED:
         for (size_t i = 0; i < k->u.req.n; i++)
-            if (!json_object_getn(inst, k->u.req.s[i], k->u.req.len[i])) return report_missing(c, &k->u.req, inst);
+            if (!json_object_getn(inst, k->u.req.s[i], k->u.req.len[i]))
+                return report_missing(c, &k->u.req, inst);
         return true;
     case KW_MIN_PROPERTIES: {
         size_t n = json_object_size(inst);
         if (n >= k->u.count) return true;
-        return v_error(c, "minProperties", "must have at least %zu propert%s, got %zu", k->u.count, k->u.count == 1 ? "y" : "ies", n);
+        return v_error(c, "minProperties", "must have at least %zu propert%s, got %zu", k->u.count,
+                       k->u.count == 1 ? "y" : "ies", n);
     }
     case KW_MAX_PROPERTIES: {
         size_t n = json_object_size(inst);
         if (n <= k->u.count) return true;
-        return v_error(c, "maxProperties", "must have at most %zu propert%s, got %zu", k->u.count, k->u.count == 1 ? "y" : "ies", n);
+        return v_error(c, "maxProperties", "must have at most %zu propert%s, got %zu", k->u.count,
+                       k->u.count == 1 ? "y" : "ies", n);
     }
     case KW_DEPENDENT_REQUIRED: {
         bool ok = true;
@@ -754,7 +823,8 @@ static bool kw_object(vctx *c, const kw *k, json_t *inst, ann *a)
             for (size_t j = 0; j < d->deps.n; j++) {
                 if (json_object_getn(inst, d->deps.s[j], d->deps.len[j])) continue;
                 ok = v_error_at(c, d->deps.s[j], d->deps.len[j], "dependentRequired",
-                                "property \"%s\" is required when \"%s\" is present", d->deps.s[j], d->name);
+                                "property \"%s\" is required when \"%s\" is present", d->deps.s[j],
+                                d->name);
                 if (!c->errors) return false;
             }
         }
@@ -775,8 +845,9 @@ static bool kw_object(vctx *c, const kw *k, json_t *inst, ann *a)
                 if (c->errors) {
                     snode *sub = k->u.sub;
                     char *why = explain(c, &sub, 1, name);
-                    v_error_at(c, key, len, "propertyNames", "property name \"%.*s\" is not allowed: %s", (int)len,
-                               key, *why ? why : "it does not match the propertyNames schema");
+                    v_error_at(c, key, len, "propertyNames",
+                               "property name \"%.*s\" is not allowed: %s", (int)len, key,
+                               *why ? why : "it does not match the propertyNames schema");
                     free(why);
                 }
             }
@@ -809,10 +880,12 @@ static bool kw_unique(vctx *c, json_t *inst)
     if (n <= 16) {
         for (size_t i = 0; i < n && !dup; i++)
             for (size_t j = i + 1; j < n && !dup; j++)
-                if (json_eq(json_array_get(inst, i), json_array_get(inst, j), 0)) dup = true, di = i, dj = j;
+                if (json_eq(json_array_get(inst, i), json_array_get(inst, j), 0))
+                    dup = true, di = i, dj = j;
     } else {
         hidx *h = xmalloc(n * sizeof *h);
-        for (size_t i = 0; i < n; i++) h[i].h = json_hash(json_array_get(inst, i), 0), h[i].i = i;
+        for (size_t i = 0; i < n; i++)
+            h[i].h = json_hash(json_array_get(inst, i), 0), h[i].i = i;
         qsort(h, n, sizeof *h, hidx_cmp);
         for (size_t i = 0; i < n && !dup; i++)
             for (size_t j = i + 1; j < n && h[j].h == h[i].h && !dup; j++)
@@ -835,10 +908,12 @@ static bool kw_array(vctx *c, const kw *k, json_t *inst, ann *a)
     switch (k->kind) {
     case KW_MIN_ITEMS:
         if (n >= k->u.count) return true;
-        return v_error(c, "minItems", "must have at least %zu item%s, got %zu", k->u.count, PLURAL(k->u.count), n);
+        return v_error(c, "minItems", "must have at least %zu item%s, got %zu", k->u.count,
+                       PLURAL(k->u.count), n);
     case KW_MAX_ITEMS:
         if (n <= k->u.count) return true;
-        return v_error(c, "maxItems", "must have at most %zu item%s, got %zu", k->u.count, PLURAL(k->u.count), n);
+        return v_error(c, "maxItems", "must have at most %zu item%s, got %zu", k->u.count,
+                       PLURAL(k->u.count), n);
     case KW_UNIQUE_ITEMS:
         return kw_unique(c, inst);
     case KW_ITEMS: {
@@ -846,7 +921,8 @@ static bool kw_array(vctx *c, const kw *k, json_t *inst, ann *a)
         size_t np = k->u.items.nprefix, i = 0;
         for (; i < n && i < np; i++) {
             if (a) ann_set(a, i);
-            if (!v_child(c, k->u.items.prefix[i], json_array_get(inst, i), NULL, 0, i, "prefixItems")) {
+            if (!v_child(c, k->u.items.prefix[i], json_array_get(inst, i), NULL, 0, i,
+                         "prefixItems")) {
                 ok = false;
                 if (!c->errors) return false;
             }
@@ -855,7 +931,9 @@ static bool kw_array(vctx *c, const kw *k, json_t *inst, ann *a)
         if (!rest || i >= n) return ok;
         if (a) a->all = true;
         if (rest->kind == SN_FALSE) {
-            return v_error_item(c, i, "items", "no item is allowed here: the array may have at most %zu item%s", np, PLURAL(np));
+            return v_error_item(c, i, "items",
+                                "no item is allowed here: the array may have at most %zu item%s",
+                                np, PLURAL(np));
         }
         for (; i < n; i++) {
             if (!v_child(c, rest, json_array_get(inst, i), NULL, 0, i, "items")) {
@@ -880,18 +958,21 @@ static bool kw_array(vctx *c, const kw *k, json_t *inst, ann *a)
             if (!exhaustive && count >= min) break;
         }
         if (count > max)
-            return v_error(c, "maxContains", "must contain at most %zu item%s matching the contains schema", max, PLURAL(max));
+            return v_error(c, "maxContains",
+                           "must contain at most %zu item%s matching the contains schema", max,
+                           PLURAL(max));
         if (count >= min) return true;
         if (!c->errors) return false;
         if (min == 1) {
             snode *sub = k->u.contains.sub;
             char *why = n ? explain(c, &sub, 1, json_array_get(inst, 0)) : xstrdup("");
-            v_error(c, "contains", "must contain an item matching the contains schema%s%s%s", *why ? " (item 0: " : "",
-                    why, *why ? ")" : "");
+            v_error(c, "contains", "must contain an item matching the contains schema%s%s%s",
+                    *why ? " (item 0: " : "", why, *why ? ")" : "");
             free(why);
             return false;
         }
-        return v_error(c, "minContains", "must contain at least %zu items matching the contains schema, got %zu", min,
+        return v_error(c, "minContains",
+                       "must contain at least %zu items matching the contains schema, got %zu", min,
                        count);
     }
     }
@@ -916,7 +997,8 @@ static bool kw_anyof(vctx *c, const kw *k, json_t *inst, ann *a)
     if (any) return true;
     if (!c->errors) return false;
     char *why = explain(c, k->u.list.v, k->u.list.n, inst);
-    v_error(c, "anyOf", "must match at least one of the %zu anyOf schemas: %s", k->u.list.n, why);
+    v_error(c, "anyOf", "must match at least one of the %zu anyOf schemas%s%s", k->u.list.n,
+            *why ? ": " : "", why);
     free(why);
     return false;
 }
@@ -946,16 +1028,20 @@ static bool kw_oneof(vctx *c, const kw *k, json_t *inst, ann *a)
     if (matches == 1) return true;
     if (!c->errors) return false;
     if (matches > 1)
-        return v_error(c, "oneOf", "must match exactly one of the oneOf schemas, but matches schemas %zu and %zu",
-                       first + 1, second + 1);
+        return v_error(
+            c, "oneOf",
+            "must match exactly one of the oneOf schemas, but matches schemas %zu and %zu",
+            first + 1, second + 1);
     char *why = explain(c, k->u.list.v, k->u.list.n, inst);
-    v_error(c, "oneOf", "must match exactly one of the %zu oneOf schemas, but matches none: %s", k->u.list.n, why);
+    v_error(c, "oneOf", "must match exactly one of the %zu oneOf schemas, but matches none%s%s",
+            k->u.list.n, *why ? ": " : "", why);
     free(why);
     return false;
 }
 
 static bool kw_if(vctx *c, const kw *k, json_t *inst, ann *a)
 {
+    if (!a && !k->u.ifs.then && !k->u.ifs.els) return true; /* `if` alone only annotates */
     bool cond;
     if (a) {
         ann b;
@@ -991,10 +1077,13 @@ static bool kw_unevaluated(vctx *c, const kw *k, json_t *inst, ann *a)
             if (ann_get(a, i)) continue;
             const char *key = json_object_iter_key(it);
             size_t len = json_object_iter_key_len(it);
-            bool good = sub->kind == SN_FALSE
-                            ? v_error_at(c, key, len, "unevaluatedProperties",
-                                         "property \"%.*s\" is not allowed (no subschema declares it)", (int)len, key)
-                            : v_child(c, sub, json_object_iter_value(it), key, len, 0, "unevaluatedProperties");
+            bool good =
+                sub->kind == SN_FALSE
+                    ? v_error_at(c, key, len, "unevaluatedProperties",
+                                 "property \"%.*s\" is not allowed (no subschema declares it)",
+                                 (int)len, key)
+                    : v_child(c, sub, json_object_iter_value(it), key, len, 0,
+                              "unevaluatedProperties");
             if (!good) {
                 ok = false;
                 if (!c->errors) return false;
@@ -1006,7 +1095,8 @@ static bool kw_unevaluated(vctx *c, const kw *k, json_t *inst, ann *a)
             if (ann_get(a, i)) continue;
             bool good;
             if (sub->kind == SN_FALSE) {
-                good = v_error_item(c, i, "unevaluatedItems", "item %zu is not allowed (no subschema declares it)", i);
+                good = v_error_item(c, i, "unevaluatedItems",
+                                    "item %zu is not allowed (no subschema declares it)", i);
             } else {
                 good = v_child(c, sub, json_array_get(inst, i), NULL, 0, i, "unevaluatedItems");
             }
@@ -1023,31 +1113,40 @@ static bool kw_unevaluated(vctx *c, const kw *k, json_t *inst, ann *a)
 static bool v_kw(vctx *c, const kw *k, json_t *inst, unsigned t, ann *a)
 {
     switch (k->kind) {
-    case KW_TYPE: return kw_type(c, k, inst, t);
-    case KW_CONST: return kw_const(c, k, inst);
-    case KW_ENUM: return kw_enum(c, k, inst);
+    case KW_TYPE:
+        return kw_type(c, k, inst, t);
+    case KW_CONST:
+        return kw_const(c, k, inst);
+    case KW_ENUM:
+        return kw_enum(c, k, inst);
     case KW_MIN_LENGTH:
     case KW_MAX_LENGTH:
     case KW_PATTERN:
-    case KW_FORMAT: return kw_string(c, k, inst);
+    case KW_FORMAT:
+        return kw_string(c, k, inst);
     case KW_MINIMUM:
     case KW_MAXIMUM:
     case KW_EXCL_MINIMUM:
     case KW_EXCL_MAXIMUM:
-    case KW_MULTIPLE_OF: return kw_number(c, k, inst);
+    case KW_MULTIPLE_OF:
+        return kw_number(c, k, inst);
     case KW_REQUIRED:
     case KW_MIN_PROPERTIES:
     case KW_MAX_PROPERTIES:
     case KW_DEPENDENT_REQUIRED:
     case KW_PROPS:
-    case KW_PROPERTY_NAMES: return kw_object(c, k, inst, a);
+    case KW_PROPERTY_NAMES:
+        return kw_object(c, k, inst, a);
     case KW_MIN_ITEMS:
     case KW_MAX_ITEMS:
     case KW_UNIQUE_ITEMS:
     case KW_ITEMS:
-    case KW_CONTAINS: return kw_array(c, k, inst, a);
-    case KW_REF: return v_node(c, k->u.sub, inst, a, "$ref");
-    case KW_DYNAMIC_REF: return v_node(c, dynamic_target(c, k), inst, a, "$dynamicRef");
+    case KW_CONTAINS:
+        return kw_array(c, k, inst, a);
+    case KW_REF:
+        return v_node(c, k->u.sub, inst, a, "$ref");
+    case KW_DYNAMIC_REF:
+        return v_node(c, dynamic_target(c, k), inst, a, "$dynamicRef");
     case KW_ALL_OF: {
         bool ok = true;
         for (size_t i = 0; i < k->u.list.n; i++) {
@@ -1058,12 +1157,15 @@ static bool v_kw(vctx *c, const kw *k, json_t *inst, unsigned t, ann *a)
         }
         return ok;
     }
-    case KW_ANY_OF: return kw_anyof(c, k, inst, a);
-    case KW_ONE_OF: return kw_oneof(c, k, inst, a);
+    case KW_ANY_OF:
+        return kw_anyof(c, k, inst, a);
+    case KW_ONE_OF:
+        return kw_oneof(c, k, inst, a);
     case KW_NOT:
         if (!v_quiet(c, k->u.sub, inst, NULL)) return true;
         return v_error(c, "not", "must not match the schema in \"not\"");
-    case KW_IF: return kw_if(c, k, inst, a);
+    case KW_IF:
+        return kw_if(c, k, inst, a);
     case KW_DEPENDENT_SCHEMAS: {
         bool ok = true;
         for (size_t i = 0; i < k->u.depsch.n; i++) {
@@ -1077,7 +1179,8 @@ static bool v_kw(vctx *c, const kw *k, json_t *inst, unsigned t, ann *a)
         return ok;
     }
     case KW_UNEVALUATED_PROPERTIES:
-    case KW_UNEVALUATED_ITEMS: return kw_unevaluated(c, k, inst, a);
+    case KW_UNEVALUATED_ITEMS:
+        return kw_unevaluated(c, k, inst, a);
     }
     return true;
 }
@@ -1087,10 +1190,18 @@ static bool v_kw(vctx *c, const kw *k, json_t *inst, unsigned t, ann *a)
 static bool v_node(vctx *c, const snode *n, json_t *inst, ann *a, const char *kwname)
 {
     if (n->kind == SN_TRUE) return true;
-    if (n->kind == SN_FALSE) return v_error(c, *kwname ? kwname : "false", "no value is allowed here");
+    if (n->kind == SN_FALSE)
+        return v_error(c, *kwname ? kwname : "false", "no value is allowed here");
     if (c->eval >= SCHEMA_MAX_EVAL_DEPTH)
-        return v_error(c, "$ref", "schema evaluation nests deeper than %d levels (a $ref cycle that never descends "
-                                  "into the value?)", SCHEMA_MAX_EVAL_DEPTH);
+        return v_error(
+            c, "$ref",
+            "schema evaluation nests deeper than %d levels (a $ref cycle that never descends "
+            "into the value?)",
+            SCHEMA_MAX_EVAL_DEPTH);
+    if (++c->visits > SCHEMA_MAX_EVALUATIONS) {
+        c->exhausted = true; /* reported once, by schema_validate */
+        return false;
+    }
     c->eval++;
     bool pushed = false;
     if (c->dynamic && (c->nscope == 0 || c->scope[c->nscope - 1] != n->res)) {
@@ -1127,11 +1238,13 @@ static bool v_node(vctx *c, const snode *n, json_t *inst, ann *a, const char *kw
     return ok;
 }
 
-bool schema_validate(const schema *s, json_t *instance, const char *path_prefix, int index, json_t *errors)
+bool schema_validate(const schema *s, json_t *instance, const char *path_prefix, int index,
+                     json_t *errors)
 {
     if (!instance) { /* a caller's bug, answered rather than crashed on */
         if (json_is_array(errors))
-            json_array_append_new(errors, problem_error(index, path_prefix ? path_prefix : "", "type", "no value"));
+            json_array_append_new(
+                errors, problem_error(index, path_prefix ? path_prefix : "", "type", "no value"));
         return false;
     }
     vctx c;
@@ -1141,7 +1254,19 @@ bool schema_validate(const schema *s, json_t *instance, const char *path_prefix,
     c.nerr = 0;
     c.depth = 0;
     c.eval = 0;
+    c.visits = 0;
+    c.exhausted = false;
+    c.explaining = false;
     c.dynamic = s->dynamic;
     c.nscope = 0;
-    return v_node(&c, s->root, instance, NULL, "");
+    bool ok = v_node(&c, s->root, instance, NULL, "");
+    if (c.exhausted) {
+        ok = false;
+        c.errors = json_is_array(errors) && c.nerr < SCHEMA_MAX_ERRORS ? errors : NULL;
+        c.depth = 0;
+        v_error(&c, "complexity",
+                "validating this value takes more than %d schema evaluations; Sluice stops there",
+                SCHEMA_MAX_EVALUATIONS);
+    }
+    return ok;
 }

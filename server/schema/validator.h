@@ -22,6 +22,9 @@
  *   - instance nesting deeper than SCHEMA_MAX_INSTANCE_DEPTH: a violation;
  *   - schema evaluation nested deeper than SCHEMA_MAX_EVAL_DEPTH (a `$ref`
  *     cycle that never moves into the instance): a violation;
+ *   - more than SCHEMA_MAX_EVALUATIONS node evaluations for one value (nested
+ *     anyOf/oneOf can be exponential in the schema's depth): a violation
+ *     ("complexity"), so one event costs at most a few tens of milliseconds;
  *   - at most SCHEMA_MAX_ERRORS violations are listed.
  */
 #ifndef SLUICE_SCHEMA_VALIDATOR_H
@@ -34,14 +37,16 @@
 #define SCHEMA_MAX_SCHEMA_DEPTH 64
 #define SCHEMA_MAX_INSTANCE_DEPTH 128
 #define SCHEMA_MAX_EVAL_DEPTH 1024
+#define SCHEMA_MAX_EVALUATIONS 1000000
 
 /* compiled, immutable, safe to use from many threads at once with no lock */
 typedef struct schema schema;
 
 typedef enum {
     SCHEMA_OK = 0,
-    SCHEMA_INVALID = -1,     /* not a valid 2020-12 schema (bad keyword value, bad $ref, too deep) */
-    SCHEMA_UNSUPPORTED = -2, /* valid, but uses a keyword, format or reference Sluice does not implement */
+    SCHEMA_INVALID = -1, /* not a valid 2020-12 schema (bad keyword value, bad $ref, too deep) */
+    SCHEMA_UNSUPPORTED =
+        -2, /* valid, but uses a keyword, format or reference Sluice does not implement */
 } schema_status;
 
 /* Compiles `doc` (borrowed; the schema keeps its own copy). Returns the
@@ -54,7 +59,8 @@ typedef enum {
  * readOnly, writeOnly, contentMediaType, contentEncoding, contentSchema) are
  * accepted and ignored, as are `$schema` naming 2020-12 and `$id`.
  * Any thread; allocation failure aborts (mem.h). */
-schema *schema_compile(json_t *doc, schema_status *status, json_t *errors) __attribute__((warn_unused_result));
+schema *schema_compile(json_t *doc, schema_status *status, json_t *errors)
+    __attribute__((warn_unused_result));
 
 /* Validates `instance` (borrowed, not modified) against `s`. Returns true when
  * valid. When `errors` (a borrowed JSON array) is non-NULL, appends every
@@ -70,7 +76,8 @@ schema *schema_compile(json_t *doc, schema_status *status, json_t *errors) __att
  * valid UTF-8, as jansson guarantees for parsed JSON and json_string().
  * Any thread, concurrently on one schema; no lock. Stack: about 0.5 MB at the
  * deepest (SCHEMA_MAX_EVAL_DEPTH nested evaluations; about 1.5 MB under ASan). */
-bool schema_validate(const schema *s, json_t *instance, const char *path_prefix, int index, json_t *errors);
+bool schema_validate(const schema *s, json_t *instance, const char *path_prefix, int index,
+                     json_t *errors);
 
 /* Frees `s` (NULL is fine). No validation may be running on it. */
 void schema_free(schema *s);

@@ -27,7 +27,6 @@
  * Errors go to the caller's array as {"path", "keyword", "message"}; the walk
  * continues after an error so that one registration reports them all.
  */
-#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -51,17 +50,62 @@ snode schema_node_false = {.kind = SN_FALSE};
 #define MAX_DOC_DEPTH (4 * SCHEMA_MAX_SCHEMA_DEPTH)
 
 const char *const schema_supported_keywords[] = {
-    "$schema", "$id", "$ref", "$defs", "$anchor", "$dynamicRef", "$dynamicAnchor", "$comment",
-    "type", "enum", "const",
-    "properties", "required", "additionalProperties", "patternProperties", "propertyNames",
-    "minProperties", "maxProperties", "dependentRequired", "dependentSchemas",
-    "items", "prefixItems", "contains", "minContains", "maxContains", "minItems", "maxItems", "uniqueItems",
-    "minLength", "maxLength", "pattern", "format",
-    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
-    "allOf", "anyOf", "oneOf", "not", "if", "then", "else",
-    "unevaluatedProperties", "unevaluatedItems",
-    "title", "description", "default", "examples", "deprecated", "readOnly", "writeOnly",
-    "contentMediaType", "contentEncoding", "contentSchema",
+    "$schema",
+    "$id",
+    "$ref",
+    "$defs",
+    "$anchor",
+    "$dynamicRef",
+    "$dynamicAnchor",
+    "$comment",
+    "type",
+    "enum",
+    "const",
+    "properties",
+    "required",
+    "additionalProperties",
+    "patternProperties",
+    "propertyNames",
+    "minProperties",
+    "maxProperties",
+    "dependentRequired",
+    "dependentSchemas",
+    "items",
+    "prefixItems",
+    "contains",
+    "minContains",
+    "maxContains",
+    "minItems",
+    "maxItems",
+    "uniqueItems",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "format",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "allOf",
+    "anyOf",
+    "oneOf",
+    "not",
+    "if",
+    "then",
+    "else",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "title",
+    "description",
+    "default",
+    "examples",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+    "contentMediaType",
+    "contentEncoding",
+    "contentSchema",
     NULL,
 };
 
@@ -105,7 +149,8 @@ static void ptrmap_put(ptrmap *m, const void *k, void *v)
         free(old.vals);
     }
     size_t i = ptr_slot(k, m->cap);
-    while (m->keys[i] && m->keys[i] != k) i = (i + 1) & (m->cap - 1);
+    while (m->keys[i] && m->keys[i] != k)
+        i = (i + 1) & (m->cap - 1);
     if (!m->keys[i]) m->n++;
     m->keys[i] = k;
     m->vals[i] = v;
@@ -121,35 +166,38 @@ static void ptrmap_dispose(ptrmap *m)
 /* ------------------------------------------------------------ compile state */
 
 typedef struct pending_ref {
-    snode *owner; /* the node whose keyword to patch */
-    uint32_t kwi; /* the $ref / $dynamicRef keyword's index in owner->kws */
+    snode *owner;    /* the node whose keyword to patch */
+    uint32_t kwi;    /* the $ref / $dynamicRef keyword's index in owner->kws */
     const char *ref; /* the reference as written (borrowed from the document) */
     bool has_base;   /* some $id gave the base URI it was resolved against */
-    char *uri;  /* absolute target URI (owned) */
-    char *path; /* schema path of the keyword, for errors (owned) */
+    char *uri;       /* absolute target URI (owned) */
+    char *path;      /* schema path of the keyword, for errors (owned) */
 } pending_ref;
 
 typedef struct cstate {
     schema *s;
-    json_t *errors;     /* caller's array, or NULL */
-    int nerrors;        /* entries appended to errors */
-    bool invalid;       /* some SCHEMA_INVALID problem */
-    bool unsupported;   /* some SCHEMA_UNSUPPORTED problem */
-    bool trusted;       /* walking an embedded meta-schema: $vocabulary allowed */
-    ptrmap nodes;       /* json_t* → snode* */
-    json_t *resources;  /* uri → integer index into s->res */
-    json_t *anchors;    /* "uri#name" → integer (json_t* of the anchored schema) */
-    pending_ref *pend;  /* owned */
+    json_t *errors;    /* caller's array, or NULL */
+    int nerrors;       /* entries appended to errors */
+    bool invalid;      /* some SCHEMA_INVALID problem */
+    bool unsupported;  /* some SCHEMA_UNSUPPORTED problem */
+    bool trusted;      /* walking an embedded meta-schema: $vocabulary allowed */
+    ptrmap nodes;      /* json_t* → snode* */
+    json_t *resources; /* uri → integer index into s->res */
+    json_t *anchors;   /* "uri#name" → integer (json_t* of the anchored schema) */
+    pending_ref *pend; /* owned */
     size_t npend, cappend;
 } cstate;
 
-static void c_error(cstate *st, schema_status kind, const char *path, const char *keyword, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
+static void c_error(cstate *st, schema_status kind, const char *path, const char *keyword,
+                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-static void c_error(cstate *st, schema_status kind, const char *path, const char *keyword, const char *fmt, ...)
+static void c_error(cstate *st, schema_status kind, const char *path, const char *keyword,
+                    const char *fmt, ...)
 {
-    if (kind == SCHEMA_UNSUPPORTED) st->unsupported = true;
-    else st->invalid = true;
+    if (kind == SCHEMA_UNSUPPORTED)
+        st->unsupported = true;
+    else
+        st->invalid = true;
     if (!st->errors || st->nerrors >= MAX_COMPILE_ERRORS) return;
     va_list ap;
     va_start(ap, fmt);
@@ -169,9 +217,12 @@ static char *path_join(const char *path, const char *token)
     buf_puts(&b, path);
     buf_puts(&b, "/");
     for (const char *p = token; *p; p++) {
-        if (*p == '~') buf_puts(&b, "~0");
-        else if (*p == '/') buf_puts(&b, "~1");
-        else buf_append(&b, p, 1);
+        if (*p == '~')
+            buf_puts(&b, "~0");
+        else if (*p == '/')
+            buf_puts(&b, "~1");
+        else
+            buf_append(&b, p, 1);
     }
     return buf_steal(&b, NULL);
 }
@@ -200,14 +251,16 @@ static resource *resource_add(cstate *st, const char *uri, json_t *root)
     return r;
 }
 
-static void anchor_add(cstate *st, const resource *r, const char *name, json_t *target, const char *path,
-                       const char *keyword)
+static void anchor_add(cstate *st, const resource *r, const char *name, json_t *target,
+                       const char *path, const char *keyword)
 {
     char *key = xasprintf("%s#%s", r->uri, name);
     json_t *have = json_object_get(st->anchors, key);
     if (have && (json_t *)(intptr_t)json_integer_value(have) != target)
-        c_error(st, SCHEMA_INVALID, path, keyword, "anchor \"%s\" is defined twice in resource %s", name, r->uri);
-    else json_object_set_new(st->anchors, key, json_integer((json_int_t)(intptr_t)target));
+        c_error(st, SCHEMA_INVALID, path, keyword, "anchor \"%s\" is defined twice in resource %s",
+                name, r->uri);
+    else
+        json_object_set_new(st->anchors, key, json_integer((json_int_t)(intptr_t)target));
     free(key);
 }
 
@@ -215,8 +268,8 @@ static bool anchor_name_ok(const char *s)
 {
     if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_')) return false;
     for (s++; *s; s++)
-        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-' ||
-              *s == '.' || *s == '_'))
+        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '.' || *s == '_'))
             return false;
     return true;
 }
@@ -288,8 +341,8 @@ static unsigned type_bit(const char *name)
         const char *name;
         unsigned bits;
     } t[] = {
-        {"null", T_NULL}, {"boolean", T_BOOL}, {"object", T_OBJ}, {"array", T_ARR},
-        {"number", T_NUM}, {"string", T_STR}, {"integer", T_INT},
+        {"null", T_NULL},  {"boolean", T_BOOL}, {"object", T_OBJ},  {"array", T_ARR},
+        {"number", T_NUM}, {"string", T_STR},   {"integer", T_INT},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (strcmp(name, t[i].name) == 0) return t[i].bits;
@@ -306,7 +359,8 @@ static bool is_schema_value(json_t *v)
 }
 
 /* A single subschema under `key`. */
-static snode *c_sub(cstate *st, json_t *v, const resource *res, const char *path, const char *key, int depth)
+static snode *c_sub(cstate *st, json_t *v, const resource *res, const char *path, const char *key,
+                    int depth)
 {
     char *p = path_join(path, key);
     snode *n = c_schema(st, v, res, p, depth + 1);
@@ -315,8 +369,8 @@ static snode *c_sub(cstate *st, json_t *v, const resource *res, const char *path
 }
 
 /* A non-empty array of subschemas under `key`. */
-static snode **c_sub_array(cstate *st, json_t *v, const resource *res, const char *path, const char *key, int depth,
-                           size_t *n)
+static snode **c_sub_array(cstate *st, json_t *v, const resource *res, const char *path,
+                           const char *key, int depth, size_t *n)
 {
     char *p = path_join(path, key);
     snode **out = NULL;
@@ -345,7 +399,8 @@ static bool c_check_object(cstate *st, json_t *v, const char *path, const char *
     return false;
 }
 
-static void queue_ref(cstate *st, snode *owner, size_t kwi, const resource *res, const char *ref, const char *path)
+static void queue_ref(cstate *st, snode *owner, size_t kwi, const resource *res, const char *ref,
+                      const char *path)
 {
     if (st->npend == st->cappend) {
         st->cappend = st->cappend ? st->cappend * 2 : 16;
@@ -386,7 +441,8 @@ static bool known_keyword(const char *key)
 /* Annotation keywords: only their value's shape is checked. */
 static void c_annotations(cstate *st, json_t *js, const char *path)
 {
-    static const char *const strings[] = {"$comment", "title", "description", "contentMediaType", "contentEncoding"};
+    static const char *const strings[] = {"$comment", "title", "description", "contentMediaType",
+                                          "contentEncoding"};
     static const char *const bools[] = {"deprecated", "readOnly", "writeOnly"};
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
         json_t *v = json_object_get(js, strings[i]);
@@ -431,7 +487,9 @@ static void c_identifiers(cstate *st, json_t *js, snode *n, const resource **res
         } else if (strcmp(d, DIALECT_2020_12) != 0 && strcmp(d, DIALECT_2020_12 "#") != 0) {
             char *p = path_join(path, "$schema");
             c_error(st, SCHEMA_UNSUPPORTED, p, "$schema",
-                    "dialect \"%s\" is not supported: Sluice implements JSON Schema 2020-12 (" DIALECT_2020_12 ")", d);
+                    "dialect \"%s\" is not supported: Sluice implements JSON Schema 2020-12 "
+                    "(" DIALECT_2020_12 ")",
+                    d);
             free(p);
         }
     }
@@ -445,13 +503,15 @@ static void c_identifiers(cstate *st, json_t *js, snode *n, const resource **res
             char *abs = validator_uri_resolve((*res)->uri, id), *frag = NULL;
             char *base = validator_uri_split(abs, &frag);
             if (frag && *frag) {
-                c_error(st, SCHEMA_INVALID, p, "$id", "$id must not contain a fragment (use $anchor)");
+                c_error(st, SCHEMA_INVALID, p, "$id",
+                        "$id must not contain a fragment (use $anchor)");
             } else if (!validator_uri_is_absolute(base)) {
                 c_error(st, SCHEMA_INVALID, p, "$id", "$id does not resolve to an absolute URI");
             } else {
                 resource *have = resource_for(st, base);
                 if (have && have->root != js) {
-                    c_error(st, SCHEMA_INVALID, p, "$id", "$id \"%s\" identifies two schemas", base);
+                    c_error(st, SCHEMA_INVALID, p, "$id", "$id \"%s\" identifies two schemas",
+                            base);
                 } else {
                     *res = have ? have : resource_add(st, base, js);
                 }
@@ -467,8 +527,11 @@ static void c_identifiers(cstate *st, json_t *js, snode *n, const resource **res
     if (v) {
         char *p = path_join(path, "$anchor");
         const char *a = json_string_value(v);
-        if (!a || !anchor_name_ok(a)) c_error(st, SCHEMA_INVALID, p, "$anchor", "$anchor must match ^[A-Za-z_][-A-Za-z0-9._]*$");
-        else anchor_add(st, *res, a, js, p, "$anchor");
+        if (!a || !anchor_name_ok(a))
+            c_error(st, SCHEMA_INVALID, p, "$anchor",
+                    "$anchor must match ^[A-Za-z_][-A-Za-z0-9._]*$");
+        else
+            anchor_add(st, *res, a, js, p, "$anchor");
         free(p);
     }
     v = json_object_get(js, "$dynamicAnchor");
@@ -476,7 +539,8 @@ static void c_identifiers(cstate *st, json_t *js, snode *n, const resource **res
         char *p = path_join(path, "$dynamicAnchor");
         const char *a = json_string_value(v);
         if (!a || !anchor_name_ok(a)) {
-            c_error(st, SCHEMA_INVALID, p, "$dynamicAnchor", "$dynamicAnchor must match ^[A-Za-z_][-A-Za-z0-9._]*$");
+            c_error(st, SCHEMA_INVALID, p, "$dynamicAnchor",
+                    "$dynamicAnchor must match ^[A-Za-z_][-A-Za-z0-9._]*$");
         } else {
             anchor_add(st, *res, a, js, p, "$dynamicAnchor");
             resource *r = (resource *)*res;
@@ -497,7 +561,8 @@ static void show_value(buf *b, json_t *v, size_t max)
     size_t n = s ? strlen(s) : 0;
     if (n > max) {
         n = max - 3;
-        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--; /* whole code points */
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--; /* whole code points */
         buf_append(b, s, n);
         buf_puts(b, "...");
     } else if (s) {
@@ -512,7 +577,7 @@ static char *type_message(unsigned types)
     static const struct {
         unsigned bit;
         const char *name;
-    } order[] = {{T_STR, "string"}, {T_REAL, "number"}, {T_INT, "integer"}, {T_OBJ, "object"},
+    } order[] = {{T_STR, "string"}, {T_REAL, "number"},  {T_INT, "integer"}, {T_OBJ, "object"},
                  {T_ARR, "array"},  {T_BOOL, "boolean"}, {T_NULL, "null"}};
     buf b;
     buf_init(&b);
@@ -549,7 +614,8 @@ static void c_type_and_values(cstate *st, json_t *js, kwvec *kv, const char *pat
         if (!ok) {
             char *p = path_join(path, "type");
             c_error(st, SCHEMA_INVALID, p, "type",
-                    "type must be one of null, boolean, object, array, number, string, integer, or a non-empty array of them without repeats");
+                    "type must be one of null, boolean, object, array, number, string, integer, or "
+                    "a non-empty array of them without repeats");
             free(p);
         } else {
             kw *k = kw_push(kv, KW_TYPE, T_ANY, "type");
@@ -577,7 +643,8 @@ static void c_type_and_values(cstate *st, json_t *js, kwvec *kv, const char *pat
             kw *k = kw_push(kv, KW_ENUM, T_ANY, "enum");
             k->u.en.n = json_array_size(v);
             k->u.en.v = xcalloc(k->u.en.n ? k->u.en.n : 1, sizeof *k->u.en.v);
-            for (size_t i = 0; i < k->u.en.n; i++) k->u.en.v[i] = json_array_get(v, i);
+            for (size_t i = 0; i < k->u.en.n; i++)
+                k->u.en.v[i] = json_array_get(v, i);
             buf b;
             buf_init(&b);
             buf_puts(&b, k->u.en.n ? "must be one of " : "no value is allowed (the enum is empty)");
@@ -594,8 +661,8 @@ static void c_type_and_values(cstate *st, json_t *js, kwvec *kv, const char *pat
     }
 }
 
-static void c_count(cstate *st, json_t *js, kwvec *kv, const char *path, const char *key, kw_kind kind,
-                    uint8_t applies)
+static void c_count(cstate *st, json_t *js, kwvec *kv, const char *path, const char *key,
+                    kw_kind kind, uint8_t applies)
 {
     json_t *v = json_object_get(js, key);
     if (!v) return;
@@ -618,13 +685,19 @@ static void c_strings(cstate *st, json_t *js, kwvec *kv, const char *path)
         char *p = path_join(path, "pattern");
         char *err = NULL;
         bool unsupported = false;
-        regex *re = json_is_string(v) ? regex_new(json_string_value(v), json_string_length(v), &err, &unsupported) : NULL;
-        if (!json_is_string(v)) c_error(st, SCHEMA_INVALID, p, "pattern", "pattern must be a string");
-        else if (!re) c_error(st, unsupported ? SCHEMA_UNSUPPORTED : SCHEMA_INVALID, p, "pattern", "pattern %s: %s",
-                              unsupported ? "cannot be run by Sluice's regex engine (PCRE2)"
-                                          : "is not a valid ECMA-262 regular expression",
-                              err);
-        else kw_push(kv, KW_PATTERN, T_STR, "pattern")->u.re = re;
+        regex *re = json_is_string(v)
+                        ? regex_new(json_string_value(v), json_string_length(v), &err, &unsupported)
+                        : NULL;
+        if (!json_is_string(v))
+            c_error(st, SCHEMA_INVALID, p, "pattern", "pattern must be a string");
+        else if (!re)
+            c_error(st, unsupported ? SCHEMA_UNSUPPORTED : SCHEMA_INVALID, p, "pattern",
+                    "pattern %s: %s",
+                    unsupported ? "cannot be run by Sluice's regex engine (PCRE2)"
+                                : "is not a valid ECMA-262 regular expression",
+                    err);
+        else
+            kw_push(kv, KW_PATTERN, T_STR, "pattern")->u.re = re;
         free(err);
         free(p);
     }
@@ -637,15 +710,18 @@ static void c_strings(cstate *st, json_t *js, kwvec *kv, const char *path)
         } else if (!fn) {
             buf names;
             buf_init(&names);
-            for (const char *const *f = format_names; *f; f++) buf_printf(&names, "%s%s", f == format_names ? "" : ", ", *f);
-            c_error(st, SCHEMA_UNSUPPORTED, p, "format", "format \"%s\" is not supported (Sluice asserts %s)",
-                    json_string_value(v), names.data);
+            for (const char *const *f = format_names; *f; f++)
+                buf_printf(&names, "%s%s", f == format_names ? "" : ", ", *f);
+            c_error(st, SCHEMA_UNSUPPORTED, p, "format",
+                    "format \"%s\" is not supported (Sluice asserts %s)", json_string_value(v),
+                    names.data);
             buf_dispose(&names);
         } else {
             kw *k = kw_push(kv, KW_FORMAT, T_STR, "format");
             k->u.fmt.fn = fn;
             k->u.fmt.name = json_string_value(v);
-            k->msg = xasprintf("must be a valid %s (%s)", k->u.fmt.name, format_hint(k->u.fmt.name));
+            k->msg =
+                xasprintf("must be a valid %s (%s)", k->u.fmt.name, format_hint(k->u.fmt.name));
         }
         free(p);
     }
@@ -682,17 +758,20 @@ static void c_numbers(cstate *st, json_t *js, kwvec *kv, const char *path)
 static void props_index(props_kw *pk)
 {
     uint32_t size = 8;
-    while (size < pk->nprops * 2) size *= 2;
+    while (size < pk->nprops * 2)
+        size *= 2;
     pk->mask = size - 1;
     pk->slots = xcalloc(size, sizeof *pk->slots);
     for (size_t i = 0; i < pk->nprops; i++) {
         uint32_t j = pk->props[i].hash & pk->mask;
-        while (pk->slots[j]) j = (j + 1) & pk->mask;
+        while (pk->slots[j])
+            j = (j + 1) & pk->mask;
         pk->slots[j] = (uint32_t)i + 1;
     }
 }
 
-static void c_objects(cstate *st, json_t *js, kwvec *kv, const resource *res, const char *path, int depth)
+static void c_objects(cstate *st, json_t *js, kwvec *kv, const resource *res, const char *path,
+                      int depth)
 {
     json_t *v = json_object_get(js, "required");
     strlist req = {0};
@@ -700,7 +779,8 @@ static void c_objects(cstate *st, json_t *js, kwvec *kv, const resource *res, co
     if (v) {
         if (!string_set(v, &req)) {
             char *p = path_join(path, "required");
-            c_error(st, SCHEMA_INVALID, p, "required", "required must be an array of unique strings");
+            c_error(st, SCHEMA_INVALID, p, "required",
+                    "required must be an array of unique strings");
             free(p);
         } else {
             has_req = true;
@@ -720,7 +800,8 @@ static void c_objects(cstate *st, json_t *js, kwvec *kv, const resource *res, co
             dep_req *d = &k->u.depreq.e[k->u.depreq.n];
             if (!string_set(e, &d->deps)) {
                 char *p0 = path_join(path, "dependentRequired"), *p = path_join(p0, key);
-                c_error(st, SCHEMA_INVALID, p, "dependentRequired", "dependentRequired values must be arrays of unique strings");
+                c_error(st, SCHEMA_INVALID, p, "dependentRequired",
+                        "dependentRequired values must be arrays of unique strings");
                 free(p);
                 free(p0);
                 continue;
@@ -758,7 +839,8 @@ static void c_objects(cstate *st, json_t *js, kwvec *kv, const resource *res, co
         for (size_t i = 0; i < req.n; i++) {
             prop_ent *pe = NULL;
             for (size_t j = 0; j < pk->nprops && !pe; j++)
-                if (pk->props[j].len == req.len[i] && memcmp(pk->props[j].name, req.s[i], req.len[i]) == 0)
+                if (pk->props[j].len == req.len[i] &&
+                    memcmp(pk->props[j].name, req.s[i], req.len[i]) == 0)
                     pe = &pk->props[j];
             if (!pe) {
                 pe = &pk->props[pk->nprops++];
@@ -779,8 +861,8 @@ static void c_objects(cstate *st, json_t *js, kwvec *kv, const resource *res, co
                 bool unsupported = false;
                 regex *re = regex_new(key, klen, &err, &unsupported);
                 if (!re) {
-                    c_error(st, unsupported ? SCHEMA_UNSUPPORTED : SCHEMA_INVALID, p, "patternProperties",
-                            "patternProperties name %s: %s",
+                    c_error(st, unsupported ? SCHEMA_UNSUPPORTED : SCHEMA_INVALID, p,
+                            "patternProperties", "patternProperties name %s: %s",
                             unsupported ? "cannot be run by Sluice's regex engine (PCRE2)"
                                         : "is not a valid ECMA-262 regular expression",
                             err);
@@ -799,10 +881,13 @@ static void c_objects(cstate *st, json_t *js, kwvec *kv, const resource *res, co
         kw_push(kv, KW_PROPS, T_OBJ, name)->u.props = pk;
     }
     v = json_object_get(js, "propertyNames");
-    if (v) kw_push(kv, KW_PROPERTY_NAMES, T_OBJ, "propertyNames")->u.sub = c_sub(st, v, res, path, "propertyNames", depth);
+    if (v)
+        kw_push(kv, KW_PROPERTY_NAMES, T_OBJ, "propertyNames")->u.sub =
+            c_sub(st, v, res, path, "propertyNames", depth);
 }
 
-static void c_arrays(cstate *st, json_t *js, kwvec *kv, const resource *res, const char *path, int depth)
+static void c_arrays(cstate *st, json_t *js, kwvec *kv, const resource *res, const char *path,
+                     int depth)
 {
     c_count(st, js, kv, path, "minItems", KW_MIN_ITEMS, T_ARR);
     c_count(st, js, kv, path, "maxItems", KW_MAX_ITEMS, T_ARR);
@@ -819,13 +904,16 @@ static void c_arrays(cstate *st, json_t *js, kwvec *kv, const resource *res, con
     json_t *pi = json_object_get(js, "prefixItems"), *it = json_object_get(js, "items");
     if (it && json_is_array(it)) {
         char *p = path_join(path, "items");
-        c_error(st, SCHEMA_INVALID, p, "items", "in 2020-12 items takes one schema; tuples use prefixItems");
+        c_error(st, SCHEMA_INVALID, p, "items",
+                "in 2020-12 items takes one schema; tuples use prefixItems");
         free(p);
         it = NULL;
     }
     if (pi || it) {
         kw *k = kw_push(kv, KW_ITEMS, T_ARR, pi ? "prefixItems" : "items");
-        if (pi) k->u.items.prefix = c_sub_array(st, pi, res, path, "prefixItems", depth, &k->u.items.nprefix);
+        if (pi)
+            k->u.items.prefix =
+                c_sub_array(st, pi, res, path, "prefixItems", depth, &k->u.items.nprefix);
         if (it) k->u.items.rest = c_sub(st, it, res, path, "items", depth);
     }
     v = json_object_get(js, "contains");
@@ -849,8 +937,8 @@ static void c_arrays(cstate *st, json_t *js, kwvec *kv, const resource *res, con
     }
 }
 
-static void c_applicators(cstate *st, json_t *js, snode *n, kwvec *kv, const resource *res, const char *path,
-                          int depth)
+static void c_applicators(cstate *st, json_t *js, snode *n, kwvec *kv, const resource *res,
+                          const char *path, int depth)
 {
     static const char *const refs[] = {"$ref", "$dynamicRef"};
     for (int i = 0; i < 2; i++) {
@@ -882,7 +970,8 @@ static void c_applicators(cstate *st, json_t *js, snode *n, kwvec *kv, const res
     }
     json_t *v = json_object_get(js, "not");
     if (v) kw_push(kv, KW_NOT, T_ANY, "not")->u.sub = c_sub(st, v, res, path, "not", depth);
-    json_t *ifs = json_object_get(js, "if"), *then = json_object_get(js, "then"), *els = json_object_get(js, "else");
+    json_t *ifs = json_object_get(js, "if"), *then = json_object_get(js, "then"),
+           *els = json_object_get(js, "else");
     if (ifs) {
         kw *k = kw_push(kv, KW_IF, T_ANY, "if");
         k->u.ifs.cond = c_sub(st, ifs, res, path, "if", depth);
@@ -923,7 +1012,8 @@ static snode *c_schema(cstate *st, json_t *js, const resource *res, const char *
     snode *n = ptrmap_get(&st->nodes, js);
     if (n) return n;
     if (depth > SCHEMA_MAX_SCHEMA_DEPTH) {
-        c_error(st, SCHEMA_INVALID, path, "", "schemas nest deeper than %d levels", SCHEMA_MAX_SCHEMA_DEPTH);
+        c_error(st, SCHEMA_INVALID, path, "", "schemas nest deeper than %d levels",
+                SCHEMA_MAX_SCHEMA_DEPTH);
         return &schema_node_true;
     }
     schema *s = st->s;
@@ -940,8 +1030,8 @@ static snode *c_schema(cstate *st, json_t *js, const resource *res, const char *
         if (known_keyword(key) || (st->trusted && strcmp(key, "$vocabulary") == 0)) continue;
         char *p = path_join(path, key);
         const char *hint = legacy_hint(key);
-        c_error(st, SCHEMA_UNSUPPORTED, p, key, "keyword \"%s\" is not supported by Sluice%s%s", key,
-                hint ? ": in JSON Schema 2020-12 use " : "", hint ? hint : "");
+        c_error(st, SCHEMA_UNSUPPORTED, p, key, "keyword \"%s\" is not supported by Sluice%s%s",
+                key, hint ? ": in JSON Schema 2020-12 use " : "", hint ? hint : "");
         free(p);
     }
     c_identifiers(st, js, n, &res, path);
@@ -951,7 +1041,7 @@ static snode *c_schema(cstate *st, json_t *js, const resource *res, const char *
     if (v && c_check_object(st, v, path, "$defs")) {
         char *p0 = path_join(path, "$defs");
         json_t *e;
-        json_object_foreach(v, key, e) (void)c_sub(st, e, res, p0, key, depth);
+        json_object_foreach(v, key, e)(void) c_sub(st, e, res, p0, key, depth);
         free(p0);
     }
 
@@ -992,9 +1082,12 @@ static json_t *pointer_get(json_t *root, const char *ptr)
     for (;;) {
         size_t n = 0;
         while (*p && *p != '/') {
-            if (p[0] == '~' && p[1] == '0') tok[n++] = '~', p += 2;
-            else if (p[0] == '~' && p[1] == '1') tok[n++] = '/', p += 2;
-            else tok[n++] = *p++;
+            if (p[0] == '~' && p[1] == '0')
+                tok[n++] = '~', p += 2;
+            else if (p[0] == '~' && p[1] == '1')
+                tok[n++] = '/', p += 2;
+            else
+                tok[n++] = *p++;
         }
         tok[n] = '\0';
         if (json_is_object(cur)) {
@@ -1044,9 +1137,11 @@ static void resolve_ref(cstate *st, size_t i)
     if (!r) r = load_known_document(st, docuri);
     if (!r) {
         c_error(st, SCHEMA_UNSUPPORTED, pr->path, k->name,
-                "%s \"%s\" names another document%s%s%s; Sluice resolves references inside the schema only "
+                "%s \"%s\" names another document%s%s%s; Sluice resolves references inside the "
+                "schema only "
                 "(put the target under $defs)",
-                k->name, pr->ref, pr->has_base ? " (" : "", pr->has_base ? docuri : "", pr->has_base ? ")" : "");
+                k->name, pr->ref, pr->has_base ? " (" : "", pr->has_base ? docuri : "",
+                pr->has_base ? ")" : "");
         goto out;
     }
     json_t *tj = NULL;
@@ -1062,8 +1157,8 @@ static void resolve_ref(cstate *st, size_t i)
         if (a) tj = (json_t *)(intptr_t)json_integer_value(a);
     }
     if (!tj) {
-        c_error(st, SCHEMA_INVALID, pr->path, k->name, "%s \"%s\" points at nothing in the schema", k->name,
-                pr->ref);
+        c_error(st, SCHEMA_INVALID, pr->path, k->name, "%s \"%s\" points at nothing in the schema",
+                k->name, pr->ref);
         goto out;
     }
     target = ptrmap_get(&st->nodes, tj);
@@ -1076,7 +1171,8 @@ static void resolve_ref(cstate *st, size_t i)
         k->u.sub = target;
     } else {
         k->u.dyn.target = target;
-        if (is_anchor && target->kind == SN_SCHEMA && target->dyn_anchor && strcmp(target->dyn_anchor, frag) == 0) {
+        if (is_anchor && target->kind == SN_SCHEMA && target->dyn_anchor &&
+            strcmp(target->dyn_anchor, frag) == 0) {
             k->u.dyn.anchor = target->dyn_anchor;
             st->s->dynamic = true;
         }
@@ -1122,8 +1218,12 @@ static void kw_dispose(kw *k)
 {
     free(k->msg);
     switch (k->kind) {
-    case KW_ENUM: free(k->u.en.v); break;
-    case KW_PATTERN: regex_free(k->u.re); break;
+    case KW_ENUM:
+        free(k->u.en.v);
+        break;
+    case KW_PATTERN:
+        regex_free(k->u.re);
+        break;
     case KW_REQUIRED:
         free(k->u.req.s);
         free(k->u.req.len);
@@ -1135,10 +1235,13 @@ static void kw_dispose(kw *k)
         }
         free(k->u.depreq.e);
         break;
-    case KW_DEPENDENT_SCHEMAS: free(k->u.depsch.e); break;
+    case KW_DEPENDENT_SCHEMAS:
+        free(k->u.depsch.e);
+        break;
     case KW_PROPS: {
         props_kw *pk = k->u.props;
-        for (size_t i = 0; i < pk->npats; i++) regex_free(pk->pats[i].re);
+        for (size_t i = 0; i < pk->npats; i++)
+            regex_free(pk->pats[i].re);
         free(pk->pats);
         free(pk->req.s);
         free(pk->req.len);
@@ -1147,11 +1250,16 @@ static void kw_dispose(kw *k)
         free(pk);
         break;
     }
-    case KW_ITEMS: free(k->u.items.prefix); break;
+    case KW_ITEMS:
+        free(k->u.items.prefix);
+        break;
     case KW_ALL_OF:
     case KW_ANY_OF:
-    case KW_ONE_OF: free(k->u.list.v); break;
-    default: break;
+    case KW_ONE_OF:
+        free(k->u.list.v);
+        break;
+    default:
+        break;
     }
 }
 
@@ -1160,7 +1268,8 @@ void schema_free(schema *s)
     if (!s) return;
     for (size_t i = 0; i < s->nnodes; i++) {
         snode *n = s->nodes[i];
-        for (uint32_t j = 0; j < n->nkw; j++) kw_dispose(&n->kws[j]);
+        for (uint32_t j = 0; j < n->nkw; j++)
+            kw_dispose(&n->kws[j]);
         free(n->kws);
         free(n);
     }
@@ -1188,13 +1297,15 @@ schema *schema_compile(json_t *doc, schema_status *status, json_t *errors)
         goto out;
     }
     if (json_depth(doc, MAX_DOC_DEPTH) > MAX_DOC_DEPTH) {
-        c_error(&st, SCHEMA_INVALID, "", "", "the schema document nests deeper than %d levels", MAX_DOC_DEPTH);
+        c_error(&st, SCHEMA_INVALID, "", "", "the schema document nests deeper than %d levels",
+                MAX_DOC_DEPTH);
         goto out;
     }
     s->doc = json_deep_copy(doc);
     resource *root = resource_add(&st, DEFAULT_BASE, s->doc);
     s->root = c_schema(&st, s->doc, root, "", 0);
-    for (size_t i = 0; i < st.npend; i++) resolve_ref(&st, i); /* may append */
+    for (size_t i = 0; i < st.npend; i++)
+        resolve_ref(&st, i); /* may append */
 out:
     for (size_t i = 0; i < st.npend; i++) {
         free(st.pend[i].uri);

@@ -104,14 +104,14 @@ typedef struct strlist {
 } strlist;
 
 typedef struct props_kw {
-    prop_ent *props;      /* `properties` then required-only names, owned array */
-    size_t nprops;        /* entries in props */
-    strlist req;          /* `required` (n = 0 when absent) */
-    uint32_t *slots;      /* open-addressing table: index+1 into props, 0 = empty; owned */
-    uint32_t mask;        /* slots has mask+1 entries */
-    pattern_ent *pats;    /* `patternProperties`, owned array */
-    size_t npats;         /* entries in pats */
-    snode *additional;    /* `additionalProperties`, or NULL */
+    prop_ent *props;   /* `properties` then required-only names, owned array */
+    size_t nprops;     /* entries in props */
+    strlist req;       /* `required` (n = 0 when absent) */
+    uint32_t *slots;   /* open-addressing table: index+1 into props, 0 = empty; owned */
+    uint32_t mask;     /* slots has mask+1 entries */
+    pattern_ent *pats; /* `patternProperties`, owned array */
+    size_t npats;      /* entries in pats */
+    snode *additional; /* `additionalProperties`, or NULL */
 } props_kw;
 
 typedef struct dep_req {
@@ -128,53 +128,53 @@ typedef struct dep_schema {
 
 typedef struct kw {
     kw_kind kind;
-    uint8_t applies;   /* T_* bits of the instances this keyword looks at */
-    const char *name;  /* the keyword as it appears in errors (static) */
-    char *msg;         /* the violation message, built once (type, const, enum), or NULL; owned */
+    uint8_t applies;  /* T_* bits of the instances this keyword looks at */
+    const char *name; /* the keyword as it appears in errors (static) */
+    char *msg;        /* the violation message, built once (type, const, enum, format); owned */
     union {
-        unsigned types;                   /* KW_TYPE: T_* bits; T_INT alone means "integer" */
-        json_t *value;                    /* KW_CONST, and the limit of the number keywords */
+        unsigned types; /* KW_TYPE: T_* bits; T_INT alone means "integer" */
+        json_t *value;  /* KW_CONST, and the limit of the number keywords */
         struct {
-            json_t **v;                   /* KW_ENUM values (borrowed; owned array) */
+            json_t **v; /* KW_ENUM values (borrowed; owned array) */
             size_t n;
         } en;
-        size_t count;                     /* min/max Length, Items, Properties */
-        regex *re;                        /* KW_PATTERN (owned) */
+        size_t count; /* min/max Length, Items, Properties */
+        regex *re;    /* KW_PATTERN (owned) */
         struct {
             format_fn fn;
-            const char *name;             /* borrowed */
+            const char *name; /* borrowed */
         } fmt;
-        strlist req;                      /* KW_REQUIRED */
-        props_kw *props;                  /* KW_PROPS (owned) */
+        strlist req;     /* KW_REQUIRED */
+        props_kw *props; /* KW_PROPS (owned) */
         struct {
-            dep_req *e;                   /* owned array */
+            dep_req *e; /* owned array */
             size_t n;
         } depreq;
         struct {
-            dep_schema *e;                /* owned array */
+            dep_schema *e; /* owned array */
             size_t n;
         } depsch;
         struct {
-            snode **prefix;               /* prefixItems (owned array) */
+            snode **prefix; /* prefixItems (owned array) */
             size_t nprefix;
-            snode *rest;                  /* items, or NULL */
+            snode *rest; /* items, or NULL */
         } items;
         struct {
             snode *sub;
-            size_t min;                   /* minContains (default 1) */
-            size_t max;                   /* maxContains (SIZE_MAX when absent) */
+            size_t min; /* minContains (default 1) */
+            size_t max; /* maxContains (SIZE_MAX when absent) */
         } contains;
         struct {
-            snode **v;                    /* allOf/anyOf/oneOf (owned array) */
+            snode **v; /* allOf/anyOf/oneOf (owned array) */
             size_t n;
         } list;
-        snode *sub;                       /* not, propertyNames, unevaluated*, $ref */
+        snode *sub; /* not, propertyNames, unevaluated*, $ref */
         struct {
-            snode *cond, *then, *els;     /* then/els may be NULL */
+            snode *cond, *then, *els; /* then/els may be NULL */
         } ifs;
         struct {
-            snode *target;                /* static resolution */
-            const char *anchor;           /* dynamic anchor name, or NULL: acts as $ref */
+            snode *target;      /* static resolution */
+            const char *anchor; /* dynamic anchor name, or NULL: acts as $ref */
         } dyn;
     } u;
 } kw;
@@ -191,12 +191,12 @@ enum {
 };
 
 struct snode {
-    uint8_t kind;            /* SN_* */
-    uint8_t flags;           /* SNF_* */
-    kw *kws;                 /* owned, nkw entries, evaluation order */
+    uint8_t kind;  /* SN_* */
+    uint8_t flags; /* SNF_* */
+    kw *kws;       /* owned, nkw entries, evaluation order */
     uint32_t nkw;
-    const resource *res;     /* the schema resource the node belongs to */
-    const char *dyn_anchor;  /* its $dynamicAnchor (borrowed), or NULL */
+    const resource *res;    /* the schema resource the node belongs to */
+    const char *dyn_anchor; /* its $dynamicAnchor (borrowed), or NULL */
 };
 
 typedef struct dyn_anchor {
@@ -205,9 +205,9 @@ typedef struct dyn_anchor {
 } dyn_anchor;
 
 struct resource {
-    char *uri;          /* absolute URI, no fragment; owned */
-    json_t *root;       /* the resource's root schema (borrowed from the document) */
-    dyn_anchor *dyn;    /* $dynamicAnchors defined in this resource; owned array */
+    char *uri;       /* absolute URI, no fragment; owned */
+    json_t *root;    /* the resource's root schema (borrowed from the document) */
+    dyn_anchor *dyn; /* $dynamicAnchors defined in this resource; owned array */
     size_t ndyn;
 };
 
@@ -215,11 +215,11 @@ struct schema {
     json_t *doc;        /* private deep copy of the schema document; owned */
     json_t *extra_docs; /* other documents referenced (the embedded meta-schemas); owned array */
     snode *root;
-    snode **nodes;      /* every object node, owned */
+    snode **nodes; /* every object node, owned */
     size_t nnodes;
-    resource **res;     /* every resource, owned */
+    resource **res; /* every resource, owned */
     size_t nres;
-    bool dynamic;       /* some $dynamicRef resolves dynamically: track the scope */
+    bool dynamic; /* some $dynamicRef resolves dynamically: track the scope */
 };
 
 /* Statically allocated boolean schema nodes (never freed). */
@@ -240,7 +240,8 @@ static inline uint32_t prop_hash(const char *s, size_t n)
         a = x;
         b = y;
     } else {
-        for (size_t i = 0; i < n; i++) a = (a << 8) | (unsigned char)s[i];
+        for (size_t i = 0; i < n; i++)
+            a = (a << 8) | (unsigned char)s[i];
     }
     uint64_t h = (a ^ (uint64_t)n) * 0x9E3779B97F4A7C15ull;
     h ^= (b + (h >> 31)) * 0xC2B2AE3D27D4EB4Full;

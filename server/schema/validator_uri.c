@@ -15,13 +15,13 @@
 typedef struct uri_parts {
     const char *scheme; /* NULL when absent */
     size_t scheme_len;
-    const char *auth;   /* NULL when absent (present but empty is "") */
+    const char *auth; /* NULL when absent (present but empty is "") */
     size_t auth_len;
-    const char *path;   /* never NULL */
+    const char *path; /* never NULL */
     size_t path_len;
-    const char *query;  /* NULL when absent; excludes '?' */
+    const char *query; /* NULL when absent; excludes '?' */
     size_t query_len;
-    const char *frag;   /* NULL when absent; excludes '#' */
+    const char *frag; /* NULL when absent; excludes '#' */
     size_t frag_len;
 } uri_parts;
 
@@ -33,8 +33,8 @@ static void uri_parse(const char *s, uri_parts *u)
     if (colon && *colon == ':' && colon > p) {
         bool ok = (p[0] >= 'a' && p[0] <= 'z') || (p[0] >= 'A' && p[0] <= 'Z');
         for (const char *q = p; ok && q < colon; q++)
-            ok = (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') || *q == '+' ||
-                 *q == '-' || *q == '.';
+            ok = (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
+                 *q == '+' || *q == '-' || *q == '.';
         if (ok) {
             u->scheme = p;
             u->scheme_len = (size_t)(colon - p);
@@ -77,7 +77,8 @@ static void remove_dot_segments(const char *in, size_t n, buf *out)
             p = "/";
         } else if (strncmp(p, "/../", 4) == 0 || strcmp(p, "/..") == 0) {
             p = p[3] ? p + 3 : "/";
-            while (out->len > 0 && out->data[out->len - 1] != '/') out->len--;
+            while (out->len > 0 && out->data[out->len - 1] != '/')
+                out->len--;
             if (out->len > 0) out->len--;
             if (out->data) out->data[out->len] = '\0';
         } else if (strcmp(p, ".") == 0 || strcmp(p, "..") == 0) {

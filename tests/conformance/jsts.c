@@ -48,13 +48,18 @@ typedef struct skip_case {
 
 /* Files whose SCHEMA_UNSUPPORTED groups are not claimed. */
 static const skip_file not_claimed_files[] = {
-    {"vocabulary.json", "custom meta-schemas with $vocabulary are remote documents; Sluice supports the 2020-12 dialect only"},
+    {"vocabulary.json", "custom meta-schemas with $vocabulary are remote documents; Sluice "
+                        "supports the 2020-12 dialect only"},
     {"optional/cross-draft.json", "references documents of other drafts (remote)"},
     {"optional/format-assertion.json", "custom meta-schemas (remote $schema) are not supported"},
-    {"optional/unknownKeyword.json", "Sluice refuses unknown keywords by design (never silently ignored)"},
-    {"optional/refOfUnknownKeyword.json", "Sluice refuses unknown keywords by design (never silently ignored)"},
-    {"optional/dependencies-compatibility.json", "`dependencies` is a pre-2020-12 keyword; Sluice implements dependentRequired/dependentSchemas"},
-    {"optional/format/unknown.json", "Sluice refuses unknown format names by design (never silently ignored)"},
+    {"optional/unknownKeyword.json",
+     "Sluice refuses unknown keywords by design (never silently ignored)"},
+    {"optional/refOfUnknownKeyword.json",
+     "Sluice refuses unknown keywords by design (never silently ignored)"},
+    {"optional/dependencies-compatibility.json", "`dependencies` is a pre-2020-12 keyword; Sluice "
+                                                 "implements dependentRequired/dependentSchemas"},
+    {"optional/format/unknown.json",
+     "Sluice refuses unknown format names by design (never silently ignored)"},
     {NULL, NULL},
 };
 
@@ -73,33 +78,48 @@ static const skip_group skipped_groups[] = {
     {NULL, NULL, NULL},
 };
 
-#define ANNOTATION_ONLY "Sluice asserts format (issue 3); the suite's default treats it as an annotation"
+#define ANNOTATION_ONLY                                                                            \
+    "Sluice asserts format (issue 3); the suite's default treats it as an annotation"
 
 static const skip_case skipped_cases[] = {
-    {"format.json", "email format", "invalid email string is only an annotation by default", ANNOTATION_ONLY},
-    {"format.json", "idn-email format", "invalid idn-email string is only an annotation by default", ANNOTATION_ONLY},
-    {"format.json", "idn-hostname format", "invalid idn-hostname string is only an annotation by default",
+    {"format.json", "email format", "invalid email string is only an annotation by default",
      ANNOTATION_ONLY},
-    {"format.json", "regex format", "invalid regex string is only an annotation by default", ANNOTATION_ONLY},
-    {"format.json", "ipv4 format", "invalid ipv4 string is only an annotation by default", ANNOTATION_ONLY},
-    {"format.json", "ipv6 format", "invalid ipv6 string is only an annotation by default", ANNOTATION_ONLY},
-    {"format.json", "hostname format", "invalid hostname string is only an annotation by default", ANNOTATION_ONLY},
-    {"format.json", "date format", "invalid date string is only an annotation by default", ANNOTATION_ONLY},
-    {"format.json", "date-time format", "invalid date-time string is only an annotation by default", ANNOTATION_ONLY},
-    {"format.json", "time format", "invalid time string is only an annotation by default", ANNOTATION_ONLY},
-    {"format.json", "json-pointer format", "invalid json-pointer string is only an annotation by default", ANNOTATION_ONLY},
-    {"format.json", "relative-json-pointer format", "invalid relative-json-pointer string is only an annotation by default",
+    {"format.json", "idn-email format", "invalid idn-email string is only an annotation by default",
      ANNOTATION_ONLY},
-    {"format.json", "iri format", "invalid iri string is only an annotation by default", ANNOTATION_ONLY},
-    {"format.json", "iri-reference format", "invalid iri-reference string is only an annotation by default",
+    {"format.json", "idn-hostname format",
+     "invalid idn-hostname string is only an annotation by default", ANNOTATION_ONLY},
+    {"format.json", "regex format", "invalid regex string is only an annotation by default",
      ANNOTATION_ONLY},
-    {"format.json", "uri format", "invalid uri string is only an annotation by default", ANNOTATION_ONLY},
-    {"format.json", "uri-reference format", "invalid uri-reference string is only an annotation by default",
+    {"format.json", "ipv4 format", "invalid ipv4 string is only an annotation by default",
      ANNOTATION_ONLY},
-    {"format.json", "uri-template format", "invalid uri-template string is only an annotation by default",
+    {"format.json", "ipv6 format", "invalid ipv6 string is only an annotation by default",
      ANNOTATION_ONLY},
-    {"format.json", "uuid format", "invalid uuid string is only an annotation by default", ANNOTATION_ONLY},
-    {"format.json", "duration format", "invalid duration string is only an annotation by default", ANNOTATION_ONLY},
+    {"format.json", "hostname format", "invalid hostname string is only an annotation by default",
+     ANNOTATION_ONLY},
+    {"format.json", "date format", "invalid date string is only an annotation by default",
+     ANNOTATION_ONLY},
+    {"format.json", "date-time format", "invalid date-time string is only an annotation by default",
+     ANNOTATION_ONLY},
+    {"format.json", "time format", "invalid time string is only an annotation by default",
+     ANNOTATION_ONLY},
+    {"format.json", "json-pointer format",
+     "invalid json-pointer string is only an annotation by default", ANNOTATION_ONLY},
+    {"format.json", "relative-json-pointer format",
+     "invalid relative-json-pointer string is only an annotation by default", ANNOTATION_ONLY},
+    {"format.json", "iri format", "invalid iri string is only an annotation by default",
+     ANNOTATION_ONLY},
+    {"format.json", "iri-reference format",
+     "invalid iri-reference string is only an annotation by default", ANNOTATION_ONLY},
+    {"format.json", "uri format", "invalid uri string is only an annotation by default",
+     ANNOTATION_ONLY},
+    {"format.json", "uri-reference format",
+     "invalid uri-reference string is only an annotation by default", ANNOTATION_ONLY},
+    {"format.json", "uri-template format",
+     "invalid uri-template string is only an annotation by default", ANNOTATION_ONLY},
+    {"format.json", "uuid format", "invalid uuid string is only an annotation by default",
+     ANNOTATION_ONLY},
+    {"format.json", "duration format", "invalid duration string is only an annotation by default",
+     ANNOTATION_ONLY},
     {NULL, NULL, NULL, NULL},
 };
 
@@ -126,7 +146,9 @@ static const char *group_skipped(const char *file, const char *group)
 static const char *case_skipped(const char *file, const char *group, const char *test)
 {
     for (const skip_case *s = skipped_cases; s->file; s++)
-        if (strcmp(s->file, file) == 0 && strcmp(s->group, group) == 0 && strcmp(s->test, test) == 0) return s->reason;
+        if (strcmp(s->file, file) == 0 && strcmp(s->group, group) == 0 &&
+            strcmp(s->test, test) == 0)
+            return s->reason;
     return NULL;
 }
 
@@ -136,7 +158,8 @@ static json_t *load(const char *path)
 {
     json_error_t err;
     json_t *j = json_load_file(path, JSON_ALLOW_NUL, &err);
-    if (!j && strstr(err.text, "too big")) j = json_load_file(path, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &err);
+    if (!j && strstr(err.text, "too big"))
+        j = json_load_file(path, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &err);
     if (!j) fprintf(stderr, "%s: %s (line %d)\n", path, err.text, err.line);
     return j;
 }
@@ -178,7 +201,8 @@ static void run_file(const char *dir, const char *file, counts *total)
         const char *greason = group_skipped(file, gdesc);
         if (!s && st == SCHEMA_UNSUPPORTED && (file_reason || greason)) {
             c.skipped += (int)json_array_size(tests);
-            if (verbose) printf("  skip group \"%s\": %s\n", gdesc, file_reason ? file_reason : greason);
+            if (verbose)
+                printf("  skip group \"%s\": %s\n", gdesc, file_reason ? file_reason : greason);
             json_decref(cerrs);
             continue;
         }
@@ -206,8 +230,9 @@ static void run_file(const char *dir, const char *file, counts *total)
                 c.passed++;
             } else {
                 c.failed++;
-                printf("FAIL %s | %s | %s: expected %s, got %s (without errors: %s)\n", file, gdesc, tdesc,
-                       want ? "valid" : "invalid", got ? "valid" : "invalid", quick ? "valid" : "invalid");
+                printf("FAIL %s | %s | %s: expected %s, got %s (without errors: %s)\n", file, gdesc,
+                       tdesc, want ? "valid" : "invalid", got ? "valid" : "invalid",
+                       quick ? "valid" : "invalid");
                 print_errors(verrs);
             }
             json_decref(verrs);
@@ -263,8 +288,10 @@ int main(int argc, char **argv)
 {
     const char *dir = NULL;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-v") == 0) verbose = true;
-        else dir = argv[i];
+        if (strcmp(argv[i], "-v") == 0)
+            verbose = true;
+        else
+            dir = argv[i];
     }
     if (!dir) {
         fprintf(stderr, "usage: %s DRAFT2020-12-DIR [-v]\n", argv[0]);

@@ -78,14 +78,15 @@ ParameterizedTest(struct format_case *c, format, values)
 {
     format_fn fn = format_lookup(c->format);
     cr_assert(fn, "format %s is asserted", c->format);
-    cr_assert_eq(fn(c->value, strlen(c->value)), c->valid, "%s \"%s\" should be %s", c->format, c->value,
-                 c->valid ? "valid" : "invalid");
+    cr_assert_eq(fn(c->value, strlen(c->value)), c->valid, "%s \"%s\" should be %s", c->format,
+                 c->value, c->valid ? "valid" : "invalid");
 }
 
 Test(format, every_listed_name_has_a_checker_and_nothing_else_does)
 {
     size_t n = 0;
-    for (const char *const *f = format_names; *f; f++, n++) cr_assert(format_lookup(*f), "%s", *f);
+    for (const char *const *f = format_names; *f; f++, n++)
+        cr_assert(format_lookup(*f), "%s", *f);
     cr_assert_eq(n, 19);
     cr_assert_null(format_lookup("int32"), "OpenAPI's formats are not JSON Schema's");
     cr_assert_null(format_lookup("unknown"));

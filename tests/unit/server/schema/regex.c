@@ -18,18 +18,18 @@ ParameterizedTestParameters(regex, ecma_semantics)
 {
     static struct match_case cases[] = {
         {"^\\d+$", "0123", true},
-        {"^\\d+$", "١٢٣", false},              /* \d is ASCII */
-        {"^\\w+$", "é", false},                /* \w is ASCII */
-        {"^\\s$", "\xc2\xa0", true},           /* \s includes NBSP */
-        {"^\\s$", "\xe2\x80\xa8", true},       /* and LINE SEPARATOR */
-        {"^\\S$", "\xe2\x80\x83", false},      /* EM SPACE is whitespace */
+        {"^\\d+$", "١٢٣", false},         /* \d is ASCII */
+        {"^\\w+$", "é", false},           /* \w is ASCII */
+        {"^\\s$", "\xc2\xa0", true},      /* \s includes NBSP */
+        {"^\\s$", "\xe2\x80\xa8", true},  /* and LINE SEPARATOR */
+        {"^\\S$", "\xe2\x80\x83", false}, /* EM SPACE is whitespace */
         {"^[\\S]$", "x", true},
         {"^[^\\S]$", " ", true},
         {"^[^\\S]$", "x", false},
-        {"^.$", "\n", false},                  /* . stops at line terminators */
+        {"^.$", "\n", false}, /* . stops at line terminators */
         {"^.$", "\xe2\x80\xa9", false},
-        {"^.$", "\xf0\x9f\x90\xb2", true},     /* one code point, not two units */
-        {"abc$", "abc\n", false},              /* $ is the very end */
+        {"^.$", "\xf0\x9f\x90\xb2", true}, /* one code point, not two units */
+        {"abc$", "abc\n", false},          /* $ is the very end */
         {"^\\u00e9$", "é", true},
         {"^\\u{1F432}$", "\xf0\x9f\x90\xb2", true},
         {"^\\ud83d\\udc32$", "\xf0\x9f\x90\xb2", true},
@@ -55,7 +55,8 @@ ParameterizedTest(struct match_case *c, regex, ecma_semantics)
     regex *r = regex_new(c->pattern, strlen(c->pattern), &err, NULL);
     cr_assert(r, "/%s/ compiles: %s", c->pattern, err ? err : "");
     int m = regex_search(r, c->subject, strlen(c->subject));
-    cr_assert_eq(m, c->match ? REGEX_MATCH : REGEX_NO_MATCH, "/%s/ on \"%s\"", c->pattern, c->subject);
+    cr_assert_eq(m, c->match ? REGEX_MATCH : REGEX_NO_MATCH, "/%s/ on \"%s\"", c->pattern,
+                 c->subject);
     regex_free(r);
 }
 
@@ -67,10 +68,11 @@ struct refusal {
 ParameterizedTestParameters(regex, refusals)
 {
     static struct refusal cases[] = {
-        {"(?i)abc", false},  {"(?P<n>x)", false}, {"(?#c)a", false}, {"\\a", false},   {"a{", false},
-        {"}", false},        {"]", false},        {"a**", false},    {"a*+", false},   {"*a", false},
-        {"(a", false},       {"a)", false},       {"[a", false},     {"\\u12", false}, {"\\c1", false},
-        {"\\p{Nope}", false}, {"\\2(a)", false},  {"[z-a]", false},  {"\\-", false},   {"(?<=a+)b", true},
+        {"(?i)abc", false}, {"(?P<n>x)", false}, {"(?#c)a", false}, {"\\a", false},
+        {"a{", false},      {"}", false},        {"]", false},      {"a**", false},
+        {"a*+", false},     {"*a", false},       {"(a", false},     {"a)", false},
+        {"[a", false},      {"\\u12", false},    {"\\c1", false},   {"\\p{Nope}", false},
+        {"\\2(a)", false},  {"[z-a]", false},    {"\\-", false},    {"(?<=a+)b", true},
         {"\\udc00", true},
     };
     return cr_make_param_array(struct refusal, cases, sizeof cases / sizeof cases[0]);

@@ -1,0 +1,282 @@
+#!/usr/bin/env bash
+# bench/fanout/run.sh — the WebSocket fan-out benchmark (issue 4).
+#
+#   bench/fanout/run.sh            BENCH_SECONDS=10 per step, BENCH_FANOUT_SUBS=2000,
+#                                  BENCH_FANOUT_RATES="10,20,30,50,75,100,150,200,300,500,750,1000"
+#                                  (the search's events/s, ascending)
+#
+# Why: Sluice promises that a committed event reaches thousands of live subscribers quickly,
+# that none is dropped, and that an idle connection costs little memory. This measures it with
+# a load client in C (bench/fanout/client.c, libwebsockets: it shares the two cores with the
+# server, so it must be cheap):
+#   a. 2,000 WebSocket subscribers connect to one build/sluice and subscribe (types
+#      ["bench.tick"]); server VmRSS before and after, divided by 2,000 = bytes per idle
+#      connection (target < 16 KiB);
+#   b. 100 events/s are published (POST /v1/events, each event's data carries its send time)
+#      for BENCH_SECONDS: 200,000 deliveries/s. Publish-to-receive latency p50/p99 (target
+#      p99 < 50 ms), drops = deliveries a subscriber never got (target 0);
+#   c. the search: on the same 2,000 subscribers, publish rates from BENCH_FANOUT_RATES in
+#      ascending order until p99 reaches 100 ms or an event is dropped; the highest passing
+#      delivery rate (subscribers x events/s) is the answer.
+# Prints one table. Exit 1 when the client fails; BENCH_STRICT=1 also fails on a missed target.
+#
+# Servers: SLUICE_DATABASE_URL / SLUICE_REDIS_URL when set, else the private ones of
+# scripts/services.sh. Everything happens in a fresh database bench_fanout_<pid>, dropped at the
+# end, and Redis keys under the prefix benchfan<pid>:, deleted at the end. Loopback only; every
+# step is bounded by `timeout`.
+# shellcheck disable=SC2317  # functions run from traps
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$REPO"
+
+SECS=${BENCH_SECONDS:-10}
+SUBS=${BENCH_FANOUT_SUBS:-2000}
+TARGET_RATE=100
+RATES=${BENCH_FANOUT_RATES:-10,20,30,50,75,100,150,200,300,500,750,1000}
+[[ $SECS =~ ^[1-9][0-9]*$ && $SUBS =~ ^[1-9][0-9]*$ && $RATES =~ ^[0-9,]+$ ]] || {
+  echo "bench/fanout: BENCH_SECONDS, BENCH_FANOUT_SUBS must be positive integers, BENCH_FANOUT_RATES a comma list" >&2
+  exit 2
+}
+BIN=${SLUICE_BIN:-$REPO/build/sluice}
+TOKEN=sk_fan_$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+DB=bench_fanout_$$
+PREFIX=benchfan$$:
+WORK=$(mktemp -d -t sluice-fanout.XXXXXX)
+
+say() { echo "bench/fanout: $*" >&2; }
+die() {
+  say "$*"
+  exit 1
+}
+
+[[ -x $BIN ]] || die "$BIN not found; build it first (make)"
+command -v pkg-config >/dev/null && pkg-config --exists libwebsockets ||
+  die "libwebsockets-dev not found (run scripts/install-deps.sh)"
+
+# The client holds one descriptor per subscriber (the server raises its own limit).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
+(($(ulimit -n) > SUBS + 256)) || die "ulimit -n is $(ulimit -n): too low for $SUBS subscribers"
+
+# ---------------------------------------------------------------------------------------------
+# Servers
+# ---------------------------------------------------------------------------------------------
+
+user_db=${SLUICE_DATABASE_URL:-}
+user_redis=${SLUICE_REDIS_URL:-}
+want=""
+if [[ -z $user_db && -z $user_redis ]]; then
+  want=all
+elif [[ -z $user_db ]]; then
+  want=pg
+elif [[ -z $user_redis ]]; then
+  want=redis
+fi
+if [[ -n $want ]]; then
+  export SLUICE_RUN_DIR=${SLUICE_RUN_DIR:-$REPO/.sluice}
+  scripts/services.sh start "$want"
+  # shellcheck disable=SC1091
+  source "$SLUICE_RUN_DIR/env"
+  if [[ -n $user_db ]]; then SLUICE_DATABASE_URL=$user_db; fi
+  if [[ -n $user_redis ]]; then SLUICE_REDIS_URL=$user_redis; fi
+fi
+ADMIN_URL=$SLUICE_DATABASE_URL
+REDIS_URL=${SLUICE_REDIS_URL:-}
+
+find_pg_tool() { # the server's own version first
+  local d
+  for d in "${SLUICE_PG_BIN:-}" $(printf '%s\n' /usr/lib/postgresql/*/bin | sort -rV); do
+    if [[ -n $d && -x $d/$1 ]]; then
+      echo "$d/$1"
+      return
+    fi
+  done
+  command -v "$1" || die "$1 not found (run scripts/install-deps.sh)"
+}
+PSQL=$(find_pg_tool psql)
+
+url_with_db() { # url_with_db URL DB: the same PostgreSQL URL, naming database DB
+  local url=$1 query="" hostpart
+  if [[ $url == *\?* ]]; then
+    query="?${url#*\?}"
+    url=${url%%\?*}
+  fi
+  hostpart=${url#*://}
+  hostpart=${hostpart%%/*}
+  echo "${url%%://*}://$hostpart/$2$query"
+}
+BENCH_URL=$(url_with_db "$ADMIN_URL" "$DB")
+psql_admin() { timeout 60 "$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$ADMIN_URL" "$@"; }
+
+redis_cli() {
+  case "$REDIS_URL" in
+    unix://*) timeout 30 redis-cli -s "${REDIS_URL#unix://}" "$@" ;;
+    *) timeout 30 redis-cli -u "$REDIS_URL" "$@" ;;
+  esac
+}
+
+SLUICE_PID=""
+db_created=0
+running() { # running PID: alive and not a zombie
+  local st
+  st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  st=${st##*) }
+  [[ ${st%% *} != [ZX] ]]
+}
+stop_sluice() {
+  [[ -n $SLUICE_PID ]] || return 0
+  local i
+  kill -TERM "$SLUICE_PID" 2>/dev/null || true
+  for ((i = 0; i < 200; i++)); do
+    running "$SLUICE_PID" || break
+    sleep 0.1
+  done
+  if running "$SLUICE_PID"; then
+    say "sluice did not stop in 20 s; killing it"
+    kill -KILL "$SLUICE_PID" 2>/dev/null || true
+  fi
+  wait "$SLUICE_PID" 2>/dev/null || true
+  SLUICE_PID=""
+}
+
+CLIENT_PID=""
+cleanup() {
+  local rc=$?
+  if [[ -n $CLIENT_PID ]]; then kill -KILL "$CLIENT_PID" 2>/dev/null || true; fi
+  stop_sluice || true
+  if ((db_created)); then
+    psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 ||
+      say "could not drop database $DB"
+  fi
+  if [[ -n $REDIS_URL ]] && command -v redis-cli >/dev/null; then
+    redis_cli --scan --pattern "${PREFIX}*" 2>/dev/null | while read -r k; do
+      redis_cli unlink "$k" >/dev/null 2>&1 || true
+    done
+  fi
+  rm -rf "$WORK"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------------------------------------
+# The client, the database, the server
+# ---------------------------------------------------------------------------------------------
+
+say "building the load client"
+# shellcheck disable=SC2046  # pkg-config prints several words
+cc -O2 -std=gnu11 -Wall -Wextra -Wno-unused-parameter -o "$WORK/fanout-client" \
+  bench/fanout/client.c $(pkg-config --cflags --libs libwebsockets) -lpthread ||
+  die "could not build bench/fanout/client.c"
+
+psql_admin -c "CREATE DATABASE $DB" >/dev/null
+db_created=1
+
+say "starting $BIN (database $DB)"
+SLUICE_DATABASE_URL=$BENCH_URL SLUICE_REDIS_URL=$REDIS_URL SLUICE_REDIS_PREFIX=$PREFIX \
+  SLUICE_HTTP_PORT=0 SLUICE_WS_PORT=0 SLUICE_BIND=127.0.0.1 SLUICE_ADMIN_TOKEN=$TOKEN \
+  SLUICE_AUTH=on SLUICE_LOG_LEVEL=info SLUICE_ALLOW_UNKNOWN_TYPES=1 \
+  "$BIN" >"$WORK/sluice.out" 2>"$WORK/sluice.log" &
+SLUICE_PID=$!
+HTTP_PORT="" WS_PORT=""
+for ((i = 0; i < 600; i++)); do
+  line=$(grep -m1 '"msg":"listening"' "$WORK/sluice.log" 2>/dev/null) || true
+  if [[ -n $line ]]; then
+    HTTP_PORT=$(sed -n 's/.*"http_port":\([0-9]*\).*/\1/p' <<<"$line")
+    WS_PORT=$(sed -n 's/.*"ws_port":\([0-9]*\).*/\1/p' <<<"$line")
+    break
+  fi
+  running "$SLUICE_PID" || break
+  sleep 0.1
+done
+if [[ -z $HTTP_PORT || -z $WS_PORT || $WS_PORT == 0 ]]; then
+  tail -n 30 "$WORK/sluice.log" >&2
+  die "sluice did not log a \"listening\" line with http_port and ws_port in 60 s"
+fi
+say "sluice pid $SLUICE_PID, HTTP 127.0.0.1:$HTTP_PORT, WebSocket 127.0.0.1:$WS_PORT"
+
+probe=$(curl -sS -m 10 -o "$WORK/probe.json" -w '%{http_code}' -X POST \
+  "http://127.0.0.1:$HTTP_PORT/v1/events" -H "Authorization: Bearer $TOKEN" \
+  -H 'Content-Type: application/json' -d '{"type":"bench.warmup","data":{}}') || probe=000
+[[ $probe == 201 ]] || {
+  cat "$WORK/probe.json" >&2 2>/dev/null || true
+  die "probe publish answered $probe, not 201"
+}
+
+# ---------------------------------------------------------------------------------------------
+# The run: idle connections, then the target rate, then the search
+# ---------------------------------------------------------------------------------------------
+
+steps=$(($(tr ',' '\n' <<<"$RATES" | grep -c .) + 1))
+bound=$((240 + steps * (SECS + 25)))
+say "$SUBS subscribers; target $TARGET_RATE events/s, then the search over $RATES events/s, ${SECS}s each (bounded by ${bound}s)"
+set +e
+timeout -k 5 "$bound" "$WORK/fanout-client" --http-port "$HTTP_PORT" --ws-port "$WS_PORT" \
+  --token "$TOKEN" --pid "$SLUICE_PID" --subs "$SUBS" --seconds "$SECS" --rates "$TARGET_RATE,$RATES" \
+  --search >"$WORK/client.out" 2> >(tee "$WORK/client.err" >&2) &
+CLIENT_PID=$!
+wait "$CLIENT_PID"
+client_rc=$?
+CLIENT_PID=""
+set -e
+cat "$WORK/client.out" >&2
+if ! running "$SLUICE_PID"; then
+  tail -n 30 "$WORK/sluice.log" >&2
+  die "sluice died during the run"
+fi
+slow_closes=$(grep -c '"slow consumer' "$WORK/sluice.log" || true)
+grep -q '^IDLE ' "$WORK/client.out" || die "the client reported nothing (exit $client_rc)"
+stop_sluice
+
+# ---------------------------------------------------------------------------------------------
+# The table
+# ---------------------------------------------------------------------------------------------
+
+awk -v subs="$SUBS" -v secs="$SECS" -v strict="${BENCH_STRICT:-0}" '
+function kv(line, key,    re, m) {
+  if (match(line, "(^| )" key "=[^ ]*")) { m = substr(line, RSTART, RLENGTH); sub(/^ /, "", m); sub(/^[^=]*=/, "", m); return m }
+  return ""
+}
+/^IDLE / { idle = $0 }
+/^STEP / { steps[++n] = $0 }
+END {
+  per = kv(idle, "per_conn_bytes") + 0
+  printf "\nSluice WebSocket fan-out benchmark (%d subscribers, %d s per step, durable publish)\n\n", subs, secs
+  printf "%-44s %14s %14s %s\n", "measure", "value", "target", "verdict"
+  printf "%-44s %14s %14s %s\n", "idle connections (subscribed)", kv(idle, "subs"), subs, (kv(idle, "subs") + 0 == subs ? "PASS" : "MISS")
+  printf "%-44s %14s %14s %s\n", "server VmRSS before / after (KiB)", kv(idle, "rss_before_kib") " / " kv(idle, "rss_after_kib"), "", ""
+  printf "%-44s %14.1f %14s %s\n", "server RSS per idle connection (KiB)", per / 1024, "< 16", (per < 16384 ? "PASS" : "MISS")
+  miss = (per >= 16384) || (kv(idle, "subs") + 0 != subs)
+  if (n >= 1) {
+    s = steps[1]
+    printf "%-44s %14s %14s %s\n", "events/s published (target step)", kv(s, "eps"), "100", ""
+    printf "%-44s %14.0f %14s %s\n", "deliveries/s", kv(s, "eps") * kv(s, "subs"), subs * 100, ""
+    printf "%-44s %14s %14s %s\n", "publish-to-receive p50 (ms)", kv(s, "p50_ms"), "", ""
+    printf "%-44s %14s %14s %s\n", "publish-to-receive p99 (ms)", kv(s, "p99_ms"), "< 50", (kv(s, "p99_ms") + 0 < 50 ? "PASS" : "MISS")
+    printf "%-44s %14s %14s %s\n", "publish-to-receive max (ms)", kv(s, "max_ms"), "", ""
+    printf "%-44s %14s %14s %s\n", "drops (deliveries never received)", kv(s, "drops"), "0", (kv(s, "drops") + 0 == 0 && kv(s, "failed") + 0 == 0 ? "PASS" : "MISS")
+    if (kv(s, "p99_ms") + 0 >= 50 || kv(s, "drops") + 0 > 0 || kv(s, "failed") + 0 > 0) miss = 1
+  } else { miss = 1 }
+  printf "\nsteps (the first is the target rate; then the search: p99 < 100 ms and zero drops)\n"
+  printf "%8s %6s %8s %12s %9s %9s %9s %8s %7s %7s %9s %7s %7s %7s %s\n", "rate", "subs", "eps", "deliveries/s", "p50 ms", "p99 ms", "max ms", "drops", "closed", "disord", "rss KiB", "srv cpu", "srv thr", "cli cpu", "verdict"
+  best = 0; bestline = ""
+  for (i = 1; i <= n; i++) {
+    if (i == 2) printf "%s\n", "-- search --"
+    s = steps[i]
+    ok = (kv(s, "p99_ms") + 0 < 100 && kv(s, "drops") + 0 == 0 && kv(s, "failed") + 0 == 0 && kv(s, "disorder") + 0 == 0 && kv(s, "subs") + 0 == subs)
+    d = kv(s, "eps") * kv(s, "subs")
+    printf "%8s %6s %8s %12.0f %9s %9s %9s %8s %7s %7s %9s %7s %7s %7s %s\n", kv(s, "rate"), kv(s, "subs"), kv(s, "eps"), d, kv(s, "p50_ms"), kv(s, "p99_ms"), kv(s, "max_ms"), kv(s, "drops"), kv(s, "closed"), kv(s, "disorder"), kv(s, "rss_kib"), kv(s, "server_cpu"), kv(s, "server_thread_max"), kv(s, "client_cpu"), (ok ? "pass" : "FAIL")
+    if (ok && d > best) { best = d; bestline = s }
+  }
+  if (best > 0) printf "\nhighest delivery rate with p99 < 100 ms and zero drops: %.0f deliveries/s (%s subscribers x %s events/s)\n", best, kv(bestline, "subs"), kv(bestline, "eps")
+  else printf "\nno step passed p99 < 100 ms with zero drops\n"
+  if (n >= 2 && ok) printf "(the last rate tried still passed: raise BENCH_FANOUT_RATES to search further)\n"
+  printf "srv cpu: sluice CPU (100%% = one core); srv thr: its busiest thread; cli cpu: the load client\n"
+  if (strict && miss) exit 3
+}' "$WORK/client.out" || {
+  rc=$?
+  if ((rc == 3)); then die "a target was missed (BENCH_STRICT=1)"; fi
+  exit "$rc"
+}
+echo "slow-consumer closes logged by sluice: ${slow_closes:-0}"
+((client_rc == 0)) || die "the load client exited $client_rc"
