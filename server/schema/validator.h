@@ -10,12 +10,14 @@
  *
  * Dialect: JSON Schema 2020-12 (core, applicator, unevaluated, validation,
  * format-assertion, meta-data, content as annotations). Every keyword in
- * schema_supported_keywords[] is implemented; any other keyword makes
- * schema_compile() answer SCHEMA_UNSUPPORTED, never silently ignored.
- * `format` is an assertion for the names in format.h; other format names are
- * SCHEMA_UNSUPPORTED. References resolve inside the document only ($id-relative
- * URIs, JSON Pointers, $anchor, $dynamicAnchor); remote references are
- * SCHEMA_UNSUPPORTED.
+ * schema_supported_keywords[] is implemented; any other keyword (including
+ * $vocabulary and earlier drafts' keywords) makes schema_compile() answer
+ * SCHEMA_UNSUPPORTED, never silently ignored. `format` is an assertion for the
+ * names in format.h; other format names are SCHEMA_UNSUPPORTED. References
+ * resolve inside the document ($id-relative URIs, JSON Pointers, $anchor,
+ * $dynamicRef/$dynamicAnchor with dynamic scope) and to the embedded 2020-12
+ * meta-schema; any other remote reference is SCHEMA_UNSUPPORTED. Regular
+ * expressions are ECMA-262 (regex.h).
  *
  * Limits (all report rather than crash):
  *   - schema nesting deeper than SCHEMA_MAX_SCHEMA_DEPTH subschemas: SCHEMA_INVALID;
@@ -44,9 +46,10 @@ typedef struct schema schema;
 
 typedef enum {
     SCHEMA_OK = 0,
-    SCHEMA_INVALID = -1, /* not a valid 2020-12 schema (bad keyword value, bad $ref, too deep) */
-    SCHEMA_UNSUPPORTED =
-        -2, /* valid, but uses a keyword, format or reference Sluice does not implement */
+    /* not a valid 2020-12 schema (bad keyword value, dangling $ref, too deep) */
+    SCHEMA_INVALID = -1,
+    /* valid, but uses a keyword, format, dialect or reference Sluice does not implement */
+    SCHEMA_UNSUPPORTED = -2,
 } schema_status;
 
 /* Compiles `doc` (borrowed; the schema keeps its own copy). Returns the
@@ -57,7 +60,8 @@ typedef enum {
  * When a schema has both kinds of problem, SCHEMA_INVALID wins.
  * Annotations ($comment, title, description, default, examples, deprecated,
  * readOnly, writeOnly, contentMediaType, contentEncoding, contentSchema) are
- * accepted and ignored, as are `$schema` naming 2020-12 and `$id`.
+ * accepted (their values' shapes checked) and do not affect validation;
+ * `$schema` must name 2020-12; `$id` sets the base URI for references.
  * Any thread; allocation failure aborts (mem.h). */
 schema *schema_compile(json_t *doc, schema_status *status, json_t *errors)
     __attribute__((warn_unused_result));

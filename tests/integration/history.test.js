@@ -66,8 +66,9 @@ function parseReply(buf, i) { // → [value, next] or null when incomplete
 async function redisCmd(...args) { // one connection per command: simple and leak-free
   const u = new URL(process.env.SLUICE_REDIS_URL);
   const sock = net.connect({ host: u.hostname, port: Number(u.port || 6379) });
+  const TIMEOUT = Symbol('timeout');
   try {
-    return await h.race(new Promise((resolve, reject) => {
+    const v = await h.race(new Promise((resolve, reject) => {
       let buf = Buffer.alloc(0);
       sock.on('data', (d) => {
         buf = Buffer.concat([buf, d]);
@@ -76,7 +77,9 @@ async function redisCmd(...args) { // one connection per command: simple and lea
       });
       sock.on('error', reject);
       sock.write(`*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`).join(''));
-    }), 30000, Promise.reject(new Error(`redis ${args[0]} timed out`)));
+    }), 30000, TIMEOUT);
+    if (v === TIMEOUT) throw new Error(`redis ${args[0]} timed out`);
+    return v;
   } finally {
     sock.destroy();
   }
@@ -500,7 +503,8 @@ describe('retention enforcement (own instance, so "the newest event of the log" 
   test('expired events of that stream and tenant are deleted in the background; everything else stays', async () => {
     const keep = await pub(ra, Array.from({ length: 30 }, (_, i) => ({ type: 'keep.me', stream: 'keep.events', key: 'k', data: { i } })));
     const bOld = await pub(rb, Array.from({ length: 20 }, (_, i) => ({ type: 'audit.logged', stream: 'audit.trail', data: { i } })));
-    const old = await pub(ra, Array.from({ length: 1500 }, (_, i) => ({ type: 'audit.logged', stream: 'audit.trail', key: 'acct-1', data: { i, pad: 'p'.repeat(50) } })));
+    const oldEnv = (off) => Array.from({ length: 750 }, (_, i) => ({ type: 'audit.logged', stream: 'audit.trail', key: 'acct-1', data: { i: i + off, pad: 'p'.repeat(50) } }));
+    const old = [...await pub(ra, oldEnv(0)), ...await pub(ra, oldEnv(750))];
     const fresh = await pub(ra, Array.from({ length: 10 }, (_, i) => ({ type: 'audit.logged', stream: 'audit.trail', key: 'acct-1', data: { i, fresh: true } })));
     age([...positionsOf(keep), ...positionsOf(bOld), ...positionsOf(old)], 3600 * 1000);
 
