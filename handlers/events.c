@@ -10,6 +10,7 @@
 #include "../server/problem.h"
 #include "../server/publish.h"
 #include "../server/store.h"
+#include "../server/timeutil.h"
 #include "../server/waiters.h"
 
 #include <pthread.h>
@@ -25,6 +26,7 @@
 static void answer_published(http_req *req)
 {
     publish_answer *a = publish_result(req->state);
+    publish_record_metrics(req->state, (double)(time_mono_ms() - req->started_ms) / 1000.0);
     if (a->replay) http_add_header(req, "Idempotent-Replay", "true");
     if (a->status == 503) http_add_header(req, "Retry-After", "1");
     if (a->text) {

@@ -62,6 +62,8 @@ void ops_health(http_req *req);
 void ops_ready(http_req *req);
 void ops_info(http_req *req);
 void ops_openapi(http_req *req);
+void ops_metrics(http_req *req);
+void ops_stats(http_req *req);
 
 /* common.c: shared request plumbing */
 /* True when the Content-Type is absent or one of the NULL-terminated `types`;

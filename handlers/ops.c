@@ -3,7 +3,9 @@
  */
 #include "handlers.h"
 #include "../server/appender.h"
+#include "../server/db.h"
 #include "../server/mem.h"
+#include "../server/metrics.h"
 #include "../server/redis.h"
 #include "../server/relay.h"
 #include "../server/ws.h"
@@ -81,4 +83,76 @@ void ops_openapi(http_req *req)
 {
     http_reply(req, 200, "application/yaml", xstrndup(openapi_yaml, openapi_yaml_len),
                openapi_yaml_len);
+}
+
+/* ------------------------------------------------------------------ metrics */
+
+static void gauge_rows(buf *out, PGconn **conn, const char *help, const char *name,
+                       const char *sql, int labels, const char *const *label_names)
+{
+    PGresult *r = db_exec(conn, sql, 0, NULL, OPS_CHECK_TIMEOUT_MS);
+    buf_printf(out, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+    for (int i = 0; db_ok(r) && i < PQntuples(r); i++) {
+        buf_puts(out, name);
+        if (labels) buf_puts(out, "{");
+        for (int l = 0; l < labels; l++)
+            buf_printf(out, "%s%s=\"%s\"", l ? "," : "", label_names[l], PQgetvalue(r, i, l));
+        if (labels) buf_puts(out, "}");
+        buf_printf(out, " %s\n", PQgetvalue(r, i, labels));
+    }
+    PQclear(r);
+}
+
+static void run_metrics(PGconn **conn, void *arg)
+{
+    http_req *req = arg;
+    const sluice_config *cfg = http_config();
+    buf out;
+    buf_init(&out);
+    metrics_render(&out);
+    buf_printf(&out,
+               "# HELP sluice_build_info Sluice's version.\n# TYPE sluice_build_info gauge\n"
+               "sluice_build_info{version=\"%s\"} 1\n"
+               "# HELP sluice_ws_connections Open WebSocket connections.\n"
+               "# TYPE sluice_ws_connections gauge\nsluice_ws_connections %d\n"
+               "# HELP sluice_ws_slow_closes_total WebSocket subscribers closed with 1013.\n"
+               "# TYPE sluice_ws_slow_closes_total counter\nsluice_ws_slow_closes_total %lld\n"
+               "# HELP sluice_relay_leader Whether this instance relays to Redis.\n"
+               "# TYPE sluice_relay_leader gauge\nsluice_relay_leader %d\n",
+               SLUICE_VERSION, ws_connections(), ws_slow_closes(), relay_is_leader() ? 1 : 0);
+    long long head = *conn ? store_head(conn, OPS_CHECK_TIMEOUT_MS) : -1;
+    long long relayed = relay_probe_checkpoint(cfg, OPS_CHECK_TIMEOUT_MS);
+    if (head >= 0)
+        buf_printf(&out, "# HELP sluice_head_position The last committed position.\n"
+                         "# TYPE sluice_head_position gauge\nsluice_head_position %lld\n", head);
+    if (head >= 0 && relayed >= 0)
+        buf_printf(&out, "# HELP sluice_relay_lag_events Committed events not yet in Redis.\n"
+                         "# TYPE sluice_relay_lag_events gauge\nsluice_relay_lag_events %lld\n",
+                   head - relayed);
+    if (*conn) {
+        static const char *const proj_labels[] = {"projection"};
+        gauge_rows(&out, conn, "Events a projection has yet to apply.", "sluice_projection_lag_events",
+                   "SELECT name, greatest((SELECT coalesce(max(position), 0) FROM events) - "
+                   "position, 0) FROM projections ORDER BY name LIMIT 500",
+                   1, proj_labels);
+        static const char *const dl_labels[] = {"source", "status"};
+        gauge_rows(&out, conn, "Dead letters by source and status.", "sluice_dead_letters",
+                   "SELECT CASE WHEN source = 'group' THEN 'group' ELSE 'projection' END, status, "
+                   "count(*) FROM dead_letters GROUP BY 1, 2 ORDER BY 1, 2",
+                   2, dl_labels);
+    }
+    size_t len;
+    char *body = buf_steal(&out, &len);
+    http_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", body, len);
+    http_resume(req);
+}
+
+void ops_metrics(http_req *req)
+{
+    handler_run_on_pool(req, run_metrics, req, NULL);
+}
+
+void ops_stats(http_req *req)
+{
+    http_reply_json(req, 200, metrics_stats());
 }

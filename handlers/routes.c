@@ -4,12 +4,16 @@
  * openapi/openapi.yaml. Exact paths come before parameterised ones.
  */
 #include "handlers.h"
+#include "../server/web.h"
 
 const http_route http_routes[] = {
     {"GET", "/health", ops_health, SCOPE_NONE},
     {"GET", "/ready", ops_ready, SCOPE_NONE},
     {"GET", "/v1/info", ops_info, SCOPE_NONE},
     {"GET", "/openapi.yaml", ops_openapi, SCOPE_NONE},
+    {"GET", "/metrics", ops_metrics, SCOPE_NONE},
+    {"GET", "/v1/stats", ops_stats, SCOPE_READ},
+    {"GET", "/", web_serve, SCOPE_NONE},
     {"POST", "/v1/events", events_publish, SCOPE_PUBLISH},
     {"GET", "/v1/events", events_list, SCOPE_READ},
     {"GET", "/v1/events/wait", events_wait, SCOPE_READ},

@@ -21,6 +21,7 @@
 #include "db.h"
 #include "log.h"
 #include "mem.h"
+#include "metrics.h"
 #include "problem.h"
 #include "tail.h"
 #include "timeutil.h"
@@ -549,6 +550,7 @@ static int commit_batch(append_req **reqs, size_t n_reqs)
         for (size_t r = 0; r < n_reqs; r++) stored += decide_request(&b, reqs[r], &head, now);
         rc = write_events(reqs, n_reqs, stored, now, fast, &head);
         if (rc == 0 && stored) atomic_store(&head_position, head);
+        if (rc == 0) metrics_batch((int)stored);
     }
     if (rc == -2 && conn) rollback();
     batch_dispose(&b);

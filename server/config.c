@@ -11,7 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
-typedef enum { CFG_STR, CFG_INT, CFG_LL, CFG_BOOL } cfg_kind;
+typedef enum { CFG_STR, CFG_INT, CFG_LL, CFG_BOOL, CFG_DOUBLE } cfg_kind;
 
 typedef struct cfg_opt {
     const char *flag;  /* --flag */
@@ -69,6 +69,12 @@ static const cfg_opt options[] = {
      1LL << 34, "per WebSocket connection: unsent bytes before closing it with 1013"},
     {"sse-max", "SLUICE_SSE_MAX", CFG_INT, OFF(sse_max), "256", 1, 100000,
      "Server-Sent Events subscribers at once"},
+    {"rate-limit", "SLUICE_RATE_LIMIT", CFG_DOUBLE, OFF(rate_limit), "0", 0, 10000000,
+     "requests per second per API key, token bucket (0 = off); 429 beyond"},
+    {"rate-burst", "SLUICE_RATE_BURST", CFG_DOUBLE, OFF(rate_burst), "0", 0, 100000000,
+     "the bucket's size (0 = twice the rate)"},
+    {"web-dir", "SLUICE_WEB_DIR", CFG_STR, OFF(web_dir), NULL, 0, 0,
+     "the dashboard's files (default: web/ beside the binary's directory)"},
     {"store-timeout-ms", "SLUICE_STORE_TIMEOUT_MS", CFG_INT, OFF(store_timeout_ms), "5000", 100,
      600000, "PostgreSQL round trips slower than this fail with 503"},
     {"drain-timeout-ms", "SLUICE_DRAIN_TIMEOUT_MS", CFG_INT, OFF(drain_timeout_ms), "10000", 0,
@@ -102,6 +108,13 @@ static int set_value(sluice_config *cfg, const cfg_opt *o, const char *value, co
         int b = config_parse_bool(value);
         if (b < 0) break;
         *(bool *)field = b;
+        return 0;
+    }
+    case CFG_DOUBLE: {
+        char *end = NULL;
+        double v = strtod(value, &end);
+        if (!*value || *end || v < (double)o->min || v > (double)o->max) break;
+        *(double *)field = v;
         return 0;
     }
     case CFG_INT:

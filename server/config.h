@@ -34,6 +34,9 @@ typedef struct sluice_config {
     int ws_queue_messages;   /* per WebSocket connection: unsent messages before 1013 */
     long long ws_queue_bytes; /* per WebSocket connection: unsent bytes before 1013 */
     int sse_max;             /* SSE subscribers at once */
+    double rate_limit;       /* requests per second per API key; 0 = off */
+    double rate_burst;       /* bucket size; 0 = twice the rate */
+    char *web_dir;           /* the dashboard's files; NULL = next to the binary */
     int store_timeout_ms;    /* a PostgreSQL round trip slower than this fails with 503 */
     int drain_timeout_ms;    /* SIGTERM: how long in-flight requests may take */
 } sluice_config;

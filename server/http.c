@@ -12,6 +12,10 @@
 #include "http.h"
 #include "log.h"
 #include "mem.h"
+#include "ratelimit.h"
+#include "ulid.h"
+#include "web.h"
+#include "metrics.h"
 #include "problem.h"
 #include "timeutil.h"
 
@@ -145,6 +149,8 @@ void http_reply_json(http_req *req, int status, json_t *body)
 
 void http_reply_problem(http_req *req, json_t *problem)
 {
+    const char *code = json_string_value(json_object_get(problem, "code"));
+    if (code) metrics_rejection(code);
     int status = (int)json_integer_value(json_object_get(problem, "status"));
     char *text = json_dumps(problem, JSON_COMPACT);
     json_decref(problem);
@@ -217,6 +223,9 @@ static enum MHD_Result queue_answer(http_req *req)
     }
     for (int i = 0; i < req->n_headers; i++)
         MHD_add_response_header(resp, req->hdr_name[i], req->hdr_value[i]);
+    MHD_add_response_header(resp, "X-Request-Id", req->request_id);
+    metrics_http(req->status);
+    req->answered_status = req->status;
     enum MHD_Result r = MHD_queue_response(req->conn, (unsigned)req->status, resp);
     MHD_destroy_response(resp);
     return r;
@@ -247,6 +256,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         log_debug("http", "request ended early",
                   json_pack("{s:s,s:s,s:i}", "method", req->method, "path", req->path, "reason",
                             (int)toe));
+    if (log_enabled(LOG_INFO))
+        log_info("http", "request",
+             json_pack("{s:s,s:s,s:s,s:i,s:I,s:s}", "request_id", req->request_id, "method",
+                       req->method, "route", req->route ? req->route->pattern : req->path,
+                       "status", req->answered_status, "duration_ms",
+                       (json_int_t)(time_mono_ms() - req->started_ms), "tenant",
+                       req->auth.tenant[0] ? req->auth.tenant : "-"));
     req_free(req);
     *con_cls = NULL;
     atomic_fetch_sub(&in_flight, 1);
@@ -254,11 +270,33 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 /* First call: route, authenticate, check the declared size. Returns true when an
  * answer is already set (an early refusal). */
+static bool request_id_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 31) return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '_' || *s == '.'))
+            return false;
+    return true;
+}
+
 static bool on_headers(http_req *req, const char *method, const char *url)
 {
+    const char *rid = http_header(req, "X-Request-Id");
+    if (request_id_ok(rid))
+        snprintf(req->request_id, sizeof req->request_id, "%s", rid);
+    else
+        ulid_new(req->request_id);
     buf allow;
     buf_init(&allow);
     req->route = route_find(method, url, req, &allow);
+    if (!req->route && !allow.len && (!strcmp(method, "GET") || !strcmp(method, "HEAD")) &&
+        web_lookup(url)) {
+        req->route = &web_route;
+        buf_dispose(&allow);
+        return false;
+    }
     if (!req->route) {
         if (allow.len) {
             http_add_header(req, "Allow", allow.data);
@@ -286,6 +324,17 @@ static bool on_headers(http_req *req, const char *method, const char *url)
                                                  need));
             free(need);
             json_decref(names);
+            return true;
+        }
+        int retry = 0;
+        if (!ratelimit_take(req->auth.key_id, &retry)) {
+            char ra[16];
+            snprintf(ra, sizeof ra, "%d", retry);
+            http_add_header(req, "Retry-After", ra);
+            http_reply_problem(req, problem_newf("rate_limited",
+                                                 "this API key is limited to %g requests per "
+                                                 "second; retry after %d s",
+                                                 cfg_->rate_limit, retry));
             return true;
         }
     }

@@ -62,6 +62,8 @@ struct http_req {
     void *state;                     /* a handler's async state, owned via state_free */
     void (*state_free)(void *state);
     long long started_ms;            /* monotonic, for logs */
+    int answered_status;             /* the status queued, for the request log */
+    char request_id[32];             /* X-Request-Id: the client's, or a ULID */
 };
 
 /* Starts the HTTP daemon; *bound_port gets the port. Returns 0 or -1 (logged). */

@@ -23,6 +23,11 @@ int log_set_level(const char *name)
     return -1;
 }
 
+bool log_enabled(log_level lvl)
+{
+    return (int)lvl >= atomic_load(&threshold);
+}
+
 void log_emit(log_level lvl, const char *module, const char *msg, json_t *fields)
 {
     if ((int)lvl < atomic_load(&threshold)) {

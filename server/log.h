@@ -9,11 +9,15 @@
 #define SLUICE_LOG_H
 
 #include <jansson.h>
+#include <stdbool.h>
 
 typedef enum { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR, LOG_FATAL } log_level;
 
 /* Sets the threshold from "debug|info|warn|error"; returns -1 on an unknown name. */
 int log_set_level(const char *name);
+
+/* Whether `lvl` lines are written now (check before building costly fields). */
+bool log_enabled(log_level lvl);
 
 /* Writes one line. `fields` may be NULL; this function takes ownership of it. Any thread. */
 void log_emit(log_level lvl, const char *module, const char *msg, json_t *fields);

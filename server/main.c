@@ -22,7 +22,9 @@
 #include "groups.h"
 #include "pool.h"
 #include "projections.h"
+#include "ratelimit.h"
 #include "relay.h"
+#include "web.h"
 #include "replays.h"
 #include "retention.h"
 #include "session.h"
@@ -140,6 +142,7 @@ static void drain(const sluice_config *cfg)
     tail_stop();
     registry_stop();
     auth_shutdown();
+    web_unload();
 }
 
 static int cmd_serve(sluice_config *cfg)
@@ -174,6 +177,8 @@ static int cmd_serve(sluice_config *cfg)
     int ws_port = 0;
     if (ws_start(cfg, &ws_port) < 0) return 1;
     http_set_ws_port(ws_port);
+    ratelimit_configure(cfg->rate_limit, cfg->rate_burst);
+    (void)web_load(cfg->web_dir);
     int port = 0;
     if (http_start(cfg, &port) < 0) return 1;
     log_info("main", "listening",

@@ -4,6 +4,7 @@
 #include "publish.h"
 #include "log.h"
 #include "mem.h"
+#include "metrics.h"
 #include "problem.h"
 #include "schema/registry.h"
 
@@ -342,4 +343,13 @@ void publish_op_free(publish_op *op)
     json_decref(op->answer.body);
     free(op->answer.text);
     free(op);
+}
+
+void publish_record_metrics(publish_op *op, double seconds)
+{
+    for (size_t i = 0; i < op->areq.n; i++) {
+        const sluice_event *ev = &op->areq.events[i];
+        metrics_publish(ev->stream, ev->type, seconds,
+                        ev->outcome == EV_STORED || ev->outcome == EV_REPLAYED);
+    }
 }

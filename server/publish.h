@@ -50,5 +50,7 @@ void publish_submit(publish_op *op, publish_done done, void *arg);
  * send the answer (the appender thread only reports outcomes). */
 publish_answer *publish_result(publish_op *op);
 void publish_op_free(publish_op *op);
+/* Records the outcome of every event of a finished publish in the metrics. */
+void publish_record_metrics(publish_op *op, double seconds);
 
 #endif

@@ -527,15 +527,19 @@ static bool run_step(int step, int rate)
         failed += args[i].failed;
         if (args[i].first_error[0]) fprintf(stderr, "fanout-client: publisher %d: %s\n", i, args[i].first_error);
     }
-    /* drain: wait until every subscriber alive at the start has the step's events, ≤ 15 s */
-    unsigned long long expected = published * (unsigned long long)subs_at_start, received = 0;
-    for (int w = 0; w < 150; w++) {
+    /* drain: wait until every subscriber alive at the start has the step's events, or nothing
+     * more has arrived for 5 s (what is still missing then counts as dropped); ≤ 180 s */
+    unsigned long long expected = published * (unsigned long long)subs_at_start, received = 0, prev = 0;
+    long long last_progress = now_ns();
+    for (int w = 0; w < 1800; w++) {
         received = 0;
         pthread_mutex_lock(&mu);
         for (int i = 0; i < n_subs; i++)
             if (alive[i]) received += conns[i].recv[step];
         pthread_mutex_unlock(&mu);
         if (received >= expected) break;
+        if (received != prev) prev = received, last_progress = now_ns();
+        else if (now_ns() - last_progress > 5000000000LL) break;
         usleep(100000);
     }
     double cpu = cpu_seconds() - cpu0;

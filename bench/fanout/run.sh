@@ -208,7 +208,7 @@ probe=$(curl -sS -m 10 -o "$WORK/probe.json" -w '%{http_code}' -X POST \
 # ---------------------------------------------------------------------------------------------
 
 steps=$(($(tr ',' '\n' <<<"$RATES" | grep -c .) + 1))
-bound=$((240 + steps * (SECS + 25)))
+bound=$((240 + steps * (SECS + 60)))
 say "$SUBS subscribers; target $TARGET_RATE events/s, then the search over $RATES events/s, ${SECS}s each (bounded by ${bound}s)"
 set +e
 timeout -k 5 "$bound" "$WORK/fanout-client" --http-port "$HTTP_PORT" --ws-port "$WS_PORT" \

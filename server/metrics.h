@@ -1,0 +1,35 @@
+/*
+ * metrics.h — counters and histograms for /metrics (Prometheus text format)
+ * and /v1/stats (seed 003's EventPerformanceMetrics).
+ *
+ * Recording is cheap and thread-safe (one short mutex hold per publish
+ * request). Label values are bounded: stream/type pairs past
+ * METRICS_MAX_SERIES share the series stream="_other",type="_other", and
+ * problem codes are Sluice's fixed set; no ids and no payload values become
+ * labels.
+ */
+#ifndef SLUICE_METRICS_H
+#define SLUICE_METRICS_H
+
+#include "mem.h"
+
+#include <stdbool.h>
+
+#define METRICS_MAX_SERIES 500
+
+/* One event's publish: its stream and type, the request's latency, and whether it was
+ * stored (or replayed). */
+void metrics_publish(const char *stream, const char *type, double seconds, bool ok);
+/* A refused request, by problem code. */
+void metrics_rejection(const char *code);
+/* The appender committed a batch of n events. */
+void metrics_batch(int n);
+/* An HTTP request finished with a status. */
+void metrics_http(int status);
+
+/* Appends the process's metrics (text format) to out. */
+void metrics_render(buf *out);
+/* {"window_seconds":60,"stats":[…]} for /v1/stats (caller owns). */
+json_t *metrics_stats(void);
+
+#endif
