@@ -51,6 +51,8 @@ static const cfg_opt options[] = {
      "events per publish request"},
     {"log-level", "SLUICE_LOG_LEVEL", CFG_STR, OFF(log_level), "info", 0, 0,
      "debug|info|warn|error"},
+    {"access-log", "SLUICE_ACCESS_LOG", CFG_BOOL, OFF(access_log), "on", 0, 0,
+     "log every HTTP request (request id, route, status, duration, tenant) at info"},
     {"appender-queue", "SLUICE_APPENDER_QUEUE", CFG_INT, OFF(appender_queue), "50000", 1,
      10000000, "events waiting for commit, at most (503 beyond)"},
     {"db-pool", "SLUICE_DB_POOL", CFG_INT, OFF(db_pool), "4", 1, 64,

@@ -25,6 +25,7 @@ typedef struct sluice_config {
     long long max_body_bytes;
     int max_batch;           /* events per publish request */
     char *log_level;
+    bool access_log;         /* one log line per HTTP request */
     int appender_queue;      /* events waiting for a commit, at most */
     int db_pool;             /* PostgreSQL connections for reads and admin work */
     int http_threads;        /* libmicrohttpd thread pool size */

@@ -256,7 +256,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         log_debug("http", "request ended early",
                   json_pack("{s:s,s:s,s:i}", "method", req->method, "path", req->path, "reason",
                             (int)toe));
-    if (log_enabled(LOG_INFO))
+    if (cfg_->access_log && log_enabled(LOG_INFO))
         log_info("http", "request",
              json_pack("{s:s,s:s,s:s,s:i,s:I,s:s}", "request_id", req->request_id, "method",
                        req->method, "route", req->route ? req->route->pattern : req->path,

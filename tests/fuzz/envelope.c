@@ -1,0 +1,169 @@
+/*
+ * tests/fuzz/envelope.c — the envelope parser and the publish path above it (issue 8).
+ *
+ * Input: a request body, as POST /v1/events receives it (one envelope or a batch).
+ * It goes through what events_publish does before the appender: json_loadb with the
+ * handlers' flags, then publish_prepare (envelope rules per element, duplicate ids in a
+ * batch, atomic and partial answers; the registry is not started, so every type is
+ * unknown and allowed), publish_submit (no appender: refused with 503, or the ready 4xx
+ * answer) and publish_result. Separately each element goes through envelope_parse and
+ * envelope_serialize, and the `data` of a valid event of a catalog type (schemas/, as
+ * embedded in build/gen/catalog.c) is validated against that type's schema.
+ *
+ * Checked besides memory safety and leaks: every answer and every error entry is
+ * well-formed JSON that round-trips; a failed envelope_parse lists at least one error and
+ * a successful one none; a serialised row ("{" + ev->row) parses, and its "d" is the
+ * event's data.
+ */
+#include "envelope.h"
+#include "fuzz.h"
+#include "publish.h"
+#include "schema/validator.h"
+
+#include <stdint.h>
+
+extern const char *const catalog_files[]; /* build/gen/catalog.c */
+
+typedef struct catalog_entry {
+    const char *type; /* borrowed from doc */
+    json_t *doc;      /* the catalog file, owned for the process */
+    schema *compiled; /* owned for the process */
+} catalog_entry;
+
+static catalog_entry catalog[256];
+static int n_catalog;
+
+static void load_catalog(void)
+{
+    for (const char *const *f = catalog_files; *f && n_catalog < 256; f++) {
+        json_error_t err;
+        json_t *doc = json_loads(*f, 0, &err);
+        if (!doc) fuzz_fail("catalog file does not parse: %s", err.text);
+        schema_status st;
+        schema *s = schema_compile(json_object_get(doc, "schema"), &st, NULL);
+        if (!s) fuzz_fail("catalog schema of %s does not compile",
+                          json_string_value(json_object_get(doc, "type")));
+        catalog[n_catalog++] = (catalog_entry){json_string_value(json_object_get(doc, "type")),
+                                               doc, s};
+    }
+}
+
+static const schema *catalog_schema(const char *type)
+{
+    for (int i = 0; i < n_catalog; i++)
+        if (strcmp(catalog[i].type, type) == 0) return catalog[i].compiled;
+    return NULL;
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    load_catalog();
+    return 0;
+}
+
+static void on_done(publish_op *op, void *arg)
+{
+    (void)op;
+    *(int *)arg += 1;
+}
+
+static void check_answer(publish_op *op)
+{
+    int calls = 0;
+    publish_submit(op, on_done, &calls);
+    fuzz_check(calls == 1, "done must be called exactly once (no appender is running)");
+    publish_answer *a = publish_result(op);
+    fuzz_check(a->status >= 200 && a->status < 600, "status %d", a->status);
+    if (a->body) {
+        fuzz_check_roundtrip(a->body, "publish answer");
+        json_t *errors = json_object_get(a->body, "errors");
+        size_t i;
+        json_t *e;
+        json_array_foreach(errors, i, e) fuzz_check_error_entry(e, "publish answer");
+    } else {
+        fuzz_check(a->text != NULL, "an answer has a body or a text");
+        json_error_t err;
+        json_t *t = json_loadb(a->text, a->text_len, 0, &err);
+        if (!t) fuzz_fail("publish answer text does not parse: %s", err.text);
+        json_decref(t);
+    }
+}
+
+static void check_one(json_t *in, int index)
+{
+    sluice_event ev;
+    json_t *errors = json_array();
+    bool ok = envelope_parse(in, index, "t", &ev, errors);
+    if (!ok) {
+        fuzz_check(json_array_size(errors) > 0, "a refused envelope lists its errors");
+        size_t i;
+        json_t *e;
+        json_array_foreach(errors, i, e) fuzz_check_error_entry(e, "envelope_parse");
+        fuzz_check_roundtrip(errors, "envelope errors");
+        json_decref(errors);
+        return;
+    }
+    fuzz_check(json_array_size(errors) == 0, "an accepted envelope lists no errors");
+    fuzz_check(ev.type && envelope_type_valid(ev.type), "type");
+    fuzz_check(ev.stream && *ev.stream, "stream");
+    fuzz_check(ev.correlation_id && *ev.correlation_id, "correlation_id");
+    fuzz_check(envelope_id_valid(ev.id), "id '%s'", ev.id);
+    fuzz_check(json_is_object(ev.data), "data");
+    envelope_serialize(&ev);
+    char *row = malloc(strlen(ev.row) + 2);
+    row[0] = '{';
+    strcpy(row + 1, ev.row);
+    json_error_t err;
+    json_t *parsed = json_loads(row, 0, &err);
+    if (!parsed) fuzz_fail("serialised row does not parse (%s): %s", err.text, row);
+    if (!json_equal(json_object_get(parsed, "d"), ev.data))
+        fuzz_fail("serialised row's data differs from the event's: %s", row);
+    fuzz_check(strcmp(json_string_value(json_object_get(parsed, "ty")), ev.type) == 0, "ty");
+    json_decref(parsed);
+    free(row);
+
+    const schema *s = catalog_schema(ev.type);
+    if (s) {
+        json_t *verr = json_array();
+        bool valid = schema_validate(s, ev.data, "/data", index, verr);
+        fuzz_check(valid == (json_array_size(verr) == 0), "catalog validation");
+        fuzz_check(valid == schema_validate(s, ev.data, "/data", index, NULL),
+                   "validation with and without an errors list agree");
+        json_decref(verr);
+    }
+    event_dispose(&ev);
+    json_decref(errors);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    json_error_t err;
+    json_t *root = json_loadb((const char *)data, size, FUZZ_BODY_FLAGS, &err);
+    if (!root) return 0;
+
+    if (json_is_array(root)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(root, i, v) {
+            if (i >= 64) break;
+            check_one(v, (int)i);
+        }
+    } else {
+        check_one(root, -1);
+    }
+
+    for (int atomic = 0; atomic < 2; atomic++) {
+        publish_opts opts = {.tenant = "t",
+                             .atomic = atomic,
+                             .max_batch = 1000,
+                             .allow_unknown_types = true,
+                             .body_bytes = size};
+        publish_op *op = publish_prepare(root, &opts);
+        check_answer(op);
+        publish_op_free(op);
+    }
+    json_decref(root);
+    return 0;
+}
