@@ -20,6 +20,7 @@
 #include "timeutil.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
@@ -60,6 +61,32 @@ int http_in_flight(void)
 
 /* ------------------------------------------------------------------ routing */
 
+/* libmicrohttpd is told not to unescape (no_unescape): the path is routed as sent, so a
+ * "%2F" inside a key stays inside its segment; each parameter and query value is decoded
+ * here instead. Decodes %XX in place; returns the new length. */
+static size_t percent_decode(char *s)
+{
+    char *w = s;
+    for (char *r = s; *r; r++) {
+        if (r[0] == '%' && isxdigit((unsigned char)r[1]) && isxdigit((unsigned char)r[2])) {
+            char hex[3] = {r[1], r[2], 0};
+            *w++ = (char)strtol(hex, NULL, 16);
+            r += 2;
+        } else {
+            *w++ = *r;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
+
+static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strlen(s);
+}
+
 /* Matches `path` against `pattern`; on success copies parameters into req. */
 static bool route_match(const char *pattern, const char *path, http_req *req)
 {
@@ -92,6 +119,7 @@ static bool route_match(const char *pattern, const char *path, http_req *req)
         for (int i = 0; i < n; i++) {
             size_t l = strlen(tmp[i]);
             memcpy(w, tmp[i], l + 1);
+            (void)percent_decode(w); /* a decoded NUL would just end the value early */
             req->params[i] = w;
             w += l + 1;
         }
@@ -171,7 +199,13 @@ void http_reply_stream(http_req *req, int status, struct MHD_Response *resp)
 
 const char *http_query(http_req *req, const char *name)
 {
-    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+    const char *raw = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+    if (!raw || !strchr(raw, '%')) return raw;
+    if (req->n_decoded == HTTP_MAX_DECODED) return NULL;
+    char *copy = xstrdup(raw);
+    (void)percent_decode(copy);
+    req->decoded[req->n_decoded++] = copy; /* freed with the request */
+    return copy;
 }
 
 const char *http_header(http_req *req, const char *name)
@@ -242,6 +276,7 @@ static void req_free(http_req *req)
     free(req->resp_body);
     if (req->resp_stream) MHD_destroy_response(req->resp_stream);
     for (int i = 0; i < req->n_headers; i++) free(req->hdr_value[i]);
+    for (int i = 0; i < req->n_decoded; i++) free(req->decoded[i]);
     free(req);
 }
 
@@ -437,7 +472,8 @@ int http_start(const sluice_config *cfg, int *bound_port)
         flags, (uint16_t)cfg->http_port, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape,
+        NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
         NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_LISTEN_BACKLOG_SIZE,
         (unsigned)1024, MHD_OPTION_END);
     if (!daemon_) {

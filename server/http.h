@@ -36,6 +36,7 @@ extern const size_t http_routes_count;
 
 #define HTTP_MAX_PARAMS 4
 #define HTTP_MAX_HEADERS 6
+#define HTTP_MAX_DECODED 16
 
 struct http_req {
     struct MHD_Connection *conn;     /* borrowed from libmicrohttpd */
@@ -62,6 +63,8 @@ struct http_req {
     void *state;                     /* a handler's async state, owned via state_free */
     void (*state_free)(void *state);
     long long started_ms;            /* monotonic, for logs */
+    char *decoded[HTTP_MAX_DECODED]; /* owned: query values decoded on demand */
+    int n_decoded;
     int answered_status;             /* the status queued, for the request log */
     char request_id[32];             /* X-Request-Id: the client's, or a ULID */
 };

@@ -39,9 +39,8 @@ static bool name_valid(const char *s)
     if (n == 0 || n > 64) return false;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
-              (c == '.' && i > 0)))
-            return false;
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        if (!(alnum || (i > 0 && (c == '_' || c == '-' || c == '.')))) return false;
     }
     return true;
 }
@@ -311,11 +310,25 @@ static int apply_batch(PGconn **conn, proj *p)
 
     const char *vals[8] = {0};
     int n = 0;
-    char after[24], limit[16];
+    char after[24], limit[16], upto[24];
+    /* Read up to the head as it is now: every position up to it is committed, so once a
+     * short batch has been applied, the checkpoint may move to the head even when the
+     * last events did not match (lag 0; read-your-writes for events it skips). */
+    PGresult *hr = db_exec(conn, "SELECT coalesce(max(position), 0) FROM events", 0, NULL,
+                           PROJ_TIMEOUT_MS);
+    if (!db_ok(hr)) {
+        PQclear(hr);
+        return -1;
+    }
+    long long head = strtoll(PQgetvalue(hr, 0, 0), NULL, 10);
+    PQclear(hr);
+    if (head <= p->position) return 0;
+    snprintf(upto, sizeof upto, "%lld", head);
     snprintf(after, sizeof after, "%lld", p->position);
     snprintf(limit, sizeof limit, "%d", PROJ_BATCH);
     vals[n++] = p->tenant;
     vals[n++] = after;
+    vals[n++] = upto;
     char *key_arg = NULL, *val_arg = NULL;
     char *key_sql = key_ptr ? pointer_sql(key_ptr, true, n + 1, &key_arg) : xstrdup("''");
     if (key_arg) vals[n++] = key_arg;
@@ -326,7 +339,7 @@ static int apply_batch(PGconn **conn, proj *p)
     buf_init(&sql);
     buf_printf(&sql,
                "SELECT position, id, stream, %s, (%s)::text FROM events WHERE tenant_id = $1 "
-               "AND position > $2::bigint",
+               "AND position > $2::bigint AND position <= $3::bigint",
                key_sql, val_sql);
     char *streams_json = NULL, *types_json = NULL;
     if (json_array_size(streams)) {
@@ -375,10 +388,7 @@ static int apply_batch(PGconn **conn, proj *p)
         goto out;
     }
     int rows_n = PQntuples(r);
-    if (rows_n == 0) {
-        rc = 0;
-        goto out;
-    }
+    bool short_batch = rows_n < PROJ_BATCH;
     /* Load the states of every key the batch touches. */
     for (int i = 0; i < rows_n; i++) {
         if (PQgetisnull(r, i, 3)) continue; /* no key at the pointer: not grouped */
@@ -402,6 +412,7 @@ static int apply_batch(PGconn **conn, proj *p)
     }
     /* Fold. */
     long long last = p->position;
+    if (rows_n == 0) goto write;
     for (int i = 0; i < rows_n; i++) {
         last = strtoll(PQgetvalue(r, i, 0), NULL, 10);
         if (PQgetisnull(r, i, 3)) continue;
@@ -419,6 +430,8 @@ static int apply_batch(PGconn **conn, proj *p)
         k->position = last;
         k->dirty = true;
     }
+write:
+    if (short_batch) last = head; /* everything up to the head has been seen */
     strmap_foreach(&states, i)
     {
         kstate *k = states.slots[i].value;
@@ -483,6 +496,8 @@ static int apply_batch(PGconn **conn, proj *p)
     if (ok) {
         p->position = last;
         rc = rows_n;
+    } else {
+        rc = *conn ? 0 : -1; /* a reset or delete raced this batch: it was dropped */
     }
 out:
     PQclear(r);
@@ -747,9 +762,12 @@ int projection_state(PGconn **conn, const char *tenant, const char *name, const 
     PGresult *r = db_exec(conn,
                           key ? "SELECT key, state::text, position FROM projection_state WHERE "
                                 "tenant_id = $1 AND name = $2 AND key = $3"
-                              : "SELECT key, state::text, position FROM projection_state WHERE "
-                                "tenant_id = $1 AND name = $2 AND key > $3 ORDER BY key "
-                                "LIMIT $4::int",
+                              : after_key ? "SELECT key, state::text, position FROM "
+                                            "projection_state WHERE tenant_id = $1 AND name = $2 "
+                                            "AND key > $3 ORDER BY key LIMIT $4::int"
+                                          : "SELECT key, state::text, position FROM "
+                                            "projection_state WHERE tenant_id = $1 AND name = $2 "
+                                            "AND key >= $3 ORDER BY key LIMIT $4::int",
                           key ? 3 : 4, p, PROJ_TIMEOUT_MS);
     if (!db_ok(r)) {
         PQclear(r);

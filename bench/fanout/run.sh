@@ -2,7 +2,7 @@
 # bench/fanout/run.sh — the WebSocket fan-out benchmark (issue 4).
 #
 #   bench/fanout/run.sh            BENCH_SECONDS=10 per step, BENCH_FANOUT_SUBS=2000,
-#                                  BENCH_FANOUT_RATES="10,20,30,50,75,100,150,200,300,500,750,1000"
+#                                  BENCH_FANOUT_RATES="10,20,30,40,50,75,100,150,200,300,500,750,1000"
 #                                  (the search's events/s, ascending)
 #
 # Why: Sluice promises that a committed event reaches thousands of live subscribers quickly,
@@ -33,7 +33,7 @@ cd "$REPO"
 SECS=${BENCH_SECONDS:-10}
 SUBS=${BENCH_FANOUT_SUBS:-2000}
 TARGET_RATE=100
-RATES=${BENCH_FANOUT_RATES:-10,20,30,50,75,100,150,200,300,500,750,1000}
+RATES=${BENCH_FANOUT_RATES:-10,20,30,40,50,75,100,150,200,300,500,750,1000}
 [[ $SECS =~ ^[1-9][0-9]*$ && $SUBS =~ ^[1-9][0-9]*$ && $RATES =~ ^[0-9,]+$ ]] || {
   echo "bench/fanout: BENCH_SECONDS, BENCH_FANOUT_SUBS must be positive integers, BENCH_FANOUT_RATES a comma list" >&2
   exit 2
@@ -51,8 +51,9 @@ die() {
 }
 
 [[ -x $BIN ]] || die "$BIN not found; build it first (make)"
-command -v pkg-config >/dev/null && pkg-config --exists libwebsockets ||
+if ! command -v pkg-config >/dev/null || ! pkg-config --exists libwebsockets; then
   die "libwebsockets-dev not found (run scripts/install-deps.sh)"
+fi
 
 # The client holds one descriptor per subscriber (the server raises its own limit).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
@@ -142,7 +143,7 @@ stop_sluice() {
 CLIENT_PID=""
 cleanup() {
   local rc=$?
-  if [[ -n $CLIENT_PID ]]; then kill -KILL "$CLIENT_PID" 2>/dev/null || true; fi
+  if [[ -n $CLIENT_PID ]]; then kill -TERM "$CLIENT_PID" 2>/dev/null || true; fi # timeout passes it on
   stop_sluice || true
   if ((db_created)); then
     psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 ||
@@ -175,7 +176,7 @@ db_created=1
 say "starting $BIN (database $DB)"
 SLUICE_DATABASE_URL=$BENCH_URL SLUICE_REDIS_URL=$REDIS_URL SLUICE_REDIS_PREFIX=$PREFIX \
   SLUICE_HTTP_PORT=0 SLUICE_WS_PORT=0 SLUICE_BIND=127.0.0.1 SLUICE_ADMIN_TOKEN=$TOKEN \
-  SLUICE_AUTH=on SLUICE_LOG_LEVEL=info SLUICE_ALLOW_UNKNOWN_TYPES=1 \
+  SLUICE_AUTH=on SLUICE_LOG_LEVEL=info SLUICE_ACCESS_LOG=off SLUICE_ALLOW_UNKNOWN_TYPES=1 \
   "$BIN" >"$WORK/sluice.out" 2>"$WORK/sluice.log" &
 SLUICE_PID=$!
 HTTP_PORT="" WS_PORT=""
@@ -207,6 +208,11 @@ probe=$(curl -sS -m 10 -o "$WORK/probe.json" -w '%{http_code}' -X POST \
 # The run: idle connections, then the target rate, then the search
 # ---------------------------------------------------------------------------------------------
 
+# Other work on the machine skews every latency: note it (the table prints it too).
+read -r LOAD1 _ </proc/loadavg
+if awk -v l="$LOAD1" 'BEGIN { exit !(l > 1.5) }'; then
+  say "warning: load average $LOAD1 before the run: other processes compete for the cores"
+fi
 steps=$(($(tr ',' '\n' <<<"$RATES" | grep -c .) + 1))
 bound=$((240 + steps * (SECS + 60)))
 say "$SUBS subscribers; target $TARGET_RATE events/s, then the search over $RATES events/s, ${SECS}s each (bounded by ${bound}s)"
@@ -232,7 +238,7 @@ stop_sluice
 # The table
 # ---------------------------------------------------------------------------------------------
 
-awk -v subs="$SUBS" -v secs="$SECS" -v strict="${BENCH_STRICT:-0}" '
+awk -v subs="$SUBS" -v secs="$SECS" -v load="$LOAD1" -v strict="${BENCH_STRICT:-0}" '
 function kv(line, key,    re, m) {
   if (match(line, "(^| )" key "=[^ ]*")) { m = substr(line, RSTART, RLENGTH); sub(/^ /, "", m); sub(/^[^=]*=/, "", m); return m }
   return ""
@@ -241,7 +247,7 @@ function kv(line, key,    re, m) {
 /^STEP / { steps[++n] = $0 }
 END {
   per = kv(idle, "per_conn_bytes") + 0
-  printf "\nSluice WebSocket fan-out benchmark (%d subscribers, %d s per step, durable publish)\n\n", subs, secs
+  printf "\nSluice WebSocket fan-out benchmark (%d subscribers, %d s per step, durable publish; load average %s at the start)\n\n", subs, secs, load
   printf "%-44s %14s %14s %s\n", "measure", "value", "target", "verdict"
   printf "%-44s %14s %14s %s\n", "idle connections (subscribed)", kv(idle, "subs"), subs, (kv(idle, "subs") + 0 == subs ? "PASS" : "MISS")
   printf "%-44s %14s %14s %s\n", "server VmRSS before / after (KiB)", kv(idle, "rss_before_kib") " / " kv(idle, "rss_after_kib"), "", ""

@@ -1221,8 +1221,9 @@ static bool v_node(vctx *c, const snode *n, json_t *inst, ann *a, const char *kw
         own = true;
     }
     bool ok = true;
-    const kw *kws = n->kws, *end = kws + n->nkw; /* locals: stores through c may alias n */
-    for (const kw *k = kws; k < end; k++) {
+    /* locals: stores through c may alias n; kws is NULL for a schema with no keywords */
+    const kw *k = n->kws, *end = k ? k + n->nkw : k;
+    for (; k < end; k++) {
         if (!(k->applies & t)) continue;
         if (!v_kw(c, k, inst, t, use)) {
             ok = false;

@@ -12,7 +12,7 @@
  *
  * Checked besides memory safety and leaks: every answer and every error entry is
  * well-formed JSON that round-trips; a failed envelope_parse lists at least one error and
- * a successful one none; a serialised row ("{" + ev->row) parses, and its "d" is the
+ * a successful one none, and each error's path is a JSON Pointer to the offending member; a serialised row ("{" + ev->row) parses, and its "d" is the
  * event's data.
  */
 #include "envelope.h"
@@ -91,6 +91,36 @@ static void check_answer(publish_op *op)
     }
 }
 
+/* Checks that an error's path points into the envelope `in`: its first JSON Pointer token,
+ * unescaped (RFC 6901), names a member of `in`, an envelope field (a missing required one),
+ * or, for a name longer than 128 code points, the start of a member's name. */
+static void check_path_points_in(json_t *in, const json_t *e)
+{
+    const char *path = json_string_value(json_object_get(e, "path"));
+    if (!json_is_object(in) || !*path) return;
+    char token[2048];
+    size_t n = 0;
+    for (const char *p = path + 1; *p && *p != '/' && n < sizeof token - 1; p++) {
+        if (*p == '~' && (p[1] == '0' || p[1] == '1')) {
+            token[n++] = p[1] == '0' ? '~' : '/';
+            p++;
+        } else if (*p == '~') {
+            fuzz_fail("path '%s': '~' not followed by 0 or 1", path);
+        } else {
+            token[n++] = *p;
+        }
+    }
+    token[n] = '\0';
+    if (json_object_get(in, token) || strcmp(token, "type") == 0 || strcmp(token, "data") == 0)
+        return;
+    if (utf8_length(token) >= 128) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(in, k, v) if (strncmp(k, token, n) == 0) return;
+    }
+    fuzz_fail("path '%s' does not point at a member of the envelope", path);
+}
+
 static void check_one(json_t *in, int index)
 {
     sluice_event ev;
@@ -100,7 +130,10 @@ static void check_one(json_t *in, int index)
         fuzz_check(json_array_size(errors) > 0, "a refused envelope lists its errors");
         size_t i;
         json_t *e;
-        json_array_foreach(errors, i, e) fuzz_check_error_entry(e, "envelope_parse");
+        json_array_foreach(errors, i, e) {
+            fuzz_check_error_entry(e, "envelope_parse");
+            check_path_points_in(in, e);
+        }
         fuzz_check_roundtrip(errors, "envelope errors");
         json_decref(errors);
         return;

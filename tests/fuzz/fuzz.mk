@@ -23,6 +23,7 @@ GEN_SRC   = build/gen/migrations.c build/gen/openapi.c build/gen/catalog.c
 LIB_OBJ   = $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(GEN_SRC:build/gen/%.c=$(BUILD)/obj/gen/%.o)
 
 .PHONY: all
+.SECONDARY: # keep the objects (the pattern chain would delete them as intermediates)
 all: $(TARGETS:%=$(BUILD)/%)
 
 $(BUILD)/obj/gen/%.o: build/gen/%.c

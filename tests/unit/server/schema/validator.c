@@ -515,8 +515,8 @@ Test(validator, a_ref_cycle_on_one_location_terminates)
 {
     static const char *const loops[] = {
         "{\"$ref\":\"#\"}",
-        "{\"$defs\":{\"a\":{\"$ref\":\"#/$defs/b\"},\"b\":{\"allOf\":[{\"$ref\":\"#/$defs/"
-        "a\"}]}},\"$ref\":\"#/$defs/a\"}",
+        ("{\"$defs\":{\"a\":{\"$ref\":\"#/$defs/b\"},\"b\":{\"allOf\":[{\"$ref\":\"#/$defs/"
+         "a\"}]}},\"$ref\":\"#/$defs/a\"}"),
         "{\"anyOf\":[{\"type\":\"string\"},{\"$ref\":\"#\"}]}",
     };
     for (size_t i = 0; i < sizeof loops / sizeof loops[0]; i++) {
@@ -553,11 +553,11 @@ Test(validator, the_deepest_evaluation_fits_a_2_mib_thread_stack)
     /* every level of a 128-deep instance through several nodes, and a $ref
      * cycle that runs into SCHEMA_MAX_EVAL_DEPTH: both within 2 MiB */
     static const char *const schemas[] = {
-        "{\"$defs\":{\"n\":{\"allOf\":[{\"$ref\":\"#/$defs/"
-        "m\"}]},\"m\":{\"anyOf\":[{\"properties\":{\"a\":"
-        "{\"$ref\":\"#/$defs/n\"}}}]}},\"$ref\":\"#/$defs/n\"}",
-        "{\"$defs\":{\"a\":{\"$ref\":\"#/$defs/b\"},\"b\":{\"allOf\":[{\"$ref\":\"#/$defs/"
-        "a\"}]}},\"$ref\":\"#/$defs/a\"}",
+        ("{\"$defs\":{\"n\":{\"allOf\":[{\"$ref\":\"#/$defs/"
+         "m\"}]},\"m\":{\"anyOf\":[{\"properties\":{\"a\":"
+         "{\"$ref\":\"#/$defs/n\"}}}]}},\"$ref\":\"#/$defs/n\"}"),
+        ("{\"$defs\":{\"a\":{\"$ref\":\"#/$defs/b\"},\"b\":{\"allOf\":[{\"$ref\":\"#/$defs/"
+         "a\"}]}},\"$ref\":\"#/$defs/a\"}"),
     };
     for (size_t i = 0; i < 2; i++) {
         stack_job j = {.s = compile_ok(schemas[i]),

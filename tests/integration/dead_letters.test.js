@@ -1,0 +1,819 @@
+'use strict';
+// Issue 6: the dead-letter admin API (API.md "Consumer groups and dead letters",
+// server/deadletters.h). Dead letters are made by real workers (XREADGROUP + nack over a
+// small RESP client) failing in a group; then: list (filters stream, group, type, status,
+// older_than_ms, source; paging after/limit/next_after/has_more), inspect (the event and its
+// history), reprocess one (the same entry, same event id, back to a worker of that group only;
+// reprocessing → resolved once acknowledged; repeating delivers once), batch reprocess (dry
+// run, max_age_ms, ids, a rate-limited redrive), discard (the entry is acknowledged; twice →
+// 409), the audit history of every transition, projection dead letters in the same API, and
+// tenant isolation. Each sluice has its own SLUICE_REDIS_PREFIX.
+const { test, describe, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const net = require('node:net');
+const h = require('./lib/harness');
+
+const WAIT_MS = 30000; // "no hang" bound for one expected state
+// Dead letters here come from nacks; a longer ack timeout keeps a slow machine's worker from
+// also timing out (groups.test.js tests the timeouts).
+const POLICY = { max_deliveries: 3, retry: { base_delay_ms: 100, max_delay_ms: 400, jitter: true }, ack_timeout_ms: 2000 };
+
+// ---------------------------------------------------------------- a small RESP2 client
+// (the same shape as relay.test.js's; groups.test.js carries an identical copy)
+
+function parseReply(buf, i) { // → [value, next] or null when incomplete
+  if (i >= buf.length) return null;
+  const eol = buf.indexOf('\r\n', i);
+  if (eol < 0) return null;
+  const type = String.fromCharCode(buf[i]);
+  const line = buf.toString('utf8', i + 1, eol);
+  const next = eol + 2;
+  switch (type) {
+    case '+': return [line, next];
+    case '-': { const e = new Error(line); e.redis = true; return [e, next]; }
+    case ':': return [Number(line), next];
+    case '$': {
+      const n = Number(line);
+      if (n < 0) return [null, next];
+      if (buf.length < next + n + 2) return null;
+      return [buf.toString('utf8', next, next + n), next + n + 2];
+    }
+    case '*': {
+      const n = Number(line);
+      if (n < 0) return [null, next];
+      const arr = [];
+      let j = next;
+      for (let k = 0; k < n; k++) {
+        const r = parseReply(buf, j);
+        if (!r) return null;
+        arr.push(r[0]);
+        j = r[1];
+      }
+      return [arr, j];
+    }
+    default: throw new Error(`RESP: unexpected type byte ${JSON.stringify(type)}`);
+  }
+}
+
+class Redis {
+  static connect(url = redisUrl()) {
+    const u = new URL(url);
+    return new Promise((resolve, reject) => {
+      const sock = net.connect({ host: u.hostname, port: Number(u.port || 6379) });
+      sock.once('connect', () => resolve(new Redis(sock)));
+      sock.once('error', reject);
+    });
+  }
+
+  constructor(sock) {
+    this.sock = sock;
+    this.buf = Buffer.alloc(0);
+    this.pending = [];
+    sock.on('data', (d) => {
+      this.buf = Buffer.concat([this.buf, d]);
+      for (;;) {
+        const r = parseReply(this.buf, 0);
+        if (!r) break;
+        this.buf = this.buf.subarray(r[1]);
+        const p = this.pending.shift();
+        if (p) (r[0] instanceof Error ? p.reject(r[0]) : p.resolve(r[0]));
+      }
+    });
+    const fail = (e) => { for (const p of this.pending.splice(0)) p.reject(e || new Error('redis connection closed')); };
+    sock.on('error', fail);
+    sock.on('close', () => fail());
+  }
+
+  cmd(...args) {
+    const parts = [`*${args.length}\r\n`];
+    for (const a of args) {
+      const s = String(a);
+      parts.push(`$${Buffer.byteLength(s)}\r\n${s}\r\n`);
+    }
+    return h.race(new Promise((resolve, reject) => {
+      this.pending.push({ resolve, reject });
+      this.sock.write(parts.join(''));
+    }), 30000, 'timeout').then((v) => {
+      if (v === 'timeout') throw new Error(`redis ${args[0]} timed out`);
+      return v;
+    });
+  }
+
+  close() { this.sock.destroy(); }
+}
+
+function redisUrl() {
+  const u = process.env.SLUICE_REDIS_URL;
+  assert.ok(u, 'SLUICE_REDIS_URL names the suite Redis (scripts/services.sh)');
+  assert.match(u, /^redis:\/\//, 'these tests speak TCP to Redis');
+  return u;
+}
+
+async function withRedis(fn) {
+  const r = await Redis.connect();
+  try { return await fn(r); } finally { r.close(); }
+}
+
+async function deletePrefix(prefix) {
+  try {
+    await withRedis(async (r) => {
+      let cursor = '0';
+      do {
+        const [next, keys] = await r.cmd('SCAN', cursor, 'MATCH', prefix + '*', 'COUNT', 1000);
+        for (const k of keys) await r.cmd('UNLINK', k);
+        cursor = next;
+      } while (cursor !== '0');
+    });
+  } catch (_) { /* best effort */ }
+}
+
+const posOf = (entryId) => Number(String(entryId).split('-')[0]);
+const fieldsOf = (kv) => { const f = {}; for (let i = 0; i < kv.length; i += 2) f[kv[i]] = kv[i + 1]; return f; };
+
+// XPENDING key group - + 10000 [consumer] → [{id, position, consumer, idle, count}]
+async function pendingEntries(r, key, group, consumer) {
+  const args = ['XPENDING', key, group, '-', '+', 10000];
+  if (consumer) args.push(consumer);
+  const rows = await r.cmd(...args);
+  return rows.map(([id, c, idle, count]) => ({ id, position: posOf(id), consumer: c, idle, count }));
+}
+
+// Waits until `key` has an entry at `position` or later (the relay is asynchronous).
+async function waitInRedis(key, position, timeout = WAIT_MS) {
+  await withRedis((r) => h.waitFor(async () => {
+    const top = await r.cmd('XREVRANGE', key, '+', '-', 'COUNT', 1);
+    return top.length > 0 && posOf(top[0][0]) >= position;
+  }, { timeout, interval: 50, what: `${key} to reach position ${position}` }));
+}
+
+// ---------------------------------------------------------------- a real worker
+
+// One consumer of a group. Every ~30 ms it reads new messages (XREADGROUP … >) and its
+// redeliveries (XREADGROUP … 0), and does with each delivery what decide(msg, n) says
+// (n = how many times this worker has received that entry, from 1):
+//   'ack' → XACK; 'nack' → POST …/nack retryable; 'fatal' → nack retryable:false;
+//   'ignore' → nothing (the delivery times out after ack_timeout_ms).
+// An ignored entry stays in the worker's PEL until the sweeper takes it, and every
+// XREADGROUP … 0 would deliver it again (and reset its idle time), so while it holds one the
+// worker lists its PEL with XPENDING (no side effect) and reads only the entries handed to it
+// since it last read them, one at a time by id.
+class Worker {
+  constructor({ key, group, name, client, stream, decide = () => 'ack', interval = 30 }) {
+    Object.assign(this, { key, group, name, client, stream, decide, interval });
+    this.deliveries = []; // {id, position, eventId, type, n, at, via}
+    this.seen = new Map(); // entry id → deliveries to this worker
+    this.held = new Map(); // entry id → when this worker last read it (ignored, unacked)
+    this.nacks = [];       // {id, status, body}
+    this.errors = [];
+    this.stopped = false;
+  }
+
+  async start() {
+    this.r = await Redis.connect();
+    this.loop = (async () => {
+      while (!this.stopped) {
+        try { await this.poll(); } catch (e) { if (!this.stopped) this.errors.push(e); }
+        await h.sleep(this.interval);
+      }
+    })();
+    return this;
+  }
+
+  async stop() {
+    this.stopped = true;
+    if (this.loop) await this.loop;
+    if (this.r) this.r.close();
+  }
+
+  async read(id, count = 100) {
+    const rep = await this.r.cmd('XREADGROUP', 'GROUP', this.group, this.name, 'COUNT', count, 'STREAMS', this.key, id);
+    if (!rep) return [];
+    const out = [];
+    for (const [, entries] of rep) for (const [eid, kv] of entries) if (kv) out.push({ id: eid, fields: fieldsOf(kv) });
+    return out;
+  }
+
+  async poll() {
+    // One entry per read, handled before the next read: a delivery's ack timeout starts when
+    // it is read, so none waits in a local queue.
+    for (let i = 0; i < 200; i++) {
+      const [e] = await this.read('>', 1);
+      if (!e) break;
+      await this.handle({ ...e, via: '>' });
+    }
+    // Redeliveries: XREADGROUP … 0 answers the first entry of this worker's PEL, which is a
+    // redelivery as long as it holds no ignored entry.
+    for (let i = 0; i < 200 && this.held.size === 0; i++) {
+      const [e] = await this.read('0', 1);
+      if (!e) return;
+      await this.handle({ ...e, via: '0' });
+    }
+    if (this.held.size === 0) return;
+    const now = Date.now();
+    const mine = await pendingEntries(this.r, this.key, this.group, this.name);
+    const ids = new Set(mine.map((p) => p.id));
+    for (const id of [...this.held.keys()]) if (!ids.has(id)) this.held.delete(id);
+    for (const p of mine) {
+      const took = this.held.get(p.id);
+      // handed back since this worker read it: idle counts from the sweeper's XCLAIM
+      if (took !== undefined && !(p.idle + 50 < now - took)) continue;
+      // the first PEL entry after the one before it: this one, or, if the sweeper took it
+      // meanwhile, the next one, which Redis counts as delivered all the same
+      const [one] = await this.read(`${p.position - 1}-0`, 1);
+      if (one) await this.handle({ ...one, via: 'pel' });
+    }
+  }
+
+  async handle(e) {
+    const n = (this.seen.get(e.id) || 0) + 1;
+    this.seen.set(e.id, n);
+    const d = { id: e.id, position: posOf(e.id), eventId: e.fields.id, type: e.fields.type, n, at: Date.now(), via: e.via };
+    this.deliveries.push(d);
+    const what = this.decide(d, n);
+    this.held.delete(e.id);
+    if (what === 'ack') {
+      await this.r.cmd('XACK', this.key, this.group, e.id);
+    } else if (what === 'nack' || what === 'fatal') {
+      const res = await this.client.post(`/v1/streams/${encodeURIComponent(this.stream)}/groups/${encodeURIComponent(this.group)}/nack`,
+        { event_id: e.fields.id, error: `${this.name} failed delivery ${n}`, retryable: what === 'nack' });
+      d.nackedAt = Date.now();
+      this.nacks.push({ id: e.id, n, status: res.status, body: res.body, text: res.text });
+    } else if (what === 'ignore') {
+      this.held.set(e.id, Date.now());
+    } else {
+      throw new Error(`decide returned ${what}`);
+    }
+  }
+
+  of(position) { return this.deliveries.filter((d) => d.position === position); }
+
+  assertHealthy() {
+    assert.deepEqual(this.errors.map(String), [], `worker ${this.name}: no Redis errors`);
+    const bad = this.nacks.filter((x) => x.status !== 200);
+    assert.deepEqual(bad, [], `worker ${this.name}: every nack answered 200`);
+  }
+}
+
+// ---------------------------------------------------------------- API helpers
+
+const newPrefix = () => `itg${h.rand(4)}:`;
+const typeBase = () => 'g' + h.rand(4);
+const keyOf = (prefix, stream, tenant = 'default') => (tenant === 'default' ? `${prefix}${stream}` : `${prefix}${tenant}:${stream}`);
+const groupsPath = (stream) => `/v1/streams/${encodeURIComponent(stream)}/groups`;
+
+async function createGroup(c, stream, body) {
+  const res = await c.post(groupsPath(stream), body);
+  h.assertStatus(res, 201);
+  return res.body;
+}
+
+async function listGroups(c, stream) {
+  return h.assertStatus(await c.get(groupsPath(stream)), 200);
+}
+
+async function groupInfo(c, stream, name) {
+  const g = (await listGroups(c, stream)).groups.find((x) => x.name === name);
+  assert.ok(g, `group ${name} is listed on ${stream}`);
+  return g;
+}
+
+// Publishes n events of `type` (stream = its default, <prefix>.events) in one batch.
+async function publishN(c, type, n, data = (i) => ({ i })) {
+  const res = await c.publish(Array.from({ length: n }, (_, i) => ({ type, data: data(i) })));
+  h.assertStatus(res, 201);
+  return res.body.events;
+}
+
+// Every dead letter matching query (all pages).
+async function allDeadLetters(c, query = {}) {
+  const out = [];
+  let after;
+  for (let pages = 0; pages < 1000; pages++) {
+    const q = new URLSearchParams({ ...query, limit: '1000' });
+    if (after !== undefined) q.set('after', String(after));
+    const body = h.assertStatus(await c.get('/v1/dead-letters?' + q), 200);
+    out.push(...body.dead_letters);
+    if (!body.has_more) return out;
+    after = body.next_after;
+  }
+  throw new Error('dead-letter paging did not end');
+}
+
+async function waitDeadLetters(c, query, n, timeout = WAIT_MS) {
+  return h.waitFor(async () => {
+    const all = await allDeadLetters(c, query);
+    return all.length >= n ? all : false;
+  }, { timeout, interval: 100, what: `${n} dead letters for ${JSON.stringify(query)}` });
+}
+
+async function startGroupsSluice(name, opts = {}) {
+  const prefix = opts.prefix || newPrefix();
+  const s = await h.startSluice({ name, ...opts, env: { SLUICE_REDIS_URL: redisUrl(), SLUICE_REDIS_PREFIX: prefix, ...(opts.env || {}) } });
+  return { s, c: s.client(), prefix };
+}
+
+// Minimum backoff the sweeper may apply before delivery n+1 (jitter: half of it).
+function minBackoff(policy, n) {
+  let d = policy.retry.base_delay_ms;
+  for (let i = 1; i < n && d < policy.retry.max_delay_ms; i++) d *= 2;
+  d = Math.min(d, policy.retry.max_delay_ms);
+  return policy.retry.jitter ? Math.floor(d / 2) : d;
+}
+
+
+// Fails every delivery of `failTypes` (a Set of event types) with a non-retryable nack on its
+// first delivery, and again on later ones while failAgain(d) says so; acknowledges the rest.
+function failFirst(failTypes, failAgain = () => false) {
+  return (d, n) => (failTypes.has(d.type) && (n === 1 || failAgain(d)) ? 'fatal' : 'ack');
+}
+
+const dlPath = (id, what = '') => `/v1/dead-letters/${id}${what}`;
+
+function historyStatuses(dl) { return dl.history.map((x) => x.status); }
+
+function checkRow(dl) {
+  for (const f of ['id', 'source', 'stream', 'group', 'consumer', 'event_id', 'event_position', 'type', 'delivery_count', 'status', 'errors', 'first_failed_at', 'last_failed_at']) {
+    assert.ok(f in dl, `dead letter has ${f}: ${JSON.stringify(dl)}`);
+  }
+  assert.match(String(dl.id), /^\d+$/);
+  assert.ok(Array.isArray(dl.errors));
+  for (const t of [dl.first_failed_at, dl.last_failed_at]) assert.match(t, h.TIME_RE);
+}
+
+// ---------------------------------------------------------------- list and inspect
+
+describe('dead letters: list, filter, page, inspect', () => {
+  let s;
+  let c;
+  let prefix;
+  const workers = [];
+  let t;
+  let u;
+  let A;
+  let B;
+  let badA;
+  let goodA;
+  let badB;
+  before(async () => {
+    ({ s, c, prefix } = await startGroupsSluice('dl-list'));
+    t = typeBase();
+    u = typeBase();
+    A = `${t}.events`;
+    B = `${u}.events`;
+    await createGroup(c, A, { name: 'g1', ...POLICY });
+    await createGroup(c, A, { name: 'g2', ...POLICY });
+    await createGroup(c, B, { name: 'g3', ...POLICY });
+    const fail = new Set([`${t}.bad`, `${u}.bad`]);
+    for (const [stream, group] of [[A, 'g1'], [A, 'g2'], [B, 'g3']]) {
+      workers.push(await new Worker({ key: keyOf(prefix, stream), group, name: `w-${group}`, client: c, stream, decide: group === 'g2' ? () => 'ack' : failFirst(fail) }).start());
+    }
+    badA = await publishN(c, `${t}.bad`, 5, (i) => ({ i, why: 'poison' }));
+    goodA = await publishN(c, `${t}.good`, 3);
+    badB = await publishN(c, `${u}.bad`, 4);
+    await waitDeadLetters(c, {}, 9);
+    for (const w of workers) w.assertHealthy();
+  });
+  after(async () => {
+    for (const w of workers) await w.stop().catch(() => {});
+    if (s) await s.stop().finally(() => s.cleanup());
+    await deletePrefix(prefix);
+  });
+
+  test('GET /v1/dead-letters lists every open one, oldest first, with its fields', async () => {
+    const body = h.assertStatus(await c.get('/v1/dead-letters'), 200);
+    assert.deepEqual(Object.keys(body).sort(), ['dead_letters', 'has_more', 'next_after']);
+    const all = body.dead_letters;
+    assert.equal(all.length, 9);
+    assert.equal(body.has_more, false);
+    assert.equal(body.next_after, Number(all[8].id));
+    const ids = all.map((d) => Number(d.id));
+    assert.deepEqual(ids, [...ids].sort((a, b) => a - b), 'ordered by id');
+    for (const d of all) {
+      checkRow(d);
+      assert.equal(d.source, 'group');
+      assert.equal(d.status, 'open');
+      assert.equal(d.delivery_count, 1);
+      assert.equal(d.errors.length, 1);
+      assert.equal(d.errors[0].delivery, 1);
+      assert.match(d.errors[0].time, /^\d{4}-\d\d-\d\dT/);
+    }
+    const want = [...badA.map((e) => [A, 'g1', 'w-g1', e, `${t}.bad`]), ...badB.map((e) => [B, 'g3', 'w-g3', e, `${u}.bad`])];
+    assert.deepEqual(all.map((d) => [d.stream, d.group, d.consumer, d.event_id, d.event_position, d.type]).sort(),
+      want.map(([st, g, w, e, ty]) => [st, g, w, e.id, e.position, ty]).sort());
+    // the group that acknowledged everything has none; the list counts per group
+    assert.equal((await groupInfo(c, A, 'g1')).dead_letters, 5);
+    assert.equal((await groupInfo(c, A, 'g2')).dead_letters, 0);
+    assert.equal((await groupInfo(c, B, 'g3')).dead_letters, 4);
+    void goodA;
+  });
+
+  test('filters: stream, group, type, source, status, older_than_ms', async () => {
+    const ids = async (q) => (await allDeadLetters(c, q)).map((d) => d.event_id).sort();
+    assert.deepEqual(await ids({ stream: A }), badA.map((e) => e.id).sort());
+    assert.deepEqual(await ids({ stream: B }), badB.map((e) => e.id).sort());
+    assert.deepEqual(await ids({ group: 'g3' }), badB.map((e) => e.id).sort());
+    assert.deepEqual(await ids({ group: 'g2' }), []);
+    assert.deepEqual(await ids({ stream: A, group: 'g3' }), []);
+    assert.deepEqual(await ids({ type: `${t}.bad` }), badA.map((e) => e.id).sort());
+    assert.deepEqual(await ids({ type: `${t}.good` }), []);
+    assert.equal((await ids({ source: 'group' })).length, 9);
+    assert.equal((await ids({ source: 'projection:nope' })).length, 0);
+    assert.equal((await ids({ status: 'open' })).length, 9);
+    assert.equal((await ids({ status: 'resolved' })).length, 0);
+    assert.equal((await ids({ status: 'discarded' })).length, 0);
+    assert.equal((await ids({ older_than_ms: '3600000' })).length, 0, 'none is an hour old');
+    // a newer one is not older than a second; the first nine are
+    await h.sleep(1200);
+    const [late] = await publishN(c, `${u}.bad`, 1);
+    await waitDeadLetters(c, {}, 10);
+    const old = await ids({ older_than_ms: '1000' });
+    assert.equal(old.length, 9);
+    assert.ok(!old.includes(late.id));
+    assert.ok((await ids({})).includes(late.id));
+    badB.push(late);
+  });
+
+  test('paging: limit, after, next_after, has_more walk every dead letter once', async () => {
+    const all = await allDeadLetters(c);
+    const seen = [];
+    let after = 0;
+    for (let pages = 0; ; pages++) {
+      assert.ok(pages < 20);
+      const body = h.assertStatus(await c.get(`/v1/dead-letters?limit=3&after=${after}`), 200);
+      assert.ok(body.dead_letters.length <= 3);
+      seen.push(...body.dead_letters.map((d) => d.id));
+      if (!body.has_more) break;
+      assert.equal(body.dead_letters.length, 3);
+      assert.equal(body.next_after, Number(body.dead_letters[2].id));
+      after = body.next_after;
+    }
+    assert.deepEqual(seen, all.map((d) => d.id));
+    const last = all[all.length - 1].id;
+    const empty = h.assertStatus(await c.get(`/v1/dead-letters?after=${last}`), 200);
+    assert.deepEqual(empty.dead_letters, []);
+    assert.equal(empty.has_more, false);
+    assert.equal(empty.next_after, null);
+    for (const q of ['limit=0', 'limit=1001', 'limit=x', 'after=-1', 'after=abc', 'older_than_ms=-5', 'older_than_ms=soon']) {
+      h.assertProblem(await c.get('/v1/dead-letters?' + q), 400, 'invalid_query');
+    }
+  });
+
+  test('GET /v1/dead-letters/{id}: the row, the stored event and the history; unknown → 404', async () => {
+    const [row] = await allDeadLetters(c, { stream: A, limit: 1 });
+    const one = h.assertStatus(await c.get(dlPath(row.id)), 200);
+    checkRow(one);
+    for (const k of Object.keys(row)) assert.deepEqual(one[k], row[k], `field ${k} as listed`);
+    const stored = h.assertStatus(await c.get('/v1/events/' + encodeURIComponent(row.event_id)), 200);
+    assert.ok(one.event && typeof one.event === 'object', 'the event is included');
+    for (const k of ['id', 'type', 'stream', 'position', 'data', 'time', 'tenant_id']) {
+      assert.deepEqual(one.event[k], stored[k], `event.${k} is the stored event's`);
+    }
+    assert.deepEqual(one.event.data.why, 'poison');
+    assert.equal(one.history.length, 1);
+    assert.equal(one.history[0].status, 'open');
+    assert.match(one.history[0].time, /^\d{4}-\d\d-\d\dT/);
+    assert.equal(typeof one.history[0].note, 'string');
+    h.assertProblem(await c.get(dlPath('987654321')), 404, 'not_found');
+  });
+
+  test('an id that is not a number, or too large for one, is an unknown dead letter: 404 for every endpoint', async () => {
+    const wrong = [];
+    for (const id of ['abc', '12x', '99999999999999999999']) {
+      for (const [what, res] of [['GET', await c.get(dlPath(id))], ['reprocess', await c.post(dlPath(id, '/reprocess'), {})], ['discard', await c.post(dlPath(id, '/discard'), {})]]) {
+        if (res.status !== 404) wrong.push(`${what} ${id}: ${h.describeRes(res)}`);
+      }
+    }
+    assert.deepEqual(wrong, [], 'every one answers 404 not_found');
+  });
+
+  test('GET /metrics counts dead letters by source and status', async () => {
+    const res = await c.get('/metrics');
+    assert.equal(res.status, 200);
+    const m = /^sluice_dead_letters\{source="group",status="open"\} (\d+)$/m.exec(res.text);
+    assert.ok(m, `sluice_dead_letters{source="group",status="open"} in ${res.text.split('\n').filter((l) => /dead/.test(l)).join('\n')}`);
+    assert.equal(Number(m[1]), (await allDeadLetters(c, { source: 'group', status: 'open' })).length);
+  });
+
+  test('the dead-letter endpoints need the admin scope', async () => {
+    const k = await h.createKey(s, 'default', ['publish', 'read', 'subscribe', 'schemas']);
+    const uc = s.client(k.token);
+    const [row] = await allDeadLetters(c, { limit: 1 });
+    for (const res of [
+      await uc.get('/v1/dead-letters'),
+      await uc.get(dlPath(row.id)),
+      await uc.post(dlPath(row.id, '/reprocess'), {}),
+      await uc.post(dlPath(row.id, '/discard'), {}),
+      await uc.post('/v1/dead-letters/reprocess', { dry_run: true }),
+    ]) assert.equal(res.status, 403, h.describeRes(res));
+    assert.equal((await c.get('/v1/dead-letters', { token: null })).status, 401);
+    assert.equal(h.assertStatus(await c.get(dlPath(row.id)), 200).status, 'open', 'nothing changed');
+  });
+});
+
+// ---------------------------------------------------------------- reprocess and discard
+
+describe('dead letters: reprocess and discard', () => {
+  let s;
+  let c;
+  let prefix;
+  const workers = [];
+  before(async () => { ({ s, c, prefix } = await startGroupsSluice('dl-reprocess')); });
+  after(async () => {
+    for (const w of workers) await w.stop().catch(() => {});
+    if (s) await s.stop().finally(() => s.cleanup());
+    await deletePrefix(prefix);
+  });
+
+  // A stream with group `fails` (its worker fails `bad` events as decide says) and group
+  // `fine` (acknowledges everything).
+  async function fixture(decideFails) {
+    const t = typeBase();
+    const stream = `${t}.events`;
+    const key = keyOf(prefix, stream);
+    await createGroup(c, stream, { name: 'fails', ...POLICY });
+    await createGroup(c, stream, { name: 'fine', ...POLICY });
+    const wf = await new Worker({ key, group: 'fails', name: 'wf', client: c, stream, decide: decideFails }).start();
+    const wok = await new Worker({ key, group: 'fine', name: 'wok', client: c, stream, decide: () => 'ack' }).start();
+    workers.push(wf, wok);
+    return { t, stream, key, wf, wok, bad: new Set([`${t}.bad`]) };
+  }
+
+  test('reprocess one: the same entry and event id go back to that group only; acknowledged → resolved; repeating delivers once', { timeout: 120000 }, async () => {
+    const fx = await fixture((d, n) => (n === 1 ? 'fatal' : 'ack'));
+    fx.wf.decide = (d, n) => (d.type === `${fx.t}.bad` && n === 1 ? 'fatal' : 'ack');
+    const [ev] = await publishN(c, `${fx.t}.bad`, 1);
+    const [dl] = await waitDeadLetters(c, { stream: fx.stream, group: 'fails' }, 1);
+    await h.waitFor(() => fx.wok.of(ev.position).length === 1, { timeout: WAIT_MS, what: 'group fine to get the event' });
+    assert.equal(fx.wf.of(ev.position).length, 1);
+
+    // two identical requests at once, then more: one redelivery
+    const answers = await Promise.all([c.post(dlPath(dl.id, '/reprocess'), {}), c.post(dlPath(dl.id, '/reprocess'), {})]);
+    for (const a of answers) {
+      h.assertStatus(a, 200);
+      assert.equal(a.body.id, dl.id);
+      assert.ok(['reprocessing', 'resolved'].includes(a.body.status), a.text);
+    }
+    await h.waitFor(() => fx.wf.of(ev.position).length >= 2, { timeout: WAIT_MS, what: 'the failed group to get the event again' });
+    const again = fx.wf.of(ev.position)[1];
+    assert.equal(again.eventId, ev.id, 'the same event id');
+    assert.equal(again.id, `${ev.position}-0`, 'the same Redis entry');
+    assert.equal(again.via, '0', 'as a redelivery (XREADGROUP … 0)');
+    const resolved = await h.waitFor(async () => {
+      const b = h.assertStatus(await c.get(dlPath(dl.id)), 200);
+      return b.status === 'resolved' ? b : false;
+    }, { timeout: WAIT_MS, what: 'the dead letter to be resolved once acknowledged' });
+    assert.deepEqual(historyStatuses(resolved), ['open', 'reprocessing', 'resolved']);
+    for (const x of resolved.history) assert.match(x.time, /^\d{4}-\d\d-\d\dT/);
+    const later = h.assertStatus(await c.post(dlPath(dl.id, '/reprocess'), {}), 200);
+    assert.equal(later.status, 'resolved', 'reprocessing a resolved one changes nothing');
+    await h.sleep(1500);
+    assert.equal(fx.wf.of(ev.position).length, 2, 'delivered once more, not twice');
+    assert.equal(fx.wok.of(ev.position).length, 1, 'the group that acknowledged it never sees it again');
+    assert.deepEqual(historyStatuses(h.assertStatus(await c.get(dlPath(dl.id)), 200)), ['open', 'reprocessing', 'resolved']);
+    // off the default list, on the resolved one; the group counts none
+    assert.deepEqual(await allDeadLetters(c, { stream: fx.stream }), []);
+    assert.deepEqual((await allDeadLetters(c, { stream: fx.stream, status: 'resolved' })).map((d) => d.id), [dl.id]);
+    assert.equal((await groupInfo(c, fx.stream, 'fails')).dead_letters, 0);
+    await withRedis(async (r) => {
+      assert.deepEqual(await pendingEntries(r, fx.key, 'fails'), [], 'nothing pending in the group');
+    });
+    h.assertProblem(await c.post(dlPath('987654321', '/reprocess'), {}), 404, 'not_found');
+    for (const w of [fx.wf, fx.wok]) w.assertHealthy();
+  });
+
+  test('a reprocessed event that fails again is a dead letter again: the same row, reopened, counts and history appended', { timeout: 120000 }, async () => {
+    const fx = await fixture((d) => (d.type.endsWith('.bad') ? 'fatal' : 'ack'));
+    const [ev] = await publishN(c, `${fx.t}.bad`, 1);
+    const [dl] = await waitDeadLetters(c, { stream: fx.stream, group: 'fails' }, 1);
+    h.assertStatus(await c.post(dlPath(dl.id, '/reprocess'), {}), 200);
+    const reopened = await h.waitFor(async () => {
+      const b = h.assertStatus(await c.get(dlPath(dl.id)), 200);
+      return b.status === 'open' && b.history.length >= 3 ? b : false;
+    }, { timeout: WAIT_MS, what: 'the dead letter to reopen' });
+    assert.deepEqual(historyStatuses(reopened), ['open', 'reprocessing', 'open']);
+    assert.equal(reopened.delivery_count, 2, 'the deliveries add up');
+    assert.deepEqual(reopened.errors.map((e) => e.delivery), [1, 1]);
+    assert.equal(reopened.first_failed_at, dl.first_failed_at);
+    assert.ok(reopened.last_failed_at >= dl.last_failed_at);
+    assert.equal((await allDeadLetters(c, { stream: fx.stream })).length, 1, 'still one row');
+    assert.equal(fx.wf.of(ev.position).length, 2);
+    assert.equal(fx.wok.of(ev.position).length, 1);
+  });
+
+  test('discard: the status is discarded, the entry acknowledged; discarding again → 409, reprocessing → 409', { timeout: 120000 }, async () => {
+    const fx = await fixture((d) => (d.type.endsWith('.bad') ? 'fatal' : 'ack'));
+    const [ev] = await publishN(c, `${fx.t}.bad`, 1);
+    const [dl] = await waitDeadLetters(c, { stream: fx.stream, group: 'fails' }, 1);
+    await withRedis(async (r) => {
+      assert.deepEqual((await pendingEntries(r, fx.key, 'fails')).map((x) => [x.position, x.consumer]), [[ev.position, 'sluice-dead']]);
+    });
+    const d = h.assertStatus(await c.post(dlPath(dl.id, '/discard'), {}), 200);
+    assert.equal(d.id, dl.id);
+    assert.equal(d.status, 'discarded');
+    assert.deepEqual(historyStatuses(d), ['open', 'discarded']);
+    await withRedis(async (r) => {
+      assert.deepEqual(await pendingEntries(r, fx.key, 'fails'), [], 'the entry is acknowledged');
+    });
+    h.assertProblem(await c.post(dlPath(dl.id, '/discard'), {}), 409, 'conflict');
+    h.assertProblem(await c.post(dlPath(dl.id, '/reprocess'), {}), 409, 'conflict');
+    assert.deepEqual(historyStatuses(h.assertStatus(await c.get(dlPath(dl.id)), 200)), ['open', 'discarded'], 'refused requests are not transitions');
+    assert.deepEqual(await allDeadLetters(c, { stream: fx.stream }), []);
+    assert.deepEqual((await allDeadLetters(c, { stream: fx.stream, status: 'discarded' })).map((x) => x.id), [dl.id]);
+    await h.sleep(800);
+    assert.equal(fx.wf.of(ev.position).length, 1, 'a discarded event is not delivered');
+    h.assertProblem(await c.post(dlPath('987654321', '/discard'), {}), 404, 'not_found');
+  });
+
+  test('a dead letter whose group was deleted: reprocess → 409 conflict and it stays open (one history entry per attempt); discard still works', { timeout: 60000 }, async () => {
+    const fx = await fixture((d) => (d.type.endsWith('.bad') ? 'fatal' : 'ack'));
+    const [ev] = await publishN(c, `${fx.t}.bad`, 2);
+    const [dl, dl2] = await waitDeadLetters(c, { stream: fx.stream, group: 'fails' }, 2);
+    await fx.wf.stop();
+    assert.equal((await c.del(`${groupsPath(fx.stream)}/fails`)).status, 204);
+    const res = await c.post(dlPath(dl.id, '/reprocess'), {});
+    const one = h.assertStatus(await c.get(dlPath(dl.id)), 200);
+    assert.equal(one.status, 'open', `still open: ${JSON.stringify(one.history)}`);
+    h.assertProblem(res, 409, 'conflict');
+    // a batch over it gives up too: it does not retry forever, appending to the history
+    h.assertStatus(await c.post('/v1/dead-letters/reprocess', { ids: [dl2.id], max_per_second: 10 }), 202);
+    await h.sleep(2000);
+    const two = h.assertStatus(await c.get(dlPath(dl2.id)), 200);
+    assert.equal(two.status, 'open');
+    assert.ok(two.history.length <= 3, `history of a batch reprocess of a dead group's letter: ${two.history.length} entries: ${JSON.stringify(two.history.slice(0, 6))}`);
+    const d = h.assertStatus(await c.post(dlPath(dl.id, '/discard'), {}), 200);
+    assert.equal(d.status, 'discarded');
+    void ev;
+  });
+
+  test('batch: dry_run answers what would be reprocessed and changes nothing; max_age_ms and ids select', { timeout: 120000 }, async () => {
+    const fx = await fixture((d, n) => (d.type.endsWith('.bad') && n === 1 ? 'fatal' : 'ack'));
+    const older = await publishN(c, `${fx.t}.bad`, 3);
+    await waitDeadLetters(c, { stream: fx.stream }, 3);
+    await h.sleep(1500);
+    const newer = await publishN(c, `${fx.t}.bad`, 2);
+    const rows = await waitDeadLetters(c, { stream: fx.stream }, 5);
+    const idOf = new Map(rows.map((r) => [r.event_id, r.id]));
+    const batch = (b) => c.post('/v1/dead-letters/reprocess', b);
+
+    const dry = h.assertStatus(await batch({ stream: fx.stream, group: 'fails', dry_run: true }), 200);
+    assert.equal(dry.dry_run, true);
+    assert.equal(dry.count, 5);
+    assert.deepEqual(dry.dead_letters.map((x) => x.id), rows.map((r) => r.id));
+    for (const x of dry.dead_letters) checkRow(x);
+    const recent = h.assertStatus(await batch({ stream: fx.stream, max_age_ms: 1000, dry_run: true }), 200);
+    assert.deepEqual(recent.dead_letters.map((x) => x.event_id).sort(), newer.map((e) => e.id).sort(), 'max_age_ms: failed within that long');
+    const picked = [idOf.get(older[0].id), Number(idOf.get(newer[1].id))]; // a string and a number
+    const byIds = h.assertStatus(await batch({ ids: picked, dry_run: true }), 200);
+    assert.deepEqual(byIds.dead_letters.map((x) => x.id).sort(), picked.map(String).sort());
+    assert.equal(h.assertStatus(await batch({ stream: fx.stream, group: 'fine', dry_run: true }), 200).count, 0);
+    assert.equal(h.assertStatus(await batch({ stream: 'no.such', dry_run: true }), 200).count, 0);
+    // nothing moved
+    await h.sleep(500);
+    for (const e of [...older, ...newer]) assert.equal(fx.wf.of(e.position).length, 1, 'a dry run delivers nothing');
+    for (const r of await allDeadLetters(c, { stream: fx.stream })) {
+      assert.equal(r.status, 'open');
+      assert.deepEqual(historyStatuses(h.assertStatus(await c.get(dlPath(r.id)), 200)), ['open']);
+    }
+    // the real thing, by ids
+    const go = h.assertStatus(await batch({ ids: picked }), 202);
+    assert.equal(go.dry_run, false);
+    assert.equal(go.count, 2);
+    assert.deepEqual([...go.ids].map(String).sort(), picked.map(String).sort());
+    await h.waitFor(async () => (await allDeadLetters(c, { stream: fx.stream, status: 'resolved' })).length === 2, { timeout: WAIT_MS, what: 'the two to resolve' });
+    assert.equal((await allDeadLetters(c, { stream: fx.stream })).length, 3);
+    for (const bad of [{ max_per_second: 0 }, { max_per_second: 'fast' }, { ids: 'x' }, { dry_run: 'yes' }, { max_age_ms: 0 }, { stream: 5 }, { extra: 1 }, []]) {
+      h.assertProblem(await batch(bad), 400, 'invalid_request');
+    }
+  });
+
+  test('batch redrive at max_per_second: 20 dead letters at 10/s take ≳ 1.5 s, each delivered once to its group; repeating the request redelivers nothing', { timeout: 120000 }, async () => {
+    const fx = await fixture((d, n) => (d.type.endsWith('.bad') && n === 1 ? 'fatal' : 'ack'));
+    const evs = await publishN(c, `${fx.t}.bad`, 20);
+    await waitDeadLetters(c, { stream: fx.stream, group: 'fails' }, 20);
+    const t0 = Date.now();
+    const go = h.assertStatus(await c.post('/v1/dead-letters/reprocess', { stream: fx.stream, group: 'fails', max_per_second: 10 }), 202);
+    assert.equal(go.count, 20);
+    assert.equal(go.ids.length, 20);
+    assert.equal(go.max_per_second, 10);
+    await h.waitFor(() => evs.every((e) => fx.wf.of(e.position).length === 2), { timeout: WAIT_MS, what: 'all 20 to be redelivered' });
+    const lastAt = Math.max(...evs.map((e) => fx.wf.of(e.position)[1].at));
+    assert.ok(lastAt - t0 >= 1500, `20 at 10/s took ${lastAt - t0} ms (≥ 1500 expected)`);
+    await h.waitFor(async () => (await allDeadLetters(c, { stream: fx.stream, status: 'resolved' })).length === 20, { timeout: WAIT_MS, what: 'all 20 resolved' });
+    const again = h.assertStatus(await c.post('/v1/dead-letters/reprocess', { stream: fx.stream, group: 'fails', max_per_second: 10 }), 202);
+    assert.equal(again.count, 0, 'nothing open is left to reprocess');
+    await h.sleep(1000);
+    for (const e of evs) {
+      assert.equal(fx.wf.of(e.position).length, 2, 'exactly one redelivery');
+      assert.equal(fx.wok.of(e.position).length, 1, 'not to the other group');
+    }
+    for (const r of await allDeadLetters(c, { stream: fx.stream, status: 'resolved' })) {
+      assert.deepEqual(historyStatuses(h.assertStatus(await c.get(dlPath(r.id)), 200)), ['open', 'reprocessing', 'resolved']);
+    }
+  });
+});
+
+// ---------------------------------------------------------------- projections
+
+describe('dead letters: projection failures in the same API', () => {
+  let s;
+  let c;
+  let prefix;
+  before(async () => { ({ s, c, prefix } = await startGroupsSluice('dl-projection')); });
+  after(async () => {
+    if (s) await s.stop().finally(() => s.cleanup());
+    await deletePrefix(prefix);
+  });
+
+  test('a sum over a non-number is a dead letter with source projection:<name>; reprocess → 409, discard → 200', { timeout: 60000 }, async () => {
+    const t = typeBase();
+    const name = 'total_' + h.rand(2);
+    h.assertStatus(await c.post('/v1/projections', { name, filter: { types: [`${t}.paid`] }, reduce: 'sum', path: '/data/amount' }), 201);
+    const evs = await publishN(c, `${t}.paid`, 3, (i) => ({ amount: i === 1 ? 'lots' : 10 }));
+    const [dl] = await waitDeadLetters(c, { source: `projection:${name}` }, 1);
+    checkRow(dl);
+    assert.equal(dl.event_id, evs[1].id);
+    assert.equal(dl.event_position, evs[1].position);
+    assert.equal(dl.stream, `${t}.events`);
+    assert.equal(dl.group, null);
+    assert.equal(dl.status, 'open');
+    assert.equal(dl.errors.length, 1);
+    assert.match(dl.errors[0].error, /number/);
+    assert.deepEqual((await allDeadLetters(c, { source: 'group' })).filter((d) => d.id === dl.id), []);
+    h.assertProblem(await c.post(dlPath(dl.id, '/reprocess'), {}), 409, 'conflict');
+    const dry = h.assertStatus(await c.post('/v1/dead-letters/reprocess', { ids: [dl.id], dry_run: true }), 200);
+    assert.equal(dry.count, 0, 'batches reprocess group dead letters only');
+    const d = h.assertStatus(await c.post(dlPath(dl.id, '/discard'), {}), 200);
+    assert.equal(d.status, 'discarded');
+    assert.deepEqual(historyStatuses(d), ['open', 'discarded']);
+    assert.deepEqual(await allDeadLetters(c, { source: `projection:${name}` }), []);
+  });
+});
+
+// ---------------------------------------------------------------- tenants
+
+describe('dead letters and groups: tenant isolation', () => {
+  test('a tenant-B admin sees none of tenant A\'s groups or dead letters, and its Redis stream is <prefix><tenant>:<stream>', { timeout: 120000 }, async () => {
+    const { s, c, prefix } = await startGroupsSluice('dl-tenants');
+    const workers = [];
+    try {
+      const tenantB = 'tenant-' + h.rand(3);
+      const kb = await h.createKey(s, tenantB, ['admin', 'publish', 'read']);
+      const cb = s.client(kb.token);
+      const t = typeBase();
+      const stream = `${t}.events`;
+      const keyA = keyOf(prefix, stream);
+      const keyB = keyOf(prefix, stream, tenantB);
+      assert.equal(keyB, `${prefix}${tenantB}:${stream}`);
+      const ga = await createGroup(c, stream, { name: 'same', ...POLICY });
+      assert.equal(ga.redis_stream, keyA);
+      assert.deepEqual((await listGroups(cb, stream)).groups, [], 'B sees no group of A');
+      const gb = await createGroup(cb, stream, { name: 'same', ...POLICY }); // not a conflict: another Redis stream
+      assert.equal(gb.redis_stream, keyB);
+      assert.equal((await listGroups(cb, stream)).redis_stream, keyB);
+      await withRedis(async (r) => {
+        assert.deepEqual((await r.cmd('XINFO', 'GROUPS', keyA)).map((g) => fieldsOf(g).name), ['same']);
+        assert.deepEqual((await r.cmd('XINFO', 'GROUPS', keyB)).map((g) => fieldsOf(g).name), ['same']);
+      });
+      const decide = (d) => (d.type.endsWith('.bad') ? 'fatal' : 'ack');
+      workers.push(await new Worker({ key: keyA, group: 'same', name: 'wa', client: c, stream, decide }).start());
+      workers.push(await new Worker({ key: keyB, group: 'same', name: 'wb', client: cb, stream, decide }).start());
+      const evA = await publishN(c, `${t}.bad`, 2);
+      const evB = await publishN(cb, `${t}.bad`, 1);
+      const rowsA = await waitDeadLetters(c, {}, 2);
+      const rowsB = await waitDeadLetters(cb, {}, 1);
+      await h.sleep(500);
+      assert.deepEqual((await allDeadLetters(c)).map((d) => d.event_id).sort(), evA.map((e) => e.id).sort(), 'A sees only its own');
+      assert.deepEqual((await allDeadLetters(cb)).map((d) => d.event_id), [evB[0].id], 'B sees only its own');
+      assert.deepEqual(workers[0].deliveries.map((d) => d.eventId).sort(), evA.map((e) => e.id).sort(), 'A\'s worker got only A\'s events');
+      assert.deepEqual(workers[1].deliveries.map((d) => d.eventId), [evB[0].id]);
+      assert.equal((await groupInfo(c, stream, 'same')).dead_letters, 2);
+      assert.equal((await groupInfo(cb, stream, 'same')).dead_letters, 1);
+      // B cannot reach A's rows by id
+      const a0 = rowsA[0].id;
+      h.assertProblem(await cb.get(dlPath(a0)), 404, 'not_found');
+      h.assertProblem(await cb.post(dlPath(a0, '/reprocess'), {}), 404, 'not_found');
+      h.assertProblem(await cb.post(dlPath(a0, '/discard'), {}), 404, 'not_found');
+      assert.equal(h.assertStatus(await cb.post('/v1/dead-letters/reprocess', { ids: [a0], dry_run: true }), 200).count, 0);
+      assert.equal(h.assertStatus(await cb.post('/v1/dead-letters/reprocess', { ids: [a0] }), 202).count, 0);
+      h.assertProblem(await cb.post(`${groupsPath(stream)}/same/nack`, { event_id: evA[0].id, error: 'x' }), 404, 'not_found');
+      // nor A B's
+      h.assertProblem(await c.get(dlPath(rowsB[0].id)), 404, 'not_found');
+      // B deleting its group leaves A's
+      await workers[1].stop();
+      workers[1].assertHealthy();
+      assert.equal((await cb.del(`${groupsPath(stream)}/same`)).status, 204);
+      assert.equal((await groupInfo(c, stream, 'same')).dead_letters, 2);
+      await withRedis(async (r) => {
+        assert.deepEqual((await r.cmd('XINFO', 'GROUPS', keyA)).map((g) => fieldsOf(g).name), ['same']);
+        assert.deepEqual(await r.cmd('XINFO', 'GROUPS', keyB), []);
+      });
+      await h.sleep(300);
+      for (const r of await allDeadLetters(c)) assert.equal(r.status, 'open', 'A\'s dead letters untouched');
+      for (const w of workers) w.assertHealthy();
+    } finally {
+      for (const w of workers) await w.stop().catch(() => {});
+      await s.stop().finally(() => s.cleanup());
+      await deletePrefix(prefix);
+    }
+  });
+});
