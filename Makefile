@@ -31,7 +31,7 @@ CONF_OBJ    = $(CONF_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_OBJ    = $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
 MIGRATIONS  = $(sort $(wildcard migrations/*.sql))
 
-.PHONY: all run test unit bench clean format asan
+.PHONY: all run test unit bench faults clean format asan
 all: $(BUILD)/sluice
 
 $(BUILD)/sluice: $(LIB_OBJ) $(MAIN_OBJ)
@@ -82,7 +82,14 @@ test:
 bench:
 	scripts/install-deps.sh
 	$(MAKE) all
-	bench/run.sh
+	bench/all.sh
+
+# The fault suite on its own: crashes, PostgreSQL and Redis outages, leader loss
+# (make test runs the same files as part of the integration suite).
+faults:
+	scripts/install-deps.sh
+	$(MAKE) all SANITIZER=address build/asan/sluice
+	SLUICE_FAULTS_ONLY=1 scripts/test.sh
 
 format:
 	clang-format -i $(CORE_SRC) $(shell find server handlers -name '*.h') $(UNIT_SRC)
