@@ -28,7 +28,12 @@ const main = $('#main');
 const panels = {
   // The REST check passed before the feed connects, so a 1008 here means the key lacks the
   // subscribe scope (or was revoked since): say so, and keep the other panels.
-  live: new Feed($('#panel-live'), { onTokenRefused: () => say(tokenError, 'The live feed refused the token (WebSocket close 1008): it lacks the subscribe scope, or was revoked.', 'error') }),
+  live: new Feed($('#panel-live'), {
+    onTokenRefused: () => {
+      say(tokenStatus, '');
+      say(tokenError, 'The live feed refused the token (WebSocket close 1008): it lacks the subscribe scope, or was revoked.', 'error');
+    },
+  }),
   rates: new Rates($('#panel-rates')),
   groups: new Groups($('#panel-groups')),
   'dead-letters': new DeadLetters($('#panel-dead-letters')),
@@ -53,6 +58,7 @@ $('#token-forget').addEventListener('click', () => {
   setToken('');
   tokenInput.value = '';
   stop();
+  document.body.dataset.auth = 'none';
   say(tokenStatus, 'Token forgotten.', 'info');
   say(tokenError, '');
   tokenInput.focus();

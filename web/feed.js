@@ -39,6 +39,7 @@ export class Feed {
     this.statusEl = $('#feed-status', root);
     this.errorEl = $('#feed-error', root);
     this.countEl = $('#feed-count', root);
+    this.emptyEl = $('#feed-empty', root);
     this.pauseBtn = $('#feed-pause', root);
     this.form = $('#feed-filters', root);
 
@@ -74,11 +75,15 @@ export class Feed {
     }
   }
 
-  url() {
+  // The token rides in ?token=: a refused one then closes the handshake's connection with
+  // a clean 1008. (With the first-message form, this server queues an error frame behind
+  // its close frame, and Chromium turns that into 1006.)
+  url({ withToken = false } = {}) {
     const info = session.info || {};
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
     const port = info.ws_port || location.port;
-    return `${proto}//${location.hostname}:${port}${info.ws_path || '/v1/ws'}`;
+    const token = withToken && session.token ? `?token=${encodeURIComponent(session.token)}` : '';
+    return `${proto}//${location.hostname}:${port}${info.ws_path || '/v1/ws'}${token}`;
   }
 
   open() {
@@ -91,14 +96,12 @@ export class Feed {
     say(this.errorEl, '');
     this.setState('connecting', `Connecting to ${this.url()} …`);
     let ws;
-    try { ws = new WebSocket(this.url()); } catch (e) {
+    try { ws = new WebSocket(this.url({ withToken: true })); } catch (e) {
       this.setState('error', `Cannot open the WebSocket: ${e.message}`);
       return;
     }
     this.ws = ws;
     ws.onopen = () => {
-      // The token goes in the first message, not the URL, so it stays out of logs.
-      if (session.token) ws.send(JSON.stringify({ op: 'auth', token: session.token }));
       this.sendSubscribe();
       this.pingTimer = setInterval(() => this.send({ op: 'ping' }), PING_MS);
     };
@@ -151,7 +154,7 @@ export class Feed {
     if (!this.wanted) return;
     if (ev.code === 1008) {
       this.wanted = false;
-      this.setState('refused', 'Token refused by the live feed.');
+      this.setState('refused', '');
       say(this.errorEl, 'The WebSocket closed with 1008: the token is wrong, revoked, or lacks the subscribe scope. The other panels still work with the scopes it has.', 'error');
       this.onTokenRefused();
       return;
@@ -299,5 +302,6 @@ export class Feed {
     if (held) text += ` · ${fmtNum(held)} new while paused`;
     if (this.missed) text += ` · ${fmtNum(this.missed)} dropped while paused`;
     this.countEl.textContent = text;
+    this.emptyEl.hidden = this.events.length > 0;
   }
 }

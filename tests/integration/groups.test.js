@@ -220,8 +220,11 @@ class Worker {
       const took = this.held.get(p.id);
       // handed back since this worker read it: idle counts from the sweeper's XCLAIM
       if (took !== undefined && !(p.idle + 50 < now - took)) continue;
-      // the first PEL entry after the one before it: this one, or, if the sweeper took it
-      // meanwhile, the next one, which Redis counts as delivered all the same
+      // Still here? (The loop may have taken a while.) Then read the first PEL entry after the
+      // one before it: this one, or, if the sweeper took it in between, the next one, which
+      // Redis counts as delivered all the same, so it is handled like any delivery.
+      const still = await this.r.cmd('XPENDING', this.key, this.group, p.id, p.id, 1, this.name);
+      if (!still.length) continue;
       const [one] = await this.read(`${p.position - 1}-0`, 1);
       if (one) await this.handle({ ...one, via: 'pel' });
     }
@@ -250,9 +253,9 @@ class Worker {
 
   of(position) { return this.deliveries.filter((d) => d.position === position); }
 
-  assertHealthy() {
+  assertHealthy({ lateNacks = false } = {}) {
     assert.deepEqual(this.errors.map(String), [], `worker ${this.name}: no Redis errors`);
-    const bad = this.nacks.filter((x) => x.status !== 200);
+    const bad = this.nacks.filter((x) => x.status !== 200 && !(lateNacks && x.status === 409));
     assert.deepEqual(bad, [], `worker ${this.name}: every nack answered 200`);
   }
 }
@@ -649,11 +652,23 @@ describe('retries: a real worker that fails', () => {
     await h.waitFor(() => evs.filter((_, i) => i % 5 === 2).every((e) => w.of(e.position).length === 3), { timeout: WAIT_MS, what: 'the flaky events to succeed on their third delivery' });
     await h.sleep(1000);
     assert.deepEqual(rows.map((r) => r.event_id).sort(), failing.map((e) => e.id).sort(), 'exactly the failing events are dead letters');
-    for (const r of rows) assert.equal(r.delivery_count, 3, JSON.stringify(r));
+    // Redis counts every read; a worker reading its PEL by id can (rarely) get one more than
+    // it asked for, so the rule is: dead after at least max_deliveries, and the row's count is
+    // exactly the number of deliveries the worker saw.
+    const byPos = new Map(rows.map((r) => [r.event_position, r]));
     evs.forEach((e, i) => {
       const n = w.of(e.position).length;
-      assert.equal(n, i % 5 < 3 ? 3 : 1, `event ${i} (${['nack', 'ignore', 'flaky', 'ack', 'ack'][i % 5]}) delivered ${n} times`);
+      const what = `event ${i} (${['nack', 'ignore', 'flaky', 'ack', 'ack'][i % 5]}) delivered ${n} times`;
+      if (i % 5 < 2) {
+        assert.ok(n >= 3, what);
+        assert.equal(byPos.get(e.position).delivery_count, n, `${what}: the dead letter's delivery_count`);
+      } else if (i % 5 === 2) {
+        assert.ok(n >= 3, what);
+      } else {
+        assert.equal(n, 1, what);
+      }
     });
+    assert.ok(rows.some((r) => r.delivery_count === 3));
     await withRedis(async (r) => {
       const p = await pendingEntries(r, key, group);
       assert.deepEqual(p.map((x) => x.position).sort((a, b) => a - b), failing.map((e) => e.position), 'only the dead letters are still pending');
@@ -772,23 +787,27 @@ describe('leader failover in the middle of a sweep', () => {
         nacks: workers.map((w) => w.nacks.filter((x) => posOf(x.id) === pos).map((x) => ({ w: w.name, n: x.n, status: x.status, body: x.body }))),
         killedAt: killedAt - t0,
       });
-      for (const [pos, n, dmin, dmax, hlen] of db) {
-        if (dmin !== 3 || dmax !== 3 || hlen !== 1 || n !== 1) console.error('failover: ' + explain(pos));
-        assert.equal(n, 1, `position ${pos}: one row`);
-        assert.equal(dmin, 3, `position ${pos}: delivery_count 3 (not added up by a second dead-lettering)`);
-        assert.equal(dmax, 3);
-        assert.equal(hlen, 1, `position ${pos}: one "open" in its history`);
-      }
-      // every failing event was delivered exactly max_deliveries times in all, the others once
+      // Every delivery the workers saw is one Redis counted; a dead letter's delivery_count is
+      // the count when it was dead-lettered, so a second dead-lettering would add up (and
+      // append a second "open" to the history).
       const seen = new Map();
       for (const w of workers) for (const d of w.deliveries) seen.set(d.position, (seen.get(d.position) || 0) + 1);
-      evs.forEach((e, i) => assert.equal(seen.get(e.position), i % 3 === 2 ? 1 : 3, `event ${i} deliveries`));
+      for (const [pos, n, dmin, dmax, hlen] of db) {
+        const ok = n === 1 && hlen === 1 && dmin === dmax && dmin === seen.get(pos) && dmin >= 3;
+        if (!ok) console.error('failover: ' + explain(pos));
+        assert.equal(n, 1, `position ${pos}: one row`);
+        assert.equal(hlen, 1, `position ${pos}: dead-lettered once (one "open" in its history): ${explain(pos)}`);
+        assert.equal(dmin, seen.get(pos), `position ${pos}: delivery_count = the deliveries the workers saw: ${explain(pos)}`);
+        assert.ok(dmin >= 3, `position ${pos}: at least max_deliveries`);
+      }
+      evs.forEach((e, i) => { if (i % 3 === 2) assert.equal(seen.get(e.position), 1, `acknowledged event ${i}: delivered once`); });
       await withRedis(async (r) => {
         const p = await pendingEntries(r, key, group);
         assert.equal(p.length, failing.length);
         for (const x of p) assert.equal(x.consumer, 'sluice-dead', `entry ${x.id} parked as dead`);
       });
-      for (const w of workers) w.assertHealthy();
+      // a nack that comes after the sweeper timed the delivery out answers 409: allowed here
+      for (const w of workers) w.assertHealthy({ lateNacks: true });
     } finally {
       for (const w of workers) await w.stop().catch(() => {});
       if (s2) await s2.stop().finally(() => s2.cleanup());
