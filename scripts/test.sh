@@ -6,8 +6,12 @@
 #      the sanitizers;
 #   3. a private PostgreSQL and Redis (scripts/services.sh), unless
 #      SLUICE_DATABASE_URL and SLUICE_REDIS_URL name servers to use;
-#   4. the integration suite (tests/integration) against the sanitizer build,
-#      so a leak, overflow or undefined behaviour anywhere fails the run.
+#   4. the OpenAPI lint, then the integration suite (tests/integration) against
+#      the sanitizer build, so a leak, overflow or undefined behaviour anywhere
+#      fails the run;
+#   5. the dashboard's browser tests (headless Chromium) and the fuzz targets,
+#      each for a bounded time.
+# SLUICE_FAULTS_ONLY=1 (make faults) runs only the crash/outage/failover files.
 # Prints one closing line "N passed, N failed" over the suites it ran.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -47,8 +51,33 @@ if [[ -z "${SLUICE_DATABASE_URL:-}" || -z "${SLUICE_REDIS_URL:-}" ]]; then
   source "$SLUICE_RUN_DIR/env"
 fi
 
+if [[ -n "${SLUICE_FAULTS_ONLY:-}" ]]; then
+  # make faults: crashes, outages and leader loss only.
+  faults=()
+  for f in crash outage relay groups tail dead_letters; do
+    [[ -f tests/integration/$f.test.js ]] && faults+=("tests/integration/$f.test.js")
+  done
+  suite "faults (ASan build)" env SLUICE_BIN="$repo/build/asan/sluice" \
+    tests/integration/run.sh "${faults[@]}"
+  echo "$passed passed, $failed failed"
+  [[ $failed -eq 0 ]]
+  exit
+fi
+
+suite "openapi lint (@redocly/cli)" tests/node_modules/.bin/redocly lint openapi/openapi.yaml \
+  --format=stylish
+
 suite "integration (real PostgreSQL + Redis, ASan build)" \
   env SLUICE_BIN="$repo/build/asan/sluice" tests/integration/run.sh
+
+if [[ -x tests/browser/run.sh ]]; then
+  suite "browser (headless Chromium, the dashboard)" \
+    env SLUICE_BIN="$repo/build/sluice" tests/browser/run.sh
+fi
+
+if [[ -x tests/fuzz/run.sh ]]; then
+  suite "fuzz (libFuzzer, bounded, kept corpus)" tests/fuzz/run.sh "${SLUICE_FUZZ_SECONDS:-15}"
+fi
 
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]
