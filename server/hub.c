@@ -17,6 +17,12 @@ static hub_sub *subs;             /* {lock} doubly linked */
 static long long head;            /* {lock} */
 static atomic_llong head_atomic;  /* readable without the lock */
 static void (*wakers[4])(void);
+static _Thread_local bool publishing; /* this thread is inside hub_publish */
+
+bool hub_in_publish(void)
+{
+    return publishing;
+}
 static int n_wakers;
 
 bool hub_filter_add_type(hub_filter *f, const char *t)
@@ -122,6 +128,7 @@ void hub_on_batch(void (*waker)(void))
 
 void hub_publish(sevent **events, int n)
 {
+    publishing = true;
     pthread_mutex_lock(&lock);
     for (int i = 0; i < n; i++) {
         sevent *e = events[i];
@@ -136,5 +143,6 @@ void hub_publish(sevent **events, int n)
     }
     atomic_store(&head_atomic, head);
     pthread_mutex_unlock(&lock);
+    publishing = false;
     for (int i = 0; i < n_wakers; i++) wakers[i]();
 }

@@ -71,6 +71,9 @@ void hub_set_head(long long position);
 /* Tail thread: offers `n` events (position order) to live subscriptions, then calls every
  * registered waker once. Takes no references from the caller. */
 void hub_publish(sevent **events, int n);
+/* True on the tail thread while hub_publish delivers (subscribers defer their wake-ups
+ * to the batch's wakers). */
+bool hub_in_publish(void);
 /* Registers a function called after each published batch (e.g. wake the WebSocket loop). */
 void hub_on_batch(void (*waker)(void));
 

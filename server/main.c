@@ -125,10 +125,10 @@ static void drain(const sluice_config *cfg)
              json_pack("{s:i}", "in_flight", http_in_flight()));
     http_quiesce();
     waiters_stop(); /* long polls answer 204 now rather than hold the drain */
+    http_stream_shutdown(); /* SSE and NDJSON streams end rather than hold the drain */
     int64_t deadline = time_mono_ms() + cfg->drain_timeout_ms;
     while (http_in_flight() > 0 && time_mono_ms() < deadline) usleep(20 * 1000);
     ws_stop(); /* every WebSocket closed with 1001 */
-    http_stream_shutdown();
     appender_stop();
     relay_stop(); /* after the last commit: flushes it to Redis */
     retention_stop();

@@ -11,10 +11,15 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { W_WAITING = 0, W_ANSWERED = 1 };
+/* LOOKING: the store lookup of matches up to the registration head is running; a live
+ * match meanwhile is held back (the earliest), since a stored one comes first.
+ * WAITING: only live matches can answer. ANSWERED: done. */
+enum { W_LOOKING = 0, W_WAITING = 1, W_ANSWERED = 2 };
 
 struct waiter {
     hub_sub hs;              /* hs.owner = this */
+    pthread_mutex_t mu;      /* orders the store's answer and live deliveries */
+    sevent *held;            /* {mu} the first live match while LOOKING */
     atomic_int state;
     atomic_int refs;         /* the reaper's list + the caller's */
     long long after;
@@ -34,14 +39,16 @@ static void unref(waiter *w)
 {
     if (atomic_fetch_sub(&w->refs, 1) != 1) return;
     hub_filter_dispose(&w->hs.filter);
+    sevent_unref(w->held);
+    pthread_mutex_destroy(&w->mu);
     free(w);
 }
 
-/* Answers once; returns whether this call did. */
-static bool answer(waiter *w, const char *json, size_t len)
+/* Answers once, with w->mu held; returns whether this call did. */
+static bool answer_locked(waiter *w, const char *json, size_t len)
 {
-    int expect = W_WAITING;
-    if (!atomic_compare_exchange_strong(&w->state, &expect, W_ANSWERED)) return false;
+    if (atomic_load(&w->state) == W_ANSWERED) return false;
+    atomic_store(&w->state, W_ANSWERED);
     w->done(w->arg, json, len);
     return true;
 }
@@ -50,7 +57,14 @@ static bool answer(waiter *w, const char *json, size_t len)
 static void deliver(hub_sub *hs, sevent *e)
 {
     waiter *w = hs->owner;
-    if (e->position > w->after) (void)answer(w, e->json, e->json_len);
+    if (e->position <= w->after) return;
+    pthread_mutex_lock(&w->mu);
+    if (atomic_load(&w->state) == W_LOOKING) {
+        if (!w->held) w->held = sevent_ref(e); /* events come in order: the first is earliest */
+    } else {
+        (void)answer_locked(w, e->json, e->json_len);
+    }
+    pthread_mutex_unlock(&w->mu);
 }
 
 static void *reaper_main(void *unused)
@@ -63,7 +77,11 @@ static void *reaper_main(void *unused)
         pthread_mutex_lock(&lock);
         for (waiter **pp = &all; *pp;) {
             waiter *w = *pp;
-            if (stop || now >= w->deadline) (void)answer(w, NULL, 0);
+            if (stop || now >= w->deadline) {
+                pthread_mutex_lock(&w->mu);
+                (void)answer_locked(w, NULL, 0);
+                pthread_mutex_unlock(&w->mu);
+            }
             if (atomic_load(&w->state) == W_ANSWERED) {
                 *pp = w->next;
                 w->next = done;
@@ -109,6 +127,8 @@ waiter *waiter_add(hub_filter *filter, long long after, int timeout_ms, waiter_d
     w->hs.state = HUB_LIVE;
     w->hs.deliver = deliver;
     w->hs.owner = w;
+    pthread_mutex_init(&w->mu, NULL);
+    atomic_init(&w->state, W_LOOKING);
     w->after = after;
     w->deadline = time_mono_ms() + timeout_ms;
     w->done = done;
@@ -125,6 +145,13 @@ waiter *waiter_add(hub_filter *filter, long long after, int timeout_ms, waiter_d
 
 void waiter_offer(waiter *w, const char *json, size_t len)
 {
-    if (json) (void)answer(w, json, len);
+    pthread_mutex_lock(&w->mu);
+    if (json)
+        (void)answer_locked(w, json, len); /* stored matches precede live ones */
+    else if (w->held)
+        (void)answer_locked(w, w->held->json, w->held->json_len);
+    else if (atomic_load(&w->state) == W_LOOKING)
+        atomic_store(&w->state, W_WAITING);
+    pthread_mutex_unlock(&w->mu);
     unref(w);
 }

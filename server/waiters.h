@@ -28,8 +28,9 @@ void waiters_stop(void);
  * registration: matches at or below it must be looked up in the store. */
 waiter *waiter_add(hub_filter *filter, long long after, int timeout_ms, waiter_done_fn done,
                    void *arg, long long *head);
-/* Offers a match found in the store (json borrowed), or none (NULL), then drops the
- * caller's reference. */
+/* Offers the store's first match (json borrowed), or none (NULL), then drops the caller's
+ * reference. Must be called exactly once per waiter_add: until then a live match is held
+ * back, since a stored match is earlier. */
 void waiter_offer(waiter *w, const char *json, size_t len);
 
 #endif

@@ -26,6 +26,7 @@ typedef struct ws_conn {
     session *sess;           /* owned reference */
     struct lws *wsi;         /* lws thread only */
     bool authed;             /* lws thread only */
+    int close_code;          /* lws thread only: close with this once the queue is written */
     bool on_ready;           /* {ready_lock} */
     bool gone;               /* {ready_lock} lws has closed it */
     atomic_int refs;         /* lws + the ready list */
@@ -80,8 +81,8 @@ static void wake(session *s)
         cancel = true;
     }
     pthread_mutex_unlock(&ready_lock);
-    /* The hub wakes once per batch (on_hub_batch); others wake lws here. */
-    if (cancel && context) lws_cancel_service(context);
+    /* Inside a hub batch, on_hub_batch wakes lws once for all; others wake it here. */
+    if (cancel && context && !hub_in_publish()) lws_cancel_service(context);
 }
 
 static void on_hub_batch(void)
@@ -195,7 +196,8 @@ static int on_message(ws_conn *c, const char *data, size_t len)
     if (!json_is_object(msg)) {
         json_decref(msg);
         send_error(c, NULL, "invalid_json", "messages are JSON objects with an \"op\"");
-        return c->authed ? 0 : -1;
+        if (!c->authed) c->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION;
+        return 0;
     }
     const char *op = json_string_value(json_object_get(msg, "op"));
     json_t *idv = json_object_get(msg, "id");
@@ -207,8 +209,9 @@ static int on_message(ws_conn *c, const char *data, size_t len)
             send_error(c, id, "unauthenticated",
                        "send ?token= or a first message {\"op\":\"auth\",\"token\":\"…\"} "
                        "with a key that has the subscribe scope");
+            c->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION; /* after the error is written */
             json_decref(msg);
-            return -1;
+            return 0;
         }
         if (op && strcmp(op, "auth") == 0) {
             session_push_text(c->sess, xstrdup("{\"op\":\"authenticated\"}"));
@@ -261,7 +264,14 @@ static int on_writeable(ws_conn *c)
     }
     for (int i = 0; i < WS_MAX_WRITES_PER_CALLBACK; i++) {
         session_item it;
-        if (!session_pop(c->sess, &it)) return 0;
+        if (!session_pop(c->sess, &it)) {
+            if (c->close_code) { /* the last words are out: now close */
+                lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
+                                 (unsigned char *)"unauthenticated", 15);
+                return -1;
+            }
+            return 0;
+        }
         scratch.len = 0;
         static const char pre[LWS_PRE] = {0};
         buf_append(&scratch, pre, LWS_PRE); /* room lws needs before the payload */
@@ -332,6 +342,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             send_error(c, NULL, "payload_too_large", "messages are single frames of at most 64 KiB");
             return 0;
         }
+        if (c->close_code) return 0; /* closing: ignore the rest */
         if (on_message(c, in, len) < 0) {
             lws_close_reason(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
                              (unsigned char *)"unauthenticated", 15);

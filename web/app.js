@@ -182,6 +182,9 @@ function route() {
   }
 }
 
+// A handle for the browser's console (and the browser tests): the panels and the session.
+window.sluice = { panels, session };
+
 window.addEventListener('hashchange', route);
 route();
 start();

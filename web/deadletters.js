@@ -4,7 +4,7 @@
 // Every answer updates the row in place, so the operator sees the status change.
 
 import { api, seg, describeError } from './api.js';
-import { h, $, say, table, fmtNum, timeEl, jsonView, badge } from './dom.js';
+import { h, $, say, table, fmtNum, timeEl, jsonView, badge, fill } from './dom.js';
 
 const REFRESH_MS = 10000;
 
@@ -74,7 +74,7 @@ export class DeadLetters {
       'Last error', 'Last failed', 'Actions'], { label: 'Dead letters', className: 'dl' });
     for (const d of this.letters) tbody.append(this.row(d));
     if (!this.letters.length) tbody.append(h('tr', null, h('td', { colspan: 10, class: 'empty' }, 'No dead letters match.')));
-    this.out.replaceChildren(el);
+    fill(this.out, el);
   }
 
   row(d) {
@@ -161,7 +161,7 @@ export class DeadLetters {
       if (scroll) this.detail.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
     } catch (e) {
       this.detail.hidden = false;
-      this.detail.replaceChildren(h('p', { class: 'error' }, describeError(e, 'this dead letter')));
+      fill(this.detail, h('p', { class: 'error' }, describeError(e, 'this dead letter')));
     }
   }
 
@@ -170,10 +170,10 @@ export class DeadLetters {
     const errors = d.errors || [];
     const history = d.history || [];
     this.detail.hidden = false;
-    this.detail.replaceChildren(
+    fill(this.detail, 
       h('header', { class: 'detail-head' },
         h('h3', { tabindex: '-1' }, `Dead letter ${id} `, badge(d.status)),
-        h('div', { class: 'actions' }, this.actions(d),
+        h('div', { class: 'actions' }, this.actions(d).slice(1),
           h('button', { type: 'button', 'aria-label': 'Close the dead letter', onclick: () => this.close() }, 'Close'))),
       h('dl', { class: 'facts' },
         fact('Source', d.source), fact('Stream', d.stream), fact('Group', d.group ?? '—'),

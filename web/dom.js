@@ -28,6 +28,14 @@ function append(el, children) {
 
 export function clear(el) { el.replaceChildren(); return el; }
 
+// Replaces el's children; like h(), it skips null/false and flattens arrays (the DOM's own
+// replaceChildren would print them as "null" and "a,b").
+export function fill(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
+  return el;
+}
+
 export const $ = (sel, root = document) => root.querySelector(sel);
 
 // Replaces the content of a status line (role=status/alert elements live in index.html).

@@ -4,7 +4,7 @@
 // it), with the time since the flow began.
 
 import { api, seg, describeError } from './api.js';
-import { h, $, table, fmtNum, timeEl, jsonView } from './dom.js';
+import { h, $, table, fmtNum, timeEl, jsonView, fill } from './dom.js';
 
 const TRACE_LIMIT = 1000;
 
@@ -22,21 +22,21 @@ export class EventView {
 
   async show(id) {
     if (!id) {
-      if (!this.out.childElementCount) this.out.replaceChildren(h('p', { class: 'muted' }, 'Enter an event id, or open one from the live feed.'));
+      if (!this.out.childElementCount) fill(this.out, h('p', { class: 'muted' }, 'Enter an event id, or open one from the live feed.'));
       return;
     }
     this.form.elements.id.value = id;
-    this.out.replaceChildren(h('p', { class: 'muted' }, `Loading ${id} …`));
+    fill(this.out, h('p', { class: 'muted' }, `Loading ${id} …`));
     let ev;
     try {
       ev = await api(`/v1/events/${seg(id)}`);
     } catch (e) {
       const msg = e.status === 404 && !e.missingRoute ? `No event ${id} in this tenant.` : describeError(e, 'events');
-      this.out.replaceChildren(h('p', { class: 'error', role: 'alert' }, msg));
+      fill(this.out, h('p', { class: 'error', role: 'alert' }, msg));
       return;
     }
     const traceOut = h('div', { id: 'trace' }, h('p', { class: 'muted' }, 'Loading the trace …'));
-    this.out.replaceChildren(
+    fill(this.out, 
       h('header', { class: 'detail-head' }, h('h3', null, h('code', null, ev.type), ' ', h('span', { class: 'muted' }, `#${fmtNum(ev.position)}`))),
       h('dl', { class: 'facts' },
         fact('ID', h('code', null, ev.id)), fact('Stream', ev.stream), fact('Key', ev.key ?? '—'),
@@ -47,7 +47,7 @@ export class EventView {
       ev.metadata ? [h('h4', null, 'Metadata'), jsonView(ev.metadata, { label: 'Event metadata' })] : null,
       h('h4', null, 'Correlation trace'), traceOut);
     if (ev.correlation_id) this.trace(ev, traceOut);
-    else traceOut.replaceChildren(h('p', { class: 'muted' }, 'No correlation id.'));
+    else fill(traceOut, h('p', { class: 'muted' }, 'No correlation id.'));
   }
 
   async trace(ev, out) {
@@ -55,7 +55,7 @@ export class EventView {
     try {
       body = await api(`/v1/correlations/${seg(ev.correlation_id)}?limit=${TRACE_LIMIT}`);
     } catch (e) {
-      out.replaceChildren(h('p', { class: 'error' }, describeError(e, 'correlations')));
+      fill(out, h('p', { class: 'error' }, describeError(e, 'correlations')));
       return;
     }
     const events = (body && body.events) || [];
@@ -84,7 +84,7 @@ export class EventView {
         h('td', { class: 'num' }, fmtNum(e.position)),
         h('td', null, timeEl(e.time))));
     });
-    out.replaceChildren(
+    fill(out, 
       h('p', null, `${fmtNum(events.length)} event${events.length === 1 ? '' : 's'} in flow `, h('code', null, ev.correlation_id),
         body.has_more ? ` (the first ${TRACE_LIMIT})` : '', '.'), el);
   }

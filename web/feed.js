@@ -8,7 +8,7 @@
 // reconnect with backoff, resuming after the last position shown so nothing is missed.
 
 import { session } from './api.js';
-import { h, $, say, timeEl, splitList, fmtNum } from './dom.js';
+import { h, $, say, timeEl, splitList, fmtNum, fill } from './dom.js';
 
 const MAX_FILTERS = 16; // the server's bound for streams[] and types[]
 const PING_MS = 25000;
@@ -232,6 +232,7 @@ export class Feed {
     const bad = [];
     if (streams.length > MAX_FILTERS) bad.push(`at most ${MAX_FILTERS} streams`);
     if (types.length > MAX_FILTERS) bad.push(`at most ${MAX_FILTERS} types`);
+    for (const st of streams) if (!/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/.test(st)) bad.push(`"${st}" is not a stream name`);
     for (const t of types) if (!/^(\*|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?)$/.test(t)) bad.push(`"${t}" is not a type or prefix.* wildcard`);
     if (fromRaw && !/^\d+$/.test(fromRaw)) bad.push('from position must be a whole number');
     if (bad.length) { say(this.errorEl, `Filters not applied: ${bad.join('; ')}.`, 'error'); return; }
@@ -270,7 +271,7 @@ export class Feed {
     this.events = [];
     this.queue = [];
     this.missed = 0;
-    this.tbody.replaceChildren();
+    fill(this.tbody);
     this.updateCount();
   }
 

@@ -3,7 +3,7 @@
 // REFRESH_MS while the panel is shown.
 
 import { api, seg, describeError } from './api.js';
-import { h, $, say, table, fmtNum, mapLimit } from './dom.js';
+import { h, $, say, table, fmtNum, mapLimit, fill } from './dom.js';
 
 const REFRESH_MS = 5000;
 
@@ -40,7 +40,7 @@ export class Groups {
       const denied = answers.find((a) => a && a.error && a.error.status === 403);
       if (denied) {
         say(this.note, describeError(denied.error, 'consumer groups (admin scope)'), 'error');
-        this.out.replaceChildren();
+        fill(this.out);
         return;
       }
       this.render(streams, answers);
@@ -81,7 +81,7 @@ export class Groups {
       }
     }
     if (!groups) tbody.append(h('tr', null, h('td', { colspan: 9, class: 'empty' }, 'No consumer groups. Create one with POST /v1/streams/{stream}/groups.')));
-    this.out.replaceChildren(el);
+    fill(this.out, el);
     const notes = [`${fmtNum(groups)} group${groups === 1 ? '' : 's'} on ${fmtNum(streams.length)} stream${streams.length === 1 ? '' : 's'}.`];
     if (noRedis) notes.push('Redis is unreachable: pending and lag are unknown.');
     if (failed.length) notes.push(...failed);

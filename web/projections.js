@@ -3,7 +3,7 @@
 // no key, the first page of every key's state).
 
 import { api, seg, describeError } from './api.js';
-import { h, $, say, table, fmtNum, jsonView, badge } from './dom.js';
+import { h, $, say, table, fmtNum, jsonView, badge, fill } from './dom.js';
 
 const REFRESH_MS = 5000;
 
@@ -54,13 +54,13 @@ export class Projections {
         h('td', { class: 'bad' }, p.error ?? '')));
     }
     if (!list.length) tbody.append(h('tr', null, h('td', { colspan: 9, class: 'empty' }, 'No projections. Define one with POST /v1/projections.')));
-    this.out.replaceChildren(el);
+    fill(this.out, el);
     say(this.note, '');
     // Keep the lookup's choices in step with the list, without losing the selection.
     const current = this.select.value;
     const names = list.map((p) => p.name);
     if (names.join('\n') !== [...this.select.options].map((o) => o.value).join('\n')) {
-      this.select.replaceChildren(...names.map((n) => h('option', { value: n }, n)));
+      fill(this.select, ...names.map((n) => h('option', { value: n }, n)));
       if (names.includes(current)) this.select.value = current;
     }
     this.form.querySelector('button').disabled = !names.length;
@@ -73,11 +73,11 @@ export class Projections {
     const q = new URLSearchParams();
     if (key !== '') q.set('key', key);
     else q.set('limit', '100');
-    this.result.replaceChildren(h('p', { class: 'muted' }, 'Looking up …'));
+    fill(this.result, h('p', { class: 'muted' }, 'Looking up …'));
     try {
       const body = await api(`/v1/projections/${seg(name)}/state?${q}`);
       if (key !== '') {
-        this.result.replaceChildren(
+        fill(this.result, 
           h('p', null, `State of key `, h('code', null, body.key ?? key), ` in `, h('strong', null, name),
             ` at position ${fmtNum(body.position)}`,
             body.projection_position !== undefined ? ` (projection at ${fmtNum(body.projection_position)})` : '', ':'),
@@ -90,11 +90,11 @@ export class Projections {
             h('td', null, h('code', { class: 'clip-wide' }, JSON.stringify(s.state))), h('td', { class: 'num' }, fmtNum(s.position))));
         }
         if (!states.length) tbody.append(h('tr', null, h('td', { colspan: 3, class: 'empty' }, 'No state yet.')));
-        this.result.replaceChildren(h('p', null, `${fmtNum(states.length)} key${states.length === 1 ? '' : 's'}${body.has_more ? ' (first 100)' : ''}:`), el);
+        fill(this.result, h('p', null, `${fmtNum(states.length)} key${states.length === 1 ? '' : 's'}${body.has_more ? ' (first 100)' : ''}:`), el);
       }
     } catch (e) {
       const msg = e.status === 404 && !e.missingRoute ? `No state for key "${key}" in ${name}.` : describeError(e, 'projection state');
-      this.result.replaceChildren(h('p', { class: 'error', role: 'alert' }, msg));
+      fill(this.result, h('p', { class: 'error', role: 'alert' }, msg));
     }
   }
 }

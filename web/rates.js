@@ -9,7 +9,7 @@
 // beat; a server without that route gets a note instead of an error.
 
 import { api, describeError } from './api.js';
-import { h, $, say, table, fmtNum, fmtMs, fmtPct, timeEl, ago } from './dom.js';
+import { h, $, say, table, fmtNum, fmtMs, fmtPct, timeEl, ago, fill } from './dom.js';
 
 const POLL_MS = 5000;
 const FIRST_MS = 1000;
@@ -37,6 +37,9 @@ export class Rates {
     this.lastStreams = [];
     this.resize = new ResizeObserver(() => this.fit());
     this.resize.observe(this.chartEl);
+    this.hovering = false;
+    this.chartEl.addEventListener('mouseenter', () => { this.hovering = true; });
+    this.chartEl.addEventListener('mouseleave', () => { this.hovering = false; setTimeout(() => this.showLatest()); });
   }
 
   // Starts from an empty chart: a new token may be another tenant's view.
@@ -87,7 +90,7 @@ export class Rates {
         const rate = before === undefined ? count / dt : Math.max(0, count - before) / dt;
         this.series.get(name).push(Math.round(rate * 100) / 100);
       }
-      for (const [name, arr] of this.series) if (arr.length < this.times.length) arr.push(null);
+      for (const arr of this.series.values()) if (arr.length < this.times.length) arr.push(null);
       if (this.times.length > KEEP_POINTS) {
         const drop = this.times.length - KEEP_POINTS;
         this.times.splice(0, drop);
@@ -122,7 +125,7 @@ export class Rates {
         h('td', null, ret)));
     }
     if (!streams.length) tbody.append(h('tr', null, h('td', { colspan: 6, class: 'empty' }, 'No streams yet: publish an event.')));
-    this.streamsEl.replaceChildren(el);
+    fill(this.streamsEl, el);
   }
 
   draw() {
@@ -136,6 +139,7 @@ export class Rates {
     const keys = names.join('\n');
     if (this.plot && keys === this.plotKeys) {
       this.plot.setData(data);
+      this.showLatest();
       return;
     }
     if (this.plot) this.plot.destroy();
@@ -148,16 +152,26 @@ export class Rates {
       width: this.width(),
       height: 260,
       cursor: { drag: { x: false, y: false } },
-      scales: { y: { range: (u, min, max) => [0, Math.max(1, max * 1.15)] } },
+      scales: {
+        // At least the last minute, so the first readings do not stretch over years.
+        x: { time: true, range: (u, min, max) => [Math.min(min, max - 60), max] },
+        y: { range: (u, min, max) => [0, Math.max(1, (max || 0) * 1.15)] },
+      },
       axes: [{ ...axis }, { ...axis, label: 'events / s', size: 60 }],
       series: [
         { label: 'time' },
         ...names.map((n, i) => ({
-          label: n, stroke: PALETTE[i % PALETTE.length], width: 2, spanGaps: false,
-          points: { show: false }, value: (u, v) => (v === null || v === undefined ? '—' : `${fmtNum(v)}/s`),
+          label: n, stroke: PALETTE[i % PALETTE.length], width: 2, spanGaps: false, value: (u, v) => (v === null || v === undefined ? '—' : `${fmtNum(v)}/s`),
         })),
       ],
     }, data, this.chartEl);
+    this.showLatest();
+  }
+
+  // Away from the cursor, the legend shows the latest reading rather than dashes.
+  showLatest() {
+    if (!this.plot || this.hovering || !this.times.length) return;
+    this.plot.setLegend({ idx: this.times.length - 1 });
   }
 
   width() { return Math.max(300, Math.floor(this.chartEl.clientWidth || 600)); }
@@ -178,7 +192,7 @@ export class Rates {
       say(this.statsNote, e.missingRoute
         ? 'Latency and success rates need GET /v1/stats, which this Sluice does not serve.'
         : describeError(e, 'stats'), e.missingRoute ? 'info' : 'error');
-      this.statsEl.replaceChildren();
+      fill(this.statsEl);
       return;
     }
     this.statsMissing = false;
@@ -200,7 +214,7 @@ export class Rates {
         h('td', { class: 'num' }, fmtNum(typeof r.per_minute === 'number' ? Math.round(r.per_minute * 10) / 10 : r.per_minute))));
     }
     if (!rows.length) tbody.append(h('tr', null, h('td', { colspan: 10, class: 'empty' }, 'Nothing published in the window yet.')));
-    this.statsEl.replaceChildren(el);
+    fill(this.statsEl, el);
     say(this.statsNote, body && body.window_seconds ? `Over the last ${fmtNum(body.window_seconds)} s.` : '', 'info');
   }
 }

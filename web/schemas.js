@@ -3,7 +3,7 @@
 // (GET …/versions/{n}) and a diff between two versions (jsondiff.js).
 
 import { api, seg, describeError } from './api.js';
-import { h, $, say, fmtNum, timeEl, jsonView, badge } from './dom.js';
+import { h, $, say, fmtNum, timeEl, jsonView, badge, fill } from './dom.js';
 import { diff } from './jsondiff.js';
 
 export class Schemas {
@@ -22,7 +22,7 @@ export class Schemas {
   async show(type) {
     if (!this.types) await this.loadList();
     if (type) this.open(type);
-    else if (!this.type) this.view.replaceChildren(h('p', { class: 'muted' }, 'Choose a type to see its versions.'));
+    else if (!this.type) fill(this.view, h('p', { class: 'muted' }, 'Choose a type to see its versions.'));
   }
 
   async loadList() {
@@ -42,14 +42,14 @@ export class Schemas {
     if (!this.types) return;
     const needle = this.search.value.trim().toLowerCase();
     const shown = this.types.filter((t) => !needle || t.type.toLowerCase().includes(needle) || String(t.stream).toLowerCase().includes(needle));
-    this.listEl.replaceChildren(...shown.map((t) => h('li', null,
+    fill(this.listEl, ...shown.map((t) => h('li', null,
       h('a', {
         href: `#schemas/${encodeURIComponent(t.type)}`,
         'aria-current': t.type === this.type ? 'true' : undefined,
         class: t.deprecated ? 'deprecated' : '',
       }, h('code', null, t.type), h('span', { class: 'muted' }, ` v${t.latest_version}`),
       t.deprecated ? [' ', badge('deprecated')] : null))));
-    if (!shown.length) this.listEl.replaceChildren(h('li', { class: 'muted' }, 'No type matches.'));
+    if (!shown.length) fill(this.listEl, h('li', { class: 'muted' }, 'No type matches.'));
   }
 
   async version(type, n) {
@@ -62,12 +62,12 @@ export class Schemas {
     this.type = type;
     this.renderList();
     const meta = (this.types || []).find((t) => t.type === type) || { type };
-    this.view.replaceChildren(h('p', { class: 'muted' }, `Loading ${type} …`));
+    fill(this.view, h('p', { class: 'muted' }, `Loading ${type} …`));
     let versions;
     try {
       versions = ((await api(`/v1/schemas/${seg(type)}/versions`)) || {}).versions || [];
     } catch (e) {
-      this.view.replaceChildren(h('p', { class: 'error', role: 'alert' }, describeError(e, 'this schema')));
+      fill(this.view, h('p', { class: 'error', role: 'alert' }, describeError(e, 'this schema')));
       return;
     }
     const nums = versions.map((v) => v.version);
@@ -88,7 +88,7 @@ export class Schemas {
       this.showDiff(type, Number(diffForm.elements['diff-from'].value), Number(diffForm.elements['diff-to'].value), diffOut);
     });
 
-    this.view.replaceChildren(
+    fill(this.view, 
       h('header', { class: 'detail-head' }, h('h3', null, h('code', null, type), ' ', meta.deprecated ? badge('deprecated') : null)),
       meta.description ? h('p', { class: 'desc' }, meta.description) : null,
       h('dl', { class: 'facts' },
@@ -101,16 +101,16 @@ export class Schemas {
     if (latest !== null) {
       this.showVersion(type, latest, schemaOut);
       if (nums.length > 1) this.showDiff(type, nums[nums.length - 2], latest, diffOut);
-      else diffOut.replaceChildren(h('p', { class: 'muted' }, 'Only one version: nothing to compare yet.'));
+      else fill(diffOut, h('p', { class: 'muted' }, 'Only one version: nothing to compare yet.'));
     }
   }
 
   async showVersion(type, n, out) {
     try {
       const v = await this.version(type, n);
-      out.replaceChildren(jsonView(v.schema, { label: `${type} schema version ${n}` }));
+      fill(out, jsonView(v.schema, { label: `${type} schema version ${n}` }));
     } catch (e) {
-      out.replaceChildren(h('p', { class: 'error' }, describeError(e, 'this version')));
+      fill(out, h('p', { class: 'error' }, describeError(e, 'this version')));
     }
   }
 
@@ -120,17 +120,17 @@ export class Schemas {
     try {
       [a, b] = await Promise.all([this.version(type, from), this.version(type, to)]);
     } catch (e) {
-      out.replaceChildren(h('p', { class: 'error' }, describeError(e, 'these versions')));
+      fill(out, h('p', { class: 'error' }, describeError(e, 'these versions')));
       return;
     }
     const changes = diff(a.schema, b.schema);
     if (!changes.length) {
-      out.replaceChildren(h('p', { class: 'muted' }, `v${from} and v${to} are identical.`));
+      fill(out, h('p', { class: 'muted' }, `v${from} and v${to} are identical.`));
       return;
     }
     const sign = { add: '+', remove: '−', change: '~' };
     const show = (v) => h('code', { class: 'val' }, JSON.stringify(v));
-    out.replaceChildren(
+    fill(out, 
       h('p', null, `v${from} → v${to}: ${changes.length} change${changes.length === 1 ? '' : 's'}.`),
       h('ul', { class: 'diff', 'aria-label': `Changes from v${from} to v${to}` }, changes.map((c) => h('li', { class: `d-${c.op}` },
         h('span', { class: 'sign', 'aria-label': c.op }, sign[c.op]), ' ',

@@ -238,12 +238,13 @@ static resource *resource_for(cstate *st, const char *uri)
     return i ? st->s->res[json_integer_value(i)] : NULL;
 }
 
-static resource *resource_add(cstate *st, const char *uri, json_t *root)
+static resource *resource_add(cstate *st, const char *uri, json_t *root, const char *path)
 {
     schema *s = st->s;
     resource *r = xcalloc(1, sizeof *r);
     r->uri = xstrdup(uri);
     r->root = root;
+    r->path = xstrdup(path);
     s->res = xrealloc(s->res, (s->nres + 1) * sizeof *s->res);
     s->res[s->nres] = r;
     json_object_set_new(st->resources, uri, json_integer((json_int_t)s->nres));
@@ -513,7 +514,7 @@ static void c_identifiers(cstate *st, json_t *js, snode *n, const resource **res
                     c_error(st, SCHEMA_INVALID, p, "$id", "$id \"%s\" identifies two schemas",
                             base);
                 } else {
-                    *res = have ? have : resource_add(st, base, js);
+                    *res = have ? have : resource_add(st, base, js, path);
                 }
             }
             free(abs);
@@ -1118,9 +1119,7 @@ static resource *load_known_document(cstate *st, const char *uri)
     bool was = st->trusted;
     st->trusted = true;
     resource *dflt = resource_for(st, DEFAULT_BASE);
-    char *path = xasprintf("(%s)", uri);
-    (void)c_schema(st, doc, dflt, path, 0);
-    free(path);
+    (void)c_schema(st, doc, dflt, "", 0); /* valid by construction: no error paths */
     st->trusted = was;
     return resource_for(st, uri);
 }
@@ -1163,7 +1162,8 @@ static void resolve_ref(cstate *st, size_t i)
     }
     target = ptrmap_get(&st->nodes, tj);
     if (!target) {
-        char *p = xasprintf("%s#%s", r->uri, frag ? frag : "");
+        /* a JSON Pointer into a non-schema location ("#/examples/0") */
+        char *p = xasprintf("%s%s", r->path, frag ? frag : "");
         target = c_schema(st, tj, r, p, 0);
         free(p);
     }
@@ -1276,6 +1276,7 @@ void schema_free(schema *s)
     free(s->nodes);
     for (size_t i = 0; i < s->nres; i++) {
         free(s->res[i]->uri);
+        free(s->res[i]->path);
         free(s->res[i]->dyn);
         free(s->res[i]);
     }
@@ -1302,7 +1303,7 @@ schema *schema_compile(json_t *doc, schema_status *status, json_t *errors)
         goto out;
     }
     s->doc = json_deep_copy(doc);
-    resource *root = resource_add(&st, DEFAULT_BASE, s->doc);
+    resource *root = resource_add(&st, DEFAULT_BASE, s->doc, "");
     s->root = c_schema(&st, s->doc, root, "", 0);
     for (size_t i = 0; i < st.npend; i++)
         resolve_ref(&st, i); /* may append */

@@ -207,6 +207,7 @@ typedef struct dyn_anchor {
 struct resource {
     char *uri;       /* absolute URI, no fragment; owned */
     json_t *root;    /* the resource's root schema (borrowed from the document) */
+    char *path;      /* JSON Pointer of root in its document, for errors; owned */
     dyn_anchor *dyn; /* $dynamicAnchors defined in this resource; owned array */
     size_t ndyn;
 };

@@ -87,6 +87,8 @@ test('an event published over HTTP shows in the live feed within a second', { ti
     assert.equal(cells[4], 'k1');
     assert.equal(cells[5], id);
     await screenshot(page, 'feed');
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await screenshot(page, 'feed-dark');
     assertNoPageErrors(errors);
   } finally {
     await context.close();
@@ -169,10 +171,17 @@ test('a dead letter is reprocessed from the UI, and another is discarded', { tim
   const b = byEvent.get(`job-b-${tag}`);
   assert.ok(a && b, `both are dead letters: ${JSON.stringify(list)}`);
 
-  const { page, context, errors } = await openDashboard(browser, stack.site, { token: stack.sluice.adminToken, hash: 'dead-letters' });
+  const { page, context, errors } = await openDashboard(browser, stack.site, { token: stack.sluice.adminToken, hash: 'groups' });
   try {
+    // From the group's dead-letter count to its letters.
+    const group = page.locator(`#groups-table tr[data-stream="${stream}"][data-group="g"]`);
+    await group.waitFor(WAIT);
+    assert.equal(await group.locator('[data-col="dead_letters"]').textContent(), '2');
+    await group.locator('[data-col="dead_letters"] a').click();
     const rowA = page.locator(`#dl-table tr[data-id="${a.id}"]`);
     await rowA.waitFor(WAIT);
+    assert.equal(await page.inputValue('#dl-filters input[name="stream"]'), stream);
+    assert.equal(await page.inputValue('#dl-filters input[name="group"]'), 'g');
     assert.equal(await rowA.locator('[data-col="status"]').textContent(), 'open');
 
     // Inspect: the event, the error and the history.
@@ -307,8 +316,15 @@ test('groups, projections, schemas with a diff, the event trace and rates show r
     // Rates: the chart is drawn from two readings of GET /v1/streams, and /v1/stats fills
     // its table (or says the route is missing).
     await page.click('#nav a[href="#rates"]');
-    await publish({ type: 'dash.test.rate', stream: 'dash.events', data: {} });
+    // Some traffic between two readings, so the chart has a line to draw.
+    const readings = () => page.evaluate(() => window.sluice.panels.rates.times.length);
+    const start = await readings();
+    for (let i = 0; i < 40 && (await readings()) < start + 2; i++) {
+      await publish(Array.from({ length: 1 + (i % 5) }, () => ({ type: 'dash.test.rate', stream: i % 2 ? 'dash.events' : 'dash.flows', data: { i } })));
+      await page.waitForTimeout(250);
+    }
     await page.waitForSelector('#rates-chart canvas', WAIT);
+    await page.waitForFunction(() => /dash\.flows/.test(document.querySelector('#rates-chart .u-legend')?.textContent || ''), null, WAIT);
     await page.waitForSelector('#rates-streams tr[data-stream="dash.flows"]', WAIT);
     await page.waitForFunction(() => document.querySelector('#stats-table table') || /GET \/v1\/stats/.test(document.getElementById('stats-note').textContent), null, WAIT);
     await screenshot(page, 'rates');

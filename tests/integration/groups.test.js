@@ -703,6 +703,53 @@ describe('retries: a real worker that fails', () => {
   });
 });
 
+// ---------------------------------------------------------------- races with the sweeper
+
+describe('the sweeper against a concurrent nack', () => {
+  // The sweeper lists the timed-out entries (XPENDING … IDLE) and then works through the list,
+  // a PostgreSQL write per entry; an entry a nack dead-letters meanwhile must stay dead.
+  test('an entry dead-lettered by a nack while the sweeper is timing out a large batch stays dead (the sweeper must not act on its stale list)', { timeout: 120000 }, async () => {
+    const { s, c, prefix } = await startGroupsSluice('groups-race');
+    try {
+      const t = typeBase();
+      const stream = `${t}.events`;
+      const key = keyOf(prefix, stream);
+      await createGroup(c, stream, { name: 'race', ...POLICY });
+      const evs = await publishN(c, `${t}.x`, 300);
+      await waitInRedis(key, evs[299].position);
+      const last = evs[299];
+      let nack;
+      await withRedis(async (r) => {
+        const rep = await r.cmd('XREADGROUP', 'GROUP', 'race', 'w', 'COUNT', 300, 'STREAMS', key, '>');
+        assert.equal(rep[0][1].length, 300);
+        // the sweeper has started on the batch once the first entry is parked for a retry
+        await h.waitFor(async () => (await r.cmd('XPENDING', key, 'race', '-', '+', 1, 'sluice-retry')).length > 0,
+          { timeout: WAIT_MS, interval: 5, what: 'the sweeper to start parking timed-out entries' });
+        nack = await c.post(`${groupsPath(stream)}/race/nack`, { event_id: last.id, error: 'poison', retryable: false });
+      });
+      if (nack.status === 409) {
+        // the sweeper got to it first: the race was not hit this time, nothing to check
+        return;
+      }
+      assert.equal(h.assertStatus(nack, 200).status, 'dead_lettered');
+      await h.sleep(3000); // the batch is done, backoffs have passed, retries were handed out
+      await withRedis(async (r) => {
+        const [p] = await r.cmd('XPENDING', key, 'race', `${last.position}-0`, `${last.position}-0`, 1);
+        assert.ok(p, 'still pending');
+        assert.equal(p[1], 'sluice-dead', `the dead-lettered entry is parked under sluice-dead, not with ${p[1]} (delivery count ${p[3]})`);
+      });
+      const [dl] = await allDeadLetters(c, { stream });
+      assert.equal(dl.event_id, last.id);
+      const one = h.assertStatus(await c.get(`/v1/dead-letters/${dl.id}`), 200);
+      assert.deepEqual(one.history.map((x) => x.status), ['open'], 'dead-lettered once');
+      assert.deepEqual(one.errors.map((e) => e.error), ['poison'], `no failure recorded after the nack: ${JSON.stringify(one.errors)}`);
+    } finally {
+      await s.stop().finally(() => s.cleanup());
+      await deletePrefix(prefix);
+    }
+  });
+});
+
 // ---------------------------------------------------------------- failover
 
 describe('leader failover in the middle of a sweep', () => {
