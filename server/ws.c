@@ -9,6 +9,8 @@
 #include "session.h"
 
 #include <libwebsockets.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -317,6 +319,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (atomic_load(&n_conns) >= cfg->ws_max_connections) return 1; /* at the limit */
         return 0;
     case LWS_CALLBACK_ESTABLISHED: {
+        /* Events are small frames that must leave at once: no Nagle delay. */
+        int one = 1;
+        (void)setsockopt(lws_get_socket_fd(wsi), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         ws_conn *c = xcalloc(1, sizeof *c);
         atomic_init(&c->refs, 1);
         c->wsi = wsi;

@@ -26,8 +26,6 @@ function append(el, children) {
   }
 }
 
-export function clear(el) { el.replaceChildren(); return el; }
-
 // Replaces el's children; like h(), it skips null/false and flattens arrays (the DOM's own
 // replaceChildren would print them as "null" and "a,b").
 export function fill(el, ...children) {

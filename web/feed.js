@@ -32,6 +32,7 @@ export class Feed {
     this.retryTimer = null;
     this.pingTimer = null;
     this.frame = 0;
+    this.countFrame = 0;
     this.wanted = false;   // connect() was called and disconnect() was not
     this.state = 'idle';
 
@@ -75,15 +76,11 @@ export class Feed {
     }
   }
 
-  // The token rides in ?token=: a refused one then closes the handshake's connection with
-  // a clean 1008. (With the first-message form, this server queues an error frame behind
-  // its close frame, and Chromium turns that into 1006.)
-  url({ withToken = false } = {}) {
+  url() {
     const info = session.info || {};
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
     const port = info.ws_port || location.port;
-    const token = withToken && session.token ? `?token=${encodeURIComponent(session.token)}` : '';
-    return `${proto}//${location.hostname}:${port}${info.ws_path || '/v1/ws'}${token}`;
+    return `${proto}//${location.hostname}:${port}${info.ws_path || '/v1/ws'}`;
   }
 
   open() {
@@ -96,12 +93,15 @@ export class Feed {
     say(this.errorEl, '');
     this.setState('connecting', `Connecting to ${this.url()} …`);
     let ws;
-    try { ws = new WebSocket(this.url({ withToken: true })); } catch (e) {
+    try { ws = new WebSocket(this.url()); } catch (e) {
       this.setState('error', `Cannot open the WebSocket: ${e.message}`);
       return;
     }
     this.ws = ws;
     ws.onopen = () => {
+      // The token goes in the first message, not in the URL, so no proxy or log sees it.
+      // A refused token gets {"op":"error","code":"unauthenticated"} and a close with 1008.
+      if (session.token) ws.send(JSON.stringify({ op: 'auth', token: session.token }));
       this.sendSubscribe();
       this.pingTimer = setInterval(() => this.send({ op: 'ping' }), PING_MS);
     };
@@ -178,13 +178,14 @@ export class Feed {
     this.received++;
     if (typeof ev.position === 'number') this.lastPosition = ev.position;
     this.queue.push(ev);
-    if (this.queue.length > this.keep) {
+    // Trimmed in chunks (at twice the bound, back to the bound), so a burst costs O(1) per event.
+    if (this.queue.length >= 2 * this.keep) {
       const drop = this.queue.length - this.keep;
       this.queue.splice(0, drop);
       if (this.paused) this.missed += drop;
     }
     if (this.paused) {
-      this.updateCount();
+      if (!this.countFrame) this.countFrame = requestAnimationFrame(() => { this.countFrame = 0; this.updateCount(); });
       return;
     }
     if (!this.frame) this.frame = requestAnimationFrame(() => this.flush());
@@ -193,7 +194,7 @@ export class Feed {
   flush() {
     this.frame = 0;
     if (this.paused || !this.queue.length) return;
-    const batch = this.queue;
+    const batch = this.queue.length > this.keep ? this.queue.slice(-this.keep) : this.queue;
     this.queue = [];
     const frag = document.createDocumentFragment();
     for (let i = batch.length - 1; i >= 0; i--) frag.append(this.row(batch[i]));
@@ -298,10 +299,11 @@ export class Feed {
   }
 
   updateCount() {
-    const held = this.paused ? this.queue.length : 0;
+    const held = this.paused ? Math.min(this.queue.length, this.keep) : 0;
+    const dropped = this.paused ? this.missed + Math.max(0, this.queue.length - this.keep) : 0;
     let text = `${fmtNum(this.events.length)} shown (last ${fmtNum(this.keep)} kept)`;
     if (held) text += ` · ${fmtNum(held)} new while paused`;
-    if (this.missed) text += ` · ${fmtNum(this.missed)} dropped while paused`;
+    if (dropped) text += ` · ${fmtNum(dropped)} older ones dropped while paused`;
     this.countEl.textContent = text;
     this.emptyEl.hidden = this.events.length > 0;
   }

@@ -1002,18 +1002,45 @@ static void c_applicators(cstate *st, json_t *js, snode *n, kwvec *kv, const res
     }
 }
 
+/* The keyword a subschema at `path` belongs to ("/properties/a" → "properties",
+ * "/not" → "not"), into out[n]; "" at the root. */
+static void keyword_of(const char *path, char *out, size_t n)
+{
+    const char *tok[2] = {NULL, NULL};
+    size_t len[2] = {0, 0};
+    for (const char *p = path; *p;) {
+        const char *t = p + 1;
+        size_t l = strcspn(t, "/");
+        tok[0] = tok[1], len[0] = len[1];
+        tok[1] = t, len[1] = l;
+        p = t + l;
+    }
+    out[0] = '\0';
+    for (int i = 1; i >= 0; i--) {
+        if (!tok[i] || len[i] >= n) continue;
+        memcpy(out, tok[i], len[i]);
+        out[len[i]] = '\0';
+        if (known_keyword(out)) return;
+    }
+    out[0] = '\0';
+}
+
 static snode *c_schema(cstate *st, json_t *js, const resource *res, const char *path, int depth)
 {
     if (json_is_true(js)) return &schema_node_true;
     if (json_is_false(js)) return &schema_node_false;
     if (!json_is_object(js)) {
-        c_error(st, SCHEMA_INVALID, path, "", "a schema must be an object or a boolean");
+        char keyword[32];
+        keyword_of(path, keyword, sizeof keyword);
+        c_error(st, SCHEMA_INVALID, path, keyword, "a schema must be an object or a boolean");
         return &schema_node_true;
     }
     snode *n = ptrmap_get(&st->nodes, js);
     if (n) return n;
     if (depth > SCHEMA_MAX_SCHEMA_DEPTH) {
-        c_error(st, SCHEMA_INVALID, path, "", "schemas nest deeper than %d levels",
+        char keyword[32];
+        keyword_of(path, keyword, sizeof keyword);
+        c_error(st, SCHEMA_INVALID, path, keyword, "schemas nest deeper than %d levels",
                 SCHEMA_MAX_SCHEMA_DEPTH);
         return &schema_node_true;
     }

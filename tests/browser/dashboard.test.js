@@ -145,6 +145,41 @@ test('the feed filters by stream and type wildcard, pauses, resumes and keeps th
   }
 });
 
+test('a burst of 5,000 events keeps the feed bounded and the page responsive', { timeout: 120000 }, async () => {
+  const { page, context, errors } = await openDashboard(browser, stack.site, { token: stack.sluice.adminToken });
+  try {
+    await page.waitForSelector('#panel-live[data-feed-state="live"]', WAIT);
+    await page.fill('#feed-filters input[name="streams"]', 'dash.burst');
+    await page.click('#feed-filters button[type="submit"]');
+    await page.waitForFunction(() => /dash\.burst/.test(document.getElementById('feed-status').textContent)
+      && document.getElementById('panel-live').dataset.feedState === 'live', null, WAIT);
+    const tag = h.rand(4);
+    const t0 = Date.now();
+    for (let b = 0; b < 5; b++) {
+      await publish(Array.from({ length: 1000 }, (_, i) => ({ id: `b-${tag}-${b * 1000 + i}`, type: 'dash.burst.item', stream: 'dash.burst', data: { i } })));
+    }
+    await page.locator(`#feed-rows tr[data-id="b-${tag}-4999"]`).waitFor(WAIT);
+    console.log(`# 5,000 events published and shown in ${Date.now() - t0} ms`);
+    assert.equal(await page.locator('#feed-rows tr').count(), 500, 'the last 500 are kept');
+    assert.equal(await page.locator('#feed-rows tr').last().getAttribute('data-id'), `b-${tag}-4500`);
+    // Responsive: a click is handled at once.
+    const t1 = Date.now();
+    await page.click('#feed-pause');
+    assert.equal(await page.getAttribute('#feed-pause', 'aria-pressed'), 'true');
+    assert.ok(Date.now() - t1 < 2000, `the pause click took ${Date.now() - t1} ms`);
+    // Paused through another 1,000: at most 500 are held, the rest are counted as dropped.
+    await publish(Array.from({ length: 1000 }, (_, i) => ({ id: `p-${tag}-${i}`, type: 'dash.burst.item', stream: 'dash.burst', data: { i } })));
+    await page.waitForFunction(() => /500 new while paused · 500 older ones dropped while paused/.test(document.getElementById('feed-count').textContent), null, WAIT);
+    await page.click('#feed-pause');
+    await page.locator(`#feed-rows tr[data-id="p-${tag}-999"]`).waitFor(WAIT);
+    assert.equal(await page.locator('#feed-rows tr').count(), 500);
+    assert.equal(await page.locator('#feed-rows tr').last().getAttribute('data-id'), `p-${tag}-500`);
+    assertNoPageErrors(errors);
+  } finally {
+    await context.close();
+  }
+});
+
 test('a dead letter is reprocessed from the UI, and another is discarded', { timeout: 120000 }, async () => {
   const stream = 'dash.jobs';
   const key = `${stack.prefix}${stream}`;
@@ -319,7 +354,7 @@ test('groups, projections, schemas with a diff, the event trace and rates show r
     // Some traffic between two readings, so the chart has a line to draw.
     const readings = () => page.evaluate(() => window.sluice.panels.rates.times.length);
     const start = await readings();
-    for (let i = 0; i < 40 && (await readings()) < start + 2; i++) {
+    for (let i = 0; i < 60 && (await readings()) < start + 2; i++) {
       await publish(Array.from({ length: 1 + (i % 5) }, () => ({ type: 'dash.test.rate', stream: i % 2 ? 'dash.events' : 'dash.flows', data: { i } })));
       await page.waitForTimeout(250);
     }

@@ -13,7 +13,8 @@
  * wildcards, at most the maximum, limit within range when paged); a refusal writes a
  * NUL-terminated message that is valid UTF-8 whenever the query was; the read filter and
  * the hub filter accept exactly the same `type` lists (up to the hub's 16 entries) and
- * hold the same entries; a hub filter matches an event of its own first stream and type.
+ * hold the same entries; a hub filter matches an event of its own first stream and type; a
+ * replay filter whose field holds no string (true, 1.5, {…}, [1]) is refused.
  */
 #include "fuzz.h"
 #include "hub.h"
@@ -224,6 +225,26 @@ static void fuzz_replay(const uint8_t *data, size_t size)
     json_error_t err;
     json_t *req = json_loadb((const char *)data, size, FUZZ_BODY_FLAGS, &err);
     if (!req) return;
+    /* A filter value no string can stand for (true, 1.5, {…}, [1]) must be refused, whatever
+     * the field: the read filter would otherwise hold a placeholder instead. */
+    bool must_refuse = false;
+    const char *bad = NULL;
+    json_t *filter = json_object_get(req, "filter");
+    if (json_is_object(filter)) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(filter, k, v) {
+            if (strcmp(k, "from_position") == 0 || strcmp(k, "to_position") == 0) continue;
+            bool odd = json_is_boolean(v) || json_is_real(v) || json_is_object(v);
+            size_t i;
+            json_t *x;
+            json_array_foreach(v, i, x) if (!json_is_string(x)) odd = true;
+            if (odd) {
+                must_refuse = true;
+                bad = k;
+            }
+        }
+    }
     PGconn *conn = NULL; /* no store: a request that passes the checks answers -1 */
     json_t *answer = NULL;
     int rc = replay_create(&conn, "t", req, &answer);
@@ -233,6 +254,7 @@ static void fuzz_replay(const uint8_t *data, size_t size)
         fuzz_check_roundtrip(answer, "replay problem");
     } else {
         fuzz_check(rc == -1, "without PostgreSQL: -1, got %d", rc);
+        if (must_refuse) fuzz_fail("replay filter.%s: a value that is not a string was accepted", bad);
     }
     json_decref(answer);
     json_decref(req);
