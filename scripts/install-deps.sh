@@ -17,6 +17,8 @@ PACKAGES=(
   libcriterion-dev libpcre2-dev libssl-dev
   postgresql redis-server
   wrk curl ca-certificates procps openssl
+  chromium                      # the dashboard's browser tests (headless)
+  clang libclang-rt-14-dev      # libFuzzer targets (tests/fuzz)
 )
 if ! command -v node >/dev/null 2>&1; then
   PACKAGES+=(nodejs npm)

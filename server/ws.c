@@ -386,7 +386,7 @@ static void *ws_main(void *unused)
 {
     (void)unused;
     while (!atomic_load(&stopping) || atomic_load(&n_conns) > 0) {
-        if (lws_service(context, 0) < 0) break;
+        if (lws_service(context, 1000) < 0) break;
     }
     return NULL;
 }

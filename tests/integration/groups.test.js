@@ -708,7 +708,7 @@ describe('retries: a real worker that fails', () => {
 describe('the sweeper against a concurrent nack', () => {
   // The sweeper lists the timed-out entries (XPENDING … IDLE) and then works through the list,
   // a PostgreSQL write per entry; an entry a nack dead-letters meanwhile must stay dead.
-  test('an entry dead-lettered by a nack while the sweeper is timing out a large batch stays dead (the sweeper must not act on its stale list)', { timeout: 120000 }, async () => {
+  test('an entry dead-lettered by a nack while the sweeper is timing out a large batch stays dead (the sweeper must not act on its stale list)', { timeout: 120000 }, async (tc) => {
     const { s, c, prefix } = await startGroupsSluice('groups-race');
     try {
       const t = typeBase();
@@ -728,7 +728,8 @@ describe('the sweeper against a concurrent nack', () => {
         nack = await c.post(`${groupsPath(stream)}/race/nack`, { event_id: last.id, error: 'poison', retryable: false });
       });
       if (nack.status === 409) {
-        // the sweeper got to it first: the race was not hit this time, nothing to check
+        // the sweeper got to it first: the race was not set up this time, nothing to check
+        tc.skip(`the sweeper reached the entry before the nack: ${nack.text}`);
         return;
       }
       assert.equal(h.assertStatus(nack, 200).status, 'dead_lettered');

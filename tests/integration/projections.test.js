@@ -161,11 +161,12 @@ async function getProjection(client, name) {
 
 // Waits until the projection is live at `position` (or beyond).
 async function waitLive(client, name, position, timeout = CATCH_UP_MS) {
-  return h.waitFor(async () => {
-    const p = await getProjection(client, name);
-    assert.notEqual(p.status, 'failed', `${name} failed: ${JSON.stringify(p)}`);
-    return p.status === 'live' && p.position >= position ? p : false;
+  const p = await h.waitFor(async () => {
+    const x = await getProjection(client, name);
+    return x.status === 'failed' || (x.status === 'live' && x.position >= position) ? x : false;
   }, { timeout, interval: 50, what: `${name} live at ${position}` });
+  assert.notEqual(p.status, 'failed', `projection ${name} failed: ${JSON.stringify(p)}`);
+  return p;
 }
 
 // The states the server holds (global projections are read by ?key=, see the listing test).
@@ -201,6 +202,19 @@ async function verify(s, client, tenant, def, events, { limit = 100 } = {}) {
   assertStatesEqual(await serverStates(client, def, limit), want.states, def.name);
   assert.deepEqual(deadLetters(s.dbUrl, tenant, def.name), want.dead, `${def.name}: dead letters`);
   return want;
+}
+
+// verify() for each definition; one failure does not hide the others' results.
+async function verifyAll(s, client, tenant, defs, events, opts) {
+  const failed = [];
+  for (const def of defs) {
+    try {
+      await verify(s, client, tenant, def, events, opts);
+    } catch (e) {
+      failed.push(`${def.name} (${JSON.stringify(def)}):\n  ${String(e.message).split('\n').slice(0, 12).join('\n  ')}`);
+    }
+  }
+  assert.ok(failed.length === 0, `${failed.length} of ${defs.length} projections disagree with the recomputation:\n${failed.join('\n')}`);
 }
 
 // ---------------------------------------------------------------- the randomised sequence
@@ -323,7 +337,7 @@ describe(`randomised publishes: every projection equals a recomputation from the
     events = await ndjsonAll(A);
     assert.ok(events.length >= 3000);
     assert.ok(events.every((e) => e.tenant_id === 'default'));
-    for (const def of ALL_DEFS) await verify(s, A, 'default', def, events, { limit: 7 });
+    await verifyAll(s, A, 'default', ALL_DEFS, events, { limit: 7 });
   });
 
   test('the recomputation exercised every reducer, keyed and global, and dead letters', () => {
@@ -341,7 +355,7 @@ describe(`randomised publishes: every projection equals a recomputation from the
   test('after more live publishes the states still agree (projections follow live)', async () => {
     await publishRandom(A, SEED + 3, 300, 2);
     events = await ndjsonAll(A);
-    for (const def of ALL_DEFS) await verify(s, A, 'default', def, events);
+    await verifyAll(s, A, 'default', ALL_DEFS, events);
   });
 
   test('reset rebuilds every projection from history to the same state, without duplicate dead letters', async () => {
@@ -351,7 +365,7 @@ describe(`randomised publishes: every projection equals a recomputation from the
       assert.equal(r.status, 'catching_up');
       assert.equal(r.position, 0);
     }
-    for (const def of ALL_DEFS) await verify(s, A, 'default', def, events, { limit: 1000 });
+    await verifyAll(s, A, 'default', ALL_DEFS, events, { limit: 1000 });
   });
 
   test('reset while events are being published: still exact', async () => {
@@ -360,7 +374,7 @@ describe(`randomised publishes: every projection equals a recomputation from the
     for (const name of ['cost', 'per-type', 'models']) h.assertStatus(await A.post(`/v1/projections/${name}/reset`), 200);
     await publishing;
     events = await ndjsonAll(A);
-    for (const def of ALL_DEFS) await verify(s, A, 'default', def, events);
+    await verifyAll(s, A, 'default', ALL_DEFS, events);
   });
 
   test("tenant B's projection of the same name sees only B's events", async () => {
@@ -570,6 +584,36 @@ describe('dead letters', () => {
     const merge = h.assertStatus(await A.get('/v1/projections/dl-merge/state?key=a'), 200);
     assert.deepEqual(merge.state, { n: 1 });
     assert.deepEqual(deadLetters(s.dbUrl, 'default', 'dl-merge').map((d) => d.position), [0, 1, 3, 4, 5].map((i) => acks[i].position));
+  });
+});
+
+describe('reducer edge cases', () => {
+  test('latest: an event without a value at the path makes the state null; the projection stays live', async () => {
+    h.assertStatus(await A.post('/v1/projections', { name: 'edge-latest', filter: { types: ['edge.status'] }, key: '/key', reduce: 'latest', path: '/data/status' }), 201);
+    const acks = await pub(A, [
+      { type: 'edge.status', stream: 'edge.events', key: 'o1', data: { status: 'placed' } },
+      { type: 'edge.status', stream: 'edge.events', key: 'o1', data: {} },
+      { type: 'edge.status', stream: 'edge.events', key: 'o2', data: { status: null } },
+      { type: 'edge.status', stream: 'edge.events', key: 'o3', data: { status: { code: 7 } } },
+    ]);
+    await waitLive(A, 'edge-latest', acks[3].position, 15000);
+    assert.equal(h.assertStatus(await A.get('/v1/projections/edge-latest/state?key=o1'), 200).state, null);
+    assert.equal(h.assertStatus(await A.get('/v1/projections/edge-latest/state?key=o2'), 200).state, null);
+    assert.deepEqual(h.assertStatus(await A.get('/v1/projections/edge-latest/state?key=o3'), 200).state, { code: 7 });
+  });
+
+  test('set keeps distinct values in first-seen order (objects equal whatever their key order); sum of integers stays an integer', async () => {
+    h.assertStatus(await A.post('/v1/projections', { name: 'edge-set', filter: { types: ['edge.tag'] }, reduce: 'set', path: '/data/t' }), 201);
+    h.assertStatus(await A.post('/v1/projections', { name: 'edge-sum', filter: { types: ['edge.tag'] }, reduce: 'sum', path: '/data/n' }), 201);
+    const vals = ['a', 1, 'a', { x: 1, y: 2 }, { y: 2, x: 1 }, [1, 2], true, null, 1, [2, 1], 'b'];
+    const acks = await pub(A, vals.map((t, i) => ({ type: 'edge.tag', stream: 'edge.events', data: { t, n: 1000000000 * (i + 1) } })));
+    await waitLive(A, 'edge-set', acks[acks.length - 1].position, 15000);
+    await waitLive(A, 'edge-sum', acks[acks.length - 1].position, 15000);
+    const set = h.assertStatus(await A.get('/v1/projections/edge-set/state?key='), 200);
+    assert.deepEqual(set.state, ['a', 1, { x: 1, y: 2 }, [1, 2], true, null, [2, 1], 'b']);
+    const sum = await A.get('/v1/projections/edge-sum/state?key=');
+    h.assertStatus(sum, 200);
+    assert.match(sum.text, /"state":\s*66000000000[,}]/, 'an exact integer, not a float');
   });
 });
 
