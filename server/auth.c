@@ -207,12 +207,18 @@ static int bootstrap_admin(PGconn **conn, const char *admin_token)
     if (admin_token) {
         sha256_hex(admin_token, hash);
         const char *p[] = {AUTH_ADMIN_KEY_ID, AUTH_DEFAULT_TENANT, scopes, hash};
-        r = db_exec(conn,
-                    "INSERT INTO api_keys (id, tenant_id, name, scopes, token_hash) "
-                    "VALUES ($1, $2, 'bootstrap admin (SLUICE_ADMIN_TOKEN)', $3, $4) "
-                    "ON CONFLICT (id) DO UPDATE SET token_hash = EXCLUDED.token_hash, "
-                    "scopes = EXCLUDED.scopes, revoked_at = NULL",
-                    4, p, AUTH_TIMEOUT_MS);
+        /* Instances starting together race on the same row: a unique violation means
+         * another one just inserted it; the next attempt takes the update path. */
+        for (int attempt = 0; attempt < 3; attempt++) {
+            PQclear(r);
+            r = db_exec(conn,
+                        "INSERT INTO api_keys (id, tenant_id, name, scopes, token_hash) "
+                        "VALUES ($1, $2, 'bootstrap admin (SLUICE_ADMIN_TOKEN)', $3, $4) "
+                        "ON CONFLICT (id) DO UPDATE SET token_hash = EXCLUDED.token_hash, "
+                        "scopes = EXCLUDED.scopes, revoked_at = NULL",
+                        4, p, AUTH_TIMEOUT_MS);
+            if (db_ok(r) || strcmp(db_sqlstate(r), "23505") != 0) break;
+        }
         if (!db_ok(r)) goto fail;
         rc = 0;
         goto out;

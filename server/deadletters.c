@@ -97,8 +97,11 @@ int deadletters_list(PGconn **conn, const char *tenant, json_t *f, json_t **answ
     return 0;
 }
 
+static bool id_valid(const char *id);
+
 int deadletters_get(PGconn **conn, const char *tenant, const char *id, json_t **answer)
 {
+    if (!id_valid(id)) return -2;
     const char *p[] = {tenant, id};
     PGresult *r = db_exec(conn,
                           "SELECT " DL_COLUMNS ", event::text, history::text FROM dead_letters "
@@ -189,6 +192,7 @@ int deadletters_reprocess(PGconn **conn, const char *tenant, const char *id, jso
     if (rc == -2) return deadletters_get(conn, tenant, id, answer); /* raced: already moving */
     if (rc < 0) return rc;
     int rd = group_redeliver(tenant, stream, group, position);
+    int refused = 0;
     if (rd != 0) {
         char *s2 = NULL, *g2 = NULL, *src2 = NULL;
         long long p2;
@@ -204,6 +208,12 @@ int deadletters_reprocess(PGconn **conn, const char *tenant, const char *id, jso
     free(group);
     free(src);
     if (rd == -1) return -1;
+    if (rd == -2) {
+        *answer = problem_new("conflict", "the event is no longer held by its group (was the "
+                                          "group deleted?); it stays open — discard it to clear");
+        refused = -4;
+    }
+    if (refused) return refused;
     return deadletters_get(conn, tenant, id, answer);
 }
 

@@ -85,9 +85,9 @@ bool envelope_stream_valid(const char *s)
 static void add_error(json_t *errors, int index, const char *field, const char *keyword,
                       const char *message)
 {
-    char path[300];
-    snprintf(path, sizeof path, "/%s", field);
-    json_array_append_new(errors, problem_error(index, field ? path : "", keyword, message));
+    char *path = xasprintf("/%s", field);
+    json_array_append_new(errors, problem_error(index, path, keyword, message));
+    free(path);
 }
 
 /* Optional string field: NULL/absent → *out stays NULL. Returns false on a violation. */
@@ -149,10 +149,19 @@ bool envelope_parse(json_t *in, int index, const char *tenant, sluice_event *ev,
         for (size_t i = 0; i < sizeof known_fields / sizeof known_fields[0]; i++)
             if (strcmp(name, known_fields[i]) == 0) known = true;
         if (!known) {
-            char field[140];
-            snprintf(field, sizeof field, "%.128s", name);
-            add_error(errors, index, field, "additionalProperties",
+            /* The path is a JSON Pointer: escape "~" and "/" in the field's name. */
+            buf field;
+            buf_init(&field);
+            for (const char *c = name; *c; c++) {
+                if (*c == '~' || *c == '/')
+                    buf_append(&field, *c == '~' ? "~0" : "~1", 2);
+                else
+                    buf_append(&field, c, 1);
+            }
+            char *f = buf_steal(&field, NULL);
+            add_error(errors, index, f, "additionalProperties",
                       "unknown envelope field (see the envelope table in API.md)");
+            free(f);
         }
     }
 

@@ -297,15 +297,19 @@ static void record_failure(PGconn **conn, const char *tenant, const char *stream
 }
 
 /* Parks the entry as a dead letter and writes (or reopens) its row. 0 or -1. */
+/* min_idle > 0 (the sweeper): claim only if still idle that long, so an entry another
+ * actor (a nack, a reprocess) moved meanwhile is left alone; returns 1 when skipped. */
 static int dead_letter(PGconn **conn, redisContext *r, const char *key, const char *tenant,
                        const char *stream, const char *group, long long position,
-                       const char *consumer, long long delivery)
+                       const char *consumer, long long delivery, long long min_idle)
 {
-    redisReply *rep = redisCommand(r, "XCLAIM %s %s %s 0 %lld-0 JUSTID", key, group,
-                                   GROUPS_DEAD_CONSUMER, position);
+    redisReply *rep = redisCommand(r, "XCLAIM %s %s %s %lld %lld-0 JUSTID", key, group,
+                                   GROUPS_DEAD_CONSUMER, min_idle, position);
     bool ok = reply_ok(rep);
+    bool claimed = ok && rep->type == REDIS_REPLY_ARRAY && rep->elements == 1;
     freeReplyObject(rep);
     if (!ok) return -1;
+    if (!claimed && min_idle > 0) return 1;
     char pos[24], del[24];
     snprintf(pos, sizeof pos, "%lld", position);
     snprintf(del, sizeof del, "%lld", delivery);
@@ -337,11 +341,16 @@ static int dead_letter(PGconn **conn, redisContext *r, const char *key, const ch
     return ok ? 0 : -1;
 }
 
-static void park(redisContext *r, const char *key, const char *group, long long position)
+/* Parks an entry for its backoff; with min_idle (the sweeper) only if still that idle.
+ * Returns whether it was parked. */
+static bool park(redisContext *r, const char *key, const char *group, long long position,
+                 long long min_idle)
 {
-    redisReply *rep = redisCommand(r, "XCLAIM %s %s %s 0 %lld-0 JUSTID", key, group,
-                                   GROUPS_RETRY_CONSUMER, position);
+    redisReply *rep = redisCommand(r, "XCLAIM %s %s %s %lld %lld-0 JUSTID", key, group,
+                                   GROUPS_RETRY_CONSUMER, min_idle, position);
+    bool claimed = reply_ok(rep) && rep->type == REDIS_REPLY_ARRAY && rep->elements == 1;
     freeReplyObject(rep);
+    return claimed;
 }
 
 int group_nack(PGconn **conn, const char *tenant, const char *stream, const char *group,
@@ -412,12 +421,12 @@ int group_nack(PGconn **conn, const char *tenant, const char *stream, const char
     PQclear(g);
     bool dead = (retryable && json_is_false(retryable)) || delivery >= max;
     if (dead) {
-        if (dead_letter(conn, r, key, tenant, stream, group, position, consumer, delivery) < 0) {
+        if (dead_letter(conn, r, key, tenant, stream, group, position, consumer, delivery, 0) < 0) {
             rc = -1;
             goto out;
         }
     } else {
-        park(r, key, group, position);
+        (void)park(r, key, group, position, 0);
     }
     *answer = json_pack("{s:s,s:s,s:I,s:s}", "event_id", event_id, "group", group,
                         "delivery_count", (json_int_t)delivery, "status",
@@ -440,7 +449,7 @@ int group_redeliver(const char *tenant, const char *stream, const char *group, l
     redisReply *rep = redisCommand(r, "XCLAIM %s %s %s 0 %lld-0 RETRYCOUNT 0 JUSTID", key, group,
                                    consumer, position);
     if (reply_ok(rep) && rep->type == REDIS_REPLY_ARRAY && rep->elements == 1) rc = 0;
-    if (!reply_ok(rep)) rc = -1;
+    if (!reply_ok(rep)) rc = rep && strstr(rep->str, "NOGROUP") ? -2 : -1;
     freeReplyObject(rep);
     free(consumer);
     free(key);
@@ -492,12 +501,17 @@ static void sweep_group(PGconn **conn, redisContext *r, const char *tenant, cons
         if (!strncmp(consumer, "sluice-", 7)) continue;
         long long position = strtoll(e->element[0]->str, NULL, 10);
         long long delivery = e->element[3]->integer;
-        record_failure(conn, tenant, stream, group, position, consumer,
-                       "not acknowledged within ack_timeout_ms", delivery);
-        if (delivery >= p->max_deliveries)
-            (void)dead_letter(conn, r, key, tenant, stream, group, position, consumer, delivery);
-        else
-            park(r, key, group, position);
+        /* Claim first (only if still that idle: a nack may have moved it meanwhile), then
+         * record what happened. */
+        if (delivery >= p->max_deliveries) {
+            record_failure(conn, tenant, stream, group, position, consumer,
+                           "not acknowledged within ack_timeout_ms", delivery);
+            (void)dead_letter(conn, r, key, tenant, stream, group, position, consumer, delivery,
+                              p->ack_timeout_ms);
+        } else if (park(r, key, group, position, p->ack_timeout_ms)) {
+            record_failure(conn, tenant, stream, group, position, consumer,
+                           "not acknowledged within ack_timeout_ms", delivery);
+        }
     }
     freeReplyObject(late);
     /* 2. Parked entries whose backoff has passed go back to a worker. */
@@ -522,7 +536,28 @@ static void sweep_group(PGconn **conn, redisContext *r, const char *tenant, cons
     }
     free(worker);
     freeReplyObject(parked);
-    /* 3. Reprocessed dead letters: acknowledged means resolved. */
+    /* 3. Entries parked as dead whose row is missing (the leader died between the two
+     *    steps): write the row now. Cheap enough to do every sweep: one XPENDING. */
+    redisReply *dead = redisCommand(r, "XPENDING %s %s - + %d %s", key, group, SWEEP_BATCH,
+                                    GROUPS_DEAD_CONSUMER);
+    for (size_t i = 0; dead && dead->type == REDIS_REPLY_ARRAY && i < dead->elements; i++) {
+        redisReply *e = dead->element[i];
+        char pos[24];
+        snprintf(pos, sizeof pos, "%lld", strtoll(e->element[0]->str, NULL, 10));
+        const char *dp[] = {tenant, stream, group, pos};
+        PGresult *x = db_exec(conn,
+                              "SELECT 1 FROM dead_letters WHERE tenant_id = $1 AND stream = $2 "
+                              "AND group_name = $3 AND event_position = $4::bigint AND source = "
+                              "'group'",
+                              4, dp, GROUPS_TIMEOUT_MS);
+        bool missing = db_ok(x) && PQntuples(x) == 0;
+        PQclear(x);
+        if (missing)
+            (void)dead_letter(conn, r, key, tenant, stream, group, strtoll(pos, NULL, 10), NULL,
+                              e->element[3]->integer, 0);
+    }
+    freeReplyObject(dead);
+    /* 4. Reprocessed dead letters: acknowledged means resolved. */
     const char *pp[] = {tenant, stream, group};
     PGresult *re = db_exec(conn,
                            "SELECT id, event_position FROM dead_letters WHERE tenant_id = $1 AND "

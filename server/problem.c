@@ -41,6 +41,20 @@ static const problem_kind kinds[] = {
     {"overloaded", 503, "Sluice is at its limit for this kind of request"},
 };
 
+/* A JSON string of `s`, whose invalid UTF-8 bytes (input echoed in a message, a name cut
+ * mid-character) become '?', so a problem document never loses a field. */
+static json_t *safe_string(const char *s)
+{
+    json_t *j = json_string(s);
+    if (j) return j;
+    char *copy = xstrdup(s);
+    for (unsigned char *p = (unsigned char *)copy; *p; p++)
+        if (*p >= 0x80) *p = '?';
+    j = json_string(copy);
+    free(copy);
+    return j;
+}
+
 static const problem_kind *find(const char *code)
 {
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
@@ -62,7 +76,7 @@ json_t *problem_new(const char *code, const char *detail)
     json_t *p = json_pack("{s:s,s:s,s:i,s:s}", "type", type, "title", k->title, "status",
                           k->status, "code", k->code);
     free(type);
-    if (detail) json_object_set_new(p, "detail", json_string(detail));
+    if (detail) json_object_set_new(p, "detail", safe_string(detail));
     return p;
 }
 
@@ -80,8 +94,8 @@ json_t *problem_error(int index, const char *path, const char *keyword, const ch
 {
     json_t *e = json_object();
     if (index >= 0) json_object_set_new(e, "index", json_integer(index));
-    json_object_set_new(e, "path", json_string(path));
-    json_object_set_new(e, "keyword", json_string(keyword));
-    json_object_set_new(e, "message", json_string(message));
+    json_object_set_new(e, "path", safe_string(path));
+    json_object_set_new(e, "keyword", safe_string(keyword));
+    json_object_set_new(e, "message", safe_string(message));
     return e;
 }

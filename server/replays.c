@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -34,29 +35,43 @@ typedef struct json_args {
     json_t *obj;
     char tmp[8][512];
     int used;
+    const char *bad; /* a field whose value no filter string can stand for */
 } json_args;
 
 static const char *json_arg(void *ctx, const char *name)
 {
     json_args *a = ctx;
     json_t *v = json_object_get(a->obj, name);
-    if (!v || json_is_null(v) || a->used >= 8) return NULL;
+    if (!v || json_is_null(v)) return NULL;
+    if (a->used >= 8) {
+        a->bad = name;
+        return NULL;
+    }
     char *out = a->tmp[a->used++];
-    if (json_is_string(v)) {
+    bool numeric = !strcmp(name, "after") || !strcmp(name, "limit");
+    if (json_is_string(v) && !numeric) {
+        if (json_string_length(v) >= 512 || strlen(json_string_value(v)) != json_string_length(v)) {
+            a->bad = name;
+            return NULL;
+        }
         snprintf(out, 512, "%s", json_string_value(v));
-    } else if (json_is_integer(v)) {
+    } else if (json_is_integer(v) && numeric) {
         snprintf(out, 512, "%lld", (long long)json_integer_value(v));
-    } else if (json_is_array(v)) { /* ["a.b","c.*"] → "a.b,c.*" */
+    } else if (json_is_array(v) && !strcmp(name, "type")) { /* ["a.b","c.*"] → "a.b,c.*" */
         out[0] = '\0';
         size_t i;
         json_t *x;
         json_array_foreach(v, i, x) {
-            if (!json_is_string(x)) return "\x01"; /* refused by the parser */
+            if (!json_is_string(x)) {
+                a->bad = name;
+                return NULL;
+            }
             if (i) strncat(out, ",", 511 - strlen(out));
             strncat(out, json_string_value(x), 511 - strlen(out));
         }
     } else {
-        return "\x01";
+        a->bad = name;
+        return NULL;
     }
     return out;
 }
@@ -97,6 +112,11 @@ static int parse_filter(json_t *filter, read_filter *f, long long *from, long lo
     }
     json_args a = {.obj = copy};
     int rc = store_filter_parse(f, json_arg, &a, false, err);
+    if (rc == 0 && a.bad) {
+        store_filter_dispose(f);
+        snprintf(err, 256, "filter.%.60s has a value of the wrong type", a.bad);
+        rc = -1;
+    }
     json_t *fp = json_object_get(copy, "from_position"), *tp = json_object_get(copy, "to_position");
     if (rc == 0 && ((fp && (!json_is_integer(fp) || json_integer_value(fp) < 0)) ||
                     (tp && (!json_is_integer(tp) || json_integer_value(tp) < 0)))) {
@@ -128,6 +148,7 @@ typedef struct page_ctx {
     const char *target;
     int appended;
     long long last;
+    long long positions[REPLAY_PAGE]; /* of the entries appended, in order */
 } page_ctx;
 
 static int add_row(const char *line, size_t len, void *arg)
@@ -146,6 +167,7 @@ static int add_row(const char *line, size_t len, void *arg)
     for (int i = 0; i < 10; i++) argl[i] = strlen(argv[i]);
     argl[10] = len;
     redisAppendCommandArgv(p->r, 11, argv, argl);
+    p->positions[p->appended] = pos;
     p->appended++;
     p->last = pos;
     json_decref(e);
@@ -155,14 +177,14 @@ static int add_row(const char *line, size_t len, void *arg)
 /* Runs one page of one job. Returns 1 more to do, 0 finished, -1 failed (msg in err). */
 static int run_page(PGconn **conn, redisContext *r, const char *id, const char *tenant,
                     json_t *filter, const char *target, long long *position, long long to,
-                    char err[256])
+                    int page_size, char err[256])
 {
     read_filter f;
     long long from, to_ignored;
     if (parse_filter(filter, &f, &from, &to_ignored, err) < 0) return -1;
     f.after = *position;
     f.upto = to;
-    f.limit = REPLAY_PAGE;
+    f.limit = page_size;
     page_ctx p = {.r = r, .target = target};
     int rc = store_stream(conn, REPLAY_TIMEOUT_MS, tenant, &f, add_row, &p);
     store_filter_dispose(&f);
@@ -177,15 +199,32 @@ static int run_page(PGconn **conn, redisContext *r, const char *id, const char *
             return -2;
         }
         bool bad = rep->type == REDIS_REPLY_ERROR && !strstr(rep->str, "equal or smaller");
+        bool older = rep->type == REDIS_REPLY_ERROR && !bad;
         if (bad) snprintf(err, 256, "redis refused: %.200s", rep->str);
         freeReplyObject(rep);
         if (bad) return -1;
+        if (older) { /* already added by an earlier run of this job, or the target is newer? */
+            redisReply *x = redisCommand(r, "XRANGE %s %lld-0 %lld-0", target, p.positions[i],
+                                         p.positions[i]);
+            bool ours = x && x->type == REDIS_REPLY_ARRAY && x->elements == 1;
+            freeReplyObject(x);
+            if (!ours) {
+                snprintf(err, 256, "the target stream holds entries newer than the replayed "
+                                   "events; replay into a new stream");
+                /* drain the remaining replies before failing */
+                for (int k = i + 1; k < p.appended; k++) {
+                    redisReply *rest = NULL;
+                    if (redisGetReply(r, (void **)&rest) == REDIS_OK) freeReplyObject(rest);
+                }
+                return -1;
+            }
+        }
     }
-    long long next = p.appended < REPLAY_PAGE ? to : p.last;
+    long long next = p.appended < page_size ? to : p.last;
     char pos_text[24], n_text[16];
     snprintf(pos_text, sizeof pos_text, "%lld", next);
     snprintf(n_text, sizeof n_text, "%d", p.appended);
-    const char *up[] = {id, pos_text, n_text, p.appended < REPLAY_PAGE ? "done" : "running"};
+    const char *up[] = {id, pos_text, n_text, p.appended < page_size ? "done" : "running"};
     PGresult *res = db_exec(conn,
                             "UPDATE replays SET position = $2::bigint, replayed = replayed + "
                             "$3::bigint, status = $4, updated_at = now() WHERE id = $1 AND "
@@ -198,7 +237,7 @@ static int run_page(PGconn **conn, redisContext *r, const char *id, const char *
         return -2;
     }
     *position = next;
-    return p.appended < REPLAY_PAGE ? 0 : 1;
+    return p.appended < page_size ? 0 : 1;
 }
 
 static void fail_job(PGconn **conn, const char *id, const char *err)
@@ -256,16 +295,20 @@ static void *runner_main(void *unused)
             int rate = atoi(PQgetvalue(jobs, i, 6));
             char err[256] = "";
             int64_t started = time_mono_ms();
-            int rc = run_page(&conn, r, id, tenant, filter, target, &pos, to, err);
+            /* Pace with pages of a fifth of a second's worth, so a slow job never holds the
+             * runner (or a shutdown) for long, and jobs take turns. */
+            int page = rate / 5;
+            if (page < 1) page = 1;
+            if (page > REPLAY_PAGE) page = REPLAY_PAGE;
+            int rc = run_page(&conn, r, id, tenant, filter, target, &pos, to, page, err);
             if (rc == -1 && conn) fail_job(&conn, id, err);
             if (rc == -2) { /* Redis or PostgreSQL trouble: retry later, nothing is lost */
                 if (r) redisFree(r);
                 r = NULL;
             }
-            /* Pace: a page of REPLAY_PAGE events at most `rate` per second. */
-            int64_t budget = rate > 0 ? (int64_t)REPLAY_PAGE * 1000 / rate : 0;
-            int64_t spent = time_mono_ms() - started;
-            if (rc == 1 && budget > spent) usleep((useconds_t)(budget - spent) * 1000);
+            int64_t budget = rate > 0 ? (int64_t)page * 1000 / rate : 0;
+            while (rc == 1 && time_mono_ms() - started < budget && !atomic_load(&stopping))
+                usleep(20 * 1000);
             free(id);
             free(tenant);
             free(target);
@@ -335,6 +378,19 @@ int replay_create(PGconn **conn, const char *tenant, json_t *req, json_t **answe
                               "expected {\"filter\":{…},\"target\":{\"redis_stream\":\"name\"},"
                               "\"max_per_second\":N (optional, default 5000)}");
         return -4;
+    }
+    /* A tenant's replays write only under its own Redis namespace (tenant default: any
+     * name outside other tenants'). */
+    if (strcmp(tenant, "default") != 0) {
+        char *ns = xasprintf("%s%s:", cfg->redis_prefix, tenant);
+        bool own = strncmp(json_string_value(target), ns, strlen(ns)) == 0;
+        if (!own) {
+            *answer = problem_newf("invalid_request",
+                                   "tenant '%s' replays into Redis streams named %s…", tenant, ns);
+            free(ns);
+            return -4;
+        }
+        free(ns);
     }
     read_filter f;
     long long from = 0, to = -1;

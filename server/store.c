@@ -72,7 +72,10 @@ static int parse_types(read_filter *f, const char *v, char err[256])
         if (prefix) t[n - 2] = '\0'; /* "file.*" → base "file", stored as prefix "file." */
         snprintf(probe, sizeof probe, "%s%s", t, prefix ? ".x" : "");
         if (!envelope_type_valid(probe)) {
-            snprintf(err, 256, "type '%.140s' is not a type name or a 'prefix.*' wildcard", v);
+            size_t cut = strlen(v) > 140 ? 140 : strlen(v); /* whole UTF-8 characters only */
+            while (cut > 0 && cut < strlen(v) && ((unsigned char)v[cut] & 0xC0) == 0x80) cut--;
+            snprintf(err, 256, "type '%.*s' is not a type name or a 'prefix.*' wildcard",
+                     (int)cut, v);
             rc = -1;
             break;
         }

@@ -9,15 +9,21 @@
  *     `stream` via envelope_stream_valid, `type` via hub_filter_add_type);
  *   - a JSON object (input starting with '{'): a POST /v1/replays body, parsed by
  *     replay_create with no PostgreSQL connection (so it stops after the checks).
- * Checked: a filter holds only what the grammar allows (types are names or "prefix."
- * wildcards, at most the maximum, limit within range when paged); a refusal writes a
- * NUL-terminated message that is valid UTF-8 whenever the query was; the read filter and
- * the hub filter accept exactly the same `type` lists (up to the hub's 16 entries) and
- * hold the same entries; a hub filter matches an event of its own first stream and type; a
- * replay filter whose field holds no string (true, 1.5, {…}, [1]) is refused.
+ * Checked:
+ *   - a filter holds only what the grammar allows (types are names or "prefix." wildcards,
+ *     at most the maximum; limit within range when paged);
+ *   - a refusal writes a NUL-terminated message, valid UTF-8 whenever the query was, and
+ *     the problem answered with it (problem_new, as http_reply_error) keeps it as its
+ *     detail whatever bytes the query held;
+ *   - the read filter and the hub filter accept exactly the same `type` lists (up to the
+ *     hub's 16 entries) and hold the same entries;
+ *   - a hub filter matches an event of its own first stream and type, never another
+ *     tenant's;
+ *   - a replay filter whose field holds no string (true, 1.5, {…}, [1]) is refused.
  */
 #include "fuzz.h"
 #include "hub.h"
+#include "problem.h"
 #include "replays.h"
 #include "sevent.h"
 #include "store.h"
@@ -205,6 +211,11 @@ static void fuzz_query(const uint8_t *data, size_t size)
             fuzz_check(*err, "err says why");
             if (a.utf8 && !fuzz_utf8_valid(err, strlen(err)))
                 fuzz_fail("the message is not UTF-8 although the query was: %s", err);
+            /* What http_reply_error answers: the 400 must say why, whatever bytes were sent. */
+            json_t *problem = problem_new("invalid_query", err);
+            if (!json_is_string(json_object_get(problem, "detail")))
+                fuzz_fail("the 400 problem lost its detail: %s", err);
+            json_decref(problem);
             static const read_filter zero;
             fuzz_check(memcmp(&f, &zero, sizeof f) == 0, "a refused filter is left empty");
         }
@@ -247,7 +258,9 @@ static void fuzz_replay(const uint8_t *data, size_t size)
     }
     PGconn *conn = NULL; /* no store: a request that passes the checks answers -1 */
     json_t *answer = NULL;
-    int rc = replay_create(&conn, "t", req, &answer);
+    /* Tenant "default": other tenants are checked against cfg->redis_prefix, and no config
+     * exists without replays_start() (which needs PostgreSQL). */
+    int rc = replay_create(&conn, "default", req, &answer);
     if (rc == -4) {
         fuzz_check(json_is_object(answer), "a refusal is a problem document");
         fuzz_check(json_is_string(json_object_get(answer, "detail")), "the problem says why");

@@ -72,15 +72,15 @@ for t in "${targets[@]}"; do
     -timeout="${FUZZ_TIMEOUT:-25}" -print_final_stats=1 -dict=tests/fuzz/json.dict \
     -artifact_prefix=build/fuzz/artifacts/"$t"- \
     "$scratch/$t" "$corpus" >"$log" 2>&1 || rc=$?
-  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-  last=$(grep -E '^#[0-9]+' "$log" | tail -1 | grep -oE 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+/[0-9]+[a-zA-Z]*' || true)
+  execs=$(LC_ALL=C sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  last=$(grep -aE '^#[0-9]+' "$log" | tail -1 | grep -oE 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+/[0-9]+[a-zA-Z]*' || true)
   found=$(find "$scratch/$t" -type f | wc -l)
   if ((rc == 0)); then
     printf 'fuzz: %-12s ok      %ss, %s runs, %s, %s seeds + %s new\n' \
       "$t" "$seconds" "${execs:-?}" "${last:-?}" "$seeds" "$found"
   else
     printf 'fuzz: %-12s FAILED  (exit %s) after %s runs; log %s\n' "$t" "$rc" "${execs:-?}" "$log"
-    grep -E 'ERROR: |SUMMARY: |fuzz: |runtime error|Test unit written' "$log" | head -20 | sed 's/^/    /'
+    grep -aE 'ERROR: |SUMMARY: |fuzz: |runtime error|Test unit written' "$log" | head -20 | sed 's/^/    /'
     failed+=("$t")
   fi
 done

@@ -627,25 +627,27 @@ describe('dead letters: reprocess and discard', () => {
     h.assertProblem(await c.post(dlPath('987654321', '/discard'), {}), 404, 'not_found');
   });
 
-  test('a dead letter whose group was deleted: reprocess → 409 conflict and it stays open (one history entry per attempt); discard still works', { timeout: 60000 }, async () => {
+  test('a dead letter whose group was deleted: reprocess → 409 conflict and it stays open; a batch over it gives up (no endless retries filling the history); discard still works', { timeout: 60000 }, async () => {
     const fx = await fixture((d) => (d.type.endsWith('.bad') ? 'fatal' : 'ack'));
-    const [ev] = await publishN(c, `${fx.t}.bad`, 2);
+    await publishN(c, `${fx.t}.bad`, 2);
     const [dl, dl2] = await waitDeadLetters(c, { stream: fx.stream, group: 'fails' }, 2);
     await fx.wf.stop();
     assert.equal((await c.del(`${groupsPath(fx.stream)}/fails`)).status, 204);
-    const res = await c.post(dlPath(dl.id, '/reprocess'), {});
-    const one = h.assertStatus(await c.get(dlPath(dl.id)), 200);
-    assert.equal(one.status, 'open', `still open: ${JSON.stringify(one.history)}`);
-    h.assertProblem(res, 409, 'conflict');
-    // a batch over it gives up too: it does not retry forever, appending to the history
+    const wrong = [];
+    // a batch first (its answer is 202 whatever happens later)
     h.assertStatus(await c.post('/v1/dead-letters/reprocess', { ids: [dl2.id], max_per_second: 10 }), 202);
     await h.sleep(2000);
     const two = h.assertStatus(await c.get(dlPath(dl2.id)), 200);
-    assert.equal(two.status, 'open');
-    assert.ok(two.history.length <= 3, `history of a batch reprocess of a dead group's letter: ${two.history.length} entries: ${JSON.stringify(two.history.slice(0, 6))}`);
+    if (two.status !== 'open') wrong.push(`batch: status ${two.status}`);
+    if (two.history.length > 3) wrong.push(`batch: ${two.history.length} history entries after 2 s (still growing: the redrive retries it every tick): ${JSON.stringify(two.history.slice(0, 4))}…`);
+    // then one
+    const res = await c.post(dlPath(dl.id, '/reprocess'), {});
+    if (res.status !== 409) wrong.push(`POST /v1/dead-letters/${dl.id}/reprocess: ${h.describeRes(res)}`);
+    const one = h.assertStatus(await c.get(dlPath(dl.id)), 200);
+    if (one.status !== 'open') wrong.push(`one: status ${one.status}`);
     const d = h.assertStatus(await c.post(dlPath(dl.id, '/discard'), {}), 200);
     assert.equal(d.status, 'discarded');
-    void ev;
+    assert.deepEqual(wrong, [], 'a group that no longer exists is a conflict, not an outage');
   });
 
   test('batch: dry_run answers what would be reprocessed and changes nothing; max_age_ms and ids select', { timeout: 120000 }, async () => {

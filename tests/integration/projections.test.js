@@ -67,7 +67,8 @@ function keyOf(def, ev) {
   if (!def.key) return '';
   const v = resolvePointer(ev, def.key);
   if (v === undefined || v === null) return null;
-  assert.equal(typeof v, 'string', `test keys are strings (${def.key} of ${ev.id})`);
+  if (Number.isInteger(v)) return String(v);
+  assert.equal(typeof v, 'string', `test keys are strings or integers (${def.key} of ${ev.id})`);
   return v;
 }
 
@@ -295,6 +296,9 @@ const DEFS_CATCH_UP = [ // defined after the first half: they catch up, then fol
   { name: 'first-tag', key: '/data/tags/0', reduce: 'count' },
   { name: 'user-max-cost', filter: { types: ['ai.cost'] }, key: '/user_id', reduce: 'max', path: '/data/cost_usd' },
   { name: 'everything', reduce: 'count' },
+  { name: 'placed-by-region', filter: { streams: ['shop.events'], types: ['shop.order.placed'] }, key: '/metadata/a~1b', reduce: 'sum', path: '/data/amount' },
+  { name: 'star-by-stream', filter: { types: ['*'] }, key: '/stream', reduce: 'count' },
+  { name: 'by-version', filter: { streams: ['shop.events'] }, key: '/version', reduce: 'count' },
 ];
 const ALL_DEFS = [...DEFS_LIVE, ...DEFS_CATCH_UP];
 
@@ -617,6 +621,21 @@ describe('reducer edge cases', () => {
   });
 });
 
+describe('the set limit', () => {
+  test('a set holds at most 10,000 values; the next new value is a dead letter, a known one is not', async () => {
+    h.assertStatus(await A.post('/v1/projections', { name: 'edge-full', filter: { types: ['edge.full'] }, reduce: 'set', path: '/data/v' }), 201);
+    for (let b = 0; b < 10; b++) await pub(A, Array.from({ length: 1000 }, (_, i) => ({ type: 'edge.full', stream: 'edge.events', data: { v: b * 1000 + i } })));
+    const extra = await pub(A, [{ type: 'edge.full', stream: 'edge.events', data: { v: 'one too many' } }, { type: 'edge.full', stream: 'edge.events', data: { v: 5 } }]);
+    await waitLive(A, 'edge-full', extra[1].position, 60000);
+    const st = h.assertStatus(await A.get('/v1/projections/edge-full/state?key='), 200);
+    assert.equal(st.state.length, 10000);
+    assert.equal(st.position, extra[1].position, 'a value already in the set applies');
+    const dead = deadLetters(s.dbUrl, 'default', 'edge-full');
+    assert.deepEqual(dead.map((d) => d.position), [extra[0].position]);
+    assert.match(dead[0].reason, /full/);
+  });
+});
+
 describe('DELETE /v1/projections/{name} and POST …/reset', () => {
   test('delete: 204, then 404 everywhere, the states are gone; the name can be defined again from scratch', async () => {
     h.assertStatus(await A.post('/v1/projections', { name: 'gone', filter: { types: ['gone.x'] }, key: '/key', reduce: 'count' }), 201);
@@ -764,6 +783,18 @@ describe('kill -9 during the catch-up of a large history, and failover', () => {
     cleanups.push(() => x.cleanup());
     return x;
   }
+  // What the log holds now, by SQL: {total, count: Map k → n, sum: Map k → Σ n}.
+  const truth = () => {
+    const rows = h.psql(db.url, "SELECT k || '|' || count(*) || '|' || sum(n) FROM (SELECT data->>'k' AS k, (data->>'n')::int AS n FROM events) e GROUP BY k").split('\n');
+    const t = { total: 0, count: new Map(), sum: new Map() };
+    for (const r of rows) {
+      const [k, n, sm] = r.split('|');
+      t.count.set(k, Number(n));
+      t.sum.set(k, Number(sm));
+      t.total += Number(n);
+    }
+    return t;
+  };
   const checkpoints = () => Object.fromEntries(h.psql(db.url, "SELECT name || '=' || position FROM projections ORDER BY name").split('\n').map((l) => l.split('=')).map(([k, v]) => [k, Number(v)]));
 
   async function verifyExact(client) {
@@ -848,7 +879,8 @@ describe('kill -9 during the catch-up of a large history, and failover', () => {
   test('reset while a batch is being applied: the projection starts over, never ends failed, and counts exactly', async () => {
     const x = await start('reset-storm');
     const c = x.client();
-    const total = N + 3000;
+    const t = truth();
+    const total = t.total;
     h.assertStatus(await c.post('/v1/projections', { name: 'storm', key: '/data/k', reduce: 'count' }), 201);
     // Reset each time the catch-up is under way (a checkpoint written, more to do).
     const seen = [];
@@ -867,7 +899,33 @@ describe('kill -9 during the catch-up of a large history, and failover', () => {
     }, { timeout: CATCH_UP_MS, what: 'storm live or failed' });
     assert.equal(p.status, 'live', `after resets during its batches (seen ${seen.join(', ')}): ${JSON.stringify(p)}`);
     const count = await allStates(c, 'storm', 1000);
-    for (const [k, v] of want.count) assert.equal(count.get(k).state, v, `count of ${k}`);
+    for (const [k, v] of t.count) assert.equal(count.get(k).state, v, `count of ${k}`);
+    await x.stop();
+  });
+
+  test('delete and define again under the same name while a batch is in flight: only the new definition counts', async () => {
+    const x = await start('redefine');
+    const c = x.client();
+    const t = truth();
+    const total = t.total;
+    const mismatches = [];
+    for (let i = 0; i < 6; i++) {
+      const name = `redef-${i}`;
+      h.assertStatus(await c.post('/v1/projections', { name, key: '/data/k', reduce: 'count' }), 201);
+      await h.sleep(10 + 15 * i);
+      assert.equal((await c.del('/v1/projections/' + name)).status, 204);
+      h.assertStatus(await c.post('/v1/projections', { name, key: '/data/k', reduce: 'sum', path: '/data/n' }), 201);
+      try {
+        await waitLive(c, name, total);
+      } catch (e) {
+        mismatches.push(`${name}: ${e.message}`);
+        continue;
+      }
+      const sum = await allStates(c, name, 1000);
+      const bad = [...t.sum].filter(([k, v]) => !sum.has(k) || sum.get(k).state !== v);
+      if (bad.length) mismatches.push(`${name}: ${bad.length} keys differ, e.g. ${bad[0][0]} = ${JSON.stringify(sum.get(bad[0][0]))}, expected ${bad[0][1]}`);
+    }
+    assert.deepEqual(mismatches, []);
     await x.stop();
   });
 });
