@@ -464,7 +464,8 @@ write:
     if (ok) {
         w[1] = db_exec(conn,
                        "INSERT INTO projection_state (tenant_id, name, key, state, position) "
-                       "SELECT $1, $2, x.k, x.s, x.p FROM jsonb_to_recordset($3::jsonb) "
+                       "SELECT $1, $2, x.k, coalesce(x.s, 'null'::jsonb), x.p FROM "
+                       "jsonb_to_recordset($3::jsonb) "
                        "AS x(k text, s jsonb, p bigint) ON CONFLICT (tenant_id, name, key) DO "
                        "UPDATE SET state = EXCLUDED.state, position = EXCLUDED.position",
                        3, wp, PROJ_TIMEOUT_MS);

@@ -420,9 +420,8 @@ int replay_create(PGconn **conn, const char *tenant, json_t *req, json_t **answe
     snprintf(to_t, sizeof to_t, "%lld", to);
     snprintf(total_t, sizeof total_t, "%lld", to > from ? total : 0);
     snprintf(rate_t, sizeof rate_t, "%lld", rate ? (long long)json_integer_value(rate) : 5000LL);
-    char *filter_text = json_dumps(json_object_get(req, "filter") ? json_object_get(req, "filter")
-                                                                  : json_object(),
-                                   JSON_COMPACT);
+    json_t *filter_in = json_object_get(req, "filter");
+    char *filter_text = filter_in ? json_dumps(filter_in, JSON_COMPACT) : xstrdup("{}");
     const char *p[] = {id,   tenant, filter_text, json_string_value(target), from_t, to_t, total_t,
                        rate_t, to > from ? "running" : "done"};
     PGresult *r = db_exec(conn,
