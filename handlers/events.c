@@ -372,8 +372,10 @@ void events_wait(http_req *req)
     long long head = 0;
     j->w = waiter_add(&hf, j->f.after, (int)timeout, on_wait_done, req, &head);
     j->f.limit = 1;
-    j->f.upto = head > 0 ? head : -1; /* nothing stored yet: look nowhere */
-    if (head <= 0 || pool_submit(run_wait_lookup, j) != 0) {
+    /* No upper bound: the lookup sees everything committed by now, including events the
+     * tail has not handed to the hub yet; later ones come live. The earliest wins. */
+    (void)head;
+    if (pool_submit(run_wait_lookup, j) != 0) {
         waiter_offer(j->w, NULL, 0); /* the live path and the deadline still answer */
         store_filter_dispose(&j->f);
         free(j);

@@ -401,6 +401,7 @@ int group_nack(PGconn **conn, const char *tenant, const char *stream, const char
     }
     redisReply *e = pend->element[0];
     const char *consumer = e->element[1]->str;
+    long long idle = e->element[2]->integer;
     long long delivery = e->element[3]->integer;
     if (!strncmp(consumer, "sluice-", 7)) {
         *answer = problem_newf("conflict", "event '%s' is already %s in group '%s'", event_id,
@@ -420,13 +421,22 @@ int group_nack(PGconn **conn, const char *tenant, const char *stream, const char
     int max = db_ok(g) && PQntuples(g) == 1 ? atoi(PQgetvalue(g, 0, 0)) : 3;
     PQclear(g);
     bool dead = (retryable && json_is_false(retryable)) || delivery >= max;
-    if (dead) {
-        if (dead_letter(conn, r, key, tenant, stream, group, position, consumer, delivery, 0) < 0) {
-            rc = -1;
-            goto out;
-        }
-    } else {
-        (void)park(r, key, group, position, 0);
+    /* Claim only if still as idle as seen: the sweeper may have moved it meanwhile. */
+    int moved = 0;
+    if (dead)
+        moved = dead_letter(conn, r, key, tenant, stream, group, position, consumer, delivery,
+                            idle > 0 ? idle : 0);
+    else
+        moved = park(r, key, group, position, idle > 0 ? idle : 0) ? 0 : 1;
+    if (moved < 0) {
+        rc = -1;
+        goto out;
+    }
+    if (moved == 1) {
+        *answer = problem_newf("conflict", "event '%s' was just moved by the retry sweeper "
+                                           "(timed out); see GET /v1/dead-letters", event_id);
+        rc = -4;
+        goto out;
     }
     *answer = json_pack("{s:s,s:s,s:I,s:s}", "event_id", event_id, "group", group,
                         "delivery_count", (json_int_t)delivery, "status",

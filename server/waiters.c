@@ -77,7 +77,9 @@ static void *reaper_main(void *unused)
         pthread_mutex_lock(&lock);
         for (waiter **pp = &all; *pp;) {
             waiter *w = *pp;
-            if (stop || now >= w->deadline) {
+            /* While the store lookup runs it will answer (it may find a stored match);
+             * only stopping cuts it short. */
+            if (stop || (now >= w->deadline && atomic_load(&w->state) == W_WAITING)) {
                 pthread_mutex_lock(&w->mu);
                 (void)answer_locked(w, NULL, 0);
                 pthread_mutex_unlock(&w->mu);
@@ -150,6 +152,8 @@ void waiter_offer(waiter *w, const char *json, size_t len)
         (void)answer_locked(w, json, len); /* stored matches precede live ones */
     else if (w->held)
         (void)answer_locked(w, w->held->json, w->held->json_len);
+    else if (time_mono_ms() >= w->deadline)
+        (void)answer_locked(w, NULL, 0); /* nothing stored, and no time left to wait */
     else if (atomic_load(&w->state) == W_LOOKING)
         atomic_store(&w->state, W_WAITING);
     pthread_mutex_unlock(&w->mu);

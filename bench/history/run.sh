@@ -345,6 +345,22 @@ SQL
   }
 fi
 
+# c. (informational) what a dashboard polling the stream list pays over this many events.
+streams_ms="" stream_ms=""
+if [[ $parts != projections ]]; then
+  say "GET /v1/streams and GET /v1/streams/ai.events, 3 times each"
+  for ((r = 0; r < 3; r++)); do
+    t0=$(now_ms)
+    api GET /v1/streams >/dev/null
+    ms=$(($(now_ms) - t0))
+    if [[ -z $streams_ms || $ms -lt $streams_ms ]]; then streams_ms=$ms; fi
+    t0=$(now_ms)
+    api GET /v1/streams/ai.events >/dev/null
+    ms=$(($(now_ms) - t0))
+    if [[ -z $stream_ms || $ms -lt $stream_ms ]]; then stream_ms=$ms; fi
+  done
+fi
+
 rss_kb=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$SLUICE_PID/status" 2>/dev/null || true)
 stop_sluice
 
@@ -383,6 +399,10 @@ for name in bench-count bench-sum; do
   row "projection catch-up: ${name#bench-} by user (1,000 keys)" "$r ev/s" ">= 100000" \
     "$verdict ($(awk -v ms="${catch_ms[$name]}" 'BEGIN { printf "%.2f", ms / 1000 }') s to live)"
 done
+if [[ -n $streams_ms ]]; then
+  row "GET /v1/streams (best of 3)" "$streams_ms ms" "" "(informational: counts over $N events)"
+  row "GET /v1/streams/{stream} (best of 3)" "$stream_ms ms" "" ""
+fi
 row "Sluice peak RSS (VmHWM)" "$(awk -v k="${rss_kb:-0}" 'BEGIN { printf "%.1f MiB", k / 1024 }')" "" ""
 echo
 

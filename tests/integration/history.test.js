@@ -273,6 +273,21 @@ describe('GET /v1/streams/{stream}', () => {
     assert.deepEqual(one.redis.groups, [], "tenant default's groups are not tenant B's");
   });
 
+  test("a stream of tenant default whose name holds ':' never shares a Redis stream with another tenant's", async () => {
+    // 'tenant-b:orders.events' is a valid stream name for tenant default; tenant-b's
+    // 'orders.events' is relayed to <prefix>tenant-b:orders.events.
+    const acks = await pub(A, Array.from({ length: 3 }, (_, i) => ({ type: 'order.placed', stream: 'tenant-b:orders.events', data: { i } })));
+    const mine = await h.waitFor(async () => {
+      const r = h.assertStatus(await A.get('/v1/streams/tenant-b:orders.events'), 200);
+      return r.redis && r.redis.length >= 3 ? r : false;
+    }, { timeout: 30000, what: "tenant default's stream relayed" });
+    const theirs = h.assertStatus(await Bread.get('/v1/streams/orders.events'), 200);
+    const entries = await redisCmd('XRANGE', theirs.redis.name, '-', '+');
+    const foreign = entries.map(([, kv]) => JSON.parse(kv[kv.indexOf('event') + 1])).filter((e) => e.tenant_id !== 'tenant-b');
+    assert.deepEqual(foreign.map((e) => e.id), [], `tenant default's events (${acks.map((a) => a.id)}) in tenant-b's Redis stream ${theirs.redis.name}`);
+    assert.notEqual(mine.redis.name, theirs.redis.name, 'two tenants, one Redis stream');
+  });
+
   test("404 not_found for a stream with no events, for another tenant's stream, and for a malformed name", async () => {
     h.assertProblem(await A.get('/v1/streams/no.such.stream'), 404, 'not_found');
     h.assertProblem(await A.get('/v1/streams/b.only'), 404, 'not_found');

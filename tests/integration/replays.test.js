@@ -447,6 +447,22 @@ describe('validation, scopes and tenant isolation', () => {
     const foreign = entries.filter((e) => JSON.parse(e.fields.event).tenant_id !== 'default');
     assert.deepEqual(foreign.map((e) => e.fields.id), [], `tenant B's events in tenant A's stream ${aStream}`);
   });
+
+  test("tenant default cannot write its events into tenant B's Redis streams either", async () => {
+    const ackB = (await pub(B, { type: 'order.placed', stream: 'orders.events', data: { b: true } }))[0];
+    const bStream = `${prefix}tenant-b:orders.events`; // B's relayed stream
+    await h.waitFor(async () => {
+      const top = await redisCmd('XREVRANGE', bStream, '+', '-', 'COUNT', 1);
+      return top.length && Number(top[0][0].split('-')[0]) >= ackB.position;
+    }, { timeout: 30000, what: "B's event relayed" });
+    const aAcks = await pub(A, Array.from({ length: 5 }, (_, i) => ({ type: 'order.placed', stream: 'orders.events', data: { injected: i } })));
+    const res = await A.post('/v1/replays', { filter: { from_position: aAcks[0].position - 1 }, target: { redis_stream: bStream } });
+    if (res.status === 202) await waitFinished(A, res.body.id);
+    else assert.ok(res.status === 400 || res.status === 403, h.describeRes(res));
+    const entries = await xrangeAll(bStream);
+    const foreign = entries.filter((e) => JSON.parse(e.fields.event).tenant_id !== 'tenant-b');
+    assert.deepEqual(foreign.map((e) => e.fields.id), [], `tenant default's events in tenant B's stream ${bStream}`);
+  });
 });
 
 // ---------------------------------------------------------------- a slow job
