@@ -72,13 +72,14 @@ bool envelope_id_valid(const char *s)
 
 bool envelope_stream_valid(const char *s)
 {
-    /* ^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$ */
+    /* ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$ — no ':', which separates a tenant's namespace in
+     * Redis stream names (<prefix><tenant>:<stream>), so no two tenants' streams meet. */
     size_t len = strlen(s);
     if (len == 0 || len > ENVELOPE_STREAM_MAX) return false;
     if (!is_id_char(s[0]) || s[0] == '.' || s[0] == '_' || s[0] == ':' || s[0] == '-')
         return false;
     for (; *s; s++)
-        if (!is_id_char(*s)) return false;
+        if (!is_id_char(*s) || *s == ':') return false;
     return true;
 }
 
@@ -190,7 +191,7 @@ bool envelope_parse(json_t *in, int index, const char *tenant, sluice_event *ev,
     if (take_string(in, "stream", ENVELOPE_STREAM_MAX, index, errors, &ev->stream) && ev->stream &&
         !envelope_stream_valid(ev->stream)) {
         add_error(errors, index, "stream", "pattern",
-                  "expected ^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$");
+                  "expected ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$");
     }
     if (!take_string(in, "key", ENVELOPE_KEY_MAX, index, errors, &ev->key)) { /* reported */
     }

@@ -548,8 +548,9 @@ static void sweep_group(PGconn **conn, redisContext *r, const char *tenant, cons
     freeReplyObject(parked);
     /* 3. Entries parked as dead whose row is missing (the leader died between the two
      *    steps): write the row now. Cheap enough to do every sweep: one XPENDING. */
-    redisReply *dead = redisCommand(r, "XPENDING %s %s - + %d %s", key, group, SWEEP_BATCH,
-                                    GROUPS_DEAD_CONSUMER);
+    /* Only entries parked a while: the writer of a fresh one is still inserting its row. */
+    redisReply *dead = redisCommand(r, "XPENDING %s %s IDLE 5000 - + %d %s", key, group,
+                                    SWEEP_BATCH, GROUPS_DEAD_CONSUMER);
     for (size_t i = 0; dead && dead->type == REDIS_REPLY_ARRAY && i < dead->elements; i++) {
         redisReply *e = dead->element[i];
         char pos[24];

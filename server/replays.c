@@ -381,7 +381,17 @@ int replay_create(PGconn **conn, const char *tenant, json_t *req, json_t **answe
     }
     /* A tenant's replays write only under its own Redis namespace (tenant default: any
      * name outside other tenants'). */
-    if (strcmp(tenant, "default") != 0) {
+    size_t plen = strlen(cfg->redis_prefix);
+    const char *tname = json_string_value(target);
+    if (strcmp(tenant, "default") == 0) {
+        /* Under the prefix, a ':' marks another tenant's namespace (stream names hold none). */
+        if (strncmp(tname, cfg->redis_prefix, plen) == 0 && strchr(tname + plen, ':')) {
+            *answer = problem_newf("invalid_request",
+                                   "%s<tenant>:… streams belong to other tenants",
+                                   cfg->redis_prefix);
+            return -4;
+        }
+    } else {
         char *ns = xasprintf("%s%s:", cfg->redis_prefix, tenant);
         bool own = strncmp(json_string_value(target), ns, strlen(ns)) == 0;
         if (!own) {

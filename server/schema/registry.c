@@ -232,7 +232,7 @@ static json_t *parse_request(json_t *req, const char **type, const char **stream
     if (v && !json_is_null(v)) {
         if (!json_is_string(v) || !envelope_stream_valid(json_string_value(v)))
             json_array_append_new(errors, problem_error(-1, "/stream", "pattern",
-                                                        "expected ^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"));
+                                                        "expected ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"));
         else
             *stream = json_string_value(v);
     }

@@ -11,6 +11,7 @@
 // Seed: SLUICE_IT_SEED (printed in the test names).
 const { test, describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
+const net = require('node:net');
 const util = require('node:util');
 const h = require('./lib/harness');
 
@@ -116,6 +117,56 @@ function recompute(def, events) {
   }
   return { states, dead, last };
 }
+
+// ---------------------------------------------------------------- Redis clean-up
+
+// The relay writes every event under the instance's SLUICE_REDIS_PREFIX: remove those keys
+// at the end (SCAN + UNLINK over a plain socket; best effort).
+function redisCmd(...args) {
+  const u = new URL(process.env.SLUICE_REDIS_URL);
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host: u.hostname, port: Number(u.port || 6379) });
+    const timer = setTimeout(() => { sock.destroy(); reject(new Error('redis timed out')); }, 10000);
+    let buf = '';
+    sock.setEncoding('utf8');
+    sock.on('error', (e) => { clearTimeout(timer); reject(e); });
+    sock.on('data', (d) => {
+      buf += d;
+      // Only SCAN (*2 [cursor, *n keys]) and UNLINK (:n) are sent: parse just those.
+      if (buf[0] === ':' && buf.includes('\r\n')) { clearTimeout(timer); sock.destroy(); resolve(Number(buf.slice(1, buf.indexOf('\r\n')))); return; }
+      if (buf[0] === '-') { clearTimeout(timer); sock.destroy(); reject(new Error(buf.trim())); return; }
+      const lines = buf.split('\r\n');
+      if (lines.length < 5) return;
+      const n = Number(lines[3].slice(1));
+      if (lines.length < 5 + 2 * n) return;
+      const keys = [];
+      for (let i = 0; i < n; i++) keys.push(lines[5 + 2 * i]);
+      clearTimeout(timer);
+      sock.destroy();
+      resolve([lines[2], keys]);
+    });
+    sock.write(`*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`).join(''));
+  });
+}
+
+const prefixes = [];
+function newPrefix(tag) {
+  const p = `${tag}${h.rand(4)}:`;
+  prefixes.push(p);
+  return p;
+}
+after(async () => {
+  for (const prefix of prefixes) {
+    try {
+      let cursor = '0';
+      do {
+        const [next, keys] = await redisCmd('SCAN', cursor, 'MATCH', prefix + '*', 'COUNT', 1000);
+        for (const k of keys) await redisCmd('UNLINK', k);
+        cursor = next;
+      } while (cursor !== '0');
+    } catch (_) { /* best effort */ }
+  }
+});
 
 // ---------------------------------------------------------------- HTTP helpers
 
@@ -317,7 +368,7 @@ let B;
 let Bread;
 
 before(async () => {
-  s = await h.startSluice({ name: 'projections', env: { SLUICE_REDIS_PREFIX: `itp${h.rand(4)}:` } });
+  s = await h.startSluice({ name: 'projections', env: { SLUICE_REDIS_PREFIX: newPrefix('itp') } });
   A = s.client();
   B = s.client((await h.createKey(s, 'tenant-b', ['read', 'publish', 'admin'], 'b')).token);
   Bread = s.client((await h.createKey(s, 'tenant-b', ['read'], 'b-read')).token);
@@ -718,7 +769,7 @@ describe("the README's projections (seed patterns)", () => {
   let r;
   let c;
   before(async () => {
-    r = await h.startSluice({ name: 'readme', env: { SLUICE_REDIS_PREFIX: `itq${h.rand(4)}:`, SLUICE_ALLOW_UNKNOWN_TYPES: '0' } });
+    r = await h.startSluice({ name: 'readme', env: { SLUICE_REDIS_PREFIX: newPrefix('itq'), SLUICE_ALLOW_UNKNOWN_TYPES: '0' } });
     c = r.client();
   });
   after(async () => { if (r) await r.stop().finally(() => r.cleanup()); });
@@ -777,6 +828,7 @@ describe('kill -9 during the catch-up of a large history, and failover', () => {
     { name: 'big-sum', key: '/data/k', reduce: 'sum', path: '/data/n' },
   ];
   const want = { count: new Map(), sum: new Map() };
+  const kprefix = newPrefix('itk'); // one for every instance on this database, as in production
   let db;
   const cleanups = [];
   before(async () => { db = await h.freshDatabase(); });
@@ -786,7 +838,7 @@ describe('kill -9 during the catch-up of a large history, and failover', () => {
   });
 
   async function start(name) {
-    const x = await h.startSluice({ name, dbUrl: db.url, env: { SLUICE_REDIS_PREFIX: `itk${h.rand(4)}:` } });
+    const x = await h.startSluice({ name, dbUrl: db.url, env: { SLUICE_REDIS_PREFIX: kprefix } });
     cleanups.push(() => x.cleanup());
     return x;
   }
