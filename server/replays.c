@@ -384,12 +384,28 @@ int replay_create(PGconn **conn, const char *tenant, json_t *req, json_t **answe
     size_t plen = strlen(cfg->redis_prefix);
     const char *tname = json_string_value(target);
     if (strcmp(tenant, "default") == 0) {
-        /* Under the prefix, a ':' marks another tenant's namespace (stream names hold none). */
-        if (strncmp(tname, cfg->redis_prefix, plen) == 0 && strchr(tname + plen, ':')) {
-            *answer = problem_newf("invalid_request",
-                                   "%s<tenant>:… streams belong to other tenants",
-                                   cfg->redis_prefix);
-            return -4;
+        /* <prefix><t>:… is tenant t's namespace when t is a tenant (one with API keys). */
+        const char *colon = strncmp(tname, cfg->redis_prefix, plen) == 0 ? strchr(tname + plen, ':')
+                                                                         : NULL;
+        if (colon) {
+            char *t = xstrndup(tname + plen, (size_t)(colon - tname - (long)plen));
+            const char *tp[] = {t};
+            PGresult *tr = db_exec(conn, "SELECT 1 FROM api_keys WHERE tenant_id = $1 LIMIT 1", 1,
+                                   tp, REPLAY_TIMEOUT_MS);
+            bool ok_db = db_ok(tr), foreign = ok_db && PQntuples(tr) > 0;
+            PQclear(tr);
+            if (!ok_db) {
+                free(t);
+                return -1;
+            }
+            if (foreign && strcmp(t, "default") != 0) {
+                *answer = problem_newf("invalid_request",
+                                       "%s%s:… streams belong to tenant '%s'", cfg->redis_prefix,
+                                       t, t);
+                free(t);
+                return -4;
+            }
+            free(t);
         }
     } else {
         char *ns = xasprintf("%s%s:", cfg->redis_prefix, tenant);

@@ -69,10 +69,15 @@ static void conn_unref(ws_conn *c)
     free(c);
 }
 
-/* Any thread: the session has something to write (or must close). */
+/* Any thread: the session has something to write (or must close). The connection is
+ * looked up under the session's lock: a catch-up thread may outlive it. */
 static void wake(session *s)
 {
+    pthread_mutex_lock(&s->lock);
     ws_conn *c = s->owner;
+    if (c) atomic_fetch_add(&c->refs, 1);
+    pthread_mutex_unlock(&s->lock);
+    if (!c) return;
     bool cancel = false;
     pthread_mutex_lock(&ready_lock);
     if (!c->on_ready && !c->gone) {
@@ -85,6 +90,7 @@ static void wake(session *s)
     pthread_mutex_unlock(&ready_lock);
     /* Inside a hub batch, on_hub_batch wakes lws once for all; others wake it here. */
     if (cancel && context && !hub_in_publish()) lws_cancel_service(context);
+    conn_unref(c);
 }
 
 static void on_hub_batch(void)
@@ -362,6 +368,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (!c) return 0;
         pss->conn = NULL;
         session_close(c->sess);
+        pthread_mutex_lock(&c->sess->lock);
+        c->sess->owner = NULL; /* producers that outlive the connection stop waking it */
+        pthread_mutex_unlock(&c->sess->lock);
         pthread_mutex_lock(&ready_lock);
         c->gone = true;
         pthread_mutex_unlock(&ready_lock);
