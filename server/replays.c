@@ -381,12 +381,12 @@ int replay_create(PGconn **conn, const char *tenant, json_t *req, json_t **answe
     }
     /* A tenant's replays write only under its own Redis namespace (tenant default: any
      * name outside other tenants'). */
-    size_t plen = strlen(cfg->redis_prefix);
+    const char *prefix = cfg ? cfg->redis_prefix : "sluice:"; /* cfg: set by replays_start */
+    size_t plen = strlen(prefix);
     const char *tname = json_string_value(target);
     if (strcmp(tenant, "default") == 0) {
         /* <prefix><t>:… is tenant t's namespace when t is a tenant (one with API keys). */
-        const char *colon = strncmp(tname, cfg->redis_prefix, plen) == 0 ? strchr(tname + plen, ':')
-                                                                         : NULL;
+        const char *colon = strncmp(tname, prefix, plen) == 0 ? strchr(tname + plen, ':') : NULL;
         if (colon) {
             char *t = xstrndup(tname + plen, (size_t)(colon - tname - (long)plen));
             const char *tp[] = {t};
@@ -400,15 +400,14 @@ int replay_create(PGconn **conn, const char *tenant, json_t *req, json_t **answe
             }
             if (foreign && strcmp(t, "default") != 0) {
                 *answer = problem_newf("invalid_request",
-                                       "%s%s:… streams belong to tenant '%s'", cfg->redis_prefix,
-                                       t, t);
+                                       "%s%s:… streams belong to tenant '%s'", prefix, t, t);
                 free(t);
                 return -4;
             }
             free(t);
         }
     } else {
-        char *ns = xasprintf("%s%s:", cfg->redis_prefix, tenant);
+        char *ns = xasprintf("%s%s:", prefix, tenant);
         bool own = strncmp(json_string_value(target), ns, strlen(ns)) == 0;
         if (!own) {
             *answer = problem_newf("invalid_request",
