@@ -10,12 +10,18 @@
 //   exit code nonzero, so this also catches leaks); failures carry the stderr tail.
 // - Every child process is killed (SIGKILL) when the test process exits, whatever happened,
 //   and its pid is written to $SLUICE_IT_TMP/pids so run.sh can reap it if node itself dies.
+// - Every HTTP answer from a sluice started here (through Client, or a test's own fetch()) is
+//   checked against openapi/openapi.yaml by lib/contract.js: an undocumented status or content
+//   type, or a JSON body that does not validate, fails the request (and so the test) with the
+//   operation, the status and ajv's errors. Streams (NDJSON, SSE): status and content type.
+//   SLUICE_IT_CONTRACT=0 turns the check off (to see a test's own failure first).
 
 const { spawn, execFile, execFileSync } = require('node:child_process');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
 const assert = require('node:assert/strict');
+const { contract, isStream } = require('./contract');
 
 const REPO = path.resolve(__dirname, '..', '..', '..');
 const SLUICE_BIN = process.env.SLUICE_BIN || path.join(REPO, 'build', 'sluice');
@@ -51,6 +57,36 @@ process.on('exit', killAllSync);
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.once(sig, () => { killAllSync(); process.exit(130); });
 }
+
+// ---------------------------------------------------------------- the OpenAPI contract
+
+const CHECK_CONTRACT = process.env.SLUICE_IT_CONTRACT !== '0';
+const sluiceOrigins = new Set(); // http://127.0.0.1:<port> of every sluice started here
+const rawFetch = globalThis.fetch;
+
+function checkAnswer(a) {
+  if (CHECK_CONTRACT) contract().assertAnswer(a);
+}
+
+// Tests that use fetch() directly (SSE readers, long polls, raw bodies) get the same check:
+// a JSON answer is read whole, checked, and handed back as an equivalent Response; a stream
+// is checked by status and content type and handed back untouched.
+globalThis.fetch = async function checkedFetch(input, init = {}) {
+  const res = await rawFetch(input, init);
+  const u = new URL(input instanceof Request ? input.url : String(input));
+  if (!CHECK_CONTRACT || !sluiceOrigins.has(u.origin)) return res;
+  const method = String(init.method || (input instanceof Request ? input.method : 'GET')).toUpperCase();
+  const contentType = res.headers.get('content-type') || '';
+  const a = { method, path: u.pathname, status: res.status, contentType, headers: res.headers };
+  if (isStream(contentType)) {
+    checkAnswer(a);
+    return res;
+  }
+  const text = await res.text();
+  checkAnswer({ ...a, text });
+  const empty = [101, 204, 205, 304].includes(res.status) || method === 'HEAD';
+  return new Response(empty ? null : text, { status: res.status, statusText: res.statusText, headers: res.headers });
+};
 
 function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
 
@@ -227,6 +263,7 @@ async function startSluice(opts = {}) {
   }
 
   const url = `http://127.0.0.1:${httpPort}`;
+  sluiceOrigins.add(url);
   // While a test waits for this process to end, it must keep the event loop alive.
   const holdLoop = () => {
     proc.ref();
@@ -309,9 +346,10 @@ class Client {
       b = JSON.stringify(json);
       if (!('content-type' in lower(h))) h['Content-Type'] = 'application/json';
     }
-    const res = await fetch(this.url + p, { method, headers: h, body: b, signal: AbortSignal.timeout(timeout) });
+    const res = await rawFetch(this.url + p, { method, headers: h, body: b, signal: AbortSignal.timeout(timeout) });
     const text = await res.text();
     const contentType = res.headers.get('content-type') || '';
+    checkAnswer({ method, path: p, status: res.status, contentType, text, headers: res.headers });
     let parsed;
     if (/json/.test(contentType) && !/ndjson/.test(contentType) && text.length) {
       try { parsed = JSON.parse(text); } catch (e) { parsed = undefined; }
@@ -390,6 +428,6 @@ async function readAllPages(client, query = {}, { limit = 100, maxPages = 10000 
 
 module.exports = {
   REPO, SLUICE_BIN, TMP, sleep, race, rand, waitFor, freshDatabase, withDatabase, psql, baseDatabaseUrl,
-  startSluice, runSluiceCli, Client, assertProblem, assertStatus, describeRes, createKey,
+  startSluice, runSluiceCli, Client, checkAnswer, assertProblem, assertStatus, describeRes, createKey,
   readAllPages, TIME_RE, ULID_RE,
 };
