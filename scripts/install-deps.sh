@@ -19,6 +19,7 @@ PACKAGES=(
   wrk curl ca-certificates procps openssl
   chromium                      # the dashboard's browser tests (headless)
   clang libclang-rt-14-dev      # libFuzzer targets (tests/fuzz)
+  prometheus                    # promtool check metrics (tests/integration/metrics.test.js); may start a local prometheus service
 )
 if ! command -v node >/dev/null 2>&1; then
   PACKAGES+=(nodejs npm)

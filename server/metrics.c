@@ -38,13 +38,16 @@ static void init_locked(void)
     ready = true;
 }
 
-static series *series_locked(const char *stream, const char *type)
+/* The series of a stream/type pair. Only a stored event opens one: a failed publish to a
+ * pair that never stored anything (a stream name that exists nowhere) counts under _other,
+ * so label values stay the streams and types that exist. */
+static series *series_locked(const char *stream, const char *type, bool open)
 {
     char key[400];
     snprintf(key, sizeof key, "%s\x1f%s", stream, type);
     series *s = strmap_get(&all, key);
     if (s) return s;
-    if (all.len >= METRICS_MAX_SERIES) {
+    if (!open || all.len >= METRICS_MAX_SERIES) {
         s = strmap_get(&all, "_other\x1f_other");
         if (s) return s;
         stream = type = "_other";
@@ -62,7 +65,7 @@ void metrics_publish(const char *stream, const char *type, double seconds, bool 
     long long now = time_mono_ms() / 1000;
     pthread_mutex_lock(&lock);
     init_locked();
-    series *s = series_locked(stream, type);
+    series *s = series_locked(stream, type, ok);
     if (ok) s->ok++;
     else s->failed++;
     int b = 0;
