@@ -4,15 +4,31 @@
  * DESIGN: connections are put in non-blocking mode; db_run sends the query,
  * then polls the socket until every result has arrived or the deadline passes.
  * On a deadline the server is asked to cancel and the connection is dropped, so
- * no half-read protocol state survives into the next query.
+ * no half-read protocol state survives into the next query. PQcancel opens a
+ * connection of its own and blocks (up to the TCP user timeout when the server
+ * is unreachable, as in a network partition), so it runs on a short-lived
+ * detached thread: the caller's deadline holds.
+ *
+ * The server watches each session's client too (TCP keepalives and user
+ * timeout, set per session at connect): after a partition, a backend whose
+ * client gave up ends within ~25 s instead of PostgreSQL's default two hours,
+ * so a transaction it left open and the session advisory locks it holds (the
+ * relay's, the sweeper's, ...) are freed for the sessions that replace it.
  */
 #include "db.h"
 #include "log.h"
 #include "timeutil.h"
 
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+
+#define DB_SETUP_TIMEOUT_MS 3000
+/* The server's side of the client's keepalives/tcp_user_timeout (db_connect). */
+static const char *const db_session_setup =
+    "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; "
+    "SET tcp_keepalives_count = 3; SET tcp_user_timeout = 10000";
 
 /* Server notices ("relation already exists, skipping") are debug-level log lines. */
 static void on_notice(void *arg, const char *message)
@@ -45,6 +61,19 @@ PGconn *db_connect(const char *url, const char *module)
     }
     PQsetnonblocking(c, 1);
     PQsetNoticeProcessor(c, on_notice, NULL);
+    PGresult *res[4];
+    int n = db_run(&c, db_session_setup, -1, NULL, DB_SETUP_TIMEOUT_MS, res, 4);
+    if (n < 0) {
+        log_warn(module, "postgresql connect failed",
+                 json_pack("{s:s}", "error", "session setup timed out"));
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!db_ok(res[i]))
+            log_debug(module, "session setup refused",
+                      json_pack("{s:s}", "error", PQresultErrorMessage(res[i])));
+        PQclear(res[i]);
+    }
     return c;
 }
 
@@ -61,18 +90,30 @@ bool db_alive(PGconn *conn)
     return PQstatus(conn) == CONNECTION_OK;
 }
 
+static void *cancel_main(void *arg)
+{
+    PGcancel *cn = arg;
+    char err[128];
+    (void)PQcancel(cn, err, sizeof err);
+    PQfreeCancel(cn);
+    return NULL;
+}
+
 static void drop(PGconn **conn, bool cancel)
 {
-    if (cancel) {
-        PGcancel *cn = PQgetCancel(*conn);
-        if (cn) {
-            char err[128];
-            (void)PQcancel(cn, err, sizeof err);
-            PQfreeCancel(cn);
-        }
-    }
+    PGcancel *cn = cancel ? PQgetCancel(*conn) : NULL;
     PQfinish(*conn);
     *conn = NULL;
+    if (!cn) return;
+    pthread_attr_t attr;
+    pthread_t t;
+    bool started = pthread_attr_init(&attr) == 0;
+    if (started) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        started = pthread_create(&t, &attr, cancel_main, cn) == 0;
+        pthread_attr_destroy(&attr);
+    }
+    if (!started) PQfreeCancel(cn); /* no thread: the server finds the query's client gone */
 }
 
 /* Waits until the socket is ready for `events` or the deadline passes. */
