@@ -17,6 +17,7 @@ PACKAGES=(
   libcriterion-dev libpcre2-dev libssl-dev
   postgresql redis-server
   wrk curl ca-certificates procps openssl
+  iproute2                      # ip netns, veth, ss: tests/integration/partition.test.js
   chromium                      # the dashboard's browser tests (headless)
   clang libclang-rt-14-dev      # libFuzzer targets (tests/fuzz)
   prometheus                    # promtool check metrics (tests/integration/metrics.test.js); may start a local prometheus service

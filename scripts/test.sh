@@ -11,7 +11,7 @@
 #      fails the run;
 #   5. the dashboard's browser tests (headless Chromium) and the fuzz targets,
 #      each for a bounded time.
-# SLUICE_FAULTS_ONLY=1 (make faults) runs only the crash/outage/failover files.
+# SLUICE_FAULTS_ONLY=1 (make faults) runs only the crash/outage/partition/failover files.
 # Prints one closing line "N passed, N failed" over the suites it ran.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -54,9 +54,9 @@ if [[ -z "${SLUICE_DATABASE_URL:-}" || -z "${SLUICE_REDIS_URL:-}" ]]; then
 fi
 
 if [[ -n "${SLUICE_FAULTS_ONLY:-}" ]]; then
-  # make faults: crashes, outages and leader loss only.
+  # make faults: crashes, outages, a network partition and leader loss only.
   faults=()
-  for f in crash outage relay groups tail dead_letters; do
+  for f in crash outage partition relay groups tail dead_letters; do
     [[ -f tests/integration/$f.test.js ]] && faults+=("tests/integration/$f.test.js")
   done
   suite "faults (ASan build)" env SLUICE_BIN="$repo/build/asan/sluice" \
