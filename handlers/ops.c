@@ -4,6 +4,7 @@
 #include "handlers.h"
 #include "../server/appender.h"
 #include "../server/db.h"
+#include "../server/groups.h"
 #include "../server/mem.h"
 #include "../server/metrics.h"
 #include "../server/redis.h"
@@ -140,6 +141,7 @@ static void run_metrics(PGconn **conn, void *arg)
                    "SELECT CASE WHEN source = 'group' THEN 'group' ELSE 'projection' END, status, "
                    "count(*) FROM dead_letters GROUP BY 1, 2 ORDER BY 1, 2",
                    2, dl_labels);
+        groups_metrics(conn, &out);
     }
     size_t len;
     char *body = buf_steal(&out, &len);

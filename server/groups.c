@@ -52,6 +52,47 @@ static bool reply_ok(redisReply *r)
     return r && r->type != REDIS_REPLY_ERROR;
 }
 
+/* Moving a pending entry between consumers is a compare-and-swap: Redis runs this script
+ * atomically, so the entry moves only if it is still where the caller saw it (owner, delivery
+ * count, idle time). A plain XCLAIM with a min-idle time is not enough: an entry that another
+ * actor (a nack, the sweeper, a reprocess) moved meanwhile becomes idle again and would be
+ * taken from its new owner. KEYS[1] stream; ARGV: group, entry id, expected owner, expected
+ * delivery count (-1: any), min idle ms, new owner, RETRYCOUNT (-1: keep). JUSTID: moving an
+ * entry does not count as a delivery. */
+static const char CLAIM_IF_LUA[] =
+    "local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)\n"
+    "if #p == 0 or p[1][2] ~= ARGV[3] then return 0 end\n"
+    "if tonumber(ARGV[4]) >= 0 and tonumber(p[1][4]) ~= tonumber(ARGV[4]) then return 0 end\n"
+    "if tonumber(p[1][3]) < tonumber(ARGV[5]) then return 0 end\n"
+    "if tonumber(ARGV[7]) >= 0 then\n"
+    "  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[6], 0, ARGV[2], 'RETRYCOUNT', ARGV[7], 'JUSTID')\n"
+    "else\n"
+    "  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[6], 0, ARGV[2], 'JUSTID')\n"
+    "end\n"
+    "return 1\n";
+
+typedef struct claim {
+    const char *owner;     /* the consumer it must still be pending with */
+    long long deliveries;  /* its delivery count, or -1 for any */
+    long long min_idle_ms; /* at least this idle */
+} claim;
+
+/* 1 moved, 0 not where expected (left alone), -1 Redis error, -2 no such group. */
+static int claim_if(redisContext *r, const char *key, const char *group, long long position,
+                    claim expect, const char *to, long long retrycount)
+{
+    redisReply *rep = redisCommand(r, "EVAL %s 1 %s %s %lld-0 %s %lld %lld %s %lld",
+                                   CLAIM_IF_LUA, key, group, position, expect.owner,
+                                   expect.deliveries, expect.min_idle_ms, to, retrycount);
+    int rc = -1;
+    if (rep && rep->type == REDIS_REPLY_INTEGER) rc = rep->integer == 1 ? 1 : 0;
+    else if (rep && rep->type == REDIS_REPLY_ERROR && strstr(rep->str, "NOGROUP")) rc = -2;
+    else if (rep && rep->type == REDIS_REPLY_ERROR)
+        log_warn("groups", "claiming a pending entry failed", json_pack("{s:s}", "error", rep->str));
+    freeReplyObject(rep);
+    return rc;
+}
+
 /* The worker that was active most recently in a group (caller frees), or NULL. */
 static char *pick_consumer(redisContext *r, const char *key, const char *group)
 {
@@ -296,24 +337,22 @@ static void record_failure(PGconn **conn, const char *tenant, const char *stream
     PQclear(r);
 }
 
-/* Parks the entry as a dead letter and writes (or reopens) its row. 0 or -1. */
-/* min_idle > 0 (the sweeper): claim only if still idle that long, so an entry another
- * actor (a nack, a reprocess) moved meanwhile is left alone; returns 1 when skipped. */
+/* Parks the entry as a dead letter (under sluice-dead) if it is still where `expect` says,
+ * then writes (or reopens) its row, appending `error` (if any) to the failures recorded for
+ * it. 0 done, 1 left alone (someone moved it first), -1 store trouble. A leader that dies
+ * between the claim and the row leaves an entry parked as dead with no row: the sweeper's
+ * recovery step writes it. */
 static int dead_letter(PGconn **conn, redisContext *r, const char *key, const char *tenant,
                        const char *stream, const char *group, long long position,
-                       const char *consumer, long long delivery, long long min_idle)
+                       const char *consumer, long long delivery, claim expect, const char *error)
 {
-    redisReply *rep = redisCommand(r, "XCLAIM %s %s %s %lld %lld-0 JUSTID", key, group,
-                                   GROUPS_DEAD_CONSUMER, min_idle, position);
-    bool ok = reply_ok(rep);
-    bool claimed = ok && rep->type == REDIS_REPLY_ARRAY && rep->elements == 1;
-    freeReplyObject(rep);
-    if (!ok) return -1;
-    if (!claimed && min_idle > 0) return 1;
+    int moved = claim_if(r, key, group, position, expect, GROUPS_DEAD_CONSUMER, -1);
+    if (moved < 0) return -1;
+    if (moved == 0) return 1;
     char pos[24], del[24];
     snprintf(pos, sizeof pos, "%lld", position);
     snprintf(del, sizeof del, "%lld", delivery);
-    const char *p[] = {tenant, stream, group, pos, consumer, del};
+    const char *p[] = {tenant, stream, group, pos, consumer, del, error};
     PGresult *res = db_exec(
         conn,
         "WITH f AS (DELETE FROM delivery_failures WHERE tenant_id = $1 AND stream = $2 AND "
@@ -326,7 +365,9 @@ static int dead_letter(PGconn **conn, redisContext *r, const char *key, const ch
         "INSERT INTO dead_letters (tenant_id, source, stream, group_name, consumer, event_id, "
         "event_position, delivery_count, errors, type, event, history) SELECT $1, 'group', $2, "
         "$3, $5, coalesce((SELECT id FROM e), ''), $4::bigint, $6::int, coalesce((SELECT errors "
-        "FROM f), '[]'), (SELECT type FROM e), (SELECT event FROM e), jsonb_build_array("
+        "FROM f), '[]') || CASE WHEN $7::text IS NULL THEN '[]'::jsonb ELSE jsonb_build_array("
+        "jsonb_build_object('time', now(), 'consumer', $5::text, 'delivery', $6::int, 'error', "
+        "$7::text)) END, (SELECT type FROM e), (SELECT event FROM e), jsonb_build_array("
         "jsonb_build_object('time', now(), 'status', 'open', 'note', 'dead-lettered after ' || "
         "$6 || ' deliveries')) "
         "ON CONFLICT (tenant_id, stream, group_name, event_position) WHERE source = 'group' DO "
@@ -334,23 +375,19 @@ static int dead_letter(PGconn **conn, redisContext *r, const char *key, const ch
         "dead_letters.delivery_count + EXCLUDED.delivery_count, errors = dead_letters.errors || "
         "EXCLUDED.errors, last_failed_at = now(), history = dead_letters.history || "
         "EXCLUDED.history",
-        6, p, GROUPS_TIMEOUT_MS);
-    ok = db_ok(res);
+        7, p, GROUPS_TIMEOUT_MS);
+    bool ok = db_ok(res);
     if (!ok && res) db_log_error("groups", "writing a dead letter failed", res);
     PQclear(res);
     return ok ? 0 : -1;
 }
 
-/* Parks an entry for its backoff; with min_idle (the sweeper) only if still that idle.
+/* Parks an entry under sluice-retry for its backoff if it is still where `expect` says.
  * Returns whether it was parked. */
 static bool park(redisContext *r, const char *key, const char *group, long long position,
-                 long long min_idle)
+                 claim expect)
 {
-    redisReply *rep = redisCommand(r, "XCLAIM %s %s %s %lld %lld-0 JUSTID", key, group,
-                                   GROUPS_RETRY_CONSUMER, min_idle, position);
-    bool claimed = reply_ok(rep) && rep->type == REDIS_REPLY_ARRAY && rep->elements == 1;
-    freeReplyObject(rep);
-    return claimed;
+    return claim_if(r, key, group, position, expect, GROUPS_RETRY_CONSUMER, -1) == 1;
 }
 
 int group_nack(PGconn **conn, const char *tenant, const char *stream, const char *group,
@@ -401,7 +438,6 @@ int group_nack(PGconn **conn, const char *tenant, const char *stream, const char
     }
     redisReply *e = pend->element[0];
     const char *consumer = e->element[1]->str;
-    long long idle = e->element[2]->integer;
     long long delivery = e->element[3]->integer;
     if (!strncmp(consumer, "sluice-", 7)) {
         *answer = problem_newf("conflict", "event '%s' is already %s in group '%s'", event_id,
@@ -411,8 +447,6 @@ int group_nack(PGconn **conn, const char *tenant, const char *stream, const char
         rc = -4;
         goto out;
     }
-    record_failure(conn, tenant, stream, group, position, consumer,
-                   err ? json_string_value(err) : "nacked", delivery);
     const char *gp[] = {tenant, stream, group};
     PGresult *g = db_exec(conn,
                           "SELECT max_deliveries FROM consumer_groups WHERE tenant_id = $1 AND "
@@ -421,13 +455,19 @@ int group_nack(PGconn **conn, const char *tenant, const char *stream, const char
     int max = db_ok(g) && PQntuples(g) == 1 ? atoi(PQgetvalue(g, 0, 0)) : 3;
     PQclear(g);
     bool dead = (retryable && json_is_false(retryable)) || delivery >= max;
-    /* Claim only if still as idle as seen: the sweeper may have moved it meanwhile. */
+    const char *why = err ? json_string_value(err) : "nacked";
+    /* Only if still pending with this worker at this delivery: the sweeper may have timed it
+     * out meanwhile (then the nack is late: 409, nothing recorded). */
+    claim seen = {consumer, delivery, 0};
     int moved = 0;
-    if (dead)
+    if (dead) {
         moved = dead_letter(conn, r, key, tenant, stream, group, position, consumer, delivery,
-                            idle > 0 ? idle : 0);
-    else
-        moved = park(r, key, group, position, idle > 0 ? idle : 0) ? 0 : 1;
+                            seen, why);
+    } else if (park(r, key, group, position, seen)) {
+        record_failure(conn, tenant, stream, group, position, consumer, why, delivery);
+    } else {
+        moved = 1;
+    }
     if (moved < 0) {
         rc = -1;
         goto out;
@@ -456,11 +496,11 @@ int group_redeliver(const char *tenant, const char *stream, const char *group, l
     char *consumer = pick_consumer(r, key, group);
     int rc = -2;
     if (!consumer) consumer = xstrdup(GROUPS_RETRY_CONSUMER); /* no worker yet: wait parked */
-    redisReply *rep = redisCommand(r, "XCLAIM %s %s %s 0 %lld-0 RETRYCOUNT 0 JUSTID", key, group,
-                                   consumer, position);
-    if (reply_ok(rep) && rep->type == REDIS_REPLY_ARRAY && rep->elements == 1) rc = 0;
-    if (!reply_ok(rep)) rc = rep && strstr(rep->str, "NOGROUP") ? -2 : -1;
-    freeReplyObject(rep);
+    /* Only from sluice-dead: a second reprocess of the same letter finds it gone and
+     * delivers nothing twice. */
+    claim dead = {GROUPS_DEAD_CONSUMER, -1, 0};
+    int moved = claim_if(r, key, group, position, dead, consumer, 0);
+    rc = moved == 1 ? 0 : moved == 0 ? -2 : moved;
     free(consumer);
     free(key);
     redisFree(r);
@@ -511,17 +551,15 @@ static void sweep_group(PGconn **conn, redisContext *r, const char *tenant, cons
         if (!strncmp(consumer, "sluice-", 7)) continue;
         long long position = strtoll(e->element[0]->str, NULL, 10);
         long long delivery = e->element[3]->integer;
-        /* Claim first (only if still that idle: a nack may have moved it meanwhile), then
-         * record what happened. */
-        if (delivery >= p->max_deliveries) {
-            record_failure(conn, tenant, stream, group, position, consumer,
-                           "not acknowledged within ack_timeout_ms", delivery);
+        /* Acted on only if still pending with that worker at that delivery and still
+         * timed out: the list may be stale by the time the loop reaches an entry. */
+        claim seen = {consumer, delivery, p->ack_timeout_ms};
+        if (delivery >= p->max_deliveries)
             (void)dead_letter(conn, r, key, tenant, stream, group, position, consumer, delivery,
-                              p->ack_timeout_ms);
-        } else if (park(r, key, group, position, p->ack_timeout_ms)) {
+                              seen, "not acknowledged within ack_timeout_ms");
+        else if (park(r, key, group, position, seen))
             record_failure(conn, tenant, stream, group, position, consumer,
                            "not acknowledged within ack_timeout_ms", delivery);
-        }
     }
     freeReplyObject(late);
     /* 2. Parked entries whose backoff has passed go back to a worker. */
@@ -539,10 +577,9 @@ static void sweep_group(PGconn **conn, redisContext *r, const char *tenant, cons
             looked = true;
         }
         if (!worker) break; /* nobody to deliver to yet */
-        /* JUSTID does not count a delivery: the worker's XREADGROUP … 0 does. */
-        redisReply *c = redisCommand(r, "XCLAIM %s %s %s 0 %s JUSTID", key, group, worker,
-                                     e->element[0]->str);
-        freeReplyObject(c);
+        /* The worker's XREADGROUP … 0 counts the delivery. */
+        claim waiting = {GROUPS_RETRY_CONSUMER, delivery, backoff_ms(p, delivery, position)};
+        (void)claim_if(r, key, group, position, waiting, worker, -1);
     }
     free(worker);
     freeReplyObject(parked);
@@ -551,21 +588,34 @@ static void sweep_group(PGconn **conn, redisContext *r, const char *tenant, cons
     /* Only entries parked a while: the writer of a fresh one is still inserting its row. */
     redisReply *dead = redisCommand(r, "XPENDING %s %s IDLE 5000 - + %d %s", key, group,
                                     SWEEP_BATCH, GROUPS_DEAD_CONSUMER);
-    for (size_t i = 0; dead && dead->type == REDIS_REPLY_ARRAY && i < dead->elements; i++) {
-        redisReply *e = dead->element[i];
-        char pos[24];
-        snprintf(pos, sizeof pos, "%lld", strtoll(e->element[0]->str, NULL, 10));
-        const char *dp[] = {tenant, stream, group, pos};
+    size_t ndead = dead && dead->type == REDIS_REPLY_ARRAY ? dead->elements : 0;
+    if (ndead) {
+        /* One query for the whole list: which of these positions have no row? */
+        buf arr;
+        buf_init(&arr);
+        buf_puts(&arr, "{");
+        for (size_t i = 0; i < ndead; i++)
+            buf_printf(&arr, "%s%lld", i ? "," : "", strtoll(dead->element[i]->element[0]->str, NULL, 10));
+        buf_puts(&arr, "}");
+        const char *dp[] = {tenant, stream, group, arr.data};
         PGresult *x = db_exec(conn,
-                              "SELECT 1 FROM dead_letters WHERE tenant_id = $1 AND stream = $2 "
-                              "AND group_name = $3 AND event_position = $4::bigint AND source = "
-                              "'group'",
+                              "SELECT pos FROM unnest($4::bigint[]) pos WHERE NOT EXISTS (SELECT "
+                              "1 FROM dead_letters WHERE tenant_id = $1 AND stream = $2 AND "
+                              "group_name = $3 AND event_position = pos AND source = 'group')",
                               4, dp, GROUPS_TIMEOUT_MS);
-        bool missing = db_ok(x) && PQntuples(x) == 0;
+        buf_dispose(&arr);
+        for (int j = 0; db_ok(x) && j < PQntuples(x); j++) {
+            long long pos = strtoll(PQgetvalue(x, j, 0), NULL, 10);
+            for (size_t i = 0; i < ndead; i++) {
+                redisReply *e = dead->element[i];
+                if (strtoll(e->element[0]->str, NULL, 10) != pos) continue;
+                claim as_dead = {GROUPS_DEAD_CONSUMER, e->element[3]->integer, 5000};
+                (void)dead_letter(conn, r, key, tenant, stream, group, pos, NULL,
+                                  e->element[3]->integer, as_dead, NULL);
+                break;
+            }
+        }
         PQclear(x);
-        if (missing)
-            (void)dead_letter(conn, r, key, tenant, stream, group, strtoll(pos, NULL, 10), NULL,
-                              e->element[3]->integer, 0);
     }
     freeReplyObject(dead);
     /* 4. Reprocessed dead letters: acknowledged means resolved. */
@@ -650,4 +700,96 @@ void groups_stop(void)
     atomic_store(&stopping, true);
     pthread_join(thread, NULL);
     running = false;
+}
+
+/* ------------------------------------------------------------------ metrics */
+
+static long long info_int(redisReply *e, const char *field)
+{
+    for (size_t f = 0; e && e->type == REDIS_REPLY_ARRAY && f + 1 < e->elements; f += 2)
+        if (e->element[f]->str && !strcmp(e->element[f]->str, field))
+            return e->element[f + 1]->type == REDIS_REPLY_INTEGER ? e->element[f + 1]->integer : -1;
+    return -1;
+}
+
+void groups_metrics(PGconn **conn, buf *out)
+{
+    PGresult *g = db_exec(conn,
+                          "SELECT tenant_id, stream, name FROM consumer_groups ORDER BY 1, 2, 3 "
+                          "LIMIT 500",
+                          0, NULL, 1000);
+    if (!db_ok(g)) {
+        PQclear(g);
+        return;
+    }
+    static const char *const names[] = {"sluice_group_pending", "sluice_group_lag",
+                                        "sluice_group_retrying", "sluice_group_dead",
+                                        "sluice_group_consumers"};
+    static const char *const helps[] = {
+        "Entries delivered to a consumer group and not yet acknowledged (Redis's PEL, "
+        "including those parked for a retry or as dead letters).",
+        "Entries in the stream the group has not been delivered yet (Redis's lag).",
+        "Pending entries waiting out their retry backoff.",
+        "Pending entries parked as dead letters.",
+        "Workers in the group (Sluice's own parking consumers excluded)."};
+    int n = PQntuples(g);
+    long long(*v)[5] = xcalloc((size_t)n + 1, sizeof *v);
+    for (int i = 0; i < n; i++)
+        for (int m = 0; m < 5; m++) v[i][m] = -1; /* unknown: no sample */
+    redisContext *r = n ? redis_open() : NULL;
+    for (int i = 0; r && i < n; i++) {
+        char *key = streams_redis_name(cfg, PQgetvalue(g, i, 0), PQgetvalue(g, i, 1));
+        const char *group = PQgetvalue(g, i, 2);
+        redisReply *info = redisCommand(r, "XINFO GROUPS %s", key);
+        for (size_t k = 0; reply_ok(info) && info->type == REDIS_REPLY_ARRAY && k < info->elements; k++) {
+            redisReply *e = info->element[k];
+            bool match = false;
+            for (size_t f = 0; e->type == REDIS_REPLY_ARRAY && f + 1 < e->elements; f += 2)
+                if (e->element[f]->str && !strcmp(e->element[f]->str, "name") &&
+                    e->element[f + 1]->str && !strcmp(e->element[f + 1]->str, group))
+                    match = true;
+            if (!match) continue;
+            v[i][0] = info_int(e, "pending");
+            v[i][1] = info_int(e, "lag");
+        }
+        freeReplyObject(info);
+        /* XPENDING's summary: [count, first, last, [[consumer, count], …]]. */
+        redisReply *sum = redisCommand(r, "XPENDING %s %s", key, group);
+        if (reply_ok(sum) && sum->type == REDIS_REPLY_ARRAY && sum->elements == 4) {
+            v[i][2] = v[i][3] = 0;
+            redisReply *cs = sum->element[3];
+            for (size_t k = 0; cs->type == REDIS_REPLY_ARRAY && k < cs->elements; k++) {
+                redisReply *c = cs->element[k];
+                if (c->type != REDIS_REPLY_ARRAY || c->elements != 2 || !c->element[0]->str) continue;
+                long long count = c->element[1]->str ? strtoll(c->element[1]->str, NULL, 10) : 0;
+                if (!strcmp(c->element[0]->str, GROUPS_RETRY_CONSUMER)) v[i][2] = count;
+                if (!strcmp(c->element[0]->str, GROUPS_DEAD_CONSUMER)) v[i][3] = count;
+            }
+        }
+        freeReplyObject(sum);
+        redisReply *cons = redisCommand(r, "XINFO CONSUMERS %s %s", key, group);
+        if (reply_ok(cons) && cons->type == REDIS_REPLY_ARRAY) {
+            v[i][4] = 0;
+            for (size_t k = 0; k < cons->elements; k++) {
+                redisReply *c = cons->element[k];
+                for (size_t f = 0; c->type == REDIS_REPLY_ARRAY && f + 1 < c->elements; f += 2)
+                    if (c->element[f]->str && !strcmp(c->element[f]->str, "name") &&
+                        c->element[f + 1]->str && strncmp(c->element[f + 1]->str, "sluice-", 7))
+                        v[i][4]++;
+            }
+        }
+        freeReplyObject(cons);
+        free(key);
+        if (r->err) break;
+    }
+    if (r) redisFree(r);
+    for (int m = 0; m < 5; m++) {
+        buf_printf(out, "# HELP %s %s\n# TYPE %s gauge\n", names[m], helps[m], names[m]);
+        for (int i = 0; i < n; i++)
+            if (v[i][m] >= 0)
+                buf_printf(out, "%s{tenant=\"%s\",stream=\"%s\",group=\"%s\"} %lld\n", names[m],
+                           PQgetvalue(g, i, 0), PQgetvalue(g, i, 1), PQgetvalue(g, i, 2), v[i][m]);
+    }
+    free(v);
+    PQclear(g);
 }

@@ -16,14 +16,16 @@
  *     records the event, group, consumer, count and every error.
  *   - Reprocessing claims it back to a worker (same entry, same event id, only
  *     that group); discarding acknowledges it.
- * The sweeper runs on the leader only (its own advisory lock); every step is
- * idempotent, so a failover mid-sweep loses nothing and dead-letters nothing
- * twice.
+ * The sweeper runs on the leader only (its own advisory lock); every move of an
+ * entry is a compare-and-swap in one Redis script (still the same owner and
+ * delivery count?), and every step is idempotent, so a nack racing the sweeper
+ * or a failover mid-sweep loses nothing and dead-letters nothing twice.
  */
 #ifndef SLUICE_GROUPS_H
 #define SLUICE_GROUPS_H
 
 #include "config.h"
+#include "mem.h"
 
 #include <jansson.h>
 #include <libpq-fe.h>
@@ -49,5 +51,10 @@ int group_nack(PGconn **conn, const char *tenant, const char *stream, const char
 int group_redeliver(const char *tenant, const char *stream, const char *group, long long position);
 /* Acknowledges entry `position` in the group (discarding a dead letter). 0 or -1. */
 int group_ack(const char *tenant, const char *stream, const char *group, long long position);
+
+/* Appends the consumer-group gauges (pending, lag, retrying, dead, consumers per group,
+ * labelled tenant/stream/group — admin-created names, at most 500 groups) in the
+ * Prometheus text format. Any instance; one Redis round trip per group and gauge. */
+void groups_metrics(PGconn **conn, buf *out);
 
 #endif

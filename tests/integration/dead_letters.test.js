@@ -323,7 +323,7 @@ describe('dead letters: reprocess and discard', () => {
     h.assertProblem(await c.post(dlPath('987654321', '/discard'), {}), 404, 'not_found');
   });
 
-  test('a dead letter whose group was deleted: reprocess → 409 conflict and it stays open; a batch over it gives up (no endless retries filling the history); discard still works', { todo: 'known race (stop 9 note): a batch redrive over a letter whose group was deleted retries it each tick', timeout: 60000 }, async () => {
+  test('a dead letter whose group was deleted: reprocess → 409 conflict and it stays open; a batch over it gives up (no endless retries filling the history); discard still works', { timeout: 60000 }, async () => {
     const fx = await fixture((d) => (d.type.endsWith('.bad') ? 'fatal' : 'ack'));
     await publishN(c, `${fx.t}.bad`, 2);
     const [dl, dl2] = await waitDeadLetters(c, { stream: fx.stream, group: 'fails' }, 2);
@@ -387,7 +387,7 @@ describe('dead letters: reprocess and discard', () => {
     }
   });
 
-  test('batch redrive at max_per_second: 20 dead letters at 10/s take ≳ 1.5 s, each delivered once to its group; repeating the request redelivers nothing', { todo: 'known race (stop 9 note): a letter can be reopened by the sweeper while the redrive runs', timeout: 120000 }, async () => {
+  test('batch redrive at max_per_second: 20 dead letters at 10/s take ≳ 1.5 s, each delivered once to its group; repeating the request redelivers nothing', { timeout: 120000 }, async () => {
     const fx = await fixture((d, n) => (d.type.endsWith('.bad') && n === 1 ? 'fatal' : 'ack'));
     const evs = await publishN(c, `${fx.t}.bad`, 20);
     await waitDeadLetters(c, { stream: fx.stream, group: 'fails' }, 20);
