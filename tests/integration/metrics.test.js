@@ -192,6 +192,12 @@ describe('GET /metrics after every kind of traffic', () => {
     assert.ok(one(all, 'sluice_relay_lag_events') >= 0);
     assert.equal(one(all, 'sluice_projection_lag_events', { projection }), 0);
     assert.ok(one(all, 'sluice_dead_letters', { source: 'group', status: 'open' }) >= 2);
+    const g = { tenant: 'default', stream, group };
+    assert.ok(one(all, 'sluice_group_dead', g) >= 2, 'the dead-lettered entries stay parked in the group');
+    assert.ok(one(all, 'sluice_group_pending', g) >= one(all, 'sluice_group_dead', g), 'parked entries are pending');
+    assert.equal(one(all, 'sluice_group_consumers', g), 1, 'the worker');
+    assert.ok(one(all, 'sluice_group_lag', g) >= 0);
+    assert.ok(one(all, 'sluice_group_retrying', g) >= 0);
     assert.ok(one(all, 'sluice_dead_letters', { source: 'projection', status: 'open' }) >= 2);
     assert.equal(one(all, 'sluice_build_info'), 1);
   });
@@ -216,6 +222,8 @@ describe('GET /metrics after every kind of traffic', () => {
       source: (v) => v === 'group' || v === 'projection',
       status: (v) => ['open', 'reprocessing', 'resolved', 'discarded'].includes(v),
       group: (v) => groups.has(v),
+      // tenants exist only by an admin's key; this sluice serves the default one alone
+      tenant: (v) => v === 'default',
     };
     const never = new Set(Object.values(secrets));
     for (const x of all) {
