@@ -18,8 +18,8 @@
 //      first_failed_at, the same clock; and the first time the API lists all 100). Target < 1 s.
 // Prints one table. Exit 1 when a dead letter is missing or doubled; exit 3 on a missed target
 // when BENCH_STRICT=1.
-const net = require('node:net');
 const fs = require('node:fs');
+const resp = require('../../tests/lib/resp.js');
 
 const env = (k, d) => {
   const v = process.env[k];
@@ -51,82 +51,10 @@ const say = (...a) => console.error('bench/groups:', ...a);
 
 // ---------------------------------------------------------------- RESP2 client
 
-function parseReply(buf, i) {
-  if (i >= buf.length) return null;
-  const eol = buf.indexOf('\r\n', i);
-  if (eol < 0) return null;
-  const type = String.fromCharCode(buf[i]);
-  const line = buf.toString('utf8', i + 1, eol);
-  const next = eol + 2;
-  switch (type) {
-    case '+': return [line, next];
-    case '-': { const e = new Error(line); return [e, next]; }
-    case ':': return [Number(line), next];
-    case '$': {
-      const n = Number(line);
-      if (n < 0) return [null, next];
-      if (buf.length < next + n + 2) return null;
-      return [buf.toString('utf8', next, next + n), next + n + 2];
-    }
-    case '*': {
-      const n = Number(line);
-      if (n < 0) return [null, next];
-      const arr = [];
-      let j = next;
-      for (let k = 0; k < n; k++) {
-        const r = parseReply(buf, j);
-        if (!r) return null;
-        arr.push(r[0]);
-        j = r[1];
-      }
-      return [arr, j];
-    }
-    default: throw new Error(`RESP: unexpected type byte ${JSON.stringify(type)}`);
-  }
-}
-
-class Redis {
-  static connect(url) {
-    const u = new URL(url);
-    return new Promise((resolve, reject) => {
-      const sock = net.connect({ host: u.hostname, port: Number(u.port || 6379) });
-      sock.once('connect', () => resolve(new Redis(sock)));
-      sock.once('error', reject);
-    });
-  }
-
-  constructor(sock) {
-    this.sock = sock;
-    this.buf = Buffer.alloc(0);
-    this.pending = [];
-    sock.on('data', (d) => {
-      this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
-      for (;;) {
-        const r = parseReply(this.buf, 0);
-        if (!r) break;
-        this.buf = this.buf.subarray(r[1]);
-        const p = this.pending.shift();
-        if (p) (r[0] instanceof Error ? p.reject(r[0]) : p.resolve(r[0]));
-      }
-    });
-    const fail = (e) => { for (const p of this.pending.splice(0)) p.reject(e || new Error('redis connection closed')); };
-    sock.on('error', fail);
-    sock.on('close', () => fail());
-  }
-
-  cmd(...args) {
-    const parts = [`*${args.length}\r\n`];
-    for (const a of args) {
-      const s = String(a);
-      parts.push(`$${Buffer.byteLength(s)}\r\n${s}\r\n`);
-    }
-    return new Promise((resolve, reject) => {
-      this.pending.push({ resolve, reject });
-      this.sock.write(parts.join(''));
-    });
-  }
-
-  close() { this.sock.destroy(); }
+// tests/lib/resp.js; a command waits for its reply without a bound of its own (run.sh bounds
+// the whole run).
+class Redis extends resp.Redis {
+  static connect(url) { return super.connect(url, { timeoutMs: 0 }); }
 }
 
 // ---------------------------------------------------------------- HTTP, CPU

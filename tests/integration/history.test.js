@@ -8,8 +8,8 @@
 // (seed: SLUICE_IT_SEED, printed on failure).
 const { test, describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const net = require('node:net');
 const h = require('./lib/harness');
+const resp = require('../lib/resp.js');
 
 const SEED = Number(process.env.SLUICE_IT_SEED || Date.now() % 1000000);
 
@@ -27,74 +27,12 @@ function prng(seed) {
   return { next, int: (n) => Math.floor(next() * n), pick: (xs) => xs[Math.floor(next() * xs.length)] };
 }
 
-// ---------------------------------------------------------------- a tiny RESP2 client
+// ---------------------------------------------------------------- Redis
 
-function parseReply(buf, i) { // → [value, next] or null when incomplete
-  if (i >= buf.length) return null;
-  const eol = buf.indexOf('\r\n', i);
-  if (eol < 0) return null;
-  const type = String.fromCharCode(buf[i]);
-  const line = buf.toString('utf8', i + 1, eol);
-  const next = eol + 2;
-  switch (type) {
-    case '+': return [line, next];
-    case '-': { const e = new Error(line); e.redis = true; return [e, next]; }
-    case ':': return [Number(line), next];
-    case '$': {
-      const n = Number(line);
-      if (n < 0) return [null, next];
-      if (buf.length < next + n + 2) return null;
-      return [buf.toString('utf8', next, next + n), next + n + 2];
-    }
-    case '*': {
-      const n = Number(line);
-      if (n < 0) return [null, next];
-      const arr = [];
-      let j = next;
-      for (let k = 0; k < n; k++) {
-        const r = parseReply(buf, j);
-        if (!r) return null;
-        arr.push(r[0]);
-        j = r[1];
-      }
-      return [arr, j];
-    }
-    default: throw new Error(`RESP: unexpected type byte ${JSON.stringify(type)}`);
-  }
-}
+// One command on a connection of its own, to the suite's Redis (tests/lib/resp.js).
+const redisCmd = (...args) => resp.command(process.env.SLUICE_REDIS_URL, args);
 
-async function redisCmd(...args) { // one connection per command: simple and leak-free
-  const u = new URL(process.env.SLUICE_REDIS_URL);
-  const sock = net.connect({ host: u.hostname, port: Number(u.port || 6379) });
-  const TIMEOUT = Symbol('timeout');
-  try {
-    const v = await h.race(new Promise((resolve, reject) => {
-      let buf = Buffer.alloc(0);
-      sock.on('data', (d) => {
-        buf = Buffer.concat([buf, d]);
-        const r = parseReply(buf, 0);
-        if (r) (r[0] instanceof Error ? reject(r[0]) : resolve(r[0]));
-      });
-      sock.on('error', reject);
-      sock.write(`*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`).join(''));
-    }), 30000, TIMEOUT);
-    if (v === TIMEOUT) throw new Error(`redis ${args[0]} timed out`);
-    return v;
-  } finally {
-    sock.destroy();
-  }
-}
-
-async function deletePrefix(prefix) {
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redisCmd('SCAN', cursor, 'MATCH', prefix + '*', 'COUNT', 1000);
-      for (const k of keys) await redisCmd('UNLINK', k);
-      cursor = next;
-    } while (cursor !== '0');
-  } catch (_) { /* best effort */ }
-}
+const deletePrefix = (prefix) => resp.deletePrefix(process.env.SLUICE_REDIS_URL, prefix);
 
 // ---------------------------------------------------------------- helpers
 

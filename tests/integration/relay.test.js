@@ -9,136 +9,14 @@
 const { test, describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
-const net = require('node:net');
 const path = require('node:path');
 const { execFile } = require('node:child_process');
 const h = require('./lib/harness');
+// the RESP2 client: Redis, withRedis(url, fn), xrangeAll(r, key), scanKeys, deletePrefix(url, prefix)
+const { Redis, withRedis, xrangeAll, scanKeys, deletePrefix } = require('../lib/resp.js');
 
 const SCRIPT = path.join(h.REPO, 'scripts', 'services.sh');
 const CATCH_UP_MS = 60000; // "no hang" bound for the relay to catch up
-
-// ---------------------------------------------------------------- a small RESP2 client
-
-function parseReply(buf, i) { // → [value, next] or null when incomplete
-  if (i >= buf.length) return null;
-  const eol = buf.indexOf('\r\n', i);
-  if (eol < 0) return null;
-  const type = String.fromCharCode(buf[i]);
-  const line = buf.toString('utf8', i + 1, eol);
-  const next = eol + 2;
-  switch (type) {
-    case '+': return [line, next];
-    case '-': { const e = new Error(line); e.redis = true; return [e, next]; }
-    case ':': return [Number(line), next];
-    case '$': {
-      const n = Number(line);
-      if (n < 0) return [null, next];
-      if (buf.length < next + n + 2) return null;
-      return [buf.toString('utf8', next, next + n), next + n + 2];
-    }
-    case '*': {
-      const n = Number(line);
-      if (n < 0) return [null, next];
-      const arr = [];
-      let j = next;
-      for (let k = 0; k < n; k++) {
-        const r = parseReply(buf, j);
-        if (!r) return null;
-        arr.push(r[0]);
-        j = r[1];
-      }
-      return [arr, j];
-    }
-    default: throw new Error(`RESP: unexpected type byte ${JSON.stringify(type)}`);
-  }
-}
-
-class Redis {
-  static connect(url) {
-    const u = new URL(url);
-    return new Promise((resolve, reject) => {
-      const sock = net.connect({ host: u.hostname, port: Number(u.port || 6379) });
-      sock.once('connect', () => resolve(new Redis(sock)));
-      sock.once('error', reject);
-    });
-  }
-
-  constructor(sock) {
-    this.sock = sock;
-    this.buf = Buffer.alloc(0);
-    this.pending = [];
-    sock.on('data', (d) => {
-      this.buf = Buffer.concat([this.buf, d]);
-      for (;;) {
-        const r = parseReply(this.buf, 0);
-        if (!r) break;
-        this.buf = this.buf.subarray(r[1]);
-        const p = this.pending.shift();
-        if (p) (r[0] instanceof Error ? p.reject(r[0]) : p.resolve(r[0]));
-      }
-    });
-    const fail = (e) => { for (const p of this.pending.splice(0)) p.reject(e || new Error('redis connection closed')); };
-    sock.on('error', fail);
-    sock.on('close', () => fail());
-  }
-
-  cmd(...args) {
-    const parts = [`*${args.length}\r\n`];
-    for (const a of args) {
-      const s = String(a);
-      parts.push(`$${Buffer.byteLength(s)}\r\n${s}\r\n`);
-    }
-    return h.race(new Promise((resolve, reject) => {
-      this.pending.push({ resolve, reject });
-      this.sock.write(parts.join(''));
-    }), 30000, 'timeout').then((v) => {
-      if (v === 'timeout') throw new Error(`redis ${args[0]} timed out`);
-      return v;
-    });
-  }
-
-  close() { this.sock.destroy(); }
-}
-
-// Opens, runs fn(redis), closes.
-async function withRedis(url, fn) {
-  const r = await Redis.connect(url);
-  try { return await fn(r); } finally { r.close(); }
-}
-
-// Every entry of a stream: [{id, fields: {…}, order: [field names]}].
-async function xrangeAll(r, key) {
-  const out = [];
-  let start = '-';
-  for (;;) {
-    const page = await r.cmd('XRANGE', key, start, '+', 'COUNT', 1000);
-    for (const [id, kv] of page) {
-      const fields = {};
-      const order = [];
-      for (let i = 0; i < kv.length; i += 2) { fields[kv[i]] = kv[i + 1]; order.push(kv[i]); }
-      out.push({ id, fields, order });
-    }
-    if (page.length < 1000) return out;
-    start = '(' + page[page.length - 1][0];
-  }
-}
-
-async function scanKeys(r, pattern) {
-  const keys = [];
-  let cursor = '0';
-  do {
-    const [next, batch] = await r.cmd('SCAN', cursor, 'MATCH', pattern, 'COUNT', 1000);
-    keys.push(...batch);
-    cursor = next;
-  } while (cursor !== '0');
-  return keys;
-}
-
-async function deletePrefix(url, prefix) {
-  try {
-    await withRedis(url, async (r) => { for (const k of await scanKeys(r, prefix + '*')) await r.cmd('UNLINK', k); });
-  } catch (_) { /* best effort */ }
-}
 
 // ---------------------------------------------------------------- helpers
 

@@ -1,92 +1,16 @@
 'use strict';
-// The consumer-group kit shared by groups.test.js and dead_letters.test.js: a small RESP2
-// client, a real worker (XREADGROUP … > and … 0, XACK, nacks over HTTP), and helpers for
-// groups and dead letters through the API. Each sluice gets its own SLUICE_REDIS_PREFIX.
+// The consumer-group kit shared by groups.test.js and dead_letters.test.js: the RESP2 client
+// (tests/lib/resp.js) bound to the suite's Redis, a real worker (XREADGROUP … > and … 0, XACK,
+// nacks over HTTP), and helpers for groups and dead letters through the API. Each sluice gets its own SLUICE_REDIS_PREFIX.
 const assert = require('node:assert/strict');
-const net = require('node:net');
 const h = require('./harness');
+const resp = require('../../lib/resp.js');
 
 const WAIT_MS = 30000; // "no hang" bound for one expected state
 
-function parseReply(buf, i) { // → [value, next] or null when incomplete
-  if (i >= buf.length) return null;
-  const eol = buf.indexOf('\r\n', i);
-  if (eol < 0) return null;
-  const type = String.fromCharCode(buf[i]);
-  const line = buf.toString('utf8', i + 1, eol);
-  const next = eol + 2;
-  switch (type) {
-    case '+': return [line, next];
-    case '-': { const e = new Error(line); e.redis = true; return [e, next]; }
-    case ':': return [Number(line), next];
-    case '$': {
-      const n = Number(line);
-      if (n < 0) return [null, next];
-      if (buf.length < next + n + 2) return null;
-      return [buf.toString('utf8', next, next + n), next + n + 2];
-    }
-    case '*': {
-      const n = Number(line);
-      if (n < 0) return [null, next];
-      const arr = [];
-      let j = next;
-      for (let k = 0; k < n; k++) {
-        const r = parseReply(buf, j);
-        if (!r) return null;
-        arr.push(r[0]);
-        j = r[1];
-      }
-      return [arr, j];
-    }
-    default: throw new Error(`RESP: unexpected type byte ${JSON.stringify(type)}`);
-  }
-}
-
-class Redis {
-  static connect(url = redisUrl()) {
-    const u = new URL(url);
-    return new Promise((resolve, reject) => {
-      const sock = net.connect({ host: u.hostname, port: Number(u.port || 6379) });
-      sock.once('connect', () => resolve(new Redis(sock)));
-      sock.once('error', reject);
-    });
-  }
-
-  constructor(sock) {
-    this.sock = sock;
-    this.buf = Buffer.alloc(0);
-    this.pending = [];
-    sock.on('data', (d) => {
-      this.buf = Buffer.concat([this.buf, d]);
-      for (;;) {
-        const r = parseReply(this.buf, 0);
-        if (!r) break;
-        this.buf = this.buf.subarray(r[1]);
-        const p = this.pending.shift();
-        if (p) (r[0] instanceof Error ? p.reject(r[0]) : p.resolve(r[0]));
-      }
-    });
-    const fail = (e) => { for (const p of this.pending.splice(0)) p.reject(e || new Error('redis connection closed')); };
-    sock.on('error', fail);
-    sock.on('close', () => fail());
-  }
-
-  cmd(...args) {
-    const parts = [`*${args.length}\r\n`];
-    for (const a of args) {
-      const s = String(a);
-      parts.push(`$${Buffer.byteLength(s)}\r\n${s}\r\n`);
-    }
-    return h.race(new Promise((resolve, reject) => {
-      this.pending.push({ resolve, reject });
-      this.sock.write(parts.join(''));
-    }), 30000, 'timeout').then((v) => {
-      if (v === 'timeout') throw new Error(`redis ${args[0]} timed out`);
-      return v;
-    });
-  }
-
-  close() { this.sock.destroy(); }
+// The RESP2 client is tests/lib/resp.js; here it defaults to the suite's Redis (redisUrl()).
+class Redis extends resp.Redis {
+  static connect(url = redisUrl(), opts) { return super.connect(url, opts); }
 }
 
 function redisUrl() {
@@ -97,21 +21,13 @@ function redisUrl() {
 }
 
 async function withRedis(fn) {
-  const r = await Redis.connect();
-  try { return await fn(r); } finally { r.close(); }
+  return resp.withRedis(redisUrl(), fn);
 }
 
 async function deletePrefix(prefix) {
-  try {
-    await withRedis(async (r) => {
-      let cursor = '0';
-      do {
-        const [next, keys] = await r.cmd('SCAN', cursor, 'MATCH', prefix + '*', 'COUNT', 1000);
-        for (const k of keys) await r.cmd('UNLINK', k);
-        cursor = next;
-      } while (cursor !== '0');
-    });
-  } catch (_) { /* best effort */ }
+  let url;
+  try { url = redisUrl(); } catch (_) { return; } // best effort, as the cleanup itself
+  await resp.deletePrefix(url, prefix);
 }
 
 const posOf = (entryId) => Number(String(entryId).split('-')[0]);
@@ -310,4 +226,4 @@ function minBackoff(policy, n) {
   return policy.retry.jitter ? Math.floor(d / 2) : d;
 }
 
-module.exports = { parseReply, Redis, redisUrl, withRedis, deletePrefix, posOf, fieldsOf, pendingEntries, waitInRedis, Worker, newPrefix, typeBase, keyOf, groupsPath, createGroup, listGroups, groupInfo, publishN, allDeadLetters, waitDeadLetters, startGroupsSluice, minBackoff };
+module.exports = { parseReply: resp.parseReply, Redis, redisUrl, withRedis, deletePrefix, posOf, fieldsOf, pendingEntries, waitInRedis, Worker, newPrefix, typeBase, keyOf, groupsPath, createGroup, listGroups, groupInfo, publishN, allDeadLetters, waitDeadLetters, startGroupsSluice, minBackoff };
