@@ -62,6 +62,10 @@ describe('the contract checker reports every kind of break', () => {
     const allow = (v) => c.check({ method: 'PATCH', path: '/v1/events', status: 405, contentType: 'application/problem+json', text: problem(405, 'method_not_allowed'), headers: { Allow: v } });
     assert.deepEqual(allow('POST, GET'), []);
     assert.match(allow('GET').join('\n'), /Allow is "GET", the document has GET, POST/);
+    // the dashboard's files of web/ are served by path: 200, nothing else; no escape from web/
+    assert.deepEqual(c.check({ method: 'GET', path: '/app.js', status: 200, contentType: 'text/javascript', text: '' }), []);
+    assert.match(c.check({ method: 'GET', path: '/app.js', status: 500, contentType: 'text/plain', text: '' }).join('\n'), /a file of web\/.*expected 200/);
+    assert.match(c.check({ method: 'GET', path: '/../Makefile', status: 200, contentType: 'text/plain', text: '' }).join('\n'), /undocumented path/);
   });
 
   test('streams are checked by status and content type only', () => {

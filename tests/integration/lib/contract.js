@@ -20,7 +20,8 @@
 //   - streams (NDJSON, SSE) are checked by status and content type only.
 // Requests outside every operation: a documented path with an undocumented method must
 // answer 405 `method_not_allowed` with `Allow` naming exactly the documented methods; an
-// undocumented path must answer 404 `not_found`. Both are problem documents.
+// undocumented path must answer 404 `not_found`. Both are problem documents. GET of a file of
+// web/ by its path (the dashboard's scripts, styles, vendored libraries) must answer 200.
 const fs = require('node:fs');
 const path = require('node:path');
 const assert = require('node:assert/strict');
@@ -33,6 +34,25 @@ const SCHEMAS_ID = 'https://sluice.dev/openapi.yaml';
 const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'];
 const JSON_TYPES = new Set(['application/json', 'application/problem+json']);
 const STREAM_TYPES = new Set(['application/x-ndjson', 'text/event-stream']);
+
+const WEB_DIR = path.resolve(__dirname, '..', '..', '..', 'web');
+
+// Whether a URL path names a file of the dashboard (web/), as server/web.c serves them.
+function isWebFile(urlPath) {
+  let rel;
+  try {
+    rel = decodeURIComponent(urlPath);
+  } catch (_) {
+    return false;
+  }
+  const file = path.resolve(WEB_DIR, '.' + rel);
+  if (!file.startsWith(WEB_DIR + path.sep)) return false;
+  try {
+    return fs.statSync(file).isFile();
+  } catch (_) {
+    return false;
+  }
+}
 
 function mediaType(contentType) {
   return String(contentType || '').split(';')[0].trim().toLowerCase();
@@ -146,6 +166,13 @@ class Contract {
         errors.push(`${what}: the problem's status field is ${JSON.stringify(body.status)}`);
       }
     };
+
+    if (!found && (a.method === 'GET' || a.method === 'HEAD') && isWebFile(urlPath)) {
+      // The dashboard's other static files, served by path beside `/` (the document's get_root
+      // describes them; OpenAPI has no template for a path of several segments).
+      if (a.status !== 200 && a.status !== 304) errors.push(`${a.method} ${urlPath} (a file of web/) → HTTP ${a.status}: expected 200`);
+      return errors;
+    }
 
     if (!found || found.allowed) {
       // Outside every operation: only the router's own 404 / 405 answers are acceptable.
