@@ -195,6 +195,15 @@ static void *relay_main(void *unused)
             continue;
         }
         if (n == RELAY_PAGE) continue;
+        /* A NOTIFY that arrived while the page was read is already in libpq's queue, not on
+         * the socket: polling would sleep on it (up to a second of lag, issue 4). */
+        PGnotify *queued;
+        bool woken = false;
+        while ((queued = PQnotifies(pg))) {
+            PQfreemem(queued);
+            woken = true;
+        }
+        if (woken) continue;
         struct pollfd p = {.fd = PQsocket(pg), .events = POLLIN};
         for (int waited = 0; waited < 1000 && !atomic_load(&stopping); waited += 100)
             if (poll(&p, 1, 100) > 0) break;
