@@ -1,26 +1,88 @@
 #!/usr/bin/env bash
-# bench/all.sh — `make bench`: every benchmark of Sluice, one after the other,
-# each printing its figures beside the baseline it measured in the same run.
-#   bench/run.sh            durable publish vs pgbench (issue 2)
+# bench/all.sh — `make bench`: every benchmark of Sluice, one after the other, each printing
+# its own table with its figures beside the baseline it measured in the same run; then one
+# table of every headline figure, with the machine above it:
+#   bench/run.sh            durable publish vs pgbench; the Redis relay lag (issues 2, 4)
 #   bench/validate/run.sh   the JSON Schema validator vs ajv (issue 3)
 #   bench/fanout/run.sh     WebSocket fan-out (issue 4)
 #   bench/history/run.sh    NDJSON reads vs psql \copy; projection catch-up (issue 5)
 #   bench/groups/run.sh     the consumer-group sweeper (issue 6)
-# A missing benchmark is reported, not fatal; a failing one makes the exit non-zero.
+# Each script appends its headline rows to $BENCH_SUMMARY (bench/lib.sh, bench_summary: six
+# tab-separated fields, benchmark / measure / Sluice / baseline / target / verdict). A script
+# that fails, or leaves no row, gets a row saying so. A missing benchmark is reported, not
+# fatal; a failing one makes the exit non-zero.
 set -uo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
+REPO=$PWD
+
+BENCH_SUMMARY=$(mktemp -t sluice-bench-summary.XXXXXX)
+export BENCH_SUMMARY
+trap 'rm -f "$BENCH_SUMMARY"' EXIT
+
+BENCH_LIB_FUNCTIONS_ONLY=1 BENCH_NAME=all
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+machine_start=$(bench_machine)
+started=$(date -u '+%Y-%m-%d %H:%M UTC')
+
 status=0
 for b in bench/run.sh bench/validate/run.sh bench/fanout/run.sh bench/history/run.sh \
   bench/groups/run.sh; do
+  case "$b" in
+    bench/run.sh) name=publish ;;
+    *) name=${b#bench/} name=${name%/run.sh} ;;
+  esac
   echo
   echo "################ $b"
   if [[ ! -x $b ]]; then
     echo "(not present)"
+    printf '%s\t%s\t-\t-\t-\t-\n' "$name" "(not present)" >>"$BENCH_SUMMARY"
     continue
   fi
-  if ! "$b"; then
+  before=$(grep -c . "$BENCH_SUMMARY")
+  "$b"
+  rc=$?
+  if ((rc != 0)); then
     echo "bench: $b failed"
+    printf '%s\t%s\t-\t-\t-\tFAIL\n' "$name" "$b exited $rc (see its output above)" >>"$BENCH_SUMMARY"
     status=1
+  elif (($(grep -c . "$BENCH_SUMMARY") == before)); then
+    printf '%s\t%s\t-\t-\t-\t-\n' "$name" "(no summary rows: see its table above)" >>"$BENCH_SUMMARY"
   fi
 done
+
+# ---------------------------------------------------------------------------------------------
+# The table: columns as wide as their widest cell (in characters, so "→" counts once)
+# ---------------------------------------------------------------------------------------------
+
+print_table() {
+  local LC_ALL=C.UTF-8 line i cell out
+  local -a rows=() width=(0 0 0 0 0 0) f
+  rows+=("benchmark"$'\t'"measure"$'\t'"Sluice"$'\t'"baseline, same run"$'\t'"target"$'\t'"verdict")
+  while IFS= read -r line; do [[ -n $line ]] && rows+=("$line"); done <"$BENCH_SUMMARY"
+  for line in "${rows[@]}"; do
+    IFS=$'\t' read -r -a f <<<"$line"
+    for i in 0 1 2 3 4 5; do
+      cell=${f[i]:--}
+      ((${#cell} > width[i])) && width[i]=${#cell}
+    done
+  done
+  for line in "${rows[@]}"; do
+    IFS=$'\t' read -r -a f <<<"$line"
+    out=""
+    for i in 0 1 2 3 4 5; do
+      cell=${f[i]:--}
+      out+="$cell$(printf '%*s' $((width[i] - ${#cell})) '')"
+      ((i < 5)) && out+="  "
+    done
+    echo "${out%"${out##*[! ]}"}"
+  done
+}
+
+echo
+echo "################ make bench: every headline figure (started $started)"
+echo "machine: $machine_start (at the start)"
+echo "         load average $(cut -d' ' -f1-3 /proc/loadavg) at the end; the load generators share these cores"
+echo
+print_table
 exit $status

@@ -13,17 +13,23 @@
 #      inserting 100 rows per transaction (INSERT ... SELECT generate_series);
 #   b. build/sluice on a free port, wrk (bench/publish.lua) with 64 connections POSTing
 #      single ~400-byte file.uploaded events, then 8 connections POSTing 100-event batches;
-#   c. Sluice's peak RSS (VmHWM); a count(*) that the store holds at least every event wrk
+#   c. the Redis relay lag under both loads (issue 4: p99 < 100 ms): a consumer in C
+#      (bench/relay_lag.c) reads the relay's stream with blocking XREAD and, per entry,
+#      subtracts the event's `time` (set when its commit starts) from the moment the entry
+#      reached it; it also checks that every position arrives once, none skipped;
+#   d. Sluice's peak RSS (VmHWM); a count(*) that the store holds at least every event wrk
 #      saw a 201 for.
 # It prints one table with the targets (single ≥ 2.5x pgbench, p99 < 25 ms, batch ≥ 0.8x
-# pgbench rows/s). Exit 1 when a 201 is missing from the store, or (BENCH_STRICT=1) when a
-# target is missed.
+# pgbench rows/s, relay lag p99 < 100 ms), and the headline rows to BENCH_SUMMARY (make
+# bench's table). Exit 1 when a 201 is missing from the store or the relay skipped or doubled
+# an entry, or (BENCH_STRICT=1) when a target is missed.
 #
 # Servers: SLUICE_DATABASE_URL / SLUICE_REDIS_URL when set, else the private ones of
-# scripts/services.sh. Everything happens in a fresh database bench_<pid>, dropped at the
-# end, and Redis keys under the prefix bench<pid>:, deleted at the end. Loopback only; every
-# step is bounded by `timeout`. wrk and pgbench run 2 threads: they share the 2 cores.
-# shellcheck disable=SC2317  # functions run from traps and "${c}_start"-style dispatch
+# scripts/services.sh (bench/lib.sh). Everything happens in a fresh database
+# bench_publish_<pid>, dropped at the end, and Redis keys under the prefix benchpublish<pid>:,
+# deleted at the end. Loopback only; every step is bounded by `timeout`. wrk and pgbench run
+# 2 threads: they share the 2 cores.
+# shellcheck disable=SC2317  # functions run from traps
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -40,17 +46,9 @@ SECS=${BENCH_SECONDS:-10}
   echo "bench: BENCH_SECONDS must be a positive integer" >&2
   exit 2
 }
-BIN=${SLUICE_BIN:-$REPO/build/sluice}
-TOKEN=sk_bench_$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
-DB=bench_$$
-PREFIX=bench$$:
-WORK=$(mktemp -d -t sluice-bench.XXXXXX)
-
-say() { echo "bench: $*" >&2; }
-die() {
-  say "$*"
-  exit 1
-}
+BENCH_NAME=publish
+# shellcheck source=bench/lib.sh
+source "$REPO/bench/lib.sh"
 
 # ---------------------------------------------------------------------------------------------
 # Tools and servers
@@ -59,124 +57,21 @@ die() {
 if [[ $parts != pgbench && ! -x $BIN ]]; then
   die "$BIN not found; build it first (make), or run: $0 pgbench"
 fi
-
-user_db=${SLUICE_DATABASE_URL:-}
-user_redis=${SLUICE_REDIS_URL:-}
-want=""
-if [[ -z $user_db && -z $user_redis ]]; then
-  want=all
-elif [[ -z $user_db ]]; then
-  want=pg
-elif [[ -z $user_redis && $parts != pgbench ]]; then
-  want=redis
-fi
-if [[ -n $want ]]; then
-  export SLUICE_RUN_DIR=${SLUICE_RUN_DIR:-$REPO/.sluice}
-  scripts/services.sh start "$want"
-  # shellcheck disable=SC1091
-  source "$SLUICE_RUN_DIR/env"
-  if [[ -n $user_db ]]; then SLUICE_DATABASE_URL=$user_db; fi
-  if [[ -n $user_redis ]]; then SLUICE_REDIS_URL=$user_redis; fi
-fi
-ADMIN_URL=$SLUICE_DATABASE_URL
-REDIS_URL=${SLUICE_REDIS_URL:-}
-
-find_pg_tool() { # find_pg_tool NAME: the server's own version first
-  local d
-  for d in "${SLUICE_PG_BIN:-}" $(printf '%s\n' /usr/lib/postgresql/*/bin | sort -rV); do
-    if [[ -n $d && -x $d/$1 ]]; then
-      echo "$d/$1"
-      return
-    fi
-  done
-  command -v "$1" || die "$1 not found (run scripts/install-deps.sh)"
-}
+if [[ $parts == pgbench ]]; then bench_servers pg; else bench_servers all; fi
 PGBENCH=$(find_pg_tool pgbench)
-PSQL=$(find_pg_tool psql)
 if [[ $parts != pgbench ]]; then
   command -v wrk >/dev/null || die "wrk not found (run scripts/install-deps.sh)"
+  command -v redis-cli >/dev/null || die "redis-cli not found (run scripts/install-deps.sh)"
+  pkg-config --exists hiredis || die "libhiredis-dev not found (run scripts/install-deps.sh)"
 fi
-
-# url_with_db URL DB: the same PostgreSQL URL, naming database DB.
-url_with_db() {
-  local url=$1 query="" hostpart
-  if [[ $url == *\?* ]]; then
-    query="?${url#*\?}"
-    url=${url%%\?*}
-  fi
-  hostpart=${url#*://}
-  hostpart=${hostpart%%/*}
-  echo "${url%%://*}://$hostpart/$2$query"
-}
-BENCH_URL=$(url_with_db "$ADMIN_URL" "$DB")
-
-psql_admin() { timeout 60 "$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$ADMIN_URL" "$@"; }
-psql_bench() { timeout 120 "$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$BENCH_URL" "$@"; }
-
-redis_cli() { # redis_cli ARGS...: against SLUICE_REDIS_URL (redis:// or unix://)
-  case "$REDIS_URL" in
-    unix://*) timeout 30 redis-cli -s "${REDIS_URL#unix://}" "$@" ;;
-    *) timeout 30 redis-cli -u "$REDIS_URL" "$@" ;;
-  esac
-}
-
-SLUICE_PID=""
-db_created=0
-# running PID: alive and not a zombie waiting to be reaped.
-running() {
-  local st
-  st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  st=${st##*) }
-  [[ ${st%% *} != [ZX] ]]
-}
-stop_sluice() {
-  [[ -n $SLUICE_PID ]] || return 0
-  local i
-  kill -TERM "$SLUICE_PID" 2>/dev/null || true
-  for ((i = 0; i < 150; i++)); do
-    running "$SLUICE_PID" || break
-    sleep 0.1
-  done
-  if running "$SLUICE_PID"; then
-    say "sluice did not stop in 15 s; killing it"
-    kill -KILL "$SLUICE_PID" 2>/dev/null || true
-  fi
-  wait "$SLUICE_PID" 2>/dev/null || true
-  SLUICE_PID=""
-}
-
-cleanup() {
-  local rc=$?
-  stop_sluice || true
-  if ((db_created)); then
-    psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 ||
-      psql_admin -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 ||
-      say "could not drop database $DB"
-  fi
-  if [[ -n $REDIS_URL && $parts != pgbench ]] && command -v redis-cli >/dev/null; then
-    redis_cli --scan --pattern "${PREFIX}*" 2>/dev/null | while read -r k; do
-      redis_cli unlink "$k" >/dev/null 2>&1 || true
-    done
-  fi
-  rm -rf "$WORK"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------------------------------------
 # The bench database
 # ---------------------------------------------------------------------------------------------
 
-say "database $DB on $(sed -E 's#^([a-z]+://[^:/@]*):[^@]*@#\1:***@#' <<<"$ADMIN_URL")"
-psql_admin -c "CREATE DATABASE $DB"
-db_created=1
+bench_database
 if [[ -x $BIN ]]; then
-  SLUICE_DATABASE_URL=$BENCH_URL SLUICE_LOG_LEVEL=warn timeout 120 "$BIN" migrate >"$WORK/migrate.log" 2>&1 ||
-    {
-      cat "$WORK/migrate.log" >&2
-      die "sluice migrate failed"
-    }
+  bench_migrate
 else
   # pgbench-only run before the server is built: the same migrations, applied by psql.
   say "$BIN not built: applying migrations/*.sql with psql"
@@ -259,7 +154,7 @@ if [[ $parts != sluice ]]; then
 fi
 
 # ---------------------------------------------------------------------------------------------
-# b. Sluice under wrk
+# b. Sluice under wrk; c. the relay lag, read from Redis meanwhile
 # ---------------------------------------------------------------------------------------------
 
 W_created=0 W_non2xx=0 W_sock_errors=0 W_timeouts=0 W_p50_us=0 W_p99_us=0 W_duration_us=1 W_body_bytes=0
@@ -267,7 +162,7 @@ run_wrk() { # run_wrk CONNECTIONS BATCH -> sets W_* from the BENCH line
   local out=$WORK/wrk-$2.out line kv
   if ! BENCH_TOKEN=$TOKEN BENCH_BATCH=$2 BENCH_DATA=${DATA_TEMPLATE/@ID@/wrk} \
     timeout $((SECS + 60)) wrk -t 2 -c "$1" -d "${SECS}s" --timeout 10s \
-    -s "$REPO/bench/publish.lua" "http://127.0.0.1:$HTTP_PORT/v1/events" >"$out" 2>&1; then
+    -s "$REPO/bench/publish.lua" "$BASE/v1/events" >"$out" 2>&1; then
     cat "$out" >&2
     die "wrk failed"
   fi
@@ -280,33 +175,42 @@ run_wrk() { # run_wrk CONNECTIONS BATCH -> sets W_* from the BENCH line
   done
 }
 
-s_single_eps="" s_batch_eps="" rss_kb="" stored="" acked=0 durable=""
-if [[ $parts != pgbench ]]; then
-  [[ -n $REDIS_URL ]] || die "no SLUICE_REDIS_URL"
-  say "starting $BIN"
-  SLUICE_DATABASE_URL=$BENCH_URL SLUICE_REDIS_URL=$REDIS_URL SLUICE_REDIS_PREFIX=$PREFIX \
-    SLUICE_REDIS_MAXLEN=100000 SLUICE_HTTP_PORT=0 SLUICE_WS_PORT=0 SLUICE_BIND=127.0.0.1 \
-    SLUICE_ADMIN_TOKEN=$TOKEN SLUICE_AUTH=on SLUICE_LOG_LEVEL=info SLUICE_ACCESS_LOG=off \
-    "$BIN" >"$WORK/sluice.out" 2>"$WORK/sluice.log" &
-  SLUICE_PID=$!
-  HTTP_PORT=""
-  for ((i = 0; i < 300; i++)); do
-    HTTP_PORT=$(grep -m1 '"msg":"listening"' "$WORK/sluice.log" 2>/dev/null |
-      sed -n 's/.*"http_port":\([0-9]*\).*/\1/p') || true
-    [[ -n $HTTP_PORT ]] && break
-    running "$SLUICE_PID" || break
+LAG_PID=""
+declare -A LAG=()
+# lag_phase K: once the consumer has read up to the head of the log, its LAG line for phase K
+# -> LAG[K.n], LAG[K.p50_ms], ... (bounded: the relay must catch up within 60 s).
+lag_phase() {
+  local head i line kv
+  head=$(psql_bench -A -t -c "SELECT coalesce(max(position), 0) FROM events")
+  echo "$head" >"$WORK/lag.ctl"
+  kill -USR1 "$LAG_PID"
+  for ((i = 0; i < 600; i++)); do
+    line=$(grep "^LAG phase=$1 " "$WORK/lag.out" || true)
+    [[ -n $line ]] && break
+    running "$LAG_PID" || break
     sleep 0.1
   done
-  if [[ -z $HTTP_PORT ]]; then
-    tail -n 30 "$WORK/sluice.log" >&2
-    die "sluice did not log its \"listening\" line in 30 s"
-  fi
-  say "sluice pid $SLUICE_PID on 127.0.0.1:$HTTP_PORT"
+  [[ -n $line ]] || {
+    cat "$WORK/lag.err" >&2
+    die "the relay did not bring the stream to position $head within 60 s"
+  }
+  for kv in ${line#LAG }; do LAG[$1.${kv%%=*}]=${kv#*=}; done
+  LAG[$1.head]=$head
+}
+
+s_single_eps="" s_batch_eps="" rss_kb="" stored="" acked=0 durable="" relay_ok=""
+if [[ $parts != pgbench ]]; then
+  say "building the relay-lag consumer"
+  # shellcheck disable=SC2046  # pkg-config prints several words
+  cc -O2 -std=c11 -Wall -Wextra -o "$WORK/relay-lag" bench/relay_lag.c \
+    $(pkg-config --cflags --libs hiredis) || die "could not build bench/relay_lag.c"
+
+  bench_start_sluice SLUICE_REDIS_MAXLEN=100000 SLUICE_ACCESS_LOG=off
   psql_bench -c "TRUNCATE events" >/dev/null
 
   # One event first, so a 4xx (say, a schema change) fails loudly instead of benchmarking 422s.
   probe=$(curl -sS -m 10 -o "$WORK/probe.json" -w '%{http_code}' -X POST \
-    "http://127.0.0.1:$HTTP_PORT/v1/events" -H "Authorization: Bearer $TOKEN" \
+    "$BASE/v1/events" -H "Authorization: Bearer $TOKEN" \
     -H 'Content-Type: application/json' \
     -d "{\"type\":\"file.uploaded\",\"data\":${DATA_TEMPLATE/@ID@/probe}}") || probe=000
   if [[ $probe != 201 ]]; then
@@ -315,35 +219,63 @@ if [[ $parts != pgbench ]]; then
     die "probe publish answered $probe, not 201"
   fi
   acked=1
+  probe_pos=$(sed -n 's/.*"position":\([0-9]*\).*/\1/p' "$WORK/probe.json")
+  probe_stream=$(sed -n 's/.*"stream":"\([^"]*\)".*/\1/p' "$WORK/probe.json")
+  [[ -n $probe_pos && -n $probe_stream ]] || die "no position/stream in the probe's 201: $(cat "$WORK/probe.json")"
+
+  # The consumer reads every entry after the probe's; wrk starts once its first read is out.
+  "$WORK/relay-lag" "$REDIS_URL" "$PREFIX$probe_stream" "$probe_pos" "$WORK/lag.ctl" \
+    >"$WORK/lag.out" 2>"$WORK/lag.err" &
+  LAG_PID=$!
+  BENCH_PIDS+=("$LAG_PID")
+  for ((i = 0; i < 100; i++)); do
+    grep -q '^READY' "$WORK/lag.out" && break
+    running "$LAG_PID" || break
+    sleep 0.1
+  done
+  grep -q '^READY' "$WORK/lag.out" || {
+    cat "$WORK/lag.err" >&2
+    die "the relay-lag consumer did not start"
+  }
 
   say "wrk: single events, 64 connections, ${SECS}s"
   run_wrk 64 1
   s1_created=$W_created s1_non2xx=$W_non2xx s1_sock=$((W_sock_errors + W_timeouts))
   s1_p50=$W_p50_us s1_p99=$W_p99_us s1_dur=$W_duration_us s1_bytes=$W_body_bytes
   s_single_eps=$(awk -v n="$s1_created" -v d="$s1_dur" 'BEGIN { printf "%.0f", n / (d / 1e6) }')
+  lag_phase 1
 
   say "wrk: 100-event batches, 8 connections, ${SECS}s"
   run_wrk 8 100
   s2_created=$W_created s2_non2xx=$W_non2xx s2_sock=$((W_sock_errors + W_timeouts))
   s2_p50=$W_p50_us s2_p99=$W_p99_us s2_dur=$W_duration_us s2_bytes=$W_body_bytes
   s_batch_eps=$(awk -v n="$s2_created" -v d="$s2_dur" 'BEGIN { printf "%.0f", n * 100 / (d / 1e6) }')
+  lag_phase 2
+  kill -TERM "$LAG_PID" 2>/dev/null || true
+  wait "$LAG_PID" 2>/dev/null || true
 
-  rss_kb=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$SLUICE_PID/status" 2>/dev/null || true)
-  stop_sluice # a graceful stop finishes in-flight commits
+  # Every position after the probe's reached the stream once: phase 1 starts right after the
+  # probe, phase 2 right after phase 1, none skipped or doubled.
+  relay_ok=PASS
+  if [[ ${LAG[1.first]} != $((probe_pos + 1)) || ${LAG[2.first]} != $((LAG[1.last] + 1)) ||
+    ${LAG[1.missing]} != 0 || ${LAG[2.missing]} != 0 || ${LAG[1.extra]} != 0 || ${LAG[2.extra]} != 0 ||
+    ${LAG[2.last]} != "${LAG[2.head]}" ]]; then
+    relay_ok=FAIL
+  fi
+
+  rss_kb=$(bench_rss_kb)
+  bench_stop_sluice # a graceful stop finishes in-flight commits
   acked=$((1 + s1_created + 100 * s2_created))
   stored=$(psql_bench -A -t -c "SELECT count(*) FROM events")
   if ((stored >= acked)); then durable=PASS; else durable=FAIL; fi
 fi
 
 # ---------------------------------------------------------------------------------------------
-# d. The table
+# The table
 # ---------------------------------------------------------------------------------------------
 
 fmt() { awk -v x="$1" -v f="$2" 'BEGIN { printf f, x }'; }
-check() { # check VALUE OP TARGET -> PASS|MISS
-  awk -v v="$1" -v t="$3" -v op="$2" 'BEGIN {
-    ok = (op == ">=") ? (v >= t) : (v < t); print ok ? "PASS" : "MISS" }'
-}
+ms() { awk -v u="$1" 'BEGIN { printf "%.1f", u / 1000 }'; }
 missed=0
 row() { printf '  %-44s %16s   %-10s %s\n' "$@"; }
 
@@ -358,17 +290,23 @@ if [[ -n $pg_single_tps ]]; then
 fi
 if [[ -n $s_single_eps ]]; then
   row "Sluice single events, 64 connections" "$(fmt "$s_single_eps" '%.0f ev/s')" "" \
-    "(p50 $(awk -v u="$s1_p50" 'BEGIN { printf "%.1f", u / 1000 }') ms, non-2xx $s1_non2xx, socket errors $s1_sock, body $s1_bytes B)"
+    "(p50 $(ms "$s1_p50") ms, non-2xx $s1_non2xx, socket errors $s1_sock, body $s1_bytes B)"
+  base="-" v="-"
   if [[ -n $pg_single_tps ]]; then
     ratio=$(awk -v a="$s_single_eps" -v b="$pg_single_tps" 'BEGIN { printf "%.2f", a / b }')
-    verdict=$(check "$ratio" ">=" 2.5)
-    [[ $verdict == PASS ]] || missed=1
-    row "  ratio Sluice / pgbench" "${ratio}x" ">= 2.5" "$verdict"
+    v=$(bench_check "$ratio" ">=" 2.5)
+    [[ $v == PASS ]] || missed=1
+    row "  ratio Sluice / pgbench" "${ratio}x" ">= 2.5" "$v"
+    base="pgbench 1 row/tx, 64 clients = $(fmt "$pg_single_tps" '%.0f') tx/s (${ratio}x)"
   fi
-  p99_ms=$(awk -v u="$s1_p99" 'BEGIN { printf "%.1f", u / 1000 }')
-  verdict=$(check "$p99_ms" "<" 25)
-  [[ $verdict == PASS ]] || missed=1
-  row "Sluice single-event p99 latency" "$p99_ms ms" "< 25 ms" "$verdict"
+  bench_summary "single events, 64 connections" "$s_single_eps ev/s" "$base" ">= 2.5x" "$v"
+  p99_ms=$(ms "$s1_p99")
+  v=$(bench_check "$p99_ms" "<" 25)
+  [[ $v == PASS ]] || missed=1
+  row "Sluice single-event p99 latency" "$p99_ms ms" "< 25 ms" "$v"
+  base="-"
+  if [[ -n $pg_single_lat ]]; then base="pgbench 1 row/tx avg = $(fmt "$pg_single_lat" '%.1f') ms"; fi
+  bench_summary "single-event p99 latency (201)" "$p99_ms ms (p50 $(ms "$s1_p50"))" "$base" "< 25 ms" "$v"
 fi
 if [[ -n $pg_batch_tps ]]; then
   pg_batch_rows=$(awk -v t="$pg_batch_tps" 'BEGIN { printf "%.0f", t * 100 }')
@@ -376,20 +314,43 @@ if [[ -n $pg_batch_tps ]]; then
 fi
 if [[ -n $s_batch_eps ]]; then
   row "Sluice 100-event batches, 8 connections" "$s_batch_eps ev/s" "" \
-    "(p50 $(awk -v u="$s2_p50" 'BEGIN { printf "%.1f", u / 1000 }') ms, p99 $(awk -v u="$s2_p99" 'BEGIN { printf "%.1f", u / 1000 }') ms, non-2xx $s2_non2xx, socket errors $s2_sock, body $s2_bytes B)"
+    "(p50 $(ms "$s2_p50") ms, p99 $(ms "$s2_p99") ms, non-2xx $s2_non2xx, socket errors $s2_sock, body $s2_bytes B)"
+  base="-" v="-"
   if [[ -n $pg_batch_tps ]]; then
     ratio=$(awk -v a="$s_batch_eps" -v b="$pg_batch_rows" 'BEGIN { printf "%.2f", a / b }')
-    verdict=$(check "$ratio" ">=" 0.8)
-    [[ $verdict == PASS ]] || missed=1
-    row "  ratio Sluice / pgbench" "${ratio}x" ">= 0.8" "$verdict"
+    v=$(bench_check "$ratio" ">=" 0.8)
+    [[ $v == PASS ]] || missed=1
+    row "  ratio Sluice / pgbench" "${ratio}x" ">= 0.8" "$v"
+    base="pgbench 100 rows/tx, 8 clients = $pg_batch_rows rows/s (${ratio}x)"
   fi
+  bench_summary "100-event batches, 8 connections" "$s_batch_eps ev/s" "$base" ">= 0.8x" "$v"
+  for k in 1 2; do
+    if ((k == 1)); then what="single-event load"; else what="100-event batch load"; fi
+    v=$(bench_check "${LAG[$k.p99_ms]}" "<" 100)
+    [[ $v == PASS ]] || missed=1
+    row "Redis relay lag p99, $what" "${LAG[$k.p99_ms]} ms" "< 100 ms" \
+      "$v (p50 ${LAG[$k.p50_ms]} ms, max ${LAG[$k.max_ms]} ms, ${LAG[$k.n]} entries)"
+    bench_summary "Redis relay lag p99, $what" \
+      "${LAG[$k.p99_ms]} ms (p50 ${LAG[$k.p50_ms]}, max ${LAG[$k.max_ms]})" "-" "< 100 ms" "$v"
+  done
+  row "  relay: positions $((probe_pos + 1))-${LAG[2.head]} in Redis" \
+    "$((LAG[1.n] + LAG[2.n])) entries" "each once" \
+    "$relay_ok (skipped ${LAG[1.missing]}+${LAG[2.missing]}, doubled ${LAG[1.extra]}+${LAG[2.extra]})"
   row "Sluice peak RSS (VmHWM)" "$(awk -v k="${rss_kb:-0}" 'BEGIN { printf "%.1f MiB", k / 1024 }')" "" ""
   row "events stored / events acknowledged (201)" "$stored / $acked" "stored >= 201s" "$durable"
+  bench_summary "events stored / acknowledged (201)" "$stored / $acked" "-" "stored >= 201s" "$durable"
+  echo
+  echo "  relay lag: the moment an entry reached a blocking XREAD consumer minus the event's time,"
+  echo "  which is set when its commit starts (so the lag includes the commit itself)"
 fi
 echo
 
 if [[ $durable == FAIL ]]; then
   say "DURABILITY: $acked events were acknowledged but only $stored are stored"
+  exit 1
+fi
+if [[ $relay_ok == FAIL ]]; then
+  say "RELAY: a position was skipped or doubled in the Redis stream (see the table)"
   exit 1
 fi
 if ((missed)) && [[ ${BENCH_STRICT:-0} == 1 ]]; then

@@ -13,11 +13,12 @@
 #      reaches >= 60% of psql's rate;
 #   b. projection catch-up from position 0 to live, for `count` and `sum` keyed by
 #      /data/user_id (1,000 users): create the projection, poll GET /v1/projections/{name}
-#      until it is live at the head; target >= 100,000 events/s each. The states are checked
-#      against SQL aggregates over the same rows (exit 1 when they disagree).
-# It prints one table with the targets and PASS/MISS. Exit 1 when a check of correctness
-# fails (a short NDJSON answer, a wrong projection state); with BENCH_STRICT=1 also when a
-# target is missed.
+#      until it is live at the head; target >= 100,000 events/s each. The baseline is
+#      PostgreSQL computing the same aggregate in one GROUP BY over the same rows (best of
+#      BENCH_RUNS). The states are checked against SQL aggregates (exit 1 when they disagree).
+# It prints one table with the targets and PASS/MISS, and the headline rows to BENCH_SUMMARY
+# (make bench's table). Exit 1 when a check of correctness fails (a short NDJSON answer, a
+# wrong projection state); with BENCH_STRICT=1 also when a target is missed.
 #
 # The events are inserted straight into the `events` table with generate_series after
 # `sluice migrate` (every index and constraint the server has is there), then VACUUM ANALYZE,
@@ -25,9 +26,9 @@
 # does not re-publish the million events while they are being measured.
 #
 # Servers: SLUICE_DATABASE_URL / SLUICE_REDIS_URL when set, else the private ones of
-# scripts/services.sh. Everything happens in a fresh database bench_hist_<pid>, dropped at
-# the end, and Redis keys under the prefix benchhist<pid>:, deleted at the end. Loopback only;
-# every step is bounded by `timeout`.
+# scripts/services.sh (bench/lib.sh). Everything happens in a fresh database bench_hist_<pid>,
+# dropped at the end, and Redis keys under the prefix benchhist<pid>:, deleted at the end.
+# Loopback only; every step is bounded by `timeout`.
 # shellcheck disable=SC2317  # functions run from traps
 set -euo pipefail
 
@@ -46,120 +47,16 @@ RUNS=${BENCH_RUNS:-2}
   echo "bench: BENCH_EVENTS and BENCH_RUNS must be positive integers" >&2
   exit 2
 }
-BIN=${SLUICE_BIN:-$REPO/build/sluice}
-TOKEN=sk_bench_$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
-DB=bench_hist_$$
-PREFIX=benchhist$$:
-WORK=$(mktemp -d -t sluice-bench-history.XXXXXX)
 USERS=1000
-
-say() { echo "bench: $*" >&2; }
-die() {
-  say "$*"
-  exit 1
-}
+BENCH_NAME=history DB=bench_hist_$$ PREFIX=benchhist$$: BENCH_PSQL_TIMEOUT=1800
+# shellcheck source=bench/lib.sh
+source "$REPO/bench/lib.sh"
 
 [[ -x $BIN ]] || die "$BIN not found; build it first (make)"
 command -v curl >/dev/null || die "curl not found"
 command -v redis-cli >/dev/null || die "redis-cli not found (run scripts/install-deps.sh)"
 
-# ---------------------------------------------------------------------------------------------
-# Servers
-# ---------------------------------------------------------------------------------------------
-
-user_db=${SLUICE_DATABASE_URL:-}
-user_redis=${SLUICE_REDIS_URL:-}
-want=""
-if [[ -z $user_db && -z $user_redis ]]; then
-  want=all
-elif [[ -z $user_db ]]; then
-  want=pg
-elif [[ -z $user_redis ]]; then
-  want=redis
-fi
-if [[ -n $want ]]; then
-  export SLUICE_RUN_DIR=${SLUICE_RUN_DIR:-$REPO/.sluice}
-  scripts/services.sh start "$want"
-  # shellcheck disable=SC1091
-  source "$SLUICE_RUN_DIR/env"
-  if [[ -n $user_db ]]; then SLUICE_DATABASE_URL=$user_db; fi
-  if [[ -n $user_redis ]]; then SLUICE_REDIS_URL=$user_redis; fi
-fi
-ADMIN_URL=$SLUICE_DATABASE_URL
-REDIS_URL=$SLUICE_REDIS_URL
-
-find_pg_tool() { # find_pg_tool NAME: the server's own version first
-  local d
-  for d in "${SLUICE_PG_BIN:-}" $(printf '%s\n' /usr/lib/postgresql/*/bin | sort -rV); do
-    if [[ -n $d && -x $d/$1 ]]; then
-      echo "$d/$1"
-      return
-    fi
-  done
-  command -v "$1" || die "$1 not found (run scripts/install-deps.sh)"
-}
-PSQL=$(find_pg_tool psql)
-
-url_with_db() { # url_with_db URL DB: the same PostgreSQL URL, naming database DB
-  local url=$1 query="" hostpart
-  if [[ $url == *\?* ]]; then
-    query="?${url#*\?}"
-    url=${url%%\?*}
-  fi
-  hostpart=${url#*://}
-  hostpart=${hostpart%%/*}
-  echo "${url%%://*}://$hostpart/$2$query"
-}
-BENCH_URL=$(url_with_db "$ADMIN_URL" "$DB")
-
-psql_admin() { timeout 60 "$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$ADMIN_URL" "$@"; }
-psql_bench() { timeout 1800 "$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$BENCH_URL" "$@"; }
-
-redis_cli() {
-  case "$REDIS_URL" in
-    unix://*) timeout 30 redis-cli -s "${REDIS_URL#unix://}" "$@" ;;
-    *) timeout 30 redis-cli -u "$REDIS_URL" "$@" ;;
-  esac
-}
-
-SLUICE_PID=""
-db_created=0
-running() { # running PID: alive and not a zombie
-  local st
-  st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  st=${st##*) }
-  [[ ${st%% *} != [ZX] ]]
-}
-stop_sluice() {
-  [[ -n $SLUICE_PID ]] || return 0
-  local i
-  kill -TERM "$SLUICE_PID" 2>/dev/null || true
-  for ((i = 0; i < 150; i++)); do
-    running "$SLUICE_PID" || break
-    sleep 0.1
-  done
-  if running "$SLUICE_PID"; then
-    say "sluice did not stop in 15 s; killing it"
-    kill -KILL "$SLUICE_PID" 2>/dev/null || true
-  fi
-  wait "$SLUICE_PID" 2>/dev/null || true
-  SLUICE_PID=""
-}
-cleanup() {
-  local rc=$?
-  stop_sluice || true
-  if ((db_created)); then
-    psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 ||
-      say "could not drop database $DB"
-  fi
-  redis_cli --scan --pattern "${PREFIX}*" 2>/dev/null | while read -r k; do
-    redis_cli unlink "$k" >/dev/null 2>&1 || true
-  done
-  rm -rf "$WORK"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_servers all
 
 now_ms() { date +%s%3N; }
 rate() { awk -v n="$1" -v ms="$2" 'BEGIN { printf "%.0f", (ms > 0) ? n * 1000 / ms : 0 }'; }
@@ -169,13 +66,8 @@ rate() { awk -v n="$1" -v ms="$2" 'BEGIN { printf "%.0f", (ms > 0) ? n * 1000 / 
 # ---------------------------------------------------------------------------------------------
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-say "database $DB on $(sed -E 's#^([a-z]+://[^:/@]*):[^@]*@#\1:***@#' <<<"$ADMIN_URL")"
-psql_admin -c "CREATE DATABASE $DB"
-db_created=1
-SLUICE_DATABASE_URL=$BENCH_URL SLUICE_LOG_LEVEL=warn timeout 120 "$BIN" migrate >"$WORK/migrate.log" 2>&1 || {
-  cat "$WORK/migrate.log" >&2
-  die "sluice migrate failed"
-}
+bench_database
+bench_migrate
 
 # ai.content.generation.completed as the catalog defines it, plus the user_id the projections
 # key by: ~300 bytes of JSON per event. Times are one millisecond apart, ending now.
@@ -217,26 +109,7 @@ redis_cli SET "${PREFIX}relay:position" "$N" >/dev/null
 # Sluice
 # ---------------------------------------------------------------------------------------------
 
-say "starting $BIN"
-SLUICE_DATABASE_URL=$BENCH_URL SLUICE_REDIS_URL=$REDIS_URL SLUICE_REDIS_PREFIX=$PREFIX \
-  SLUICE_HTTP_PORT=0 SLUICE_WS_PORT=0 SLUICE_BIND=127.0.0.1 SLUICE_ADMIN_TOKEN=$TOKEN \
-  SLUICE_AUTH=on SLUICE_LOG_LEVEL=info SLUICE_ACCESS_LOG=0 \
-  "$BIN" >"$WORK/sluice.out" 2>"$WORK/sluice.log" &
-SLUICE_PID=$!
-HTTP_PORT=""
-for ((i = 0; i < 300; i++)); do
-  HTTP_PORT=$(grep -m1 '"msg":"listening"' "$WORK/sluice.log" 2>/dev/null |
-    sed -n 's/.*"http_port":\([0-9]*\).*/\1/p') || true
-  [[ -n $HTTP_PORT ]] && break
-  running "$SLUICE_PID" || break
-  sleep 0.1
-done
-if [[ -z $HTTP_PORT ]]; then
-  tail -n 30 "$WORK/sluice.log" >&2
-  die "sluice did not log its \"listening\" line in 30 s"
-fi
-BASE=http://127.0.0.1:$HTTP_PORT
-say "sluice pid $SLUICE_PID on 127.0.0.1:$HTTP_PORT"
+bench_start_sluice SLUICE_ACCESS_LOG=off
 
 api() { # api METHOD PATH [JSON]: the body on stdout; fails on a non-2xx answer
   local out=$WORK/api.out code
@@ -315,7 +188,21 @@ catch_up() { # catch_up NAME DEFINITION_JSON -> catch_ms[NAME]
   catch_ms[$name]=$(($(now_ms) - t0))
 }
 
+declare -A sql_ms=()
+sql_aggregate() { # sql_aggregate NAME EXPR: best of RUNS for SELECT key, EXPR ... GROUP BY key
+  local r t0 ms
+  for ((r = 1; r <= RUNS; r++)); do
+    t0=$(now_ms)
+    psql_bench -c "SELECT data->>'user_id', $2 FROM events GROUP BY 1" >/dev/null
+    ms=$(($(now_ms) - t0))
+    if [[ -z ${sql_ms[$1]:-} || $ms -lt ${sql_ms[$1]} ]]; then sql_ms[$1]=$ms; fi
+  done
+}
+
 if [[ $parts != read ]]; then
+  say "baseline: the same aggregates in one SQL GROUP BY"
+  sql_aggregate bench-count "count(*)"
+  sql_aggregate bench-sum "sum((data->>'cost_usd')::numeric)"
   say "projection catch-up: count by /data/user_id"
   catch_up bench-count '{"name":"bench-count","key":"/data/user_id","reduce":"count"}'
   say "projection catch-up: sum of /data/cost_usd by /data/user_id"
@@ -361,16 +248,13 @@ if [[ $parts != projections ]]; then
   done
 fi
 
-rss_kb=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$SLUICE_PID/status" 2>/dev/null || true)
-stop_sluice
+rss_kb=$(bench_rss_kb)
+bench_stop_sluice
 
 # ---------------------------------------------------------------------------------------------
 # The table
 # ---------------------------------------------------------------------------------------------
 
-check() { # check VALUE TARGET -> PASS|MISS (VALUE >= TARGET)
-  awk -v v="$1" -v t="$2" 'BEGIN { print (v >= t) ? "PASS" : "MISS" }'
-}
 row() { printf '  %-46s %18s   %-12s %s\n' "$@"; }
 
 echo
@@ -387,17 +271,25 @@ if [[ -n $psql_ms ]]; then
   row "Sluice GET /v1/events NDJSON" "$curl_rate ev/s" "" \
     "($(awk -v ms="$curl_ms" 'BEGIN { printf "%.2f", ms / 1000 }') s, $(awk -v b="$curl_bytes" -v ms="$curl_ms" 'BEGIN { printf "%.0f", b / 1048576 / (ms / 1000) }') MiB/s, $curl_bytes B)"
   ratio=$(awk -v a="$curl_rate" -v b="$psql_rate" 'BEGIN { printf "%.2f", a / b }')
-  verdict=$(check "$ratio" 0.60)
+  verdict=$(bench_check "$ratio" ">=" 0.60)
   [[ $verdict == PASS ]] || missed=1
   row "  ratio Sluice / psql" "${ratio}x" ">= 0.60" "$verdict"
+  bench_summary "NDJSON read of $N events (GET /v1/events)" "$curl_rate ev/s" \
+    "psql \\copy row_to_json = $psql_rate rows/s (${ratio}x)" ">= 0.60x" "$verdict"
 fi
 for name in bench-count bench-sum; do
   [[ -n ${catch_ms[$name]:-} ]] || continue
   r=$(rate "$N" "${catch_ms[$name]}")
-  verdict=$(check "$r" 100000)
+  verdict=$(bench_check "$r" ">=" 100000)
   [[ $verdict == PASS ]] || missed=1
   row "projection catch-up: ${name#bench-} by user (1,000 keys)" "$r ev/s" ">= 100000" \
     "$verdict ($(awk -v ms="${catch_ms[$name]}" 'BEGIN { printf "%.2f", ms / 1000 }') s to live)"
+  sr=$(rate "$N" "${sql_ms[$name]}")
+  row "  SQL GROUP BY, the same aggregate" "$sr rows/s" "" \
+    "($(awk -v ms="${sql_ms[$name]}" 'BEGIN { printf "%.2f", ms / 1000 }') s; Sluice / SQL $(awk -v a="$r" -v b="$sr" 'BEGIN { printf "%.2f", a / b }')x)"
+  bench_summary "projection catch-up, ${name#bench-} by user (1,000 keys)" "$r ev/s" \
+    "SQL GROUP BY = $sr rows/s ($(awk -v a="$r" -v b="$sr" 'BEGIN { printf "%.2f", a / b }')x)" \
+    ">= 100000 ev/s" "$verdict"
 done
 if [[ -n $streams_ms ]]; then
   row "GET /v1/streams (best of 3)" "$streams_ms ms" "" "(informational: counts over $N events)"

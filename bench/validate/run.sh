@@ -13,6 +13,8 @@
 #        invalid  the 6 invalid events alone, every violation listed (the
 #                 cost of building the 422's error list);
 #        all      all 30 round-robin (one event in five invalid).
+#   5. with BENCH_SUMMARY set (make bench), one row per mix for bench/all.sh's table
+#      (bench/lib.sh's format; the validator needs no server, so nothing else of lib.sh runs).
 # Usage: bench/validate/run.sh [SECONDS] [MIX...]   (default 3 s; valid invalid all)
 #        BENCH_CPU=n picks the core (default: the last one).
 set -euo pipefail
@@ -23,6 +25,9 @@ shift || true
 mixes=("$@")
 [[ ${#mixes[@]} -gt 0 ]] || mixes=(valid invalid all)
 cd "$repo"
+REPO=$repo BENCH_NAME=validate
+# shellcheck source=bench/lib.sh
+source "$repo/bench/lib.sh"
 
 mkdir -p build
 # shellcheck disable=SC2046
@@ -62,4 +67,12 @@ for mix in "${mixes[@]}"; do
   echo "[$mix] $a_out"
   awk -v m="$mix" -v s="$s" -v a="$a" \
     'BEGIN { printf "[%s] sluice %d/s, ajv %d/s: sluice/ajv = %.2fx\n", m, s, a, s / a }'
+  ratio=$(awk -v s="$s" -v a="$a" 'BEGIN { printf "%.2f", s / a }')
+  case "$mix" in
+    valid) what="24 valid events" target=">= 2x" v=$(bench_check "$ratio" ">=" 2) ;;
+    invalid) what="6 invalid events, every error listed" target="-" v="-" ;;
+    *) what="all 30 round-robin (1 in 5 invalid)" target="-" v="-" ;;
+  esac
+  bench_summary "validations per CPU-second: $what" "$s/s" "ajv + ajv-formats = $a/s (${ratio}x)" \
+    "$target" "$v"
 done
