@@ -135,6 +135,11 @@ static void run_get(PGconn **conn, void *arg)
 
 void events_get(http_req *req)
 {
+    if (!envelope_id_valid(req->params[0])) { /* no stored event has such an id */
+        http_reply_problem(req, problem_newf("not_found", "no event with id '%.100s'",
+                                             req->params[0]));
+        return;
+    }
     get_job *j = xcalloc(1, sizeof *j);
     j->req = req;
     j->id = xstrdup(req->params[0]);

@@ -43,13 +43,20 @@ void schemas_versions(http_req *req)
     registry_release(t);
 }
 
+/* A version number as written in a URL: 1 to 6 digits, nothing else. → the number or -1. */
+static long version_number(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 6 || strspn(s, "0123456789") != n) return -1;
+    return strtol(s, NULL, 10);
+}
+
 void schemas_version(http_req *req)
 {
     registry_type *t = type_or_problem(req, req->params[0]);
     if (!t) return;
-    char *end = NULL;
-    long n = strtol(req->params[1], &end, 10);
-    if (*end || n < 1 || n > t->n_versions) {
+    long n = version_number(req->params[1]);
+    if (n < 1 || n > t->n_versions) {
         http_reply_problem(req, problem_newf("not_found", "type '%s' has versions 1 to %d",
                                              t->type, t->n_versions));
     } else {
@@ -67,10 +74,15 @@ void schemas_validate(http_req *req)
     if (!handler_media_type_or_problem(req, types)) return;
     registry_type *t = type_or_problem(req, req->params[0]);
     if (!t) return;
+    const char *vq = http_query(req, "version");
+    long n = vq ? version_number(vq) : t->n_versions;
+    if (n < 0) {
+        http_reply_error(req, "invalid_query", "version must be a positive integer");
+        registry_release(t);
+        return;
+    }
     json_t *data = handler_json_body_or_problem(req);
     if (data) {
-        const char *vq = http_query(req, "version");
-        long n = vq ? strtol(vq, NULL, 10) : t->n_versions;
         if (n < 1 || n > t->n_versions || !t->versions[n - 1].compiled) {
             http_reply_problem(req, problem_newf("unknown_schema_version",
                                                  "type '%s' has versions 1 to %d", t->type,

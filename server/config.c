@@ -61,6 +61,9 @@ static const cfg_opt options[] = {
      "libmicrohttpd threads"},
     {"max-connections", "SLUICE_MAX_CONNECTIONS", CFG_INT, OFF(max_connections), "4096", 1,
      1000000, "HTTP connections at once"},
+    {"http-timeout-ms", "SLUICE_HTTP_TIMEOUT_MS", CFG_INT, OFF(http_timeout_ms), "30000", 1000,
+     3600000, "a silent HTTP connection is closed after this; a request's headers must arrive "
+     "within it (its body within it plus 1 s per 16 KiB)"},
     {"max-streams", "SLUICE_MAX_STREAMS", CFG_INT, OFF(max_streams), "16", 1, 1024,
      "concurrent NDJSON read streams"},
     {"ws-max-connections", "SLUICE_WS_MAX_CONNECTIONS", CFG_INT, OFF(ws_max_connections), "10000",

@@ -30,6 +30,7 @@ typedef struct sluice_config {
     int db_pool;             /* PostgreSQL connections for reads and admin work */
     int http_threads;        /* libmicrohttpd thread pool size */
     int max_connections;     /* HTTP connections at once */
+    int http_timeout_ms;     /* idle connections close; a request must arrive within this */
     int max_streams;         /* concurrent NDJSON streams */
     int ws_max_connections;  /* WebSocket connections at once */
     int ws_queue_messages;   /* per WebSocket connection: unsent messages before 1013 */

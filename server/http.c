@@ -23,11 +23,14 @@
 #include <ctype.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
-#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 static struct MHD_Daemon *daemon_; /* the one HTTP daemon */
 static const sluice_config *cfg_;  /* borrowed for the daemon's life */
@@ -63,7 +66,8 @@ int http_in_flight(void)
 
 /* libmicrohttpd is told not to unescape (no_unescape): the path is routed as sent, so a
  * "%2F" inside a key stays inside its segment; each parameter and query value is decoded
- * here instead. Decodes %XX in place; returns the new length. */
+ * here instead. Decodes %XX in place; returns the decoded length, which exceeds strlen(s)
+ * when a %00 was decoded. */
 static size_t percent_decode(char *s)
 {
     char *w = s;
@@ -87,20 +91,32 @@ static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
     return strlen(s);
 }
 
-/* Matches `path` against `pattern`; on success copies parameters into req. */
-static bool route_match(const char *pattern, const char *path, http_req *req)
+/* Whether a decoded value of `len` bytes is text PostgreSQL can hold: no NUL, valid UTF-8
+ * (jansson's check: no overlong forms, surrogates or code points past U+10FFFF). */
+static bool text_ok(const char *s, size_t len)
+{
+    if (strlen(s) != len) return false;
+    json_t *j = json_stringn(s, len);
+    json_decref(j);
+    return j != NULL;
+}
+
+/* Matches `path` against `pattern`; on success copies the decoded parameters into req and
+ * sets *bad when one of them is not text (text_ok). */
+static bool route_match(const char *pattern, const char *path, http_req *req, bool *bad)
 {
     const char *p = pattern, *u = path;
     int n = 0;
-    char tmp[HTTP_MAX_PARAMS][1024];
+    const char *seg[HTTP_MAX_PARAMS];
+    size_t seg_len[HTTP_MAX_PARAMS];
     while (*p && *u) {
         if (*p == '{') {
             const char *close = strchr(p, '}');
             const char *seg_end = strchrnul(u, '/');
             size_t len = (size_t)(seg_end - u);
-            if (len == 0 || len >= sizeof tmp[0] || n >= HTTP_MAX_PARAMS) return false;
-            memcpy(tmp[n], u, len);
-            tmp[n][len] = '\0';
+            if (len == 0 || n >= HTTP_MAX_PARAMS) return false;
+            seg[n] = u;
+            seg_len[n] = len;
             n++;
             p = close + 1;
             u = seg_end;
@@ -113,30 +129,31 @@ static bool route_match(const char *pattern, const char *path, http_req *req)
     if (*p || *u) return false;
     if (req) {
         size_t total = 0;
-        for (int i = 0; i < n; i++) total += strlen(tmp[i]) + 1;
+        for (int i = 0; i < n; i++) total += seg_len[i] + 1;
         req->param_buf = xmalloc(total + 1);
         char *w = req->param_buf;
         for (int i = 0; i < n; i++) {
-            size_t l = strlen(tmp[i]);
-            memcpy(w, tmp[i], l + 1);
-            (void)percent_decode(w); /* a decoded NUL would just end the value early */
+            memcpy(w, seg[i], seg_len[i]);
+            w[seg_len[i]] = '\0';
+            if (!text_ok(w, percent_decode(w))) *bad = true;
             req->params[i] = w;
-            w += l + 1;
+            w += seg_len[i] + 1;
         }
     }
     return true;
 }
 
-/* Finds the route; on a path match with another method fills `allow` (405). */
+/* Finds the route; on a path match with another method fills `allow` (405). *bad is set
+ * when a path parameter of the route found is not text. */
 static const http_route *route_find(const char *method, const char *path, http_req *req,
-                                    buf *allow)
+                                    buf *allow, bool *bad)
 {
     for (size_t i = 0; i < http_routes_count; i++) {
         const http_route *r = &http_routes[i];
-        if (!route_match(r->pattern, path, NULL)) continue;
+        if (!route_match(r->pattern, path, NULL, NULL)) continue;
         if (strcmp(r->method, method) == 0 ||
             (strcmp(method, "HEAD") == 0 && strcmp(r->method, "GET") == 0)) {
-            (void)route_match(r->pattern, path, req);
+            (void)route_match(r->pattern, path, req, bad);
             return r;
         }
         if (allow->len) buf_puts(allow, ", ");
@@ -265,6 +282,136 @@ static enum MHD_Result queue_answer(http_req *req)
     return r;
 }
 
+/* ------------------------------------------------------------------ deadlines */
+
+/* DESIGN (issue 8, slowloris): libmicrohttpd's connection timeout is an idle timeout, which
+ * every byte received restarts, so a client that trickles its headers or its body would
+ * hold a connection for ever. So each connection is also watched from accept to close:
+ * while a request is arriving it must arrive by a deadline, its headers within
+ * SLUICE_HTTP_TIMEOUT_MS of the connection opening (or of the previous answer, on a
+ * kept-alive connection), its body within that plus one second per 16 KiB received. The
+ * watcher thread shuts down the socket of a connection past its deadline; libmicrohttpd
+ * then closes it as it would for a client that went away. A watch is removed in
+ * libmicrohttpd's CLOSED notification, which comes before it closes the socket, so under
+ * watch_lock a watched descriptor is always still that connection's. */
+
+#define HTTP_BODY_BYTES_PER_S (16 * 1024) /* a body's deadline grows by 1 s per 16 KiB */
+#define HTTP_CONNECTION_MEMORY (32 * 1024) /* per connection: request line, headers, buffers */
+
+typedef struct conn_watch {
+    struct conn_watch *prev, *next; /* {watch_lock} */
+    int fd;                         /* the connection's socket, open until CLOSED */
+    int64_t since_ms;               /* {watch_lock} monotonic: the request began arriving */
+    long long body_bytes;           /* {watch_lock} of the request arriving */
+    bool arriving;                  /* {watch_lock} a request is arriving: the deadline runs */
+    bool cut;                       /* {watch_lock} its socket has been shut down */
+} conn_watch;
+
+static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t watch_changed = PTHREAD_COND_INITIALIZER;
+static conn_watch *watch_head;   /* {watch_lock} every open connection */
+static bool watch_stopping;      /* {watch_lock} */
+static bool watch_running;       /* start/stop thread only */
+static pthread_t watch_thread;
+
+/* libmicrohttpd thread: a connection opens or closes. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    (void)cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *info =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        conn_watch *w = xcalloc(1, sizeof *w);
+        w->fd = info ? (int)info->connect_fd : -1;
+        w->since_ms = time_mono_ms();
+        w->arriving = w->fd >= 0;
+        pthread_mutex_lock(&watch_lock);
+        w->next = watch_head;
+        if (watch_head) watch_head->prev = w;
+        watch_head = w;
+        pthread_mutex_unlock(&watch_lock);
+        *socket_context = w;
+        return;
+    }
+    conn_watch *w = *socket_context;
+    if (!w) return;
+    pthread_mutex_lock(&watch_lock);
+    if (w->prev) w->prev->next = w->next;
+    else watch_head = w->next;
+    if (w->next) w->next->prev = w->prev;
+    pthread_mutex_unlock(&watch_lock);
+    free(w);
+    *socket_context = NULL;
+}
+
+static conn_watch *watch_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info ? info->socket_context : NULL;
+}
+
+/* libmicrohttpd thread: `bytes` more of the body arrived. */
+static void watch_body(struct MHD_Connection *conn, size_t bytes)
+{
+    conn_watch *w = watch_of(conn);
+    if (!w) return;
+    pthread_mutex_lock(&watch_lock);
+    w->body_bytes += (long long)bytes;
+    pthread_mutex_unlock(&watch_lock);
+}
+
+/* libmicrohttpd thread: the request has arrived whole (`arrived`), or its answer has gone
+ * and the next request on the connection may begin. */
+static void watch_request(struct MHD_Connection *conn, bool arrived)
+{
+    conn_watch *w = watch_of(conn);
+    if (!w) return;
+    pthread_mutex_lock(&watch_lock);
+    w->arriving = !arrived && w->fd >= 0;
+    w->since_ms = time_mono_ms();
+    w->body_bytes = 0;
+    pthread_mutex_unlock(&watch_lock);
+}
+
+/* Watcher thread: shuts down the sockets of requests past their deadline. */
+static void *watch_main(void *unused)
+{
+    (void)unused;
+    long period_ms = cfg_->http_timeout_ms / 4;
+    if (period_ms > 1000) period_ms = 1000;
+    pthread_mutex_lock(&watch_lock);
+    while (!watch_stopping) {
+        int64_t now = time_mono_ms();
+        int cut = 0;
+        for (conn_watch *w = watch_head; w; w = w->next) {
+            if (!w->arriving || w->cut) continue;
+            int64_t deadline = w->since_ms + cfg_->http_timeout_ms +
+                               w->body_bytes * 1000 / HTTP_BODY_BYTES_PER_S;
+            if (now < deadline) continue;
+            w->cut = true;
+            (void)shutdown(w->fd, SHUT_RDWR);
+            cut++;
+        }
+        if (cut) {
+            pthread_mutex_unlock(&watch_lock);
+            log_info("http", "closed connections whose requests arrived too slowly",
+                     json_pack("{s:i,s:i}", "connections", cut, "timeout_ms",
+                               cfg_->http_timeout_ms));
+            pthread_mutex_lock(&watch_lock);
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += period_ms * 1000000L;
+        ts.tv_sec += ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        (void)pthread_cond_timedwait(&watch_changed, &watch_lock, &ts);
+    }
+    pthread_mutex_unlock(&watch_lock);
+    return NULL;
+}
+
 /* ------------------------------------------------------------------ callbacks */
 
 static void req_free(http_req *req)
@@ -284,7 +431,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     (void)cls;
-    (void)conn;
     http_req *req = *con_cls;
     if (!req) return;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
@@ -301,6 +447,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     req_free(req);
     *con_cls = NULL;
     atomic_fetch_sub(&in_flight, 1);
+    watch_request(conn, false); /* the next request on this connection may begin */
 }
 
 /* First call: route, authenticate, check the declared size. Returns true when an
@@ -316,6 +463,32 @@ static bool request_id_ok(const char *s)
     return true;
 }
 
+typedef struct arg_check {
+    const char *bad; /* the first parameter whose value is not text, or NULL */
+} arg_check;
+
+static enum MHD_Result on_query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    (void)kind;
+    arg_check *c = cls;
+    if (!value) return MHD_YES;
+    char *copy = xstrdup(value);
+    bool ok = text_ok(copy, percent_decode(copy));
+    free(copy);
+    if (ok) return MHD_YES;
+    c->bad = key;
+    return MHD_NO;
+}
+
+/* The name of the first query parameter whose decoded value is not text, or NULL. */
+static const char *first_bad_query_arg(http_req *req)
+{
+    arg_check c = {NULL};
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, on_query_arg, &c);
+    return c.bad;
+}
+
 static bool on_headers(http_req *req, const char *method, const char *url)
 {
     const char *rid = http_header(req, "X-Request-Id");
@@ -325,7 +498,8 @@ static bool on_headers(http_req *req, const char *method, const char *url)
         ulid_new(req->request_id);
     buf allow;
     buf_init(&allow);
-    req->route = route_find(method, url, req, &allow);
+    bool bad_param = false;
+    req->route = route_find(method, url, req, &allow, &bad_param);
     if (!req->route && !allow.len && (!strcmp(method, "GET") || !strcmp(method, "HEAD")) &&
         web_lookup(url)) {
         req->route = &web_route;
@@ -373,6 +547,22 @@ static bool on_headers(http_req *req, const char *method, const char *url)
             return true;
         }
     }
+    /* Stored names and values are UTF-8 text without NUL. A path parameter that is not
+     * text names nothing (404); a query value that is not filters by nothing that can
+     * exist (400). Neither reaches PostgreSQL, which would refuse it with an error. */
+    if (bad_param) {
+        http_reply_error(req, "not_found",
+                         "no such resource: a path parameter is not UTF-8 text (or holds a NUL)");
+        return true;
+    }
+    const char *bad_arg = first_bad_query_arg(req);
+    if (bad_arg) {
+        http_reply_problem(req, problem_newf("invalid_query",
+                                             "query parameter '%.64s' is not UTF-8 text (or "
+                                             "holds a NUL)",
+                                             bad_arg));
+        return true;
+    }
     const char *cl = http_header(req, "Content-Length");
     if (cl && strtoll(cl, NULL, 10) > cfg_->max_body_bytes) {
         http_reply_problem(req, problem_newf("payload_too_large",
@@ -400,11 +590,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *con_cls = req;
         if (on_headers(req, method, url)) {
             req->dispatched = true;
+            watch_request(conn, true);
             return queue_answer(req);
         }
         return MHD_YES;
     }
     if (*upload_size) {
+        watch_body(conn, *upload_size);
         if (!req->body_too_large) {
             if (req->body_len + *upload_size > (size_t)cfg_->max_body_bytes) {
                 req->body_too_large = true;
@@ -423,6 +615,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (!req->dispatched) {
         req->dispatched = true;
+        watch_request(conn, true);
         if (req->body_too_large) {
             http_reply_problem(req, problem_newf("payload_too_large",
                                                  "the body may be at most %lld bytes",
@@ -468,19 +661,32 @@ int http_start(const sluice_config *cfg, int *bound_port)
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
+    /* Idle connections close after the timeout (whole seconds for libmicrohttpd); the
+     * watcher enforces the request deadlines. A request's line and headers must fit in
+     * the connection's 32 KiB memory pool: past that libmicrohttpd answers 414 or 431. */
+    unsigned idle_s = (unsigned)((cfg->http_timeout_ms + 999) / 1000);
     daemon_ = MHD_start_daemon(
         flags, (uint16_t)cfg->http_port, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape,
-        NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-        NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-        (unsigned)1024, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)HTTP_CONNECTION_MEMORY, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
+        on_connection, NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
     if (!daemon_) {
         log_error("http", "cannot start the HTTP server (port in use?)",
                   json_pack("{s:s,s:i}", "bind", cfg->bind, "port", cfg->http_port));
         return -1;
     }
+    watch_stopping = false;
+    if (pthread_create(&watch_thread, NULL, watch_main, NULL) != 0) {
+        log_error("http", "cannot start the request-deadline thread", NULL);
+        MHD_stop_daemon(daemon_);
+        daemon_ = NULL;
+        return -1;
+    }
+    watch_running = true;
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon_, MHD_DAEMON_INFO_BIND_PORT);
     *bound_port = info ? info->port : cfg->http_port;
     bound_port_ = *bound_port;
@@ -499,4 +705,12 @@ void http_stop(void)
 {
     if (daemon_) MHD_stop_daemon(daemon_);
     daemon_ = NULL;
+    if (watch_running) {
+        pthread_mutex_lock(&watch_lock);
+        watch_stopping = true;
+        pthread_cond_signal(&watch_changed);
+        pthread_mutex_unlock(&watch_lock);
+        pthread_join(watch_thread, NULL);
+        watch_running = false;
+    }
 }

@@ -97,20 +97,23 @@ int store_filter_parse(read_filter *f, filter_arg_fn arg, void *ctx, bool paged,
         parse_string(arg(ctx, "user_id"), "user_id", ENVELOPE_STR_MAX, &f->user_id, err) < 0)
         goto fail;
     if ((v = arg(ctx, "type")) && parse_types(f, v, err) < 0) goto fail;
+    /* Times reach PostgreSQL as milliseconds since the epoch (an integer), so no text of
+     * the client's is ever parsed there: a date PostgreSQL would refuse (year 0, say)
+     * cannot turn into a store error. */
     int64_t ms;
     if ((v = arg(ctx, "since"))) {
         if (!time_parse_rfc3339(v, &ms)) {
             snprintf(err, 256, "since must be an RFC 3339 timestamp");
             goto fail;
         }
-        f->since = xstrdup(v);
+        f->since = xasprintf("%lld", (long long)ms);
     }
     if ((v = arg(ctx, "until"))) {
         if (!time_parse_rfc3339(v, &ms)) {
             snprintf(err, 256, "until must be an RFC 3339 timestamp");
             goto fail;
         }
-        f->until = xstrdup(v);
+        f->until = xasprintf("%lld", (long long)ms);
     }
     if ((v = arg(ctx, "after")) && !parse_ll(v, &f->after)) {
         snprintf(err, 256, "after must be a non-negative integer position");
@@ -168,8 +171,10 @@ static void build_query(query *q, const char *tenant, const read_filter *f, long
     if (f->key) add_cond(q, " AND key = $%d", f->key);
     if (f->correlation_id) add_cond(q, " AND correlation_id = $%d", f->correlation_id);
     if (f->user_id) add_cond(q, " AND user_id = $%d", f->user_id);
-    if (f->since) add_cond(q, " AND time >= $%d::timestamptz", f->since);
-    if (f->until) add_cond(q, " AND time < $%d::timestamptz", f->until);
+    if (f->since)
+        add_cond(q, " AND time >= 'epoch'::timestamptz + $%d::bigint * interval '1 ms'", f->since);
+    if (f->until)
+        add_cond(q, " AND time < 'epoch'::timestamptz + $%d::bigint * interval '1 ms'", f->until);
     bool any = false;
     for (int i = 0; i < f->n_types; i++)
         if (f->type_prefix[i] && f->types[i][0] == '\0') any = true;

@@ -23,7 +23,7 @@ typedef struct read_filter {
     char *types[STORE_MAX_TYPES];  /* owned; exact names, or prefixes ending in '.' */
     bool type_prefix[STORE_MAX_TYPES];
     int n_types;
-    char *since, *until;           /* owned RFC 3339; since inclusive, until exclusive */
+    char *since, *until;           /* owned: epoch ms, decimal; since inclusive, until exclusive */
     long long after;               /* position > after */
     long long upto;                /* position <= upto; 0 = no bound */
     long long limit;               /* 0 = no limit (streams) */

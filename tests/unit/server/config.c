@@ -9,6 +9,7 @@ static void clear_env(void)
     unsetenv("SLUICE_HTTP_PORT");
     unsetenv("SLUICE_AUTH");
     unsetenv("SLUICE_MAX_BATCH");
+    unsetenv("SLUICE_HTTP_TIMEOUT_MS");
 }
 
 Test(config, defaults_match_the_api_table, .init = clear_env)
@@ -70,4 +71,21 @@ Test(config, booleans_accept_the_usual_spellings)
     cr_assert_eq(config_parse_bool("off"), 0);
     cr_assert_eq(config_parse_bool("no"), 0);
     cr_assert_eq(config_parse_bool("2"), -1);
+}
+
+Test(config, the_http_timeout_defaults_to_30_s_and_stays_within_bounds, .init = clear_env)
+{
+    sluice_config c;
+    char *argv[] = {"sluice"};
+    cr_assert_eq(config_load(&c, 1, argv, 1), 0);
+    cr_assert_eq(c.http_timeout_ms, 30000);
+    config_dispose(&c);
+    setenv("SLUICE_HTTP_TIMEOUT_MS", "1500", 1);
+    cr_assert_eq(config_load(&c, 1, argv, 1), 0);
+    cr_assert_eq(c.http_timeout_ms, 1500);
+    config_dispose(&c);
+    setenv("SLUICE_HTTP_TIMEOUT_MS", "0", 1); /* no timeout at all is not offered */
+    cr_assert_eq(config_load(&c, 1, argv, 1), -1);
+    config_dispose(&c);
+    clear_env();
 }

@@ -51,6 +51,7 @@ Test(store, bad_filters_are_refused_with_a_reason)
     const char *bad[][2] = {
         {"type", "File.x"}, {"type", "*.x"},   {"after", "-1"},  {"after", "x"},
         {"limit", "0"},     {"since", "today"}, {"until", "2026"}, {"stream", ""},
+        {"since", "2026-02-30T00:00:00Z"}, {"until", "2026-01-01T00:00:00+24:00"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         args a = {{bad[i][0]}, {bad[i][1]}};
@@ -60,4 +61,17 @@ Test(store, bad_filters_are_refused_with_a_reason)
                      bad[i][1]);
         cr_assert_neq(err[0], '\0');
     }
+}
+
+Test(store, times_reach_postgresql_as_epoch_milliseconds)
+{
+    /* No client text is cast to timestamptz there: year 0, which PostgreSQL refuses as
+     * text, is a plain number here. */
+    args a = {{"since", "until"}, {"2026-11-23T04:32:40.5+01:00", "0000-01-01T00:00:00Z"}};
+    read_filter f;
+    char err[256];
+    cr_assert_eq(store_filter_parse(&f, lookup, &a, true, err), 0, "%s", err);
+    cr_assert_str_eq(f.since, "1795404760500");
+    cr_assert_str_eq(f.until, "-62167219200000");
+    store_filter_dispose(&f);
 }

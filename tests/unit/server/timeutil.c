@@ -27,6 +27,12 @@ Test(timeutil, refuses_what_is_not_rfc3339)
     cr_assert_not(time_parse_rfc3339("2026-11-23", &ms));
     cr_assert_not(time_parse_rfc3339("2026-11-23T03:32:40", &ms), "an offset is required");
     cr_assert_not(time_parse_rfc3339("2026-13-23T03:32:40Z", &ms));
+    cr_assert_not(time_parse_rfc3339("2026-02-30T03:32:40Z", &ms), "no such day");
+    cr_assert_not(time_parse_rfc3339("2026-02-29T03:32:40Z", &ms), "2026 is no leap year");
+    cr_assert(time_parse_rfc3339("2024-02-29T03:32:40Z", &ms));
+    cr_assert_not(time_parse_rfc3339("2026-04-31T03:32:40Z", &ms), "April has 30 days");
+    cr_assert_not(time_parse_rfc3339("2026-11-23T03:32:40+24:00", &ms), "offsets stop at 23:59");
+    cr_assert_not(time_parse_rfc3339("2026-11-23T03:32:40+01:60", &ms));
     cr_assert_not(time_parse_rfc3339("yesterday", &ms));
     cr_assert_not(time_parse_rfc3339("2026-11-23T03:32:40.Z", &ms));
 }
