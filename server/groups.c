@@ -726,8 +726,7 @@ void groups_metrics(PGconn **conn, buf *out)
                                         "sluice_group_retrying", "sluice_group_dead",
                                         "sluice_group_consumers"};
     static const char *const helps[] = {
-        "Entries delivered to a consumer group and not yet acknowledged (Redis's PEL, "
-        "including those parked for a retry or as dead letters).",
+        "Entries delivered to a consumer group and not yet acknowledged (its PEL, with parked ones).",
         "Entries in the stream the group has not been delivered yet (Redis's lag).",
         "Pending entries waiting out their retry backoff.",
         "Pending entries parked as dead letters.",
