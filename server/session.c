@@ -28,6 +28,7 @@
 struct session_sub {
     hub_sub hs;                        /* hs.owner = this */
     char id[SESSION_SUB_ID_MAX + 1];
+    size_t id_len;
     session *sess;                     /* borrowed: the session outlives its subscriptions */
     atomic_int refs;                   /* the session's list + a running catch-up */
     atomic_bool cancel;                /* the catch-up should stop */
@@ -82,10 +83,12 @@ void session_unref(session *s)
     free(s);
 }
 
-/* Appends with the lock held. Returns false on overflow (and marks it). */
+/* Appends with the lock held, taking the item (it is zeroed). Returns false when the item
+ * was not taken (the caller disposes of it): the session is closed, or a bound was passed
+ * (then it is marked overflowed). */
 static bool push_locked(session *s, session_item *it, size_t bytes)
 {
-    if (s->closed) return true; /* dropped silently: nobody will read it */
+    if (s->closed) return false; /* nobody will read it */
     if (s->q_len >= s->max_messages || s->q_bytes + bytes > s->max_bytes) {
         s->overflow = true;
         return false;
@@ -107,16 +110,52 @@ static bool push_locked(session *s, session_item *it, size_t bytes)
     return true;
 }
 
+/* Lock held, after a push (or a failed one): when the queue has just turned non-empty, or a
+ * bound was passed, tells the owner. A queue that already held items needs nothing: its owner
+ * was told when it turned non-empty, and takes items until it is empty again. */
+static void notify_locked(session *s, bool was_empty)
+{
+    if (!(was_empty && s->q_len > 0) && !s->overflow) return;
+    pthread_cond_broadcast(&s->changed);
+    s->wake(s);
+}
+
 void session_push_text(session *s, char *text)
 {
     session_item it = {.text = text};
     pthread_mutex_lock(&s->lock);
-    size_t n = strlen(text);
-    bool ok = push_locked(s, &it, n);
-    pthread_cond_broadcast(&s->changed);
+    bool was_empty = s->q_len == 0;
+    if (!push_locked(s, &it, strlen(text))) session_item_dispose(&it);
+    notify_locked(s, was_empty);
     pthread_mutex_unlock(&s->lock);
-    if (!ok) session_item_dispose(&it);
-    s->wake(s);
+}
+
+/* Takes the head item with the lock held; returns its size (as the bounds count it). */
+static size_t pop_locked(session *s, session_item *out)
+{
+    *out = s->q[s->q_start];
+    memset(&s->q[s->q_start], 0, sizeof s->q[s->q_start]);
+    s->q_start = (s->q_start + 1) % s->q_cap;
+    s->q_len--;
+    if (!out->ev) { /* texts count toward the byte bound too */
+        size_t n = strlen(out->text);
+        s->q_bytes -= n;
+        return n;
+    }
+    s->q_bytes -= out->ev->json_len;
+    s->last_sent = out->ev->position;
+    return out->ev->json_len;
+}
+
+/* After popping, with the lock held: gives back a grown ring once idle, wakes producers. */
+static void popped_locked(session *s)
+{
+    if (s->q_len == 0 && s->q_cap > 64) {
+        free(s->q);
+        s->q = NULL;
+        s->q_cap = s->q_start = 0;
+    }
+    pthread_cond_broadcast(&s->changed);
 }
 
 bool session_pop(session *s, session_item *out)
@@ -124,23 +163,25 @@ bool session_pop(session *s, session_item *out)
     pthread_mutex_lock(&s->lock);
     bool any = s->q_len > 0;
     if (any) {
-        *out = s->q[s->q_start];
-        memset(&s->q[s->q_start], 0, sizeof s->q[s->q_start]);
-        s->q_start = (s->q_start + 1) % s->q_cap;
-        s->q_len--;
-        if (out->ev) {
-            s->q_bytes -= out->ev->json_len;
-            s->last_sent = out->ev->position;
-        }
-        if (s->q_len == 0 && s->q_cap > 64) { /* give back a grown ring when idle */
-            free(s->q);
-            s->q = NULL;
-            s->q_cap = s->q_start = 0;
-        }
-        pthread_cond_broadcast(&s->changed);
+        (void)pop_locked(s, out);
+        popped_locked(s);
     }
     pthread_mutex_unlock(&s->lock);
     return any;
+}
+
+size_t session_pop_batch(session *s, session_item *out, size_t max, size_t max_bytes,
+                         bool *overflow, bool *more)
+{
+    size_t n = 0, bytes = 0;
+    pthread_mutex_lock(&s->lock);
+    *overflow = s->overflow; /* then nothing is taken: last_sent names what was written */
+    while (!*overflow && n < max && s->q_len > 0 && (n == 0 || bytes < max_bytes))
+        bytes += pop_locked(s, &out[n++]);
+    *more = s->q_len > 0;
+    if (n) popped_locked(s);
+    pthread_mutex_unlock(&s->lock);
+    return n;
 }
 
 /* Tail thread, hub lock held: queue the event for this subscription. */
@@ -149,13 +190,12 @@ static void deliver(hub_sub *hs, sevent *e)
     session_sub *sub = hs->owner;
     session *s = sub->sess;
     session_item it = {.ev = sevent_ref(e)};
-    snprintf(it.sub, sizeof it.sub, "%s", sub->id);
+    memcpy(it.sub, sub->id, sub->id_len + 1);
     pthread_mutex_lock(&s->lock);
-    bool ok = push_locked(s, &it, e->json_len);
-    pthread_cond_broadcast(&s->changed);
+    bool was_empty = s->q_len == 0;
+    if (!push_locked(s, &it, e->json_len)) session_item_dispose(&it); /* holds no lock */
+    notify_locked(s, was_empty);
     pthread_mutex_unlock(&s->lock);
-    if (!ok) session_item_dispose(&it);
-    s->wake(s);
 }
 
 /* ------------------------------------------------------------------ catch-up */
@@ -172,12 +212,13 @@ static bool catchup_push(session_sub *sub, sevent *e)
 {
     session *s = sub->sess;
     session_item it = {.ev = sevent_ref(e)};
-    snprintf(it.sub, sizeof it.sub, "%s", sub->id);
-    bool ok = false;
+    memcpy(it.sub, sub->id, sub->id_len + 1);
+    bool ok = false, was_empty = false;
     pthread_mutex_lock(&s->lock);
     for (int waited = 0;;) {
         if (s->closed || s->overflow || atomic_load(&sub->cancel)) break;
         if (s->q_len + 1 < s->max_messages && s->q_bytes + e->json_len <= s->max_bytes) {
+            was_empty = s->q_len == 0;
             ok = push_locked(s, &it, e->json_len);
             break;
         }
@@ -192,9 +233,9 @@ static bool catchup_push(session_sub *sub, sevent *e)
         pthread_cond_timedwait(&s->changed, &s->lock, &ts);
         waited += 100;
     }
+    notify_locked(s, was_empty);
     pthread_mutex_unlock(&s->lock);
     if (!ok) session_item_dispose(&it);
-    s->wake(s);
     return ok;
 }
 
@@ -271,6 +312,7 @@ int session_subscribe(session *s, const char *id, hub_filter *filter, long long 
     }
     session_sub *sub = xcalloc(1, sizeof *sub);
     snprintf(sub->id, sizeof sub->id, "%s", id);
+    sub->id_len = strlen(sub->id);
     sub->sess = s;
     sub->hs.filter = *filter;
     memset(filter, 0, sizeof *filter);

@@ -4,8 +4,9 @@
  * replay history before a subscription goes live.
  *
  * Producers (the hub on the tail thread, catch-up threads, the owner's own
- * control messages) append under the session's lock and call the owner's wake
- * function; the owner's thread pops and writes. The queue is bounded in
+ * control messages) append under the session's lock; when the queue turns
+ * non-empty (or overflows) they call the owner's wake function, and the owner's
+ * thread pops until the queue is empty again. The queue is bounded in
  * messages and bytes: past either bound the session is marked overflowed and
  * the owner closes it, naming the last position it sent (the client resumes
  * from there). Events in the queue are shared references, not copies.
@@ -25,6 +26,8 @@
 #define SESSION_MAX_SUBS 16
 
 typedef struct session session;
+/* Called by a producer with s->lock held, when the queue has just turned non-empty or a bound
+ * was passed (any thread). Must not block or take s->lock. */
 typedef void (*session_wake_fn)(session *s);
 
 /* One queued message: an event for a subscription, or a control text. */
@@ -42,13 +45,13 @@ struct session {
     pthread_cond_t changed;      /* items arrived, room freed, or closed */
     session_item *q;             /* {lock} ring, grown on demand up to max_messages */
     size_t q_cap, q_start, q_len;
-    size_t q_bytes;              /* {lock} bytes of the queued events */
+    size_t q_bytes;              /* {lock} bytes queued (events' JSON, texts) */
     size_t max_messages, max_bytes;
     bool overflow;               /* {lock} a bound was passed: the owner must close */
     bool closed;                 /* {lock} no more producing */
     long long last_sent;         /* {lock} set by the owner as it writes */
     auth_ctx auth;               /* who subscribes (tenant) */
-    session_wake_fn wake;        /* called after a producer appended (any thread) */
+    session_wake_fn wake;        /* see session_wake_fn */
     void *owner;
     session_sub *subs;           /* owner thread only */
     int n_subs;
@@ -78,6 +81,12 @@ void session_push_text(session *s, char *text);
 /* Owner thread: takes the next item (caller disposes with session_item_dispose).
  * Returns false when the queue is empty. */
 bool session_pop(session *s, session_item *out);
+/* Owner thread: takes up to `max` items in order under one lock, stopping once the taken
+ * ones hold `max_bytes` (events' JSON and texts; the first item is always taken). Returns
+ * how many; *more tells whether items remain. *overflow tells whether a bound was passed:
+ * then nothing is taken, and the owner closes naming last_sent. */
+size_t session_pop_batch(session *s, session_item *out, size_t max, size_t max_bytes,
+                         bool *overflow, bool *more);
 void session_item_dispose(session_item *it);
 
 #endif

@@ -13,14 +13,18 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #define WS_PATH "/v1/ws"
-#define WS_MAX_WRITES_PER_CALLBACK 32
+#define WS_WRITE_ITEMS 256            /* messages coalesced into one write, at most */
+#define WS_WRITE_BYTES (32 * 1024)    /* ... and about this many bytes */
 #define WS_CLOSE_TRY_AGAIN_LATER 1013
+#define WS_MAX_FD_TABLE (1u << 20) /* descriptors lws may index directly (16 B each) */
 
 /* Per connection: lws's per-session data holds a pointer to this heap object, which
  * other threads may still reference (through the session) after lws frees its own. */
@@ -29,10 +33,10 @@ typedef struct ws_conn {
     struct lws *wsi;         /* lws thread only */
     bool authed;             /* lws thread only */
     int close_code;          /* lws thread only: close with this once the queue is written */
-    bool on_ready;           /* {ready_lock} */
-    bool gone;               /* {ready_lock} lws has closed it */
-    atomic_int refs;         /* lws + the ready list */
-    struct ws_conn *ready_next; /* {ready_lock} */
+    atomic_bool on_ready;    /* on the ready stack, or about to be */
+    atomic_bool gone;        /* lws has closed it (set on the lws thread) */
+    atomic_int refs;         /* lws + the ready stack */
+    struct ws_conn *ready_next; /* the pusher's until pushed, then the lws thread's */
     struct ws_conn *all_prev, *all_next; /* lws thread only: every open connection */
 } ws_conn;
 
@@ -45,8 +49,9 @@ static struct lws_context *context;
 static pthread_t thread;
 static atomic_bool stopping;
 static bool running;
-static pthread_mutex_t ready_lock = PTHREAD_MUTEX_INITIALIZER;
-static ws_conn *ready_head;          /* {ready_lock} */
+/* Connections with something to write, pushed by any thread (lock-free: the tail thread pushes
+ * thousands per event), taken whole by the lws thread. */
+static _Atomic(ws_conn *) ready_head;
 static ws_conn *all_conns;           /* lws thread only */
 static atomic_int n_conns;
 static atomic_llong n_slow;
@@ -69,28 +74,20 @@ static void conn_unref(ws_conn *c)
     free(c);
 }
 
-/* Any thread: the session has something to write (or must close). The connection is
- * looked up under the session's lock: a catch-up thread may outlive it. */
+/* Any thread, s->lock held (session_wake_fn): the session's queue has turned non-empty, or
+ * it must close. s->owner is read under that lock: a catch-up thread may outlive the
+ * connection, which clears it when lws closes. */
 static void wake(session *s)
 {
-    pthread_mutex_lock(&s->lock);
     ws_conn *c = s->owner;
-    if (c) atomic_fetch_add(&c->refs, 1);
-    pthread_mutex_unlock(&s->lock);
-    if (!c) return;
-    bool cancel = false;
-    pthread_mutex_lock(&ready_lock);
-    if (!c->on_ready && !c->gone) {
-        c->on_ready = true;
-        atomic_fetch_add(&c->refs, 1);
-        c->ready_next = ready_head;
-        ready_head = c;
-        cancel = true;
-    }
-    pthread_mutex_unlock(&ready_lock);
+    if (!c || atomic_load(&c->gone) || atomic_exchange(&c->on_ready, true)) return;
+    atomic_fetch_add(&c->refs, 1); /* the stack's */
+    ws_conn *head = atomic_load(&ready_head);
+    do
+        c->ready_next = head;
+    while (!atomic_compare_exchange_weak(&ready_head, &head, c));
     /* Inside a hub batch, on_hub_batch wakes lws once for all; others wake it here. */
-    if (cancel && context && !hub_in_publish()) lws_cancel_service(context);
-    conn_unref(c);
+    if (context && !hub_in_publish()) lws_cancel_service(context);
 }
 
 static void on_hub_batch(void)
@@ -98,17 +95,16 @@ static void on_hub_batch(void)
     if (context) lws_cancel_service(context);
 }
 
-/* lws thread: asks WRITEABLE for every connection on the ready list. */
+/* lws thread: asks WRITEABLE for every connection on the ready stack. A wake that comes
+ * after on_ready is cleared pushes the connection again; one before it is covered by the
+ * WRITEABLE asked for here, which pops the queue later. */
 static void drain_ready(void)
 {
-    pthread_mutex_lock(&ready_lock);
-    ws_conn *c = ready_head;
-    ready_head = NULL;
-    for (ws_conn *x = c; x; x = x->ready_next) x->on_ready = false;
-    pthread_mutex_unlock(&ready_lock);
+    ws_conn *c = atomic_exchange(&ready_head, NULL);
     while (c) {
         ws_conn *next = c->ready_next;
-        if (!c->gone) lws_callback_on_writable(c->wsi);
+        atomic_store(&c->on_ready, false);
+        if (!atomic_load(&c->gone)) lws_callback_on_writable(c->wsi);
         conn_unref(c);
         c = next;
     }
@@ -250,7 +246,46 @@ static int on_message(ws_conn *c, const char *data, size_t len)
     return rc;
 }
 
-/* lws thread: writes queued messages while the socket takes them. -1 closes. */
+/* Appends `it` as one WebSocket text frame (RFC 6455 section 5.2: FIN, opcode text,
+ * unmasked as a server's are): one message per frame, as API.md promises. */
+static void append_frame(buf *b, const session_item *it)
+{
+    static const char ev_head[] = "{\"op\":\"event\",\"sub\":\"";
+    static const char ev_mid[] = "\",\"event\":";
+    size_t sub_len = it->ev ? strlen(it->sub) : 0;
+    size_t len = it->ev ? sizeof ev_head - 1 + sub_len + sizeof ev_mid - 1 + it->ev->json_len + 1
+                        : strlen(it->text);
+    unsigned char h[10];
+    size_t hl;
+    h[0] = 0x80 | 0x1;
+    if (len < 126) {
+        h[1] = (unsigned char)len;
+        hl = 2;
+    } else if (len <= 0xffff) {
+        h[1] = 126;
+        h[2] = (unsigned char)(len >> 8);
+        h[3] = (unsigned char)len;
+        hl = 4;
+    } else {
+        h[1] = 127;
+        for (int i = 0; i < 8; i++) h[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+        hl = 10;
+    }
+    buf_append(b, (const char *)h, hl);
+    if (it->ev) {
+        buf_append(b, ev_head, sizeof ev_head - 1);
+        buf_append(b, it->sub, sub_len);
+        buf_append(b, ev_mid, sizeof ev_mid - 1);
+        buf_append(b, it->ev->json, it->ev->json_len);
+        buf_append(b, "}", 1);
+    } else {
+        buf_append(b, it->text, len);
+    }
+}
+
+/* lws thread: writes what is queued, several messages (each its own frame) coalesced into
+ * one socket write, so a subscriber that fell behind catches up in fewer system calls rather
+ * than one per message. -1 closes. */
 static int on_writeable(ws_conn *c)
 {
     if (atomic_load(&stopping)) {
@@ -258,48 +293,41 @@ static int on_writeable(ws_conn *c)
                          20);
         return -1;
     }
-    pthread_mutex_lock(&c->sess->lock);
-    bool overflow = c->sess->overflow;
-    long long last = c->sess->last_sent;
-    pthread_mutex_unlock(&c->sess->lock);
+    session_item items[WS_WRITE_ITEMS];
+    bool overflow = false, more = false;
+    size_t n = session_pop_batch(c->sess, items, WS_WRITE_ITEMS, WS_WRITE_BYTES, &overflow, &more);
     if (overflow) {
+        pthread_mutex_lock(&c->sess->lock);
+        long long last = c->sess->last_sent;
+        pthread_mutex_unlock(&c->sess->lock);
         char reason[100];
-        int n = snprintf(reason, sizeof reason, "slow consumer; last position %lld", last);
+        int len = snprintf(reason, sizeof reason, "slow consumer; last position %lld", last);
         atomic_fetch_add(&n_slow, 1);
         lws_close_reason(c->wsi, (enum lws_close_status)WS_CLOSE_TRY_AGAIN_LATER,
-                         (unsigned char *)reason, (size_t)n);
+                         (unsigned char *)reason, (size_t)len);
         return -1;
     }
-    for (int i = 0; i < WS_MAX_WRITES_PER_CALLBACK; i++) {
-        session_item it;
-        if (!session_pop(c->sess, &it)) {
-            if (c->close_code) { /* the last words are out: now close */
-                lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
-                                 (unsigned char *)"unauthenticated", 15);
-                return -1;
-            }
-            return 0;
-        }
-        scratch.len = 0;
-        static const char pre[LWS_PRE] = {0};
-        buf_append(&scratch, pre, LWS_PRE); /* room lws needs before the payload */
-        if (it.ev) {
-            buf_puts(&scratch, "{\"op\":\"event\",\"sub\":\"");
-            buf_puts(&scratch, it.sub);
-            buf_puts(&scratch, "\",\"event\":");
-            buf_append(&scratch, it.ev->json, it.ev->json_len);
-            buf_puts(&scratch, "}");
-        } else {
-            buf_puts(&scratch, it.text);
-        }
-        session_item_dispose(&it);
-        size_t len = scratch.len - LWS_PRE;
-        if (lws_write(c->wsi, (unsigned char *)scratch.data + LWS_PRE, len, LWS_WRITE_TEXT) <
-            (int)len)
+    if (n == 0) {
+        if (c->close_code) { /* the last words are out: now close */
+            lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
+                             (unsigned char *)"unauthenticated", 15);
             return -1;
-        if (lws_send_pipe_choked(c->wsi)) break;
+        }
+        return 0;
     }
-    lws_callback_on_writable(c->wsi); /* more may be queued */
+    scratch.len = 0;
+    for (size_t i = 0; i < n; i++) {
+        append_frame(&scratch, &items[i]);
+        session_item_dispose(&items[i]);
+    }
+    /* Whole frames, so lws sends the bytes as they are (what the socket does not take now,
+     * lws keeps and sends before anything else). */
+    if (lws_write(c->wsi, (unsigned char *)scratch.data, scratch.len, LWS_WRITE_RAW) <
+        (int)scratch.len)
+        return -1;
+    /* More queued, or a close due after these: come back. Otherwise the next message wakes
+     * the connection (wake()). */
+    if (more || c->close_code) lws_callback_on_writable(c->wsi);
     return 0;
 }
 
@@ -371,9 +399,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         pthread_mutex_lock(&c->sess->lock);
         c->sess->owner = NULL; /* producers that outlive the connection stop waking it */
         pthread_mutex_unlock(&c->sess->lock);
-        pthread_mutex_lock(&ready_lock);
-        c->gone = true;
-        pthread_mutex_unlock(&ready_lock);
+        atomic_store(&c->gone, true); /* drain_ready (this thread) skips it from now on */
         if (c->all_prev) c->all_prev->all_next = c->all_next;
         else all_conns = c->all_next;
         if (c->all_next) c->all_next->all_prev = c->all_prev;
@@ -422,7 +448,16 @@ int ws_start(const sluice_config *c, int *port)
     info.iface = c->bind;
     info.protocols = protocols;
     info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DISABLE_IPV6;
-    info.fd_limit_per_thread = (unsigned)c->ws_max_connections + 64;
+    /* lws looks a socket up by descriptor on every event. When fd_limit_per_thread is below
+     * the process's descriptor limit it switches to a linear search of its whole table
+     * (O(connections) per event: most of the loop's time at a few thousand subscribers), so
+     * ask for at least the limit itself: the table is then indexed directly. */
+    unsigned fds = (unsigned)c->ws_max_connections + 64;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > fds &&
+        rl.rlim_cur <= WS_MAX_FD_TABLE)
+        fds = (unsigned)rl.rlim_cur;
+    info.fd_limit_per_thread = fds;
     info.timeout_secs = 30;
     info.ka_time = 60;
     info.ka_probes = 3;
