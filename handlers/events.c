@@ -95,6 +95,7 @@ void events_publish(http_req *req)
                          .body_bytes = req->body_len};
     publish_op *op = publish_prepare(root, &opts);
     json_decref(root);
+    http_set_correlation(req, publish_correlation(op));
     req->state = op;
     req->state_free = free_op;
     req->finalize = answer_published;

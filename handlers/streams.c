@@ -171,5 +171,6 @@ void streams_key_history(http_req *req)
 
 void correlations_get(http_req *req)
 {
+    http_set_correlation(req, req->params[0]);
     page_for(req, NULL, NULL, req->params[0]);
 }

@@ -414,9 +414,16 @@ static void *watch_main(void *unused)
 
 /* ------------------------------------------------------------------ callbacks */
 
+void http_set_correlation(http_req *req, const char *correlation_id)
+{
+    free(req->correlation_id);
+    req->correlation_id = correlation_id ? xstrdup(correlation_id) : NULL;
+}
+
 static void req_free(http_req *req)
 {
     if (req->state_free) req->state_free(req->state);
+    free(req->correlation_id);
     free(req->path);
     free(req->param_buf);
     free(req->body);
@@ -437,13 +444,19 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         log_debug("http", "request ended early",
                   json_pack("{s:s,s:s,s:i}", "method", req->method, "path", req->path, "reason",
                             (int)toe));
-    if (cfg_->access_log && log_enabled(LOG_INFO))
-        log_info("http", "request",
-             json_pack("{s:s,s:s,s:s,s:i,s:I,s:s}", "request_id", req->request_id, "method",
-                       req->method, "route", req->route ? req->route->pattern : req->path,
-                       "status", req->answered_status, "duration_ms",
-                       (json_int_t)(time_mono_ms() - req->started_ms), "tenant",
-                       req->auth.tenant[0] ? req->auth.tenant : "-"));
+    if (cfg_->access_log && log_enabled(LOG_INFO)) {
+        /* A read filtered by correlation id names it too (a valid, decoded query value). */
+        const char *cid = req->correlation_id;
+        if (!cid && req->route && req->answered_status < 400) cid = http_query(req, "correlation_id");
+        json_t *fields = json_pack("{s:s,s:s,s:s,s:i,s:I,s:s}", "request_id", req->request_id,
+                                   "method", req->method, "route",
+                                   req->route ? req->route->pattern : req->path, "status",
+                                   req->answered_status, "duration_ms",
+                                   (json_int_t)(time_mono_ms() - req->started_ms), "tenant",
+                                   req->auth.tenant[0] ? req->auth.tenant : "-");
+        if (cid) json_object_set_new(fields, "correlation_id", json_string(cid));
+        log_info("http", "request", fields);
+    }
     req_free(req);
     *con_cls = NULL;
     atomic_fetch_sub(&in_flight, 1);

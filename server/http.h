@@ -67,6 +67,7 @@ struct http_req {
     int n_decoded;
     int answered_status;             /* the status queued, for the request log */
     char request_id[32];             /* X-Request-Id: the client's, or a ULID */
+    char *correlation_id;            /* owned: the flow the request concerns, for the log */
 };
 
 /* Starts the HTTP daemon; *bound_port gets the port. Returns 0 or -1 (logged). */
@@ -97,6 +98,10 @@ void http_reply_error(http_req *req, const char *code, const char *detail);
 void http_reply_stream(http_req *req, int status, struct MHD_Response *resp);
 /* Adds a header to the answer (name static; value copied). */
 void http_add_header(http_req *req, const char *name, const char *value);
+
+/* Names the correlation id the request concerns (the events it publishes, the flow it
+ * reads), for the request log; NULL clears it. Copied. Before the answer is queued. */
+void http_set_correlation(http_req *req, const char *correlation_id);
 
 /* MHD thread only: a query argument or request header (borrowed), or NULL. */
 const char *http_query(http_req *req, const char *name);

@@ -27,6 +27,17 @@ struct publish_op {
     bool ready;            /* answer decided before submission */
 };
 
+const char *publish_correlation(const publish_op *op)
+{
+    const char *shared = NULL;
+    for (size_t i = 0; i < op->n; i++) {
+        if (!op->valid[i] || !op->events[i].correlation_id) continue;
+        if (shared && strcmp(shared, op->events[i].correlation_id)) return NULL;
+        shared = op->events[i].correlation_id;
+    }
+    return shared;
+}
+
 static json_t *event_answer(const sluice_event *ev)
 {
     return json_pack("{s:s,s:I,s:s,s:o,s:o,s:s}", "id", ev->id, "position",

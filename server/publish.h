@@ -50,6 +50,9 @@ void publish_submit(publish_op *op, publish_done done, void *arg);
  * send the answer (the appender thread only reports outcomes). */
 publish_answer *publish_result(publish_op *op);
 void publish_op_free(publish_op *op);
+/* The correlation id every event of the request shares (borrowed), or NULL (none valid,
+ * or they differ): what the request log names. */
+const char *publish_correlation(const publish_op *op);
 /* Records the outcome of every event of a finished publish in the metrics. */
 void publish_record_metrics(publish_op *op, double seconds);
 

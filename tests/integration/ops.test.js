@@ -69,6 +69,37 @@ test('the log is JSON lines with a listening line', () => {
   assert.ok(json.some((l) => l.msg === 'listening' && l.http_port === s.httpPort && l.ws_port === s.wsPort));
 });
 
+test('the request log: one JSON line per request with request id, method, route, status, duration, tenant and the correlation id it concerns', async () => {
+  const rid = 'ops-' + h.rand(4);
+  const cid = 'flow-' + h.rand(4);
+  const one = await c.publish({ type: 'ops.tick', data: {}, correlation_id: cid }, { headers: { 'X-Request-Id': rid } });
+  h.assertStatus(one, 201);
+  assert.equal(one.headers.get('x-request-id'), rid, 'the client\'s X-Request-Id is echoed');
+  const batch = await c.publish([{ type: 'ops.tick', data: {}, correlation_id: cid }, { type: 'ops.tick', data: {}, correlation_id: cid }], { headers: { 'X-Request-Id': rid + 'b' } });
+  h.assertStatus(batch, 201);
+  const mixed = await c.publish([{ type: 'ops.tick', data: {}, correlation_id: cid }, { type: 'ops.tick', data: {} }], { headers: { 'X-Request-Id': rid + 'm' } });
+  h.assertStatus(mixed, 201);
+  h.assertStatus(await c.get(`/v1/correlations/${cid}`, { headers: { 'X-Request-Id': rid + 'c' } }), 200);
+  h.assertStatus(await c.get(`/v1/events?correlation_id=${cid}`, { headers: { 'X-Request-Id': rid + 'q' } }), 200);
+  const line = async (id) => {
+    await h.waitFor(() => s.logJson().some((l) => l.msg === 'request' && l.request_id === id), { timeout: 5000, what: `the log line of ${id}` });
+    return s.logJson().find((l) => l.msg === 'request' && l.request_id === id);
+  };
+  const l = await line(rid);
+  assert.equal(l.method, 'POST');
+  assert.equal(l.route, '/v1/events');
+  assert.equal(l.status, 201);
+  assert.equal(typeof l.duration_ms, 'number');
+  assert.equal(l.tenant, 'default');
+  assert.equal(l.correlation_id, cid, 'a publish names its events\' correlation id');
+  assert.equal((await line(rid + 'b')).correlation_id, cid, 'a batch that shares one');
+  assert.equal((await line(rid + 'm')).correlation_id, undefined, 'a batch of several flows names none');
+  const byPath = await line(rid + 'c');
+  assert.equal(byPath.route, '/v1/correlations/{correlation_id}');
+  assert.equal(byPath.correlation_id, cid);
+  assert.equal((await line(rid + 'q')).correlation_id, cid, 'a read filtered by correlation id');
+});
+
 test('SIGTERM on an idle server exits 0 and the next start on the same database keeps the events', async () => {
   const db = await h.freshDatabase();
   try {
