@@ -379,6 +379,13 @@ int replay_create(PGconn **conn, const char *tenant, json_t *req, json_t **answe
                               "\"max_per_second\":N (optional, default 5000)}");
         return -4;
     }
+    /* Everything the request itself can be refused for is checked before any round trip. */
+    read_filter f;
+    long long from = 0, to = -1;
+    if (parse_filter(json_object_get(req, "filter"), &f, &from, &to, err) < 0) {
+        *answer = problem_new("invalid_request", err);
+        return -4;
+    }
     /* A tenant's replays write only under its own Redis namespace (tenant default: any
      * name outside other tenants'). */
     const char *prefix = cfg ? cfg->redis_prefix : "sluice:"; /* cfg: set by replays_start */
@@ -396,12 +403,14 @@ int replay_create(PGconn **conn, const char *tenant, json_t *req, json_t **answe
             PQclear(tr);
             if (!ok_db) {
                 free(t);
+                store_filter_dispose(&f);
                 return -1;
             }
             if (foreign && strcmp(t, "default") != 0) {
                 *answer = problem_newf("invalid_request",
                                        "%s%s:… streams belong to tenant '%s'", prefix, t, t);
                 free(t);
+                store_filter_dispose(&f);
                 return -4;
             }
             free(t);
@@ -413,15 +422,10 @@ int replay_create(PGconn **conn, const char *tenant, json_t *req, json_t **answe
             *answer = problem_newf("invalid_request",
                                    "tenant '%s' replays into Redis streams named %s…", tenant, ns);
             free(ns);
+            store_filter_dispose(&f);
             return -4;
         }
         free(ns);
-    }
-    read_filter f;
-    long long from = 0, to = -1;
-    if (parse_filter(json_object_get(req, "filter"), &f, &from, &to, err) < 0) {
-        *answer = problem_new("invalid_request", err);
-        return -4;
     }
     long long head = store_head(conn, REPLAY_TIMEOUT_MS);
     if (head < 0) {
