@@ -490,7 +490,7 @@ static void *receiver(void *arg)
 /* ------------------------------------------------------------------ publishing */
 
 typedef struct pub_arg {
-    int id, step, per_tick;
+    int id, step, rate, per_tick; /* per_tick: the most events one tick sends */
     long long tick_ns;
     long long t0, t_end;
     unsigned long long published, failed;
@@ -588,21 +588,23 @@ static void *publisher(void *arg)
             struct timespec ts = {(due - now) / 1000000000LL, (due - now) % 1000000000LL};
             nanosleep(&ts, NULL);
         }
+        /* at 100 ticks/s, tick k sends the events that bring the total to (k+1) x rate / 100 */
+        int count = p->rate >= 100 ? (int)((k + 1) * p->rate / 100 - k * p->rate / 100) : 1;
         long long t = now_ns();
         size_t n = 0;
-        if (p->per_tick > 1) body[n++] = '[';
-        for (int i = 0; i < p->per_tick; i++) {
+        if (count > 1) body[n++] = '[';
+        for (int i = 0; i < count; i++) {
             n += (size_t)snprintf(body + n, cap - n,
                                   "%s{\"type\":\"%s\",\"data\":{\"bench_t\":%lld,\"bench_s\":%d,"
                                   "\"bench_i\":%llu,\"pad\":\"%s\"}}",
                                   i ? "," : "", ev_type, t, p->step, seq++, pad);
         }
-        if (p->per_tick > 1) body[n++] = ']';
+        if (count > 1) body[n++] = ']';
         int st = http_post(&fd, body, n);
         if (st == 201) {
-            p->published += (unsigned long long)p->per_tick;
+            p->published += (unsigned long long)count;
         } else {
-            p->failed += (unsigned long long)p->per_tick;
+            p->failed += (unsigned long long)count;
             if (!p->first_error[0]) snprintf(p->first_error, sizeof p->first_error, "POST answered %d", st);
         }
     }
@@ -625,7 +627,7 @@ static int alive_subscribed(void)
 static bool run_step(int step, int rate)
 {
     /* 100 ticks/s in all (one POST each, a batch above 100 events/s); fewer below */
-    int per_tick = rate >= 100 ? rate / 100 : 1;
+    int per_tick = rate >= 100 ? (rate + 99) / 100 : 1;
     long long tick_ns = rate >= 100 ? TICK_NS : 1000000000LL / rate;
     hist[step] = calloc(HIST_N, sizeof(uint32_t));
     bool *alive = calloc((size_t)n_subs, sizeof(bool));
@@ -648,6 +650,7 @@ static bool run_step(int step, int rate)
         memset(&args[i], 0, sizeof args[i]);
         args[i].id = i;
         args[i].step = step;
+        args[i].rate = rate;
         args[i].per_tick = per_tick;
         args[i].tick_ns = tick_ns;
         args[i].t0 = t0;

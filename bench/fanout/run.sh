@@ -18,7 +18,10 @@
 #   c. the search: on the same 2,000 subscribers, publish rates from BENCH_FANOUT_RATES in
 #      ascending order until p99 reaches 100 ms or an event is dropped; the highest passing
 #      delivery rate (subscribers x events/s) is the answer.
-# Prints one table. Exit 1 when the client fails; BENCH_STRICT=1 also fails on a missed target.
+# Prints one table; with BENCH_SUMMARY set (make bench, bench/all.sh) also appends the headline
+# rows to that file: p99 at the target rate, drops, RSS per idle connection, the highest
+# delivery rate that passed. Exit 1 when the client fails; BENCH_STRICT=1 also fails on a
+# missed target.
 #
 # Servers: SLUICE_DATABASE_URL / SLUICE_REDIS_URL when set, else the private ones of
 # scripts/services.sh. Everything happens in a fresh database bench_fanout_<pid>, dropped at the
@@ -234,7 +237,8 @@ stop_sluice
 # The table
 # ---------------------------------------------------------------------------------------------
 
-awk -v subs="$SUBS" -v secs="$SECS" -v load="$LOAD1" -v strict="${BENCH_STRICT:-0}" '
+awk -v subs="$SUBS" -v secs="$SECS" -v load="$LOAD1" -v strict="${BENCH_STRICT:-0}" \
+  -v target_rate="$TARGET_RATE" -v summary="${BENCH_SUMMARY:-}" '
 function kv(line, key,    re, m) {
   if (match(line, "(^| )" key "=[^ ]*")) { m = substr(line, RSTART, RLENGTH); sub(/^ /, "", m); sub(/^[^=]*=/, "", m); return m }
   return ""
@@ -274,6 +278,30 @@ END {
   else printf "\nno step passed p99 < 100 ms with zero drops\n"
   if (n >= 2 && ok) printf "(the last rate tried still passed: raise BENCH_FANOUT_RATES to search further)\n"
   printf "srv cpu: sluice CPU (100%% = one core); srv thr: its busiest thread; cli cpu: the load client\n"
+  # The make bench summary (bench/all.sh): benchmark, measure, value, baseline, target, verdict
+  if (summary != "") {
+    T = "\t"
+    if (n >= 1) {
+      s = steps[1]
+      v = (kv(s, "p99_ms") + 0 < 50)
+      printf "fanout%s%s%s%s ms (p50 %s ms, load %s)%s-%s< 50 ms%s%s\n", T, \
+        sprintf("publish-to-receive p99, %d subscribers x %d events/s", subs, target_rate), T, \
+        kv(s, "p99_ms"), kv(s, "p50_ms"), load, T, T, T, (v ? "PASS" : "MISS") >> summary
+      v = (kv(s, "drops") + 0 == 0 && kv(s, "failed") + 0 == 0)
+      printf "fanout%sdrops at %d events/s (of %s deliveries)%s%s%s%s-%s0%s%s\n", T, target_rate, \
+        kv(s, "expected"), T, kv(s, "drops"), (kv(s, "failed") + 0 ? " (" kv(s, "failed") " publishes failed)" : ""), \
+        T, T, T, (v ? "PASS" : "MISS") >> summary
+    } else {
+      printf "fanout%spublish-to-receive p99 at %d events/s%s-%s-%s< 50 ms%sMISS\n", T, target_rate, T, T, T, T >> summary
+    }
+    printf "fanout%sserver RSS per idle WebSocket connection%s%.1f KiB%s-%s< 16 KiB%s%s\n", T, T, per / 1024, \
+      T, T, T, (per < 16384 ? "PASS" : "MISS") >> summary
+    if (best > 0)
+      printf "fanout%shighest delivery rate with p99 < 100 ms and zero drops%s%.0f deliveries/s (%s x %s events/s%s)%s-%s-%s-\n", \
+        T, T, best, kv(bestline, "subs"), kv(bestline, "eps"), (n >= 2 && ok ? ", the last rate tried" : ""), T, T, T >> summary
+    else
+      printf "fanout%shighest delivery rate with p99 < 100 ms and zero drops%snone passed%s-%s-%s-\n", T, T, T, T, T >> summary
+  }
   if (strict && miss) exit 3
 }' "$WORK/client.out" || {
   rc=$?
