@@ -8,7 +8,7 @@
 #      SLUICE_DATABASE_URL and SLUICE_REDIS_URL name servers to use;
 #   4. the OpenAPI lint, then the integration suite (tests/integration) against
 #      the sanitizer build, so a leak, overflow or undefined behaviour anywhere
-#      fails the run;
+#      fails the run, and the memory-bound test on the release build;
 #   5. the dashboard's browser tests (headless Chromium) and the fuzz targets,
 #      each for a bounded time.
 # SLUICE_FAULTS_ONLY=1 (make faults) runs only the crash/outage/partition/failover files.
@@ -71,6 +71,10 @@ suite "openapi lint (@redocly/cli)" tests/node_modules/.bin/redocly lint openapi
 
 suite "integration (real PostgreSQL + Redis, ASan build)" \
   env SLUICE_BIN="$repo/build/asan/sluice" tests/integration/run.sh
+# The memory bound of a slow NDJSON reader is the release build's to prove (the sanitizer's
+# allocator quarantine hides what Sluice itself holds), so that file runs once more on it.
+suite "memory bounds (release build)" \
+  env SLUICE_BIN="$repo/build/sluice" tests/integration/run.sh tests/integration/ndjson_memory.test.js
 
 if [[ -x tests/browser/run.sh ]]; then
   suite "browser (headless Chromium, the dashboard)" \
