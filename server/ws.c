@@ -6,6 +6,7 @@
 #include "hub.h"
 #include "log.h"
 #include "mem.h"
+#include "problem.h"
 #include "session.h"
 
 #include <libwebsockets.h>
@@ -25,6 +26,16 @@
 #define WS_WRITE_BYTES (32 * 1024)    /* ... and about this many bytes */
 #define WS_CLOSE_TRY_AGAIN_LATER 1013
 #define WS_MAX_FD_TABLE (1u << 20) /* descriptors lws may index directly (16 B each) */
+/* A client message, reassembled from the pieces lws hands over (API.md: payload_too_large
+ * past it). Pieces are at most one socket read (4 KiB); the buffer exists only while a
+ * message that came in pieces is being collected. */
+#define WS_MESSAGE_MAX (64 * 1024)
+/* lws's receive buffer, allocated for every connection for its whole life: control frames
+ * and one read's piece of a message. Small, so held connections cost little (issue 8: 64 KiB
+ * here let repeated floods grow RSS to the limit times 70 KiB). */
+#define WS_RX_BUFFER 4096
+#define WS_TX_PACKET (64 * 1024) /* what one send() may take; lws keeps the rest for later */
+#define WS_RETRY_AFTER "1"       /* seconds, on a 503 at the connection limit */
 
 /* Per connection: lws's per-session data holds a pointer to this heap object, which
  * other threads may still reference (through the session) after lws frees its own. */
@@ -38,6 +49,9 @@ typedef struct ws_conn {
     atomic_int refs;         /* lws + the ready stack */
     struct ws_conn *ready_next; /* the pusher's until pushed, then the lws thread's */
     struct ws_conn *all_prev, *all_next; /* lws thread only: every open connection */
+    char *rx;                /* lws thread only: a message arriving in pieces, or NULL */
+    size_t rx_len, rx_cap;   /* lws thread only: bytes of it so far, bytes allocated */
+    bool rx_skip;            /* lws thread only: the message in progress is too large: drop it */
 } ws_conn;
 
 typedef struct ws_pss {
@@ -246,6 +260,52 @@ static int on_message(ws_conn *c, const char *data, size_t len)
     return rc;
 }
 
+static void rx_reset(ws_conn *c)
+{
+    free(c->rx);
+    c->rx = NULL;
+    c->rx_len = c->rx_cap = 0;
+}
+
+/* lws thread: one piece of a client message, as lws hands them over: a message (one frame or
+ * several, RFC 6455 section 5.4) comes in pieces of at most one socket read. `first` marks a
+ * message's first piece, `final` its last. A message in one piece is parsed where it lies;
+ * one in several is collected first, in a buffer that exists only until it is whole. A
+ * message past WS_MESSAGE_MAX is answered with one payload_too_large error and the rest of it
+ * is dropped. Returns what on_message returns (-1 closes). */
+static int on_piece(ws_conn *c, const char *data, size_t len, bool first, bool final)
+{
+    if (first) { /* a new message: whatever was in progress is over */
+        rx_reset(c);
+        c->rx_skip = false;
+    }
+    if (c->rx_skip) {
+        if (final) c->rx_skip = false;
+        return 0;
+    }
+    if (c->close_code) return 0; /* closing: ignore the rest */
+    if (first && final && len <= WS_MESSAGE_MAX) return on_message(c, data, len);
+    if (len > WS_MESSAGE_MAX - c->rx_len) {
+        rx_reset(c);
+        c->rx_skip = !final;
+        send_error(c, NULL, "payload_too_large", "messages are at most 64 KiB");
+        return 0;
+    }
+    if (c->rx_len + len > c->rx_cap) {
+        size_t cap = c->rx_cap ? c->rx_cap * 2 : 8192;
+        while (cap < c->rx_len + len) cap *= 2;
+        if (cap > WS_MESSAGE_MAX) cap = WS_MESSAGE_MAX;
+        c->rx = xrealloc(c->rx, cap);
+        c->rx_cap = cap;
+    }
+    if (len) memcpy(c->rx + c->rx_len, data, len);
+    c->rx_len += len;
+    if (!final) return 0;
+    int rc = on_message(c, c->rx, c->rx_len);
+    rx_reset(c);
+    return rc;
+}
+
 /* Appends `it` as one WebSocket text frame (RFC 6455 section 5.2: FIN, opcode text,
  * unmasked as a server's are): one message per frame, as API.md promises. */
 static void append_frame(buf *b, const session_item *it)
@@ -338,6 +398,42 @@ static bool path_ok(struct lws *wsi)
     return strcmp(uri, WS_PATH) == 0;
 }
 
+/* lws thread: answers a request that will not become a WebSocket with `status` and
+ * `problem` (taken; an RFC 9457 document, as every Sluice error), `headers` ("Name: value\r\n"
+ * lines, or "") added, and asks for the connection to close after it. The answer is a few
+ * hundred bytes to a socket that has sent only its request: the kernel takes it whole.
+ * Returns -1, what the callback returns to close. */
+static int refuse(struct lws *wsi, int status, const char *reason, const char *headers,
+                  json_t *problem)
+{
+    char *body = json_dumps(problem, JSON_COMPACT);
+    json_decref(problem);
+    unsigned char out[LWS_PRE + 1024]; /* lws's room before what it sends, then the answer */
+    int n = snprintf((char *)out + LWS_PRE, sizeof out - LWS_PRE,
+                     "HTTP/1.1 %d %s\r\nContent-Type: application/problem+json\r\n"
+                     "Content-Length: %zu\r\n%sConnection: close\r\n\r\n%s",
+                     status, reason, strlen(body), headers, body);
+    free(body);
+    if (n > 0 && (size_t)n < sizeof out - LWS_PRE)
+        (void)lws_write(wsi, out + LWS_PRE, (size_t)n, LWS_WRITE_HTTP);
+    return -1;
+}
+
+/* lws thread: a plain HTTP request (no Upgrade) on the WebSocket port: 426 naming the
+ * protocol at /v1/ws, 404 elsewhere, at once rather than after lws's idle timeout. */
+static int refuse_http(struct lws *wsi, const char *path, size_t len)
+{
+    if (len == strlen(WS_PATH) && memcmp(path, WS_PATH, len) == 0) {
+        json_t *p = json_pack("{s:s,s:s,s:i,s:s,s:s}", "type",
+                              "https://sluice.dev/problems/upgrade_required", "title",
+                              "Upgrade required", "status", 426, "code", "upgrade_required",
+                              "detail", "this is a WebSocket endpoint: send a WebSocket upgrade");
+        return refuse(wsi, 426, "Upgrade Required", "Upgrade: websocket\r\n", p);
+    }
+    return refuse(wsi, 404, "Not Found", "",
+                  problem_new("not_found", "this port serves WebSockets at /v1/ws only"));
+}
+
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len)
 {
@@ -348,9 +444,15 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (atomic_load(&stopping))
             for (ws_conn *c = all_conns; c; c = c->all_next) lws_callback_on_writable(c->wsi);
         return 0;
+    case LWS_CALLBACK_HTTP:
+        return refuse_http(wsi, in ? in : "", in ? len : 0);
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-        if (!path_ok(wsi)) return 1;                       /* refuse other paths */
-        if (atomic_load(&n_conns) >= cfg->ws_max_connections) return 1; /* at the limit */
+        if (!path_ok(wsi))
+            return refuse(wsi, 404, "Not Found", "",
+                          problem_new("not_found", "WebSockets are served at /v1/ws only"));
+        if (atomic_load(&n_conns) >= cfg->ws_max_connections)
+            return refuse(wsi, 503, "Service Unavailable", "Retry-After: " WS_RETRY_AFTER "\r\n",
+                          problem_new("overloaded", "too many WebSocket connections; retry later"));
         return 0;
     case LWS_CALLBACK_ESTABLISHED: {
         /* Events are small frames that must leave at once: no Nagle delay. */
@@ -374,27 +476,22 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         }
         return 0;
     }
-    case LWS_CALLBACK_RECEIVE: {
-        ws_conn *c = pss->conn;
-        if (!c) return -1;
-        if (!lws_is_final_fragment(wsi) || !lws_is_first_fragment(wsi) || len > 65536) {
-            send_error(c, NULL, "payload_too_large", "messages are single frames of at most 64 KiB");
-            return 0;
-        }
-        if (c->close_code) return 0; /* closing: ignore the rest */
-        if (on_message(c, in, len) < 0) {
+    case LWS_CALLBACK_RECEIVE:
+        if (!pss->conn) return -1;
+        if (on_piece(pss->conn, in, len, lws_is_first_fragment(wsi),
+                     lws_is_final_fragment(wsi)) < 0) {
             lws_close_reason(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
                              (unsigned char *)"unauthenticated", 15);
             return -1;
         }
         return 0;
-    }
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return pss->conn ? on_writeable(pss->conn) : -1;
     case LWS_CALLBACK_CLOSED: {
         ws_conn *c = pss->conn;
         if (!c) return 0;
         pss->conn = NULL;
+        rx_reset(c);
         session_close(c->sess);
         pthread_mutex_lock(&c->sess->lock);
         c->sess->owner = NULL; /* producers that outlive the connection stop waking it */
@@ -413,7 +510,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 }
 
 static struct lws_protocols protocols[] = {
-    {"sluice", callback, sizeof(ws_pss), 65536, 0, NULL, 0},
+    {"sluice", callback, sizeof(ws_pss), WS_RX_BUFFER, 0, NULL, WS_TX_PACKET},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 

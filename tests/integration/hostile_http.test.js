@@ -12,10 +12,11 @@
 //     escapes of a NUL or a lone surrogate), sent to every operation of
 //     openapi/openapi.yaml that takes a JSON body: 400 invalid_json, every time; an event
 //     nested just inside the limit is stored, read back and delivered whole.
-//   - The WebSocket port: clients that connect and say nothing, trickle an upgrade request,
-//     or send a plain GET and never upgrade are closed by libwebsockets' timeouts, while a
-//     subscriber connects and receives events. Those clients start first and are checked
-//     last, so their wait overlaps the HTTP tests.
+//   - The WebSocket port: clients that connect and say nothing or trickle an upgrade request
+//     are closed by libwebsockets' timeouts, while a subscriber connects and receives events.
+//     Those clients start first and are checked last, so their wait overlaps the HTTP tests.
+//     A plain HTTP request there (no Upgrade) is answered, not held: 426 Upgrade Required
+//     (`Upgrade: websocket`) at /v1/ws, 404 elsewhere, each with a problem document.
 // Bounds on waits only prove "no hang"; nothing here asserts a duration.
 const { test, describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -76,19 +77,26 @@ let s;
 let c;
 const wsSlow = []; // the WebSocket port's slow clients, started first, checked last
 const STREAM = 'hostile.http';
+const UPGRADE = 'GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+  'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n' + 'X-Pad: ' + 'p'.repeat(400);
+
+// `n` clients of each slow kind on the WebSocket port, added to wsSlow.
+function slowWsClients(n) {
+  const added = [];
+  for (let i = 0; i < n; i++) {
+    added.push({ kind: 'silent', c: new RawClient(s.wsPort, null) });
+    added.push({ kind: 'trickling an upgrade', c: new RawClient(s.wsPort, null, { trickle: UPGRADE }) });
+    added.push({ kind: 'half an upgrade', c: new RawClient(s.wsPort, (k) => k.write(UPGRADE.slice(0, 120))) });
+  }
+  wsSlow.push(...added);
+  return added;
+}
 
 before(async () => {
   s = await h.startSluice({ name: 'hostile-http', env: { SLUICE_HTTP_TIMEOUT_MS: String(TIMEOUT_MS), SLUICE_ACCESS_LOG: 'off' } });
   c = s.client();
   h.assertStatus(await c.publish({ type: 'hostile.http', stream: STREAM, data: { warm: true } }), 201);
-  const upgrade = 'GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-    'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n' + 'X-Pad: ' + 'p'.repeat(400);
-  for (let i = 0; i < 20; i++) {
-    wsSlow.push({ kind: 'silent', c: new RawClient(s.wsPort, null) });
-    wsSlow.push({ kind: 'trickling an upgrade', c: new RawClient(s.wsPort, null, { trickle: upgrade }) });
-    wsSlow.push({ kind: 'a plain GET, never upgrading', c: new RawClient(s.wsPort, (k) => k.write('GET /v1/ws HTTP/1.1\r\nHost: x\r\n\r\n')) });
-    wsSlow.push({ kind: 'half an upgrade', c: new RawClient(s.wsPort, (k) => k.write(upgrade.slice(0, 120))) });
-  }
+  slowWsClients(20);
 });
 
 after(async () => {
@@ -281,8 +289,10 @@ describe('bodies nested too deep or not UTF-8', () => {
 
 describe('the WebSocket port under slow clients', () => {
   test('a subscriber connects and receives events while slow clients hold connections', async () => {
-    const open = wsSlow.filter((x) => x.c.open).length;
-    assert.ok(open > 0, 'slow WebSocket clients are connected');
+    // those of before() may have been closed by now (10 s): a fresh batch
+    const fresh = slowWsClients(20);
+    await Promise.all(fresh.map((x) => x.c.opened));
+    assert.ok(fresh.some((x) => x.c.open), 'slow WebSocket clients are connected');
     const ws = new WebSocket(`ws://127.0.0.1:${s.wsPort}/v1/ws?token=${s.adminToken}`, { perMessageDeflate: false });
     const msgs = [];
     ws.on('message', (d) => msgs.push(JSON.parse(d.toString('utf8'))));
@@ -298,7 +308,30 @@ describe('the WebSocket port under slow clients', () => {
     }
   });
 
-  test('silent, trickling and never-upgrading clients are closed by libwebsockets, none upgraded', async () => {
+  test('a plain HTTP request is answered and closed: 426 with Upgrade: websocket at /v1/ws, 404 elsewhere', async () => {
+    const cases = [
+      ['GET /v1/ws HTTP/1.1\r\nHost: x\r\n\r\n', 426],
+      [`GET /v1/ws?token=${s.adminToken} HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n`, 426],
+      ['POST /v1/ws HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}', 426],
+      ['GET / HTTP/1.1\r\nHost: x\r\n\r\n', 404],
+      ['GET /v1/events HTTP/1.0\r\n\r\n', 404],
+      ['GET /v1/wsx HTTP/1.1\r\nHost: x\r\n\r\n', 404],
+    ];
+    for (const [request, status] of cases) {
+      const k = new RawClient(s.wsPort, (sock) => sock.write(request));
+      await closedWithin([k], `a plain request ${JSON.stringify(request.split('\r\n')[0])}`);
+      const what = `${JSON.stringify(request.split('\r\n')[0])} answered ${JSON.stringify(k.data.slice(0, 300))}`;
+      assert.equal(k.status, status, what);
+      const [head, body] = [k.data.slice(0, k.data.indexOf('\r\n\r\n')), k.data.slice(k.data.indexOf('\r\n\r\n') + 4)];
+      assert.match(head, /^content-type: application\/problem\+json\r?$/im, what);
+      if (status === 426) assert.match(head, /^upgrade: websocket\r?$/im, what);
+      const problem = JSON.parse(body);
+      assert.equal(problem.status, status, what);
+      assert.equal(problem.code, status === 426 ? 'upgrade_required' : 'not_found', what);
+    }
+  });
+
+  test('silent and trickling clients are closed by libwebsockets, none upgraded', async () => {
     for (const kind of new Set(wsSlow.map((x) => x.kind))) {
       const group = wsSlow.filter((x) => x.kind === kind).map((x) => x.c);
       await closedWithin(group, `WebSocket clients (${kind})`);

@@ -292,12 +292,15 @@ describe('authentication', () => {
     assert.ok(!p.msgs.some((m) => m.op === 'subscribed'));
   });
 
-  test('other paths than /v1/ws are refused at the handshake', async () => {
+  test('other paths than /v1/ws are refused at the handshake with 404', async () => {
     for (const p of ['/', '/v1/wsx', '/v1/ws/extra', '/v1/events', '/ws', '/v1/WS']) {
       const peer = new Peer(`ws://127.0.0.1:${s.wsPort}${p}${tok(s.adminToken)}`);
+      let status = null;
+      peer.ws.once('unexpected-response', (req, res) => { status = res.statusCode; res.resume(); peer.terminate(); });
       const r = await h.race(peer.opened.then(() => 'open', (e) => e), WAIT_MS, 'timeout');
       peer.terminate();
-      assert.ok(r instanceof Error, `${p}: the handshake must fail, got ${r}`);
+      assert.ok(r !== 'open' && r !== 'timeout', `${p}: the handshake must fail, got ${r}`);
+      assert.equal(status, 404, `${p}: answered ${status}`);
     }
   });
 });
@@ -506,6 +509,104 @@ describe('protocol', () => {
       } finally { p.close(); }
     });
   }
+});
+
+describe('messages in pieces (issue 8): reassembled up to 64 KiB', () => {
+  // A JSON text of exactly `bytes` bytes: `msg` with an ignored "pad" field filling the rest.
+  function sized(msg, bytes) {
+    const base = JSON.stringify({ ...msg, pad: '' });
+    assert.ok(base.length <= bytes, `${base.length} bytes before padding`);
+    const text = JSON.stringify({ ...msg, pad: 'p'.repeat(bytes - base.length) });
+    assert.equal(Buffer.byteLength(text), bytes);
+    return text;
+  }
+
+  // The longest filters a subscription takes: 16 types and 16 streams of 128 characters, a
+  // 256-character key; one of each matches `pfx`'s events.
+  function longestFilters(pfx, id) {
+    const types = [`${pfx}.hit`, ...Array.from({ length: 15 }, (_, i) => `${pfx}.t${i}_`.padEnd(128, 'x'))];
+    const streams = [`${pfx}.events`, ...Array.from({ length: 15 }, (_, i) => `${pfx}-s${i}-`.padEnd(128, 'y'))];
+    return { op: 'subscribe', id, types, streams, key: 'k'.repeat(256) };
+  }
+
+  // Every error message after the previous expect()'s match, up to the pong that answers a ping.
+  async function errorsUntilPong(p) {
+    p.send({ op: 'ping' });
+    const from = p.cursor;
+    await p.expectOp('pong');
+    return p.msgs.slice(from, p.cursor).filter((m) => m.op === 'error');
+  }
+
+  test('a 6 KB subscribe (the longest filters) is read whole, subscribes and delivers', async () => {
+    const pfx = prefix();
+    const p = await openAuthed(s);
+    try {
+      const text = sized(longestFilters(pfx, 'long'), 6144);
+      p.send(text);
+      const m = await p.expect((x) => x.id === 'long' || x.op === 'error', 'an answer to the 6 KB subscribe');
+      assert.equal(m.op, 'subscribed', `a ${text.length}-byte subscribe answered ${JSON.stringify(m)}`);
+      const e = await pub(c, { type: `${pfx}.hit`, data: {}, key: 'k'.repeat(256) });
+      await pub(c, { type: `${pfx}.miss`, data: {}, key: 'k'.repeat(256) });
+      const fence = await pub(c, { type: `${pfx}.hit`, data: { fence: true }, key: 'k'.repeat(256) });
+      await p.waitEvent('long', (x) => x.id === fence.id, 'the fence');
+      assert.deepEqual(positions(p.events('long')), [e.position, fence.position]);
+      assert.deepEqual(await errorsUntilPong(p), []);
+    } finally { p.close(); }
+  });
+
+  test('a first message of 6 KB authenticates and subscribes', async () => {
+    const p = await Peer.open(wsUrl(s));
+    try {
+      p.send(sized({ op: 'subscribe', id: 'first', token: s.adminToken }, 6144));
+      const m = await p.expect((x) => x.id === 'first' || x.op === 'error', 'an answer');
+      assert.equal(m.op, 'subscribed', JSON.stringify(m));
+    } finally { p.close(); }
+  });
+
+  test('a message sent as several frames (RFC 6455 fragmentation) is one message', async () => {
+    const pfx = prefix();
+    const p = await openAuthed(s);
+    try {
+      const text = JSON.stringify(longestFilters(pfx, 'frag'));
+      const cuts = [0, 7, 3000, 3001, text.length]; // one piece of a single byte, one empty
+      for (let i = 0; i < cuts.length - 1; i++) p.ws.send(text.slice(cuts[i], cuts[i + 1]), { fin: i === cuts.length - 2 });
+      p.ws.send('', { fin: false });
+      p.ws.send(JSON.stringify({ op: 'ping' }), { fin: true });
+      await p.subscribe({ id: 'after', types: [`${pfx}.*`] }); // in order: frag's answer came first
+      const frag = p.msgs.find((x) => x.id === 'frag');
+      assert.equal(frag?.op, 'subscribed', JSON.stringify(p.msgs));
+      assert.ok(p.msgs.some((x) => x.op === 'pong'), 'the ping sent as an empty frame and a final one');
+      const e = await pub(c, { type: `${pfx}.hit`, data: {}, key: 'k'.repeat(256) });
+      await p.waitEvent('frag', (x) => x.id === e.id);
+      assert.deepEqual(await errorsUntilPong(p), []);
+    } finally { p.close(); }
+  });
+
+  test('64 KiB is accepted; past it: one payload_too_large error, the rest dropped, the connection usable', async () => {
+    const p = await openAuthed(s);
+    try {
+      p.send(sized({ op: 'subscribe', id: 'at-limit' }, 65536));
+      await p.expectOp('subscribed', { id: 'at-limit' });
+      for (const [what, send] of [
+        ['one byte over', () => p.send(sized({ op: 'subscribe', id: 'over' }, 65537))],
+        ['a megabyte', () => p.send(sized({ op: 'subscribe', id: 'over' }, 1 << 20))],
+        ['in frames, over the limit in the third', () => {
+          const text = sized({ op: 'subscribe', id: 'over' }, 100000);
+          for (let i = 0; i < 5; i++) p.ws.send(text.slice(i * 20000, (i + 1) * 20000), { fin: i === 4 });
+        }],
+      ]) {
+        send();
+        const errors = await errorsUntilPong(p);
+        assert.deepEqual(errors.map((x) => x.code), ['payload_too_large'], `${what}: ${JSON.stringify(errors).slice(0, 500)}`);
+        assert.equal(typeof errors[0].message, 'string');
+      }
+      p.send({ op: 'unsubscribe', id: 'over' });
+      assert.equal((await p.expectOp('error')).code, 'not_found', 'no oversized message took effect');
+      p.send({ op: 'unsubscribe', id: 'at-limit' });
+      await p.expectOp('unsubscribed', { id: 'at-limit' });
+      assert.equal(p.closeInfo, null, 'still open');
+    } finally { p.close(); }
+  });
 });
 
 describe('from_position: history, then live, no gap and no duplicate', () => {
