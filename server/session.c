@@ -9,8 +9,24 @@
  * nothing newer reached the hub meanwhile; otherwise it reads on. The hub skips
  * deliveries at or below the cursor, so the seam has no gap and no duplicate.
  * A catch-up waits for room in the queue, so history is paced by the reader.
+ * History takes at most half of the queue (either bound, HISTORY_SHARE): the
+ * other half is always free for live events — the connection's other
+ * subscriptions' while this one catches up, and its own once it goes live, which
+ * it does with the queue at most half full. A queue filled to its bound by
+ * history would overflow at the first live batch after the seam, cutting a
+ * reader that was reading, only slowly (issue 8). So only two things cut a
+ * catching-up reader: live events outrunning it by half a queue, as for any live
+ * subscriber, or taking nothing for CATCHUP_STALL_MS.
+ *
+ * Live subscriptions (from_position absent) start after the last position this
+ * instance knows is committed: its own last commit (every 201 it has answered)
+ * or the hub's head, whichever is later. A subscription made after a 201 from
+ * this instance therefore never receives that event, even while the tail has not
+ * read it yet. Another instance's commits are known once this one's tail has
+ * read them.
  */
 #include "session.h"
+#include "appender.h"
 #include "db.h"
 #include "log.h"
 #include "mem.h"
@@ -24,6 +40,7 @@
 #define CATCHUP_PAGE 500
 #define CATCHUP_TIMEOUT_MS 10000
 #define CATCHUP_STALL_MS 30000 /* a reader that takes no message for this long overflows */
+#define HISTORY_SHARE 2         /* history fills at most 1/HISTORY_SHARE of the queue */
 
 struct session_sub {
     hub_sub hs;                        /* hs.owner = this */
@@ -38,6 +55,13 @@ struct session_sub {
 static char *db_url;
 static atomic_int catchups_running;
 static int catchups_max = 64;
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 void session_init(const char *database_url, int max_catchups)
 {
@@ -58,6 +82,7 @@ session *session_new(size_t max_messages, size_t max_bytes, session_wake_fn wake
     s->max_bytes = max_bytes;
     s->wake = wake;
     s->owner = owner;
+    s->last_taken_ms = now_ms();
     return s;
 }
 
@@ -150,6 +175,7 @@ static size_t pop_locked(session *s, session_item *out)
 /* After popping, with the lock held: gives back a grown ring once idle, wakes producers. */
 static void popped_locked(session *s)
 {
+    s->last_taken_ms = now_ms();
     if (s->q_len == 0 && s->q_cap > 64) {
         free(s->q);
         s->q = NULL;
@@ -207,23 +233,37 @@ static void sub_unref(session_sub *sub)
     free(sub);
 }
 
-/* Queues one historical event, waiting for room. false: stop (cancelled, closed, stalled). */
-static bool catchup_push(session_sub *sub, sevent *e)
+/* Lock held: whether history may add `bytes` now. It keeps to its share of either bound, so
+ * the rest stays free for live events; an event larger than the share still goes into an
+ * empty queue. */
+static bool history_room_locked(const session *s, size_t bytes)
 {
-    session *s = sub->sess;
+    if (s->q_len == 0) return true;
+    return s->q_len < s->max_messages / HISTORY_SHARE &&
+           s->q_bytes + bytes <= s->max_bytes / HISTORY_SHARE;
+}
+
+bool session_push_history(session *s, const char *sub_id, sevent *e, const atomic_bool *cancel,
+                          int stall_ms)
+{
     session_item it = {.ev = sevent_ref(e)};
-    memcpy(it.sub, sub->id, sub->id_len + 1);
+    snprintf(it.sub, sizeof it.sub, "%s", sub_id);
     bool ok = false, was_empty = false;
+    long long since = now_ms();
     pthread_mutex_lock(&s->lock);
-    for (int waited = 0;;) {
-        if (s->closed || s->overflow || atomic_load(&sub->cancel)) break;
-        if (s->q_len + 1 < s->max_messages && s->q_bytes + e->json_len <= s->max_bytes) {
+    s->history_waiting++;
+    for (;;) {
+        if (s->closed || s->overflow || atomic_load(cancel)) break;
+        if (history_room_locked(s, e->json_len)) {
             was_empty = s->q_len == 0;
             ok = push_locked(s, &it, e->json_len);
             break;
         }
-        if (waited >= CATCHUP_STALL_MS) {
-            s->overflow = true; /* the reader has not taken a message for too long */
+        /* Stalled: the reader has taken nothing for stall_ms (counted from the later of its
+         * last take and this wait's start), however often producers woke this thread. */
+        long long now = now_ms();
+        if (now - (s->last_taken_ms > since ? s->last_taken_ms : since) >= stall_ms) {
+            s->overflow = true;
             break;
         }
         struct timespec ts;
@@ -231,8 +271,8 @@ static bool catchup_push(session_sub *sub, sevent *e)
         ts.tv_nsec += 100 * 1000000L;
         if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
         pthread_cond_timedwait(&s->changed, &s->lock, &ts);
-        waited += 100;
     }
+    s->history_waiting--;
     notify_locked(s, was_empty);
     pthread_mutex_unlock(&s->lock);
     if (!ok) session_item_dispose(&it);
@@ -275,7 +315,8 @@ static void *catchup_main(void *arg)
                                    PQgetisnull(r, i, 4) ? NULL : PQgetvalue(r, i, 4),
                                    PQgetvalue(r, i, 5), PQgetvalue(r, i, 6),
                                    (size_t)PQgetlength(r, i, 6));
-            if (hub_filter_matches(&sub->hs.filter, e)) stop = !catchup_push(sub, e);
+            if (hub_filter_matches(&sub->hs.filter, e))
+                stop = !session_push_history(s, sub->id, e, &sub->cancel, CATCHUP_STALL_MS);
             sevent_unref(e);
             cursor = pos;
         }
@@ -299,17 +340,35 @@ static void *catchup_main(void *arg)
 
 /* ------------------------------------------------------------------ subscriptions */
 
+/* Adds `sub` to the hub and settles where it starts: live subscriptions after the last
+ * position this instance knows is committed, others after from_position. The subscription
+ * stays invisible to deliveries (CATCHING_UP) until hub_try_go_live fixes its cursor under
+ * the hub lock, so *start is exact. Returns whether history must be read first (the hub is
+ * past from_position). */
+static bool sub_start(session_sub *sub, long long from_position, long long *start)
+{
+    sub->hs.state = HUB_CATCHING_UP;
+    sub->hs.cursor = from_position < 0 ? 0 : from_position;
+    hub_add(&sub->hs);
+    if (from_position >= 0) {
+        *start = from_position;
+        return !hub_try_go_live(&sub->hs, from_position);
+    }
+    long long at = appender_head(); /* every 201 this instance has answered */
+    while (!hub_try_go_live(&sub->hs, at)) {
+        long long head = hub_head(); /* the tail is ahead of this instance's own commits */
+        if (head > at) at = head;
+    }
+    *start = at;
+    return false;
+}
+
 int session_subscribe(session *s, const char *id, hub_filter *filter, long long from_position,
                       long long *start)
 {
     for (session_sub *x = s->subs; x; x = x->next)
         if (strcmp(x->id, id) == 0) return -1;
     if (s->n_subs >= SESSION_MAX_SUBS) return -2;
-    bool catchup = from_position >= 0 && from_position < hub_head();
-    if (catchup && atomic_fetch_add(&catchups_running, 1) >= catchups_max) {
-        atomic_fetch_sub(&catchups_running, 1);
-        return -3;
-    }
     session_sub *sub = xcalloc(1, sizeof *sub);
     snprintf(sub->id, sizeof sub->id, "%s", id);
     sub->id_len = strlen(sub->id);
@@ -320,22 +379,13 @@ int session_subscribe(session *s, const char *id, hub_filter *filter, long long 
     sub->hs.deliver = deliver;
     sub->hs.owner = sub;
     atomic_init(&sub->refs, 1);
-    if (from_position < 0) {
-        sub->hs.state = HUB_LIVE; /* hub_add sets the cursor to the head */
-    } else if (!catchup) {
-        sub->hs.state = HUB_LIVE;
-    } else {
-        sub->hs.state = HUB_CATCHING_UP;
+    bool catchup = sub_start(sub, from_position, start);
+    if (catchup && atomic_fetch_add(&catchups_running, 1) >= catchups_max) {
+        atomic_fetch_sub(&catchups_running, 1);
+        hub_remove(&sub->hs);
+        sub_unref(sub);
+        return -3;
     }
-    sub->hs.cursor = from_position < 0 ? 0 : from_position;
-    if (from_position >= 0 && !catchup) {
-        /* At or past the head: live, skipping what is at or below from_position. */
-        hub_add(&sub->hs);
-        (void)hub_try_go_live(&sub->hs, from_position);
-    } else {
-        hub_add(&sub->hs);
-    }
-    *start = from_position < 0 ? sub->hs.cursor : from_position;
     sub->next = s->subs;
     s->subs = sub;
     s->n_subs++;

@@ -50,6 +50,8 @@ struct session {
     bool overflow;               /* {lock} a bound was passed: the owner must close */
     bool closed;                 /* {lock} no more producing */
     long long last_sent;         /* {lock} set by the owner as it writes */
+    long long last_taken_ms;     /* {lock} when the owner last took items (monotonic ms) */
+    int history_waiting;         /* {lock} catch-ups waiting for room for history */
     auth_ctx auth;               /* who subscribes (tenant) */
     session_wake_fn wake;        /* see session_wake_fn */
     void *owner;
@@ -66,9 +68,10 @@ void session_ref(session *s);
 void session_unref(session *s);
 
 /* Owner thread. Subscribes `id` with `filter` (moved in; tenant set from the session).
- * from_position < 0: live from now. Returns 0 and *start (the position after which
- * events will come), or -1 duplicate id, -2 too many subscriptions, -3 too many
- * catch-ups running (retry later). */
+ * from_position < 0: live from now, that is after the last position this instance knows is
+ * committed (its own last commit, or what its tail has read, whichever is later). Returns 0
+ * and *start (the position after which events will come), or -1 duplicate id, -2 too many
+ * subscriptions, -3 too many catch-ups running (retry later). */
 int session_subscribe(session *s, const char *id, hub_filter *filter, long long from_position,
                       long long *start) __attribute__((warn_unused_result));
 /* Owner thread. Returns 0, or -1 when no such subscription. */
@@ -76,6 +79,13 @@ int session_unsubscribe(session *s, const char *id) __attribute__((warn_unused_r
 /* Owner thread: stops every subscription; producers stop adding. */
 void session_close(session *s);
 
+/* A catch-up thread: queues historical event `e` (a new reference) for subscription `sub_id`,
+ * waiting while history already holds half of the queue (messages or bytes), so the other
+ * half stays free for live events. Returns true once queued; false when it must stop: *cancel
+ * set, the session closed or overflowed, or the owner has taken nothing for `stall_ms` (then
+ * the session is marked overflowed, and its owner closes it). */
+bool session_push_history(session *s, const char *sub_id, sevent *e, const atomic_bool *cancel,
+                          int stall_ms) __attribute__((warn_unused_result));
 /* Any thread: queues a control message (takes `text`). */
 void session_push_text(session *s, char *text);
 /* Owner thread: takes the next item (caller disposes with session_item_dispose).

@@ -734,6 +734,25 @@ describe('from_position: history, then live, no gap and no duplicate', () => {
     } finally { for (const p of peers) p.close(); }
   });
 
+  test('a live subscription made after a 201 starts after that event, even before the tail has read it (issue 8)', async () => {
+    // "live" starts after the last position this instance knows is committed: its own last
+    // commit, not only what its tail has handed to the hub, which may trail a 201 by a moment.
+    const pfx = prefix();
+    const p = await openAuthed(s);
+    try {
+      for (let i = 0; i < 40; i++) {
+        const ack = await pub(c, { type: `${pfx}.a`, data: { i } });
+        const m = await p.subscribe({ id: `l${i}`, types: [`${pfx}.*`] });
+        assert.ok(m.position >= ack.position, `subscribed at ${m.position} right after the 201 of position ${ack.position}`);
+        p.send({ op: 'unsubscribe', id: `l${i}` });
+        await p.expectOp('unsubscribed', { id: `l${i}` });
+      }
+      p.send({ op: 'ping' });
+      await p.expectOp('pong');
+      assert.deepEqual(positions(p.events()), [], 'no subscription received the event acknowledged before it was made');
+    } finally { p.close(); }
+  });
+
   test('resume across a reconnect from the last position received: no gap, no duplicate', async () => {
     const pfx = prefix();
     const first = await pub(c, Array.from({ length: 20 }, (_, i) => ({ type: `${pfx}.a`, data: { i } })));
@@ -857,6 +876,48 @@ describe('slow subscriber', () => {
   });
 });
 
+describe('a slow reader during a catch-up', () => {
+  test('history leaves half the queue to live events: a reader that pauses (less than the stall time) is not cut (issue 8)', { timeout: 300000 }, async (tt) => {
+    // One connection, two subscriptions: `hist` catches up on ~19 MB of history while `live`
+    // receives live events. The reader pauses: the kernel's buffers fill, then the server's
+    // queue (64 messages here). History may take only half of it, so the live batch published
+    // during the pause still fits; before, history filled the queue to its bound and the batch
+    // overflowed it (1013), cutting a reader that had only paused.
+    const t = await h.startSluice({ name: 'ws-seam', env: { SLUICE_WS_QUEUE_MESSAGES: '64' } });
+    const tc = t.client();
+    const ph = prefix();
+    const pl = prefix();
+    const peers = [];
+    try {
+      const pad = 'p'.repeat(16000);
+      const hist = [];
+      for (let b = 0; b < 150; b++) hist.push(...positions(await pub(tc, Array.from({ length: 8 }, (_, i) => ({ type: `${ph}.h`, data: { b, i, pad } })))));
+      const p = await openAuthed(t);
+      peers.push(p);
+      await p.subscribe({ id: 'live', types: [`${pl}.*`] });
+      p.ws._socket.pause();
+      p.send({ op: 'subscribe', id: 'hist', types: [`${ph}.*`], from_position: hist[0] - 1 });
+      await h.sleep(3000); // the catch-up fills the socket buffers and its share of the queue
+      const live = positions(await pub(tc, Array.from({ length: 8 }, (_, i) => ({ type: `${pl}.x`, data: { i } }))));
+      await h.sleep(500); // the tail hands the batch to the hub
+      p.ws._socket.resume();
+      const lastH = await pub(tc, { type: `${ph}.fence`, data: {} });
+      const lastL = await pub(tc, { type: `${pl}.fence`, data: {} });
+      await p.waitEvent('hist', (e) => e.id === lastH.id, 'the end of the history and the fence', 120000);
+      await p.waitEvent('live', (e) => e.id === lastL.id, 'the live fence', 120000);
+      assert.equal(p.closeInfo, null, 'not closed');
+      assertExactly(positions(p.events('live')), [...live, lastL.position], 'live events during the pause');
+      assertExactly(positions(p.events('hist')), [...hist, lastH.position], 'history, then live');
+      tt.diagnostic(`${hist.length} history events of 16 KB, ${live.length} live events during the pause`);
+      p.close();
+      await t.stop();
+    } finally {
+      for (const x of peers) x.terminate();
+      await t.cleanup();
+    }
+  });
+});
+
 describe('several instances and shutdown', () => {
   test('two instances on one database: a WebSocket client on B receives events posted to A', { timeout: 120000 }, async () => {
     const db = await h.freshDatabase();
@@ -874,7 +935,7 @@ describe('several instances and shutdown', () => {
       const hist = await pub(a.client(), Array.from({ length: 5 }, (_, i) => ({ type: `${pfx}.h`, data: { i } })));
       const onB = await openAuthed(b);
       peers.push(onB);
-      await onB.subscribe({ id: 'live', types: [`${pfx}.*`] });
+      const liveSub = await onB.subscribe({ id: 'live', types: [`${pfx}.*`] });
       await onB.subscribe({ id: 'hist', types: [`${pfx}.*`], from_position: 0 });
       const sent = [];
       for (let i = 0; i < 20; i++) sent.push(await pub((i % 4 === 3 ? b : a).client(), { type: `${pfx}.x`, data: { i }, key: 'k' }));
@@ -883,10 +944,12 @@ describe('several instances and shutdown', () => {
       await onB.waitEvent('live', (e) => e.id === last.id, 'the last event posted to A, on B');
       await onB.waitEvent('hist', (e) => e.id === last.id, 'the last event posted to A, on B (catch-up)');
       const live = [...positions(sent), ...positions(batch)];
-      assertExactly(positions(onB.events('live')), live, 'live on B');
+      // Live on B starts after what B knew was committed when it subscribed (README): A's
+      // history, acknowledged by A, is in it only if B's tail had not read it yet.
+      assertExactly(positions(onB.events('live')), [...positions(hist), ...live].filter((x) => x > liveSub.position), `live on B (from ${liveSub.position})`);
       assertExactly(positions(onB.events('hist')), [...positions(hist), ...live], 'history + live on B');
       const stored = h.assertStatus(await b.client().get('/v1/events/' + sent[0].id), 200);
-      assert.deepEqual(onB.events('live')[0], stored, 'the same stored envelope');
+      assert.deepEqual(onB.events('live').find((e) => e.id === sent[0].id), stored, 'the same stored envelope');
       // versions assigned by either instance, seen in order
       assert.deepEqual(onB.events('live').filter((e) => e.key === 'k').map((e) => e.version), Array.from({ length: 20 }, (_, i) => i + 1));
       for (const p of peers) p.close();

@@ -1,6 +1,7 @@
 /* Unit tests of server/session.c: the bounded subscriber queue that the WebSocket and SSE
- * feeds write from (its bounds, its wake-ups, batched pops), fed by the real hub. Live
- * subscriptions only: catch-up reads PostgreSQL and is covered by the integration tests. */
+ * feeds write from (its bounds, its wake-ups, batched pops), fed by the real hub, and how
+ * catch-up history shares it (session_push_history, on a thread of the test's own). Reading
+ * history from PostgreSQL is covered by the integration tests. */
 #include "auth.h"
 #include "hub.h"
 #include "mem.h"
@@ -8,8 +9,10 @@
 #include "sevent.h"
 
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static int wakes;
 
@@ -168,4 +171,184 @@ Test(session, a_closed_session_takes_nothing)
     cr_assert_eq(s->q_len, 0);
     cr_assert_eq(s->q_bytes, 0);
     session_unref(s);
+}
+
+/* ------------------------------------------------------------------ history */
+
+static sevent *history_event(long long position)
+{
+    char json[64];
+    int n = snprintf(json, sizeof json, "{\"position\":%lld}", position);
+    return sevent_new(position, AUTH_DEFAULT_TENANT, "orders", "order.created", NULL, "corr", json,
+                      (size_t)n);
+}
+
+typedef struct history_job {
+    session *s;
+    int n;              /* events to push, positions 1..n */
+    int stall_ms;
+    atomic_bool cancel;
+    int pushed;         /* how many were queued before it stopped */
+} history_job;
+
+/* A catch-up thread without PostgreSQL: pushes positions 1..n as history. */
+static void *push_history(void *arg)
+{
+    history_job *j = arg;
+    for (int i = 1; i <= j->n; i++) {
+        sevent *e = history_event(i);
+        bool ok = session_push_history(j->s, "cu", e, &j->cancel, j->stall_ms);
+        sevent_unref(e);
+        if (!ok) break;
+        j->pushed++;
+    }
+    return NULL;
+}
+
+/* Waits (bounded: "no hang") until a catch-up is waiting for room; returns the queue length. */
+static size_t wait_history_blocked(session *s)
+{
+    for (int i = 0; i < 10000; i++) {
+        pthread_mutex_lock(&s->lock);
+        bool waiting = s->history_waiting > 0 && s->q_len > 0;
+        size_t len = s->q_len;
+        pthread_mutex_unlock(&s->lock);
+        if (waiting) return len;
+        nanosleep(&(struct timespec){0, 1000000L}, NULL);
+    }
+    cr_assert_fail("the catch-up never waited for room");
+    return 0;
+}
+
+static void sleep_ms(long ms)
+{
+    nanosleep(&(struct timespec){ms / 1000, (ms % 1000) * 1000000L}, NULL);
+}
+
+Test(session, history_takes_at_most_half_the_queue_so_live_events_after_the_seam_fit)
+{
+    /* Issue 8: history filled the queue to its bound, so the first live batch after a
+     * catch-up went live overflowed a reader that was reading, only slowly. */
+    session *s = new_session(8, 1 << 20);
+    history_job j = {.s = s, .n = 20, .stall_ms = 60000};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, push_history, &j), 0);
+    cr_assert_eq(wait_history_blocked(s), 4, "history waits once it holds half of 8 messages");
+
+    subscribe_live(s, "live");
+    long long first = hub_head() + 1;
+    for (int i = 0; i < 4; i++)
+        sevent_unref(publish(first + i));
+    cr_assert_not(s->overflow, "a batch of live events fits beside the history");
+    cr_assert_eq(s->q_len, 8);
+
+    /* The reader takes everything, slowly: history goes on, in order, and nothing overflows. */
+    int history = 0, live = 0;
+    while (history < j.n) {
+        session_item it;
+        if (!session_pop(s, &it)) {
+            sleep_ms(1);
+            continue;
+        }
+        cr_assert_not_null(it.ev);
+        if (strcmp(it.sub, "cu") == 0)
+            cr_assert_eq(it.ev->position, ++history, "history in order");
+        else
+            cr_assert_eq(it.ev->position, first + live++);
+        session_item_dispose(&it);
+    }
+    pthread_join(t, NULL);
+    cr_assert_eq(j.pushed, 20);
+    cr_assert_eq(live, 4);
+    cr_assert_not(s->overflow);
+    end_session(s);
+}
+
+Test(session, an_event_larger_than_the_history_share_still_goes_into_an_empty_queue)
+{
+    session *s = new_session(8, 100); /* the share is 50 bytes; each event is about 15 */
+    sevent *e = history_event(1);
+    atomic_bool cancel = false;
+    cr_assert(session_push_history(s, "cu", e, &cancel, 60000));
+    cr_assert_eq(s->q_len, 1);
+    sevent_unref(e);
+    char big[80];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    session_item it;
+    cr_assert(session_pop(s, &it));
+    session_item_dispose(&it);
+    sevent *large = sevent_new(2, AUTH_DEFAULT_TENANT, "orders", "order.created", NULL, "corr",
+                               big, strlen(big));
+    cr_assert(session_push_history(s, "cu", large, &cancel, 60000), "an empty queue takes it");
+    sevent_unref(large);
+    cr_assert_not(s->overflow);
+    end_session(s);
+}
+
+Test(session, a_reader_that_keeps_taking_is_never_cut_however_slow)
+{
+    /* 100 events through a queue of 4, one taken every 5 ms: 500 ms in all, longer than the
+     * 100 ms stall bound, yet never 100 ms without a take. */
+    session *s = new_session(4, 1 << 20);
+    history_job j = {.s = s, .n = 100, .stall_ms = 100};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, push_history, &j), 0);
+    int taken = 0;
+    while (taken < j.n) {
+        session_item it;
+        if (session_pop(s, &it)) {
+            cr_assert_eq(it.ev->position, ++taken);
+            session_item_dispose(&it);
+        }
+        sleep_ms(5);
+        cr_assert_not(s->overflow, "cut after %d events", taken);
+    }
+    pthread_join(t, NULL);
+    cr_assert_eq(j.pushed, 100);
+    end_session(s);
+}
+
+Test(session, a_reader_that_stops_taking_is_cut_after_the_stall_time)
+{
+    session *s = new_session(4, 1 << 20);
+    history_job j = {.s = s, .n = 100, .stall_ms = 50};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, push_history, &j), 0);
+    pthread_join(t, NULL); /* returns: the catch-up gave up, it did not wait for ever */
+    cr_assert_eq(j.pushed, 2, "history filled its share, then waited");
+    cr_assert(s->overflow, "the owner is told to close the stalled reader");
+    end_session(s);
+}
+
+Test(session, a_cancelled_catch_up_stops_waiting)
+{
+    session *s = new_session(4, 1 << 20);
+    history_job j = {.s = s, .n = 100, .stall_ms = 60000};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, push_history, &j), 0);
+    (void)wait_history_blocked(s);
+    atomic_store(&j.cancel, true);
+    pthread_join(t, NULL);
+    cr_assert_eq(j.pushed, 2);
+    cr_assert_not(s->overflow, "a cancelled catch-up does not cut the reader");
+    end_session(s);
+}
+
+Test(session, a_live_subscription_starts_at_the_hub_head_exactly)
+{
+    session *s = new_session(16, 1 << 20);
+    long long before = hub_head();
+    sevent_unref(publish(before + 1));
+    hub_filter f = {0};
+    long long start = -1;
+    cr_assert_eq(session_subscribe(s, "live", &f, -1, &start), 0);
+    cr_assert_eq(start, before + 1, "after everything the hub has seen");
+    sevent_unref(publish(before + 2));
+    session_item it;
+    cr_assert(session_pop(s, &it));
+    cr_assert_eq(it.ev->position, before + 2, "the first event after its start");
+    session_item_dispose(&it);
+    cr_assert_not(session_pop(s, &it));
+    end_session(s);
 }
