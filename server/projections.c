@@ -10,6 +10,7 @@
 #include "strmap.h"
 #include "tail.h"
 
+#include <errno.h>
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
@@ -20,7 +21,7 @@
 #include <unistd.h>
 
 #define PROJ_LOCK_KEY "7341263006"
-#define PROJ_BATCH 10000
+#define PROJ_BATCH 20000       /* events per batch: one state read, one write, one commit */
 #define PROJ_SLICE_MS 500      /* one projection's turn before the next gets one */
 #define PROJ_TIMEOUT_MS 30000
 #define PROJ_SET_MAX 10000     /* distinct values a `set` state keeps */
@@ -179,6 +180,17 @@ out:
     return NULL;
 }
 
+/* Appends one element of a PostgreSQL text[] literal: double-quoted, " and \\ escaped. */
+static void text_array_item(buf *b, const char *s)
+{
+    buf_puts(b, "\"");
+    for (const char *c = s; *c; c++) {
+        if (*c == '"' || *c == '\\') buf_append(b, "\\", 1);
+        buf_append(b, c, 1);
+    }
+    buf_puts(b, "\"");
+}
+
 /* The SQL expression for a pointer: as jsonb (as_text false) or as text. Parameters are
  * bound as $<param>; *arg gets the text[] path literal to bind (or NULL). */
 static char *pointer_sql(const char *ptr, bool as_text, int param, char **arg)
@@ -193,12 +205,7 @@ static char *pointer_sql(const char *ptr, bool as_text, int param, char **arg)
         buf_puts(&lit, "{");
         for (size_t i = 1; i < json_array_size(segs); i++) {
             if (i > 1) buf_puts(&lit, ",");
-            buf_puts(&lit, "\"");
-            for (const char *c = json_string_value(json_array_get(segs, i)); *c; c++) {
-                if (*c == '"' || *c == '\\') buf_append(&lit, "\\", 1);
-                buf_append(&lit, c, 1);
-            }
-            buf_puts(&lit, "\"");
+            text_array_item(&lit, json_string_value(json_array_get(segs, i)));
         }
         buf_puts(&lit, "}");
         *arg = buf_steal(&lit, NULL);
@@ -280,6 +287,27 @@ static const char *reduce_one(const char *reduce, kstate *k, json_t *value)
     json_decref(k->state);
     k->state = next;
     return NULL;
+}
+
+/* The value PostgreSQL extracted for one event (jsonb as text). A number, what sum, min
+ * and max read, is converted directly as jansson would (an integer when it has no '.',
+ * 'e' or 'E', else a real); anything else, and a number out of range, goes through
+ * json_loads, which also decides what becomes of an out-of-range number. */
+static json_t *row_value(const char *text)
+{
+    const char *c = text + (text[0] == '-');
+    if (*c >= '0' && *c <= '9') {
+        char *end;
+        errno = 0;
+        if (!strpbrk(c, ".eE")) {
+            long long n = strtoll(text, &end, 10);
+            if (errno == 0 && *end == '\0') return json_integer(n);
+        } else {
+            double d = strtod(text, &end);
+            if (errno == 0 && *end == '\0' && isfinite(d)) return json_real(d);
+        }
+    }
+    return json_loads(text, JSON_DECODE_ANY, NULL);
 }
 
 /* ------------------------------------------------------------------ runner */
@@ -382,29 +410,38 @@ static int apply_batch(PGconn **conn, proj *p)
     PGresult *r = db_exec(conn, sql.data, n, vals, PROJ_TIMEOUT_MS), *sr = NULL;
     strmap states;
     strmap_init(&states);
-    json_t *keys = json_array(), *dead = json_array(), *rows = json_array();
+    json_t *dead = json_array(), *rows = json_array();
     if (!db_ok(r)) {
         if (r) db_log_error("projections", "reading events failed", r);
         goto out;
     }
     int rows_n = PQntuples(r);
     bool short_batch = rows_n < PROJ_BATCH;
-    /* Load the states of every key the batch touches. */
+    /* Load the states of every key the batch touches. The keys go as one text[] for
+     * `key = ANY(…)`, an index condition: one probe per key whatever the table's statistics
+     * say (`key IN (SELECT jsonb_array_elements_text(…))` was planned as a nested loop
+     * rescanning the key list for every state while a new projection's rows were not yet
+     * analysed: O(keys × states) per batch). The array comes through a sub-select so the
+     * planner does not estimate each of its elements (milliseconds per thousand keys). */
+    buf keys;
+    buf_init(&keys);
+    buf_puts(&keys, "{");
     for (int i = 0; i < rows_n; i++) {
         if (PQgetisnull(r, i, 3)) continue; /* no key at the pointer: not grouped */
         const char *k = PQgetvalue(r, i, 3);
         if (!strmap_get(&states, k)) {
             strmap_put(&states, k, xcalloc(1, sizeof(kstate)));
-            json_array_append_new(keys, json_string(k));
+            if (keys.len > 1) buf_puts(&keys, ",");
+            text_array_item(&keys, k);
         }
     }
-    char *keys_json = json_dumps(keys, JSON_COMPACT);
-    const char *sp[] = {p->tenant, p->name, keys_json};
+    buf_puts(&keys, "}");
+    const char *sp[] = {p->tenant, p->name, keys.data};
     sr = db_exec(conn,
                  "SELECT key, state::text FROM projection_state WHERE tenant_id = $1 AND name = $2 "
-                 "AND key IN (SELECT jsonb_array_elements_text($3::jsonb))",
+                 "AND key = ANY((SELECT $3::text[])::text[])",
                  3, sp, PROJ_TIMEOUT_MS);
-    free(keys_json);
+    buf_dispose(&keys);
     if (!db_ok(sr)) goto out;
     for (int i = 0; i < PQntuples(sr); i++) {
         kstate *k = strmap_get(&states, PQgetvalue(sr, i, 0));
@@ -417,8 +454,7 @@ static int apply_batch(PGconn **conn, proj *p)
         last = strtoll(PQgetvalue(r, i, 0), NULL, 10);
         if (PQgetisnull(r, i, 3)) continue;
         kstate *k = strmap_get(&states, PQgetvalue(r, i, 3));
-        json_t *value = PQgetisnull(r, i, 4) ? NULL
-                                             : json_loads(PQgetvalue(r, i, 4), JSON_DECODE_ANY, NULL);
+        json_t *value = PQgetisnull(r, i, 4) ? NULL : row_value(PQgetvalue(r, i, 4));
         const char *why = reduce_one(reduce, k, value);
         json_decref(value);
         if (why) {
@@ -504,7 +540,6 @@ out:
     PQclear(r);
     PQclear(sr);
     strmap_dispose(&states, kstate_free);
-    json_decref(keys);
     json_decref(dead);
     json_decref(rows);
     buf_dispose(&sql);

@@ -677,6 +677,25 @@ describe('reducer edge cases', () => {
     h.assertStatus(sum, 200);
     assert.match(sum.text, /"state":\s*66000000000[,}]/, 'an exact integer, not a float');
   });
+
+  test('sum, min, max read numbers as JSON does: exact 64-bit integers, doubles; a quoted number is a dead letter', async () => {
+    for (const reduce of ['sum', 'min', 'max'])
+      h.assertStatus(await A.post('/v1/projections', { name: `edge-num-${reduce}`, filter: { types: ['edge.num'] }, key: '/data/k', reduce, path: '/data/n' }), 201);
+    const values = { int: [-5, 2 ** 53, 7], real: [0.1, -2.5e-7, 0.2, 3], bad: [3, '12', -4] };
+    const acks = await pub(A, Object.entries(values).flatMap(([k, ns]) => ns.map((n) => ({ type: 'edge.num', stream: 'edge.events', data: { k, n } }))));
+    for (const reduce of ['sum', 'min', 'max']) await waitLive(A, `edge-num-${reduce}`, acks[acks.length - 1].position, 15000);
+    const state = async (reduce, k) => h.assertStatus(await A.get(`/v1/projections/edge-num-${reduce}/state?key=${k}`), 200);
+    const sumInt = await A.get('/v1/projections/edge-num-sum/state?key=int');
+    assert.match(sumInt.text, /"state":\s*9007199254740994[,}]/, 'an exact integer, not a float');
+    assert.equal((await state('sum', 'real')).state, 0.1 + -2.5e-7 + 0.2 + 3);
+    assert.equal((await state('min', 'real')).state, -2.5e-7);
+    assert.equal((await state('max', 'real')).state, 3);
+    assert.equal((await state('sum', 'bad')).state, -1);
+    assert.equal((await state('min', 'bad')).state, -4);
+    assert.equal((await state('max', 'bad')).state, 3);
+    for (const reduce of ['sum', 'min', 'max']) // "12", a string
+      assert.deepEqual(deadLetters(s.dbUrl, 'default', `edge-num-${reduce}`), [{ position: acks[8].position, reason: 'expected a number at the path' }]);
+  });
 });
 
 describe('the set limit', () => {
