@@ -568,9 +568,9 @@ describe('messages in pieces (issue 8): reassembled up to 64 KiB', () => {
     const p = await openAuthed(s);
     try {
       const text = JSON.stringify(longestFilters(pfx, 'frag'));
-      const cuts = [0, 7, 3000, 3001, text.length]; // one piece of a single byte, one empty
+      const cuts = [0, 7, 3000, 3001, text.length]; // frames of 7, 2993, 1 and the rest bytes
       for (let i = 0; i < cuts.length - 1; i++) p.ws.send(text.slice(cuts[i], cuts[i + 1]), { fin: i === cuts.length - 2 });
-      p.ws.send('', { fin: false });
+      p.ws.send('', { fin: false }); // then a message whose first frame is empty
       p.ws.send(JSON.stringify({ op: 'ping' }), { fin: true });
       await p.subscribe({ id: 'after', types: [`${pfx}.*`] }); // in order: frag's answer came first
       const frag = p.msgs.find((x) => x.id === 'frag');
