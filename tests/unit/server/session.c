@@ -185,10 +185,10 @@ static sevent *history_event(long long position)
 
 typedef struct history_job {
     session *s;
-    int n;              /* events to push, positions 1..n */
+    int n; /* events to push, positions 1..n */
     int stall_ms;
     atomic_bool cancel;
-    int pushed;         /* how many were queued before it stopped */
+    int pushed; /* how many were queued before it stopped */
 } history_job;
 
 /* A catch-up thread without PostgreSQL: pushes positions 1..n as history. */
@@ -278,8 +278,8 @@ Test(session, an_event_larger_than_the_history_share_still_goes_into_an_empty_qu
     session_item it;
     cr_assert(session_pop(s, &it));
     session_item_dispose(&it);
-    sevent *large = sevent_new(2, AUTH_DEFAULT_TENANT, "orders", "order.created", NULL, "corr",
-                               big, strlen(big));
+    sevent *large = sevent_new(2, AUTH_DEFAULT_TENANT, "orders", "order.created", NULL, "corr", big,
+                               strlen(big));
     cr_assert(session_push_history(s, "cu", large, &cancel, 60000), "an empty queue takes it");
     sevent_unref(large);
     cr_assert_not(s->overflow);
