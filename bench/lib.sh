@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034  # WS_PORT, BASE, ... are for the scripts that source this
 # bench/lib.sh — owns what Sluice's benchmark scripts share; sourced by bench/run.sh,
-# bench/validate/run.sh, bench/history/run.sh and bench/groups/run.sh:
+# bench/validate/run.sh, bench/fanout/run.sh, bench/history/run.sh and bench/groups/run.sh:
 #   - the servers: SLUICE_DATABASE_URL / SLUICE_REDIS_URL when set, else the private
 #     PostgreSQL and Redis of scripts/services.sh (bench_servers);
 #   - a fresh database per run, dropped at exit (bench_database), migrated by the sluice under

@@ -27,7 +27,6 @@
 # scripts/services.sh. Everything happens in a fresh database bench_fanout_<pid>, dropped at the
 # end, and Redis keys under the prefix benchfan<pid>:, deleted at the end. Loopback only; every
 # step is bounded by `timeout`.
-# shellcheck disable=SC2317  # functions run from traps
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -41,17 +40,9 @@ RATES=${BENCH_FANOUT_RATES:-10,20,30,40,50,75,100,150,200,300,500,750,1000}
   echo "bench/fanout: BENCH_SECONDS, BENCH_FANOUT_SUBS must be positive integers, BENCH_FANOUT_RATES a comma list" >&2
   exit 2
 }
-BIN=${SLUICE_BIN:-$REPO/build/sluice}
-TOKEN=sk_fan_$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
-DB=bench_fanout_$$
-PREFIX=benchfan$$:
-WORK=$(mktemp -d -t sluice-fanout.XXXXXX)
-
-say() { echo "bench/fanout: $*" >&2; }
-die() {
-  say "$*"
-  exit 1
-}
+BENCH_NAME=fanout DB=bench_fanout_$$ PREFIX=benchfan$$:
+# shellcheck source=bench/lib.sh
+source "$REPO/bench/lib.sh"
 
 [[ -x $BIN ]] || die "$BIN not found; build it first (make)"
 
@@ -59,106 +50,7 @@ die() {
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
 (($(ulimit -n) > SUBS + 256)) || die "ulimit -n is $(ulimit -n): too low for $SUBS subscribers"
 
-# ---------------------------------------------------------------------------------------------
-# Servers
-# ---------------------------------------------------------------------------------------------
-
-user_db=${SLUICE_DATABASE_URL:-}
-user_redis=${SLUICE_REDIS_URL:-}
-want=""
-if [[ -z $user_db && -z $user_redis ]]; then
-  want=all
-elif [[ -z $user_db ]]; then
-  want=pg
-elif [[ -z $user_redis ]]; then
-  want=redis
-fi
-if [[ -n $want ]]; then
-  export SLUICE_RUN_DIR=${SLUICE_RUN_DIR:-$REPO/.sluice}
-  scripts/services.sh start "$want"
-  # shellcheck disable=SC1091
-  source "$SLUICE_RUN_DIR/env"
-  if [[ -n $user_db ]]; then SLUICE_DATABASE_URL=$user_db; fi
-  if [[ -n $user_redis ]]; then SLUICE_REDIS_URL=$user_redis; fi
-fi
-ADMIN_URL=$SLUICE_DATABASE_URL
-REDIS_URL=${SLUICE_REDIS_URL:-}
-
-find_pg_tool() { # the server's own version first
-  local d
-  for d in "${SLUICE_PG_BIN:-}" $(printf '%s\n' /usr/lib/postgresql/*/bin | sort -rV); do
-    if [[ -n $d && -x $d/$1 ]]; then
-      echo "$d/$1"
-      return
-    fi
-  done
-  command -v "$1" || die "$1 not found (run scripts/install-deps.sh)"
-}
-PSQL=$(find_pg_tool psql)
-
-url_with_db() { # url_with_db URL DB: the same PostgreSQL URL, naming database DB
-  local url=$1 query="" hostpart
-  if [[ $url == *\?* ]]; then
-    query="?${url#*\?}"
-    url=${url%%\?*}
-  fi
-  hostpart=${url#*://}
-  hostpart=${hostpart%%/*}
-  echo "${url%%://*}://$hostpart/$2$query"
-}
-BENCH_URL=$(url_with_db "$ADMIN_URL" "$DB")
-psql_admin() { timeout 60 "$PSQL" -X -q -v ON_ERROR_STOP=1 -d "$ADMIN_URL" "$@"; }
-
-redis_cli() {
-  case "$REDIS_URL" in
-    unix://*) timeout 30 redis-cli -s "${REDIS_URL#unix://}" "$@" ;;
-    *) timeout 30 redis-cli -u "$REDIS_URL" "$@" ;;
-  esac
-}
-
-SLUICE_PID=""
-db_created=0
-running() { # running PID: alive and not a zombie
-  local st
-  st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  st=${st##*) }
-  [[ ${st%% *} != [ZX] ]]
-}
-stop_sluice() {
-  [[ -n $SLUICE_PID ]] || return 0
-  local i
-  kill -TERM "$SLUICE_PID" 2>/dev/null || true
-  for ((i = 0; i < 200; i++)); do
-    running "$SLUICE_PID" || break
-    sleep 0.1
-  done
-  if running "$SLUICE_PID"; then
-    say "sluice did not stop in 20 s; killing it"
-    kill -KILL "$SLUICE_PID" 2>/dev/null || true
-  fi
-  wait "$SLUICE_PID" 2>/dev/null || true
-  SLUICE_PID=""
-}
-
-CLIENT_PID=""
-cleanup() {
-  local rc=$?
-  if [[ -n $CLIENT_PID ]]; then kill -TERM "$CLIENT_PID" 2>/dev/null || true; fi # timeout passes it on
-  stop_sluice || true
-  if ((db_created)); then
-    psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 ||
-      say "could not drop database $DB"
-  fi
-  if [[ -n $REDIS_URL ]] && command -v redis-cli >/dev/null; then
-    redis_cli --scan --pattern "${PREFIX}*" 2>/dev/null | while read -r k; do
-      redis_cli unlink "$k" >/dev/null 2>&1 || true
-    done
-  fi
-  rm -rf "$WORK"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_servers all
 
 # ---------------------------------------------------------------------------------------------
 # The client, the database, the server
@@ -169,30 +61,9 @@ cc -O2 -std=gnu11 -Wall -Wextra -Wno-unused-parameter -o "$WORK/fanout-client" \
   bench/fanout/client.c -lpthread ||
   die "could not build bench/fanout/client.c"
 
-psql_admin -c "CREATE DATABASE $DB" >/dev/null
-db_created=1
-
-say "starting $BIN (database $DB)"
-SLUICE_DATABASE_URL=$BENCH_URL SLUICE_REDIS_URL=$REDIS_URL SLUICE_REDIS_PREFIX=$PREFIX \
-  SLUICE_HTTP_PORT=0 SLUICE_WS_PORT=0 SLUICE_BIND=127.0.0.1 SLUICE_ADMIN_TOKEN=$TOKEN \
-  SLUICE_AUTH=on SLUICE_LOG_LEVEL=info SLUICE_ACCESS_LOG=off SLUICE_ALLOW_UNKNOWN_TYPES=1 \
-  "$BIN" >"$WORK/sluice.out" 2>"$WORK/sluice.log" &
-SLUICE_PID=$!
-HTTP_PORT="" WS_PORT=""
-for ((i = 0; i < 600; i++)); do
-  line=$(grep -m1 '"msg":"listening"' "$WORK/sluice.log" 2>/dev/null) || true
-  if [[ -n $line ]]; then
-    HTTP_PORT=$(sed -n 's/.*"http_port":\([0-9]*\).*/\1/p' <<<"$line")
-    WS_PORT=$(sed -n 's/.*"ws_port":\([0-9]*\).*/\1/p' <<<"$line")
-    break
-  fi
-  running "$SLUICE_PID" || break
-  sleep 0.1
-done
-if [[ -z $HTTP_PORT || -z $WS_PORT || $WS_PORT == 0 ]]; then
-  tail -n 30 "$WORK/sluice.log" >&2
-  die "sluice did not log a \"listening\" line with http_port and ws_port in 60 s"
-fi
+bench_database
+bench_start_sluice SLUICE_ACCESS_LOG=off SLUICE_ALLOW_UNKNOWN_TYPES=1
+[[ -n $WS_PORT && $WS_PORT != 0 ]] || die "sluice logged no WebSocket port"
 say "sluice pid $SLUICE_PID, HTTP 127.0.0.1:$HTTP_PORT, WebSocket 127.0.0.1:$WS_PORT"
 
 probe=$(curl -sS -m 10 -o "$WORK/probe.json" -w '%{http_code}' -X POST \
@@ -219,10 +90,9 @@ set +e
 timeout -k 5 "$bound" "$WORK/fanout-client" --http-port "$HTTP_PORT" --ws-port "$WS_PORT" \
   --token "$TOKEN" --pid "$SLUICE_PID" --subs "$SUBS" --seconds "$SECS" --rates "$TARGET_RATE,$RATES" \
   --search >"$WORK/client.out" 2> >(tee "$WORK/client.err" >&2) &
-CLIENT_PID=$!
-wait "$CLIENT_PID"
+BENCH_PIDS+=("$!") # killed at exit if the run is cut short (timeout passes it on)
+wait "$!"
 client_rc=$?
-CLIENT_PID=""
 set -e
 cat "$WORK/client.out" >&2
 if ! running "$SLUICE_PID"; then
@@ -231,7 +101,7 @@ if ! running "$SLUICE_PID"; then
 fi
 slow_closes=$(grep -c '"slow consumer' "$WORK/sluice.log" || true)
 grep -q '^IDLE ' "$WORK/client.out" || die "the client reported nothing (exit $client_rc)"
-stop_sluice
+bench_stop_sluice
 
 # ---------------------------------------------------------------------------------------------
 # The table
