@@ -23,6 +23,7 @@ static const problem_kind kinds[] = {
     {"forbidden", 403, "The token lacks the scope for this request"},
     {"not_found", 404, "Not found"},
     {"method_not_allowed", 405, "Method not allowed"},
+    {"upgrade_required", 426, "Upgrade required"},
     {"version_conflict", 409, "Expected version does not match"},
     {"duplicate_id", 409, "An event with this id and different content exists"},
     {"conflict", 409, "Conflict"},

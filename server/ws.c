@@ -424,11 +424,9 @@ static int refuse(struct lws *wsi, int status, const char *reason, const char *h
 static int refuse_http(struct lws *wsi, const char *path, size_t len)
 {
     if (len == strlen(WS_PATH) && memcmp(path, WS_PATH, len) == 0) {
-        json_t *p = json_pack("{s:s,s:s,s:i,s:s,s:s}", "type",
-                              "https://sluice.dev/problems/upgrade_required", "title",
-                              "Upgrade required", "status", 426, "code", "upgrade_required",
-                              "detail", "this is a WebSocket endpoint: send a WebSocket upgrade");
-        return refuse(wsi, 426, "Upgrade Required", "Upgrade: websocket\r\n", p);
+        return refuse(wsi, 426, "Upgrade Required", "Upgrade: websocket\r\n",
+                      problem_new("upgrade_required",
+                                  "this is a WebSocket endpoint: send a WebSocket upgrade"));
     }
     return refuse(wsi, 404, "Not Found", "",
                   problem_new("not_found", "this port serves WebSockets at /v1/ws only"));
