@@ -7,7 +7,8 @@
  * (A `ws_parse_message()` in ws.h would let this target link against ws.o instead.)
  *
  * Input: client text frames separated by '\n' (at most 64), handled in order on one
- * authenticated connection (tenant "default", every scope), as the lws thread would; after
+ * authenticated connection (tenant "default", every scope), as the lws thread would — each
+ * in 1 to 4 pieces through on_piece(), the reassembly of what lws delivers; after
  * each frame the hub publishes two committed events, so live subscriptions made by the
  * frames receive them through their filters. The first frame also goes to a connection
  * that has not authenticated (auth is on, no key is known: it must be refused). Catch-up
@@ -110,6 +111,7 @@ static ws_conn *conn_new(bool authed)
 
 static void conn_close(ws_conn *c)
 {
+    rx_reset(c);
     session_close(c->sess);
     drain(c->sess);
     session_unref(c->sess);
@@ -132,8 +134,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int frames = 0; p <= end && frames < FUZZ_MAX_FRAMES; frames++) {
         nl = memchr(p, '\n', (size_t)(end - p));
         size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        rc = on_message(c, p, len);
+        /* As libwebsockets hands it over: in 1 to 4 pieces (on_piece reassembles them). */
+        size_t pieces = 1 + len % 4, step = len / pieces, off = 0;
+        rc = 0;
+        for (size_t i = 0; i < pieces && rc == 0; i++) {
+            size_t n = i + 1 == pieces ? len - off : step;
+            rc = on_piece(c, p + off, n, i == 0, i + 1 == pieces);
+            off += n;
+        }
         fuzz_check(rc == 0 && !c->close_code, "an authenticated connection closed on a message");
+        fuzz_check(c->rx_len == 0, "a complete message left %zu bytes in the reassembly buffer", c->rx_len);
         fuzz_check(c->sess->n_subs <= SESSION_MAX_SUBS, "%d subscriptions", c->sess->n_subs);
         publish_events();
         drain(c->sess);
