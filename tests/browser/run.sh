@@ -39,30 +39,10 @@ mkdir -p "$here/artifacts"
 SLUICE_IT_TMP=$(mktemp -d /tmp/sluice-browser.XXXXXX)
 export SLUICE_IT_TMP
 
-# Whatever a crashed test process left behind: the sluice processes it started (by pid, only
-# if that pid still runs the binary) and the databases it created.
-cleanup() {
-	local rc=$?
-	local f pid
-	for f in "$SLUICE_IT_TMP"/pids/*; do
-		[[ -e "$f" ]] || continue
-		pid=$(basename "$f")
-		if [[ -r /proc/$pid/exe && "$(readlink -f /proc/"$pid"/exe)" == "$(readlink -f "$SLUICE_BIN")" ]]; then
-			kill -KILL "$pid" 2>/dev/null || true
-		fi
-	done
-	for f in "$SLUICE_IT_TMP"/dbs/*; do
-		[[ -e "$f" ]] || continue
-		psql "$(head -n1 "$f")" -X -q -c "DROP DATABASE IF EXISTS $(basename "$f") WITH (FORCE)" >/dev/null 2>&1 || true
-	done
-	if [[ $rc -ne 0 ]]; then
-		echo "run.sh: sluice logs kept in $SLUICE_IT_TMP/logs; screenshots in $here/artifacts" >&2
-	else
-		rm -rf "$SLUICE_IT_TMP"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
+# Whatever a crashed test process left behind: its sluice processes and databases.
+# shellcheck source=tests/lib/reap.sh
+source "$repo/tests/lib/reap.sh"
+reap_on_exit "sluice logs kept in $SLUICE_IT_TMP/logs; screenshots in $here/artifacts"
 
 if [[ $# -eq 0 ]]; then
 	set -- "$here"/*.test.js
