@@ -111,23 +111,6 @@ static void *sse_main(void *arg)
     return NULL;
 }
 
-static bool parse_list(const char *v, hub_filter *f, bool types)
-{
-    if (!v) return true;
-    char *copy = xstrdup(v), *save = NULL;
-    bool ok = true;
-    for (char *t = strtok_r(copy, ",", &save); t && ok; t = strtok_r(NULL, ",", &save)) {
-        if (types) {
-            ok = hub_filter_add_type(f, t);
-        } else {
-            ok = f->n_streams < HUB_MAX_STREAMS && envelope_stream_valid(t);
-            if (ok) f->streams[f->n_streams++] = xstrdup(t);
-        }
-    }
-    free(copy);
-    return ok;
-}
-
 void subscribe_sse(http_req *req)
 {
     const sluice_config *cfg = http_config();
@@ -144,8 +127,8 @@ void subscribe_sse(http_req *req)
         http_reply_error(req, "invalid_query", "from_position / Last-Event-ID must be a position");
         return;
     }
-    if (!parse_list(http_query(req, "stream"), &j->filter, false) ||
-        !parse_list(http_query(req, "type"), &j->filter, true) ||
+    if (!hub_filter_add_list(&j->filter, http_query(req, "stream"), false) ||
+        !hub_filter_add_list(&j->filter, http_query(req, "type"), true) ||
         (key && (!*key || strlen(key) > ENVELOPE_KEY_MAX))) {
         hub_filter_dispose(&j->filter);
         free(j);

@@ -44,6 +44,23 @@ bool hub_filter_add_type(hub_filter *f, const char *t)
     return true;
 }
 
+bool hub_filter_add_list(hub_filter *f, const char *csv, bool types)
+{
+    if (!csv) return true;
+    char *copy = xstrdup(csv), *save = NULL;
+    bool ok = true;
+    for (char *t = strtok_r(copy, ",", &save); t && ok; t = strtok_r(NULL, ",", &save)) {
+        if (types) {
+            ok = hub_filter_add_type(f, t);
+        } else {
+            ok = f->n_streams < HUB_MAX_STREAMS && envelope_stream_valid(t);
+            if (ok) f->streams[f->n_streams++] = xstrdup(t);
+        }
+    }
+    free(copy);
+    return ok;
+}
+
 void hub_filter_dispose(hub_filter *f)
 {
     for (int i = 0; i < f->n_streams; i++) free(f->streams[i]);

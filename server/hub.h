@@ -54,6 +54,9 @@ struct hub_sub {
 
 /* Parses a type filter entry ("file.uploaded", "file.*", "*"); false if malformed. */
 bool hub_filter_add_type(hub_filter *f, const char *t);
+/* Adds a comma list of streams (types=false) or type entries (types=true), as a query
+ * string carries them; NULL adds nothing. False if an entry is malformed or too many. */
+bool hub_filter_add_list(hub_filter *f, const char *csv, bool types);
 bool hub_filter_matches(const hub_filter *f, const sevent *e);
 void hub_filter_dispose(hub_filter *f);
 

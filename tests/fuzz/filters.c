@@ -5,8 +5,9 @@
  *   - a query string "name=value&name=value…" (percent-decoded like libmicrohttpd does,
  *     so values may hold any byte but NUL). It is parsed by store_filter_parse as
  *     GET /v1/events (paged), GET /v1/events?format=ndjson and /v1/streams/… (not paged)
- *     do, and by the SSE subscription's comma lists (handlers/subscribe.c parse_list:
- *     `stream` via envelope_stream_valid, `type` via hub_filter_add_type);
+ *     do, and by the SSE subscription's comma lists (hub_filter_add_list, which
+ *     handlers/subscribe.c calls: `stream` via envelope_stream_valid, `type` via
+ *     hub_filter_add_type);
  *   - a JSON object (input starting with '{'): a POST /v1/replays body, parsed by
  *     replay_create with no PostgreSQL connection (so it stops after the checks).
  * Checked:
@@ -112,24 +113,6 @@ static void check_read_filter(const read_filter *f, bool paged)
     if (f->key) fuzz_check(*f->key, "empty key");
 }
 
-/* handlers/subscribe.c parse_list, verbatim in behaviour: a comma list into the filter. */
-static bool parse_list(const char *v, hub_filter *f, bool types)
-{
-    if (!v) return true;
-    char *copy = strdup(v), *save = NULL;
-    bool ok = true;
-    for (char *t = strtok_r(copy, ",", &save); t && ok; t = strtok_r(NULL, ",", &save)) {
-        if (types) {
-            ok = hub_filter_add_type(f, t);
-        } else {
-            ok = f->n_streams < HUB_MAX_STREAMS && envelope_stream_valid(t);
-            if (ok) f->streams[f->n_streams++] = strdup(t);
-        }
-    }
-    free(copy);
-    return ok;
-}
-
 /* Entries in a comma list, as strtok_r counts them. */
 static int list_len(const char *v)
 {
@@ -151,8 +134,8 @@ static void check_hub(args *a, const read_filter *rf, int store_rc)
     hub_filter hf = {0};
     snprintf(hf.tenant, sizeof hf.tenant, "t");
     const char *types = arg(a, "type");
-    bool streams_ok = parse_list(arg(a, "stream"), &hf, false);
-    bool types_ok = parse_list(types, &hf, true);
+    bool streams_ok = hub_filter_add_list(&hf, arg(a, "stream"), false);
+    bool types_ok = hub_filter_add_list(&hf, types, true);
     for (int i = 0; i < hf.n_streams; i++)
         fuzz_check(envelope_stream_valid(hf.streams[i]), "stream '%s'", hf.streams[i]);
 
