@@ -1,24 +1,33 @@
 /*
  * appender.c — group commit (see appender.h).
  *
- * DESIGN: one thread, one connection. A commit is two round trips:
+ * DESIGN: one thread, one connection. A commit is at most two pipelines (libpq
+ * pipeline mode, one round trip each; see "SQL" below):
  *   1. BEGIN; take the event-log advisory lock; read the head position, the
  *      stored rows of client-chosen ids and the current version of each key.
- *   2. INSERT every accepted event with one statement (json_to_recordset over
- *      one JSON array); COMMIT.
+ *   2. INSERT every accepted event with prepared multi-row statements whose values
+ *      are text parameters (PostgreSQL parses each `data` once); NOTIFY with this
+ *      instance's id; COMMIT.
  * Between them the decisions are made in C, request by request in arrival
  * order, with an undo log so an atomic request that fails leaves no trace in
  * the positions, versions or ids the requests after it see. Because every
  * instance takes the same lock before reading the head, positions are gap-free
- * in commit order across instances (ARCHITECTURE.md, "Invariants").
+ * in commit order across instances (README, "Architecture").
  * A batch with no client ids and no keys has nothing to decide and takes one
- * round trip: the head is read under the lock by the INSERT itself.
+ * round trip: the head is read under the lock in the same pipeline.
+ * After COMMIT the stored events are serialised once (eventlog_committed) and handed
+ * to the feed (tail.c), which publishes them to the hub and the relay from memory.
  * A failed statement (never expected) retries each request alone, so one
- * request cannot fail another; a lost connection fails the batch with 503 and
- * the thread reconnects every half second while submissions are refused fast.
+ * request cannot fail another. A connection lost before COMMIT was sent fails the
+ * batch with 503; lost after it, the outcome is unknown, so the thread reconnects
+ * and looks the batch's first event up by id: 201 if it committed, 503 if not, and
+ * never 503 for a stored event (a client retrying without an id would store it twice).
+ * Meanwhile, and while reconnecting every half second, submissions are refused fast.
  */
 #include "appender.h"
 #include "db.h"
+#include "eventlog.h"
+#include "locks.h"
 #include "log.h"
 #include "mem.h"
 #include "metrics.h"
@@ -33,10 +42,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
-#define APPENDER_LOCK_KEY "7341263002" /* pg_advisory_xact_lock key of the event log */
-#define APPENDER_MAX_EVENTS 5000       /* events per commit */
-#define APPENDER_MAX_BYTES (16 << 20)  /* approximate statement size per commit */
+#define APPENDER_MAX_EVENTS 5000      /* events per commit */
+#define APPENDER_MAX_BYTES (16 << 20) /* approximate statement size per commit */
 
 static const sluice_config *cfg;
 static pthread_t thread;
@@ -107,17 +116,18 @@ static void reset_request(append_req *r)
 
 static void fail_request(append_req *r, const char *code, const char *detail)
 {
-    for (size_t i = 0; i < r->n; i++) fail_event(&r->events[i], problem_new(code, detail));
+    for (size_t i = 0; i < r->n; i++)
+        fail_event(&r->events[i], problem_new(code, detail));
 }
 
 /* ------------------------------------------------------------------ decisions */
 
 /* What the store (or this batch) already holds for a client id. */
 typedef struct id_state {
-    bool valid;              /* false once undone */
+    bool valid; /* false once undone */
     char hash[65];
     long long position, version;
-    char *stream, *key;      /* owned */
+    char *stream, *key; /* owned */
     char time[32];
 } id_state;
 
@@ -128,11 +138,11 @@ typedef struct key_state {
 
 typedef struct batch_ctx {
     struct hsearch_data ids, keys;
-    char **owned_keys;       /* strings used as hash keys; owned */
+    char **owned_keys; /* strings used as hash keys; owned */
     size_t n_owned, cap_owned;
-    id_state **id_states;    /* owned */
+    id_state **id_states; /* owned */
     size_t n_ids, cap_ids;
-    key_state **key_states;  /* owned */
+    key_state **key_states; /* owned */
     size_t n_keys, cap_keys;
 } batch_ctx;
 
@@ -193,13 +203,15 @@ static void batch_dispose(batch_ctx *b)
 {
     hdestroy_r(&b->ids);
     hdestroy_r(&b->keys);
-    for (size_t i = 0; i < b->n_owned; i++) free(b->owned_keys[i]);
+    for (size_t i = 0; i < b->n_owned; i++)
+        free(b->owned_keys[i]);
     for (size_t i = 0; i < b->n_ids; i++) {
         free(b->id_states[i]->stream);
         free(b->id_states[i]->key);
         free(b->id_states[i]);
     }
-    for (size_t i = 0; i < b->n_keys; i++) free(b->key_states[i]);
+    for (size_t i = 0; i < b->n_keys; i++)
+        free(b->key_states[i]);
     free(b->owned_keys);
     free(b->id_states);
     free(b->key_states);
@@ -252,7 +264,8 @@ static size_t decide_request(batch_ctx *b, append_req *r, long long *head, const
                 } else {
                     json_t *p = problem_newf("duplicate_id",
                                              "event id '%s' is already stored with different "
-                                             "content", ev->id);
+                                             "content",
+                                             ev->id);
                     json_object_set_new(p, "position", json_integer(s->position));
                     fail_event(ev, p);
                     failed = true;
@@ -274,8 +287,8 @@ static size_t decide_request(batch_ctx *b, append_req *r, long long *head, const
             if (ev->expected_version >= 0 && ev->expected_version != ks->version) {
                 json_t *p = problem_newf("version_conflict",
                                          "key '%s' in stream '%s' is at version %lld, "
-                                         "expected %lld", ev->key, ev->stream, ks->version,
-                                         ev->expected_version);
+                                         "expected %lld",
+                                         ev->key, ev->stream, ks->version, ev->expected_version);
                 json_object_set_new(p, "current_version", json_integer(ks->version));
                 json_object_set_new(p, "expected_version", json_integer(ev->expected_version));
                 fail_event(ev, p);
@@ -326,200 +339,265 @@ static size_t decide_request(batch_ctx *b, append_req *r, long long *head, const
 
 /* ------------------------------------------------------------------ SQL */
 
-static const char *const insert_sql_head =
+/* A commit is at most two pipelines (db_pipeline: one round trip each), every value a
+ * text parameter, so PostgreSQL parses each event's `data` once, by jsonb's input:
+ *   1. (only when client ids or keys need deciding) BEGIN; the event-log lock; the head;
+ *      the stored rows of the client ids; the current version of each key.
+ *   2. the INSERTs (prepared, up to INSERT_CHUNK rows each); NOTIFY; COMMIT. Without
+ *      step 1 it opens with BEGIN, the lock and the head itself, and each INSERT adds its
+ *      rows' 1-based positions to the head it reads (earlier chunks already inserted). */
+#define INSERT_CHUNK 64
+#define INSERT_COLS 15 /* per row; one more parameter, the batch's time, ends the list */
+
+static const char *const insert_head =
     "INSERT INTO events (position, id, tenant_id, stream, key, version, type, schema_version, "
-    "correlation_id, causation_id, user_id, source, data, metadata, time, content_hash) "
-    "SELECT ";
+    "correlation_id, causation_id, user_id, source, data, metadata, time, content_hash) SELECT ";
+static const char *const insert_row =
+    "($%d::bigint, $%d::text, $%d::text, $%d::text, $%d::text, $%d::bigint, $%d::text, "
+    "$%d::integer, $%d::text, $%d::text, $%d::text, $%d::text, $%d::jsonb, $%d::jsonb, $%d::text)";
+static const char *const ids_sql =
+    "SELECT x.t, x.id, e.position, e.stream, e.key, e.version, "
+    "to_char(e.time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), e.content_hash "
+    "FROM unnest($1::text[], $2::text[]) AS x(t, id) JOIN events e ON e.tenant_id = x.t AND "
+    "e.id = x.id";
+static const char *const keys_sql =
+    "SELECT x.t, x.s, x.k, (SELECT e.version FROM events e WHERE e.tenant_id = x.t AND "
+    "e.stream = x.s AND e.key = x.k ORDER BY e.version DESC LIMIT 1) "
+    "FROM unnest($1::text[], $2::text[], $3::text[]) AS x(t, s, k)";
+static const char *const lock_sql = "SELECT pg_advisory_xact_lock(" LOCK_EVENT_LOG ")";
+static const char *const head_sql = "SELECT coalesce(max(position), 0) FROM events";
 
-static const char *const insert_sql_tail =
-    "::timestamptz, x.h FROM json_to_recordset(%s::json) AS x(p bigint, id text, t text, "
-    "s text, k text, v bigint, ty text, sv integer, c text, ca text, u text, so text, d jsonb, "
-    "m jsonb, h text) ORDER BY x.p";
+/* Which INSERT statements are prepared on `conn` ([relative][rows]); reset on reconnect. */
+static bool prepared[2][INSERT_CHUNK + 1];
+static char notify_sql[96];
 
-/* Appends `text` as an escaped SQL literal; false if the connection is gone. */
-static bool append_literal(buf *sql, const char *text)
+static char *insert_sql(bool relative, int rows)
 {
-    char *lit = PQescapeLiteral(conn, text, strlen(text));
-    if (!lit) return false;
-    buf_puts(sql, lit);
-    PQfreemem(lit);
+    buf b;
+    buf_init(&b);
+    buf_puts(&b, insert_head);
+    buf_puts(&b, relative ? "(SELECT coalesce(max(position), 0) FROM events) + v.p" : "v.p");
+    buf_printf(&b,
+               ", v.id, v.t, v.s, v.k, v.v, v.ty, v.sv, v.c, v.ca, v.u, v.so, v.d, v.m, "
+               "$%d::timestamptz, v.h FROM (VALUES ",
+               rows * INSERT_COLS + 1);
+    for (int r = 0; r < rows; r++) {
+        int o = r * INSERT_COLS;
+        if (r) buf_puts(&b, ", ");
+        buf_printf(&b, insert_row, o + 1, o + 2, o + 3, o + 4, o + 5, o + 6, o + 7, o + 8, o + 9,
+                   o + 10, o + 11, o + 12, o + 13, o + 14, o + 15);
+    }
+    buf_puts(&b, ") AS v(p, id, t, s, k, v, ty, sv, c, ca, u, so, d, m, h)");
+    return buf_steal(&b, NULL);
+}
+
+/* Adds `s` to a PostgreSQL array literal being built in `b` ("{" written by the caller). */
+static void array_add(buf *b, const char *s)
+{
+    if (b->len > 1) buf_append(b, ",", 1);
+    buf_append(b, "\"", 1);
+    for (const char *c = s; *c; c++) {
+        if (*c == '"' || *c == '\\') buf_append(b, "\\", 1);
+        buf_append(b, c, 1);
+    }
+    buf_append(b, "\"", 1);
+}
+
+static void array_open(buf *b)
+{
+    buf_init(b);
+    buf_append(b, "{", 1);
+}
+
+static const char *array_close(buf *b)
+{
+    buf_append(b, "}", 1);
+    return b->data;
+}
+
+static bool all_ok(PGresult **res, int n, const char *what)
+{
+    for (int i = 0; i < n; i++) {
+        if (!db_ok(res[i])) {
+            if (PQresultStatus(res[i]) != PGRES_PIPELINE_ABORTED)
+                db_log_error("appender", what, res[i]);
+            return false;
+        }
+    }
     return true;
 }
 
 /* Round trip 1. Fills head, id and key states. Returns 0, -1 (connection), -2 (statement). */
 static int read_state(append_req **reqs, size_t n_reqs, batch_ctx *b, long long *head)
 {
-    json_t *ids = json_array(), *keys = json_array();
-    int rc = -2;
-    buf sql;
-    buf_init(&sql);
-    PGresult *res[5] = {0};
-    int n = 0;
+    buf ids_t, ids_id, keys_t, keys_s, keys_k;
+    array_open(&ids_t), array_open(&ids_id), array_open(&keys_t), array_open(&keys_s),
+        array_open(&keys_k);
+    size_t n_ids = 0, n_keys = 0;
     for (size_t r = 0; r < n_reqs; r++) {
         for (size_t i = 0; i < reqs[r]->n; i++) {
             sluice_event *ev = &reqs[r]->events[i];
             if (ev->outcome == EV_FAILED) continue;
-            if (ev->id_given)
-                json_array_append_new(ids, json_pack("{s:s,s:s}", "t", ev->tenant, "id", ev->id));
-            if (ev->key)
-                json_array_append_new(keys, json_pack("{s:s,s:s,s:s}", "t", ev->tenant, "s",
-                                                      ev->stream, "k", ev->key));
+            if (ev->id_given) {
+                array_add(&ids_t, ev->tenant);
+                array_add(&ids_id, ev->id);
+                n_ids++;
+            }
+            if (ev->key) {
+                array_add(&keys_t, ev->tenant);
+                array_add(&keys_s, ev->stream);
+                array_add(&keys_k, ev->key);
+                n_keys++;
+            }
         }
     }
-    buf_puts(&sql, "BEGIN; SELECT pg_advisory_xact_lock(" APPENDER_LOCK_KEY
-                   "); SELECT coalesce(max(position), 0) FROM events;");
-    char *text;
-    if (json_array_size(ids)) {
-        buf_puts(&sql, " SELECT x.t, x.id, e.position, e.stream, e.key, e.version, "
-                       "to_char(e.time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
-                       "e.content_hash FROM json_to_recordset(");
-        text = json_dumps(ids, JSON_COMPACT);
-        bool ok = append_literal(&sql, text);
-        free(text);
-        if (!ok) goto conn_lost;
-        buf_puts(&sql, "::json) AS x(t text, id text) JOIN events e ON e.tenant_id = x.t AND "
-                       "e.id = x.id;");
-    } else {
-        buf_puts(&sql, " SELECT NULL WHERE false;");
+    const char *idv[] = {array_close(&ids_t), array_close(&ids_id)};
+    const char *keyv[] = {array_close(&keys_t), array_close(&keys_s), array_close(&keys_k)};
+    db_step steps[5] = {{.sql = "BEGIN"}, {.sql = lock_sql}, {.sql = head_sql}};
+    int n = 3, at_ids = -1, at_keys = -1;
+    if (n_ids) at_ids = n, steps[n++] = (db_step){.sql = ids_sql, .nparams = 2, .vals = idv};
+    if (n_keys) at_keys = n, steps[n++] = (db_step){.sql = keys_sql, .nparams = 3, .vals = keyv};
+    PGresult *res[5] = {0};
+    int got = db_pipeline(&conn, steps, n, cfg->store_timeout_ms, res);
+    int rc = got < 0 ? -1 : all_ok(res, got, "reading the log state failed") ? 0 : -2;
+    if (rc == 0) *head = strtoll(PQgetvalue(res[2], 0, 0), NULL, 10);
+    for (int row = 0; rc == 0 && at_ids >= 0 && row < PQntuples(res[at_ids]); row++) {
+        PGresult *q = res[at_ids];
+        id_state *st = new_id_state(b);
+        st->valid = true;
+        st->position = strtoll(PQgetvalue(q, row, 2), NULL, 10);
+        st->stream = xstrdup(PQgetvalue(q, row, 3));
+        st->key = PQgetisnull(q, row, 4) ? NULL : xstrdup(PQgetvalue(q, row, 4));
+        st->version = PQgetisnull(q, row, 5) ? 0 : strtoll(PQgetvalue(q, row, 5), NULL, 10);
+        snprintf(st->time, sizeof st->time, "%s", PQgetvalue(q, row, 6));
+        snprintf(st->hash, sizeof st->hash, "%s", PQgetvalue(q, row, 7));
+        map_put(b, &b->ids, xasprintf("%s\x1f%s", PQgetvalue(q, row, 0), PQgetvalue(q, row, 1)),
+                st);
     }
-    if (json_array_size(keys)) {
-        buf_puts(&sql, " SELECT x.t, x.s, x.k, (SELECT e.version FROM events e WHERE "
-                       "e.tenant_id = x.t AND e.stream = x.s AND e.key = x.k ORDER BY e.version "
-                       "DESC LIMIT 1) FROM json_to_recordset(");
-        text = json_dumps(keys, JSON_COMPACT);
-        bool ok = append_literal(&sql, text);
-        free(text);
-        if (!ok) goto conn_lost;
-        buf_puts(&sql, "::json) AS x(t text, s text, k text);");
-    } else {
-        buf_puts(&sql, " SELECT NULL WHERE false;");
-    }
-    n = db_run(&conn, sql.data, -1, NULL, cfg->store_timeout_ms, res, 5);
-    if (n < 0) goto conn_lost;
-    for (int i = 0; i < n; i++) {
-        if (!db_ok(res[i])) {
-            db_log_error("appender", "reading the log state failed", res[i]);
-            goto out;
-        }
-    }
-    if (n != 5) goto out;
-    *head = strtoll(PQgetvalue(res[2], 0, 0), NULL, 10);
-    for (int row = 0; row < PQntuples(res[3]); row++) {
-        id_state *s = new_id_state(b);
-        s->valid = true;
-        s->position = strtoll(PQgetvalue(res[3], row, 2), NULL, 10);
-        s->stream = xstrdup(PQgetvalue(res[3], row, 3));
-        s->key = PQgetisnull(res[3], row, 4) ? NULL : xstrdup(PQgetvalue(res[3], row, 4));
-        s->version = PQgetisnull(res[3], row, 5) ? 0 : strtoll(PQgetvalue(res[3], row, 5), NULL, 10);
-        snprintf(s->time, sizeof s->time, "%s", PQgetvalue(res[3], row, 6));
-        snprintf(s->hash, sizeof s->hash, "%s", PQgetvalue(res[3], row, 7));
-        map_put(b, &b->ids, xasprintf("%s\x1f%s", PQgetvalue(res[3], row, 0),
-                                      PQgetvalue(res[3], row, 1)), s);
-    }
-    for (int row = 0; row < PQntuples(res[4]); row++) {
-        char *k = xasprintf("%s\x1f%s\x1f%s", PQgetvalue(res[4], row, 0),
-                            PQgetvalue(res[4], row, 1), PQgetvalue(res[4], row, 2));
+    for (int row = 0; rc == 0 && at_keys >= 0 && row < PQntuples(res[at_keys]); row++) {
+        PGresult *q = res[at_keys];
+        char *k = xasprintf("%s\x1f%s\x1f%s", PQgetvalue(q, row, 0), PQgetvalue(q, row, 1),
+                            PQgetvalue(q, row, 2));
         if (map_get(&b->keys, k)) { /* the same key asked twice */
             free(k);
             continue;
         }
         key_state *ks = new_key_state(b);
-        ks->version = PQgetisnull(res[4], row, 3) ? 0 : strtoll(PQgetvalue(res[4], row, 3), NULL, 10);
+        ks->version = PQgetisnull(q, row, 3) ? 0 : strtoll(PQgetvalue(q, row, 3), NULL, 10);
         map_put(b, &b->keys, k, ks);
     }
-    rc = 0;
-    goto out;
-conn_lost:
-    rc = -1;
-out:
-    for (int i = 0; i < n; i++) PQclear(res[i]);
-    json_decref(ids);
-    json_decref(keys);
-    buf_dispose(&sql);
+    for (int i = 0; i < (got > 0 ? got : 0); i++)
+        PQclear(res[i]);
+    buf_dispose(&ids_t), buf_dispose(&ids_id), buf_dispose(&keys_t), buf_dispose(&keys_s),
+        buf_dispose(&keys_k);
     return rc;
 }
 
-/* INSERT the stored events and COMMIT. Returns 0, -1 or -2 as read_state.
- * `relative`: the fast path of a batch without client ids or keys, where nothing needs
- * deciding: the transaction opens here too, positions were assigned from 0, and the
- * head read under the lock in the same round trip is added to them (*head_out). */
+/* The numbers of one row, as text parameters. */
+typedef struct row_nums {
+    char p[24], v[24], sv[16];
+} row_nums;
+
+/* Fills one row's parameters. `p` is the position to send (absolute, or 1-based within
+ * its chunk for a relative INSERT). */
+static void row_params(const sluice_event *ev, long long p, row_nums *nums, const char **v)
+{
+    snprintf(nums->p, sizeof nums->p, "%lld", p);
+    snprintf(nums->v, sizeof nums->v, "%lld", ev->version);
+    snprintf(nums->sv, sizeof nums->sv, "%d", ev->schema_version);
+    v[0] = nums->p;
+    v[1] = ev->id;
+    v[2] = ev->tenant;
+    v[3] = ev->stream;
+    v[4] = ev->key;
+    v[5] = ev->key ? nums->v : NULL;
+    v[6] = ev->type;
+    v[7] = ev->schema_version ? nums->sv : NULL;
+    v[8] = ev->correlation_id;
+    v[9] = ev->causation_id;
+    v[10] = ev->user_id;
+    v[11] = ev->source;
+    v[12] = ev->data_text;
+    v[13] = ev->metadata_text;
+    v[14] = ev->hash_hex;
+}
+
+/* Round trip 2: INSERT the stored events, NOTIFY, COMMIT. Returns 0, -1 or -2 as
+ * read_state. `relative`: the batch had nothing to decide: the transaction opens here,
+ * positions were assigned from 0, and the head read under the lock is added to them
+ * (*head_out). */
 static int write_events(append_req **reqs, size_t n_reqs, size_t stored, const char *now,
                         bool relative, long long *head_out)
 {
-    int rc = -2;
-    buf sql;
-    buf_init(&sql);
-    PGresult *res[7] = {0};
-    int n = 0;
-    if (relative)
-        buf_puts(&sql, "BEGIN; SELECT pg_advisory_xact_lock(" APPENDER_LOCK_KEY
-                       "); SELECT coalesce(max(position), 0) FROM events; ");
-    if (stored) {
-        /* Rows were serialised on the publishers' threads; here they are only joined. */
-        buf rows;
-        buf_init(&rows);
-        buf_puts(&rows, "[");
-        for (size_t r = 0; r < n_reqs; r++) {
-            for (size_t i = 0; i < reqs[r]->n; i++) {
-                sluice_event *ev = &reqs[r]->events[i];
-                if (ev->outcome != EV_STORED) continue;
-                if (rows.len > 1) buf_puts(&rows, ",");
-                if (ev->key)
-                    buf_printf(&rows, "{\"p\":%lld,\"v\":%lld,", ev->position, ev->version);
-                else
-                    buf_printf(&rows, "{\"p\":%lld,\"v\":null,", ev->position);
-                buf_puts(&rows, ev->row);
-            }
-        }
-        buf_puts(&rows, "]");
-        char *text = buf_steal(&rows, NULL);
-        buf_puts(&sql, insert_sql_head);
-        if (relative) buf_puts(&sql, "(SELECT coalesce(max(position), 0) FROM events) + ");
-        buf_puts(&sql, "x.p, x.id, x.t, x.s, x.k, x.v, x.ty, x.sv, x.c, x.ca, x.u, x.so, x.d, "
-                       "x.m, ");
-        bool ok = append_literal(&sql, now);
-        if (ok) {
-            char *lit = PQescapeLiteral(conn, text, strlen(text));
-            ok = lit != NULL;
-            if (ok) {
-                buf_printf(&sql, insert_sql_tail, lit);
-                PQfreemem(lit);
-            }
-        }
-        free(text);
-        if (!ok) {
-            rc = -1;
-            goto out;
-        }
-        buf_puts(&sql, "; ");
-    }
-    /* Wake every instance's tail (delivered at commit). */
-    if (stored) buf_puts(&sql, "NOTIFY " TAIL_CHANNEL "; ");
-    buf_puts(&sql, "COMMIT");
-    n = db_run(&conn, sql.data, -1, NULL, cfg->store_timeout_ms, res, 7);
-    if (n < 0) {
-        rc = -1;
-        goto out;
-    }
-    for (int i = 0; i < n; i++) {
-        if (!db_ok(res[i])) {
-            db_log_error("appender", "insert failed", res[i]);
-            goto out;
-        }
-    }
-    /* A COMMIT of an aborted transaction answers ROLLBACK without an error. */
-    if (n == 0 || strcmp(PQcmdStatus(res[n - 1]), "COMMIT") != 0) goto out;
+    size_t chunks = (stored + INSERT_CHUNK - 1) / INSERT_CHUNK;
+    db_step *steps = xcalloc(5 + chunks * 2, sizeof *steps);
+    const char **vals = xcalloc(stored * INSERT_COLS + chunks + 1, sizeof *vals);
+    row_nums *nums = xcalloc(stored ? stored : 1, sizeof *nums);
+    char **sqls = xcalloc(chunks + 1, sizeof *sqls);
+    char names[INSERT_CHUNK + 1][2][16];
+    int n = 0, at_head = -1;
     if (relative) {
-        long long base = strtoll(PQgetvalue(res[2], 0, 0), NULL, 10);
+        steps[n++] = (db_step){.sql = "BEGIN"};
+        steps[n++] = (db_step){.sql = lock_sql};
+        at_head = n;
+        steps[n++] = (db_step){.sql = head_sql};
+    }
+    size_t k = 0, in_chunk = 0, chunk = 0;
+    const char **v = vals;
+    for (size_t r = 0; r < n_reqs; r++) {
+        for (size_t i = 0; i < reqs[r]->n; i++) {
+            sluice_event *ev = &reqs[r]->events[i];
+            if (ev->outcome != EV_STORED) continue;
+            row_params(ev, relative ? (long long)in_chunk + 1 : ev->position, &nums[k], v);
+            v += INSERT_COLS;
+            k++;
+            in_chunk++;
+            if (in_chunk < INSERT_CHUNK && k < stored) continue;
+            /* The chunk is complete: its time parameter, its statement. */
+            *v++ = now;
+            int rows = (int)in_chunk;
+            char *name = names[rows][relative];
+            snprintf(name, 16, "ins_%c%d", relative ? 'r' : 'a', rows);
+            if (!prepared[relative][rows]) { /* prepared once, here, for the chunks after it too */
+                prepared[relative][rows] = true;
+                sqls[chunk] = insert_sql(relative, rows);
+                steps[n++] =
+                    (db_step){.name = name, .sql = sqls[chunk], .nparams = rows * INSERT_COLS + 1};
+            }
+            steps[n++] = (db_step){.name = name,
+                                   .nparams = rows * INSERT_COLS + 1,
+                                   .vals = v - rows * INSERT_COLS - 1};
+            chunk++;
+            in_chunk = 0;
+        }
+    }
+    if (stored) steps[n++] = (db_step){.sql = notify_sql};
+    steps[n++] = (db_step){.sql = "COMMIT"};
+    PGresult **res = xcalloc((size_t)n, sizeof *res);
+    int got = db_pipeline(&conn, steps, n, cfg->store_timeout_ms, res);
+    int rc = got < 0 ? -1 : all_ok(res, got, "insert failed") ? 0 : -2;
+    /* A COMMIT of an aborted transaction answers ROLLBACK without an error. */
+    if (rc == 0 && strcmp(PQcmdStatus(res[got - 1]), "COMMIT") != 0) rc = -2;
+    for (int i = 0; i < n; i++) /* a prepare that failed (or was never answered) is not */
+        if (steps[i].name && steps[i].sql && (got < 0 || !db_ok(res[i])))
+            prepared[relative][(steps[i].nparams - 1) / INSERT_COLS] = false;
+    if (rc == 0 && relative) {
+        long long base = strtoll(PQgetvalue(res[at_head], 0, 0), NULL, 10);
+        long long next = base;
         for (size_t r = 0; r < n_reqs; r++)
             for (size_t i = 0; i < reqs[r]->n; i++)
-                if (reqs[r]->events[i].outcome == EV_STORED) reqs[r]->events[i].position += base;
-        *head_out += base;
+                if (reqs[r]->events[i].outcome == EV_STORED) reqs[r]->events[i].position = ++next;
+        *head_out = next;
     }
-    rc = 0;
-out:
-    for (int i = 0; i < n; i++) PQclear(res[i]);
-    buf_dispose(&sql);
+    for (int i = 0; i < (got > 0 ? got : 0); i++)
+        PQclear(res[i]);
+    for (size_t c = 0; c < chunks; c++)
+        free(sqls[c]);
+    free(sqls);
+    free(res);
+    free(nums);
+    free(vals);
+    free(steps);
     return rc;
 }
 
@@ -529,12 +607,73 @@ static void rollback(void)
     PQclear(r);
 }
 
-/* Commits one batch. Returns 0, -1 (connection lost: the caller fails the batch) or
- * -2 (statement error: the caller retries request by request). */
+/* The first event `reqs` stored, or NULL. */
+static sluice_event *first_stored(append_req **reqs, size_t n_reqs)
+{
+    for (size_t r = 0; r < n_reqs; r++)
+        for (size_t i = 0; i < reqs[r]->n; i++)
+            if (reqs[r]->events[i].outcome == EV_STORED) return &reqs[r]->events[i];
+    return NULL;
+}
+
+static void connect_now(void);
+
+/* The connection broke after COMMIT may have reached PostgreSQL: reconnects (every
+ * quarter second, for as long as it takes; publishing answers 503 meanwhile) and asks
+ * by the first stored event's id whether the batch committed. Returns its position
+ * (the batch committed), 0 (it did not) or -1 (stopping before an answer came). */
+static long long commit_outcome(const sluice_event *first)
+{
+    log_warn("appender", "connection lost after COMMIT was sent; asking whether it committed",
+             json_pack("{s:s}", "id", first->id));
+    atomic_store(&connected, false); /* new submissions: 503 until the answer is known */
+    for (;;) {
+        if (!conn) connect_now();
+        if (conn) {
+            const char *p[] = {first->tenant, first->id};
+            PGresult *r =
+                db_exec(&conn, "SELECT position FROM events WHERE tenant_id = $1 AND id = $2", 2, p,
+                        cfg->store_timeout_ms);
+            long long pos = !db_ok(r)      ? -1
+                            : PQntuples(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10)
+                                           : 0;
+            PQclear(r);
+            if (pos >= 0) {
+                log_info("appender",
+                         pos ? "the batch had committed" : "the batch had not committed",
+                         json_pack("{s:s}", "id", first->id));
+                return pos;
+            }
+        }
+        pthread_mutex_lock(&lock);
+        bool stop = stopping;
+        pthread_mutex_unlock(&lock);
+        if (stop) return -1;
+        usleep(250 * 1000);
+    }
+}
+
+/* Hands the committed events to the feed (tail.c), in position order. */
+static void hand_over(append_req **reqs, size_t n_reqs, size_t stored)
+{
+    if (!stored) return;
+    sevent **evs = xmalloc(stored * sizeof *evs);
+    int k = 0;
+    for (size_t r = 0; r < n_reqs; r++)
+        for (size_t i = 0; i < reqs[r]->n; i++)
+            if (reqs[r]->events[i].outcome == EV_STORED)
+                evs[k++] = eventlog_committed(&reqs[r]->events[i]);
+    tail_committed(evs, k);
+}
+
+/* Commits one batch. Returns 0, -1 (connection lost: the caller fails the batch),
+ * -2 (statement error: the caller retries request by request) or -3 (the outcome stayed
+ * unknown until shutdown). */
 static int commit_batch(append_req **reqs, size_t n_reqs)
 {
     size_t n_events = 0;
-    for (size_t r = 0; r < n_reqs; r++) n_events += reqs[r]->n;
+    for (size_t r = 0; r < n_reqs; r++)
+        n_events += reqs[r]->n;
     batch_ctx b;
     batch_init(&b, n_events);
     char now[32];
@@ -545,12 +684,29 @@ static int commit_batch(append_req **reqs, size_t n_reqs)
         for (size_t i = 0; i < reqs[r]->n && fast; i++)
             if (reqs[r]->events[i].id_given || reqs[r]->events[i].key) fast = false;
     int rc = fast ? 0 : read_state(reqs, n_reqs, &b, &head);
+    size_t stored = 0;
     if (rc == 0) {
-        size_t stored = 0;
-        for (size_t r = 0; r < n_reqs; r++) stored += decide_request(&b, reqs[r], &head, now);
+        for (size_t r = 0; r < n_reqs; r++)
+            stored += decide_request(&b, reqs[r], &head, now);
         rc = write_events(reqs, n_reqs, stored, now, fast, &head);
+        sluice_event *first = rc == -1 && stored ? first_stored(reqs, n_reqs) : NULL;
+        if (first) {
+            long long pos = commit_outcome(first);
+            if (pos > 0) {
+                long long next = pos - 1;
+                for (size_t r = 0; r < n_reqs; r++)
+                    for (size_t i = 0; i < reqs[r]->n; i++)
+                        if (reqs[r]->events[i].outcome == EV_STORED)
+                            reqs[r]->events[i].position = ++next;
+                head = next;
+                rc = 0;
+            } else if (pos < 0) {
+                rc = -3;
+            }
+        }
         if (rc == 0 && stored) atomic_store(&head_position, head);
         if (rc == 0) metrics_batch((int)stored);
+        if (rc == 0) hand_over(reqs, n_reqs, stored);
     }
     if (rc == -2 && conn) rollback();
     batch_dispose(&b);
@@ -559,12 +715,14 @@ static int commit_batch(append_req **reqs, size_t n_reqs)
 
 static void finish(append_req **reqs, size_t n_reqs)
 {
-    for (size_t r = 0; r < n_reqs; r++) reqs[r]->done(reqs[r]);
+    for (size_t r = 0; r < n_reqs; r++)
+        reqs[r]->done(reqs[r]);
 }
 
 static void fail_all(append_req **reqs, size_t n_reqs, const char *detail)
 {
-    for (size_t r = 0; r < n_reqs; r++) fail_request(reqs[r], "store_unavailable", detail);
+    for (size_t r = 0; r < n_reqs; r++)
+        fail_request(reqs[r], "store_unavailable", detail);
 }
 
 static void process(append_req **reqs, size_t n_reqs)
@@ -575,7 +733,8 @@ static void process(append_req **reqs, size_t n_reqs)
         for (size_t r = 0; r < n_reqs; r++) {
             reset_request(reqs[r]);
             int one = conn ? commit_batch(&reqs[r], 1) : -1;
-            if (one == -2) fail_request(reqs[r], "internal", "the event store refused this request");
+            if (one == -2)
+                fail_request(reqs[r], "internal", "the event store refused this request");
             if (one == -1) fail_request(reqs[r], "store_unavailable", "PostgreSQL connection lost");
         }
     } else if (rc == -2) {
@@ -583,6 +742,11 @@ static void process(append_req **reqs, size_t n_reqs)
         fail_request(reqs[0], "internal", "the event store refused this request");
     } else if (rc == -1) {
         fail_all(reqs, n_reqs, "PostgreSQL connection lost while committing");
+    } else if (rc == -3) {
+        for (size_t r = 0; r < n_reqs; r++)
+            fail_request(reqs[r], "internal",
+                         "Sluice stopped before learning whether this commit succeeded; "
+                         "re-send with the same event ids to find out");
     }
     if (!conn) {
         atomic_store(&connected, false);
@@ -596,6 +760,9 @@ static void process(append_req **reqs, size_t n_reqs)
 
 static void connect_now(void)
 {
+    memset(prepared, 0, sizeof prepared);
+    snprintf(notify_sql, sizeof notify_sql, "NOTIFY " EVENTLOG_CHANNEL ", '%s'",
+             eventlog_instance());
     conn = db_connect(cfg->database_url, "appender");
     if (!conn) return;
     PGresult *r = db_exec(&conn, "SELECT coalesce(max(position), 0) FROM events", 0, NULL,
@@ -615,7 +782,8 @@ static void *appender_main(void *unused)
     size_t cap = 0;
     for (;;) {
         pthread_mutex_lock(&lock);
-        while (!q_head && !stopping && atomic_load(&connected)) pthread_cond_wait(&cond, &lock);
+        while (!q_head && !stopping && atomic_load(&connected))
+            pthread_cond_wait(&cond, &lock);
         if (!atomic_load(&connected) && !q_head && !stopping) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);

@@ -37,14 +37,15 @@ static void on_notice(void *arg, const char *message)
     char msg[512];
     snprintf(msg, sizeof msg, "%s", message);
     size_t n = strlen(msg);
-    while (n && msg[n - 1] == '\n') msg[--n] = '\0';
+    while (n && msg[n - 1] == '\n')
+        msg[--n] = '\0';
     log_debug("db", "postgresql notice", json_pack("{s:s}", "notice", msg));
 }
 
 PGconn *db_connect(const char *url, const char *module)
 {
-    const char *keys[] = {"dbname",         "connect_timeout",   "application_name",
-                          "keepalives",     "keepalives_idle",   "keepalives_interval",
+    const char *keys[] = {"dbname",           "connect_timeout",  "application_name",
+                          "keepalives",       "keepalives_idle",  "keepalives_interval",
                           "keepalives_count", "tcp_user_timeout", NULL};
     const char *vals[] = {url, "3", "sluice", "1", "10", "5", "3", "10000", NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
@@ -54,7 +55,8 @@ PGconn *db_connect(const char *url, const char *module)
         strncpy(msg, err, sizeof msg - 1);
         msg[sizeof msg - 1] = '\0';
         size_t n = strlen(msg);
-        while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) msg[--n] = '\0';
+        while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+            msg[--n] = '\0';
         log_warn(module, "postgresql connect failed", json_pack("{s:s}", "error", msg));
         PQfinish(c);
         return NULL;
@@ -85,7 +87,8 @@ bool db_alive(PGconn *conn)
     if (poll(&p, 1, 0) > 0) { /* an idle connection has nothing to say but a goodbye */
         if (!PQconsumeInput(conn)) return false;
         PGnotify *n;
-        while ((n = PQnotifies(conn))) PQfreemem(n);
+        while ((n = PQnotifies(conn)))
+            PQfreemem(n);
     }
     return PQstatus(conn) == CONNECTION_OK;
 }
@@ -166,12 +169,86 @@ int db_run(PGconn **conn, const char *sql, int nparams, const char *const *vals,
 
 timeout:
     log_warn("db", "postgresql round trip timed out", json_pack("{s:i}", "timeout_ms", timeout_ms));
-    for (int i = 0; i < n; i++) PQclear(res[i]);
+    for (int i = 0; i < n; i++)
+        PQclear(res[i]);
     drop(conn, true);
     return -1;
 broken:
-    for (int i = 0; i < n; i++) PQclear(res[i]);
+    for (int i = 0; i < n; i++)
+        PQclear(res[i]);
     drop(conn, false);
+    return -1;
+}
+
+/* Waits for the next result of a pipeline; NULL when the connection failed or timed out
+ * (*timed_out says which). */
+static bool next_ready(PGconn *c, int64_t deadline, bool *timed_out)
+{
+    while (PQisBusy(c)) {
+        if (!wait_socket(c, POLLIN, deadline)) {
+            *timed_out = true;
+            return false;
+        }
+        if (!PQconsumeInput(c)) return false;
+    }
+    return true;
+}
+
+int db_pipeline(PGconn **conn, const db_step *steps, int n, int timeout_ms, PGresult **res)
+{
+    PGconn *c = *conn;
+    int got = 0;
+    bool timed_out = false;
+    if (!c || PQstatus(c) != CONNECTION_OK) goto broken;
+    int64_t deadline = time_mono_ms() + timeout_ms;
+    if (!PQenterPipelineMode(c)) goto broken;
+    for (int i = 0; i < n; i++) {
+        const db_step *st = &steps[i];
+        int ok =
+            st->name && st->sql ? PQsendPrepare(c, st->name, st->sql, st->nparams, NULL)
+            : st->name
+                ? PQsendQueryPrepared(c, st->name, st->nparams, st->vals, st->lens, NULL, 0)
+                : PQsendQueryParams(c, st->sql, st->nparams, NULL, st->vals, st->lens, NULL, 0);
+        if (!ok) goto broken;
+    }
+    if (!PQpipelineSync(c)) goto broken;
+    for (;;) {
+        int f = PQflush(c);
+        if (f == 0) break;
+        if (f < 0) goto broken;
+        if (!wait_socket(c, POLLOUT | POLLIN, deadline)) {
+            timed_out = true;
+            goto broken;
+        }
+        if (!PQconsumeInput(c)) goto broken;
+    }
+    while (got < n) {
+        if (!next_ready(c, deadline, &timed_out)) goto broken;
+        PGresult *r = PQgetResult(c);
+        if (!r) continue;                               /* the end of one step's results */
+        if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) { /* fewer results than steps */
+            PQclear(r);
+            goto broken;
+        }
+        res[got++] = r;
+    }
+    for (;;) { /* the last step's end, then the sync */
+        if (!next_ready(c, deadline, &timed_out)) goto broken;
+        PGresult *r = PQgetResult(c);
+        if (!r) continue;
+        bool sync = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+        PQclear(r);
+        if (sync) break;
+    }
+    if (!PQexitPipelineMode(c) || PQstatus(c) != CONNECTION_OK) goto broken;
+    return n;
+broken:
+    if (timed_out)
+        log_warn("db", "postgresql round trip timed out",
+                 json_pack("{s:i}", "timeout_ms", timeout_ms));
+    for (int i = 0; i < got; i++)
+        PQclear(res[i]);
+    if (*conn) drop(conn, timed_out);
     return -1;
 }
 
@@ -204,8 +281,8 @@ void db_log_error(const char *module, const char *what, const PGresult *r)
     log_error(module, what, json_pack("{s:s,s:s}", "error", msg, "sqlstate", db_sqlstate(r)));
 }
 
-int db_stream(PGconn **conn, const char *sql, int nparams, const char *const *vals,
-              int timeout_ms, int (*row_cb)(const PGresult *row, void *arg), void *arg)
+int db_stream(PGconn **conn, const char *sql, int nparams, const char *const *vals, int timeout_ms,
+              int (*row_cb)(const PGresult *row, void *arg), void *arg)
 {
     PGconn *c = *conn;
     int rc = 0;

@@ -25,6 +25,24 @@ PGconn *db_connect(const char *url, const char *module);
 int db_run(PGconn **conn, const char *sql, int nparams, const char *const *vals, int timeout_ms,
            PGresult **res, int max_res) __attribute__((warn_unused_result));
 
+/* One step of a pipeline: a statement with text parameters, sent with the extended
+ * protocol. `name` set and `sql` set: prepare `sql` as `name` (its result is the
+ * prepare's); `name` set and `sql` NULL: execute the prepared statement `name`;
+ * `name` NULL: execute `sql` unnamed. `lens` may be NULL (NUL-terminated values). */
+typedef struct db_step {
+    const char *name, *sql;
+    int nparams;
+    const char *const *vals;
+    const int *lens;
+} db_step;
+
+/* Sends every step in one pipeline (libpq pipeline mode: one round trip) and collects
+ * one result per step into `res` (caller PQclears each; a step after a failed one has a
+ * PGRES_PIPELINE_ABORTED result). Returns `n`, or -1 when the connection failed or the
+ * deadline passed (*conn closed and NULL; which steps the server ran is unknown). */
+int db_pipeline(PGconn **conn, const db_step *steps, int n, int timeout_ms, PGresult **res)
+    __attribute__((warn_unused_result));
+
 /* One statement, one result: the result (caller PQclears) or NULL as db_run's -1. */
 PGresult *db_exec(PGconn **conn, const char *sql, int nparams, const char *const *vals,
                   int timeout_ms) __attribute__((warn_unused_result));
@@ -40,14 +58,13 @@ const char *db_sqlstate(const PGresult *r);
 /* Logs a failed result's message at error level under `module`, with `what`. */
 void db_log_error(const char *module, const char *what, const PGresult *r);
 
-
 /* Streams the rows of one query (single-row mode): row_cb is called once per row
  * with a one-row result (borrowed) and returns 0 to go on, nonzero to stop.
  * `timeout_ms` bounds each wait for the server. Returns 0 when all rows were seen,
  * -1 connection lost or timed out (*conn closed), -2 statement error (logged),
  * -3 stopped by row_cb (the connection is dropped: its remaining rows are unread). */
-int db_stream(PGconn **conn, const char *sql, int nparams, const char *const *vals,
-              int timeout_ms, int (*row_cb)(const PGresult *row, void *arg), void *arg)
+int db_stream(PGconn **conn, const char *sql, int nparams, const char *const *vals, int timeout_ms,
+              int (*row_cb)(const PGresult *row, void *arg), void *arg)
     __attribute__((warn_unused_result));
 
 #endif

@@ -14,8 +14,8 @@
 #include <string.h>
 
 static const char *const known_fields[] = {
-    "type",      "data",   "stream",  "key",           "expected_version", "id",
-    "correlation_id", "causation_id", "user_id", "source", "schema_version", "metadata",
+    "type",           "data",         "stream",  "key",    "expected_version", "id",
+    "correlation_id", "causation_id", "user_id", "source", "schema_version",   "metadata",
 };
 
 size_t utf8_length(const char *s)
@@ -46,7 +46,8 @@ bool envelope_type_valid(const char *s)
     for (;;) {
         if (!is_lower_ident_start(*p)) return false;
         p++;
-        while (is_lower_ident(*p)) p++;
+        while (is_lower_ident(*p))
+            p++;
         segments++;
         if (*p == '\0') break;
         if (*p != '.') return false;
@@ -57,8 +58,8 @@ bool envelope_type_valid(const char *s)
 
 static bool is_id_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == ':' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == ':' || c == '-';
 }
 
 bool envelope_id_valid(const char *s)
@@ -76,8 +77,7 @@ bool envelope_stream_valid(const char *s)
      * Redis stream names (<prefix><tenant>:<stream>), so no two tenants' streams meet. */
     size_t len = strlen(s);
     if (len == 0 || len > ENVELOPE_STREAM_MAX) return false;
-    if (!is_id_char(s[0]) || s[0] == '.' || s[0] == '_' || s[0] == ':' || s[0] == '-')
-        return false;
+    if (!is_id_char(s[0]) || s[0] == '.' || s[0] == '_' || s[0] == ':' || s[0] == '-') return false;
     for (; *s; s++)
         if (!is_id_char(*s) || *s == ':') return false;
     return true;
@@ -120,14 +120,30 @@ static bool take_string(json_t *in, const char *field, size_t max, int index, js
     return true;
 }
 
+static int digest_piece(const char *piece, size_t n, void *ctx)
+{
+    return EVP_DigestUpdate(ctx, piece, n) == 1 ? 0 : -1;
+}
+
+/* SHA-256 of the canonical text (sorted keys, compact, ASCII), fed to the digest as
+ * jansson writes it: no copy of the whole text. */
 static void hash_envelope(json_t *in, char out[65])
 {
-    char *text = json_dumps(in, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+    static const char hex[] = "0123456789abcdef";
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    EVP_Digest(text, strlen(text), md, &mdlen, EVP_sha256(), NULL);
-    free(text);
-    for (unsigned i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+        json_dump_callback(in, digest_piece, ctx,
+                           JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII) != 0 ||
+        EVP_DigestFinal_ex(ctx, md, &mdlen) != 1)
+        abort(); /* out of memory inside OpenSSL: mem.h's policy */
+    EVP_MD_CTX_free(ctx);
+    for (unsigned i = 0; i < 32; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[64] = '\0';
 }
 
 bool envelope_parse(json_t *in, int index, const char *tenant, sluice_event *ev, json_t *errors)
@@ -137,15 +153,16 @@ bool envelope_parse(json_t *in, int index, const char *tenant, sluice_event *ev,
     size_t before = json_array_size(errors);
 
     if (!json_is_object(in)) {
-        json_array_append_new(errors, problem_error(index, "", "type",
-                                                    "an event envelope must be a JSON object"));
+        json_array_append_new(
+            errors, problem_error(index, "", "type", "an event envelope must be a JSON object"));
         return false;
     }
     snprintf(ev->tenant, sizeof ev->tenant, "%s", tenant);
 
     const char *name;
     json_t *value;
-    json_object_foreach(in, name, value) {
+    json_object_foreach(in, name, value)
+    {
         bool known = false;
         for (size_t i = 0; i < sizeof known_fields / sizeof known_fields[0]; i++)
             if (strcmp(name, known_fields[i]) == 0) known = true;
@@ -263,47 +280,27 @@ bool envelope_parse(json_t *in, int index, const char *tenant, sluice_event *ev,
     return true;
 }
 
-static void field_str(buf *b, const char *name, const char *value, bool comma)
+static char *dump(const json_t *v, size_t *len)
 {
-    if (comma) buf_append(b, ",", 1);
-    buf_json_string(b, name);
-    buf_append(b, ":", 1);
-    if (value)
-        buf_json_string(b, value);
-    else
-        buf_append(b, "null", 4);
+    buf b;
+    buf_init(&b);
+    buf_json(&b, v);
+    return buf_steal(&b, len);
 }
 
 void envelope_serialize(sluice_event *ev)
 {
-    buf b;
-    buf_init(&b);
-    field_str(&b, "id", ev->id, false); /* no '{': the appender writes {"p":…,"v":…, first */
-    field_str(&b, "t", ev->tenant, true);
-    field_str(&b, "s", ev->stream, true);
-    field_str(&b, "k", ev->key, true);
-    field_str(&b, "ty", ev->type, true);
-    if (ev->schema_version)
-        buf_printf(&b, ",\"sv\":%d", ev->schema_version);
-    else
-        buf_puts(&b, ",\"sv\":null");
-    field_str(&b, "c", ev->correlation_id, true);
-    field_str(&b, "ca", ev->causation_id, true);
-    field_str(&b, "u", ev->user_id, true);
-    field_str(&b, "so", ev->source, true);
-    buf_puts(&b, ",\"d\":");
-    buf_json(&b, ev->data);
-    buf_puts(&b, ",\"m\":");
-    buf_json(&b, ev->metadata);
-    field_str(&b, "h", ev->hash_hex, true);
-    buf_puts(&b, "}");
-    free(ev->row);
-    ev->row = buf_steal(&b, NULL);
+    free(ev->data_text);
+    free(ev->metadata_text);
+    ev->data_text = dump(ev->data, &ev->data_len);
+    ev->metadata_text = ev->metadata ? dump(ev->metadata, &ev->metadata_len) : NULL;
+    if (!ev->metadata) ev->metadata_len = 0;
 }
 
 void event_dispose(sluice_event *ev)
 {
-    free(ev->row);
+    free(ev->data_text);
+    free(ev->metadata_text);
     free(ev->type);
     free(ev->stream);
     free(ev->key);

@@ -45,9 +45,12 @@ typedef struct sluice_event {
     char hash_hex[65];        /* SHA-256 of the envelope as sent, when id_given: idempotency's
                                  "same content" ("" for ids Sluice assigns) */
 
-    char *row;                /* owned: this event's row for the appender as a JSON object
-                                 without its opening brace and the fields the appender decides
-                                 (position, version); built by envelope_serialize */
+    char *data_text;          /* owned: `data` as compact JSON, written once by
+                                 envelope_serialize: the INSERT's parameter and the stored
+                                 envelope's field */
+    size_t data_len;
+    char *metadata_text;      /* owned; NULL = absent */
+    size_t metadata_len;
 
     /* Results, written by the appender thread before the request is resumed. */
     event_outcome outcome;
@@ -64,8 +67,8 @@ typedef struct sluice_event {
 bool envelope_parse(json_t *in, int index, const char *tenant, sluice_event *ev, json_t *errors)
     __attribute__((warn_unused_result));
 void event_dispose(sluice_event *ev);
-/* Serialises the event's stored fields into ev->row, once its stream and schema version are
- * final. On the caller's thread, so the one appender thread only concatenates. */
+/* Writes `data` and `metadata` as text (ev->data_text, ev->metadata_text), once the event
+ * is accepted. On the publisher's thread, so the one appender thread only copies bytes. */
 void envelope_serialize(sluice_event *ev);
 
 /* True when `s` is a well-formed event type (dot notation, ≤ 128 characters). */

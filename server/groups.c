@@ -2,7 +2,9 @@
  * groups.c — consumer groups and the retry/dead-letter sweeper (see groups.h).
  */
 #include "groups.h"
+#include "locks.h"
 #include "db.h"
+#include "eventlog.h"
 #include "envelope.h"
 #include "log.h"
 #include "mem.h"
@@ -18,7 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define GROUPS_LOCK_KEY "7341263008"
+#define GROUPS_LOCK_KEY LOCK_GROUPS
 #define GROUPS_TIMEOUT_MS 10000
 #define GROUPS_REDIS_TIMEOUT_MS 2000
 #define SWEEP_EVERY_MS 200
@@ -357,10 +359,8 @@ static int dead_letter(PGconn **conn, redisContext *r, const char *key, const ch
         conn,
         "WITH f AS (DELETE FROM delivery_failures WHERE tenant_id = $1 AND stream = $2 AND "
         "group_name = $3 AND position = $4::bigint RETURNING errors), "
-        "e AS (SELECT id, type, row_to_json(x)::jsonb AS event FROM (SELECT position, id, type, "
-        "stream, key, version, data, metadata, correlation_id, causation_id, user_id, source, "
-        "schema_version, tenant_id, to_char(time AT TIME ZONE 'UTC', "
-        "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS time FROM events WHERE tenant_id = $1 AND "
+        "e AS (SELECT id, type, row_to_json(x)::jsonb AS event FROM (SELECT " EVENTLOG_COLUMNS
+        " FROM events WHERE tenant_id = $1 AND "
         "position = $4::bigint) x) "
         "INSERT INTO dead_letters (tenant_id, source, stream, group_name, consumer, event_id, "
         "event_position, delivery_count, errors, type, event, history) SELECT $1, 'group', $2, "

@@ -13,9 +13,9 @@
 #include <string.h>
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static hub_sub *subs;             /* {lock} doubly linked */
-static long long head;            /* {lock} */
-static atomic_llong head_atomic;  /* readable without the lock */
+static hub_sub *subs;            /* {lock} doubly linked */
+static long long head;           /* {lock} */
+static atomic_llong head_atomic; /* readable without the lock */
 static void (*wakers[4])(void);
 static _Thread_local bool publishing; /* this thread is inside hub_publish */
 
@@ -63,8 +63,10 @@ bool hub_filter_add_list(hub_filter *f, const char *csv, bool types)
 
 void hub_filter_dispose(hub_filter *f)
 {
-    for (int i = 0; i < f->n_streams; i++) free(f->streams[i]);
-    for (int i = 0; i < f->n_types; i++) free(f->types[i]);
+    for (int i = 0; i < f->n_streams; i++)
+        free(f->streams[i]);
+    for (int i = 0; i < f->n_types; i++)
+        free(f->types[i]);
     free(f->key);
     free(f->correlation_id);
     memset(f, 0, sizeof *f);
@@ -72,10 +74,11 @@ void hub_filter_dispose(hub_filter *f)
 
 bool hub_filter_matches(const hub_filter *f, const sevent *e)
 {
-    if (strcmp(f->tenant, e->tenant) != 0) return false;
+    if (!f->any_tenant && strcmp(f->tenant, e->tenant) != 0) return false;
     if (f->n_streams) {
         bool any = false;
-        for (int i = 0; i < f->n_streams && !any; i++) any = strcmp(f->streams[i], e->stream) == 0;
+        for (int i = 0; i < f->n_streams && !any; i++)
+            any = strcmp(f->streams[i], e->stream) == 0;
         if (!any) return false;
     }
     if (f->n_types) {
@@ -125,6 +128,14 @@ bool hub_try_go_live(hub_sub *s, long long cursor)
     return live;
 }
 
+void hub_fall_behind(hub_sub *s, long long cursor)
+{
+    pthread_mutex_lock(&lock);
+    s->state = HUB_CATCHING_UP;
+    s->cursor = cursor;
+    pthread_mutex_unlock(&lock);
+}
+
 long long hub_head(void)
 {
     return atomic_load(&head_atomic);
@@ -161,5 +172,6 @@ void hub_publish(sevent **events, int n)
     atomic_store(&head_atomic, head);
     pthread_mutex_unlock(&lock);
     publishing = false;
-    for (int i = 0; i < n_wakers; i++) wakers[i]();
+    for (int i = 0; i < n_wakers; i++)
+        wakers[i]();
 }

@@ -1,7 +1,7 @@
 /*
  * hub.h — in-process fan-out of committed events to live subscribers.
  *
- * The tail hands every committed event, in position order, to hub_publish; the
+ * The feed (tail.c) hands every committed event, in position order, to hub_publish; the
  * hub offers it to each live subscription whose filter matches (tenant always,
  * then streams, types with prefix.* wildcards, key, correlation id). A
  * subscription's deliver callback runs on the tail thread under the hub lock
@@ -28,13 +28,14 @@
 
 typedef struct hub_filter {
     char tenant[ENVELOPE_TENANT_MAX + 1];
+    bool any_tenant;                /* every tenant's events (the Redis relay) */
     char *streams[HUB_MAX_STREAMS]; /* owned; none = any */
     int n_streams;
-    char *types[HUB_MAX_TYPES];     /* owned; exact names, or prefixes ending in '.' */
+    char *types[HUB_MAX_TYPES]; /* owned; exact names, or prefixes ending in '.' */
     bool type_prefix[HUB_MAX_TYPES];
     int n_types;
-    char *key;                      /* owned; NULL = any */
-    char *correlation_id;           /* owned; NULL = any */
+    char *key;            /* owned; NULL = any */
+    char *correlation_id; /* owned; NULL = any */
 } hub_filter;
 
 typedef enum { HUB_CATCHING_UP = 0, HUB_LIVE } hub_state;
@@ -45,11 +46,11 @@ typedef void (*hub_deliver_fn)(hub_sub *s, sevent *e);
 
 struct hub_sub {
     hub_filter filter;
-    hub_state state;       /* {hub lock} */
-    long long cursor;      /* {hub lock once added} last position delivered or read */
+    hub_state state;  /* {hub lock} */
+    long long cursor; /* {hub lock once added} last position delivered or read */
     hub_deliver_fn deliver;
-    void *owner;           /* the subscriber's (a connection, a stream, a waiter) */
-    hub_sub *prev, *next;  /* {hub lock} */
+    void *owner;          /* the subscriber's (a connection, a stream, a waiter) */
+    hub_sub *prev, *next; /* {hub lock} */
 };
 
 /* Parses a type filter entry ("file.uploaded", "file.*", "*"); false if malformed. */
@@ -66,6 +67,9 @@ void hub_add(hub_sub *s);
 void hub_remove(hub_sub *s);
 /* CATCHING_UP → LIVE when s->cursor has reached the hub's head. Any thread. */
 bool hub_try_go_live(hub_sub *s, long long cursor);
+/* LIVE → CATCHING_UP: the hub stops delivering to `s`, whose owner has taken everything
+ * up to `cursor` and reads the rest from the log before hub_try_go_live. Any thread. */
+void hub_fall_behind(hub_sub *s, long long cursor);
 /* The last position handed to the hub. */
 long long hub_head(void);
 /* Sets the head at start-up (before any subscriber). */

@@ -2,13 +2,14 @@
  * migrate.c — applies the embedded migrations (see migrate.h).
  */
 #include "migrate.h"
+#include "locks.h"
 #include "db.h"
 #include "log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 
-#define MIGRATE_LOCK_KEY "7341263001" /* pg_advisory_lock key for migrations */
+#define MIGRATE_LOCK_KEY LOCK_MIGRATE
 #define MIGRATE_TIMEOUT_MS 120000
 
 static int exec_ok(PGconn **conn, const char *sql, int n, const char *const *vals)

@@ -2,13 +2,14 @@
  * projections.c — definitions, the runner and the reducers (see projections.h).
  */
 #include "projections.h"
+#include "locks.h"
 #include "db.h"
 #include "envelope.h"
 #include "log.h"
 #include "mem.h"
 #include "problem.h"
 #include "strmap.h"
-#include "tail.h"
+#include "eventlog.h"
 
 #include <errno.h>
 #include <math.h>
@@ -20,7 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define PROJ_LOCK_KEY "7341263006"
+#define PROJ_LOCK_KEY LOCK_PROJECTIONS
 #define PROJ_BATCH 20000       /* events per batch: one state read, one write, one commit */
 #define PROJ_SLICE_MS 500      /* one projection's turn before the next gets one */
 #define PROJ_TIMEOUT_MS 30000
@@ -623,8 +624,7 @@ static void *runner_main(void *unused)
             leader = db_ok(r) && PQgetvalue(r, 0, 0)[0] == 't';
             PQclear(r);
             if (leader) {
-                PGresult *l = db_exec(&conn, "LISTEN " TAIL_CHANNEL, 0, NULL, PROJ_TIMEOUT_MS);
-                PQclear(l);
+                (void)eventlog_listen(&conn, PROJ_TIMEOUT_MS); /* a failure drops conn */
                 log_info("projections", "this instance runs the projections", NULL);
             } else {
                 for (int i = 0; i < 10 && !atomic_load(&stopping); i++) usleep(100 * 1000);
@@ -633,14 +633,7 @@ static void *runner_main(void *unused)
         }
         if (round_robin(&conn) || !conn) continue;
         /* Idle: wait for a commit (or new definitions) — at most 200 ms. */
-        struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
-        if (poll(&pfd, 1, 200) > 0 && !PQconsumeInput(conn)) {
-            PQfinish(conn);
-            conn = NULL;
-            continue;
-        }
-        PGnotify *note;
-        while ((note = PQnotifies(conn))) PQfreemem(note);
+        (void)eventlog_wait(&conn, 200, false, &stopping);
     }
     PQfinish(conn);
     return NULL;
@@ -701,7 +694,7 @@ int projection_create(PGconn **conn, const char *tenant, json_t *def, json_t **a
     if (db_ok(r)) rc = strcmp(PQcmdTuples(r), "1") == 0 ? 0 : -3;
     PQclear(r);
     if (rc == 0) {
-        PGresult *n = db_exec(conn, "NOTIFY " TAIL_CHANNEL, 0, NULL, PROJ_TIMEOUT_MS);
+        PGresult *n = db_exec(conn, "NOTIFY " EVENTLOG_CHANNEL, 0, NULL, PROJ_TIMEOUT_MS);
         PQclear(n);
         rc = projection_get(conn, tenant, name, answer);
     }
@@ -760,7 +753,7 @@ int projection_reset(PGconn **conn, const char *tenant, const char *name, json_t
     for (int i = 0; i < 4; i++) PQclear(r[i]);
     if (!ok) return -1;
     if (!found) return -2;
-    PGresult *n = db_exec(conn, "NOTIFY " TAIL_CHANNEL, 0, NULL, PROJ_TIMEOUT_MS);
+    PGresult *n = db_exec(conn, "NOTIFY " EVENTLOG_CHANNEL, 0, NULL, PROJ_TIMEOUT_MS);
     PQclear(n);
     return projection_get(conn, tenant, name, answer);
 }

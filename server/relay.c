@@ -1,12 +1,23 @@
 /*
  * relay.c — the Redis relay (see relay.h).
+ *
+ * DESIGN: the leader's relay is a hub subscription of every tenant's events. Caught
+ * up, it takes the events this instance's feed publishes (tail.c: from memory after
+ * each local commit) from a bounded ring and pipelines their XADDs; PostgreSQL is
+ * read (eventlog_read) only to catch up: on becoming leader, when Redis comes back,
+ * or when the ring overflowed. The seam between the two is the hub's catch-up seam
+ * (hub_try_go_live): no gap, no duplicate, and a duplicate would be refused by Redis
+ * anyway (entry ids <position>-0).
  */
 #include "relay.h"
 #include "db.h"
 #include "log.h"
 #include "mem.h"
 #include "redis.h"
-#include "tail.h"
+#include "eventlog.h"
+#include "hub.h"
+#include "locks.h"
+#include "timeutil.h"
 
 #include <poll.h>
 #include <pthread.h>
@@ -16,17 +27,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#define RELAY_LEADER_KEY "7341263004" /* session advisory lock: who relays */
-#define RELAY_PAGE 500
+#define RELAY_PAGE 500   /* events per catch-up read and per Redis pipeline */
+#define RELAY_RING 16384 /* live events waiting for the relay thread */
 #define RELAY_TIMEOUT_MS 10000
 #define RELAY_REDIS_TIMEOUT_MS 2000
-
-static const char *const relay_sql =
-    "SELECT position, tenant_id, stream, id, type, row_to_json(e)::text FROM (SELECT position, "
-    "id, type, stream, key, version, data, metadata, correlation_id, causation_id, user_id, "
-    "source, schema_version, tenant_id, to_char(time AT TIME ZONE 'UTC', "
-    "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS time FROM events WHERE position > $1 "
-    "ORDER BY position LIMIT $2) e ORDER BY e.position";
+#define RELAY_ALIVE_MS 1000 /* how often a live relay checks its leadership connection */
 
 static const sluice_config *cfg;
 static pthread_t thread;
@@ -51,8 +56,10 @@ long long relay_probe_checkpoint(const sluice_config *c, int timeout_ms)
     redisReply *rep = redisCommand(r, "GET %s", key);
     free(key);
     long long pos = -1;
-    if (rep && rep->type == REDIS_REPLY_NIL) pos = 0;
-    else if (rep && rep->type == REDIS_REPLY_STRING) pos = strtoll(rep->str, NULL, 10);
+    if (rep && rep->type == REDIS_REPLY_NIL)
+        pos = 0;
+    else if (rep && rep->type == REDIS_REPLY_STRING)
+        pos = strtoll(rep->str, NULL, 10);
     freeReplyObject(rep);
     redisFree(r);
     return pos;
@@ -60,7 +67,8 @@ long long relay_probe_checkpoint(const sluice_config *c, int timeout_ms)
 
 static void sleep_ms(int ms)
 {
-    for (int i = 0; i < ms / 50 && !atomic_load(&stopping); i++) usleep(50 * 1000);
+    for (int i = 0; i < ms / 50 && !atomic_load(&stopping); i++)
+        usleep(50 * 1000);
 }
 
 /* Reads the checkpoint; 0 when absent, -1 when Redis failed. */
@@ -70,59 +78,127 @@ static long long read_checkpoint(redisContext *r)
     redisReply *rep = redisCommand(r, "GET %s", key);
     free(key);
     long long pos = -1;
-    if (rep && rep->type == REDIS_REPLY_NIL) pos = 0;
-    else if (rep && rep->type == REDIS_REPLY_STRING) pos = strtoll(rep->str, NULL, 10);
+    if (rep && rep->type == REDIS_REPLY_NIL)
+        pos = 0;
+    else if (rep && rep->type == REDIS_REPLY_STRING)
+        pos = strtoll(rep->str, NULL, 10);
     freeReplyObject(rep);
     return pos;
 }
 
-/* Relays one page after *checkpoint. Returns rows relayed, -1 PostgreSQL failed,
- * -2 Redis failed (the caller reconnects; nothing is lost: the page is read again). */
-static int relay_page(PGconn **pg, redisContext *r, long long *checkpoint)
+/* ------------------------------------------------------------------ the live ring */
+
+static hub_sub sub; /* all tenants; added while this instance leads */
+static pthread_mutex_t qlock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t qcond = PTHREAD_COND_INITIALIZER;
+static sevent *ring[RELAY_RING];   /* {qlock} */
+static size_t ring_head, ring_len; /* {qlock} */
+static bool overflowed;            /* {qlock} the ring was full: catch up from PostgreSQL */
+
+/* The hub's thread, under the hub lock: queue, or fall behind when the ring is full. */
+static void deliver(hub_sub *s, sevent *e)
 {
-    char after[24], limit[16];
-    snprintf(after, sizeof after, "%lld", *checkpoint);
-    snprintf(limit, sizeof limit, "%d", RELAY_PAGE);
-    const char *p[] = {after, limit};
-    PGresult *res = db_exec(pg, relay_sql, 2, p, RELAY_TIMEOUT_MS);
-    if (!db_ok(res)) {
-        PQclear(res);
-        return -1;
+    pthread_mutex_lock(&qlock);
+    if (ring_len == RELAY_RING) {
+        overflowed = true;
+        s->state = HUB_CATCHING_UP; /* the hub lock is held: no more deliveries */
+        s->cursor = e->position - 1;
+    } else {
+        ring[(ring_head + ring_len++) % RELAY_RING] = sevent_ref(e);
+        if (ring_len == 1) pthread_cond_signal(&qcond);
     }
-    int n = PQntuples(res);
-    if (n == 0) {
-        PQclear(res);
-        return 0;
+    pthread_mutex_unlock(&qlock);
+}
+
+/* Takes up to `max` queued events into `out`, waiting up to 100 ms for the first.
+ * Returns how many, or -1 when the ring overflowed (emptied: catch up instead). */
+static int take(sevent **out, int max)
+{
+    pthread_mutex_lock(&qlock);
+    if (!ring_len && !overflowed) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&qcond, &qlock, &ts);
     }
+    int n = 0;
+    if (overflowed) {
+        n = -1;
+    } else {
+        while (ring_len && n < max) {
+            out[n++] = ring[ring_head];
+            ring_head = (ring_head + 1) % RELAY_RING;
+            ring_len--;
+        }
+    }
+    pthread_mutex_unlock(&qlock);
+    return n;
+}
+
+/* Empties the ring (leaving live mode). */
+static void ring_clear(void)
+{
+    pthread_mutex_lock(&qlock);
+    while (ring_len) {
+        sevent_unref(ring[ring_head]);
+        ring_head = (ring_head + 1) % RELAY_RING;
+        ring_len--;
+    }
+    overflowed = false;
+    pthread_mutex_unlock(&qlock);
+}
+
+/* ------------------------------------------------------------------ Redis */
+
+/* Adds events (position order) after *checkpoint to Redis in one pipeline with the new
+ * checkpoint. Events at or below the checkpoint are skipped. `contiguous` (events from
+ * memory): returns 1, sending nothing, when they do not follow the checkpoint without a
+ * gap (the caller catches up from PostgreSQL, where a missing position means a deleted
+ * event). Returns 0, or -2 when Redis failed (the caller reconnects; nothing is lost:
+ * the events are read again). */
+static int relay_events(redisContext *r, sevent **evs, int n, long long *checkpoint,
+                        bool contiguous)
+{
     char maxlen[24];
     snprintf(maxlen, sizeof maxlen, "%lld", cfg->redis_maxlen);
-    for (int i = 0; i < n; i++) {
-        const char *pos = PQgetvalue(res, i, 0), *tenant = PQgetvalue(res, i, 1);
-        char *name = strcmp(tenant, "default") == 0
-                         ? xasprintf("%s%s", cfg->redis_prefix, PQgetvalue(res, i, 2))
-                         : xasprintf("%s%s:%s", cfg->redis_prefix, tenant, PQgetvalue(res, i, 2));
-        char *entry = xasprintf("%s-0", pos);
-        const char *argv[] = {"XADD", name, "MAXLEN", "~", maxlen, entry, "id",
-                              PQgetvalue(res, i, 3), "type", PQgetvalue(res, i, 4), "position",
-                              pos, "event", PQgetvalue(res, i, 5)};
-        size_t argl[14];
-        for (int k = 0; k < 14; k++) argl[k] = strlen(argv[k]);
-        argl[13] = (size_t)PQgetlength(res, i, 5);
-        redisAppendCommandArgv(r, 14, argv, argl);
-        free(name);
-        free(entry);
+    int sent = 0;
+    long long last = *checkpoint;
+    for (int i = 0; contiguous && i < n; i++) {
+        if (evs[i]->position <= last) continue;
+        if (evs[i]->position != last + 1) return 1;
+        last = evs[i]->position;
     }
-    long long last = strtoll(PQgetvalue(res, n - 1, 0), NULL, 10);
-    PQclear(res);
+    last = *checkpoint;
+    for (int i = 0; i < n; i++) {
+        sevent *e = evs[i];
+        if (e->position <= last) continue;
+        char name[512], entry[32], pos[24];
+        if (strcmp(e->tenant, "default") == 0)
+            snprintf(name, sizeof name, "%s%s", cfg->redis_prefix, e->stream);
+        else
+            snprintf(name, sizeof name, "%s%s:%s", cfg->redis_prefix, e->tenant, e->stream);
+        snprintf(entry, sizeof entry, "%lld-0", e->position);
+        snprintf(pos, sizeof pos, "%lld", e->position);
+        const char *argv[] = {"XADD", name,   "MAXLEN", "~",        maxlen, entry,   "id",
+                              e->id,  "type", e->type,  "position", pos,    "event", e->json};
+        size_t argl[14];
+        for (int k = 0; k < 13; k++)
+            argl[k] = strlen(argv[k]);
+        argl[13] = e->json_len;
+        redisAppendCommandArgv(r, 14, argv, argl);
+        last = e->position;
+        sent++;
+    }
+    if (!sent) return 0;
     char *key = relay_checkpoint_key(cfg);
     redisAppendCommand(r, "SET %s %lld", key, last);
     free(key);
-    int rc = n;
-    for (int i = 0; i <= n; i++) {
+    int rc = 0;
+    for (int i = 0; i <= sent; i++) {
         redisReply *rep = NULL;
         if (redisGetReply(r, (void **)&rep) != REDIS_OK) {
-            rc = -2; /* the connection is unusable: the rest of the replies are lost */
-            break;
+            return -2; /* the connection is unusable: the rest of the replies are lost */
         }
         if (rep->type == REDIS_REPLY_ERROR && !strstr(rep->str, "equal or smaller")) {
             log_warn("relay", "redis refused an entry", json_pack("{s:s}", "error", rep->str));
@@ -130,8 +206,52 @@ static int relay_page(PGconn **pg, redisContext *r, long long *checkpoint)
         }
         freeReplyObject(rep);
     }
-    if (rc > 0) *checkpoint = last;
+    if (rc == 0) *checkpoint = last;
     return rc;
+}
+
+/* Relays one page read from PostgreSQL after *checkpoint. Returns rows read, -1 when
+ * PostgreSQL failed, -2 when Redis failed. */
+static int relay_page(PGconn **pg, redisContext *r, long long *checkpoint)
+{
+    sevent **evs;
+    int n = eventlog_read(pg, *checkpoint, RELAY_PAGE, RELAY_TIMEOUT_MS, &evs);
+    if (n < 0) return -1;
+    int rc = n ? relay_events(r, evs, n, checkpoint, false) : 0;
+    for (int i = 0; i < n; i++)
+        sevent_unref(evs[i]);
+    free(evs);
+    return rc < 0 ? rc : n;
+}
+
+/* ------------------------------------------------------------------ the thread */
+
+typedef enum { NOT_LEADER, CATCHING_UP, LIVE } relay_mode;
+
+static void lead(bool yes)
+{
+    if (yes == atomic_load(&leader)) return;
+    if (yes) {
+        memset(&sub.filter, 0, sizeof sub.filter);
+        sub.filter.any_tenant = true;
+        sub.state = HUB_CATCHING_UP;
+        sub.cursor = 0;
+        sub.deliver = deliver;
+        ring_clear();
+        hub_add(&sub);
+        log_info("relay", "this instance is the relay leader", NULL);
+    } else {
+        hub_remove(&sub);
+        ring_clear();
+    }
+    atomic_store(&leader, yes);
+}
+
+/* Leaves live mode: the hub stops delivering after `checkpoint`; the ring is emptied. */
+static void fall_behind(long long checkpoint)
+{
+    hub_fall_behind(&sub, checkpoint);
+    ring_clear();
 }
 
 static void *relay_main(void *unused)
@@ -140,10 +260,13 @@ static void *relay_main(void *unused)
     PGconn *pg = NULL;
     redisContext *r = NULL;
     long long checkpoint = -1;
-    bool redis_down_logged = false;
+    bool redis_down_logged = false, live = false;
+    int64_t alive_checked = 0;
+    sevent *batch[RELAY_PAGE];
     while (!atomic_load(&stopping)) {
         if (!pg) {
-            atomic_store(&leader, false);
+            lead(false);
+            live = false;
             checkpoint = -1;
             pg = db_connect(cfg->database_url, "relay");
             if (!pg) {
@@ -152,20 +275,19 @@ static void *relay_main(void *unused)
             }
         }
         if (!atomic_load(&leader)) {
-            PGresult *res = db_exec(&pg, "SELECT pg_try_advisory_lock(" RELAY_LEADER_KEY ")", 0,
-                                    NULL, RELAY_TIMEOUT_MS);
+            PGresult *res = db_exec(&pg, "SELECT pg_try_advisory_lock(" LOCK_RELAY ")", 0, NULL,
+                                    RELAY_TIMEOUT_MS);
             bool got = db_ok(res) && PQgetvalue(res, 0, 0)[0] == 't';
             PQclear(res);
             if (!got) {
                 sleep_ms(1000);
                 continue;
             }
-            res = db_exec(&pg, "LISTEN " TAIL_CHANNEL, 0, NULL, RELAY_TIMEOUT_MS);
-            PQclear(res);
-            atomic_store(&leader, true);
-            log_info("relay", "this instance is the relay leader", NULL);
+            lead(true);
         }
         if (!r) {
+            if (live) fall_behind(checkpoint);
+            live = false;
             r = redis_connect(cfg->redis_url, RELAY_REDIS_TIMEOUT_MS, "relay");
             if (!r) {
                 if (!redis_down_logged)
@@ -174,7 +296,8 @@ static void *relay_main(void *unused)
                 sleep_ms(500);
                 continue;
             }
-            if (redis_down_logged) log_info("relay", "redis reachable again; relaying the backlog", NULL);
+            if (redis_down_logged)
+                log_info("relay", "redis reachable again; relaying the backlog", NULL);
             redis_down_logged = false;
             checkpoint = -1;
         }
@@ -183,46 +306,57 @@ static void *relay_main(void *unused)
             r = NULL;
             continue;
         }
-        int n = relay_page(&pg, r, &checkpoint);
-        if (n == -2) {
+        if (!live) {
+            int n = relay_page(&pg, r, &checkpoint);
+            if (n == -2) {
+                redisFree(r);
+                r = NULL;
+            } else if (n < 0) {
+                PQfinish(pg); /* leadership goes with the session */
+                pg = NULL;
+            } else if (n < RELAY_PAGE) {
+                live = hub_try_go_live(&sub, checkpoint);
+            }
+            continue;
+        }
+        int n = take(batch, RELAY_PAGE);
+        int rc = n < 0 ? 1 : relay_events(r, batch, n, &checkpoint, true);
+        for (int i = 0; i < n; i++)
+            sevent_unref(batch[i]);
+        if (rc != 0) {
+            live = false;
+            fall_behind(checkpoint);
+        }
+        if (rc == -2) {
             redisFree(r);
             r = NULL;
-            continue;
+            checkpoint = -1;
         }
-        if (n < 0) {
-            PQfinish(pg); /* leadership goes with the session */
-            pg = NULL;
-            continue;
+        if (time_mono_ms() - alive_checked >= RELAY_ALIVE_MS) { /* still the leader? */
+            alive_checked = time_mono_ms();
+            if (!db_alive(pg)) {
+                PQfinish(pg);
+                pg = NULL;
+            }
         }
-        if (n == RELAY_PAGE) continue;
-        /* A NOTIFY that arrived while the page was read is already in libpq's queue, not on
-         * the socket: polling would sleep on it (up to a second of lag, issue 4). */
-        PGnotify *queued;
-        bool woken = false;
-        while ((queued = PQnotifies(pg))) {
-            PQfreemem(queued);
-            woken = true;
-        }
-        if (woken) continue;
-        struct pollfd p = {.fd = PQsocket(pg), .events = POLLIN};
-        for (int waited = 0; waited < 1000 && !atomic_load(&stopping); waited += 100)
-            if (poll(&p, 1, 100) > 0) break;
-        if (!PQconsumeInput(pg)) {
-            PQfinish(pg);
-            pg = NULL;
-            continue;
-        }
-        PGnotify *note;
-        while ((note = PQnotifies(pg))) PQfreemem(note);
     }
     /* Shutdown: flush what was committed before the appender stopped (bounded). */
     if (pg && r && atomic_load(&leader) && checkpoint >= 0) {
+        if (live) {
+            int n;
+            while ((n = take(batch, RELAY_PAGE)) > 0) {
+                int rc = relay_events(r, batch, n, &checkpoint, true);
+                for (int i = 0; i < n; i++)
+                    sevent_unref(batch[i]);
+                if (rc != 0) break;
+            }
+        }
         for (int i = 0; i < 20; i++)
             if (relay_page(&pg, r, &checkpoint) < RELAY_PAGE) break;
     }
+    lead(false);
     if (r) redisFree(r);
     PQfinish(pg);
-    atomic_store(&leader, false);
     return NULL;
 }
 

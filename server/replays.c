@@ -2,6 +2,7 @@
  * replays.c — replay jobs (see replays.h).
  */
 #include "replays.h"
+#include "locks.h"
 #include "db.h"
 #include "log.h"
 #include "mem.h"
@@ -19,7 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define REPLAY_LOCK_KEY "7341263007"
+#define REPLAY_LOCK_KEY LOCK_REPLAYS
 #define REPLAY_PAGE 500
 #define REPLAY_TIMEOUT_MS 30000
 

@@ -2,6 +2,7 @@
  * retention.c — the retention enforcer (see retention.h).
  */
 #include "retention.h"
+#include "locks.h"
 #include "db.h"
 #include "log.h"
 #include "mem.h"
@@ -13,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define RETENTION_LOCK_KEY "7341263005"
+#define RETENTION_LOCK_KEY LOCK_RETENTION
 #define RETENTION_EVERY_MS 2000
 #define RETENTION_BATCHES_PER_ROUND 50
 #define RETENTION_TIMEOUT_MS 10000

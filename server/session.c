@@ -30,7 +30,7 @@
 #include "db.h"
 #include "log.h"
 #include "mem.h"
-#include "tail.h"
+#include "eventlog.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,16 +40,16 @@
 #define CATCHUP_PAGE 500
 #define CATCHUP_TIMEOUT_MS 10000
 #define CATCHUP_STALL_MS 30000 /* a reader that takes no message for this long overflows */
-#define HISTORY_SHARE 2         /* history fills at most 1/HISTORY_SHARE of the queue */
+#define HISTORY_SHARE 2        /* history fills at most 1/HISTORY_SHARE of the queue */
 
 struct session_sub {
-    hub_sub hs;                        /* hs.owner = this */
+    hub_sub hs; /* hs.owner = this */
     char id[SESSION_SUB_ID_MAX + 1];
     size_t id_len;
-    session *sess;                     /* borrowed: the session outlives its subscriptions */
-    atomic_int refs;                   /* the session's list + a running catch-up */
-    atomic_bool cancel;                /* the catch-up should stop */
-    session_sub *next;                 /* owner thread only */
+    session *sess;      /* borrowed: the session outlives its subscriptions */
+    atomic_int refs;    /* the session's list + a running catch-up */
+    atomic_bool cancel; /* the catch-up should stop */
+    session_sub *next;  /* owner thread only */
 };
 
 static char *db_url;
@@ -101,7 +101,8 @@ void session_item_dispose(session_item *it)
 void session_unref(session *s)
 {
     if (atomic_fetch_sub(&s->refs, 1) != 1) return;
-    for (size_t i = 0; i < s->q_len; i++) session_item_dispose(&s->q[(s->q_start + i) % s->q_cap]);
+    for (size_t i = 0; i < s->q_len; i++)
+        session_item_dispose(&s->q[(s->q_start + i) % s->q_cap]);
     free(s->q);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->changed);
@@ -122,7 +123,8 @@ static bool push_locked(session *s, session_item *it, size_t bytes)
         size_t cap = s->q_cap ? s->q_cap * 2 : 8;
         if (cap > s->max_messages) cap = s->max_messages;
         session_item *q = xcalloc(cap, sizeof *q);
-        for (size_t i = 0; i < s->q_len; i++) q[i] = s->q[(s->q_start + i) % s->q_cap];
+        for (size_t i = 0; i < s->q_len; i++)
+            q[i] = s->q[(s->q_start + i) % s->q_cap];
         free(s->q);
         s->q = q;
         s->q_cap = cap;
@@ -292,36 +294,28 @@ static void *catchup_main(void *arg)
             if (hub_try_go_live(&sub->hs, cursor)) break;
             continue;
         }
-        char after[24], limit[16];
-        snprintf(after, sizeof after, "%lld", cursor);
-        snprintf(limit, sizeof limit, "%d", CATCHUP_PAGE);
-        const char *p[] = {after, limit};
-        PGresult *r = db_exec(&conn, tail_select_sql, 2, p, CATCHUP_TIMEOUT_MS);
-        if (!db_ok(r)) {
-            PQclear(r);
+        sevent **evs;
+        int got = eventlog_read(&conn, cursor, CATCHUP_PAGE, CATCHUP_TIMEOUT_MS, &evs);
+        if (got < 0) {
             failed = true;
             break;
         }
-        int n = PQntuples(r);
+        int n = got;
         bool stop = false;
         for (int i = 0; i < n && !stop; i++) {
-            long long pos = strtoll(PQgetvalue(r, i, 0), NULL, 10);
-            if (pos > head) { /* the hub has not reached it: it will come live */
+            sevent *e = evs[i];
+            if (e->position > head) { /* the hub has not reached it: it will come live */
                 n = i;
                 break;
             }
-            sevent *e = sevent_new(pos, PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
-                                   PQgetvalue(r, i, 3),
-                                   PQgetisnull(r, i, 4) ? NULL : PQgetvalue(r, i, 4),
-                                   PQgetvalue(r, i, 5), PQgetvalue(r, i, 6),
-                                   (size_t)PQgetlength(r, i, 6));
             if (hub_filter_matches(&sub->hs.filter, e))
                 stop = !session_push_history(s, sub->id, e, &sub->cancel, CATCHUP_STALL_MS);
-            sevent_unref(e);
-            cursor = pos;
+            cursor = e->position;
         }
-        bool full = PQntuples(r) == CATCHUP_PAGE && n == CATCHUP_PAGE;
-        PQclear(r);
+        bool full = got == CATCHUP_PAGE && n == CATCHUP_PAGE;
+        for (int i = 0; i < got; i++)
+            sevent_unref(evs[i]);
+        free(evs);
         if (stop) break;
         if (!full) cursor = head; /* everything up to the sampled head has been read */
     }

@@ -5,19 +5,37 @@
 #include "mem.h"
 
 #include <stdlib.h>
+#include <string.h>
 
-sevent *sevent_new(long long position, const char *tenant, const char *stream, const char *type,
-                   const char *key, const char *correlation_id, const char *json, size_t len)
+/* Copies `s` (n bytes + NUL) to *w and advances it. */
+static const char *place(char **w, const char *s, size_t n)
 {
-    sevent *e = xcalloc(1, sizeof *e);
+    char *at = *w;
+    memcpy(at, s, n);
+    at[n] = '\0';
+    *w += n + 1;
+    return at;
+}
+
+sevent *sevent_new(long long position, const char *id, const char *tenant, const char *stream,
+                   const char *type, const char *key, const char *correlation_id, const char *json,
+                   size_t len)
+{
+    if (!id) id = "";
+    size_t li = strlen(id), lt = strlen(tenant), ls = strlen(stream), lty = strlen(type);
+    size_t lk = key ? strlen(key) : 0, lc = correlation_id ? strlen(correlation_id) : 0;
+    sevent *e = xmalloc(sizeof *e + li + lt + ls + lty + lk + lc + len + 7);
+    char *w = (char *)(e + 1);
     atomic_init(&e->refs, 1);
     e->position = position;
-    e->tenant = xstrdup(tenant);
-    e->stream = xstrdup(stream);
-    e->type = xstrdup(type);
-    e->key = xstrdup(key);
-    e->correlation_id = xstrdup(correlation_id);
-    e->json = xstrndup(json, len);
+    e->id = place(&w, id, li);
+    e->tenant = place(&w, tenant, lt);
+    e->stream = place(&w, stream, ls);
+    e->type = place(&w, type, lty);
+    e->key = key ? place(&w, key, lk) : NULL;
+    e->correlation_id = place(&w, correlation_id ? correlation_id : "", lc);
+    e->json = w;
+    place(&w, json, len);
     e->json_len = len;
     return e;
 }
@@ -31,11 +49,5 @@ sevent *sevent_ref(sevent *e)
 void sevent_unref(sevent *e)
 {
     if (!e || atomic_fetch_sub(&e->refs, 1) != 1) return;
-    free(e->tenant);
-    free(e->stream);
-    free(e->type);
-    free(e->key);
-    free(e->correlation_id);
-    free(e->json);
     free(e);
 }

@@ -1,9 +1,12 @@
 /*
  * sevent.h — a committed event, serialised once and shared by refcount.
  *
- * The tail reads each committed event once; every subscriber that wants it
- * (WebSocket, SSE, long poll) holds a reference to the same bytes, and the
- * last one to let go frees them (as redis shares objects with incrRefCount).
+ * The appender builds one for each event it commits (the tail, for another
+ * instance's commits and catch-up reads, builds them from PostgreSQL rows);
+ * every consumer that wants it (WebSocket, SSE, long poll, the Redis relay)
+ * holds a reference to the same bytes, and the last one to let go frees them
+ * (as redis shares objects with incrRefCount). One allocation holds the
+ * struct and every string.
  */
 #ifndef SLUICE_SEVENT_H
 #define SLUICE_SEVENT_H
@@ -14,15 +17,17 @@
 typedef struct sevent {
     atomic_int refs;
     long long position;
-    char *tenant, *stream, *type; /* owned */
-    char *key, *correlation_id;   /* owned; key may be NULL */
-    char *json;                   /* owned: the stored envelope as JSON */
+    const char *id, *tenant, *stream, *type; /* inside the allocation */
+    const char *key, *correlation_id;        /* inside the allocation; key may be NULL */
+    char *json;                              /* inside the allocation: the stored envelope */
     size_t json_len;
 } sevent;
 
-/* A new event with one reference (the caller's). Strings are copied. */
-sevent *sevent_new(long long position, const char *tenant, const char *stream, const char *type,
-                   const char *key, const char *correlation_id, const char *json, size_t len);
+/* A new event with one reference (the caller's). Strings are copied; `id` and `key`
+ * may be NULL. */
+sevent *sevent_new(long long position, const char *id, const char *tenant, const char *stream,
+                   const char *type, const char *key, const char *correlation_id, const char *json,
+                   size_t len);
 sevent *sevent_ref(sevent *e);
 void sevent_unref(sevent *e);
 

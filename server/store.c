@@ -3,6 +3,7 @@
  */
 #include "store.h"
 #include "db.h"
+#include "eventlog.h"
 #include "envelope.h"
 #include "log.h"
 #include "timeutil.h"
@@ -12,11 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The stored envelope's columns; row_to_json over them gives the compact JSON answer. */
-#define EVENT_COLUMNS                                                                          \
-    "position, id, type, stream, key, version, data, metadata, correlation_id, causation_id, " \
-    "user_id, source, schema_version, tenant_id, "                                             \
-    "to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS time"
+/* The stored envelope's columns are eventlog.h's: row_to_json over them gives the same
+ * text a subscriber receives live. */
+#define EVENT_COLUMNS EVENTLOG_COLUMNS
 
 void store_filter_dispose(read_filter *f)
 {
@@ -26,7 +25,8 @@ void store_filter_dispose(read_filter *f)
     free(f->user_id);
     free(f->since);
     free(f->until);
-    for (int i = 0; i < f->n_types; i++) free(f->types[i]);
+    for (int i = 0; i < f->n_types; i++)
+        free(f->types[i]);
     memset(f, 0, sizeof *f);
 }
 
@@ -73,9 +73,10 @@ static int parse_types(read_filter *f, const char *v, char err[256])
         snprintf(probe, sizeof probe, "%s%s", t, prefix ? ".x" : "");
         if (!envelope_type_valid(probe)) {
             size_t cut = strlen(v) > 140 ? 140 : strlen(v); /* whole UTF-8 characters only */
-            while (cut > 0 && cut < strlen(v) && ((unsigned char)v[cut] & 0xC0) == 0x80) cut--;
-            snprintf(err, 256, "type '%.*s' is not a type name or a 'prefix.*' wildcard",
-                     (int)cut, v);
+            while (cut > 0 && cut < strlen(v) && ((unsigned char)v[cut] & 0xC0) == 0x80)
+                cut--;
+            snprintf(err, 256, "type '%.*s' is not a type name or a 'prefix.*' wildcard", (int)cut,
+                     v);
             rc = -1;
             break;
         }
@@ -206,11 +207,11 @@ static void build_query(query *q, const char *tenant, const read_filter *f, long
     buf_puts(&q->sql, ") e ORDER BY e.position");
 }
 
-int store_get_event(PGconn **conn, int timeout_ms, const char *tenant, const char *id,
-                    char **json)
+int store_get_event(PGconn **conn, int timeout_ms, const char *tenant, const char *id, char **json)
 {
     const char *p[] = {tenant, id};
-    PGresult *r = db_exec(conn, "SELECT row_to_json(e)::text FROM (SELECT " EVENT_COLUMNS
+    PGresult *r = db_exec(conn,
+                          "SELECT row_to_json(e)::text FROM (SELECT " EVENT_COLUMNS
                           " FROM events WHERE tenant_id = $1 AND id = $2) e",
                           2, p, timeout_ms);
     int rc = -1;
@@ -295,8 +296,8 @@ long long store_count(PGconn **conn, int timeout_ms, const char *tenant, const r
 
 long long store_head(PGconn **conn, int timeout_ms)
 {
-    PGresult *r = db_exec(conn, "SELECT coalesce(max(position), 0) FROM events", 0, NULL,
-                          timeout_ms);
+    PGresult *r =
+        db_exec(conn, "SELECT coalesce(max(position), 0) FROM events", 0, NULL, timeout_ms);
     long long head = -1;
     if (db_ok(r)) head = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
     PQclear(r);

@@ -1,98 +1,150 @@
 /*
- * tail.c — the event-log tailer (see tail.h).
+ * tail.c — the feed (see tail.h).
+ *
+ * DESIGN: a ring of local batches (appender → tail thread, under `lock`) and an
+ * eventfd that wakes the thread's poll() beside the LISTEN socket, so one wait
+ * covers both sources. The tail thread alone calls hub_publish, so the hub's head
+ * only ever moves forward from one place.
  */
 #include "tail.h"
 #include "db.h"
+#include "eventlog.h"
 #include "hub.h"
 #include "log.h"
 #include "mem.h"
-#include "sevent.h"
+#include "timeutil.h"
 
 #include <poll.h>
 #include <pthread.h>
-#include <stdio.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #define TAIL_PAGE 1000
 #define TAIL_TIMEOUT_MS 10000
+#define TAIL_RING 1024     /* local batches waiting for the tail thread */
+#define TAIL_CHECK_MS 1000 /* a read without a notification, for one that was missed */
 
-const char *const tail_select_sql =
-    "SELECT e.position, e.tenant_id, e.stream, e.type, e.key, e.correlation_id, "
-    "row_to_json(e)::text FROM (SELECT position, id, type, stream, key, version, data, metadata, "
-    "correlation_id, causation_id, user_id, source, schema_version, tenant_id, "
-    "to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS time "
-    "FROM events WHERE position > $1 ORDER BY position LIMIT $2) e ORDER BY e.position";
+typedef struct local_batch {
+    sevent **evs;
+    int n;
+} local_batch;
 
 static char *url;
 static pthread_t thread;
 static atomic_bool stopping;
 static bool running;
+static int wake_fd = -1;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static local_batch ring[TAIL_RING]; /* {lock} */
+static size_t ring_head, ring_len;  /* {lock} */
+static atomic_bool missed;          /* a local batch was let go: read the log */
 
-/* Reads one page after the hub's head and publishes it. Returns rows, or -1. */
-static int read_page(PGconn **conn)
+static void batch_free(local_batch *b)
 {
-    char after[24], limit[16];
-    snprintf(after, sizeof after, "%lld", hub_head());
-    snprintf(limit, sizeof limit, "%d", TAIL_PAGE);
-    const char *p[] = {after, limit};
-    PGresult *r = db_exec(conn, tail_select_sql, 2, p, TAIL_TIMEOUT_MS);
-    if (!db_ok(r)) {
-        if (r) db_log_error("tail", "reading the log failed", r);
-        PQclear(r);
-        return -1;
+    for (int i = 0; i < b->n; i++)
+        sevent_unref(b->evs[i]);
+    free(b->evs);
+    b->evs = NULL;
+    b->n = 0;
+}
+
+void tail_committed(sevent **events, int n)
+{
+    local_batch b = {.evs = events, .n = n};
+    pthread_mutex_lock(&lock);
+    bool taken = running && ring_len < TAIL_RING;
+    if (taken) ring[(ring_head + ring_len++) % TAIL_RING] = b;
+    pthread_mutex_unlock(&lock);
+    if (!taken) {
+        batch_free(&b);
+        atomic_store(&missed, true);
     }
-    int n = PQntuples(r);
-    if (n) {
-        sevent **evs = xcalloc((size_t)n, sizeof *evs);
+    uint64_t one = 1;
+    if (wake_fd >= 0) (void)!write(wake_fd, &one, sizeof one);
+}
+
+/* Reads and publishes the log after the hub's head, up to `until` (0 = to the end).
+ * Returns 0 when done, -1 when the read failed (the connection may be gone). */
+static int read_log(PGconn **conn, long long until)
+{
+    for (;;) {
+        long long head = hub_head();
+        if (until && head >= until) return 0;
+        int limit = TAIL_PAGE;
+        if (until && until - head < limit) limit = (int)(until - head);
+        sevent **evs;
+        int n = eventlog_read(conn, head, limit, TAIL_TIMEOUT_MS, &evs);
+        if (n < 0) return -1;
+        if (n) hub_publish(evs, n);
         for (int i = 0; i < n; i++)
-            evs[i] = sevent_new(strtoll(PQgetvalue(r, i, 0), NULL, 10), PQgetvalue(r, i, 1),
-                                PQgetvalue(r, i, 2), PQgetvalue(r, i, 3),
-                                PQgetisnull(r, i, 4) ? NULL : PQgetvalue(r, i, 4),
-                                PQgetvalue(r, i, 5), PQgetvalue(r, i, 6),
-                                (size_t)PQgetlength(r, i, 6));
-        hub_publish(evs, n);
-        for (int i = 0; i < n; i++) sevent_unref(evs[i]);
+            sevent_unref(evs[i]);
         free(evs);
+        if (n < limit) return 0;
     }
-    PQclear(r);
-    return n;
+}
+
+/* Publishes the local batches in order. A gap before one is read from the log first;
+ * when that read fails the batch waits for the next turn. */
+static void drain_local(PGconn **conn)
+{
+    for (;;) {
+        pthread_mutex_lock(&lock);
+        local_batch b = ring_len ? ring[ring_head] : (local_batch){0};
+        pthread_mutex_unlock(&lock);
+        if (!b.n) return;
+        long long first = b.evs[0]->position;
+        if (first > hub_head() + 1 && (!*conn || read_log(conn, first - 1) < 0)) return;
+        hub_publish(b.evs, b.n);
+        pthread_mutex_lock(&lock);
+        ring_head = (ring_head + 1) % TAIL_RING;
+        ring_len--;
+        pthread_mutex_unlock(&lock);
+        batch_free(&b);
+    }
+}
+
+static bool connect_listen(PGconn **conn)
+{
+    *conn = db_connect(url, "tail");
+    if (*conn && eventlog_listen(conn, TAIL_TIMEOUT_MS)) return true;
+    PQfinish(*conn);
+    *conn = NULL;
+    return false;
 }
 
 static void *tail_main(void *unused)
 {
     (void)unused;
     PGconn *conn = NULL;
+    bool read_due = true;
+    int64_t last_read = 0, last_connect = 0;
     while (!atomic_load(&stopping)) {
-        if (!conn) {
-            conn = db_connect(url, "tail");
-            PGresult *r = conn ? db_exec(&conn, "LISTEN " TAIL_CHANNEL, 0, NULL, TAIL_TIMEOUT_MS)
-                               : NULL;
-            if (!db_ok(r)) {
-                PQclear(r);
-                PQfinish(conn);
-                conn = NULL;
-                for (int i = 0; i < 5 && !atomic_load(&stopping); i++) usleep(100 * 1000);
-                continue;
-            }
-            PQclear(r);
+        if (!conn && time_mono_ms() - last_connect >= 500) {
+            last_connect = time_mono_ms();
+            if (connect_listen(&conn)) read_due = true; /* notifications may have been missed */
         }
-        int n = read_page(&conn);
-        if (n < 0) continue; /* conn was dropped or the read failed: reconnect/retry */
-        if (n == TAIL_PAGE) continue;
-        /* Caught up: wait for a commit notification (or poll once a second). */
-        struct pollfd p = {.fd = PQsocket(conn), .events = POLLIN};
-        for (int waited = 0; waited < 1000 && !atomic_load(&stopping); waited += 100) {
-            if (poll(&p, 1, 100) > 0) break;
+        drain_local(&conn);
+        if (atomic_exchange(&missed, false)) read_due = true;
+        if (time_mono_ms() - last_read >= TAIL_CHECK_MS) read_due = true;
+        if (read_due && conn) {
+            last_read = time_mono_ms();
+            read_due = read_log(&conn, 0) < 0;
+            continue; /* local batches may have queued meanwhile */
         }
-        if (!PQconsumeInput(conn)) {
-            PQfinish(conn);
-            conn = NULL;
-            continue;
+        struct pollfd p[2] = {{.fd = wake_fd, .events = POLLIN},
+                              {.fd = conn ? PQsocket(conn) : -1, .events = POLLIN}};
+        if (poll(p, 2, 100) <= 0) continue;
+        if (p[0].revents & POLLIN) {
+            uint64_t v;
+            (void)!read(wake_fd, &v, sizeof v);
         }
-        PGnotify *note;
-        while ((note = PQnotifies(conn))) PQfreemem(note);
+        if (conn && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+            int woken = eventlog_notified(&conn, true);
+            if (woken) read_due = true; /* another instance committed (or the link broke) */
+        }
     }
     PQfinish(conn);
     return NULL;
@@ -103,15 +155,19 @@ int tail_start(const char *database_url)
     url = xstrdup(database_url);
     PGconn *conn = db_connect(url, "tail");
     if (!conn) return -1;
-    PGresult *r = db_exec(&conn, "SELECT coalesce(max(position), 0) FROM events", 0, NULL,
-                          TAIL_TIMEOUT_MS);
-    bool ok = db_ok(r);
-    if (ok) hub_set_head(strtoll(PQgetvalue(r, 0, 0), NULL, 10));
-    PQclear(r);
+    long long head = eventlog_head(&conn, TAIL_TIMEOUT_MS);
     PQfinish(conn);
-    if (!ok) return -1;
-    if (pthread_create(&thread, NULL, tail_main, NULL) != 0) return -1;
+    if (head < 0) return -1;
+    hub_set_head(head);
+    wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wake_fd < 0) return -1;
+    pthread_mutex_lock(&lock);
     running = true;
+    pthread_mutex_unlock(&lock);
+    if (pthread_create(&thread, NULL, tail_main, NULL) != 0) {
+        running = false;
+        return -1;
+    }
     return 0;
 }
 
@@ -120,7 +176,16 @@ void tail_stop(void)
     if (!running) return;
     atomic_store(&stopping, true);
     pthread_join(thread, NULL);
+    pthread_mutex_lock(&lock);
     running = false;
+    while (ring_len) {
+        batch_free(&ring[ring_head]);
+        ring_head = (ring_head + 1) % TAIL_RING;
+        ring_len--;
+    }
+    pthread_mutex_unlock(&lock);
+    close(wake_fd);
+    wake_fd = -1;
     free(url);
     url = NULL;
 }

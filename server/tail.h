@@ -1,23 +1,29 @@
 /*
- * tail.h — every instance follows the event log, whichever instance wrote it.
+ * tail.h — the feed: every committed event, whichever instance wrote it, reaches
+ * the hub once and in position order.
  *
- * One thread, one connection: LISTEN for the appenders' commit notification,
- * then read `position > last` in order and hand each event to the hub,
- * serialised once. Because positions are gap-free in commit order
- * (ARCHITECTURE.md), reading by position never skips an event that commits
- * later. A missed notification costs at most the one-second poll.
+ * One thread. Its own instance's commits arrive from memory: after COMMIT the
+ * appender hands the events it stored (tail_committed), already serialised. The
+ * log is read from PostgreSQL (eventlog_read) only for what this instance did not
+ * commit: another instance's commits (its NOTIFY wakes the LISTEN connection), a gap
+ * before a local batch (the positions between belong to another instance, committed
+ * first under the event-log lock), a local batch dropped because the queue was full,
+ * and a once-a-second check for a missed notification. The hub skips positions it
+ * has already published, so an event read from PostgreSQL and then handed over from
+ * memory (or the reverse) is published once.
  */
 #ifndef SLUICE_TAIL_H
 #define SLUICE_TAIL_H
 
-#define TAIL_CHANNEL "sluice_events"
+#include "sevent.h"
 
 /* Starts following from the current head. Returns 0 or -1 (logged). */
 int tail_start(const char *database_url) __attribute__((warn_unused_result));
 void tail_stop(void);
-/* The SQL that reads events after $1 (a position) up to $2 (a limit), in order, returning
- * position, tenant_id, stream, type, key, correlation_id and the stored envelope as JSON.
- * Shared with the subscribers' catch-up reads. */
-extern const char *const tail_select_sql;
+
+/* The appender, after COMMIT: `n` events of consecutive positions, in order. Takes the
+ * caller's reference of each and the array (malloc'd). Never blocks: with the queue
+ * full, the batch is let go and read back from PostgreSQL instead. Any thread. */
+void tail_committed(sevent **events, int n);
 
 #endif

@@ -8,6 +8,7 @@
  * changes are rare and must see the latest version to check compatibility.
  */
 #include "registry.h"
+#include "../locks.h"
 #include "../db.h"
 #include "../envelope.h"
 #include "../log.h"
@@ -23,7 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define REGISTRY_LOCK_KEY "7341263003"
+#define REGISTRY_LOCK_KEY LOCK_REGISTRY
 #define REGISTRY_TIMEOUT_MS 10000
 #define REGISTRY_CHANNEL "sluice_schemas"
 

@@ -12,10 +12,12 @@
  *
  * Checked besides memory safety and leaks: every answer and every error entry is
  * well-formed JSON that round-trips; a failed envelope_parse lists at least one error and
- * a successful one none, and each error's path is a JSON Pointer to the offending member; a serialised row ("{" + ev->row) parses, and its "d" is the
- * event's data.
+ * a successful one none, and each error's path is a JSON Pointer to the offending member; the
+ * stored envelope that eventlog_committed writes from the serialised event parses, and its "data"
+ * is the event's data.
  */
 #include "envelope.h"
+#include "eventlog.h"
 #include "fuzz.h"
 #include "publish.h"
 #include "schema/validator.h"
@@ -41,10 +43,11 @@ static void load_catalog(void)
         if (!doc) fuzz_fail("catalog file does not parse: %s", err.text);
         schema_status st;
         schema *s = schema_compile(json_object_get(doc, "schema"), &st, NULL);
-        if (!s) fuzz_fail("catalog schema of %s does not compile",
-                          json_string_value(json_object_get(doc, "type")));
-        catalog[n_catalog++] = (catalog_entry){json_string_value(json_object_get(doc, "type")),
-                                               doc, s};
+        if (!s)
+            fuzz_fail("catalog schema of %s does not compile",
+                      json_string_value(json_object_get(doc, "type")));
+        catalog[n_catalog++] =
+            (catalog_entry){json_string_value(json_object_get(doc, "type")), doc, s};
     }
 }
 
@@ -130,7 +133,8 @@ static void check_one(json_t *in, int index)
         fuzz_check(json_array_size(errors) > 0, "a refused envelope lists its errors");
         size_t i;
         json_t *e;
-        json_array_foreach(errors, i, e) {
+        json_array_foreach(errors, i, e)
+        {
             fuzz_check_error_entry(e, "envelope_parse");
             check_path_points_in(in, e);
         }
@@ -145,17 +149,17 @@ static void check_one(json_t *in, int index)
     fuzz_check(envelope_id_valid(ev.id), "id '%s'", ev.id);
     fuzz_check(json_is_object(ev.data), "data");
     envelope_serialize(&ev);
-    char *row = malloc(strlen(ev.row) + 2);
-    row[0] = '{';
-    strcpy(row + 1, ev.row);
+    ev.position = 1;
+    snprintf(ev.time, sizeof ev.time, "2026-01-01T00:00:00.000Z");
+    sevent *stored = eventlog_committed(&ev);
     json_error_t err;
-    json_t *parsed = json_loads(row, 0, &err);
-    if (!parsed) fuzz_fail("serialised row does not parse (%s): %s", err.text, row);
-    if (!json_equal(json_object_get(parsed, "d"), ev.data))
-        fuzz_fail("serialised row's data differs from the event's: %s", row);
-    fuzz_check(strcmp(json_string_value(json_object_get(parsed, "ty")), ev.type) == 0, "ty");
+    json_t *parsed = json_loads(stored->json, 0, &err);
+    if (!parsed) fuzz_fail("stored envelope does not parse (%s): %s", err.text, stored->json);
+    if (!json_equal(json_object_get(parsed, "data"), ev.data))
+        fuzz_fail("stored envelope's data differs from the event's: %s", stored->json);
+    fuzz_check(strcmp(json_string_value(json_object_get(parsed, "type")), ev.type) == 0, "type");
     json_decref(parsed);
-    free(row);
+    sevent_unref(stored);
 
     const schema *s = catalog_schema(ev.type);
     if (s) {
@@ -179,7 +183,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (json_is_array(root)) {
         size_t i;
         json_t *v;
-        json_array_foreach(root, i, v) {
+        json_array_foreach(root, i, v)
+        {
             if (i >= 64) break;
             check_one(v, (int)i);
         }

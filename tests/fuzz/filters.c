@@ -162,11 +162,11 @@ static void check_hub(args *a, const read_filter *rf, int store_rc)
                 type = buf;
             }
         }
-        sevent *e = sevent_new(1, "t", stream, type, NULL, "c", "{}", 2);
+        sevent *e = sevent_new(1, NULL, "t", stream, type, NULL, "c", "{}", 2);
         if (!hub_filter_matches(&hf, e))
             fuzz_fail("the filter does not match an event of its own stream '%s', type '%s'",
                       stream, type);
-        sevent *other = sevent_new(2, "u", stream, type, NULL, "c", "{}", 2);
+        sevent *other = sevent_new(2, NULL, "u", stream, type, NULL, "c", "{}", 2);
         fuzz_check(!hub_filter_matches(&hf, other), "another tenant's event matched");
         sevent_unref(e);
         sevent_unref(other);
@@ -227,7 +227,8 @@ static void fuzz_replay(const uint8_t *data, size_t size)
     if (json_is_object(filter)) {
         const char *k;
         json_t *v;
-        json_object_foreach(filter, k, v) {
+        json_object_foreach(filter, k, v)
+        {
             if (strcmp(k, "from_position") == 0 || strcmp(k, "to_position") == 0) continue;
             bool odd = json_is_boolean(v) || json_is_real(v) || json_is_object(v);
             size_t i;
@@ -250,7 +251,8 @@ static void fuzz_replay(const uint8_t *data, size_t size)
         fuzz_check_roundtrip(answer, "replay problem");
     } else {
         fuzz_check(rc == -1, "without PostgreSQL: -1, got %d", rc);
-        if (must_refuse) fuzz_fail("replay filter.%s: a value that is not a string was accepted", bad);
+        if (must_refuse)
+            fuzz_fail("replay filter.%s: a value that is not a string was accepted", bad);
     }
     json_decref(answer);
     json_decref(req);

@@ -48,8 +48,10 @@ static void check_frame(const char *text, size_t len, const char *what)
 {
     json_error_t err;
     json_t *m = json_loadb(text, len, 0, &err);
-    if (!json_is_object(m)) fuzz_fail("%s is not a JSON object (%s): %.*s", what, err.text, (int)len, text);
-    if (!json_is_string(json_object_get(m, "op"))) fuzz_fail("%s has no op: %.*s", what, (int)len, text);
+    if (!json_is_object(m))
+        fuzz_fail("%s is not a JSON object (%s): %.*s", what, err.text, (int)len, text);
+    if (!json_is_string(json_object_get(m, "op")))
+        fuzz_fail("%s has no op: %.*s", what, (int)len, text);
     json_decref(m);
 }
 
@@ -80,14 +82,13 @@ static void publish_events(void)
 {
     static const char *const types[] = {"order.created", "user.login", "file.uploaded",
                                         "order.shipped"};
-    static const char *const streams[] = {"orders", "user.events", "contextual.events",
-                                          "orders"};
+    static const char *const streams[] = {"orders", "user.events", "contextual.events", "orders"};
     sevent *ev[2];
     for (int i = 0; i < 2; i++) {
         long long pos = ++next_position;
         char json[64];
         int n = snprintf(json, sizeof json, "{\"position\":%lld}", pos);
-        ev[i] = sevent_new(pos, "default", streams[pos % 4], types[pos % 4],
+        ev[i] = sevent_new(pos, NULL, "default", streams[pos % 4], types[pos % 4],
                            pos % 3 ? "k1" : NULL, "corr", json, (size_t)n);
     }
     hub_publish(ev, 2);
@@ -143,7 +144,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             off += n;
         }
         fuzz_check(rc == 0 && !c->close_code, "an authenticated connection closed on a message");
-        fuzz_check(c->rx_len == 0, "a complete message left %zu bytes in the reassembly buffer", c->rx_len);
+        fuzz_check(c->rx_len == 0, "a complete message left %zu bytes in the reassembly buffer",
+                   c->rx_len);
         fuzz_check(c->sess->n_subs <= SESSION_MAX_SUBS, "%d subscriptions", c->sess->n_subs);
         publish_events();
         drain(c->sess);

@@ -41,8 +41,8 @@ static sevent *publish(long long position)
 {
     char json[64];
     int n = snprintf(json, sizeof json, "{\"position\":%lld}", position);
-    sevent *e = sevent_new(position, AUTH_DEFAULT_TENANT, "orders", "order.created", NULL, "corr",
-                           json, (size_t)n);
+    sevent *e = sevent_new(position, NULL, AUTH_DEFAULT_TENANT, "orders", "order.created", NULL,
+                           "corr", json, (size_t)n);
     hub_publish(&e, 1);
     return e;
 }
@@ -179,8 +179,8 @@ static sevent *history_event(long long position)
 {
     char json[64];
     int n = snprintf(json, sizeof json, "{\"position\":%lld}", position);
-    return sevent_new(position, AUTH_DEFAULT_TENANT, "orders", "order.created", NULL, "corr", json,
-                      (size_t)n);
+    return sevent_new(position, NULL, AUTH_DEFAULT_TENANT, "orders", "order.created", NULL, "corr",
+                      json, (size_t)n);
 }
 
 typedef struct history_job {
@@ -278,8 +278,8 @@ Test(session, an_event_larger_than_the_history_share_still_goes_into_an_empty_qu
     session_item it;
     cr_assert(session_pop(s, &it));
     session_item_dispose(&it);
-    sevent *large = sevent_new(2, AUTH_DEFAULT_TENANT, "orders", "order.created", NULL, "corr", big,
-                               strlen(big));
+    sevent *large = sevent_new(2, NULL, AUTH_DEFAULT_TENANT, "orders", "order.created", NULL,
+                               "corr", big, strlen(big));
     cr_assert(session_push_history(s, "cu", large, &cancel, 60000), "an empty queue takes it");
     sevent_unref(large);
     cr_assert_not(s->overflow);

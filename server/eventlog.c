@@ -1,0 +1,156 @@
+/*
+ * eventlog.c — the event log's one reader (see eventlog.h).
+ */
+#include "eventlog.h"
+#include "db.h"
+#include "mem.h"
+#include "ulid.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const page_sql =
+    "SELECT e.position, e.id, e.tenant_id, e.stream, e.type, e.key, e.correlation_id, "
+    "row_to_json(e)::text FROM (SELECT " EVENTLOG_COLUMNS " FROM events WHERE position > $1 "
+    "ORDER BY position LIMIT $2) e ORDER BY e.position";
+
+static char instance[ULID_LEN + 1];
+static pthread_once_t instance_once = PTHREAD_ONCE_INIT;
+
+static void make_instance(void)
+{
+    ulid_new(instance);
+}
+
+const char *eventlog_instance(void)
+{
+    pthread_once(&instance_once, make_instance);
+    return instance;
+}
+
+/* A string field: "name":"value" or "name":null. */
+static void field(buf *b, const char *name, const char *value)
+{
+    buf_puts(b, name);
+    if (value)
+        buf_json_string(b, value);
+    else
+        buf_append(b, "null", 4);
+}
+
+sevent *eventlog_committed(const sluice_event *ev)
+{
+    buf b;
+    buf_init(&b);
+    buf_printf(&b, "{\"position\":%lld", ev->position);
+    field(&b, ",\"id\":", ev->id);
+    field(&b, ",\"type\":", ev->type);
+    field(&b, ",\"stream\":", ev->stream);
+    field(&b, ",\"key\":", ev->key);
+    if (ev->key)
+        buf_printf(&b, ",\"version\":%lld", ev->version);
+    else
+        buf_puts(&b, ",\"version\":null");
+    buf_puts(&b, ",\"data\":");
+    buf_append(&b, ev->data_text, ev->data_len);
+    buf_puts(&b, ",\"metadata\":");
+    if (ev->metadata_text)
+        buf_append(&b, ev->metadata_text, ev->metadata_len);
+    else
+        buf_append(&b, "null", 4);
+    field(&b, ",\"correlation_id\":", ev->correlation_id);
+    field(&b, ",\"causation_id\":", ev->causation_id);
+    field(&b, ",\"user_id\":", ev->user_id);
+    field(&b, ",\"source\":", ev->source);
+    if (ev->schema_version)
+        buf_printf(&b, ",\"schema_version\":%d", ev->schema_version);
+    else
+        buf_puts(&b, ",\"schema_version\":null");
+    field(&b, ",\"tenant_id\":", ev->tenant);
+    field(&b, ",\"time\":", ev->time);
+    buf_append(&b, "}", 1);
+    sevent *e = sevent_new(ev->position, ev->id, ev->tenant, ev->stream, ev->type, ev->key,
+                           ev->correlation_id, b.data, b.len);
+    buf_dispose(&b);
+    return e;
+}
+
+int eventlog_read(PGconn **conn, long long after, int limit, int timeout_ms, sevent ***out)
+{
+    char a[24], l[16];
+    snprintf(a, sizeof a, "%lld", after);
+    snprintf(l, sizeof l, "%d", limit);
+    const char *p[] = {a, l};
+    *out = NULL;
+    PGresult *r = db_exec(conn, page_sql, 2, p, timeout_ms);
+    if (!db_ok(r)) {
+        if (r) db_log_error("eventlog", "reading the log failed", r);
+        PQclear(r);
+        return -1;
+    }
+    int n = PQntuples(r);
+    sevent **evs = n ? xcalloc((size_t)n, sizeof *evs) : NULL;
+    for (int i = 0; i < n; i++)
+        evs[i] = sevent_new(strtoll(PQgetvalue(r, i, 0), NULL, 10), PQgetvalue(r, i, 1),
+                            PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4),
+                            PQgetisnull(r, i, 5) ? NULL : PQgetvalue(r, i, 5), PQgetvalue(r, i, 6),
+                            PQgetvalue(r, i, 7), (size_t)PQgetlength(r, i, 7));
+    PQclear(r);
+    *out = evs;
+    return n;
+}
+
+long long eventlog_head(PGconn **conn, int timeout_ms)
+{
+    PGresult *r =
+        db_exec(conn, "SELECT coalesce(max(position), 0) FROM events", 0, NULL, timeout_ms);
+    long long head = db_ok(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -1;
+    PQclear(r);
+    return head;
+}
+
+bool eventlog_listen(PGconn **conn, int timeout_ms)
+{
+    PGresult *r = db_exec(conn, "LISTEN " EVENTLOG_CHANNEL, 0, NULL, timeout_ms);
+    bool ok = db_ok(r);
+    PQclear(r);
+    return ok;
+}
+
+/* Takes the queued notifications; 1 if one counts (see eventlog_wait). */
+static int drain(PGconn *conn, bool foreign_only)
+{
+    int woken = 0;
+    PGnotify *note;
+    while ((note = PQnotifies(conn))) {
+        if (!foreign_only || strcmp(note->extra, eventlog_instance()) != 0) woken = 1;
+        PQfreemem(note);
+    }
+    return woken;
+}
+
+int eventlog_notified(PGconn **conn, bool foreign_only)
+{
+    if (!*conn) return -1;
+    if (!PQconsumeInput(*conn)) {
+        PQfinish(*conn);
+        *conn = NULL;
+        return -1;
+    }
+    return drain(*conn, foreign_only);
+}
+
+int eventlog_wait(PGconn **conn, int ms, bool foreign_only, const atomic_bool *stopping)
+{
+    if (!*conn) return -1;
+    if (drain(*conn, foreign_only)) return 1; /* arrived while a page was read */
+    struct pollfd p = {.fd = PQsocket(*conn), .events = POLLIN};
+    for (int waited = 0; waited < ms && !(stopping && atomic_load(stopping)); waited += 100) {
+        int step = ms - waited < 100 ? ms - waited : 100;
+        if (poll(&p, 1, step) > 0) break;
+    }
+    return eventlog_notified(conn, foreign_only);
+}
