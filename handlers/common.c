@@ -2,6 +2,7 @@
  * common.c — request plumbing shared by the handlers (see handlers.h).
  */
 #include "handlers.h"
+#include "../server/jsonparse.h"
 #include "../server/log.h"
 #include "../server/mem.h"
 #include "../server/problem.h"
@@ -26,7 +27,7 @@ bool handler_media_type_or_problem(http_req *req, const char *const *types)
 json_t *handler_json_body_or_problem(http_req *req)
 {
     json_error_t err;
-    json_t *root = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
+    json_t *root = jsonparse_body(req->body, req->body_len, &err);
     if (root) return root;
     json_t *p = problem_newf("invalid_json", "%s", err.text);
     json_object_set_new(p, "line", json_integer(err.line));

@@ -13,8 +13,9 @@
  * the positions, versions or ids the requests after it see. Because every
  * instance takes the same lock before reading the head, positions are gap-free
  * in commit order across instances (README, "Architecture").
- * A batch with no client ids and no keys has nothing to decide and takes one
- * round trip: the head is read under the lock in the same pipeline.
+ * A batch without keys takes one round trip: the head is read under the lock in the
+ * same pipeline, and a client id that is already stored is found by the unique
+ * constraint (rare: a re-send), which rolls the batch back to be decided the long way.
  * After COMMIT the stored events are serialised once (eventlog_committed) and handed
  * to the feed (tail.c), which publishes them to the hub and the relay from memory.
  * A failed statement (never expected) retries each request alone, so one
@@ -32,12 +33,12 @@
 #include "mem.h"
 #include "metrics.h"
 #include "problem.h"
+#include "strmap.h"
 #include "tail.h"
 #include "timeutil.h"
 
 #include <errno.h>
 #include <pthread.h>
-#include <search.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,38 +138,13 @@ typedef struct key_state {
 } key_state;
 
 typedef struct batch_ctx {
-    struct hsearch_data ids, keys;
-    char **owned_keys; /* strings used as hash keys; owned */
-    size_t n_owned, cap_owned;
+    strmap ids, keys;     /* "<tenant>\x1f<id>" → id_state, "<tenant>\x1f<stream>\x1f<key>"
+                             → key_state; values owned by the arrays below */
     id_state **id_states; /* owned */
     size_t n_ids, cap_ids;
     key_state **key_states; /* owned */
     size_t n_keys, cap_keys;
 } batch_ctx;
-
-static char *own_key(batch_ctx *b, char *k)
-{
-    if (b->n_owned == b->cap_owned) {
-        b->cap_owned = b->cap_owned ? b->cap_owned * 2 : 64;
-        b->owned_keys = xrealloc(b->owned_keys, b->cap_owned * sizeof *b->owned_keys);
-    }
-    b->owned_keys[b->n_owned++] = k;
-    return k;
-}
-
-static void *map_get(struct hsearch_data *h, const char *k)
-{
-    ENTRY e = {.key = (char *)k, .data = NULL}, *found = NULL;
-    if (hsearch_r(e, FIND, &found, h) && found) return found->data;
-    return NULL;
-}
-
-static void map_put(batch_ctx *b, struct hsearch_data *h, char *k, void *v)
-{
-    ENTRY e = {.key = own_key(b, k), .data = v}, *found = NULL;
-    if (!hsearch_r(e, ENTER, &found, h)) abort(); /* sized for every event at creation */
-    found->data = v;
-}
 
 static id_state *new_id_state(batch_ctx *b)
 {
@@ -192,19 +168,17 @@ static key_state *new_key_state(batch_ctx *b)
     return s;
 }
 
-static void batch_init(batch_ctx *b, size_t n_events)
+static void batch_init(batch_ctx *b)
 {
     memset(b, 0, sizeof *b);
-    hcreate_r(n_events * 2 + 16, &b->ids);
-    hcreate_r(n_events * 2 + 16, &b->keys);
+    strmap_init(&b->ids);
+    strmap_init(&b->keys);
 }
 
 static void batch_dispose(batch_ctx *b)
 {
-    hdestroy_r(&b->ids);
-    hdestroy_r(&b->keys);
-    for (size_t i = 0; i < b->n_owned; i++)
-        free(b->owned_keys[i]);
+    strmap_dispose(&b->ids, NULL);
+    strmap_dispose(&b->keys, NULL);
     for (size_t i = 0; i < b->n_ids; i++) {
         free(b->id_states[i]->stream);
         free(b->id_states[i]->key);
@@ -212,19 +186,39 @@ static void batch_dispose(batch_ctx *b)
     }
     for (size_t i = 0; i < b->n_keys; i++)
         free(b->key_states[i]);
-    free(b->owned_keys);
     free(b->id_states);
     free(b->key_states);
 }
 
-static char *id_map_key(const sluice_event *ev)
+/* Map keys, written into the caller's buffer (ids ≤ 64, tenants ≤ 64, streams ≤ 128,
+ * keys ≤ 256 characters of up to 4 bytes). */
+#define MAP_KEY_MAX (ENVELOPE_TENANT_MAX + ENVELOPE_STREAM_MAX + 4 * ENVELOPE_KEY_MAX + 8)
+
+/* Joins up to three parts with \x1f (a byte no part holds) into out. */
+static const char *join_key(char out[MAP_KEY_MAX], const char *a, const char *b, const char *c)
 {
-    return xasprintf("%s\x1f%s", ev->tenant, ev->id);
+    const char *parts[3] = {a, b, c};
+    size_t len = 0;
+    for (int i = 0; i < 3 && parts[i]; i++) {
+        size_t n = strlen(parts[i]);
+        if (len + n + 2 > MAP_KEY_MAX) n = MAP_KEY_MAX - len - 2; /* cannot happen: limits */
+        if (i) out[len++] = '\x1f';
+        memcpy(out + len, parts[i], n);
+        len += n;
+    }
+    out[len] = '\0';
+    return out;
 }
 
-static char *key_map_key(const sluice_event *ev)
+static const char *id_map_key(char out[MAP_KEY_MAX], const char *tenant, const char *id)
 {
-    return xasprintf("%s\x1f%s\x1f%s", ev->tenant, ev->stream, ev->key);
+    return join_key(out, tenant, id, NULL);
+}
+
+static const char *key_map_key(char out[MAP_KEY_MAX], const char *tenant, const char *stream,
+                               const char *key)
+{
+    return join_key(out, tenant, stream, key);
 }
 
 /* An undo record: restores one key's version or hides one id. */
@@ -247,10 +241,9 @@ static size_t decide_request(batch_ctx *b, append_req *r, long long *head, const
             failed = true;
             continue;
         }
+        char mk[MAP_KEY_MAX];
         if (ev->id_given) {
-            char *k = id_map_key(ev);
-            id_state *s = map_get(&b->ids, k);
-            free(k);
+            id_state *s = strmap_get(&b->ids, id_map_key(mk, ev->tenant, ev->id));
             if (s && s->valid) {
                 if (strcmp(s->hash, ev->hash_hex) == 0) {
                     ev->outcome = EV_REPLAYED;
@@ -260,7 +253,7 @@ static size_t decide_request(batch_ctx *b, append_req *r, long long *head, const
                     ev->stream = xstrdup(s->stream);
                     free(ev->key);
                     ev->key = xstrdup(s->key);
-                    snprintf(ev->time, sizeof ev->time, "%s", s->time);
+                    memcpy(ev->time, s->time, sizeof ev->time);
                 } else {
                     json_t *p = problem_newf("duplicate_id",
                                              "event id '%s' is already stored with different "
@@ -276,13 +269,11 @@ static size_t decide_request(batch_ctx *b, append_req *r, long long *head, const
         key_state *ks = NULL;
         long long version = 0;
         if (ev->key) {
-            char *k = key_map_key(ev);
-            ks = map_get(&b->keys, k);
+            const char *k = key_map_key(mk, ev->tenant, ev->stream, ev->key);
+            ks = strmap_get(&b->keys, k);
             if (!ks) {
                 ks = new_key_state(b);
-                map_put(b, &b->keys, k, ks);
-            } else {
-                free(k);
+                strmap_put(&b->keys, k, ks);
             }
             if (ev->expected_version >= 0 && ev->expected_version != ks->version) {
                 json_t *p = problem_newf("version_conflict",
@@ -301,18 +292,18 @@ static size_t decide_request(batch_ctx *b, append_req *r, long long *head, const
         ev->outcome = EV_STORED;
         ev->position = ++*head;
         ev->version = version;
-        snprintf(ev->time, sizeof ev->time, "%s", now);
+        memcpy(ev->time, now, sizeof ev->time);
         stored++;
         if (ev->id_given) {
             id_state *s = new_id_state(b);
             s->valid = true;
-            snprintf(s->hash, sizeof s->hash, "%s", ev->hash_hex);
+            memcpy(s->hash, ev->hash_hex, sizeof s->hash);
             s->position = ev->position;
             s->version = version;
             s->stream = xstrdup(ev->stream);
             s->key = xstrdup(ev->key);
-            snprintf(s->time, sizeof s->time, "%s", now);
-            map_put(b, &b->ids, id_map_key(ev), s);
+            memcpy(s->time, now, sizeof s->time);
+            strmap_put(&b->ids, id_map_key(mk, ev->tenant, ev->id), s);
             log[n_undo++] = (undo){.ids = s};
         }
     }
@@ -415,16 +406,21 @@ static const char *array_close(buf *b)
     return b->data;
 }
 
+/* The first result of `res` that failed, or NULL. */
+static PGresult *first_failed(PGresult **res, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!db_ok(res[i]) && PQresultStatus(res[i]) != PGRES_PIPELINE_ABORTED) return res[i];
+    for (int i = 0; i < n; i++)
+        if (!db_ok(res[i])) return res[i];
+    return NULL;
+}
+
 static bool all_ok(PGresult **res, int n, const char *what)
 {
-    for (int i = 0; i < n; i++) {
-        if (!db_ok(res[i])) {
-            if (PQresultStatus(res[i]) != PGRES_PIPELINE_ABORTED)
-                db_log_error("appender", what, res[i]);
-            return false;
-        }
-    }
-    return true;
+    PGresult *bad = first_failed(res, n);
+    if (bad) db_log_error("appender", what, bad);
+    return bad == NULL;
 }
 
 /* Round trip 1. Fills head, id and key states. Returns 0, -1 (connection), -2 (statement). */
@@ -458,7 +454,7 @@ static int read_state(append_req **reqs, size_t n_reqs, batch_ctx *b, long long 
     if (n_ids) at_ids = n, steps[n++] = (db_step){.sql = ids_sql, .nparams = 2, .vals = idv};
     if (n_keys) at_keys = n, steps[n++] = (db_step){.sql = keys_sql, .nparams = 3, .vals = keyv};
     PGresult *res[5] = {0};
-    int got = db_pipeline(&conn, steps, n, cfg->store_timeout_ms, res);
+    int got = db_pipeline(&conn, steps, n, cfg->store_timeout_ms, res, NULL);
     int rc = got < 0 ? -1 : all_ok(res, got, "reading the log state failed") ? 0 : -2;
     if (rc == 0) *head = strtoll(PQgetvalue(res[2], 0, 0), NULL, 10);
     for (int row = 0; rc == 0 && at_ids >= 0 && row < PQntuples(res[at_ids]); row++) {
@@ -471,20 +467,18 @@ static int read_state(append_req **reqs, size_t n_reqs, batch_ctx *b, long long 
         st->version = PQgetisnull(q, row, 5) ? 0 : strtoll(PQgetvalue(q, row, 5), NULL, 10);
         snprintf(st->time, sizeof st->time, "%s", PQgetvalue(q, row, 6));
         snprintf(st->hash, sizeof st->hash, "%s", PQgetvalue(q, row, 7));
-        map_put(b, &b->ids, xasprintf("%s\x1f%s", PQgetvalue(q, row, 0), PQgetvalue(q, row, 1)),
-                st);
+        char mk[MAP_KEY_MAX];
+        strmap_put(&b->ids, id_map_key(mk, PQgetvalue(q, row, 0), PQgetvalue(q, row, 1)), st);
     }
     for (int row = 0; rc == 0 && at_keys >= 0 && row < PQntuples(res[at_keys]); row++) {
         PGresult *q = res[at_keys];
-        char *k = xasprintf("%s\x1f%s\x1f%s", PQgetvalue(q, row, 0), PQgetvalue(q, row, 1),
-                            PQgetvalue(q, row, 2));
-        if (map_get(&b->keys, k)) { /* the same key asked twice */
-            free(k);
-            continue;
-        }
+        char mk[MAP_KEY_MAX];
+        const char *k =
+            key_map_key(mk, PQgetvalue(q, row, 0), PQgetvalue(q, row, 1), PQgetvalue(q, row, 2));
+        if (strmap_get(&b->keys, k)) continue; /* the same key asked twice */
         key_state *ks = new_key_state(b);
         ks->version = PQgetisnull(q, row, 3) ? 0 : strtoll(PQgetvalue(q, row, 3), NULL, 10);
-        map_put(b, &b->keys, k, ks);
+        strmap_put(&b->keys, k, ks);
     }
     for (int i = 0; i < (got > 0 ? got : 0); i++)
         PQclear(res[i]);
@@ -495,16 +489,16 @@ static int read_state(append_req **reqs, size_t n_reqs, batch_ctx *b, long long 
 
 /* The numbers of one row, as text parameters. */
 typedef struct row_nums {
-    char p[24], v[24], sv[16];
+    char p[24], v[24], sv[24];
 } row_nums;
 
 /* Fills one row's parameters. `p` is the position to send (absolute, or 1-based within
  * its chunk for a relative INSERT). */
 static void row_params(const sluice_event *ev, long long p, row_nums *nums, const char **v)
 {
-    snprintf(nums->p, sizeof nums->p, "%lld", p);
-    snprintf(nums->v, sizeof nums->v, "%lld", ev->version);
-    snprintf(nums->sv, sizeof nums->sv, "%d", ev->schema_version);
+    fmt_lld(nums->p, p);
+    fmt_lld(nums->v, ev->version);
+    fmt_lld(nums->sv, ev->schema_version);
     v[0] = nums->p;
     v[1] = ev->id;
     v[2] = ev->tenant;
@@ -523,9 +517,11 @@ static void row_params(const sluice_event *ev, long long p, row_nums *nums, cons
 }
 
 /* Round trip 2: INSERT the stored events, NOTIFY, COMMIT. Returns 0, -1 or -2 as
- * read_state. `relative`: the batch had nothing to decide: the transaction opens here,
- * positions were assigned from 0, and the head read under the lock is added to them
- * (*head_out). */
+ * read_state, or -5: the connection broke after the whole pipeline (COMMIT included) had
+ * been sent: whether it committed is unknown. `relative`: the batch had nothing to decide against
+ * the store: the transaction opens here, positions were assigned from 0, and the head read under
+ * the lock is added to them (*head_out); then -4 means a client id of the batch was already stored
+ * (the unique constraint refused it): the caller rolls back and decides again. */
 static int write_events(append_req **reqs, size_t n_reqs, size_t stored, const char *now,
                         bool relative, long long *head_out)
 {
@@ -574,8 +570,16 @@ static int write_events(append_req **reqs, size_t n_reqs, size_t stored, const c
     if (stored) steps[n++] = (db_step){.sql = notify_sql};
     steps[n++] = (db_step){.sql = "COMMIT"};
     PGresult **res = xcalloc((size_t)n, sizeof *res);
-    int got = db_pipeline(&conn, steps, n, cfg->store_timeout_ms, res);
-    int rc = got < 0 ? -1 : all_ok(res, got, "insert failed") ? 0 : -2;
+    bool all_sent = false;
+    int got = db_pipeline(&conn, steps, n, cfg->store_timeout_ms, res, &all_sent);
+    PGresult *bad = got < 0 ? NULL : first_failed(res, got);
+    int rc = got < 0 ? (all_sent ? -5 : -1) : bad ? -2 : 0;
+    const char *constraint = bad ? PQresultErrorField(bad, PG_DIAG_CONSTRAINT_NAME) : NULL;
+    if (bad && relative && strcmp(db_sqlstate(bad), "23505") == 0 && constraint &&
+        strcmp(constraint, "events_tenant_id") == 0)
+        rc = -4; /* expected now and then: a client re-sent an event */
+    else if (bad)
+        db_log_error("appender", "insert failed", bad);
     /* A COMMIT of an aborted transaction answers ROLLBACK without an error. */
     if (rc == 0 && strcmp(PQcmdStatus(res[got - 1]), "COMMIT") != 0) rc = -2;
     for (int i = 0; i < n; i++) /* a prepare that failed (or was never answered) is not */
@@ -671,25 +675,39 @@ static void hand_over(append_req **reqs, size_t n_reqs, size_t stored)
  * unknown until shutdown). */
 static int commit_batch(append_req **reqs, size_t n_reqs)
 {
-    size_t n_events = 0;
-    for (size_t r = 0; r < n_reqs; r++)
-        n_events += reqs[r]->n;
     batch_ctx b;
-    batch_init(&b, n_events);
+    batch_init(&b);
     char now[32];
     time_now_rfc3339(now);
     long long head = 0;
-    bool fast = true; /* nothing to look up: no client ids, no keys */
+    /* Without keys there is nothing to look up first: client ids are almost always new,
+     * so the batch is inserted at once and the unique constraint on (tenant_id, id) says
+     * when one is not (then the batch is decided again against the stored rows). */
+    bool fast = true;
     for (size_t r = 0; r < n_reqs && fast; r++)
         for (size_t i = 0; i < reqs[r]->n && fast; i++)
-            if (reqs[r]->events[i].id_given || reqs[r]->events[i].key) fast = false;
+            if (reqs[r]->events[i].key) fast = false;
     int rc = fast ? 0 : read_state(reqs, n_reqs, &b, &head);
     size_t stored = 0;
     if (rc == 0) {
         for (size_t r = 0; r < n_reqs; r++)
             stored += decide_request(&b, reqs[r], &head, now);
         rc = write_events(reqs, n_reqs, stored, now, fast, &head);
-        sluice_event *first = rc == -1 && stored ? first_stored(reqs, n_reqs) : NULL;
+        if (rc == -4) {
+            rollback();
+            for (size_t r = 0; r < n_reqs; r++)
+                reset_request(reqs[r]);
+            batch_dispose(&b);
+            batch_init(&b);
+            head = 0;
+            stored = 0;
+            rc = conn ? read_state(reqs, n_reqs, &b, &head) : -1;
+            for (size_t r = 0; rc == 0 && r < n_reqs; r++)
+                stored += decide_request(&b, reqs[r], &head, now);
+            if (rc == 0) rc = write_events(reqs, n_reqs, stored, now, false, &head);
+        }
+        sluice_event *first = rc == -5 && stored ? first_stored(reqs, n_reqs) : NULL;
+        if (rc == -5 && !first) rc = -1; /* nothing was to be stored: nothing to find out */
         if (first) {
             long long pos = commit_outcome(first);
             if (pos > 0) {
@@ -700,8 +718,8 @@ static int commit_batch(append_req **reqs, size_t n_reqs)
                             reqs[r]->events[i].position = ++next;
                 head = next;
                 rc = 0;
-            } else if (pos < 0) {
-                rc = -3;
+            } else {
+                rc = pos < 0 ? -3 : -1; /* -1: it did not commit, a 503 is the truth */
             }
         }
         if (rc == 0 && stored) atomic_store(&head_position, head);
@@ -758,9 +776,14 @@ static void process(append_req **reqs, size_t n_reqs)
 
 /* ------------------------------------------------------------------ thread */
 
-static void connect_now(void)
+static void prepared_reset(void)
 {
     memset(prepared, 0, sizeof prepared);
+}
+
+static void connect_now(void)
+{
+    prepared_reset();
     snprintf(notify_sql, sizeof notify_sql, "NOTIFY " EVENTLOG_CHANNEL ", '%s'",
              eventlog_instance());
     conn = db_connect(cfg->database_url, "appender");
@@ -812,6 +835,13 @@ static void *appender_main(void *unused)
         q_events -= (long)events;
         pthread_mutex_unlock(&lock);
 
+        /* A server that went away while the connection idled said so (or closed it):
+         * found out now, before a batch is sent into it and its outcome is unknown. */
+        if (conn && n > 0 && !db_alive(conn)) {
+            PQfinish(conn);
+            conn = NULL;
+            prepared_reset();
+        }
         if (!conn) connect_now();
         if (n == 0) continue;
         if (!conn) {

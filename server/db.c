@@ -84,11 +84,15 @@ bool db_alive(PGconn *conn)
     if (PQstatus(conn) != CONNECTION_OK) return false;
     struct pollfd p = {.fd = PQsocket(conn), .events = POLLIN};
     if (p.fd < 0) return false;
-    if (poll(&p, 1, 0) > 0) { /* an idle connection has nothing to say but a goodbye */
+    /* An idle connection has nothing to say but a goodbye: the server's FATAL message
+     * and then the end of the stream, which may take a second read to see. */
+    for (int i = 0; i < 4 && poll(&p, 1, 0) > 0; i++) {
         if (!PQconsumeInput(conn)) return false;
+        (void)PQisBusy(conn); /* parses what arrived */
         PGnotify *n;
         while ((n = PQnotifies(conn)))
             PQfreemem(n);
+        if (PQstatus(conn) != CONNECTION_OK) return false;
     }
     return PQstatus(conn) == CONNECTION_OK;
 }
@@ -194,11 +198,13 @@ static bool next_ready(PGconn *c, int64_t deadline, bool *timed_out)
     return true;
 }
 
-int db_pipeline(PGconn **conn, const db_step *steps, int n, int timeout_ms, PGresult **res)
+int db_pipeline(PGconn **conn, const db_step *steps, int n, int timeout_ms, PGresult **res,
+                bool *all_sent)
 {
     PGconn *c = *conn;
     int got = 0;
     bool timed_out = false;
+    if (all_sent) *all_sent = false;
     if (!c || PQstatus(c) != CONNECTION_OK) goto broken;
     int64_t deadline = time_mono_ms() + timeout_ms;
     if (!PQenterPipelineMode(c)) goto broken;
@@ -222,6 +228,7 @@ int db_pipeline(PGconn **conn, const db_step *steps, int n, int timeout_ms, PGre
         }
         if (!PQconsumeInput(c)) goto broken;
     }
+    if (all_sent) *all_sent = true; /* handed to the kernel, to the last byte */
     while (got < n) {
         if (!next_ready(c, deadline, &timed_out)) goto broken;
         PGresult *r = PQgetResult(c);

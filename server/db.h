@@ -39,9 +39,11 @@ typedef struct db_step {
 /* Sends every step in one pipeline (libpq pipeline mode: one round trip) and collects
  * one result per step into `res` (caller PQclears each; a step after a failed one has a
  * PGRES_PIPELINE_ABORTED result). Returns `n`, or -1 when the connection failed or the
- * deadline passed (*conn closed and NULL; which steps the server ran is unknown). */
-int db_pipeline(PGconn **conn, const db_step *steps, int n, int timeout_ms, PGresult **res)
-    __attribute__((warn_unused_result));
+ * deadline passed (*conn closed and NULL). Then *all_sent (if not NULL) says whether
+ * every byte of the pipeline had left: if not, the server never saw its last steps;
+ * if so, which steps it ran is unknown. */
+int db_pipeline(PGconn **conn, const db_step *steps, int n, int timeout_ms, PGresult **res,
+                bool *all_sent) __attribute__((warn_unused_result));
 
 /* One statement, one result: the result (caller PQclears) or NULL as db_run's -1. */
 PGresult *db_exec(PGconn **conn, const char *sql, int nparams, const char *const *vals,

@@ -4,11 +4,13 @@
  * the publish hot path.
  */
 #include "envelope.h"
+#include "canon.h"
 #include "mem.h"
 #include "problem.h"
 #include "ulid.h"
 
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,25 +122,29 @@ static bool take_string(json_t *in, const char *field, size_t max, int index, js
     return true;
 }
 
-static int digest_piece(const char *piece, size_t n, void *ctx)
+static EVP_MD *sha256;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+/* Fetched once: EVP_sha256() makes OpenSSL 3 look the algorithm up at every digest. */
+static void fetch_sha256(void)
 {
-    return EVP_DigestUpdate(ctx, piece, n) == 1 ? 0 : -1;
+    sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (!sha256) abort();
 }
 
-/* SHA-256 of the canonical text (sorted keys, compact, ASCII), fed to the digest as
- * jansson writes it: no copy of the whole text. */
+/* SHA-256 of the envelope's canonical text (sorted keys, compact, ASCII). */
 static void hash_envelope(json_t *in, char out[65])
 {
+    pthread_once(&sha256_once, fetch_sha256);
     static const char hex[] = "0123456789abcdef";
+    buf text;
+    buf_init(&text);
+    canon_canonical(&text, in);
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
-        json_dump_callback(in, digest_piece, ctx,
-                           JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII) != 0 ||
-        EVP_DigestFinal_ex(ctx, md, &mdlen) != 1)
+    if (EVP_Digest(text.data, text.len, md, &mdlen, sha256, NULL) != 1)
         abort(); /* out of memory inside OpenSSL: mem.h's policy */
-    EVP_MD_CTX_free(ctx);
+    buf_dispose(&text);
     for (unsigned i = 0; i < 32; i++) {
         out[2 * i] = hex[md[i] >> 4];
         out[2 * i + 1] = hex[md[i] & 15];
@@ -284,7 +290,7 @@ static char *dump(const json_t *v, size_t *len)
 {
     buf b;
     buf_init(&b);
-    buf_json(&b, v);
+    canon_compact(&b, v);
     return buf_steal(&b, len);
 }
 

@@ -45,14 +45,16 @@ sevent *eventlog_committed(const sluice_event *ev)
 {
     buf b;
     buf_init(&b);
-    buf_printf(&b, "{\"position\":%lld", ev->position);
+    buf_puts(&b, "{\"position\":");
+    buf_lld(&b, ev->position);
     field(&b, ",\"id\":", ev->id);
     field(&b, ",\"type\":", ev->type);
     field(&b, ",\"stream\":", ev->stream);
     field(&b, ",\"key\":", ev->key);
-    if (ev->key)
-        buf_printf(&b, ",\"version\":%lld", ev->version);
-    else
+    if (ev->key) {
+        buf_puts(&b, ",\"version\":");
+        buf_lld(&b, ev->version);
+    } else
         buf_puts(&b, ",\"version\":null");
     buf_puts(&b, ",\"data\":");
     buf_append(&b, ev->data_text, ev->data_len);
@@ -65,9 +67,10 @@ sevent *eventlog_committed(const sluice_event *ev)
     field(&b, ",\"causation_id\":", ev->causation_id);
     field(&b, ",\"user_id\":", ev->user_id);
     field(&b, ",\"source\":", ev->source);
-    if (ev->schema_version)
-        buf_printf(&b, ",\"schema_version\":%d", ev->schema_version);
-    else
+    if (ev->schema_version) {
+        buf_puts(&b, ",\"schema_version\":");
+        buf_lld(&b, ev->schema_version);
+    } else
         buf_puts(&b, ",\"schema_version\":null");
     field(&b, ",\"tenant_id\":", ev->tenant);
     field(&b, ",\"time\":", ev->time);

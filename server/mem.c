@@ -10,7 +10,9 @@
 
 static void oom(size_t n)
 {
-    fprintf(stderr, "{\"level\":\"fatal\",\"module\":\"mem\",\"msg\":\"out of memory\",\"bytes\":%zu}\n", n);
+    fprintf(stderr,
+            "{\"level\":\"fatal\",\"module\":\"mem\",\"msg\":\"out of memory\",\"bytes\":%zu}\n",
+            n);
     abort();
 }
 
@@ -81,7 +83,8 @@ static void buf_reserve(buf *b, size_t extra)
 {
     if (b->len + extra + 1 <= b->cap) return;
     size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra + 1) cap *= 2;
+    while (cap < b->len + extra + 1)
+        cap *= 2;
     b->data = xrealloc(b->data, cap);
     b->cap = cap;
 }
@@ -130,12 +133,24 @@ void buf_json_string(buf *b, const char *s)
         char esc[7] = {'\\', (char)c, 0};
         size_t n = 2;
         switch (c) {
-        case '"': case '\\': break;
-        case '\n': esc[1] = 'n'; break;
-        case '\r': esc[1] = 'r'; break;
-        case '\t': esc[1] = 't'; break;
-        case '\b': esc[1] = 'b'; break;
-        case '\f': esc[1] = 'f'; break;
+        case '"':
+        case '\\':
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
         default:
             esc[1] = 'u', esc[2] = '0', esc[3] = '0', esc[4] = hex[c >> 4], esc[5] = hex[c & 15];
             n = 6;
@@ -145,6 +160,29 @@ void buf_json_string(buf *b, const char *s)
     }
     buf_append(b, run, (size_t)(s - run));
     buf_append(b, "\"", 1);
+}
+
+size_t fmt_lld(char out[24], long long v)
+{
+    char tmp[24];
+    size_t n = 0;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    size_t len = 0;
+    if (v < 0) out[len++] = '-';
+    while (n)
+        out[len++] = tmp[--n];
+    out[len] = '\0';
+    return len;
+}
+
+void buf_lld(buf *b, long long v)
+{
+    char num[24];
+    buf_append(b, num, fmt_lld(num, v));
 }
 
 static int dump_to_buf(const char *text, size_t size, void *data)

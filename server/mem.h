@@ -33,6 +33,11 @@ void buf_append(buf *b, const char *s, size_t n);
 void buf_puts(buf *b, const char *s);
 void buf_printf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 char *buf_steal(buf *b, size_t *len); /* caller frees; leaves b empty */
+/* Writes `v` in decimal and a NUL into out[24]; returns the length. The hot paths'
+ * numbers (positions, versions) without printf's format parsing. */
+size_t fmt_lld(char out[24], long long v);
+/* Appends `v` in decimal. */
+void buf_lld(buf *b, long long v);
 /* Appends `s` (valid UTF-8, NUL-free) as a quoted, escaped JSON string. */
 void buf_json_string(buf *b, const char *s);
 /* Appends the compact JSON text of `v` (NULL → null). */

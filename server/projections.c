@@ -22,18 +22,19 @@
 #include <unistd.h>
 
 #define PROJ_LOCK_KEY LOCK_PROJECTIONS
-#define PROJ_BATCH 20000       /* events per batch: one state read, one write, one commit */
-#define PROJ_SLICE_MS 500      /* one projection's turn before the next gets one */
+#define PROJ_BATCH 20000  /* events per batch: one state read, one write, one commit */
+#define PROJ_SLICE_MS 500 /* one projection's turn before the next gets one */
 #define PROJ_TIMEOUT_MS 30000
-#define PROJ_SET_MAX 10000     /* distinct values a `set` state keeps */
+#define PROJ_SET_MAX 10000 /* distinct values a `set` state keeps */
 
 /* ------------------------------------------------------------------ definitions */
 
 static const char *const reducers[] = {"count", "latest", "merge", "sum", "min", "max", "set"};
 /* Envelope fields a pointer may name directly (one segment). */
-static const char *const columns[] = {"id", "type", "stream", "key", "version", "position",
-                                      "correlation_id", "causation_id", "user_id", "source",
-                                      "schema_version", "tenant_id", "time"};
+static const char *const columns[] = {"id",      "type",     "stream",         "key",
+                                      "version", "position", "correlation_id", "causation_id",
+                                      "user_id", "source",   "schema_version", "tenant_id",
+                                      "time"};
 
 static bool name_valid(const char *s)
 {
@@ -83,8 +84,7 @@ static bool pointer_usable(const char *ptr)
         return false;
     }
     const char *first = json_string_value(json_array_get(segs, 0));
-    bool ok = !first ? false
-              : (strcmp(first, "data") == 0 || strcmp(first, "metadata") == 0);
+    bool ok = !first ? false : (strcmp(first, "data") == 0 || strcmp(first, "metadata") == 0);
     if (!ok && first && json_array_size(segs) == 1)
         for (size_t i = 0; i < sizeof columns / sizeof columns[0]; i++)
             if (strcmp(first, columns[i]) == 0) ok = true;
@@ -101,37 +101,43 @@ json_t *projection_check(json_t *def)
         json_array_append_new(errors, problem_error(-1, "", "type", "expected a JSON object"));
         goto out;
     }
-    json_object_foreach(def, k, v) {
+    json_object_foreach(def, k, v)
+    {
         if (strcmp(k, "name") && strcmp(k, "filter") && strcmp(k, "key") && strcmp(k, "reduce") &&
             strcmp(k, "path")) {
             char path[80];
             snprintf(path, sizeof path, "/%.60s", k);
-            json_array_append_new(errors, problem_error(-1, path, "additionalProperties",
-                                                        "expected name, filter, key, reduce, path"));
+            json_array_append_new(errors,
+                                  problem_error(-1, path, "additionalProperties",
+                                                "expected name, filter, key, reduce, path"));
         }
     }
     v = json_object_get(def, "name");
     if (!json_is_string(v) || !name_valid(json_string_value(v)))
-        json_array_append_new(errors, problem_error(-1, "/name", "pattern",
-                                                    "expected ^[a-z0-9][a-z0-9_.-]{0,63}$"));
+        json_array_append_new(
+            errors, problem_error(-1, "/name", "pattern", "expected ^[a-z0-9][a-z0-9_.-]{0,63}$"));
     json_t *filter = json_object_get(def, "filter");
     if (filter && !json_is_null(filter)) {
         if (!json_is_object(filter)) {
-            json_array_append_new(errors, problem_error(-1, "/filter", "type",
-                                                        "expected {\"streams\":[…],\"types\":[…]}"));
+            json_array_append_new(
+                errors,
+                problem_error(-1, "/filter", "type", "expected {\"streams\":[…],\"types\":[…]}"));
         } else {
-            json_object_foreach(filter, k, v) {
+            json_object_foreach(filter, k, v)
+            {
                 bool streams = strcmp(k, "streams") == 0, types = strcmp(k, "types") == 0;
                 size_t i;
                 json_t *x;
                 bool ok = (streams || types) && json_is_array(v) && json_array_size(v) <= 32;
-                if (ok)
-                    json_array_foreach(v, i, x) {
+                if (ok) json_array_foreach(v, i, x)
+                    {
                         const char *s = json_string_value(x);
                         char probe[ENVELOPE_TYPE_MAX + 8];
                         size_t n = s ? strlen(s) : 0;
                         bool pre = n > 2 && strcmp(s + n - 2, ".*") == 0;
-                        if (s && types) snprintf(probe, sizeof probe, "%.*s%s", (int)(pre ? n - 2 : n), s, pre ? ".x" : "");
+                        if (s && types)
+                            snprintf(probe, sizeof probe, "%.*s%s", (int)(pre ? n - 2 : n), s,
+                                     pre ? ".x" : "");
                         if (!s || (streams && !envelope_stream_valid(s)) ||
                             (types && strcmp(s, "*") != 0 && !envelope_type_valid(probe)))
                             ok = false;
@@ -221,7 +227,7 @@ static char *pointer_sql(const char *ptr, bool as_text, int param, char **arg)
 /* ------------------------------------------------------------------ reducers */
 
 typedef struct kstate {
-    json_t *state;     /* owned; NULL = no state yet */
+    json_t *state; /* owned; NULL = no state yet */
     long long position;
     bool dirty;
 } kstate;
@@ -324,6 +330,7 @@ typedef struct proj {
     json_t *def;
     long long position;
     int generation;
+    char incarnation[24]; /* the row's: a definition deleted and made again is another */
     bool live;
 } proj;
 
@@ -343,8 +350,8 @@ static int apply_batch(PGconn **conn, proj *p)
     /* Read up to the head as it is now: every position up to it is committed, so once a
      * short batch has been applied, the checkpoint may move to the head even when the
      * last events did not match (lag 0; read-your-writes for events it skips). */
-    PGresult *hr = db_exec(conn, "SELECT coalesce(max(position), 0) FROM events", 0, NULL,
-                           PROJ_TIMEOUT_MS);
+    PGresult *hr =
+        db_exec(conn, "SELECT coalesce(max(position), 0) FROM events", 0, NULL, PROJ_TIMEOUT_MS);
     if (!db_ok(hr)) {
         PQclear(hr);
         return -1;
@@ -382,12 +389,16 @@ static int apply_batch(PGconn **conn, proj *p)
         size_t i;
         json_t *t;
         bool any = false;
-        json_array_foreach(types, i, t) {
+        json_array_foreach(types, i, t)
+        {
             const char *s = json_string_value(t);
             size_t len = strlen(s);
-            if (strcmp(s, "*") == 0) any = true;
-            else if (len > 2 && strcmp(s + len - 2, ".*") == 0) json_array_append_new(pre, json_stringn(s, len - 1));
-            else json_array_append_new(exact, json_string(s));
+            if (strcmp(s, "*") == 0)
+                any = true;
+            else if (len > 2 && strcmp(s + len - 2, ".*") == 0)
+                json_array_append_new(pre, json_stringn(s, len - 1));
+            else
+                json_array_append_new(exact, json_string(s));
         }
         if (!any) {
             json_t *both = json_pack("{s:o,s:o}", "e", exact, "p", pre);
@@ -459,9 +470,9 @@ static int apply_batch(PGconn **conn, proj *p)
         const char *why = reduce_one(reduce, k, value);
         json_decref(value);
         if (why) {
-            json_array_append_new(dead, json_pack("{s:s,s:s,s:I,s:s}", "s", PQgetvalue(r, i, 2),
-                                                  "id", PQgetvalue(r, i, 1), "p", (json_int_t)last,
-                                                  "e", why));
+            json_array_append_new(dead,
+                                  json_pack("{s:s,s:s,s:I,s:s}", "s", PQgetvalue(r, i, 2), "id",
+                                            PQgetvalue(r, i, 1), "p", (json_int_t)last, "e", why));
             continue;
         }
         k->position = last;
@@ -484,7 +495,7 @@ write:
     snprintf(old_text, sizeof old_text, "%lld", p->position);
     char *source = xasprintf("projection:%s", p->name);
     const char *wp[] = {p->tenant, p->name, rows_json};
-    const char *up[] = {p->tenant, p->name, last_text, gen_text, old_text};
+    const char *up[] = {p->tenant, p->name, last_text, gen_text, old_text, p->incarnation};
     PGresult *w[4] = {0};
     bool ok = false;
     PGresult *b = db_exec(conn, "BEGIN", 0, NULL, PROJ_TIMEOUT_MS);
@@ -494,8 +505,8 @@ write:
         w[0] = db_exec(conn,
                        "UPDATE projections SET position = $3::bigint, updated_at = now() "
                        "WHERE tenant_id = $1 AND name = $2 AND generation = $4::int "
-                       "AND position = $5::bigint",
-                       5, up, PROJ_TIMEOUT_MS);
+                       "AND position = $5::bigint AND incarnation = $6::bigint",
+                       6, up, PROJ_TIMEOUT_MS);
         ok = db_ok(w[0]) && strcmp(PQcmdTuples(w[0]), "1") == 0; /* reset or deleted meanwhile */
     }
     if (ok) {
@@ -527,7 +538,8 @@ write:
         PGresult *rb = db_exec(conn, "ROLLBACK", 0, NULL, PROJ_TIMEOUT_MS);
         PQclear(rb);
     }
-    for (int i = 0; i < 4; i++) PQclear(w[i]);
+    for (int i = 0; i < 4; i++)
+        PQclear(w[i]);
     free(rows_json);
     free(dead_json);
     free(source);
@@ -555,21 +567,25 @@ out:
 
 static void set_status(PGconn **conn, proj *p, const char *status, const char *error)
 {
-    const char *v[] = {p->tenant, p->name, status, error};
+    char gen[16];
+    snprintf(gen, sizeof gen, "%d", p->generation);
+    const char *v[] = {p->tenant, p->name, status, error, gen, p->incarnation};
     PGresult *r = db_exec(conn,
                           "UPDATE projections SET status = $3, error = $4, updated_at = now() "
-                          "WHERE tenant_id = $1 AND name = $2 AND status <> $3",
-                          4, v, PROJ_TIMEOUT_MS);
+                          "WHERE tenant_id = $1 AND name = $2 AND status <> $3 "
+                          "AND generation = $5::int AND incarnation = $6::bigint",
+                          6, v, PROJ_TIMEOUT_MS);
     PQclear(r);
 }
 
 /* One round over every projection. Returns whether any had work. */
 static bool round_robin(PGconn **conn)
 {
-    PGresult *r = db_exec(conn,
-                          "SELECT tenant_id, name, definition::text, position, generation, status "
-                          "FROM projections WHERE status <> 'failed' ORDER BY tenant_id, name",
-                          0, NULL, PROJ_TIMEOUT_MS);
+    PGresult *r = db_exec(
+        conn,
+        "SELECT tenant_id, name, definition::text, position, generation, "
+        "status, incarnation FROM projections WHERE status <> 'failed' ORDER BY tenant_id, name",
+        0, NULL, PROJ_TIMEOUT_MS);
     if (!db_ok(r)) {
         PQclear(r);
         return false;
@@ -582,12 +598,14 @@ static bool round_robin(PGconn **conn)
         p.def = json_loads(PQgetvalue(r, i, 2), 0, NULL);
         p.position = strtoll(PQgetvalue(r, i, 3), NULL, 10);
         p.generation = atoi(PQgetvalue(r, i, 4));
+        snprintf(p.incarnation, sizeof p.incarnation, "%s", PQgetvalue(r, i, 6));
         bool live = strcmp(PQgetvalue(r, i, 5), "live") == 0;
         if (!p.def) continue;
         for (int slices = 0; slices < 50 && *conn && !atomic_load(&stopping); slices++) {
             int n = apply_batch(conn, &p);
             if (n < 0) {
-                if (*conn) set_status(conn, &p, "failed", "a batch could not be applied (see logs)");
+                if (*conn)
+                    set_status(conn, &p, "failed", "a batch could not be applied (see logs)");
                 break;
             }
             if (n > 0) busy = true;
@@ -614,7 +632,8 @@ static void *runner_main(void *unused)
             leader = false;
             conn = db_connect(url, "projections");
             if (!conn) {
-                for (int i = 0; i < 10 && !atomic_load(&stopping); i++) usleep(100 * 1000);
+                for (int i = 0; i < 10 && !atomic_load(&stopping); i++)
+                    usleep(100 * 1000);
                 continue;
             }
         }
@@ -627,7 +646,8 @@ static void *runner_main(void *unused)
                 (void)eventlog_listen(&conn, PROJ_TIMEOUT_MS); /* a failure drops conn */
                 log_info("projections", "this instance runs the projections", NULL);
             } else {
-                for (int i = 0; i < 10 && !atomic_load(&stopping); i++) usleep(100 * 1000);
+                for (int i = 0; i < 10 && !atomic_load(&stopping); i++)
+                    usleep(100 * 1000);
                 continue;
             }
         }
@@ -659,8 +679,8 @@ void projections_stop(void)
 
 /* ------------------------------------------------------------------ API */
 
-#define PROJ_COLUMNS                                                                           \
-    "name, definition::text, status, position, error, "                                        \
+#define PROJ_COLUMNS                                                                               \
+    "name, definition::text, status, position, error, "                                            \
     "(SELECT coalesce(max(position), 0) FROM events) - position"
 
 static json_t *proj_row(PGresult *r, int i)
@@ -672,8 +692,8 @@ static json_t *proj_row(PGresult *r, int i)
     json_object_set_new(out, "position", json_integer(strtoll(PQgetvalue(r, i, 3), NULL, 10)));
     long long lag = strtoll(PQgetvalue(r, i, 5), NULL, 10);
     json_object_set_new(out, "lag", json_integer(lag < 0 ? 0 : lag));
-    json_object_set_new(out, "error", PQgetisnull(r, i, 4) ? json_null()
-                                                           : json_string(PQgetvalue(r, i, 4)));
+    json_object_set_new(out, "error",
+                        PQgetisnull(r, i, 4) ? json_null() : json_string(PQgetvalue(r, i, 4)));
     return out;
 }
 
@@ -704,14 +724,16 @@ int projection_create(PGconn **conn, const char *tenant, json_t *def, json_t **a
 int projection_list(PGconn **conn, const char *tenant, json_t **answer)
 {
     const char *p[] = {tenant};
-    PGresult *r = db_exec(conn, "SELECT " PROJ_COLUMNS " FROM projections WHERE tenant_id = $1 ORDER BY name",
-                          1, p, PROJ_TIMEOUT_MS);
+    PGresult *r =
+        db_exec(conn, "SELECT " PROJ_COLUMNS " FROM projections WHERE tenant_id = $1 ORDER BY name",
+                1, p, PROJ_TIMEOUT_MS);
     if (!db_ok(r)) {
         PQclear(r);
         return -1;
     }
     json_t *list = json_array();
-    for (int i = 0; i < PQntuples(r); i++) json_array_append_new(list, proj_row(r, i));
+    for (int i = 0; i < PQntuples(r); i++)
+        json_array_append_new(list, proj_row(r, i));
     PQclear(r);
     *answer = json_pack("{s:o}", "projections", list);
     return 0;
@@ -720,9 +742,9 @@ int projection_list(PGconn **conn, const char *tenant, json_t **answer)
 int projection_get(PGconn **conn, const char *tenant, const char *name, json_t **answer)
 {
     const char *p[] = {tenant, name};
-    PGresult *r = db_exec(conn,
-                          "SELECT " PROJ_COLUMNS " FROM projections WHERE tenant_id = $1 AND name = $2",
-                          2, p, PROJ_TIMEOUT_MS);
+    PGresult *r =
+        db_exec(conn, "SELECT " PROJ_COLUMNS " FROM projections WHERE tenant_id = $1 AND name = $2",
+                2, p, PROJ_TIMEOUT_MS);
     int rc = -1;
     if (db_ok(r)) {
         rc = -2;
@@ -740,17 +762,19 @@ int projection_reset(PGconn **conn, const char *tenant, const char *name, json_t
     const char *p[] = {tenant, name};
     PGresult *r[4] = {0};
     r[0] = db_exec(conn, "BEGIN", 0, NULL, PROJ_TIMEOUT_MS);
-    r[1] = db_exec(conn,
-                   "UPDATE projections SET position = 0, generation = generation + 1, status = "
-                   "'catching_up', error = NULL, updated_at = now() WHERE tenant_id = $1 AND name = $2",
-                   2, p, PROJ_TIMEOUT_MS);
+    r[1] = db_exec(
+        conn,
+        "UPDATE projections SET position = 0, generation = generation + 1, status = "
+        "'catching_up', error = NULL, updated_at = now() WHERE tenant_id = $1 AND name = $2",
+        2, p, PROJ_TIMEOUT_MS);
     bool found = db_ok(r[1]) && strcmp(PQcmdTuples(r[1]), "1") == 0;
     r[2] = db_exec(conn, "DELETE FROM projection_state WHERE tenant_id = $1 AND name = $2", 2, p,
                    PROJ_TIMEOUT_MS);
     bool ok = db_ok(r[0]) && db_ok(r[1]) && db_ok(r[2]);
     r[3] = db_exec(conn, ok ? "COMMIT" : "ROLLBACK", 0, NULL, PROJ_TIMEOUT_MS);
     ok = ok && db_ok(r[3]);
-    for (int i = 0; i < 4; i++) PQclear(r[i]);
+    for (int i = 0; i < 4; i++)
+        PQclear(r[i]);
     if (!ok) return -1;
     if (!found) return -2;
     PGresult *n = db_exec(conn, "NOTIFY " EVENTLOG_CHANNEL, 0, NULL, PROJ_TIMEOUT_MS);
@@ -772,8 +796,9 @@ int projection_delete(PGconn **conn, const char *tenant, const char *name)
 long long projection_position(PGconn **conn, const char *tenant, const char *name)
 {
     const char *p[] = {tenant, name};
-    PGresult *r = db_exec(conn, "SELECT position FROM projections WHERE tenant_id = $1 AND name = $2",
-                          2, p, PROJ_TIMEOUT_MS);
+    PGresult *r =
+        db_exec(conn, "SELECT position FROM projections WHERE tenant_id = $1 AND name = $2", 2, p,
+                PROJ_TIMEOUT_MS);
     long long pos = -1;
     if (db_ok(r)) pos = PQntuples(r) == 1 ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -2;
     PQclear(r);
@@ -791,12 +816,12 @@ int projection_state(PGconn **conn, const char *tenant, const char *name, const 
     PGresult *r = db_exec(conn,
                           key ? "SELECT key, state::text, position FROM projection_state WHERE "
                                 "tenant_id = $1 AND name = $2 AND key = $3"
-                              : after_key ? "SELECT key, state::text, position FROM "
-                                            "projection_state WHERE tenant_id = $1 AND name = $2 "
-                                            "AND key > $3 ORDER BY key LIMIT $4::int"
-                                          : "SELECT key, state::text, position FROM "
-                                            "projection_state WHERE tenant_id = $1 AND name = $2 "
-                                            "AND key >= $3 ORDER BY key LIMIT $4::int",
+                          : after_key ? "SELECT key, state::text, position FROM "
+                                        "projection_state WHERE tenant_id = $1 AND name = $2 "
+                                        "AND key > $3 ORDER BY key LIMIT $4::int"
+                                      : "SELECT key, state::text, position FROM "
+                                        "projection_state WHERE tenant_id = $1 AND name = $2 "
+                                        "AND key >= $3 ORDER BY key LIMIT $4::int",
                           key ? 3 : 4, p, PROJ_TIMEOUT_MS);
     if (!db_ok(r)) {
         PQclear(r);
@@ -817,12 +842,10 @@ int projection_state(PGconn **conn, const char *tenant, const char *name, const 
         if (more) rows = limit;
         json_t *states = json_array();
         for (int i = 0; i < rows; i++)
-            json_array_append_new(states, json_pack("{s:s,s:o,s:I}", "key", PQgetvalue(r, i, 0),
-                                                    "state",
-                                                    json_loads(PQgetvalue(r, i, 1), JSON_DECODE_ANY,
-                                                               NULL),
-                                                    "position",
-                                                    (json_int_t)strtoll(PQgetvalue(r, i, 2), NULL, 10)));
+            json_array_append_new(
+                states, json_pack("{s:s,s:o,s:I}", "key", PQgetvalue(r, i, 0), "state",
+                                  json_loads(PQgetvalue(r, i, 1), JSON_DECODE_ANY, NULL),
+                                  "position", (json_int_t)strtoll(PQgetvalue(r, i, 2), NULL, 10)));
         *answer = json_pack("{s:o,s:o,s:b,s:I}", "states", states, "next_after",
                             rows ? json_string(PQgetvalue(r, rows - 1, 0)) : json_null(),
                             "has_more", more, "position", (json_int_t)pos);

@@ -7,24 +7,24 @@
 #include "metrics.h"
 #include "problem.h"
 #include "schema/registry.h"
+#include "strmap.h"
 
-#include <search.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct publish_op {
-    bool batch;            /* the body was an array */
+    bool batch; /* the body was an array */
     bool atomic;
-    sluice_event *events;  /* owned, n of them */
+    sluice_event *events; /* owned, n of them */
     size_t n;
-    bool *valid;           /* owned: envelope passed */
-    json_t **invalid;      /* owned: per event, its envelope problem (partial batches) */
-    json_t *errors;        /* owned: envelope errors of an atomic request */
+    bool *valid;      /* owned: envelope passed */
+    json_t **invalid; /* owned: per event, its envelope problem (partial batches) */
+    json_t *errors;   /* owned: envelope errors of an atomic request */
     append_req areq;
     publish_done done;
     void *arg;
     publish_answer answer;
-    bool ready;            /* answer decided before submission */
+    bool ready; /* answer decided before submission */
 };
 
 const char *publish_correlation(const publish_op *op)
@@ -85,8 +85,7 @@ static const char *check_schema(sluice_event *ev, int index, bool allow_unknown,
         json_array_append_new(errors, problem_error(index, "/type", "deprecated", msg));
         code = "deprecated_type";
     } else if (version < 1 || version > t->n_versions || !t->versions[version - 1].compiled) {
-        snprintf(msg, sizeof msg, "type '%s' has schema versions 1 to %d", ev->type,
-                 t->n_versions);
+        snprintf(msg, sizeof msg, "type '%s' has schema versions 1 to %d", ev->type, t->n_versions);
         json_array_append_new(errors, problem_error(index, "/schema_version", "enum", msg));
         code = "unknown_schema_version";
     } else {
@@ -136,9 +135,8 @@ publish_op *publish_prepare(json_t *root, const publish_opts *opts)
     op->valid = xcalloc(op->n, sizeof *op->valid);
     op->invalid = xcalloc(op->n, sizeof *op->invalid);
 
-    struct hsearch_data ids = {0};
-    hcreate_r(op->n * 2 + 8, &ids);
-    char **id_keys = xcalloc(op->n, sizeof *id_keys);
+    strmap ids; /* the request's client ids, to refuse one that appears twice */
+    strmap_init(&ids);
     size_t n_valid = 0;
     const char *worst = NULL; /* the most severe refusal code so far */
     for (size_t i = 0; i < op->n; i++) {
@@ -148,17 +146,14 @@ publish_op *publish_prepare(json_t *root, const publish_opts *opts)
         bool ok = envelope_parse(in, index, opts->tenant, &op->events[i], errs);
         const char *code = ok ? NULL : "invalid_envelope";
         if (ok && op->events[i].id_given) {
-            ENTRY e = {.key = op->events[i].id, .data = NULL}, *found = NULL;
-            if (hsearch_r(e, FIND, &found, &ids) && found) {
+            if (strmap_get(&ids, op->events[i].id)) {
                 json_array_append_new(errs, problem_error(index, "/id", "uniqueItems",
                                                           "this id appears twice in the batch"));
                 event_dispose(&op->events[i]);
                 ok = false;
                 code = "invalid_envelope";
             } else {
-                id_keys[i] = xstrdup(op->events[i].id);
-                e.key = id_keys[i];
-                (void)hsearch_r(e, ENTER, &found, &ids);
+                strmap_put(&ids, op->events[i].id, &op->events[i]);
             }
         }
         if (ok && (code = check_schema(&op->events[i], index, opts->allow_unknown_types, errs))) {
@@ -173,7 +168,7 @@ publish_op *publish_prepare(json_t *root, const publish_opts *opts)
             if (!worst || severity(code) < severity(worst)) worst = code;
             if (!op->atomic) {
                 json_t *p = problem_new(code, code[0] == 'i' ? "the event envelope is invalid"
-                                                              : "the event was refused");
+                                                             : "the event was refused");
                 json_object_set(p, "errors", errs);
                 op->invalid[i] = p;
             }
@@ -181,9 +176,7 @@ publish_op *publish_prepare(json_t *root, const publish_opts *opts)
         }
         json_decref(errs);
     }
-    hdestroy_r(&ids);
-    for (size_t i = 0; i < op->n; i++) free(id_keys[i]);
-    free(id_keys);
+    strmap_dispose(&ids, NULL);
 
     if (op->atomic && json_array_size(op->errors)) {
         json_t *p = problem_newf(worst,
@@ -260,9 +253,9 @@ static void build_answer(publish_op *op)
         if (ev->outcome != EV_FAILED) continue;
         const char *c = json_string_value(json_object_get(ev->problem, "code"));
         if (!code || strcmp(c, "store_unavailable") == 0 || strcmp(c, "internal") == 0) code = c;
-        json_t *e = problem_error((int)i, strcmp(c, "version_conflict") == 0 ? "/expected_version"
-                                                                             : "/id",
-                                  c, json_string_value(json_object_get(ev->problem, "detail")));
+        json_t *e =
+            problem_error((int)i, strcmp(c, "version_conflict") == 0 ? "/expected_version" : "/id",
+                          c, json_string_value(json_object_get(ev->problem, "detail")));
         json_object_set_new(e, "code", json_string(c));
         json_t *cv = json_object_get(ev->problem, "current_version");
         if (cv) json_object_set(e, "current_version", cv);
@@ -340,13 +333,15 @@ void publish_op_free(publish_op *op)
 {
     if (!op) return;
     if (op->areq.events) {
-        for (size_t i = 0; i < op->areq.n; i++) event_dispose(&op->areq.events[i]);
+        for (size_t i = 0; i < op->areq.n; i++)
+            event_dispose(&op->areq.events[i]);
         free(op->areq.events);
     } else {
         for (size_t i = 0; i < op->n; i++)
             if (op->valid && op->valid[i]) event_dispose(&op->events[i]);
     }
-    for (size_t i = 0; i < op->n; i++) json_decref(op->invalid ? op->invalid[i] : NULL);
+    for (size_t i = 0; i < op->n; i++)
+        json_decref(op->invalid ? op->invalid[i] : NULL);
     free(op->events);
     free(op->valid);
     free(op->invalid);

@@ -169,27 +169,48 @@ static int relay_events(redisContext *r, sevent **evs, int n, long long *checkpo
         if (evs[i]->position != last + 1) return 1;
         last = evs[i]->position;
     }
+    /* The whole pipeline is written as RESP into one buffer: hiredis's argv formatting
+     * allocated per argument. */
+    buf cmd;
+    buf_init(&cmd);
+    size_t maxlen_len = strlen(maxlen);
     last = *checkpoint;
     for (int i = 0; i < n; i++) {
         sevent *e = evs[i];
         if (e->position <= last) continue;
-        char name[512], entry[32], pos[24];
-        if (strcmp(e->tenant, "default") == 0)
-            snprintf(name, sizeof name, "%s%s", cfg->redis_prefix, e->stream);
-        else
-            snprintf(name, sizeof name, "%s%s:%s", cfg->redis_prefix, e->tenant, e->stream);
-        snprintf(entry, sizeof entry, "%lld-0", e->position);
-        snprintf(pos, sizeof pos, "%lld", e->position);
-        const char *argv[] = {"XADD", name,   "MAXLEN", "~",        maxlen, entry,   "id",
-                              e->id,  "type", e->type,  "position", pos,    "event", e->json};
-        size_t argl[14];
-        for (int k = 0; k < 13; k++)
-            argl[k] = strlen(argv[k]);
-        argl[13] = e->json_len;
-        redisAppendCommandArgv(r, 14, argv, argl);
+        char entry[32], pos[24];
+        size_t pos_len = fmt_lld(pos, e->position);
+        memcpy(entry, pos, pos_len);
+        memcpy(entry + pos_len, "-0", 3);
+        bool dflt = strcmp(e->tenant, "default") == 0;
+        size_t name_len =
+            strlen(cfg->redis_prefix) + strlen(e->stream) + (dflt ? 0 : strlen(e->tenant) + 1);
+        buf_puts(&cmd, "*14\r\n$4\r\nXADD\r\n$");
+        buf_lld(&cmd, (long long)name_len);
+        buf_puts(&cmd, "\r\n");
+        buf_puts(&cmd, cfg->redis_prefix);
+        if (!dflt) {
+            buf_puts(&cmd, e->tenant);
+            buf_puts(&cmd, ":");
+        }
+        buf_puts(&cmd, e->stream);
+        buf_puts(&cmd, "\r\n");
+        const char *args[] = {"MAXLEN", "~",     maxlen,     entry, "id",    e->id,
+                              "type",   e->type, "position", pos,   "event", e->json};
+        size_t lens[] = {6, 1,       maxlen_len, pos_len + 2, 2, strlen(e->id), 4, strlen(e->type),
+                         8, pos_len, 5,          e->json_len};
+        for (int k = 0; k < 12; k++) {
+            buf_puts(&cmd, "$");
+            buf_lld(&cmd, (long long)lens[k]);
+            buf_puts(&cmd, "\r\n");
+            buf_append(&cmd, args[k], lens[k]);
+            buf_puts(&cmd, "\r\n");
+        }
         last = e->position;
         sent++;
     }
+    if (sent) redisAppendFormattedCommand(r, cmd.data, cmd.len);
+    buf_dispose(&cmd);
     if (!sent) return 0;
     char *key = relay_checkpoint_key(cfg);
     redisAppendCommand(r, "SET %s %lld", key, last);

@@ -16,9 +16,11 @@
  * stored envelope that eventlog_committed writes from the serialised event parses, and its "data"
  * is the event's data.
  */
+#include "canon.h"
 #include "envelope.h"
 #include "eventlog.h"
 #include "fuzz.h"
+#include "jsonparse.h"
 #include "publish.h"
 #include "schema/validator.h"
 
@@ -160,6 +162,15 @@ static void check_one(json_t *in, int index)
     fuzz_check(strcmp(json_string_value(json_object_get(parsed, "type")), ev.type) == 0, "type");
     json_decref(parsed);
     sevent_unref(stored);
+    /* canon.c writes what jansson's dumper writes, byte for byte. */
+    char *want = json_dumps(in, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+    buf got;
+    buf_init(&got);
+    canon_canonical(&got, in);
+    if (got.len != strlen(want) || memcmp(got.data, want, got.len) != 0)
+        fuzz_fail("canonical text differs from jansson's: %s", want);
+    buf_dispose(&got);
+    free(want);
 
     const schema *s = catalog_schema(ev.type);
     if (s) {
@@ -178,6 +189,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     json_error_t err;
     json_t *root = json_loadb((const char *)data, size, FUZZ_BODY_FLAGS, &err);
+    /* jsonparse.c, the fast path in front of jansson, decides only what jansson would
+     * decide the same way: the same tree, never a tree where jansson has an error. */
+    json_t *fast = jsonparse_load((const char *)data, size);
+    if (fast && !root) fuzz_fail("jsonparse accepted what jansson refuses: %s", err.text);
+    if (fast && !json_equal(fast, root)) fuzz_fail("jsonparse built another tree than jansson");
+    json_decref(fast);
     if (!root) return 0;
 
     if (json_is_array(root)) {
