@@ -2,7 +2,8 @@
 # bench/all.sh — `make bench`: every benchmark of Sluice, one after the other, each printing
 # its own table with its figures beside the baseline it measured in the same run; then one
 # table of every headline figure, with the machine above it:
-#   bench/run.sh            durable publish vs pgbench; the Redis relay lag (issues 2, 4)
+#   bench/run.sh            durable publish vs pgbench and the Node service (bench/peer-node),
+#                           CPU per event per process; the Redis relay lag (issues 2, 4)
 #   bench/validate/run.sh   the JSON Schema validator vs ajv (issue 3)
 #   bench/fanout/run.sh     WebSocket fan-out (issue 4)
 #   bench/history/run.sh    NDJSON reads vs psql \copy; projection catch-up (issue 5)
