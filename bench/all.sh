@@ -27,7 +27,7 @@ machine_start=$(bench_machine)
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
 
 status=0
-for b in bench/run.sh bench/validate/run.sh bench/fanout/run.sh bench/history/run.sh \
+for b in bench/run.sh bench/insert/run.sh bench/validate/run.sh bench/fanout/run.sh bench/history/run.sh \
   bench/groups/run.sh; do
   case "$b" in
     bench/run.sh) name=publish ;;
