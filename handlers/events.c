@@ -137,8 +137,8 @@ static void run_get(PGconn **conn, void *arg)
 void events_get(http_req *req)
 {
     if (!envelope_id_valid(req->params[0])) { /* no stored event has such an id */
-        http_reply_problem(req, problem_newf("not_found", "no event with id '%.100s'",
-                                             req->params[0]));
+        http_reply_problem(req,
+                           problem_newf("not_found", "no event with id '%.100s'", req->params[0]));
         return;
     }
     get_job *j = xcalloc(1, sizeof *j);
@@ -321,8 +321,8 @@ static void answer_wait(http_req *req)
 static int first_row(const char *line, size_t len, void *arg)
 {
     char **out = arg;
-    *out = xstrndup(line, len);
-    return 1; /* one is enough */
+    if (!*out) *out = xstrndup(line, len);
+    return 0; /* the query asks for one row: reading to its end keeps the pooled connection */
 }
 
 static void run_wait_lookup(PGconn **conn, void *arg)
@@ -360,13 +360,20 @@ void events_wait(http_req *req)
         }
     }
     snprintf(j->tenant, sizeof j->tenant, "%s", req->auth.tenant);
-    /* The hub filter mirrors the store filter: tenant, correlation id, types, stream, key. */
+    /* The hub filter is the store filter, every field of it: the live path answers exactly
+     * what the stored lookup would (tenant, correlation id, user id, every type, stream,
+     * key, since/until on the commit time). */
     hub_filter hf = {0};
     snprintf(hf.tenant, sizeof hf.tenant, "%s", req->auth.tenant);
     if (j->f.correlation_id) hf.correlation_id = xstrdup(j->f.correlation_id);
     if (j->f.key) hf.key = xstrdup(j->f.key);
+    if (j->f.user_id) hf.user_id = xstrdup(j->f.user_id);
+    if (j->f.since) hf.since_ms = strtoll(j->f.since, NULL, 10);
+    if (j->f.until) hf.until_ms = strtoll(j->f.until, NULL, 10);
     if (j->f.stream) hf.streams[hf.n_streams++] = xstrdup(j->f.stream);
-    for (int i = 0; i < j->f.n_types && i < HUB_MAX_TYPES; i++) {
+    _Static_assert(HUB_MAX_TYPES >= STORE_MAX_TYPES,
+                   "every type of a read filter fits a hub filter");
+    for (int i = 0; i < j->f.n_types; i++) {
         hf.types[hf.n_types] = xstrdup(j->f.types[i]);
         hf.type_prefix[hf.n_types++] = j->f.type_prefix[i];
     }

@@ -351,9 +351,11 @@ static const char *const ids_sql =
     "to_char(e.time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), e.content_hash "
     "FROM unnest($1::text[], $2::text[]) AS x(t, id) JOIN events e ON e.tenant_id = x.t AND "
     "e.id = x.id";
+/* A key's version: its highest stored one, or what retention kept of expired ones. */
 static const char *const keys_sql =
-    "SELECT x.t, x.s, x.k, (SELECT e.version FROM events e WHERE e.tenant_id = x.t AND "
-    "e.stream = x.s AND e.key = x.k ORDER BY e.version DESC LIMIT 1) "
+    "SELECT x.t, x.s, x.k, GREATEST((SELECT e.version FROM events e WHERE e.tenant_id = x.t "
+    "AND e.stream = x.s AND e.key = x.k ORDER BY e.version DESC LIMIT 1), (SELECT h.version "
+    "FROM key_heads h WHERE h.tenant_id = x.t AND h.stream = x.s AND h.key = x.k)) "
     "FROM unnest($1::text[], $2::text[], $3::text[]) AS x(t, s, k)";
 static const char *const lock_sql = "SELECT pg_advisory_xact_lock(" LOCK_EVENT_LOG ")";
 static const char *const head_sql = "SELECT coalesce(max(position), 0) FROM events";

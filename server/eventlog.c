@@ -4,6 +4,7 @@
 #include "eventlog.h"
 #include "db.h"
 #include "mem.h"
+#include "timeutil.h"
 #include "ulid.h"
 
 #include <poll.h>
@@ -14,8 +15,8 @@
 
 static const char *const page_sql =
     "SELECT e.position, e.id, e.tenant_id, e.stream, e.type, e.key, e.correlation_id, "
-    "row_to_json(e)::text FROM (SELECT " EVENTLOG_COLUMNS " FROM events WHERE position > $1 "
-    "ORDER BY position LIMIT $2) e ORDER BY e.position";
+    "row_to_json(e)::text, e.user_id, e.time FROM (SELECT " EVENTLOG_COLUMNS " FROM events "
+    "WHERE position > $1 ORDER BY position LIMIT $2) e ORDER BY e.position";
 
 static char instance[ULID_LEN + 1];
 static pthread_once_t instance_once = PTHREAD_ONCE_INIT;
@@ -75,8 +76,18 @@ sevent *eventlog_committed(const sluice_event *ev)
     field(&b, ",\"tenant_id\":", ev->tenant);
     field(&b, ",\"time\":", ev->time);
     buf_append(&b, "}", 1);
-    sevent *e = sevent_new(ev->position, ev->id, ev->tenant, ev->stream, ev->type, ev->key,
-                           ev->correlation_id, b.data, b.len);
+    int64_t ms = 0;
+    (void)time_parse_rfc3339(ev->time, &ms);
+    sevent_fields f = {.position = ev->position,
+                       .id = ev->id,
+                       .tenant = ev->tenant,
+                       .stream = ev->stream,
+                       .type = ev->type,
+                       .key = ev->key,
+                       .correlation_id = ev->correlation_id,
+                       .user_id = ev->user_id,
+                       .time_ms = ms};
+    sevent *e = sevent_make(&f, b.data, b.len);
     buf_dispose(&b);
     return e;
 }
@@ -96,11 +107,20 @@ int eventlog_read(PGconn **conn, long long after, int limit, int timeout_ms, sev
     }
     int n = PQntuples(r);
     sevent **evs = n ? xcalloc((size_t)n, sizeof *evs) : NULL;
-    for (int i = 0; i < n; i++)
-        evs[i] = sevent_new(strtoll(PQgetvalue(r, i, 0), NULL, 10), PQgetvalue(r, i, 1),
-                            PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4),
-                            PQgetisnull(r, i, 5) ? NULL : PQgetvalue(r, i, 5), PQgetvalue(r, i, 6),
-                            PQgetvalue(r, i, 7), (size_t)PQgetlength(r, i, 7));
+    for (int i = 0; i < n; i++) {
+        sevent_fields f = {.position = strtoll(PQgetvalue(r, i, 0), NULL, 10),
+                           .id = PQgetvalue(r, i, 1),
+                           .tenant = PQgetvalue(r, i, 2),
+                           .stream = PQgetvalue(r, i, 3),
+                           .type = PQgetvalue(r, i, 4),
+                           .key = PQgetisnull(r, i, 5) ? NULL : PQgetvalue(r, i, 5),
+                           .correlation_id = PQgetvalue(r, i, 6),
+                           .user_id = PQgetisnull(r, i, 8) ? NULL : PQgetvalue(r, i, 8),
+                           .time_ms = 0};
+        int64_t ms = 0;
+        if (time_parse_rfc3339(PQgetvalue(r, i, 9), &ms)) f.time_ms = ms;
+        evs[i] = sevent_make(&f, PQgetvalue(r, i, 7), (size_t)PQgetlength(r, i, 7));
+    }
     PQclear(r);
     *out = evs;
     return n;

@@ -69,6 +69,7 @@ void hub_filter_dispose(hub_filter *f)
         free(f->types[i]);
     free(f->key);
     free(f->correlation_id);
+    free(f->user_id);
     memset(f, 0, sizeof *f);
 }
 
@@ -92,6 +93,9 @@ bool hub_filter_matches(const hub_filter *f, const sevent *e)
     if (f->correlation_id &&
         (!e->correlation_id || strcmp(f->correlation_id, e->correlation_id) != 0))
         return false;
+    if (f->user_id && (!e->user_id || strcmp(f->user_id, e->user_id) != 0)) return false;
+    if (f->since_ms && e->time_ms < f->since_ms) return false;
+    if (f->until_ms && e->time_ms >= f->until_ms) return false;
     return true;
 }
 

@@ -24,7 +24,10 @@
 #include <stdbool.h>
 
 #define HUB_MAX_STREAMS 16
-#define HUB_MAX_TYPES 16
+#define HUB_MAX_TYPES 32 /* as many as a read filter (store.h) takes */
+/* A limit as a string literal, for messages that name it. */
+#define HUB_STR(x) #x
+#define HUB_XSTR(x) HUB_STR(x)
 
 typedef struct hub_filter {
     char tenant[ENVELOPE_TENANT_MAX + 1];
@@ -34,8 +37,10 @@ typedef struct hub_filter {
     char *types[HUB_MAX_TYPES]; /* owned; exact names, or prefixes ending in '.' */
     bool type_prefix[HUB_MAX_TYPES];
     int n_types;
-    char *key;            /* owned; NULL = any */
-    char *correlation_id; /* owned; NULL = any */
+    char *key;                    /* owned; NULL = any */
+    char *correlation_id;         /* owned; NULL = any */
+    char *user_id;                /* owned; NULL = any */
+    long long since_ms, until_ms; /* commit time: since inclusive, until exclusive; 0 = any */
 } hub_filter;
 
 typedef enum { HUB_CATCHING_UP = 0, HUB_LIVE } hub_state;

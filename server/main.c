@@ -170,7 +170,7 @@ static int cmd_serve(sluice_config *cfg)
         log_error("main", "cannot start following the event log", NULL);
         return 1;
     }
-    if (relay_start(cfg) < 0 || waiters_start() < 0 || retention_start(cfg->database_url) < 0 ||
+    if (relay_start(cfg) < 0 || waiters_start() < 0 || retention_start(cfg) < 0 ||
         projections_start(cfg->database_url) < 0 || replays_start(cfg) < 0 ||
         groups_start(cfg) < 0)
         return 1;

@@ -6,6 +6,8 @@
 #include "db.h"
 #include "log.h"
 #include "mem.h"
+#include "relay.h"
+#include <stdio.h>
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -19,19 +21,47 @@
 #define RETENTION_BATCHES_PER_ROUND 50
 #define RETENTION_TIMEOUT_MS 10000
 
-static char *url;
+static const sluice_config *cfg;
 static pthread_t thread;
 static atomic_bool stopping;
 static bool running;
 
 static void sleep_ms(int ms)
 {
-    for (int i = 0; i < ms / 50 && !atomic_load(&stopping); i++) usleep(50 * 1000);
+    for (int i = 0; i < ms / 50 && !atomic_load(&stopping); i++)
+        usleep(50 * 1000);
 }
+
+/* What retention may never delete: events not yet in Redis (at or above the relay's
+ * checkpoint), not yet applied by a projection of the tenant that has not failed, or not
+ * yet replayed by a running replay of the tenant. $4 is the relay's checkpoint. Each
+ * batch keeps the highest version it deletes of each key in key_heads, so a key's
+ * version never goes back. */
+static const char *const delete_sql =
+    "WITH doomed AS (SELECT position FROM events WHERE tenant_id = $1 AND stream = $2 "
+    "AND time < now() - make_interval(secs => $3::bigint / 1000.0) "
+    "AND position < (SELECT max(position) FROM events) AND position < $4::bigint "
+    "AND position <= coalesce((SELECT min(p.position) FROM projections p WHERE p.tenant_id = $1 "
+    "AND p.status <> 'failed'), 9223372036854775807) "
+    "AND position <= coalesce((SELECT min(r.position) FROM replays r WHERE r.tenant_id = $1 "
+    "AND r.status = 'running'), 9223372036854775807) ORDER BY position LIMIT 1000), "
+    "gone AS (DELETE FROM events e USING doomed d WHERE e.position = d.position "
+    "RETURNING e.tenant_id, e.stream, e.key, e.version), "
+    "kept AS (INSERT INTO key_heads (tenant_id, stream, key, version) SELECT tenant_id, stream, "
+    "key, max(version) FROM gone WHERE key IS NOT NULL GROUP BY tenant_id, stream, key "
+    "ON CONFLICT (tenant_id, stream, key) DO UPDATE SET version = "
+    "GREATEST(key_heads.version, EXCLUDED.version)) "
+    "SELECT count(*) FROM gone";
 
 /* One round: every stream with a max age, a bounded number of batches. */
 static void enforce(PGconn **conn)
 {
+    /* Redis's side first: an event Redis has not got yet is owed to it. Unknown (Redis
+     * away) means nothing is deleted this round. */
+    long long relayed = relay_probe_checkpoint(cfg, RETENTION_TIMEOUT_MS);
+    if (relayed <= 0) return;
+    char relayed_text[24];
+    snprintf(relayed_text, sizeof relayed_text, "%lld", relayed);
     PGresult *s = db_exec(conn,
                           "SELECT tenant_id, stream, max_age_ms FROM stream_settings "
                           "WHERE max_age_ms IS NOT NULL",
@@ -41,17 +71,13 @@ static void enforce(PGconn **conn)
         return;
     }
     for (int i = 0; i < PQntuples(s) && *conn && !atomic_load(&stopping); i++) {
-        const char *p[] = {PQgetvalue(s, i, 0), PQgetvalue(s, i, 1), PQgetvalue(s, i, 2)};
+        const char *p[] = {PQgetvalue(s, i, 0), PQgetvalue(s, i, 1), PQgetvalue(s, i, 2),
+                           relayed_text};
         long long deleted = 0;
         for (int b = 0; b < RETENTION_BATCHES_PER_ROUND && *conn; b++) {
-            PGresult *r = db_exec(
-                conn,
-                "DELETE FROM events WHERE position IN (SELECT position FROM events "
-                "WHERE tenant_id = $1 AND stream = $2 "
-                "AND time < now() - make_interval(secs => $3::bigint / 1000.0) "
-                "AND position < (SELECT max(position) FROM events) ORDER BY position LIMIT 1000)",
-                3, p, RETENTION_TIMEOUT_MS);
-            long long n = db_ok(r) ? strtoll(PQcmdTuples(r), NULL, 10) : 0;
+            PGresult *r = db_exec(conn, delete_sql, 4, p, RETENTION_TIMEOUT_MS);
+            if (!db_ok(r) && r) db_log_error("retention", "deleting expired events failed", r);
+            long long n = db_ok(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
             PQclear(r);
             deleted += n;
             if (n < 1000) break;
@@ -72,7 +98,7 @@ static void *retention_main(void *unused)
     while (!atomic_load(&stopping)) {
         if (!conn) {
             leader = false;
-            conn = db_connect(url, "retention");
+            conn = db_connect(cfg->database_url, "retention");
             if (!conn) {
                 sleep_ms(1000);
                 continue;
@@ -91,9 +117,9 @@ static void *retention_main(void *unused)
     return NULL;
 }
 
-int retention_start(const char *database_url)
+int retention_start(const sluice_config *c)
 {
-    url = xstrdup(database_url);
+    cfg = c;
     if (pthread_create(&thread, NULL, retention_main, NULL) != 0) return -1;
     running = true;
     return 0;
@@ -105,6 +131,4 @@ void retention_stop(void)
     atomic_store(&stopping, true);
     pthread_join(thread, NULL);
     running = false;
-    free(url);
-    url = NULL;
 }

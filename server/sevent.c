@@ -17,27 +17,42 @@ static const char *place(char **w, const char *s, size_t n)
     return at;
 }
 
-sevent *sevent_new(long long position, const char *id, const char *tenant, const char *stream,
-                   const char *type, const char *key, const char *correlation_id, const char *json,
-                   size_t len)
+sevent *sevent_make(const sevent_fields *f, const char *json, size_t len)
 {
-    if (!id) id = "";
-    size_t li = strlen(id), lt = strlen(tenant), ls = strlen(stream), lty = strlen(type);
-    size_t lk = key ? strlen(key) : 0, lc = correlation_id ? strlen(correlation_id) : 0;
-    sevent *e = xmalloc(sizeof *e + li + lt + ls + lty + lk + lc + len + 7);
+    const char *id = f->id ? f->id : "";
+    size_t li = strlen(id), lt = strlen(f->tenant), ls = strlen(f->stream), lty = strlen(f->type);
+    size_t lk = f->key ? strlen(f->key) : 0, lc = f->correlation_id ? strlen(f->correlation_id) : 0;
+    size_t lu = f->user_id ? strlen(f->user_id) : 0;
+    sevent *e = xmalloc(sizeof *e + li + lt + ls + lty + lk + lc + lu + len + 8);
     char *w = (char *)(e + 1);
     atomic_init(&e->refs, 1);
-    e->position = position;
+    e->position = f->position;
+    e->time_ms = f->time_ms;
     e->id = place(&w, id, li);
-    e->tenant = place(&w, tenant, lt);
-    e->stream = place(&w, stream, ls);
-    e->type = place(&w, type, lty);
-    e->key = key ? place(&w, key, lk) : NULL;
-    e->correlation_id = place(&w, correlation_id ? correlation_id : "", lc);
+    e->tenant = place(&w, f->tenant, lt);
+    e->stream = place(&w, f->stream, ls);
+    e->type = place(&w, f->type, lty);
+    e->key = f->key ? place(&w, f->key, lk) : NULL;
+    e->correlation_id = place(&w, f->correlation_id ? f->correlation_id : "", lc);
+    e->user_id = f->user_id ? place(&w, f->user_id, lu) : NULL;
     e->json = w;
     place(&w, json, len);
     e->json_len = len;
     return e;
+}
+
+sevent *sevent_new(long long position, const char *id, const char *tenant, const char *stream,
+                   const char *type, const char *key, const char *correlation_id, const char *json,
+                   size_t len)
+{
+    sevent_fields f = {.position = position,
+                       .id = id,
+                       .tenant = tenant,
+                       .stream = stream,
+                       .type = type,
+                       .key = key,
+                       .correlation_id = correlation_id};
+    return sevent_make(&f, json, len);
 }
 
 sevent *sevent_ref(sevent *e)

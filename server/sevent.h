@@ -19,12 +19,23 @@ typedef struct sevent {
     long long position;
     const char *id, *tenant, *stream, *type; /* inside the allocation */
     const char *key, *correlation_id;        /* inside the allocation; key may be NULL */
+    const char *user_id;                     /* inside the allocation; may be NULL */
+    long long time_ms;                       /* the commit time, ms since the epoch */
     char *json;                              /* inside the allocation: the stored envelope */
     size_t json_len;
 } sevent;
 
-/* A new event with one reference (the caller's). Strings are copied; `id` and `key`
- * may be NULL. */
+/* What a reader filters on, besides the text. */
+typedef struct sevent_fields {
+    long long position;
+    const char *id, *tenant, *stream, *type, *key, *correlation_id, *user_id;
+    long long time_ms;
+} sevent_fields;
+
+/* A new event with one reference (the caller's). Strings are copied; `id`, `key` and
+ * `user_id` may be NULL. */
+sevent *sevent_make(const sevent_fields *f, const char *json, size_t len);
+/* sevent_make without a user id or time (tests, fuzz targets). */
 sevent *sevent_new(long long position, const char *id, const char *tenant, const char *stream,
                    const char *type, const char *key, const char *correlation_id, const char *json,
                    size_t len);

@@ -36,6 +36,9 @@
 #define WS_RX_BUFFER 4096
 #define WS_TX_PACKET (64 * 1024) /* what one send() may take; lws keeps the rest for later */
 #define WS_RETRY_AFTER "1"       /* seconds, on a 503 at the connection limit */
+/* A connection must authenticate (?token= or a first auth message) within this, else it is
+ * closed with 1008 (issue 13: an idle unauthenticated socket must not be held for ever). */
+#define WS_AUTH_TIMEOUT_US (5 * LWS_USEC_PER_SEC)
 
 /* Per connection: lws's per-session data holds a pointer to this heap object, which
  * other threads may still reference (through the session) after lws frees its own. */
@@ -153,7 +156,7 @@ static const char *parse_filter(json_t *msg, hub_filter *f)
     json_t *v;
     if (streams && !json_is_null(streams)) {
         if (!json_is_array(streams) || json_array_size(streams) > HUB_MAX_STREAMS)
-            return "streams must be an array of at most 16 stream names";
+            return "streams must be an array of at most " HUB_XSTR(HUB_MAX_STREAMS) " stream names";
         json_array_foreach(streams, i, v) {
             if (!json_is_string(v) || !envelope_stream_valid(json_string_value(v)))
                 return "streams must hold stream names";
@@ -162,7 +165,8 @@ static const char *parse_filter(json_t *msg, hub_filter *f)
     }
     if (types && !json_is_null(types)) {
         if (!json_is_array(types) || json_array_size(types) > HUB_MAX_TYPES)
-            return "types must be an array of at most 16 types or prefix.* wildcards";
+            return "types must be an array of at most " HUB_XSTR(HUB_MAX_TYPES)
+                   " types or prefix.* wildcards";
         json_array_foreach(types, i, v) {
             if (!json_is_string(v) || !hub_filter_add_type(f, json_string_value(v)))
                 return "types must hold event types or prefix.* wildcards";
@@ -472,8 +476,17 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                              (unsigned char *)"unauthenticated", 15);
             return -1;
         }
+        if (!c->authed) lws_set_timer_usecs(wsi, WS_AUTH_TIMEOUT_US); /* LWS_CALLBACK_TIMER */
         return 0;
     }
+    case LWS_CALLBACK_TIMER: /* the authentication deadline */
+        if (pss->conn && !pss->conn->authed && !pss->conn->close_code) {
+            send_error(pss->conn, NULL, "unauthenticated",
+                       "authenticate within 5 s: ?token= or a first message "
+                       "{\"op\":\"auth\",\"token\":\"…\"}");
+            pss->conn->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION; /* after the error */
+        }
+        return 0;
     case LWS_CALLBACK_RECEIVE:
         if (!pss->conn) return -1;
         if (on_piece(pss->conn, in, len, lws_is_first_fragment(wsi),

@@ -80,6 +80,55 @@ describe('answers', () => {
     assert.ok(Date.now() - t0 < 30000, 'answered before the timeout');
   });
 
+  test('the live path applies every filter of the stored lookup: user_id, since/until, all types', async () => {
+    const cid = corr();
+    const t = tp();
+    // user_id: alice's waiter is not answered by bob's event that arrives live
+    const alice = wait(c, { correlation_id: cid, user_id: 'alice', timeout_ms: 30000 });
+    let settled = false;
+    alice.then(() => { settled = true; }, () => { settled = true; });
+    await h.sleep(300);
+    await pub(c, { type: `${t}.reply`, data: {}, correlation_id: cid, user_id: 'bob' });
+    await pub(c, { type: `${t}.reply`, data: {}, correlation_id: cid });
+    await h.sleep(300);
+    assert.equal(settled, false, "bob's event (and one without a user) do not answer alice's waiter");
+    const hers = await pub(c, { type: `${t}.reply`, data: {}, correlation_id: cid, user_id: 'alice' });
+    await assertStoredAnswer(await alice, hers.id);
+
+    // until: a waiter bounded to the past is not answered by an event committed now
+    const cid2 = corr();
+    const past = new Date(Date.now() - 60000).toISOString();
+    const bounded = wait(c, { correlation_id: cid2, until: past, timeout_ms: 1500 });
+    await h.sleep(300);
+    await pub(c, { type: `${t}.reply`, data: {}, correlation_id: cid2 });
+    assert.equal((await bounded).status, 204, 'an event committed after until does not answer');
+    // since: a waiter from the future is not answered by an event committed now
+    const future = new Date(Date.now() + 3600000).toISOString();
+    const later = wait(c, { correlation_id: cid2, since: future, timeout_ms: 1500 });
+    await h.sleep(300);
+    await pub(c, { type: `${t}.reply`, data: {}, correlation_id: cid2 });
+    assert.equal((await later).status, 204, 'an event committed before since does not answer');
+
+    // every type: the 20th type of a 20-type list answers live
+    const cid3 = corr();
+    const types = Array.from({ length: 20 }, (_, i) => `${t}.t${i}`);
+    const many = wait(c, { correlation_id: cid3, type: types.join(','), timeout_ms: 30000 });
+    await h.sleep(300);
+    const last = await pub(c, { type: types[19], data: {}, correlation_id: cid3 });
+    await assertStoredAnswer(await many, last.id);
+  });
+
+  test('a long poll that finds a stored match gives its PostgreSQL connection back to the pool', async () => {
+    const cid = corr();
+    const e = await pub(c, { type: `${tp()}.reply`, data: {}, correlation_id: cid });
+    await assertStoredAnswer(await wait(c, { correlation_id: cid, timeout_ms: 5000 }), e.id);
+    const backends = () => h.psql(s.dbUrl, "SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity " +
+      "WHERE datname = current_database() AND application_name = 'sluice' AND pid <> pg_backend_pid()");
+    const before = backends();
+    for (let i = 0; i < 20; i++) await assertStoredAnswer(await wait(c, { correlation_id: cid, timeout_ms: 5000 }), e.id);
+    assert.equal(backends(), before, 'no PostgreSQL connection was dropped and opened again');
+  });
+
   test('204 with no body on timeout (timeout_ms=300)', async () => {
     const t0 = Date.now();
     const r = await wait(c, { correlation_id: corr(), timeout_ms: 300 }, 20000);
