@@ -525,7 +525,7 @@ static void row_params(const sluice_event *ev, long long p, row_nums *nums, cons
  * the lock is added to them (*head_out); then -4 means a client id of the batch was already stored
  * (the unique constraint refused it): the caller rolls back and decides again. */
 static int write_events(append_req **reqs, size_t n_reqs, size_t stored, const char *now,
-                        bool relative, long long *head_out)
+                        bool relative, long long *head_out, int *backend)
 {
     size_t chunks = (stored + INSERT_CHUNK - 1) / INSERT_CHUNK;
     db_step *steps = xcalloc(5 + chunks * 2, sizeof *steps);
@@ -573,6 +573,7 @@ static int write_events(append_req **reqs, size_t n_reqs, size_t stored, const c
     steps[n++] = (db_step){.sql = "COMMIT"};
     PGresult **res = xcalloc((size_t)n, sizeof *res);
     bool all_sent = false;
+    *backend = PQbackendPID(conn); /* the session to end if the outcome is lost */
     int got = db_pipeline(&conn, steps, n, cfg->store_timeout_ms, res, &all_sent);
     PGresult *bad = got < 0 ? NULL : first_failed(res, got);
     int rc = got < 0 ? (all_sent ? -5 : -1) : bad ? -2 : 0;
@@ -627,35 +628,50 @@ static void connect_now(void);
 /* The connection broke after COMMIT may have reached PostgreSQL: reconnects (every
  * quarter second, for as long as it takes; publishing answers 503 meanwhile) and asks
  * by the first stored event's id whether the batch committed. Returns its position
- * (the batch committed), 0 (it did not) or -1 (stopping before an answer came). */
-static long long commit_outcome(const sluice_event *first)
+ * (the batch committed), 0 (it did not) or -1 (stopping before an answer came).
+ * The old session must be gone before the answer counts: the lost COMMIT may still sit
+ * in the kernel's send buffer, retransmitted to a session that is alive with its
+ * transaction open, and commit after a lookup said it had not. So the old backend
+ * (`backend`, its pid) is terminated, and the lookup waits until it has left. */
+static long long commit_outcome(const sluice_event *first, int backend)
 {
     log_warn("appender", "connection lost after COMMIT was sent; asking whether it committed",
-             json_pack("{s:s}", "id", first->id));
+             json_pack("{s:s,s:i}", "id", first->id, "backend", backend));
     atomic_store(&connected, false); /* new submissions: 503 until the answer is known */
+    char pid[16];
+    snprintf(pid, sizeof pid, "%d", backend);
     for (;;) {
         if (!conn) connect_now();
         if (conn) {
-            const char *p[] = {first->tenant, first->id};
-            PGresult *r =
-                db_exec(&conn, "SELECT position FROM events WHERE tenant_id = $1 AND id = $2", 2, p,
-                        cfg->store_timeout_ms);
-            long long pos = !db_ok(r)      ? -1
-                            : PQntuples(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10)
-                                           : 0;
-            PQclear(r);
-            if (pos >= 0) {
-                log_info("appender",
-                         pos ? "the batch had committed" : "the batch had not committed",
-                         json_pack("{s:s}", "id", first->id));
-                return pos;
+            const char *tp[] = {pid};
+            PGresult *t = db_exec(&conn,
+                                  "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                  "WHERE pid = $1::int",
+                                  1, tp, cfg->store_timeout_ms);
+            bool gone = db_ok(t) && PQntuples(t) == 0; /* no such session (any more) */
+            PQclear(t);
+            if (gone) {
+                const char *p[] = {first->tenant, first->id};
+                PGresult *r =
+                    db_exec(&conn, "SELECT position FROM events WHERE tenant_id = $1 AND id = $2",
+                            2, p, cfg->store_timeout_ms);
+                long long pos = !db_ok(r)      ? -1
+                                : PQntuples(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10)
+                                               : 0;
+                PQclear(r);
+                if (pos >= 0) {
+                    log_info("appender",
+                             pos ? "the batch had committed" : "the batch had not committed",
+                             json_pack("{s:s}", "id", first->id));
+                    return pos;
+                }
             }
         }
         pthread_mutex_lock(&lock);
         bool stop = stopping;
         pthread_mutex_unlock(&lock);
         if (stop) return -1;
-        usleep(250 * 1000);
+        usleep(100 * 1000);
     }
 }
 
@@ -682,6 +698,7 @@ static int commit_batch(append_req **reqs, size_t n_reqs)
     char now[32];
     time_now_rfc3339(now);
     long long head = 0;
+    int backend = 0; /* the PostgreSQL session the last write went to */
     /* Without keys there is nothing to look up first: client ids are almost always new,
      * so the batch is inserted at once and the unique constraint on (tenant_id, id) says
      * when one is not (then the batch is decided again against the stored rows). */
@@ -694,7 +711,7 @@ static int commit_batch(append_req **reqs, size_t n_reqs)
     if (rc == 0) {
         for (size_t r = 0; r < n_reqs; r++)
             stored += decide_request(&b, reqs[r], &head, now);
-        rc = write_events(reqs, n_reqs, stored, now, fast, &head);
+        rc = write_events(reqs, n_reqs, stored, now, fast, &head, &backend);
         if (rc == -4) {
             rollback();
             for (size_t r = 0; r < n_reqs; r++)
@@ -706,12 +723,12 @@ static int commit_batch(append_req **reqs, size_t n_reqs)
             rc = conn ? read_state(reqs, n_reqs, &b, &head) : -1;
             for (size_t r = 0; rc == 0 && r < n_reqs; r++)
                 stored += decide_request(&b, reqs[r], &head, now);
-            if (rc == 0) rc = write_events(reqs, n_reqs, stored, now, false, &head);
+            if (rc == 0) rc = write_events(reqs, n_reqs, stored, now, false, &head, &backend);
         }
         sluice_event *first = rc == -5 && stored ? first_stored(reqs, n_reqs) : NULL;
         if (rc == -5 && !first) rc = -1; /* nothing was to be stored: nothing to find out */
         if (first) {
-            long long pos = commit_outcome(first);
+            long long pos = commit_outcome(first, backend);
             if (pos > 0) {
                 long long next = pos - 1;
                 for (size_t r = 0; r < n_reqs; r++)
