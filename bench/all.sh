@@ -8,6 +8,10 @@
 #   bench/fanout/run.sh     WebSocket fan-out (issue 4)
 #   bench/history/run.sh    NDJSON reads vs psql \copy; projection catch-up (issue 5)
 #   bench/groups/run.sh     the consumer-group sweeper (issue 6)
+#   bench/unauth/run.sh     RSS under unauthenticated slow and large bodies (issue 13)
+#   bench/tenants/run.sh    one tenant's publish p99 while another holds its caps (issue 13)
+#   bench/validation_attack/run.sh  /health p99 under worst-case validation bodies (issue 13)
+#   bench/insert/run.sh     COPY vs INSERT, and what each index costs per insert (issue 12)
 # Each script appends its headline rows to $BENCH_SUMMARY (bench/lib.sh, bench_summary: six
 # tab-separated fields, benchmark / measure / Sluice / baseline / target / verdict). A script
 # that fails, or leaves no row, gets a row saying so. A missing benchmark is reported, not
@@ -28,7 +32,7 @@ started=$(date -u '+%Y-%m-%d %H:%M UTC')
 
 status=0
 for b in bench/run.sh bench/insert/run.sh bench/validate/run.sh bench/fanout/run.sh bench/history/run.sh \
-  bench/groups/run.sh; do
+  bench/groups/run.sh bench/unauth/run.sh bench/tenants/run.sh bench/validation_attack/run.sh; do
   case "$b" in
     bench/run.sh) name=publish ;;
     *) name=${b#bench/} name=${name%/run.sh} ;;

@@ -10,6 +10,7 @@
 #include "../server/problem.h"
 #include "../server/publish.h"
 #include "../server/store.h"
+#include "../server/tenants.h"
 #include "../server/timeutil.h"
 #include "../server/waiters.h"
 
@@ -92,7 +93,9 @@ void events_publish(http_req *req)
                          .atomic = atomic,
                          .max_batch = http_config()->max_batch,
                          .allow_unknown_types = http_config()->allow_unknown_types,
-                         .body_bytes = req->body_len};
+                         .body_bytes = req->body_len,
+                         .validation_max_nodes = http_config()->validation_max_nodes,
+                         .validation_max_steps = http_config()->validation_max_steps};
     publish_op *op = publish_prepare(root, &opts);
     json_decref(root);
     http_set_correlation(req, publish_correlation(op));
@@ -153,13 +156,29 @@ typedef struct list_job {
     http_req *req;
     char tenant[ENVELOPE_TENANT_MAX + 1]; /* copied: a stream outlives its request */
     read_filter f;
+    /* NDJSON only: one of the tenant's stream slots, and the key's revocation watch. */
+    bool slot;
+    auth_watch *watch;
+    atomic_bool revoked;        /* the key was revoked: stop, and cut the stream */
+    _Atomic(http_stream *) out; /* the stream, once started */
 } list_job;
 
 static void list_job_free(void *arg)
 {
     list_job *j = arg;
+    auth_watch_remove(j->watch); /* before the stream goes: ndjson_revoked touches it */
+    if (j->slot) tenant_release(j->tenant, TENANT_STREAMS);
     store_filter_dispose(&j->f);
     free(j);
+}
+
+/* Any thread, the watch lock held (auth.h): stops the NDJSON producer and cuts its stream. */
+static void ndjson_revoked(void *arg)
+{
+    list_job *j = arg;
+    atomic_store(&j->revoked, true);
+    http_stream *out = atomic_load(&j->out);
+    if (out) http_stream_abort(out);
 }
 
 static const char *query_arg(void *ctx, const char *name)
@@ -192,6 +211,7 @@ static atomic_int streams_running;
 typedef struct ndjson_out {
     http_stream *s;
     buf pending; /* rows gathered before one ring write */
+    const atomic_bool *revoked;
 } ndjson_out;
 
 static int ndjson_flush(ndjson_out *o)
@@ -204,6 +224,7 @@ static int ndjson_flush(ndjson_out *o)
 static int ndjson_row(const char *line, size_t len, void *arg)
 {
     ndjson_out *o = arg;
+    if (atomic_load(o->revoked)) return 1;
     buf_append(&o->pending, line, len);
     buf_append(&o->pending, "\n", 1);
     return o->pending.len >= 16 * 1024 ? ndjson_flush(o) : 0;
@@ -219,12 +240,17 @@ static void *run_ndjson(void *arg)
         http_resume(j->req);
         goto out;
     }
-    ndjson_out o = {.s = http_stream_start(j->req, 200, "application/x-ndjson", 256 * 1024)};
+    ndjson_out o = {.s = http_stream_start(j->req, 200, "application/x-ndjson", 256 * 1024),
+                    .revoked = &j->revoked};
     buf_init(&o.pending);
+    atomic_store(&j->out, o.s);
     http_resume(j->req); /* j->req is libmicrohttpd's again: only the stream is ours */
     int rc = store_stream(&conn, cfg->store_timeout_ms, j->tenant, &j->f, ndjson_row, &o);
-    if (rc == 0) (void)ndjson_flush(&o);
+    if (rc == 0 && !atomic_load(&j->revoked)) (void)ndjson_flush(&o);
     if (rc == -1) log_warn("events", "NDJSON stream ended early: store unavailable", NULL);
+    auth_watch_remove(j->watch); /* ndjson_revoked no longer touches the stream */
+    j->watch = NULL;
+    if (atomic_load(&j->revoked)) http_stream_abort(o.s);
     http_stream_end(o.s);
     buf_dispose(&o.pending);
 out:
@@ -251,11 +277,29 @@ void events_list(http_req *req)
         handler_run_on_pool(req, run_page, j, list_job_free);
         return;
     }
+    if (!tenant_acquire(j->tenant, TENANT_STREAMS)) {
+        list_job_free(j);
+        http_add_header(req, "Retry-After", "1");
+        http_reply_problem(req, problem_newf("rate_limited",
+                                             "this tenant has %d SSE/NDJSON streams open "
+                                             "(SLUICE_TENANT_STREAMS); retry after one ends",
+                                             tenant_cap(TENANT_STREAMS)));
+        return;
+    }
+    j->slot = true; /* given back by list_job_free */
     if (atomic_fetch_add(&streams_running, 1) >= http_config()->max_streams) {
         atomic_fetch_sub(&streams_running, 1);
         list_job_free(j);
         http_add_header(req, "Retry-After", "1");
         http_reply_error(req, "overloaded", "too many NDJSON streams are running; retry shortly");
+        return;
+    }
+    j->watch = auth_watch_add(&req->auth, ndjson_revoked, j);
+    if (!j->watch) { /* revoked since this request was authenticated */
+        atomic_fetch_sub(&streams_running, 1);
+        list_job_free(j);
+        http_add_header(req, "WWW-Authenticate", "Bearer realm=\"sluice\"");
+        http_reply_error(req, "unauthenticated", "the API key was revoked");
         return;
     }
     http_suspend(req);
@@ -280,6 +324,11 @@ void events_list(http_req *req)
 typedef struct wait_state {
     char *json; /* the match, or NULL: timeout */
     size_t len;
+    /* One of the tenant's long-poll slots (SLUICE_TENANT_LONG_POLLS) and the key's revocation
+     * watch, both held until the request is freed, whichever way it ends. */
+    char tenant[ENVELOPE_TENANT_MAX + 1];
+    auth_watch *watch;
+    atomic_bool revoked; /* the key was revoked: answer 401 now */
 } wait_state;
 
 typedef struct wait_job {
@@ -291,8 +340,20 @@ typedef struct wait_job {
 static void wait_state_free(void *arg)
 {
     wait_state *st = arg;
+    auth_watch_remove(st->watch);
+    tenant_release(st->tenant, TENANT_LONG_POLLS);
     free(st->json);
     free(st);
+}
+
+/* Any thread, the watch lock held (auth.h); the request is alive (its state holds the
+ * watch): answers the poll now, as revoked. */
+static void poll_revoked(void *arg)
+{
+    http_req *req = arg;
+    wait_state *st = req->state;
+    atomic_store(&st->revoked, true);
+    waiter_cancel(req);
 }
 
 /* Tail, pool or reaper thread: exactly once. */
@@ -310,7 +371,10 @@ static void on_wait_done(void *arg, const char *json, size_t len)
 static void answer_wait(http_req *req)
 {
     wait_state *st = req->state;
-    if (st->json) {
+    if (atomic_load(&st->revoked)) {
+        http_add_header(req, "WWW-Authenticate", "Bearer realm=\"sluice\"");
+        http_reply_error(req, "unauthenticated", "the API key was revoked");
+    } else if (st->json) {
         http_reply(req, 200, "application/json", st->json, st->len);
         st->json = NULL;
     } else {
@@ -377,13 +441,32 @@ void events_wait(http_req *req)
         hf.types[hf.n_types] = xstrdup(j->f.types[i]);
         hf.type_prefix[hf.n_types++] = j->f.type_prefix[i];
     }
+    if (!tenant_acquire(req->auth.tenant, TENANT_LONG_POLLS)) {
+        hub_filter_dispose(&hf);
+        store_filter_dispose(&j->f);
+        free(j);
+        http_add_header(req, "Retry-After", "1");
+        http_reply_problem(req, problem_newf("rate_limited",
+                                             "this tenant has %d long polls waiting "
+                                             "(SLUICE_TENANT_LONG_POLLS); retry after one ends",
+                                             tenant_cap(TENANT_LONG_POLLS)));
+        return;
+    }
     wait_state *st = xcalloc(1, sizeof *st);
+    snprintf(st->tenant, sizeof st->tenant, "%s", req->auth.tenant); /* the slot's */
     req->state = st;
     req->state_free = wait_state_free;
     req->finalize = answer_wait;
     http_suspend(req);
     long long head = 0;
     j->w = waiter_add(&hf, j->f.after, (int)timeout, on_wait_done, req, &head);
+    /* The request cannot complete before this handler returns (its libmicrohttpd thread is
+     * this one), so st stays valid here whatever answers the waiter meanwhile. */
+    st->watch = auth_watch_add(&req->auth, poll_revoked, req);
+    if (!st->watch) { /* revoked since this request was authenticated */
+        atomic_store(&st->revoked, true);
+        waiter_cancel(req);
+    }
     j->f.limit = 1;
     /* No upper bound: the lookup sees everything committed by now, including events the
      * tail has not handed to the hub yet; later ones come live. The earliest wins. */

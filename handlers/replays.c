@@ -34,15 +34,21 @@ static void run(PGconn **conn, void *arg)
     json_t *out = NULL;
     int rc = -1;
     if (*conn) {
-        if (j->op == R_CREATE) rc = replay_create(conn, j->tenant, j->body, &out);
-        else if (j->op == R_GET) rc = replay_get(conn, j->tenant, j->id, &out);
-        else rc = replay_cancel(conn, j->tenant, j->id, &out);
+        if (j->op == R_CREATE)
+            rc = replay_create(conn, j->tenant, j->body, &out);
+        else if (j->op == R_GET)
+            rc = replay_get(conn, j->tenant, j->id, &out);
+        else
+            rc = replay_cancel(conn, j->tenant, j->id, &out);
     }
     if (rc == 0)
         http_reply_json(j->req, j->op == R_CREATE ? 202 : 200, out);
     else if (rc == -4)
         http_reply_problem(j->req, out);
-    else if (rc == -2)
+    else if (rc == -5) {
+        http_add_header(j->req, "Retry-After", "1");
+        http_reply_problem(j->req, out);
+    } else if (rc == -2)
         http_reply_problem(j->req, problem_newf("not_found", "no replay '%s'", j->id));
     else
         handler_store_unavailable(j->req);

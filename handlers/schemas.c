@@ -1,6 +1,8 @@
 /*
  * schemas.c — /v1/schemas: the registry's REST face. Reads are answered from
- * the in-memory registry; writes go to a pool worker.
+ * the in-memory registry; writes go to a pool worker. Every route acts for the
+ * caller's tenant: reads see its private types and the global ones, writes go to its
+ * own namespace (registry.h).
  */
 #include "handlers.h"
 #include "../server/mem.h"
@@ -13,14 +15,16 @@
 
 static registry_type *type_or_problem(http_req *req, const char *type)
 {
-    registry_type *t = registry_get(type);
-    if (!t) http_reply_problem(req, problem_newf("not_found", "no schema is registered for type '%s'", type));
+    registry_type *t = registry_get(req->auth.tenant, type);
+    if (!t)
+        http_reply_problem(
+            req, problem_newf("not_found", "no schema is registered for type '%s'", type));
     return t;
 }
 
 void schemas_list(http_req *req)
 {
-    http_reply_json(req, 200, registry_list_json());
+    http_reply_json(req, 200, registry_list_json(req->auth.tenant));
 }
 
 void schemas_get(http_req *req)
@@ -57,13 +61,14 @@ void schemas_version(http_req *req)
     if (!t) return;
     long n = version_number(req->params[1]);
     if (n < 1 || n > t->n_versions) {
-        http_reply_problem(req, problem_newf("not_found", "type '%s' has versions 1 to %d",
-                                             t->type, t->n_versions));
+        http_reply_problem(req, problem_newf("not_found", "type '%s' has versions 1 to %d", t->type,
+                                             t->n_versions));
     } else {
         registry_version *v = &t->versions[n - 1];
-        http_reply_json(req, 200, json_pack("{s:s,s:i,s:s,s:O,s:s}", "type", t->type, "version",
-                                            v->version, "stream", t->stream, "schema", v->doc,
-                                            "created_at", v->created_at));
+        http_reply_json(req, 200,
+                        json_pack("{s:s,s:i,s:s,s:O,s:s}", "type", t->type, "version", v->version,
+                                  "stream", t->stream, "schema", v->doc, "created_at",
+                                  v->created_at));
     }
     registry_release(t);
 }
@@ -89,9 +94,30 @@ void schemas_validate(http_req *req)
                                                  t->n_versions));
         } else {
             json_t *errors = json_array();
-            bool valid = schema_validate(t->versions[n - 1].compiled, data, "", -1, errors);
-            http_reply_json(req, 200, json_pack("{s:b,s:i,s:o}", "valid", valid, "version", (int)n,
-                                                "errors", errors));
+            schema_budget budget = {.max_nodes = http_config()->validation_max_nodes,
+                                    .max_steps = http_config()->validation_max_steps};
+            bool valid =
+                schema_validate_budget(t->versions[n - 1].compiled, data, "", -1, errors, &budget);
+            if (budget.over) { /* as a publish of it would be answered (issue 13) */
+                bool steps = budget.over == SCHEMA_OVER_STEPS;
+                json_t *p = problem_newf(
+                    "validation_too_costly",
+                    "validating this value takes more than %lld %s (%s); Sluice stopped there",
+                    steps ? budget.max_steps : budget.max_nodes,
+                    steps ? "regex and string steps" : "schema evaluations",
+                    steps ? "SLUICE_VALIDATION_MAX_STEPS" : "SLUICE_VALIDATION_MAX_NODES");
+                json_object_set_new(p, "limit",
+                                    json_string(steps ? "SLUICE_VALIDATION_MAX_STEPS"
+                                                      : "SLUICE_VALIDATION_MAX_NODES"));
+                json_object_set_new(p, "max",
+                                    json_integer(steps ? budget.max_steps : budget.max_nodes));
+                json_object_set_new(p, "errors", errors);
+                http_reply_problem(req, p);
+            } else {
+                http_reply_json(req, 200,
+                                json_pack("{s:b,s:i,s:o}", "valid", valid, "version", (int)n,
+                                          "errors", errors));
+            }
         }
         json_decref(data);
     }
@@ -105,8 +131,9 @@ typedef enum { W_REGISTER, W_COMPAT, W_DEPRECATE } write_kind;
 typedef struct write_job {
     http_req *req;
     write_kind kind;
-    char *type;   /* owned; compat/deprecate */
-    json_t *body; /* owned; register/compat */
+    char tenant[sizeof((auth_ctx *)0)->tenant]; /* the caller's: the namespace written */
+    char *type;                                 /* owned; compat/deprecate */
+    json_t *body;                               /* owned; register/compat */
 } write_job;
 
 static void write_job_free(void *arg)
@@ -123,9 +150,12 @@ static void run_write(PGconn **conn, void *arg)
     json_t *answer = NULL;
     registry_outcome out = REG_STORE_DOWN;
     if (*conn) {
-        if (j->kind == W_REGISTER) out = registry_register(conn, j->body, &answer);
-        else if (j->kind == W_COMPAT) out = registry_set_compat(conn, j->type, j->body, &answer);
-        else out = registry_deprecate(conn, j->type, &answer);
+        if (j->kind == W_REGISTER)
+            out = registry_register(conn, j->tenant, j->body, &answer);
+        else if (j->kind == W_COMPAT)
+            out = registry_set_compat(conn, j->tenant, j->type, j->body, &answer);
+        else
+            out = registry_deprecate(conn, j->tenant, j->type, &answer);
     }
     if (out == REG_STORE_DOWN) {
         json_decref(answer);
@@ -145,6 +175,7 @@ static void start_write(http_req *req, write_kind kind, bool with_body)
     write_job *j = xcalloc(1, sizeof *j);
     j->req = req;
     j->kind = kind;
+    snprintf(j->tenant, sizeof j->tenant, "%s", req->auth.tenant);
     if (req->params[0]) j->type = xstrdup(req->params[0]);
     if (with_body) {
         if (!handler_media_type_or_problem(req, types) ||

@@ -5,7 +5,8 @@
  * catch-up, hub subscription) and a thread of its own that writes the queue
  * to the response stream; a slow reader blocks only that thread, and a queue
  * past its bound ends the stream (the client resumes with Last-Event-ID).
- * Bounded by SLUICE_SSE_MAX.
+ * Bounded by SLUICE_SSE_MAX, and per tenant by SLUICE_TENANT_STREAMS (shared with NDJSON
+ * streams). The stream watches its key: revoked, the stream is cut at once (issue 13).
  */
 #include "handlers.h"
 #include "../server/http_stream.h"
@@ -13,6 +14,7 @@
 #include "../server/mem.h"
 #include "../server/problem.h"
 #include "../server/session.h"
+#include "../server/tenants.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -27,10 +29,13 @@
 static atomic_int sse_running;
 
 typedef struct sse_job {
-    http_req *req;      /* until resumed */
-    session *sess;      /* owned reference */
-    hub_filter filter;  /* moved into the session at start */
-    long long from;     /* -1: live only */
+    http_req *req;              /* until resumed */
+    session *sess;              /* owned reference */
+    hub_filter filter;          /* moved into the session at start */
+    long long from;             /* -1: live only */
+    auth_watch *watch;          /* the key's revocation watch */
+    atomic_bool revoked;        /* the key was revoked: end the stream */
+    _Atomic(http_stream *) out; /* the stream, once started (for sse_revoked) */
 } sse_job;
 
 static void sse_wake(session *s)
@@ -38,16 +43,28 @@ static void sse_wake(session *s)
     (void)s; /* the SSE thread waits on the session's condition variable */
 }
 
-/* Writes the queue to the stream until the client goes, the queue overflows, or Sluice
- * stops. */
-static void pump(session *s, http_stream *out)
+/* Any thread, the watch lock held (auth.h): wakes the SSE thread and cuts its stream. */
+static void sse_revoked(void *arg)
+{
+    sse_job *j = arg;
+    atomic_store(&j->revoked, true);
+    pthread_mutex_lock(&j->sess->lock);
+    pthread_cond_broadcast(&j->sess->changed);
+    pthread_mutex_unlock(&j->sess->lock);
+    http_stream *out = atomic_load(&j->out);
+    if (out) http_stream_abort(out);
+}
+
+/* Writes the queue to the stream until the client goes, the queue overflows, Sluice stops,
+ * or the key is revoked. */
+static void pump(session *s, http_stream *out, const atomic_bool *revoked)
 {
     buf b;
     buf_init(&b);
     int idle_s = 0;
-    for (;;) {
+    while (!atomic_load(revoked)) {
         pthread_mutex_lock(&s->lock);
-        while (s->q_len == 0 && !s->overflow && !s->closed) {
+        while (s->q_len == 0 && !s->overflow && !s->closed && !atomic_load(revoked)) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += 1;
@@ -55,7 +72,7 @@ static void pump(session *s, http_stream *out)
         }
         bool overflow = s->overflow, empty = s->q_len == 0;
         pthread_mutex_unlock(&s->lock);
-        if (overflow) break;
+        if (overflow || atomic_load(revoked)) break;
         b.len = 0;
         session_item it;
         int n = 0;
@@ -93,16 +110,29 @@ static void *sse_main(void *arg)
     int rc = session_subscribe(j->sess, "sse", &j->filter, j->from, &start);
     if (rc != 0) {
         http_add_header(j->req, "Retry-After", "1");
-        http_reply_error(j->req, "overloaded", "too many catch-ups are running; retry shortly");
+        if (rc == -4)
+            http_reply_problem(j->req, problem_newf("rate_limited",
+                                                    "this tenant runs %d history catch-ups "
+                                                    "already (SLUICE_TENANT_CATCHUPS); retry "
+                                                    "shortly",
+                                                    tenant_cap(TENANT_CATCHUPS)));
+        else
+            http_reply_error(j->req, "overloaded", "too many catch-ups are running; retry shortly");
         http_resume(j->req);
+        auth_watch_remove(j->watch);
     } else {
         http_stream *out = http_stream_start(j->req, 200, "text/event-stream", 64 * 1024);
+        atomic_store(&j->out, out);
         http_resume(j->req); /* the request is libmicrohttpd's again */
         char hello[64];
         int n = snprintf(hello, sizeof hello, "retry: 1000\n: subscribed after %lld\n\n", start);
-        if (http_stream_write(out, hello, (size_t)n) == 0) pump(j->sess, out);
+        if (!atomic_load(&j->revoked) && http_stream_write(out, hello, (size_t)n) == 0)
+            pump(j->sess, out, &j->revoked);
+        auth_watch_remove(j->watch); /* sse_revoked no longer touches the stream */
+        if (atomic_load(&j->revoked)) http_stream_abort(out);
         http_stream_end(out);
     }
+    tenant_release(j->sess->auth.tenant, TENANT_STREAMS);
     session_close(j->sess);
     session_unref(j->sess);
     hub_filter_dispose(&j->filter);
@@ -138,17 +168,39 @@ void subscribe_sse(http_req *req)
         return;
     }
     if (key) j->filter.key = xstrdup(key);
+    if (!tenant_acquire(req->auth.tenant, TENANT_STREAMS)) {
+        hub_filter_dispose(&j->filter);
+        free(j);
+        http_add_header(req, "Retry-After", "1");
+        http_reply_problem(req, problem_newf("rate_limited",
+                                             "this tenant has %d SSE/NDJSON streams open "
+                                             "(SLUICE_TENANT_STREAMS); retry after one ends",
+                                             tenant_cap(TENANT_STREAMS)));
+        return;
+    }
     if (atomic_fetch_add(&sse_running, 1) >= cfg->sse_max) {
         atomic_fetch_sub(&sse_running, 1);
+        tenant_release(req->auth.tenant, TENANT_STREAMS);
         hub_filter_dispose(&j->filter);
         free(j);
         http_add_header(req, "Retry-After", "1");
         http_reply_error(req, "overloaded", "too many SSE subscribers; retry shortly");
         return;
     }
-    j->sess = session_new((size_t)cfg->ws_queue_messages, (size_t)cfg->ws_queue_bytes, sse_wake,
-                          NULL);
+    j->sess =
+        session_new((size_t)cfg->ws_queue_messages, (size_t)cfg->ws_queue_bytes, sse_wake, NULL);
     j->sess->auth = req->auth;
+    j->watch = auth_watch_add(&req->auth, sse_revoked, j);
+    if (!j->watch) { /* revoked since this request was authenticated */
+        atomic_fetch_sub(&sse_running, 1);
+        tenant_release(req->auth.tenant, TENANT_STREAMS);
+        session_unref(j->sess);
+        hub_filter_dispose(&j->filter);
+        free(j);
+        http_add_header(req, "WWW-Authenticate", "Bearer realm=\"sluice\"");
+        http_reply_error(req, "unauthenticated", "the API key was revoked");
+        return;
+    }
     http_suspend(req);
     pthread_t t;
     pthread_attr_t attr;
@@ -156,6 +208,8 @@ void subscribe_sse(http_req *req)
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     if (pthread_create(&t, &attr, sse_main, j) != 0) {
         atomic_fetch_sub(&sse_running, 1);
+        auth_watch_remove(j->watch);
+        tenant_release(req->auth.tenant, TENANT_STREAMS);
         session_unref(j->sess);
         hub_filter_dispose(&j->filter);
         free(j);

@@ -10,10 +10,12 @@
 #include "db.h"
 #include "log.h"
 #include "mem.h"
+#include "strmap.h"
 #include "timeutil.h"
 #include "ulid.h"
 
 #include <openssl/evp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -25,9 +27,10 @@
 
 #define AUTH_TIMEOUT_MS 5000
 #define AUTH_REFRESH_MS 1000
+#define AUTH_CHANNEL "sluice_keys" /* NOTIFY'd with each key change, payload the key id */
 
 typedef struct key_entry {
-    char hash[65];                        /* SHA-256 of the token, hex */
+    char hash[65]; /* SHA-256 of the token, hex */
     char id[40];
     char tenant[ENVELOPE_TENANT_MAX + 1];
     unsigned scopes;
@@ -35,7 +38,25 @@ typedef struct key_entry {
 
 static pthread_rwlock_t table_lock = PTHREAD_RWLOCK_INITIALIZER;
 static key_entry *table;  /* {table_lock} sorted by hash */
+static key_entry **by_id; /* {table_lock} the same entries, sorted by id */
 static size_t table_len;  /* {table_lock} */
+/* Serialises reloads whole (query and swap), so a slower reload of an older snapshot never
+ * swaps in a table that still holds a key a newer one removed. */
+static pthread_mutex_t reload_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Revocation watches (auth.h): key id → the watches of that key, a doubly-linked list. */
+typedef struct watch_list {
+    auth_watch *head;
+} watch_list;
+struct auth_watch {
+    watch_list *list;        /* {watch_lock} NULL once fired or removed */
+    auth_watch *prev, *next; /* {watch_lock} */
+    auth_revoked_fn fn;
+    void *arg;
+};
+static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
+static strmap watch_lists; /* {watch_lock} key id → watch_list; kept until exit (keys are few) */
+static bool watch_ready;   /* {watch_lock} */
 static bool auth_enabled = true;
 static char *db_url;
 static pthread_t refresher;
@@ -83,7 +104,8 @@ static void sha256_hex(const char *s, char out[65])
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
     EVP_Digest(s, strlen(s), md, &n, EVP_sha256(), NULL);
-    for (unsigned i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
 static int cmp_entry(const void *a, const void *b)
@@ -102,7 +124,8 @@ int auth_authenticate(const char *authorization, auth_ctx *out)
     }
     if (!authorization || strncasecmp(authorization, "Bearer ", 7) != 0) return -1;
     const char *token = authorization + 7;
-    while (*token == ' ') token++;
+    while (*token == ' ')
+        token++;
     if (!*token || strlen(token) > 512) return -1;
     key_entry probe;
     sha256_hex(token, probe.hash);
@@ -131,8 +154,90 @@ static unsigned parse_scope_array(const char *s)
     return scopes;
 }
 
+static int cmp_id_ptr(const void *a, const void *b)
+{
+    return strcmp((*(key_entry *const *)a)->id, (*(key_entry *const *)b)->id);
+}
+
+/* Whether key `id` is in the table now. Any thread. */
+static bool key_active(const char *id)
+{
+    if (!auth_enabled) return true;
+    key_entry probe, *pp = &probe;
+    snprintf(probe.id, sizeof probe.id, "%s", id);
+    pthread_rwlock_rdlock(&table_lock);
+    bool found = table_len && bsearch(&pp, by_id, table_len, sizeof *by_id, cmp_id_ptr);
+    pthread_rwlock_unlock(&table_lock);
+    return found;
+}
+
+/* Fires every watch of key `id` (each once), unlinking it. */
+static void fire_watches(const char *id)
+{
+    int fired = 0;
+    pthread_mutex_lock(&watch_lock);
+    watch_list *l = watch_ready ? strmap_get(&watch_lists, id) : NULL;
+    while (l && l->head) {
+        auth_watch *w = l->head;
+        l->head = w->next;
+        if (w->next) w->next->prev = NULL;
+        w->list = NULL;
+        w->prev = w->next = NULL;
+        w->fn(w->arg);
+        fired++;
+    }
+    pthread_mutex_unlock(&watch_lock);
+    log_info("auth", "api key revoked: closing what it holds open",
+             json_pack("{s:s,s:i}", "key_id", id, "closed", fired));
+}
+
+auth_watch *auth_watch_add(const auth_ctx *who, auth_revoked_fn fn, void *arg)
+{
+    auth_watch *w = xcalloc(1, sizeof *w);
+    w->fn = fn;
+    w->arg = arg;
+    pthread_mutex_lock(&watch_lock);
+    if (!watch_ready) {
+        strmap_init(&watch_lists);
+        watch_ready = true;
+    }
+    watch_list *l = strmap_get(&watch_lists, who->key_id);
+    if (!l) {
+        l = xcalloc(1, sizeof *l);
+        strmap_put(&watch_lists, who->key_id, l);
+    }
+    w->list = l;
+    w->next = l->head;
+    if (l->head) l->head->prev = w;
+    l->head = w;
+    pthread_mutex_unlock(&watch_lock);
+    /* Checked after linking: a reload swaps the table before it fires the watches, so either
+     * this sees the key gone, or that reload finds this watch. */
+    if (!key_active(who->key_id)) {
+        auth_watch_remove(w);
+        return NULL;
+    }
+    return w;
+}
+
+void auth_watch_remove(auth_watch *w)
+{
+    if (!w) return;
+    pthread_mutex_lock(&watch_lock);
+    if (w->list) {
+        if (w->prev)
+            w->prev->next = w->next;
+        else
+            w->list->head = w->next;
+        if (w->next) w->next->prev = w->prev;
+    }
+    pthread_mutex_unlock(&watch_lock);
+    free(w);
+}
+
 int auth_reload(PGconn **conn)
 {
+    pthread_mutex_lock(&reload_lock);
     PGresult *r = db_exec(conn,
                           "SELECT token_hash, id, tenant_id, scopes FROM api_keys "
                           "WHERE revoked_at IS NULL",
@@ -140,6 +245,7 @@ int auth_reload(PGconn **conn)
     if (!db_ok(r)) {
         if (r) db_log_error("auth", "loading api keys failed", r);
         PQclear(r);
+        pthread_mutex_unlock(&reload_lock);
         return -1;
     }
     size_t n = (size_t)PQntuples(r);
@@ -152,25 +258,83 @@ int auth_reload(PGconn **conn)
     }
     PQclear(r);
     qsort(t, n, sizeof *t, cmp_entry);
+    key_entry **ids = xcalloc(n ? n : 1, sizeof *ids);
+    for (size_t i = 0; i < n; i++)
+        ids[i] = &t[i];
+    qsort(ids, n, sizeof *ids, cmp_id_ptr);
+    /* Keys of the old table whose token no longer names them (revoked, deleted, or the
+     * bootstrap admin's token replaced): what they hold open is closed once the new table is
+     * in place. Only this thread (reload_lock) changes the table, so reading the old one
+     * needs no other lock. */
+    char(*gone)[40] = NULL;
+    size_t n_gone = 0;
+    for (size_t i = 0; i < table_len; i++) {
+        key_entry *e = n ? bsearch(&table[i], t, n, sizeof *t, cmp_entry) : NULL;
+        if (e && strcmp(e->id, table[i].id) == 0) continue;
+        gone = xrealloc(gone, (n_gone + 1) * sizeof *gone);
+        memcpy(gone[n_gone++], table[i].id, sizeof *gone);
+    }
     pthread_rwlock_wrlock(&table_lock);
     key_entry *old = table;
+    key_entry **old_ids = by_id;
     table = t;
+    by_id = ids;
     table_len = n;
     pthread_rwlock_unlock(&table_lock);
     free(old);
+    free(old_ids);
+    for (size_t i = 0; i < n_gone; i++)
+        fire_watches(gone[i]);
+    free(gone);
+    pthread_mutex_unlock(&reload_lock);
     return 0;
 }
 
+/* Waits up to `ms` for a NOTIFY on AUTH_CHANNEL (in 50 ms slices, to notice a stop). Returns
+ * when one came, the time passed, or the connection failed (*conn closed and NULL). */
+static void wait_notified(PGconn **conn, int ms)
+{
+    for (int waited = 0; waited < ms && !atomic_load(&refresher_stop); waited += 50) {
+        PGnotify *note;
+        bool any = false;
+        while ((note = PQnotifies(*conn))) { /* also those that came during a reload */
+            PQfreemem(note);
+            any = true;
+        }
+        if (any) return;
+        struct pollfd p = {.fd = PQsocket(*conn), .events = POLLIN};
+        if (p.fd < 0 || (poll(&p, 1, 50) > 0 && !PQconsumeInput(*conn))) {
+            PQfinish(*conn);
+            *conn = NULL;
+            return;
+        }
+    }
+}
+
+/* Reloads the table on every key change anywhere (NOTIFY AUTH_CHANNEL) and at least every
+ * AUTH_REFRESH_MS (a notification is lost while the connection is down). */
 static void *refresh_main(void *unused)
 {
     (void)unused;
     PGconn *conn = NULL;
+    bool listening = false;
     while (!atomic_load(&refresher_stop)) {
-        for (int i = 0; i < AUTH_REFRESH_MS / 50 && !atomic_load(&refresher_stop); i++)
-            usleep(50 * 1000);
-        if (atomic_load(&refresher_stop)) break;
-        if (!conn) conn = db_connect(db_url, "auth");
-        if (conn) (void)auth_reload(&conn);
+        if (!conn) {
+            listening = false;
+            conn = db_connect(db_url, "auth");
+        }
+        if (conn && !listening) {
+            PGresult *r = db_exec(&conn, "LISTEN " AUTH_CHANNEL, 0, NULL, AUTH_TIMEOUT_MS);
+            listening = db_ok(r);
+            PQclear(r);
+        }
+        if (conn) (void)auth_reload(&conn); /* after LISTEN: covers what changed before it */
+        if (conn && listening) {
+            wait_notified(&conn, AUTH_REFRESH_MS);
+        } else {
+            for (int i = 0; i < AUTH_REFRESH_MS / 50 && !atomic_load(&refresher_stop); i++)
+                usleep(50 * 1000);
+        }
     }
     PQfinish(conn);
     return NULL;
@@ -181,7 +345,8 @@ static void new_token(char out[80])
     unsigned char rnd[24];
     if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) abort();
     strcpy(out, "sk_");
-    for (size_t i = 0; i < sizeof rnd; i++) snprintf(out + 3 + 2 * i, 3, "%02x", rnd[i]);
+    for (size_t i = 0; i < sizeof rnd; i++)
+        snprintf(out + 3 + 2 * i, 3, "%02x", rnd[i]);
 }
 
 static char *scopes_literal(unsigned scopes)
@@ -235,7 +400,8 @@ static int bootstrap_admin(PGconn **conn, const char *admin_token)
     if (!db_ok(r)) goto fail;
     if (strcmp(PQcmdTuples(r), "1") == 0) {
         printf("Sluice admin token (shown once; set SLUICE_ADMIN_TOKEN to choose your own):\n"
-               "SLUICE_ADMIN_TOKEN=%s\n", token);
+               "SLUICE_ADMIN_TOKEN=%s\n",
+               token);
         fflush(stdout);
         log_warn("auth", "generated the bootstrap admin token and printed it on stdout", NULL);
     } else {
@@ -255,8 +421,10 @@ int auth_init(const char *database_url, const char *admin_token, bool enabled)
 {
     auth_enabled = enabled;
     if (!enabled)
-        log_warn("auth", "SLUICE_AUTH=off: every request is admin of tenant 'default'. "
-                         "Never expose this instance.", NULL);
+        log_warn("auth",
+                 "SLUICE_AUTH=off: every request is admin of tenant 'default'. "
+                 "Never expose this instance.",
+                 NULL);
     db_url = xstrdup(database_url);
     PGconn *conn = db_connect(db_url, "auth");
     int rc = -1;
@@ -280,7 +448,9 @@ void auth_shutdown(void)
     }
     pthread_rwlock_wrlock(&table_lock);
     free(table);
+    free(by_id);
     table = NULL;
+    by_id = NULL;
     table_len = 0;
     pthread_rwlock_unlock(&table_lock);
     free(db_url);
@@ -298,8 +468,8 @@ static json_t *key_row(PGresult *r, int row)
                      "created_at", PQgetvalue(r, row, 4));
 }
 
-#define KEY_COLUMNS                                                                            \
-    "id, tenant_id, name, scopes, "                                                            \
+#define KEY_COLUMNS                                                                                \
+    "id, tenant_id, name, scopes, "                                                                \
     "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
 int auth_key_create(PGconn **conn, const char *tenant, unsigned scopes, const char *name,
@@ -325,8 +495,12 @@ int auth_key_create(PGconn **conn, const char *tenant, unsigned scopes, const ch
         db_log_error("auth", "creating a key failed", r);
     }
     PQclear(r);
-    free(id);
     free(sc);
+    if (rc == 0 && *conn) { /* other instances reload now rather than within a second */
+        const char *np[] = {id};
+        PQclear(db_exec(conn, "SELECT pg_notify('" AUTH_CHANNEL "', $1)", 1, np, AUTH_TIMEOUT_MS));
+    }
+    free(id);
     if (rc == 0 && *conn) (void)auth_reload(conn);
     return rc;
 }
@@ -346,7 +520,8 @@ int auth_key_list(PGconn **conn, const auth_ctx *caller, json_t **answer)
         return -1;
     }
     json_t *keys = json_array();
-    for (int i = 0; i < PQntuples(r); i++) json_array_append_new(keys, key_row(r, i));
+    for (int i = 0; i < PQntuples(r); i++)
+        json_array_append_new(keys, key_row(r, i));
     PQclear(r);
     *answer = json_pack("{s:o}", "keys", keys);
     return 0;
@@ -356,14 +531,18 @@ int auth_key_delete(PGconn **conn, const auth_ctx *caller, const char *id)
 {
     bool all = strcmp(caller->tenant, AUTH_DEFAULT_TENANT) == 0;
     const char *p[] = {id, caller->tenant};
+    /* The notification goes out with the commit: every instance reloads at once and closes
+     * what the key holds open there; this one reloads below before it answers. */
     PGresult *r = db_exec(conn,
-                          all ? "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND "
-                                "revoked_at IS NULL"
-                              : "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND "
-                                "revoked_at IS NULL AND tenant_id = $2",
+                          all ? "WITH k AS (UPDATE api_keys SET revoked_at = now() WHERE id = $1 "
+                                "AND revoked_at IS NULL RETURNING id) "
+                                "SELECT pg_notify('" AUTH_CHANNEL "', id) FROM k"
+                              : "WITH k AS (UPDATE api_keys SET revoked_at = now() WHERE id = $1 "
+                                "AND revoked_at IS NULL AND tenant_id = $2 RETURNING id) "
+                                "SELECT pg_notify('" AUTH_CHANNEL "', id) FROM k",
                           all ? 1 : 2, p, AUTH_TIMEOUT_MS);
     int rc = -1;
-    if (db_ok(r)) rc = strcmp(PQcmdTuples(r), "1") == 0 ? 0 : -2;
+    if (db_ok(r)) rc = PQntuples(r) == 1 ? 0 : -2;
     PQclear(r);
     if (rc == 0 && *conn) (void)auth_reload(conn);
     return rc;

@@ -4,8 +4,9 @@
  * A token is checked against an in-memory table of key hashes (SHA-256), so
  * authenticating a request never touches PostgreSQL on a libmicrohttpd thread.
  * The table is loaded from api_keys at start-up, reloaded after every key
- * change made here, and refreshed every second by a background thread so a key
- * created or revoked on another instance takes effect within a second.
+ * change made here, and reloaded by a background thread on every NOTIFY sluice_keys
+ * (sent with each key change) and at least every second, so a key created or
+ * revoked on another instance takes effect within a second.
  */
 #ifndef SLUICE_AUTH_H
 #define SLUICE_AUTH_H
@@ -44,8 +45,7 @@ void auth_shutdown(void);
 
 /* Checks an Authorization header value ("Bearer <token>", may be NULL).
  * Returns 0 and fills `out`, or -1 when missing or unknown. Any thread; no I/O. */
-int auth_authenticate(const char *authorization, auth_ctx *out)
-    __attribute__((warn_unused_result));
+int auth_authenticate(const char *authorization, auth_ctx *out) __attribute__((warn_unused_result));
 /* True when `ctx` holds `scope` (admin holds every scope). */
 bool auth_has_scope(const auth_ctx *ctx, unsigned scope);
 
@@ -65,7 +65,25 @@ int auth_key_list(PGconn **conn, const auth_ctx *caller, json_t **answer)
     __attribute__((warn_unused_result));
 int auth_key_delete(PGconn **conn, const auth_ctx *caller, const char *id)
     __attribute__((warn_unused_result));
-/* Reloads the key table now. Returns 0 or -1. */
+/* Reloads the key table now; keys gone from it (revoked here or on another instance) fire
+ * their watches. Reloads are serialised, so the table never goes back to an older state.
+ * Returns 0 or -1. */
 int auth_reload(PGconn **conn);
+
+/* ---- revocation (issue 13) ----
+ * Whatever a key holds open (a WebSocket, an SSE or NDJSON stream, a long poll) watches the
+ * key: once a reload finds the key gone, `fn(arg)` is called once, on the reloading thread,
+ * with the watch lock held, so it must not block nor call auth_watch_*; after
+ * auth_watch_remove returns, fn is not running and will not run. A revocation made here
+ * reloads at once; other instances hear of it by NOTIFY (channel sluice_keys) within
+ * milliseconds, or by the one-second refresh when a notification was missed. */
+typedef struct auth_watch auth_watch;
+typedef void (*auth_revoked_fn)(void *arg);
+/* Watches `who`'s key. NULL when the key is no longer valid (it was revoked since `who` was
+ * authenticated): the caller refuses as unauthenticated. Any thread. */
+auth_watch *auth_watch_add(const auth_ctx *who, auth_revoked_fn fn, void *arg)
+    __attribute__((warn_unused_result));
+/* Stops watching (NULL is allowed) and frees the watch. Any thread. */
+void auth_watch_remove(auth_watch *w);
 
 #endif

@@ -14,11 +14,11 @@
 typedef enum { CFG_STR, CFG_INT, CFG_LL, CFG_BOOL, CFG_DOUBLE } cfg_kind;
 
 typedef struct cfg_opt {
-    const char *flag;  /* --flag */
-    const char *env;   /* SLUICE_* */
+    const char *flag; /* --flag */
+    const char *env;  /* SLUICE_* */
     cfg_kind kind;
-    size_t offset;     /* into sluice_config */
-    const char *def;   /* default, as text; NULL = unset */
+    size_t offset;      /* into sluice_config */
+    const char *def;    /* default, as text; NULL = unset */
     long long min, max; /* bounds for numbers */
     const char *help;
 } cfg_opt;
@@ -49,20 +49,30 @@ static const cfg_opt options[] = {
      1LL << 30, "largest request body (413 beyond)"},
     {"max-batch", "SLUICE_MAX_BATCH", CFG_INT, OFF(max_batch), "1000", 1, 100000,
      "events per publish request"},
+    /* defaults: SCHEMA_DEFAULT_MAX_NODES / SCHEMA_DEFAULT_MAX_STEPS (schema/validator.h) */
+    {"validation-max-nodes", "SLUICE_VALIDATION_MAX_NODES", CFG_LL, OFF(validation_max_nodes),
+     "1000000", 1000, 1LL << 40,
+     "per publish request: schema evaluations to validate its events (422 "
+     "validation_too_costly beyond)"},
+    {"validation-max-steps", "SLUICE_VALIDATION_MAX_STEPS", CFG_LL, OFF(validation_max_steps),
+     "5000000", 1000, 1LL << 40,
+     "per publish request: regex and string steps to validate its events (422 "
+     "validation_too_costly beyond)"},
     {"log-level", "SLUICE_LOG_LEVEL", CFG_STR, OFF(log_level), "info", 0, 0,
      "debug|info|warn|error"},
     {"access-log", "SLUICE_ACCESS_LOG", CFG_BOOL, OFF(access_log), "on", 0, 0,
      "log every HTTP request (request id, route, status, duration, tenant) at info"},
-    {"appender-queue", "SLUICE_APPENDER_QUEUE", CFG_INT, OFF(appender_queue), "50000", 1,
-     10000000, "events waiting for commit, at most (503 beyond)"},
+    {"appender-queue", "SLUICE_APPENDER_QUEUE", CFG_INT, OFF(appender_queue), "50000", 1, 10000000,
+     "events waiting for commit, at most (503 beyond)"},
     {"db-pool", "SLUICE_DB_POOL", CFG_INT, OFF(db_pool), "4", 1, 64,
      "PostgreSQL connections for reads and admin requests"},
     {"http-threads", "SLUICE_HTTP_THREADS", CFG_INT, OFF(http_threads), "2", 1, 64,
      "libmicrohttpd threads"},
-    {"max-connections", "SLUICE_MAX_CONNECTIONS", CFG_INT, OFF(max_connections), "4096", 1,
-     1000000, "HTTP connections at once"},
+    {"max-connections", "SLUICE_MAX_CONNECTIONS", CFG_INT, OFF(max_connections), "4096", 1, 1000000,
+     "HTTP connections at once"},
     {"http-timeout-ms", "SLUICE_HTTP_TIMEOUT_MS", CFG_INT, OFF(http_timeout_ms), "30000", 1000,
-     3600000, "a silent HTTP connection is closed after this; a request's headers must arrive "
+     3600000,
+     "a silent HTTP connection is closed after this; a request's headers must arrive "
      "within it (its body within it plus 1 s per 16 KiB)"},
     {"max-streams", "SLUICE_MAX_STREAMS", CFG_INT, OFF(max_streams), "16", 1, 1024,
      "concurrent NDJSON read streams"},
@@ -74,6 +84,19 @@ static const cfg_opt options[] = {
      1LL << 34, "per WebSocket connection: unsent bytes before closing it with 1013"},
     {"sse-max", "SLUICE_SSE_MAX", CFG_INT, OFF(sse_max), "256", 1, 100000,
      "Server-Sent Events subscribers at once"},
+    {"tenant-ws-connections", "SLUICE_TENANT_WS_CONNECTIONS", CFG_INT, OFF(tenant_ws_connections),
+     "10000", 1, 1000000, "per tenant: WebSocket connections at once (429 rate_limited beyond)"},
+    {"tenant-streams", "SLUICE_TENANT_STREAMS", CFG_INT, OFF(tenant_streams), "1000", 1, 1000000,
+     "per tenant: SSE and NDJSON streams at once (429 rate_limited beyond)"},
+    {"tenant-long-polls", "SLUICE_TENANT_LONG_POLLS", CFG_INT, OFF(tenant_long_polls), "1000", 1,
+     1000000, "per tenant: long polls (GET /v1/events/wait) at once (429 rate_limited beyond)"},
+    {"tenant-catchups", "SLUICE_TENANT_CATCHUPS", CFG_INT, OFF(tenant_catchups), "64", 1, 100000,
+     "per tenant: history catch-ups (WebSocket/SSE from_position) running at once"},
+    {"tenant-replays", "SLUICE_TENANT_REPLAYS", CFG_INT, OFF(tenant_replays), "16", 1, 100000,
+     "per tenant: replays running at once, over all instances (429 rate_limited beyond)"},
+    {"catchup-readers", "SLUICE_CATCHUP_READERS", CFG_INT, OFF(catchup_readers), "0", 0, 1024,
+     "history pages read at once by catch-ups, over all tenants, turns fair by tenant "
+     "(0 = half the cores, at least 1)"},
     {"rate-limit", "SLUICE_RATE_LIMIT", CFG_DOUBLE, OFF(rate_limit), "0", 0, 10000000,
      "requests per second per API key, token bucket (0 = off); 429 beyond"},
     {"rate-burst", "SLUICE_RATE_BURST", CFG_DOUBLE, OFF(rate_burst), "0", 0, 100000000,
@@ -84,6 +107,9 @@ static const cfg_opt options[] = {
      600000, "PostgreSQL round trips slower than this fail with 503"},
     {"drain-timeout-ms", "SLUICE_DRAIN_TIMEOUT_MS", CFG_INT, OFF(drain_timeout_ms), "10000", 0,
      600000, "on SIGTERM, how long in-flight requests may finish"},
+    {"metrics-token", "SLUICE_METRICS_TOKEN", CFG_STR, OFF(metrics_token), NULL, 0, 0,
+     "bearer token GET /metrics asks for (401 without it); unset: /metrics answers loopback "
+     "callers only (403 to others)"},
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
@@ -167,8 +193,7 @@ int config_load(sluice_config *cfg, int argc, char **argv, int first)
 {
     memset(cfg, 0, sizeof *cfg);
     for (size_t i = 0; i < N_OPTIONS; i++)
-        if (options[i].def && set_value(cfg, &options[i], options[i].def, "default") < 0)
-            return -1;
+        if (options[i].def && set_value(cfg, &options[i], options[i].def, "default") < 0) return -1;
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const char *v = getenv(options[i].env);
         if (v && *v && set_value(cfg, &options[i], v, options[i].env) < 0) return -1;

@@ -129,7 +129,8 @@ static bool route_match(const char *pattern, const char *path, http_req *req, bo
     if (*p || *u) return false;
     if (req) {
         size_t total = 0;
-        for (int i = 0; i < n; i++) total += seg_len[i] + 1;
+        for (int i = 0; i < n; i++)
+            total += seg_len[i] + 1;
         req->param_buf = xmalloc(total + 1);
         char *w = req->param_buf;
         for (int i = 0; i < n; i++) {
@@ -145,8 +146,8 @@ static bool route_match(const char *pattern, const char *path, http_req *req, bo
 
 /* Finds the route; on a path match with another method fills `allow` (405). *bad is set
  * when a path parameter of the route found is not text. */
-static const http_route *route_find(const char *method, const char *path, http_req *req,
-                                    buf *allow, bool *bad)
+static const http_route *route_find(const char *method, const char *path, http_req *req, buf *allow,
+                                    bool *bad)
 {
     for (size_t i = 0; i < http_routes_count; i++) {
         const http_route *r = &http_routes[i];
@@ -251,6 +252,28 @@ void http_each_header(http_req *req, void (*each)(const char *name, const char *
     MHD_get_connection_values(req->conn, MHD_HEADER_KIND, on_header_value, &it);
 }
 
+bool http_addr_is_loopback(const struct sockaddr *sa)
+{
+    if (!sa) return false;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(a6)) return true;
+        return IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127;
+    }
+    return false;
+}
+
+bool http_peer_is_loopback(http_req *req)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    return info && http_addr_is_loopback(info->client_addr);
+}
+
 void http_suspend(http_req *req)
 {
     req->suspended = true;
@@ -267,8 +290,8 @@ static enum MHD_Result queue_answer(http_req *req)
     struct MHD_Response *resp = req->resp_stream;
     req->resp_stream = NULL;
     if (!resp) {
-        resp = MHD_create_response_from_buffer(req->resp_len, req->resp_body,
-                                               MHD_RESPMEM_MUST_FREE);
+        resp =
+            MHD_create_response_from_buffer(req->resp_len, req->resp_body, MHD_RESPMEM_MUST_FREE);
         req->resp_body = NULL;
         if (req->resp_type) MHD_add_response_header(resp, "Content-Type", req->resp_type);
     }
@@ -295,7 +318,7 @@ static enum MHD_Result queue_answer(http_req *req)
  * libmicrohttpd's CLOSED notification, which comes before it closes the socket, so under
  * watch_lock a watched descriptor is always still that connection's. */
 
-#define HTTP_BODY_BYTES_PER_S (16 * 1024) /* a body's deadline grows by 1 s per 16 KiB */
+#define HTTP_BODY_BYTES_PER_S (16 * 1024)  /* a body's deadline grows by 1 s per 16 KiB */
 #define HTTP_CONNECTION_MEMORY (32 * 1024) /* per connection: request line, headers, buffers */
 
 typedef struct conn_watch {
@@ -309,9 +332,9 @@ typedef struct conn_watch {
 
 static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t watch_changed = PTHREAD_COND_INITIALIZER;
-static conn_watch *watch_head;   /* {watch_lock} every open connection */
-static bool watch_stopping;      /* {watch_lock} */
-static bool watch_running;       /* start/stop thread only */
+static conn_watch *watch_head; /* {watch_lock} every open connection */
+static bool watch_stopping;    /* {watch_lock} */
+static bool watch_running;     /* start/stop thread only */
 static pthread_t watch_thread;
 
 /* libmicrohttpd thread: a connection opens or closes. */
@@ -337,8 +360,10 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     conn_watch *w = *socket_context;
     if (!w) return;
     pthread_mutex_lock(&watch_lock);
-    if (w->prev) w->prev->next = w->next;
-    else watch_head = w->next;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        watch_head = w->next;
     if (w->next) w->next->prev = w->prev;
     pthread_mutex_unlock(&watch_lock);
     free(w);
@@ -387,8 +412,8 @@ static void *watch_main(void *unused)
         int cut = 0;
         for (conn_watch *w = watch_head; w; w = w->next) {
             if (!w->arriving || w->cut) continue;
-            int64_t deadline = w->since_ms + cfg_->http_timeout_ms +
-                               w->body_bytes * 1000 / HTTP_BODY_BYTES_PER_S;
+            int64_t deadline =
+                w->since_ms + cfg_->http_timeout_ms + w->body_bytes * 1000 / HTTP_BODY_BYTES_PER_S;
             if (now < deadline) continue;
             w->cut = true;
             (void)shutdown(w->fd, SHUT_RDWR);
@@ -396,9 +421,9 @@ static void *watch_main(void *unused)
         }
         if (cut) {
             pthread_mutex_unlock(&watch_lock);
-            log_info("http", "closed connections whose requests arrived too slowly",
-                     json_pack("{s:i,s:i}", "connections", cut, "timeout_ms",
-                               cfg_->http_timeout_ms));
+            log_info(
+                "http", "closed connections whose requests arrived too slowly",
+                json_pack("{s:i,s:i}", "connections", cut, "timeout_ms", cfg_->http_timeout_ms));
             pthread_mutex_lock(&watch_lock);
         }
         struct timespec ts;
@@ -429,8 +454,10 @@ static void req_free(http_req *req)
     free(req->body);
     free(req->resp_body);
     if (req->resp_stream) MHD_destroy_response(req->resp_stream);
-    for (int i = 0; i < req->n_headers; i++) free(req->hdr_value[i]);
-    for (int i = 0; i < req->n_decoded; i++) free(req->decoded[i]);
+    for (int i = 0; i < req->n_headers; i++)
+        free(req->hdr_value[i]);
+    for (int i = 0; i < req->n_decoded; i++)
+        free(req->decoded[i]);
     free(req);
 }
 
@@ -447,13 +474,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (cfg_->access_log && log_enabled(LOG_INFO)) {
         /* A read filtered by correlation id names it too (a valid, decoded query value). */
         const char *cid = req->correlation_id;
-        if (!cid && req->route && req->answered_status < 400) cid = http_query(req, "correlation_id");
-        json_t *fields = json_pack("{s:s,s:s,s:s,s:i,s:I,s:s}", "request_id", req->request_id,
-                                   "method", req->method, "route",
-                                   req->route ? req->route->pattern : req->path, "status",
-                                   req->answered_status, "duration_ms",
-                                   (json_int_t)(time_mono_ms() - req->started_ms), "tenant",
-                                   req->auth.tenant[0] ? req->auth.tenant : "-");
+        if (!cid && req->route && req->answered_status < 400)
+            cid = http_query(req, "correlation_id");
+        json_t *fields = json_pack(
+            "{s:s,s:s,s:s,s:i,s:I,s:s}", "request_id", req->request_id, "method", req->method,
+            "route", req->route ? req->route->pattern : req->path, "status", req->answered_status,
+            "duration_ms", (json_int_t)(time_mono_ms() - req->started_ms), "tenant",
+            req->auth.tenant[0] ? req->auth.tenant : "-");
         if (cid) json_object_set_new(fields, "correlation_id", json_string(cid));
         log_info("http", "request", fields);
     }
@@ -502,6 +529,33 @@ static const char *first_bad_query_arg(http_req *req)
     return c.bad;
 }
 
+/* Whether the request announces a body: Content-Length above 0, or any Transfer-Encoding
+ * (chunked). */
+static bool declares_body(http_req *req)
+{
+    const char *cl = http_header(req, "Content-Length");
+    if (cl && strtoll(cl, NULL, 10) != 0) return true;
+    return http_header(req, "Transfer-Encoding") != NULL;
+}
+
+/* DESIGN (issue 13): a route that takes no body (GET, HEAD, DELETE: every route that needs no
+ * token is among them) refuses one from the headers, and, as after every answer given from
+ * the headers to a request that announced a body, the connection closes after the answer, so
+ * nobody can make Sluice keep (or even read) body bytes it has no use for; a route that takes
+ * one authenticates from the headers before any byte of it is kept. An unauthenticated peer so
+ * pins no more than its headers in libmicrohttpd's per-connection pool (32 KiB at most). */
+static bool refuse_body(http_req *req)
+{
+    const char *m = req->route->method;
+    if (strcmp(m, "GET") && strcmp(m, "HEAD") && strcmp(m, "DELETE")) return false;
+    if (!declares_body(req)) return false;
+    http_reply_problem(req, problem_newf("payload_too_large",
+                                         "%s %s takes no body: send no Content-Length above 0 "
+                                         "and no Transfer-Encoding",
+                                         req->method, req->route->pattern));
+    return true;
+}
+
 static bool on_headers(http_req *req, const char *method, const char *url)
 {
     const char *rid = http_header(req, "X-Request-Id");
@@ -517,7 +571,7 @@ static bool on_headers(http_req *req, const char *method, const char *url)
         web_lookup(url)) {
         req->route = &web_route;
         buf_dispose(&allow);
-        return false;
+        return refuse_body(req);
     }
     if (!req->route) {
         if (allow.len) {
@@ -532,6 +586,7 @@ static bool on_headers(http_req *req, const char *method, const char *url)
         return true;
     }
     buf_dispose(&allow);
+    if (refuse_body(req)) return true;
     if (req->route->scope != SCOPE_NONE) {
         if (auth_authenticate(http_header(req, "Authorization"), &req->auth) < 0) {
             http_add_header(req, "WWW-Authenticate", "Bearer realm=\"sluice\"");
@@ -542,8 +597,8 @@ static bool on_headers(http_req *req, const char *method, const char *url)
         if (!auth_has_scope(&req->auth, req->route->scope)) {
             json_t *names = auth_scope_names(req->route->scope);
             char *need = json_dumps(names, JSON_COMPACT);
-            http_reply_problem(req, problem_newf("forbidden", "this request needs the scope %s",
-                                                 need));
+            http_reply_problem(req,
+                               problem_newf("forbidden", "this request needs the scope %s", need));
             free(need);
             json_decref(names);
             return true;
@@ -578,17 +633,17 @@ static bool on_headers(http_req *req, const char *method, const char *url)
     }
     const char *cl = http_header(req, "Content-Length");
     if (cl && strtoll(cl, NULL, 10) > cfg_->max_body_bytes) {
-        http_reply_problem(req, problem_newf("payload_too_large",
-                                             "the body may be at most %lld bytes",
-                                             cfg_->max_body_bytes));
+        http_reply_problem(req,
+                           problem_newf("payload_too_large", "the body may be at most %lld bytes",
+                                        cfg_->max_body_bytes));
         return true;
     }
     return false;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **con_cls)
 {
     (void)cls;
     (void)version;
@@ -604,8 +659,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (on_headers(req, method, url)) {
             req->dispatched = true;
             watch_request(conn, true);
+            /* Refused from the headers: a body it announced is never read, and the
+             * connection closes after the answer rather than wait for that body. */
+            if (declares_body(req)) http_add_header(req, "Connection", "close");
             return queue_answer(req);
         }
+        return MHD_YES;
+    }
+    if (*upload_size && req->dispatched) { /* answered from the headers: keep nothing */
+        *upload_size = 0;
         return MHD_YES;
     }
     if (*upload_size) {
@@ -658,7 +720,8 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
-    while (n && msg[n - 1] == '\n') msg[--n] = '\0';
+    while (n && msg[n - 1] == '\n')
+        msg[--n] = '\0';
     log_debug("http", "libmicrohttpd", json_pack("{s:s}", "detail", msg));
 }
 
@@ -669,7 +732,8 @@ int http_start(const sluice_config *cfg, int *bound_port)
     addr.sin_family = AF_INET;
     addr.sin_port = htons((uint16_t)cfg->http_port);
     if (inet_pton(AF_INET, cfg->bind, &addr.sin_addr) != 1) {
-        log_error("http", "SLUICE_BIND is not an IPv4 address", json_pack("{s:s}", "bind", cfg->bind));
+        log_error("http", "SLUICE_BIND is not an IPv4 address",
+                  json_pack("{s:s}", "bind", cfg->bind));
         return -1;
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
@@ -681,12 +745,11 @@ int http_start(const sluice_config *cfg, int *bound_port)
     daemon_ = MHD_start_daemon(
         flags, (uint16_t)cfg->http_port, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)HTTP_CONNECTION_MEMORY, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
-        on_connection, NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        idle_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
+        MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+        NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_EXTERNAL_LOGGER,
+        on_mhd_log, NULL, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
     if (!daemon_) {
         log_error("http", "cannot start the HTTP server (port in use?)",
                   json_pack("{s:s,s:i}", "bind", cfg->bind, "port", cfg->http_port));

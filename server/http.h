@@ -25,10 +25,10 @@ typedef void (*http_handler)(http_req *req);
 
 /* One row of the route table (handlers/routes.c). */
 typedef struct http_route {
-    const char *method;   /* "GET", "POST", … */
-    const char *pattern;  /* "/v1/events/{id}": {name} matches one path segment */
+    const char *method;  /* "GET", "POST", … */
+    const char *pattern; /* "/v1/events/{id}": {name} matches one path segment */
     http_handler handler;
-    unsigned scope;       /* SCOPE_* needed; SCOPE_NONE = no authentication */
+    unsigned scope; /* SCOPE_* needed; SCOPE_NONE = no authentication */
 } http_route;
 
 extern const http_route http_routes[];
@@ -39,23 +39,23 @@ extern const size_t http_routes_count;
 #define HTTP_MAX_DECODED 16
 
 struct http_req {
-    struct MHD_Connection *conn;     /* borrowed from libmicrohttpd */
-    const char *method;              /* borrowed */
-    char *path;                      /* owned */
-    const http_route *route;         /* borrowed, static */
+    struct MHD_Connection *conn;         /* borrowed from libmicrohttpd */
+    const char *method;                  /* borrowed */
+    char *path;                          /* owned */
+    const http_route *route;             /* borrowed, static */
     const char *params[HTTP_MAX_PARAMS]; /* path parameters, point into param_buf */
-    char *param_buf;                 /* owned */
-    char *body;                      /* owned, NUL-terminated */
+    char *param_buf;                     /* owned */
+    char *body;                          /* owned, NUL-terminated */
     size_t body_len;
-    bool body_too_large;             /* over the limit: the rest is discarded, 413 */
-    auth_ctx auth;                   /* who is asking */
-    bool dispatched;                 /* the handler has been called */
-    bool suspended;                  /* waiting for a core thread; MHD thread only */
-    int status;                      /* the answer, once ready */
-    char *resp_body;                 /* owned until queued */
+    bool body_too_large; /* over the limit: the rest is discarded, 413 */
+    auth_ctx auth;       /* who is asking */
+    bool dispatched;     /* the handler has been called */
+    bool suspended;      /* waiting for a core thread; MHD thread only */
+    int status;          /* the answer, once ready */
+    char *resp_body;     /* owned until queued */
     size_t resp_len;
-    const char *resp_type;           /* static string */
-    struct MHD_Response *resp_stream; /* a streaming answer, owned until queued */
+    const char *resp_type;                  /* static string */
+    struct MHD_Response *resp_stream;       /* a streaming answer, owned until queued */
     const char *hdr_name[HTTP_MAX_HEADERS]; /* static strings */
     char *hdr_value[HTTP_MAX_HEADERS];      /* owned */
     int n_headers;
@@ -65,9 +65,9 @@ struct http_req {
     long long started_ms;            /* monotonic, for logs */
     char *decoded[HTTP_MAX_DECODED]; /* owned: query values decoded on demand */
     int n_decoded;
-    int answered_status;             /* the status queued, for the request log */
-    char request_id[32];             /* X-Request-Id: the client's, or a ULID */
-    char *correlation_id;            /* owned: the flow the request concerns, for the log */
+    int answered_status;  /* the status queued, for the request log */
+    char request_id[32];  /* X-Request-Id: the client's, or a ULID */
+    char *correlation_id; /* owned: the flow the request concerns, for the log */
 };
 
 /* Starts the HTTP daemon; *bound_port gets the port. Returns 0 or -1 (logged). */
@@ -106,6 +106,13 @@ void http_set_correlation(http_req *req, const char *correlation_id);
 /* MHD thread only: a query argument or request header (borrowed), or NULL. */
 const char *http_query(http_req *req, const char *name);
 const char *http_header(http_req *req, const char *name);
+
+/* MHD thread only: whether the peer connects from a loopback address (127.0.0.0/8, ::1, or
+ * ::ffff:127.0.0.0/104). */
+bool http_peer_is_loopback(http_req *req);
+struct sockaddr;
+/* The same test on an address (AF_INET or AF_INET6; false for anything else or NULL). */
+bool http_addr_is_loopback(const struct sockaddr *sa);
 
 /* MHD thread only: calls each(name, value, arg) for every request header. */
 void http_each_header(http_req *req, void (*each)(const char *name, const char *value, void *arg),

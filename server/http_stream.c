@@ -14,17 +14,19 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 struct http_stream {
     pthread_mutex_t lock;
-    pthread_cond_t space;          /* signalled when the reader takes bytes or goes away */
-    char *ring;                    /* {lock} owned */
-    size_t cap, start, len;        /* {lock} */
-    bool ended;                    /* {lock} producer finished */
-    bool gone;                     /* {lock} client / response gone */
-    bool reader_suspended;         /* {lock} the reader suspended the connection */
-    int refs;                      /* {lock} */
-    struct MHD_Connection *conn;   /* borrowed */
+    pthread_cond_t space;        /* signalled when the reader takes bytes or goes away */
+    char *ring;                  /* {lock} owned */
+    size_t cap, start, len;      /* {lock} */
+    bool ended;                  /* {lock} producer finished */
+    bool gone;                   /* {lock} client / response gone */
+    bool reader_suspended;       /* {lock} the reader suspended the connection */
+    bool aborted;                /* {lock} http_stream_abort: end the answer as broken */
+    int refs;                    /* {lock} */
+    struct MHD_Connection *conn; /* borrowed */
 };
 
 static atomic_bool shutting_down;
@@ -51,6 +53,10 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
     (void)pos;
     http_stream *s = cls;
     pthread_mutex_lock(&s->lock);
+    if (s->aborted) { /* libmicrohttpd closes the connection without the last chunk */
+        pthread_mutex_unlock(&s->lock);
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
     if (s->len == 0) {
         if (s->ended) {
             pthread_mutex_unlock(&s->lock);
@@ -111,16 +117,16 @@ int http_stream_write(http_stream *s, const char *data, size_t n)
 {
     pthread_mutex_lock(&s->lock);
     if (n == 0) { /* a probe: is the client still there, is Sluice still running? */
-        bool alive = !s->gone && !atomic_load(&shutting_down);
+        bool alive = !s->gone && !s->aborted && !atomic_load(&shutting_down);
         pthread_mutex_unlock(&s->lock);
         return alive ? 0 : -1;
     }
     while (n > 0) {
-        while (s->len == s->cap && !s->gone && !atomic_load(&shutting_down)) {
+        while (s->len == s->cap && !s->gone && !s->aborted && !atomic_load(&shutting_down)) {
             wake_reader_locked(s);
             pthread_cond_wait(&s->space, &s->lock);
         }
-        if (s->gone || atomic_load(&shutting_down)) {
+        if (s->gone || s->aborted || atomic_load(&shutting_down)) {
             pthread_mutex_unlock(&s->lock);
             return -1;
         }
@@ -137,6 +143,25 @@ int http_stream_write(http_stream *s, const char *data, size_t n)
     wake_reader_locked(s);
     pthread_mutex_unlock(&s->lock);
     return 0;
+}
+
+void http_stream_abort(http_stream *s)
+{
+    pthread_mutex_lock(&s->lock);
+    s->aborted = true;
+    pthread_cond_broadcast(&s->space);
+    if (!s->gone) {
+        /* A parked reader runs again and ends the answer; one that waits for the socket (a
+         * client that reads nothing) would wait for the idle timeout, so the socket is shut
+         * down as well, which libmicrohttpd sees at once. While the response lives (!gone)
+         * its connection and descriptor do: libmicrohttpd destroys the response before it
+         * closes the socket. */
+        wake_reader_locked(s);
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(s->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci && ci->connect_fd != MHD_INVALID_SOCKET) (void)shutdown(ci->connect_fd, SHUT_RDWR);
+    }
+    pthread_mutex_unlock(&s->lock);
 }
 
 void http_stream_end(http_stream *s)

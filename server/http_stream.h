@@ -26,6 +26,11 @@ http_stream *http_stream_start(http_req *req, int status, const char *type, size
 int http_stream_write(http_stream *s, const char *data, size_t n);
 /* Producer: the body is complete; the stream is no longer the producer's. */
 void http_stream_end(http_stream *s);
+/* Any thread, while the producer holds the stream (before http_stream_end): ends the answer
+ * as broken (the connection closes without the body's end, so the client sees an error, not
+ * a complete body), at once, even to a client that reads nothing; the producer's writes
+ * fail from now on (a waiting one returns). For a revoked key (issue 13). */
+void http_stream_abort(http_stream *s);
 /* Tells every producer to stop at its next write (shutdown). */
 void http_stream_shutdown(void);
 

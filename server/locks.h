@@ -11,13 +11,14 @@
 #ifndef SLUICE_LOCKS_H
 #define SLUICE_LOCKS_H
 
-#define LOCK_MIGRATE "7341263001"     /* session: one instance migrates at a time */
-#define LOCK_EVENT_LOG "7341263002"   /* xact: appends take positions in commit order */
-#define LOCK_REGISTRY "7341263003"    /* xact: schema registrations */
-#define LOCK_RELAY "7341263004"       /* leader: the Redis relay */
-#define LOCK_RETENTION "7341263005"   /* leader: retention */
-#define LOCK_PROJECTIONS "7341263006" /* leader: the projection runner */
-#define LOCK_REPLAYS "7341263007"     /* leader: replays */
-#define LOCK_GROUPS "7341263008"      /* leader: the consumer-group sweeper */
+#define LOCK_MIGRATE "7341263001"       /* session: one instance migrates at a time */
+#define LOCK_EVENT_LOG "7341263002"     /* xact: appends take positions in commit order */
+#define LOCK_REGISTRY "7341263003"      /* xact: schema registrations */
+#define LOCK_RELAY "7341263004"         /* leader: the Redis relay */
+#define LOCK_RETENTION "7341263005"     /* leader: retention */
+#define LOCK_PROJECTIONS "7341263006"   /* leader: the projection runner */
+#define LOCK_REPLAYS "7341263007"       /* leader: replays */
+#define LOCK_GROUPS "7341263008"        /* leader: the consumer-group sweeper */
+#define LOCK_REPLAY_CREATE "7341263009" /* xact: a replay's per-tenant cap is counted and kept */
 
 #endif

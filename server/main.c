@@ -28,6 +28,7 @@
 #include "replays.h"
 #include "retention.h"
 #include "session.h"
+#include "tenants.h"
 #include "tail.h"
 #include "waiters.h"
 #include "ws.h"
@@ -124,10 +125,11 @@ static void drain(const sluice_config *cfg)
     log_info("main", "draining: no new connections; finishing requests in flight",
              json_pack("{s:i}", "in_flight", http_in_flight()));
     http_quiesce();
-    waiters_stop(); /* long polls answer 204 now rather than hold the drain */
+    waiters_stop();         /* long polls answer 204 now rather than hold the drain */
     http_stream_shutdown(); /* SSE and NDJSON streams end rather than hold the drain */
     int64_t deadline = time_mono_ms() + cfg->drain_timeout_ms;
-    while (http_in_flight() > 0 && time_mono_ms() < deadline) usleep(20 * 1000);
+    while (http_in_flight() > 0 && time_mono_ms() < deadline)
+        usleep(20 * 1000);
     ws_stop(); /* every WebSocket closed with 1001 */
     appender_stop();
     relay_stop(); /* after the last commit: flushes it to Redis */
@@ -137,7 +139,8 @@ static void drain(const sluice_config *cfg)
     groups_stop();
     pool_stop();
     deadline = time_mono_ms() + 2000;
-    while (http_in_flight() > 0 && time_mono_ms() < deadline) usleep(20 * 1000);
+    while (http_in_flight() > 0 && time_mono_ms() < deadline)
+        usleep(20 * 1000);
     http_stop();
     tail_stop();
     registry_stop();
@@ -166,13 +169,14 @@ static int cmd_serve(sluice_config *cfg)
     }
     if (pool_start(cfg->database_url, cfg->db_pool, 4096) < 0) return 1;
     session_init(cfg->database_url, 64);
+    tenants_configure(cfg);
+    session_set_catchup_readers(cfg->catchup_readers);
     if (tail_start(cfg->database_url) < 0) {
         log_error("main", "cannot start following the event log", NULL);
         return 1;
     }
     if (relay_start(cfg) < 0 || waiters_start() < 0 || retention_start(cfg) < 0 ||
-        projections_start(cfg->database_url) < 0 || replays_start(cfg) < 0 ||
-        groups_start(cfg) < 0)
+        projections_start(cfg->database_url) < 0 || replays_start(cfg) < 0 || groups_start(cfg) < 0)
         return 1;
     int ws_port = 0;
     if (ws_start(cfg, &ws_port) < 0) return 1;
@@ -191,7 +195,8 @@ static int cmd_serve(sluice_config *cfg)
     sigaddset(&set, SIGINT);
     int sig = 0;
     sigwait(&set, &sig);
-    log_info("main", "signal received", json_pack("{s:s}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
+    log_info("main", "signal received",
+             json_pack("{s:s}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
     drain(cfg);
     log_info("main", "stopped", NULL);
     return 0;

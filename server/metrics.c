@@ -12,23 +12,23 @@
 
 #define N_BUCKETS 13
 static const double bucket_le[N_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                            0.25,  0.5,    1.0,   2.5,  5.0,  10.0};
+                                            0.25,  0.5,    1.0,   2.5,  5.0,   10.0};
 
 typedef struct series {
-    char *stream, *type;               /* owned */
+    char *tenant, *stream, *type; /* owned */
     unsigned long long ok, failed;
     unsigned long long buckets[N_BUCKETS + 1]; /* last = +Inf */
     double sum;
-    unsigned int sec_count[60];        /* published per second, over the last minute */
+    unsigned int sec_count[60]; /* published per second, over the last minute */
     long long sec_stamp[60];
 } series;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static strmap all;                     /* {lock} "stream\x1ftype" → series */
-static bool ready;                     /* {lock} */
-static strmap rejections;              /* {lock} code → counter (heap unsigned long long) */
+static strmap all;        /* {lock} "tenant\x1fstream\x1ftype" → series */
+static bool ready;        /* {lock} */
+static strmap rejections; /* {lock} code → counter (heap unsigned long long) */
 static unsigned long long batches, batch_events, batch_buckets[8]; /* {lock} */
-static unsigned long long http_by_class[6];                          /* {lock} 1xx..5xx */
+static unsigned long long http_by_class[6];                        /* {lock} 1xx..5xx */
 
 static void init_locked(void)
 {
@@ -38,38 +38,43 @@ static void init_locked(void)
     ready = true;
 }
 
-/* The series of a stream/type pair. Only a stored event opens one: a failed publish to a
- * pair that never stored anything (a stream name that exists nowhere) counts under _other,
- * so label values stay the streams and types that exist. */
-static series *series_locked(const char *stream, const char *type, bool open)
+/* The series of a tenant's stream/type pair. Only a stored event opens one: a failed publish
+ * to a pair that never stored anything (a stream name that exists nowhere) counts under the
+ * tenant's _other, so label values stay the streams and types that exist. */
+static series *series_locked(const char *tenant, const char *stream, const char *type, bool open)
 {
-    char key[400];
-    snprintf(key, sizeof key, "%s\x1f%s", stream, type);
+    char key[480];
+    snprintf(key, sizeof key, "%s\x1f%s\x1f%s", tenant, stream, type);
     series *s = strmap_get(&all, key);
     if (s) return s;
     if (!open || all.len >= METRICS_MAX_SERIES) {
-        s = strmap_get(&all, "_other\x1f_other");
+        snprintf(key, sizeof key, "%s\x1f_other\x1f_other", tenant);
+        s = strmap_get(&all, key);
         if (s) return s;
         stream = type = "_other";
-        snprintf(key, sizeof key, "_other\x1f_other");
     }
     s = xcalloc(1, sizeof *s);
+    s->tenant = xstrdup(tenant);
     s->stream = xstrdup(stream);
     s->type = xstrdup(type);
     strmap_put(&all, key, s);
     return s;
 }
 
-void metrics_publish(const char *stream, const char *type, double seconds, bool ok)
+void metrics_publish(const char *tenant, const char *stream, const char *type, double seconds,
+                     bool ok)
 {
     long long now = time_mono_ms() / 1000;
     pthread_mutex_lock(&lock);
     init_locked();
-    series *s = series_locked(stream, type, ok);
-    if (ok) s->ok++;
-    else s->failed++;
+    series *s = series_locked(tenant, stream, type, ok);
+    if (ok)
+        s->ok++;
+    else
+        s->failed++;
     int b = 0;
-    while (b < N_BUCKETS && seconds > bucket_le[b]) b++;
+    while (b < N_BUCKETS && seconds > bucket_le[b])
+        b++;
     s->buckets[b]++;
     s->sum += seconds;
     int slot = (int)(now % 60);
@@ -101,7 +106,8 @@ void metrics_batch(int n)
     batches++;
     batch_events += (unsigned long long)n;
     int b = 0;
-    while (b < 7 && n > le[b]) b++;
+    while (b < 7 && n > le[b])
+        b++;
     batch_buckets[b]++;
     pthread_mutex_unlock(&lock);
 }
@@ -115,7 +121,7 @@ void metrics_http(int status)
     pthread_mutex_unlock(&lock);
 }
 
-/* Label values are stream and type names ([A-Za-z0-9._:-]) or problem codes: no
+/* Label values are tenant, stream and type names ([A-Za-z0-9._:-]) or problem codes: no
  * escaping is needed, but quote and backslash are escaped anyway. */
 static void label(buf *out, const char *v)
 {
@@ -133,17 +139,22 @@ void metrics_render(buf *out)
 {
     pthread_mutex_lock(&lock);
     init_locked();
-    buf_puts(out, "# HELP sluice_events_published_total Events answered by POST /v1/events, by outcome.\n"
-                  "# TYPE sluice_events_published_total counter\n");
+    buf_puts(
+        out,
+        "# HELP sluice_events_published_total Events answered by POST /v1/events, by outcome.\n"
+        "# TYPE sluice_events_published_total counter\n");
     strmap_foreach(&all, i)
     {
         series *s = all.slots[i].value;
         for (int k = 0; k < 2; k++) {
-            buf_puts(out, "sluice_events_published_total{stream=\"");
+            buf_puts(out, "sluice_events_published_total{tenant=\"");
+            label(out, s->tenant);
+            buf_puts(out, "\",stream=\"");
             label(out, s->stream);
             buf_puts(out, "\",type=\"");
             label(out, s->type);
-            buf_printf(out, "\",outcome=\"%s\"} %llu\n", k ? "failed" : "stored", k ? s->failed : s->ok);
+            buf_printf(out, "\",outcome=\"%s\"} %llu\n", k ? "failed" : "stored",
+                       k ? s->failed : s->ok);
         }
     }
     buf_puts(out, "# HELP sluice_publish_duration_seconds Time from request to durable answer.\n"
@@ -154,7 +165,9 @@ void metrics_render(buf *out)
         unsigned long long cum = 0;
         for (int b = 0; b <= N_BUCKETS; b++) {
             cum += s->buckets[b];
-            buf_puts(out, "sluice_publish_duration_seconds_bucket{stream=\"");
+            buf_puts(out, "sluice_publish_duration_seconds_bucket{tenant=\"");
+            label(out, s->tenant);
+            buf_puts(out, "\",stream=\"");
             label(out, s->stream);
             buf_puts(out, "\",type=\"");
             label(out, s->type);
@@ -163,12 +176,16 @@ void metrics_render(buf *out)
             else
                 buf_printf(out, "\",le=\"+Inf\"} %llu\n", cum);
         }
-        buf_puts(out, "sluice_publish_duration_seconds_sum{stream=\"");
+        buf_puts(out, "sluice_publish_duration_seconds_sum{tenant=\"");
+        label(out, s->tenant);
+        buf_puts(out, "\",stream=\"");
         label(out, s->stream);
         buf_puts(out, "\",type=\"");
         label(out, s->type);
         buf_printf(out, "\"} %.6f\n", s->sum);
-        buf_puts(out, "sluice_publish_duration_seconds_count{stream=\"");
+        buf_puts(out, "sluice_publish_duration_seconds_count{tenant=\"");
+        label(out, s->tenant);
+        buf_puts(out, "\",stream=\"");
         label(out, s->stream);
         buf_puts(out, "\",type=\"");
         label(out, s->type);
@@ -190,7 +207,8 @@ void metrics_render(buf *out)
         cum += batch_buckets[b];
         buf_printf(out, "sluice_appender_batch_events_bucket{le=\"%s\"} %llu\n", le[b], cum);
     }
-    buf_printf(out, "sluice_appender_batch_events_sum %llu\nsluice_appender_batch_events_count %llu\n",
+    buf_printf(out,
+               "sluice_appender_batch_events_sum %llu\nsluice_appender_batch_events_count %llu\n",
                batch_events, batches);
     buf_puts(out, "# HELP sluice_http_responses_total HTTP answers by status class.\n"
                   "# TYPE sluice_http_responses_total counter\n");
@@ -203,12 +221,14 @@ void metrics_render(buf *out)
 static double quantile_ms(const series *s, double q)
 {
     unsigned long long total = 0;
-    for (int b = 0; b <= N_BUCKETS; b++) total += s->buckets[b];
+    for (int b = 0; b <= N_BUCKETS; b++)
+        total += s->buckets[b];
     if (!total) return 0;
     double rank = q * (double)total, cum = 0;
     for (int b = 0; b <= N_BUCKETS; b++) {
         if (cum + (double)s->buckets[b] >= rank && s->buckets[b]) {
-            double lo = b ? bucket_le[b - 1] : 0, hi = b < N_BUCKETS ? bucket_le[b] : bucket_le[N_BUCKETS - 1] * 2;
+            double lo = b ? bucket_le[b - 1] : 0,
+                   hi = b < N_BUCKETS ? bucket_le[b] : bucket_le[N_BUCKETS - 1] * 2;
             double frac = (rank - cum) / (double)s->buckets[b];
             return (lo + (hi - lo) * frac) * 1000.0;
         }
@@ -217,7 +237,7 @@ static double quantile_ms(const series *s, double q)
     return bucket_le[N_BUCKETS - 1] * 1000.0;
 }
 
-json_t *metrics_stats(void)
+json_t *metrics_stats(const char *tenant)
 {
     long long now = time_mono_ms() / 1000;
     json_t *list = json_array();
@@ -226,18 +246,19 @@ json_t *metrics_stats(void)
     strmap_foreach(&all, i)
     {
         series *s = all.slots[i].value;
+        if (strcmp(s->tenant, tenant) != 0) continue; /* another tenant's: never shown */
         unsigned long long minute = 0;
         for (int k = 0; k < 60; k++)
             if (now - s->sec_stamp[k] < 60) minute += s->sec_count[k];
         unsigned long long n = s->ok + s->failed;
-        json_array_append_new(
-            list, json_pack("{s:s,s:s,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:I}", "stream", s->stream,
-                            "type", s->type, "published", (json_int_t)s->ok, "rejected",
-                            (json_int_t)s->failed, "p50_ms", quantile_ms(s, 0.50), "p95_ms",
-                            quantile_ms(s, 0.95), "p99_ms", quantile_ms(s, 0.99), "success_rate",
-                            n ? (double)s->ok / (double)n : 1.0, "error_rate",
-                            n ? (double)s->failed / (double)n : 0.0, "per_minute",
-                            (json_int_t)minute));
+        json_array_append_new(list, json_pack("{s:s,s:s,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:I}", "stream",
+                                              s->stream, "type", s->type, "published",
+                                              (json_int_t)s->ok, "rejected", (json_int_t)s->failed,
+                                              "p50_ms", quantile_ms(s, 0.50), "p95_ms",
+                                              quantile_ms(s, 0.95), "p99_ms", quantile_ms(s, 0.99),
+                                              "success_rate", n ? (double)s->ok / (double)n : 1.0,
+                                              "error_rate", n ? (double)s->failed / (double)n : 0.0,
+                                              "per_minute", (json_int_t)minute));
     }
     pthread_mutex_unlock(&lock);
     return json_pack("{s:i,s:o}", "window_seconds", 60, "stats", list);

@@ -3,10 +3,11 @@
  * and /v1/stats (seed 003's EventPerformanceMetrics).
  *
  * Recording is cheap and thread-safe (one short mutex hold per publish
- * request). Label values are bounded: stream/type pairs past
- * METRICS_MAX_SERIES share the series stream="_other",type="_other", and
- * problem codes are Sluice's fixed set; no ids and no payload values become
- * labels.
+ * request). Series are per tenant (issue 13: /v1/stats shows the caller's
+ * tenant only; /metrics, an operator's, labels them with tenant). Label values
+ * are bounded: a tenant's stream/type pairs past METRICS_MAX_SERIES share its
+ * series stream="_other",type="_other", and problem codes are Sluice's fixed
+ * set; no ids and no payload values become labels.
  */
 #ifndef SLUICE_METRICS_H
 #define SLUICE_METRICS_H
@@ -17,9 +18,10 @@
 
 #define METRICS_MAX_SERIES 500
 
-/* One event's publish: its stream and type, the request's latency, and whether it was
- * stored (or replayed). */
-void metrics_publish(const char *stream, const char *type, double seconds, bool ok);
+/* One event's publish: its tenant, stream and type, the request's latency, and whether it
+ * was stored (or replayed). */
+void metrics_publish(const char *tenant, const char *stream, const char *type, double seconds,
+                     bool ok);
 /* A refused request, by problem code. */
 void metrics_rejection(const char *code);
 /* The appender committed a batch of n events. */
@@ -29,7 +31,7 @@ void metrics_http(int status);
 
 /* Appends the process's metrics (text format) to out. */
 void metrics_render(buf *out);
-/* {"window_seconds":60,"stats":[…]} for /v1/stats (caller owns). */
-json_t *metrics_stats(void);
+/* {"window_seconds":60,"stats":[…]} for /v1/stats: `tenant`'s series only (caller owns). */
+json_t *metrics_stats(const char *tenant);
 
 #endif

@@ -33,6 +33,7 @@ static const problem_kind kinds[] = {
     {"unknown_type", 422, "No schema is registered for this event type"},
     {"deprecated_type", 422, "This event type is deprecated"},
     {"unknown_schema_version", 422, "No such schema version for this event type"},
+    {"validation_too_costly", 422, "Validating the request would take too much work"},
     {"unsupported_keyword", 422, "The schema uses a keyword Sluice does not implement"},
     {"invalid_schema", 422, "The schema is not a valid JSON Schema"},
     {"incompatible_schema", 409, "The schema is incompatible with earlier versions"},
@@ -74,8 +75,8 @@ json_t *problem_new(const char *code, const char *detail)
     const problem_kind *k = find(code);
     if (!k) k = find("internal");
     char *type = xasprintf("https://sluice.dev/problems/%s", k->code);
-    json_t *p = json_pack("{s:s,s:s,s:i,s:s}", "type", type, "title", k->title, "status",
-                          k->status, "code", k->code);
+    json_t *p = json_pack("{s:s,s:s,s:i,s:s}", "type", type, "title", k->title, "status", k->status,
+                          "code", k->code);
     free(type);
     if (detail) json_object_set_new(p, "detail", safe_string(detail));
     return p;

@@ -7,6 +7,7 @@
 #include "metrics.h"
 #include "problem.h"
 #include "schema/registry.h"
+#include "schema/validator.h"
 #include "strmap.h"
 
 #include <stdlib.h>
@@ -65,11 +66,13 @@ static int severity(const char *code)
     return 0;
 }
 
-/* Checks an event against its type's registered schema; sets its stream and schema
- * version. Returns NULL when it passes, or the refusal code (errors appended). */
-static const char *check_schema(sluice_event *ev, int index, bool allow_unknown, json_t *errors)
+/* Checks an event against its type's registered schema (the tenant's private type of that
+ * name, else the global one); sets its stream and schema version. Returns NULL when it
+ * passes, or the refusal code (errors appended). */
+static const char *check_schema(sluice_event *ev, int index, bool allow_unknown, json_t *errors,
+                                schema_budget *budget)
 {
-    registry_type *t = registry_get(ev->type);
+    registry_type *t = registry_get(ev->tenant, ev->type);
     const char *code = NULL;
     char msg[300];
     if (!t) {
@@ -94,8 +97,9 @@ static const char *check_schema(sluice_event *ev, int index, bool allow_unknown,
             ev->stream = xstrdup(t->stream);
         }
         ev->schema_version = version;
-        if (!schema_validate(t->versions[version - 1].compiled, ev->data, "/data", index, errors))
-            code = "schema_violation";
+        if (!schema_validate_budget(t->versions[version - 1].compiled, ev->data, "/data", index,
+                                    errors, budget))
+            code = budget->over ? "validation_too_costly" : "schema_violation";
     }
     registry_release(t);
     return code;
@@ -137,6 +141,8 @@ publish_op *publish_prepare(json_t *root, const publish_opts *opts)
 
     strmap ids; /* the request's client ids, to refuse one that appears twice */
     strmap_init(&ids);
+    schema_budget budget = {.max_nodes = opts->validation_max_nodes,
+                            .max_steps = opts->validation_max_steps};
     size_t n_valid = 0;
     const char *worst = NULL; /* the most severe refusal code so far */
     for (size_t i = 0; i < op->n; i++) {
@@ -156,9 +162,33 @@ publish_op *publish_prepare(json_t *root, const publish_opts *opts)
                 strmap_put(&ids, op->events[i].id, &op->events[i]);
             }
         }
-        if (ok && (code = check_schema(&op->events[i], index, opts->allow_unknown_types, errs))) {
+        if (ok && (code = check_schema(&op->events[i], index, opts->allow_unknown_types, errs,
+                                       &budget))) {
             event_dispose(&op->events[i]);
             ok = false;
+        }
+        if (budget.over) {
+            /* Validation stopped: the whole request is refused, atomic or not (issue 13). */
+            bool steps = budget.over == SCHEMA_OVER_STEPS;
+            long long max = steps ? (opts->validation_max_steps > 0 ? opts->validation_max_steps
+                                                                    : SCHEMA_DEFAULT_MAX_STEPS)
+                                  : (opts->validation_max_nodes > 0 ? opts->validation_max_nodes
+                                                                    : SCHEMA_DEFAULT_MAX_NODES);
+            const char *limit =
+                steps ? "SLUICE_VALIDATION_MAX_STEPS" : "SLUICE_VALIDATION_MAX_NODES";
+            json_t *p = problem_newf(
+                "validation_too_costly",
+                "validating this request takes more than %lld %s (%s); Sluice stopped at event %d "
+                "and stored nothing: send fewer events per request, or smaller values",
+                max, steps ? "regex and string steps" : "schema evaluations", limit, index);
+            json_object_set_new(p, "limit", json_string(limit));
+            json_object_set_new(p, "max", json_integer(max));
+            json_object_set(p, "errors", errs);
+            json_decref(errs);
+            set_answer(op, problem_status("validation_too_costly"), p, false);
+            op->ready = true;
+            strmap_dispose(&ids, NULL);
+            return op;
         }
         if (ok) {
             envelope_serialize(&op->events[i]);
@@ -355,7 +385,7 @@ void publish_record_metrics(publish_op *op, double seconds)
 {
     for (size_t i = 0; i < op->areq.n; i++) {
         const sluice_event *ev = &op->areq.events[i];
-        metrics_publish(ev->stream, ev->type, seconds,
+        metrics_publish(ev->tenant, ev->stream, ev->type, seconds,
                         ev->outcome == EV_STORED || ev->outcome == EV_REPLAYED);
     }
 }

@@ -21,20 +21,24 @@ typedef void (*publish_done)(publish_op *op, void *arg);
 
 /* The answer of a finished publish. */
 typedef struct publish_answer {
-    int status;      /* HTTP status */
-    json_t *body;    /* owned by the op until taken; NULL when `text` holds the answer */
-    char *text;      /* the answer already serialised (large batches), owned until taken */
+    int status;   /* HTTP status */
+    json_t *body; /* owned by the op until taken; NULL when `text` holds the answer */
+    char *text;   /* the answer already serialised (large batches), owned until taken */
     size_t text_len;
-    bool replay;     /* send Idempotent-Replay: true */
+    bool replay; /* send Idempotent-Replay: true */
 } publish_answer;
 
 /* What a publish request is checked with. */
 typedef struct publish_opts {
-    const char *tenant;      /* the caller's, borrowed */
-    bool atomic;             /* ?atomic (batches only) */
+    const char *tenant; /* the caller's, borrowed */
+    bool atomic;        /* ?atomic (batches only) */
     int max_batch;
     bool allow_unknown_types;
-    size_t body_bytes;       /* to bound a commit's size */
+    size_t body_bytes; /* to bound a commit's size */
+    /* the request's validation budget, shared by its events (0: the validator's defaults);
+     * past it the request is answered 422 validation_too_costly (issue 13) */
+    long long validation_max_nodes;
+    long long validation_max_steps;
 } publish_opts;
 
 /* Checks `root` (borrowed; an envelope or an array of them): envelope rules, then the

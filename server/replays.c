@@ -62,7 +62,8 @@ static const char *json_arg(void *ctx, const char *name)
         out[0] = '\0';
         size_t i;
         json_t *x;
-        json_array_foreach(v, i, x) {
+        json_array_foreach(v, i, x)
+        {
             if (!json_is_string(x)) {
                 a->bad = name;
                 return NULL;
@@ -87,10 +88,11 @@ static int parse_filter(json_t *filter, read_filter *f, long long *from, long lo
     }
     const char *k;
     json_t *v;
-    json_object_foreach(filter, k, v) {
-        static const char *const known[] = {"stream", "streams", "type", "types", "key",
-                                            "correlation_id", "user_id", "since", "until",
-                                            "from_position", "to_position"};
+    json_object_foreach(filter, k, v)
+    {
+        static const char *const known[] = {"stream", "streams",        "type",       "types",
+                                            "key",    "correlation_id", "user_id",    "since",
+                                            "until",  "from_position",  "to_position"};
         bool ok = false;
         for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
             if (strcmp(k, known[i]) == 0) ok = true;
@@ -161,11 +163,20 @@ static int add_row(const char *line, size_t len, void *arg)
     char id[32], posText[24];
     snprintf(id, sizeof id, "%lld-0", pos);
     snprintf(posText, sizeof posText, "%lld", pos);
-    const char *argv[] = {"XADD", p->target, id, "id", json_string_value(json_object_get(e, "id")),
-                          "type", json_string_value(json_object_get(e, "type")), "position",
-                          posText, "event", line};
+    const char *argv[] = {"XADD",
+                          p->target,
+                          id,
+                          "id",
+                          json_string_value(json_object_get(e, "id")),
+                          "type",
+                          json_string_value(json_object_get(e, "type")),
+                          "position",
+                          posText,
+                          "event",
+                          line};
     size_t argl[11];
-    for (int i = 0; i < 10; i++) argl[i] = strlen(argv[i]);
+    for (int i = 0; i < 10; i++)
+        argl[i] = strlen(argv[i]);
     argl[10] = len;
     redisAppendCommandArgv(p->r, 11, argv, argl);
     p->positions[p->appended] = pos;
@@ -205,13 +216,14 @@ static int run_page(PGconn **conn, redisContext *r, const char *id, const char *
         freeReplyObject(rep);
         if (bad) return -1;
         if (older) { /* already added by an earlier run of this job, or the target is newer? */
-            redisReply *x = redisCommand(r, "XRANGE %s %lld-0 %lld-0", target, p.positions[i],
-                                         p.positions[i]);
+            redisReply *x =
+                redisCommand(r, "XRANGE %s %lld-0 %lld-0", target, p.positions[i], p.positions[i]);
             bool ours = x && x->type == REDIS_REPLY_ARRAY && x->elements == 1;
             freeReplyObject(x);
             if (!ours) {
-                snprintf(err, 256, "the target stream holds entries newer than the replayed "
-                                   "events; replay into a new stream");
+                snprintf(err, 256,
+                         "the target stream holds entries newer than the replayed "
+                         "events; replay into a new stream");
                 /* drain the remaining replies before failing */
                 for (int k = i + 1; k < p.appended; k++) {
                     redisReply *rest = NULL;
@@ -342,24 +354,22 @@ void replays_stop(void)
 
 /* ------------------------------------------------------------------ API */
 
-#define REPLAY_COLUMNS                                                                         \
-    "id, status, filter::text, target, position, to_position, replayed, total, error, "        \
+#define REPLAY_COLUMNS                                                                             \
+    "id, status, filter::text, target, position, to_position, replayed, total, error, "            \
     "max_per_second, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
 static json_t *replay_row(PGresult *r)
 {
-    return json_pack("{s:s,s:s,s:o,s:{s:s},s:I,s:I,s:I,s:o,s:o,s:i,s:s}", "id", PQgetvalue(r, 0, 0),
-                     "status", PQgetvalue(r, 0, 1), "filter",
-                     json_loads(PQgetvalue(r, 0, 2), 0, NULL), "target", "redis_stream",
-                     PQgetvalue(r, 0, 3), "position",
-                     (json_int_t)strtoll(PQgetvalue(r, 0, 4), NULL, 10), "to_position",
-                     (json_int_t)strtoll(PQgetvalue(r, 0, 5), NULL, 10), "replayed",
-                     (json_int_t)strtoll(PQgetvalue(r, 0, 6), NULL, 10), "total",
-                     PQgetisnull(r, 0, 7) ? json_null()
-                                          : json_integer(strtoll(PQgetvalue(r, 0, 7), NULL, 10)),
-                     "error", PQgetisnull(r, 0, 8) ? json_null() : json_string(PQgetvalue(r, 0, 8)),
-                     "max_per_second", atoi(PQgetvalue(r, 0, 9)), "created_at",
-                     PQgetvalue(r, 0, 10));
+    return json_pack(
+        "{s:s,s:s,s:o,s:{s:s},s:I,s:I,s:I,s:o,s:o,s:i,s:s}", "id", PQgetvalue(r, 0, 0), "status",
+        PQgetvalue(r, 0, 1), "filter", json_loads(PQgetvalue(r, 0, 2), 0, NULL), "target",
+        "redis_stream", PQgetvalue(r, 0, 3), "position",
+        (json_int_t)strtoll(PQgetvalue(r, 0, 4), NULL, 10), "to_position",
+        (json_int_t)strtoll(PQgetvalue(r, 0, 5), NULL, 10), "replayed",
+        (json_int_t)strtoll(PQgetvalue(r, 0, 6), NULL, 10), "total",
+        PQgetisnull(r, 0, 7) ? json_null() : json_integer(strtoll(PQgetvalue(r, 0, 7), NULL, 10)),
+        "error", PQgetisnull(r, 0, 8) ? json_null() : json_string(PQgetvalue(r, 0, 8)),
+        "max_per_second", atoi(PQgetvalue(r, 0, 9)), "created_at", PQgetvalue(r, 0, 10));
 }
 
 int replay_create(PGconn **conn, const char *tenant, json_t *req, json_t **answer)
@@ -408,8 +418,8 @@ int replay_create(PGconn **conn, const char *tenant, json_t *req, json_t **answe
                 return -1;
             }
             if (foreign && strcmp(t, "default") != 0) {
-                *answer = problem_newf("invalid_request",
-                                       "%s%s:… streams belong to tenant '%s'", prefix, t, t);
+                *answer = problem_newf("invalid_request", "%s%s:… streams belong to tenant '%s'",
+                                       prefix, t, t);
                 free(t);
                 store_filter_dispose(&f);
                 return -4;
@@ -452,28 +462,58 @@ int replay_create(PGconn **conn, const char *tenant, json_t *req, json_t **answe
     snprintf(rate_t, sizeof rate_t, "%lld", rate ? (long long)json_integer_value(rate) : 5000LL);
     json_t *filter_in = json_object_get(req, "filter");
     char *filter_text = filter_in ? json_dumps(filter_in, JSON_COMPACT) : xstrdup("{}");
-    const char *p[] = {id,   tenant, filter_text, json_string_value(target), from_t, to_t, total_t,
-                       rate_t, to > from ? "running" : "done"};
-    PGresult *r = db_exec(conn,
-                          "INSERT INTO replays (id, tenant_id, filter, target, position, "
-                          "to_position, total, max_per_second, status) VALUES ($1, $2, $3::jsonb, "
-                          "$4, $5::bigint, $6::bigint, $7::bigint, $8::int, $9) RETURNING " REPLAY_COLUMNS,
-                          9, p, REPLAY_TIMEOUT_MS);
-    free(filter_text);
+    int cap = cfg ? cfg->tenant_replays : 16;
+    char cap_t[16];
+    snprintf(cap_t, sizeof cap_t, "%d", cap);
+    const char *p[] = {id,   tenant,  filter_text, json_string_value(target),      from_t,
+                       to_t, total_t, rate_t,      to > from ? "running" : "done", cap_t};
+    /* A tenant runs at most SLUICE_TENANT_REPLAYS replays at once, over every instance: the
+     * count and the insert happen under one transaction lock, each INSERT's count a new
+     * snapshot taken after the lock (READ COMMITTED), so two creates never both take the
+     * last slot. A replay that has nothing to do is born done and needs none. */
     int rc = -1;
-    if (db_ok(r) && PQntuples(r) == 1) {
-        *answer = replay_row(r);
-        rc = 0;
+    PGresult *r = NULL;
+    PGresult *b[2] = {NULL, NULL};
+    int nb = db_run(conn, "BEGIN; SELECT pg_advisory_xact_lock(" LOCK_REPLAY_CREATE ")", -1, NULL,
+                    REPLAY_TIMEOUT_MS, b, 2);
+    bool in_tx = nb >= 1 && db_ok(b[0]), begun = in_tx && nb == 2 && db_ok(b[1]);
+    for (int i = 0; i < nb && i < 2; i++)
+        PQclear(b[i]);
+    if (begun)
+        r = db_exec(conn,
+                    "INSERT INTO replays (id, tenant_id, filter, target, position, "
+                    "to_position, total, max_per_second, status) SELECT $1, $2, $3::jsonb, "
+                    "$4, $5::bigint, $6::bigint, $7::bigint, $8::int, $9 WHERE $9 <> 'running' OR "
+                    "(SELECT count(*) FROM replays WHERE tenant_id = $2 AND status = 'running') "
+                    "< $10::int RETURNING " REPLAY_COLUMNS,
+                    10, p, REPLAY_TIMEOUT_MS);
+    if (db_ok(r)) {
+        PGresult *c = db_exec(conn, "COMMIT", 0, NULL, REPLAY_TIMEOUT_MS);
+        if (db_ok(c) && PQntuples(r) == 1) {
+            *answer = replay_row(r);
+            rc = 0;
+        } else if (db_ok(c)) {
+            *answer = problem_newf("rate_limited",
+                                   "tenant '%s' runs %d replays already (SLUICE_TENANT_REPLAYS); "
+                                   "retry after one ends",
+                                   tenant, cap);
+            rc = -5;
+        }
+        PQclear(c);
+    } else if (*conn && in_tx) { /* the pooled connection must not stay in the transaction */
+        PQclear(db_exec(conn, "ROLLBACK", 0, NULL, REPLAY_TIMEOUT_MS));
     }
     PQclear(r);
+    free(filter_text);
     return rc;
 }
 
 int replay_get(PGconn **conn, const char *tenant, const char *id, json_t **answer)
 {
     const char *p[] = {tenant, id};
-    PGresult *r = db_exec(conn, "SELECT " REPLAY_COLUMNS " FROM replays WHERE tenant_id = $1 AND id = $2",
-                          2, p, REPLAY_TIMEOUT_MS);
+    PGresult *r =
+        db_exec(conn, "SELECT " REPLAY_COLUMNS " FROM replays WHERE tenant_id = $1 AND id = $2", 2,
+                p, REPLAY_TIMEOUT_MS);
     int rc = -1;
     if (db_ok(r)) {
         rc = PQntuples(r) == 1 ? 0 : -2;

@@ -22,7 +22,8 @@ int replays_start(const sluice_config *cfg) __attribute__((warn_unused_result));
 void replays_stop(void);
 
 /* Pool thread. Each returns 0 with *answer (caller owns), -1 store unavailable,
- * -2 not found, -4 invalid request (*answer is the problem). */
+ * -2 not found, -4 invalid request (*answer is the problem), -5 (create) the tenant runs
+ * SLUICE_TENANT_REPLAYS replays already (*answer is the rate_limited problem). */
 int replay_create(PGconn **conn, const char *tenant, json_t *req, json_t **answer);
 int replay_get(PGconn **conn, const char *tenant, const char *id, json_t **answer);
 int replay_cancel(PGconn **conn, const char *tenant, const char *id, json_t **answer);

@@ -31,11 +31,14 @@
 #include "log.h"
 #include "mem.h"
 #include "eventlog.h"
+#include "strmap.h"
+#include "tenants.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define CATCHUP_PAGE 500
 #define CATCHUP_TIMEOUT_MS 10000
@@ -56,6 +59,28 @@ static char *db_url;
 static atomic_int catchups_running;
 static int catchups_max = 64;
 
+/* Read turns (issue 13): catch-ups read history pages at most `turns_max` at a time over
+ * every tenant, a freed turn going to the waiting tenant served longest ago. A catch-up is a
+ * PostgreSQL scan plus the decoding of every row: 64 at once (one tenant's whole cap) take
+ * every core of a small machine, and every other tenant's publishes wait behind them. With
+ * turns, however many catch-ups a tenant runs, history is read at the pace of a few
+ * readers, and another tenant's catch-up gets every other turn. A turn covers one page's
+ * read only: the catch-up gives it back before it queues the page (which may wait for its
+ * slow client). */
+typedef struct read_turn {
+    const char *tenant;
+    bool granted; /* {turn_lock} */
+    pthread_cond_t cv;
+    struct read_turn *next; /* {turn_lock} FIFO among equals */
+} read_turn;
+static pthread_mutex_t turn_lock = PTHREAD_MUTEX_INITIALIZER;
+static read_turn *turn_queue; /* {turn_lock} */
+static int turns_running;     /* {turn_lock} */
+static int turns_max = 1;
+static long long turn_clock; /* {turn_lock} */
+static strmap turn_served;   /* {turn_lock} tenant → long long *: when it last got a turn */
+static bool turn_ready;      /* {turn_lock} */
+
 static long long now_ms(void)
 {
     struct timespec ts;
@@ -68,6 +93,96 @@ void session_init(const char *database_url, int max_catchups)
     free(db_url);
     db_url = xstrdup(database_url);
     catchups_max = max_catchups;
+}
+
+void session_set_catchup_readers(int readers)
+{
+    if (readers <= 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        readers = cores >= 4 ? (int)(cores / 2) : 1;
+    }
+    turns_max = readers;
+}
+
+/* Lock held: records that `tenant` got a turn now. */
+static void turn_served_locked(const char *tenant)
+{
+    if (!turn_ready) {
+        strmap_init(&turn_served);
+        turn_ready = true;
+    }
+    long long *at = strmap_get(&turn_served, tenant);
+    if (!at) {
+        at = xcalloc(1, sizeof *at);
+        strmap_put(&turn_served, tenant, at);
+    }
+    *at = ++turn_clock;
+}
+
+/* Lock held: when `tenant` last got a turn (0: never). */
+static long long turn_last_locked(const char *tenant)
+{
+    long long *at = turn_ready ? strmap_get(&turn_served, tenant) : NULL;
+    return at ? *at : 0;
+}
+
+/* A catch-up thread: waits for a read turn. False when `cancel` was set meanwhile. */
+static bool turn_take(const char *tenant, const atomic_bool *cancel)
+{
+    pthread_mutex_lock(&turn_lock);
+    if (turns_running < turns_max && !turn_queue) {
+        turns_running++;
+        turn_served_locked(tenant);
+        pthread_mutex_unlock(&turn_lock);
+        return true;
+    }
+    read_turn t = {.tenant = tenant};
+    pthread_cond_init(&t.cv, NULL);
+    read_turn **pp = &turn_queue;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = &t;
+    while (!t.granted && !atomic_load(cancel)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&t.cv, &turn_lock, &ts);
+    }
+    if (!t.granted) { /* cancelled while waiting: leave the queue */
+        for (pp = &turn_queue; *pp != &t; pp = &(*pp)->next) {
+        }
+        *pp = t.next;
+    }
+    pthread_mutex_unlock(&turn_lock);
+    pthread_cond_destroy(&t.cv);
+    return t.granted;
+}
+
+/* A catch-up thread: gives its turn back; the next goes to the waiter whose tenant was
+ * served longest ago (the first such in the queue). */
+static void turn_give(void)
+{
+    pthread_mutex_lock(&turn_lock);
+    turns_running--;
+    while (turns_running < turns_max && turn_queue) {
+        read_turn **best = &turn_queue;
+        long long best_at = turn_last_locked(turn_queue->tenant);
+        for (read_turn **pp = &turn_queue->next; *pp; pp = &(*pp)->next) {
+            long long at = turn_last_locked((*pp)->tenant);
+            if (at < best_at) {
+                best = pp;
+                best_at = at;
+            }
+        }
+        read_turn *t = *best;
+        *best = t->next;
+        t->granted = true;
+        turns_running++;
+        turn_served_locked(t->tenant);
+        pthread_cond_signal(&t->cv);
+    }
+    pthread_mutex_unlock(&turn_lock);
 }
 
 /* ------------------------------------------------------------------ queue */
@@ -295,7 +410,9 @@ static void *catchup_main(void *arg)
             continue;
         }
         sevent **evs;
+        if (!turn_take(s->auth.tenant, &sub->cancel)) break;
         int got = eventlog_read(&conn, cursor, CATCHUP_PAGE, CATCHUP_TIMEOUT_MS, &evs);
+        turn_give();
         if (got < 0) {
             failed = true;
             break;
@@ -327,6 +444,7 @@ static void *catchup_main(void *arg)
         session_push_text(s, msg);
     }
     atomic_fetch_sub(&catchups_running, 1);
+    tenant_release(s->auth.tenant, TENANT_CATCHUPS);
     sub_unref(sub);
     session_unref(s);
     return NULL;
@@ -374,8 +492,16 @@ int session_subscribe(session *s, const char *id, hub_filter *filter, long long 
     sub->hs.owner = sub;
     atomic_init(&sub->refs, 1);
     bool catchup = sub_start(sub, from_position, start);
+    /* A catch-up holds one of its tenant's slots (SLUICE_TENANT_CATCHUPS) and one of the
+     * instance's, from here until catchup_main returns. */
+    if (catchup && !tenant_acquire(s->auth.tenant, TENANT_CATCHUPS)) {
+        hub_remove(&sub->hs);
+        sub_unref(sub);
+        return -4;
+    }
     if (catchup && atomic_fetch_add(&catchups_running, 1) >= catchups_max) {
         atomic_fetch_sub(&catchups_running, 1);
+        tenant_release(s->auth.tenant, TENANT_CATCHUPS);
         hub_remove(&sub->hs);
         sub_unref(sub);
         return -3;
@@ -392,6 +518,7 @@ int session_subscribe(session *s, const char *id, hub_filter *filter, long long 
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         if (pthread_create(&t, &attr, catchup_main, sub) != 0) {
             atomic_fetch_sub(&catchups_running, 1);
+            tenant_release(s->auth.tenant, TENANT_CATCHUPS);
             sub_unref(sub);
             session_unref(s);
             log_error("session", "cannot start a catch-up thread", NULL);

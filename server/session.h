@@ -32,9 +32,9 @@ typedef void (*session_wake_fn)(session *s);
 
 /* One queued message: an event for a subscription, or a control text. */
 typedef struct session_item {
-    sevent *ev;                         /* shared reference, or NULL */
-    char sub[SESSION_SUB_ID_MAX + 1];   /* with ev: the subscription id */
-    char *text;                         /* without ev: owned JSON text */
+    sevent *ev;                       /* shared reference, or NULL */
+    char sub[SESSION_SUB_ID_MAX + 1]; /* with ev: the subscription id */
+    char *text;                       /* without ev: owned JSON text */
 } session_item;
 
 typedef struct session_sub session_sub;
@@ -42,25 +42,28 @@ typedef struct session_sub session_sub;
 struct session {
     atomic_int refs;
     pthread_mutex_t lock;
-    pthread_cond_t changed;      /* items arrived, room freed, or closed */
-    session_item *q;             /* {lock} ring, grown on demand up to max_messages */
+    pthread_cond_t changed; /* items arrived, room freed, or closed */
+    session_item *q;        /* {lock} ring, grown on demand up to max_messages */
     size_t q_cap, q_start, q_len;
-    size_t q_bytes;              /* {lock} bytes queued (events' JSON, texts) */
+    size_t q_bytes; /* {lock} bytes queued (events' JSON, texts) */
     size_t max_messages, max_bytes;
-    bool overflow;               /* {lock} a bound was passed: the owner must close */
-    bool closed;                 /* {lock} no more producing */
-    long long last_sent;         /* {lock} set by the owner as it writes */
-    long long last_taken_ms;     /* {lock} when the owner last took items (monotonic ms) */
-    int history_waiting;         /* {lock} catch-ups waiting for room for history */
-    auth_ctx auth;               /* who subscribes (tenant) */
-    session_wake_fn wake;        /* see session_wake_fn */
+    bool overflow;           /* {lock} a bound was passed: the owner must close */
+    bool closed;             /* {lock} no more producing */
+    long long last_sent;     /* {lock} set by the owner as it writes */
+    long long last_taken_ms; /* {lock} when the owner last took items (monotonic ms) */
+    int history_waiting;     /* {lock} catch-ups waiting for room for history */
+    auth_ctx auth;           /* who subscribes (tenant) */
+    session_wake_fn wake;    /* see session_wake_fn */
     void *owner;
-    session_sub *subs;           /* owner thread only */
+    session_sub *subs; /* owner thread only */
     int n_subs;
 };
 
 /* Start-up: where catch-up reads come from, and how many may run at once. */
 void session_init(const char *database_url, int max_catchups);
+/* Start-up: how many history pages catch-ups read at once over every tenant (fair by
+ * tenant; 0 = half the cores, at least one). SLUICE_CATCHUP_READERS. */
+void session_set_catchup_readers(int readers);
 
 /* A session with one reference (the owner's). */
 session *session_new(size_t max_messages, size_t max_bytes, session_wake_fn wake, void *owner);
@@ -71,7 +74,8 @@ void session_unref(session *s);
  * from_position < 0: live from now, that is after the last position this instance knows is
  * committed (its own last commit, or what its tail has read, whichever is later). Returns 0
  * and *start (the position after which events will come), or -1 duplicate id, -2 too many
- * subscriptions, -3 too many catch-ups running (retry later). */
+ * subscriptions, -3 too many catch-ups running (retry later), -4 the session's tenant runs
+ * SLUICE_TENANT_CATCHUPS catch-ups already (retry later). */
 int session_subscribe(session *s, const char *id, hub_filter *filter, long long from_position,
                       long long *start) __attribute__((warn_unused_result));
 /* Owner thread. Returns 0, or -1 when no such subscription. */

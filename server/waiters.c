@@ -17,20 +17,20 @@
 enum { W_LOOKING = 0, W_WAITING = 1, W_ANSWERED = 2 };
 
 struct waiter {
-    hub_sub hs;              /* hs.owner = this */
-    pthread_mutex_t mu;      /* orders the store's answer and live deliveries */
-    sevent *held;            /* {mu} the first live match while LOOKING */
+    hub_sub hs;         /* hs.owner = this */
+    pthread_mutex_t mu; /* orders the store's answer and live deliveries */
+    sevent *held;       /* {mu} the first live match while LOOKING */
     atomic_int state;
-    atomic_int refs;         /* the reaper's list + the caller's */
+    atomic_int refs; /* the reaper's list + the caller's */
     long long after;
-    int64_t deadline;        /* monotonic ms */
+    int64_t deadline; /* monotonic ms */
     waiter_done_fn done;
     void *arg;
-    waiter *next;            /* {lock} */
+    waiter *next; /* {lock} */
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static waiter *all;          /* {lock} */
+static waiter *all; /* {lock} */
 static pthread_t reaper;
 static atomic_bool stopping;
 static bool running;
@@ -143,6 +143,19 @@ waiter *waiter_add(hub_filter *filter, long long after, int timeout_ms, waiter_d
     all = w;
     pthread_mutex_unlock(&lock);
     return w;
+}
+
+void waiter_cancel(void *arg)
+{
+    pthread_mutex_lock(&lock); /* a waiter on the list is alive: the list holds a reference */
+    for (waiter *w = all; w; w = w->next) {
+        if (w->arg != arg) continue;
+        pthread_mutex_lock(&w->mu);
+        (void)answer_locked(w, NULL, 0);
+        pthread_mutex_unlock(&w->mu);
+        break;
+    }
+    pthread_mutex_unlock(&lock);
 }
 
 void waiter_offer(waiter *w, const char *json, size_t len)

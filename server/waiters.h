@@ -32,5 +32,8 @@ waiter *waiter_add(hub_filter *filter, long long after, int timeout_ms, waiter_d
  * reference. Must be called exactly once per waiter_add: until then a live match is held
  * back, since a stored match is earlier. */
 void waiter_offer(waiter *w, const char *json, size_t len);
+/* Answers now, as a timeout (json NULL), the waiter whose `arg` is `arg`, if it has not been
+ * answered (a revoked key's long poll). Any thread. */
+void waiter_cancel(void *arg);
 
 #endif

@@ -8,6 +8,7 @@
 #include "mem.h"
 #include "problem.h"
 #include "session.h"
+#include "tenants.h"
 
 #include <libwebsockets.h>
 #include <netinet/in.h>
@@ -22,8 +23,8 @@
 #include <time.h>
 
 #define WS_PATH "/v1/ws"
-#define WS_WRITE_ITEMS 256            /* messages coalesced into one write, at most */
-#define WS_WRITE_BYTES (32 * 1024)    /* ... and about this many bytes */
+#define WS_WRITE_ITEMS 256         /* messages coalesced into one write, at most */
+#define WS_WRITE_BYTES (32 * 1024) /* ... and about this many bytes */
 #define WS_CLOSE_TRY_AGAIN_LATER 1013
 #define WS_MAX_FD_TABLE (1u << 20) /* descriptors lws may index directly (16 B each) */
 /* A client message, reassembled from the pieces lws hands over (API.md: payload_too_large
@@ -43,18 +44,21 @@
 /* Per connection: lws's per-session data holds a pointer to this heap object, which
  * other threads may still reference (through the session) after lws frees its own. */
 typedef struct ws_conn {
-    session *sess;           /* owned reference */
-    struct lws *wsi;         /* lws thread only */
-    bool authed;             /* lws thread only */
-    int close_code;          /* lws thread only: close with this once the queue is written */
-    atomic_bool on_ready;    /* on the ready stack, or about to be */
-    atomic_bool gone;        /* lws has closed it (set on the lws thread) */
-    atomic_int refs;         /* lws + the ready stack */
+    session *sess;              /* owned reference */
+    struct lws *wsi;            /* lws thread only */
+    bool authed;                /* lws thread only */
+    int close_code;             /* lws thread only: close with this once the queue is written */
+    atomic_bool on_ready;       /* on the ready stack, or about to be */
+    atomic_bool gone;           /* lws has closed it (set on the lws thread) */
+    atomic_int refs;            /* lws + the ready stack */
     struct ws_conn *ready_next; /* the pusher's until pushed, then the lws thread's */
     struct ws_conn *all_prev, *all_next; /* lws thread only: every open connection */
-    char *rx;                /* lws thread only: a message arriving in pieces, or NULL */
-    size_t rx_len, rx_cap;   /* lws thread only: bytes of it so far, bytes allocated */
-    bool rx_skip;            /* lws thread only: the message in progress is too large: drop it */
+    char *rx;              /* lws thread only: a message arriving in pieces, or NULL */
+    size_t rx_len, rx_cap; /* lws thread only: bytes of it so far, bytes allocated */
+    bool rx_skip;          /* lws thread only: the message in progress is too large: drop it */
+    auth_watch *watch;     /* lws thread only: its key's revocation watch, once authenticated */
+    bool tenant_slot;      /* lws thread only: holds one of its tenant's WebSocket slots */
+    atomic_bool revoked;   /* its key was revoked: close with 1008 at once */
 } ws_conn;
 
 typedef struct ws_pss {
@@ -69,10 +73,10 @@ static bool running;
 /* Connections with something to write, pushed by any thread (lock-free: the tail thread pushes
  * thousands per event), taken whole by the lws thread. */
 static _Atomic(ws_conn *) ready_head;
-static ws_conn *all_conns;           /* lws thread only */
+static ws_conn *all_conns; /* lws thread only */
 static atomic_int n_conns;
 static atomic_llong n_slow;
-static buf scratch;                  /* lws thread only: the frame being written */
+static buf scratch; /* lws thread only: the frame being written */
 
 int ws_connections(void)
 {
@@ -122,6 +126,10 @@ static void drain_ready(void)
         ws_conn *next = c->ready_next;
         atomic_store(&c->on_ready, false);
         if (!atomic_load(&c->gone)) lws_callback_on_writable(c->wsi);
+        /* Revoked: WRITEABLE closes it with 1008; should the client read nothing (so never
+         * writeable), lws drops it after a second. */
+        if (!atomic_load(&c->gone) && atomic_load(&c->revoked))
+            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, 1);
         conn_unref(c);
         c = next;
     }
@@ -135,15 +143,47 @@ static void send_error(ws_conn *c, const char *id, const char *code, const char 
     json_decref(e);
 }
 
-static bool authenticate(ws_conn *c, const char *token)
+/* Any thread, the watch lock held (auth.h): the connection's key was revoked; the lws thread
+ * closes it with 1008 at its next turn. */
+static void on_revoked(void *arg)
+{
+    ws_conn *c = arg;
+    atomic_store(&c->revoked, true);
+    pthread_mutex_lock(&c->sess->lock);
+    wake(c->sess);
+    pthread_mutex_unlock(&c->sess->lock);
+}
+
+/* Returns 0 (authenticated: one of the tenant's WebSocket slots taken, the key watched), -1
+ * unauthenticated, -2 the tenant holds SLUICE_TENANT_WS_CONNECTIONS already. */
+static int authenticate(ws_conn *c, const char *token)
 {
     char header[600];
     snprintf(header, sizeof header, "Bearer %s", token ? token : "");
     auth_ctx a;
-    if (auth_authenticate(header, &a) < 0 || !auth_has_scope(&a, SCOPE_SUBSCRIBE)) return false;
+    if (auth_authenticate(header, &a) < 0 || !auth_has_scope(&a, SCOPE_SUBSCRIBE)) return -1;
+    if (!tenant_acquire(a.tenant, TENANT_WS)) return -2;
+    c->watch = auth_watch_add(&a, on_revoked, c);
+    if (!c->watch) { /* revoked meanwhile */
+        tenant_release(a.tenant, TENANT_WS);
+        return -1;
+    }
+    c->tenant_slot = true;
     c->sess->auth = a;
     c->authed = true;
-    return true;
+    return 0;
+}
+
+/* lws thread, at the upgrade: whether ?token= names a key whose tenant holds its cap of
+ * WebSocket connections (then the upgrade is refused 429; authenticate takes the slot). */
+static bool tenant_at_cap(struct lws *wsi)
+{
+    char argbuf[600], header[610];
+    const char *token = lws_get_urlarg_by_name(wsi, "token=", argbuf, sizeof argbuf);
+    if (!token) return false;
+    snprintf(header, sizeof header, "Bearer %s", token);
+    auth_ctx a;
+    return auth_authenticate(header, &a) == 0 && tenant_full(a.tenant, TENANT_WS);
 }
 
 /* Parses a subscribe message's filters. Returns NULL or an error message. */
@@ -157,7 +197,8 @@ static const char *parse_filter(json_t *msg, hub_filter *f)
     if (streams && !json_is_null(streams)) {
         if (!json_is_array(streams) || json_array_size(streams) > HUB_MAX_STREAMS)
             return "streams must be an array of at most " HUB_XSTR(HUB_MAX_STREAMS) " stream names";
-        json_array_foreach(streams, i, v) {
+        json_array_foreach(streams, i, v)
+        {
             if (!json_is_string(v) || !envelope_stream_valid(json_string_value(v)))
                 return "streams must hold stream names";
             f->streams[f->n_streams++] = xstrdup(json_string_value(v));
@@ -165,9 +206,10 @@ static const char *parse_filter(json_t *msg, hub_filter *f)
     }
     if (types && !json_is_null(types)) {
         if (!json_is_array(types) || json_array_size(types) > HUB_MAX_TYPES)
-            return "types must be an array of at most " HUB_XSTR(HUB_MAX_TYPES)
-                   " types or prefix.* wildcards";
-        json_array_foreach(types, i, v) {
+            return "types must be an array of at most " HUB_XSTR(
+                HUB_MAX_TYPES) " types or prefix.* wildcards";
+        json_array_foreach(types, i, v)
+        {
             if (!json_is_string(v) || !hub_filter_add_type(f, json_string_value(v)))
                 return "types must hold event types or prefix.* wildcards";
         }
@@ -202,12 +244,19 @@ static void on_subscribe(ws_conn *c, json_t *msg, const char *id)
     long long start = 0;
     int rc = session_subscribe(c->sess, id, &f, from, &start);
     hub_filter_dispose(&f);
-    if (rc == -1) send_error(c, id, "conflict", "a subscription with this id exists");
-    else if (rc == -2) send_error(c, id, "rate_limited", "at most 16 subscriptions per connection");
-    else if (rc == -3) send_error(c, id, "overloaded", "too many catch-ups are running; retry");
+    if (rc == -1)
+        send_error(c, id, "conflict", "a subscription with this id exists");
+    else if (rc == -2)
+        send_error(c, id, "rate_limited", "at most 16 subscriptions per connection");
+    else if (rc == -3)
+        send_error(c, id, "overloaded", "too many catch-ups are running; retry");
+    else if (rc == -4)
+        send_error(c, id, "rate_limited",
+                   "this tenant runs SLUICE_TENANT_CATCHUPS history catch-ups already; retry");
     else
-        session_push_text(c->sess, xasprintf("{\"op\":\"subscribed\",\"id\":\"%s\",\"position\":%lld}",
-                                             id, start));
+        session_push_text(
+            c->sess,
+            xasprintf("{\"op\":\"subscribed\",\"id\":\"%s\",\"position\":%lld}", id, start));
 }
 
 /* lws thread: one client message. Returns -1 to close the connection. */
@@ -227,7 +276,15 @@ static int on_message(ws_conn *c, const char *data, size_t len)
     int rc = 0;
     if (!c->authed) {
         const char *token = json_string_value(json_object_get(msg, "token"));
-        if (!authenticate(c, token)) {
+        int arc = authenticate(c, token);
+        if (arc == -2) {
+            send_error(c, id, "rate_limited",
+                       "this tenant has SLUICE_TENANT_WS_CONNECTIONS WebSocket connections open");
+            c->close_code = WS_CLOSE_TRY_AGAIN_LATER; /* after the error is written */
+            json_decref(msg);
+            return 0;
+        }
+        if (arc < 0) {
             send_error(c, id, "unauthenticated",
                        "send ?token= or a first message {\"op\":\"auth\",\"token\":\"…\"} "
                        "with a key that has the subscribe scope");
@@ -297,7 +354,8 @@ static int on_piece(ws_conn *c, const char *data, size_t len, bool first, bool f
     }
     if (c->rx_len + len > c->rx_cap) {
         size_t cap = c->rx_cap ? c->rx_cap * 2 : 8192;
-        while (cap < c->rx_len + len) cap *= 2;
+        while (cap < c->rx_len + len)
+            cap *= 2;
         if (cap > WS_MESSAGE_MAX) cap = WS_MESSAGE_MAX;
         c->rx = xrealloc(c->rx, cap);
         c->rx_cap = cap;
@@ -332,7 +390,8 @@ static void append_frame(buf *b, const session_item *it)
         hl = 4;
     } else {
         h[1] = 127;
-        for (int i = 0; i < 8; i++) h[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+        for (int i = 0; i < 8; i++)
+            h[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
         hl = 10;
     }
     buf_append(b, (const char *)h, hl);
@@ -353,8 +412,13 @@ static void append_frame(buf *b, const session_item *it)
 static int on_writeable(ws_conn *c)
 {
     if (atomic_load(&stopping)) {
-        lws_close_reason(c->wsi, LWS_CLOSE_STATUS_GOINGAWAY, (unsigned char *)"server shutting down",
-                         20);
+        lws_close_reason(c->wsi, LWS_CLOSE_STATUS_GOINGAWAY,
+                         (unsigned char *)"server shutting down", 20);
+        return -1;
+    }
+    if (atomic_load(&c->revoked)) { /* whatever is queued is not for it any more */
+        lws_close_reason(c->wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+                         (unsigned char *)"api key revoked", 15);
         return -1;
     }
     session_item items[WS_WRITE_ITEMS];
@@ -373,8 +437,10 @@ static int on_writeable(ws_conn *c)
     }
     if (n == 0) {
         if (c->close_code) { /* the last words are out: now close */
+            bool limited = c->close_code == WS_CLOSE_TRY_AGAIN_LATER;
             lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
-                             (unsigned char *)"unauthenticated", 15);
+                             (unsigned char *)(limited ? "rate limited" : "unauthenticated"),
+                             limited ? 12 : 15);
             return -1;
         }
         return 0;
@@ -444,7 +510,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         drain_ready();
         if (atomic_load(&stopping))
-            for (ws_conn *c = all_conns; c; c = c->all_next) lws_callback_on_writable(c->wsi);
+            for (ws_conn *c = all_conns; c; c = c->all_next)
+                lws_callback_on_writable(c->wsi);
         return 0;
     case LWS_CALLBACK_HTTP:
         return refuse_http(wsi, in ? in : "", in ? len : 0);
@@ -455,6 +522,11 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (atomic_load(&n_conns) >= cfg->ws_max_connections)
             return refuse(wsi, 503, "Service Unavailable", "Retry-After: " WS_RETRY_AFTER "\r\n",
                           problem_new("overloaded", "too many WebSocket connections; retry later"));
+        if (tenant_at_cap(wsi))
+            return refuse(wsi, 429, "Too Many Requests", "Retry-After: " WS_RETRY_AFTER "\r\n",
+                          problem_new("rate_limited",
+                                      "this tenant has SLUICE_TENANT_WS_CONNECTIONS WebSocket "
+                                      "connections open; retry after one closes"));
         return 0;
     case LWS_CALLBACK_ESTABLISHED: {
         /* Events are small frames that must leave at once: no Nagle delay. */
@@ -471,7 +543,13 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         atomic_fetch_add(&n_conns, 1);
         char argbuf[600];
         const char *token = lws_get_urlarg_by_name(wsi, "token=", argbuf, sizeof argbuf);
-        if (token && !authenticate(c, token)) {
+        int arc = token ? authenticate(c, token) : 0;
+        if (arc == -2) { /* taken since the upgrade's check */
+            lws_close_reason(wsi, (enum lws_close_status)WS_CLOSE_TRY_AGAIN_LATER,
+                             (unsigned char *)"rate limited", 12);
+            return -1;
+        }
+        if (arc < 0) {
             lws_close_reason(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
                              (unsigned char *)"unauthenticated", 15);
             return -1;
@@ -489,8 +567,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
     case LWS_CALLBACK_RECEIVE:
         if (!pss->conn) return -1;
-        if (on_piece(pss->conn, in, len, lws_is_first_fragment(wsi),
-                     lws_is_final_fragment(wsi)) < 0) {
+        if (on_piece(pss->conn, in, len, lws_is_first_fragment(wsi), lws_is_final_fragment(wsi)) <
+            0) {
             lws_close_reason(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
                              (unsigned char *)"unauthenticated", 15);
             return -1;
@@ -508,8 +586,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         c->sess->owner = NULL; /* producers that outlive the connection stop waking it */
         pthread_mutex_unlock(&c->sess->lock);
         atomic_store(&c->gone, true); /* drain_ready (this thread) skips it from now on */
-        if (c->all_prev) c->all_prev->all_next = c->all_next;
-        else all_conns = c->all_next;
+        auth_watch_remove(c->watch);  /* on_revoked does not run from here on */
+        if (c->tenant_slot) tenant_release(c->sess->auth.tenant, TENANT_WS);
+        if (c->all_prev)
+            c->all_prev->all_next = c->all_next;
+        else
+            all_conns = c->all_next;
         if (c->all_next) c->all_next->all_prev = c->all_prev;
         atomic_fetch_sub(&n_conns, 1);
         conn_unref(c);
@@ -539,7 +621,8 @@ static void lws_log(int level, const char *line)
     char msg[300];
     snprintf(msg, sizeof msg, "%s", line);
     size_t n = strlen(msg);
-    while (n && msg[n - 1] == '\n') msg[--n] = '\0';
+    while (n && msg[n - 1] == '\n')
+        msg[--n] = '\0';
     if (level & LLL_ERR)
         log_warn("ws", "libwebsockets", json_pack("{s:s}", "detail", msg));
     else

@@ -15,11 +15,24 @@
  *   \uHHHH \u{H..}       \x{..}           (surrogate pairs joined)
  *   \1 .. \99            \g{N}            (never octal)
  *   \p{Letter} \p{gc=L}  \p{L}            (general-category long names)
- *   [..\S..]             (?:[..]|[^ws])   (PCRE2 has no class difference)
+ *   [..\S..]             (?>[..]|[^ws])   (PCRE2 has no class difference)
+ *
+ * The translation also writes checkpoints, PCRE2 callouts that meter a match
+ * (regex_search_metered; see regex.h): `(?C0)` first (each start position),
+ * after every `|` and after every quantifier but an exact {n} — every place
+ * a match resumes after backtracking — and `(?C1)` before every
+ * backreference; tr_finish then drops the two an anchored pattern does not
+ * need. Callouts are zero-width and PCRE2's start-of-match and
+ * auto-possessive optimizations look through them, so they change no answer;
+ * unmetered matches run with no callout function and PCRE2 skips them. The
+ * one alternation the translation adds itself, `(?>[..]|[^ws])` for a class
+ * holding \S, is atomic: both branches match the same single character, so
+ * backtracking into it could only repeat work (exponentially, under a `*`).
  *
  * The compiled code is JIT-compiled when the platform allows. Each thread
- * keeps one pcre2_match_data (a pthread key, freed when the thread exits), so
- * matching allocates nothing after a thread's first match.
+ * keeps one pcre2_match_data and one pcre2_match_context (a pthread key,
+ * freed when the thread exits), so matching allocates nothing after a
+ * thread's first match and the meter a match charges is the thread's own.
  */
 #include "regex.h"
 
@@ -36,13 +49,37 @@
 struct regex {
     pcre2_code *code; /* owned; read-only once compiled */
     bool jit;         /* code was JIT-compiled: match with pcre2_jit_match */
+    bool tail;        /* tr_finish left the trailing checkpoint out: a match pays for the scan */
     char *source;     /* the ECMA pattern, NUL-terminated; owned */
 };
 
-/* Match limits: a pattern/subject pair needing more is REGEX_TOO_COMPLEX. */
+/* Match limits: a pattern/subject pair needing more is REGEX_TOO_COMPLEX.
+ * PCRE2 applies the match limit per start position (see regex.h). */
 #define REGEX_MATCH_LIMIT 1000000u
 #define REGEX_DEPTH_LIMIT 10000u
 #define REGEX_HEAP_LIMIT_KIB 16384u
+/* Each thread's JIT stack (PCRE2's default is 32 KiB of the machine stack):
+ * deep backtracking stays in the JIT, metered at its speed, instead of
+ * starting over in the interpreter when the stack runs out. */
+#define REGEX_JIT_STACK_START (32u * 1024)
+#define REGEX_JIT_STACK_MAX (1024u * 1024)
+
+/* The checkpoints written into a translated pattern (regex_search_metered):
+ * "(?Cn)", n = CP_* bits. CP_TAIL marks every checkpoint of a pattern whose
+ * trailing one was left out (see tr_finish). */
+#define CP_BACKREF 1 /* before a backreference */
+#define CP_TAIL 2    /* also charge for a scan to the end of the subject */
+#define CP_LEN 5     /* strlen("(?C0)") */
+/* A metered match pays MATCH_STEPS (a JIT call costs about as much as a few
+ * checkpoints) and 1 step per SUBJECT_BYTES_PER_STEP bytes of subject. */
+#define MATCH_STEPS 8
+#define SUBJECT_BYTES_PER_STEP 64
+/* What a scan to the end of the subject costs where a checkpoint was left out
+ * (tr_finish): 1 step per this many bytes (a scan is about 1 ns a byte). */
+#define TAIL_BYTES_PER_STEP 4
+/* PCRE2's interpreter (no JIT, or the JIT's stack ran out) does a checkpoint's
+ * worth of work 3 to 6 times slower than the JIT: its steps cost this many. */
+#define INTERPRETER_WEIGHT 4
 
 /* ---------------------------------------------------------------- translation */
 
@@ -58,7 +95,26 @@ typedef struct tr {
     buf out;                  /* the PCRE2 pattern being written */
     char *err;                /* first error (owned), or NULL */
     int depth;                /* open groups */
+    size_t *cps;              /* offsets in out of the checkpoints written (owned) */
+    size_t ncps, cpcap;
+    size_t tail_cp; /* the last quantifier's checkpoint, if only ) and $ follow it */
+    bool top_alt;   /* a | outside every group */
+    bool any_alt;   /* a | anywhere */
+    bool tail;      /* tr_finish left the trailing checkpoint out, none before it */
 } tr;
+
+#define NO_CP ((size_t)-1)
+
+/* Writes a checkpoint of kind `bits` (CP_*). */
+static void tr_checkpoint(tr *t, int bits)
+{
+    if (t->ncps == t->cpcap) {
+        t->cpcap = t->cpcap ? 2 * t->cpcap : 16;
+        t->cps = xrealloc(t->cps, t->cpcap * sizeof *t->cps);
+    }
+    t->cps[t->ncps++] = t->out.len;
+    buf_printf(&t->out, "(?C%d)", bits);
+}
 
 static bool tr_fail(tr *t, const char *msg)
 {
@@ -322,6 +378,7 @@ static bool tr_escape(tr *t, buf *cls, bool *has_S, bool *atom)
         while (t->p < t->end && *t->p != '>')
             t->p++;
         if (t->p >= t->end || t->p == s) return tr_fail(t, "malformed \\k<name>");
+        tr_checkpoint(t, CP_BACKREF);
         buf_puts(o, "\\k<");
         buf_append(o, (const char *)s, (size_t)(t->p - s));
         buf_puts(o, ">");
@@ -338,6 +395,7 @@ static bool tr_escape(tr *t, buf *cls, bool *has_S, bool *atom)
             unsigned long n = (unsigned long)(c - '0');
             while (t->p < t->end && *t->p >= '0' && *t->p <= '9' && n < 100000)
                 n = n * 10 + (unsigned long)(*t->p++ - '0');
+            tr_checkpoint(t, CP_BACKREF);
             buf_printf(o, "\\g{%lu}", n);
             return true;
         }
@@ -384,7 +442,7 @@ static bool tr_class(tr *t)
         if (!has_S)
             buf_printf(&t->out, "[%s%s]", negated ? "^" : "", b);
         else if (!negated)
-            buf_printf(&t->out, "(?:[%s]|[^" ECMA_WS "])", b);
+            buf_printf(&t->out, "(?>[%s]|[^" ECMA_WS "])", b);
         else
             buf_printf(&t->out, "(?![%s])[" ECMA_WS "]", b);
     }
@@ -392,14 +450,16 @@ static bool tr_class(tr *t)
     return ok;
 }
 
-/* "{n}", "{n,}" or "{n,m}" at t->p (just after '{'); false if not one. */
-static bool tr_brace_quantifier(tr *t)
+/* "{n}", "{n,}" or "{n,m}" at t->p (just after '{'); false if not one.
+ * *exact: it was "{n}". */
+static bool tr_brace_quantifier(tr *t, bool *exact)
 {
     const unsigned char *q = t->p;
     int digits = 0;
     while (q < t->end && *q >= '0' && *q <= '9')
         q++, digits++;
     if (!digits) return false;
+    *exact = q >= t->end || *q != ',';
     if (q < t->end && *q == ',') {
         q++;
         while (q < t->end && *q >= '0' && *q <= '9')
@@ -450,8 +510,12 @@ static bool tr_group_open(tr *t)
 static bool tr_pattern(tr *t)
 {
     bool can_quantify = false; /* the previous token is an atom */
+    tr_checkpoint(t, 0);
+    t->tail_cp = NO_CP;
     while (t->p < t->end) {
         unsigned char c = *t->p++;
+        size_t tail_cp = t->tail_cp;
+        t->tail_cp = NO_CP; /* unless the token is `)`, `$` or a quantifier */
         switch (c) {
         case '\\': {
             bool atom, has_S = false;
@@ -468,6 +532,8 @@ static bool tr_pattern(tr *t)
             can_quantify = true;
             break;
         case '(':
+            /* no checkpoint: entering a group resumes nothing (its first branch is
+             * tried first; the others follow a `|`, iterations a quantifier) */
             if (!tr_group_open(t)) return false;
             can_quantify = false;
             break;
@@ -476,6 +542,7 @@ static bool tr_pattern(tr *t)
             t->depth--;
             buf_puts(&t->out, ")");
             can_quantify = true;
+            t->tail_cp = tail_cp;
             break;
         case '*':
         case '+':
@@ -483,22 +550,38 @@ static bool tr_pattern(tr *t)
             if (!can_quantify) return tr_fail(t, "nothing to repeat");
             buf_append(&t->out, (const char *)&c, 1);
             if (t->p < t->end && *t->p == '?') buf_puts(&t->out, "?"), t->p++;
+            t->tail_cp = t->out.len;
+            tr_checkpoint(t, 0);
             can_quantify = false;
             break;
-        case '{':
-            if (!tr_brace_quantifier(t))
+        case '{': {
+            bool exact = false;
+            if (!tr_brace_quantifier(t, &exact))
                 return tr_fail(t, "lone { (write \\{ for a literal brace)");
             if (!can_quantify) return tr_fail(t, "nothing to repeat");
             if (t->p < t->end && *t->p == '?') buf_puts(&t->out, "?"), t->p++;
+            if (!exact) { /* {n} leaves nothing to backtrack into: its scan is the next one's Δ */
+                t->tail_cp = t->out.len;
+                tr_checkpoint(t, 0);
+            }
             can_quantify = false;
             break;
+        }
         case '}':
             return tr_fail(t, "lone } (write \\} for a literal brace)");
         case ']':
             return tr_fail(t, "lone ] (write \\] for a literal bracket)");
         case '|':
-        case '^':
+            buf_puts(&t->out, "|");
+            tr_checkpoint(t, 0);
+            if (t->depth == 0) t->top_alt = true;
+            t->any_alt = true;
+            can_quantify = false;
+            break;
         case '$':
+            t->tail_cp = tail_cp;
+            /* fall through */
+        case '^':
             buf_append(&t->out, (const char *)&c, 1);
             can_quantify = false;
             break;
@@ -517,39 +600,112 @@ static bool tr_pattern(tr *t)
     return true;
 }
 
+/* Removes the checkpoint at offset `at` of t->out. */
+static void tr_cut(tr *t, size_t at)
+{
+    memmove(t->out.data + at, t->out.data + at + CP_LEN, t->out.len - at - CP_LEN);
+    t->out.len -= CP_LEN;
+    t->out.data[t->out.len] = '\0';
+}
+
+/* An anchored pattern (`^` first, no `|` outside a group: one start position)
+ * does without its first checkpoint: the match's own charge pays for its one
+ * start. With no `|` at all, it also does without the last quantifier's when
+ * only `)`s and `$` follow it (the common `^...[a-z]+$`): what that one would
+ * have metered — the quantifier's scan and any backtracking into it, at most
+ * the rest of the subject each time the match gets there — is charged ahead,
+ * by the checkpoint just before it in the text (CP_TAIL: with no alternation,
+ * every way to the last quantifier passes that one last), or, when there is
+ * none, by the match itself (regex->tail). */
+static void tr_finish(tr *t)
+{
+    if (t->top_alt || t->out.len <= CP_LEN || t->out.data[CP_LEN] != '^') return;
+    if (t->tail_cp != NO_CP && !t->any_alt) {
+        size_t k = 1; /* cps[] is in text order; cps[0] is the first checkpoint */
+        while (t->cps[k] != t->tail_cp)
+            k++;
+        if (k >= 2)
+            t->out.data[t->cps[k - 1] + 3] |= CP_TAIL; /* '0' -> '2', '1' -> '3' */
+        else
+            t->tail = true;
+        tr_cut(t, t->tail_cp);
+    }
+    tr_cut(t, 0);
+}
+
 /* -------------------------------------------------------------- compile/match */
 
 static pthread_once_t regex_once = PTHREAD_ONCE_INIT;
-static pthread_key_t regex_md_key;
-static pcre2_match_context *regex_mctx; /* shared, read-only after init */
+static pthread_key_t regex_tls_key;
 
-static void md_destroy(void *md)
+/* What one thread matches with. */
+typedef struct regex_tls {
+    pcre2_match_data *md;
+    pcre2_jit_stack *jit_stack;
+    pcre2_match_context *mctx;    /* the limits, no callout: unmetered matches */
+    pcre2_match_context *metered; /* the limits and checkpoint(), called with this struct */
+    regex_meter *meter;           /* the meter of the metered match running */
+    long long weight;             /* what a checkpoint's step costs: INTERPRETER_WEIGHT or 1 */
+} regex_tls;
+
+static int checkpoint(pcre2_callout_block *cb, void *data);
+
+static void tls_destroy(void *p)
 {
-    pcre2_match_data_free(md);
+    regex_tls *tls = p;
+    pcre2_match_data_free(tls->md);
+    pcre2_jit_stack_free(tls->jit_stack);
+    pcre2_match_context_free(tls->mctx);
+    pcre2_match_context_free(tls->metered);
+    free(tls);
 }
 
 static void regex_init_once(void)
 {
-    if (pthread_key_create(&regex_md_key, md_destroy) != 0) abort();
-    regex_mctx = pcre2_match_context_create(NULL);
-    if (!regex_mctx) abort();
-    pcre2_set_match_limit(regex_mctx, REGEX_MATCH_LIMIT);
-    pcre2_set_depth_limit(regex_mctx, REGEX_DEPTH_LIMIT);
-    pcre2_set_heap_limit(regex_mctx, REGEX_HEAP_LIMIT_KIB);
+    if (pthread_key_create(&regex_tls_key, tls_destroy) != 0) abort();
 }
 
-static pcre2_match_data *thread_match_data(void)
+static regex_tls *thread_tls(void)
 {
-    pcre2_match_data *md = pthread_getspecific(regex_md_key);
-    if (!md) {
-        md = pcre2_match_data_create(1, NULL);
-        if (!md) abort();
-        if (pthread_setspecific(regex_md_key, md) != 0) abort();
+    regex_tls *tls = pthread_getspecific(regex_tls_key);
+    if (!tls) {
+        tls = xcalloc(1, sizeof *tls);
+        tls->md = pcre2_match_data_create(1, NULL);
+        tls->mctx = pcre2_match_context_create(NULL);
+        if (!tls->md || !tls->mctx) abort();
+        pcre2_set_match_limit(tls->mctx, REGEX_MATCH_LIMIT);
+        pcre2_set_depth_limit(tls->mctx, REGEX_DEPTH_LIMIT);
+        pcre2_set_heap_limit(tls->mctx, REGEX_HEAP_LIMIT_KIB);
+        /* NULL when the JIT is unavailable: then PCRE2 uses its default */
+        tls->jit_stack = pcre2_jit_stack_create(REGEX_JIT_STACK_START, REGEX_JIT_STACK_MAX, NULL);
+        if (tls->jit_stack) pcre2_jit_stack_assign(tls->mctx, NULL, tls->jit_stack);
+        tls->metered = pcre2_match_context_copy(tls->mctx);
+        if (!tls->metered) abort();
+        pcre2_set_callout(tls->metered, checkpoint, tls);
+        if (pthread_setspecific(regex_tls_key, tls) != 0) abort();
     }
-    return md;
+    return tls;
 }
 
-regex *regex_new(const char *src, size_t len, char **err, bool *unsupported)
+/* A checkpoint (see regex.h): 1 step plus the distance from the previous one,
+ * plus, before a backreference, the most its comparison can read (what is
+ * left of the subject, and no more than has been matched). */
+static int checkpoint(pcre2_callout_block *cb, void *data)
+{
+    regex_meter *m = ((regex_tls *)data)->meter;
+    size_t pos = cb->current_position;
+    size_t d = pos >= m->last ? pos - m->last : m->last - pos;
+    size_t rest = cb->subject_length - pos;
+    if (cb->callout_number & CP_BACKREF) d += pos < rest ? pos : rest;
+    if (cb->callout_number & CP_TAIL) d += rest / TAIL_BYTES_PER_STEP;
+    m->last = pos;
+    m->left -= ((long long)d + 1) * ((regex_tls *)data)->weight;
+    return m->left < m->stop ? PCRE2_ERROR_CALLOUT : 0;
+}
+
+/* regex_new; `jit` false leaves the code to the interpreter (a pattern only
+ * checked for validity, never matched: JIT-compiling costs ~100 ns a byte). */
+static regex *regex_compile(const char *src, size_t len, char **err, bool *unsupported, bool jit)
 {
     pthread_once(&regex_once, regex_init_once);
     tr t = {.p = (const unsigned char *)src, .end = (const unsigned char *)src + len};
@@ -557,6 +713,7 @@ regex *regex_new(const char *src, size_t len, char **err, bool *unsupported)
     regex *r = NULL;
     pcre2_code *code = NULL;
     if (!tr_pattern(&t)) goto out;
+    tr_finish(&t);
     int ec;
     PCRE2_SIZE eo;
     code = pcre2_compile((PCRE2_SPTR)(t.out.data ? t.out.data : ""), t.out.len,
@@ -577,19 +734,26 @@ regex *regex_new(const char *src, size_t len, char **err, bool *unsupported)
         goto out;
     }
     r = xmalloc(sizeof *r);
-    r->jit = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0; /* else the interpreter */
+    r->jit = jit && pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0; /* else the interpreter */
+    r->tail = t.tail;
     r->code = code;
     code = NULL;
     r->source = xstrndup(src, len);
 out:
     if (code) pcre2_code_free(code);
     buf_dispose(&t.out);
+    free(t.cps);
     if (err)
         *err = t.err;
     else
         free(t.err);
     if (unsupported) *unsupported = !r && t.unsupported;
     return r;
+}
+
+regex *regex_new(const char *src, size_t len, char **err, bool *unsupported)
+{
+    return regex_compile(src, len, err, unsupported, true);
 }
 
 regex *regex_new_pcre2(const char *pcre2_pattern)
@@ -602,24 +766,53 @@ regex *regex_new_pcre2(const char *pcre2_pattern)
     if (!code) abort();
     regex *r = xmalloc(sizeof *r);
     r->jit = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
+    r->tail = false;
     r->code = code;
     r->source = xstrdup(pcre2_pattern);
     return r;
 }
 
-int regex_search(const regex *r, const char *s, size_t len)
+int regex_search_metered(const regex *r, const char *s, size_t len, regex_meter *m)
 {
     /* regex_new ran regex_init_once; subjects are valid UTF-8 (regex.h) */
-    pcre2_match_data *md = thread_match_data();
-    int rc =
-        r->jit ? pcre2_jit_match(r->code, (PCRE2_SPTR)s, len, 0, PCRE2_NO_UTF_CHECK, md, regex_mctx)
-               : pcre2_match(r->code, (PCRE2_SPTR)s, len, 0, PCRE2_NO_UTF_CHECK, md, regex_mctx);
-    if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
-        rc = pcre2_match(r->code, (PCRE2_SPTR)s, len, 0, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, md,
-                         regex_mctx);
+    regex_tls *tls = thread_tls();
+    pcre2_match_context *ctx = tls->mctx;
+    if (m) {
+        long long entry = MATCH_STEPS + (long long)(len / (r->tail ? TAIL_BYTES_PER_STEP
+                                                                   : SUBJECT_BYTES_PER_STEP));
+        if (m->left < entry) {
+            if (m->left > 0) m->left = 0;
+            return REGEX_OVER_BUDGET;
+        }
+        m->left -= entry;
+        m->last = 0;
+        m->stop = 0;
+        if (m->match_steps > 0) {
+            long long cap = m->match_steps + m->match_steps_per_byte * (long long)len;
+            if (m->left > cap) m->stop = m->left - cap;
+        }
+        tls->meter = m;
+        tls->weight = r->jit ? 1 : INTERPRETER_WEIGHT;
+        ctx = tls->metered;
+    }
+    int rc = r->jit
+                 ? pcre2_jit_match(r->code, (PCRE2_SPTR)s, len, 0, PCRE2_NO_UTF_CHECK, tls->md, ctx)
+                 : pcre2_match(r->code, (PCRE2_SPTR)s, len, 0, PCRE2_NO_UTF_CHECK, tls->md, ctx);
+    if (rc == PCRE2_ERROR_JIT_STACKLIMIT) {
+        if (m) m->last = 0;
+        tls->weight = INTERPRETER_WEIGHT;
+        rc = pcre2_match(r->code, (PCRE2_SPTR)s, len, 0, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, tls->md,
+                         ctx);
+    }
     if (rc >= 0) return REGEX_MATCH;
     if (rc == PCRE2_ERROR_NOMATCH) return REGEX_NO_MATCH;
+    if (rc == PCRE2_ERROR_CALLOUT && m && m->left < 0) return REGEX_OVER_BUDGET;
     return REGEX_TOO_COMPLEX;
+}
+
+int regex_search(const regex *r, const char *s, size_t len)
+{
+    return regex_search_metered(r, s, len, NULL);
 }
 
 const char *regex_source(const regex *r)
@@ -638,7 +831,7 @@ void regex_free(regex *r)
 bool regex_valid(const char *src, size_t len)
 {
     bool unsupported;
-    regex *r = regex_new(src, len, NULL, &unsupported);
+    regex *r = regex_compile(src, len, NULL, &unsupported, false);
     bool ok = r != NULL || unsupported;
     regex_free(r);
     return ok;

@@ -6,8 +6,16 @@
  * entry from PostgreSQL (every version, compiled) and swaps it in, so readers
  * never see a half-built type. Writers serialise on one advisory lock: schema
  * changes are rare and must see the latest version to check compatibility.
+ *
+ * NAMESPACES: the map's key is "<tenant>/<type>" ('/' is in neither alphabet), the
+ * tenant being the namespace ("default" = global). A lookup for tenant T probes
+ * "T/<type>" then "default/<type>"; a write by T lands in "T/…" only, and a write by a
+ * tenant other than default to a name only the global namespace has is refused — the check
+ * runs in PostgreSQL under the writers' lock, so two instances agree on it. The NOTIFY
+ * payload is the same key.
  */
 #include "registry.h"
+#include "../auth.h"
 #include "../locks.h"
 #include "../db.h"
 #include "../envelope.h"
@@ -27,16 +35,30 @@
 #define REGISTRY_LOCK_KEY LOCK_REGISTRY
 #define REGISTRY_TIMEOUT_MS 10000
 #define REGISTRY_CHANNEL "sluice_schemas"
+#define GLOBAL_NS AUTH_DEFAULT_TENANT /* the tenant whose namespace is the global one */
+#define KEY_MAX 256                   /* a tenant (≤ 64) + '/' + a type (≤ 128) fits */
 
 extern const char *const catalog_files[]; /* build/gen/catalog.c */
 
 static pthread_rwlock_t lock = PTHREAD_RWLOCK_INITIALIZER;
-static strmap types;        /* {lock} type name → registry_type* (one reference) */
+static strmap types; /* {lock} type name → registry_type* (one reference) */
 static bool types_ready;
 static char *db_url;
 static pthread_t listener;
 static atomic_bool stopping;
 static bool listener_running;
+
+static bool is_global(const char *tenant)
+{
+    return strcmp(tenant, GLOBAL_NS) == 0;
+}
+
+/* The map key of (namespace, type). False when it cannot fit: no such entry exists. */
+static bool ns_key(char out[KEY_MAX], const char *tenant, const char *type)
+{
+    int n = snprintf(out, KEY_MAX, "%s/%s", tenant, type);
+    return n > 0 && n < KEY_MAX;
+}
 
 /* ------------------------------------------------------------------ entries */
 
@@ -47,6 +69,7 @@ static void type_free(registry_type *t)
         if (t->versions[i].compiled) schema_free(t->versions[i].compiled);
     }
     free(t->versions);
+    free(t->tenant);
     free(t->type);
     free(t->stream);
     free(t->description);
@@ -58,10 +81,28 @@ void registry_release(registry_type *t)
     if (t && atomic_fetch_sub(&t->refs, 1) == 1) type_free(t);
 }
 
-registry_type *registry_get(const char *type)
+/* {lock} The entry of `type` in `tenant`'s namespace only (no reference taken), or NULL. */
+static registry_type *lookup_locked(const char *tenant, const char *type)
+{
+    char key[KEY_MAX];
+    return types_ready && ns_key(key, tenant, type) ? strmap_get(&types, key) : NULL;
+}
+
+registry_type *registry_get(const char *tenant, const char *type)
 {
     pthread_rwlock_rdlock(&lock);
-    registry_type *t = types_ready ? strmap_get(&types, type) : NULL;
+    registry_type *t = is_global(tenant) ? NULL : lookup_locked(tenant, type);
+    if (!t) t = lookup_locked(GLOBAL_NS, type);
+    if (t) atomic_fetch_add(&t->refs, 1);
+    pthread_rwlock_unlock(&lock);
+    return t;
+}
+
+/* A reference to the entry of `type` in `tenant`'s namespace only, or NULL. */
+static registry_type *get_exact(const char *tenant, const char *type)
+{
+    pthread_rwlock_rdlock(&lock);
+    registry_type *t = lookup_locked(tenant, type);
     if (t) atomic_fetch_add(&t->refs, 1);
     pthread_rwlock_unlock(&lock);
     return t;
@@ -69,63 +110,98 @@ registry_type *registry_get(const char *type)
 
 static void install(registry_type *t)
 {
+    char key[KEY_MAX];
+    if (!ns_key(key, t->tenant, t->type)) {
+        log_error("registry", "a stored type's name is too long; skipped",
+                  json_pack("{s:s,s:s}", "tenant", t->tenant, "type", t->type));
+        registry_release(t);
+        return;
+    }
     pthread_rwlock_wrlock(&lock);
-    registry_type *old = strmap_put(&types, t->type, t);
+    registry_type *old = strmap_put(&types, key, t);
     pthread_rwlock_unlock(&lock);
     registry_release(old);
 }
 
-static int cmp_str(const void *a, const void *b)
+static int cmp_type(const void *a, const void *b)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+    return strcmp((*(registry_type *const *)a)->type, (*(registry_type *const *)b)->type);
 }
 
 json_t *registry_type_json(const registry_type *t, bool with_schema)
 {
     json_t *versions = json_array();
-    for (int i = 0; i < t->n_versions; i++) json_array_append_new(versions, json_integer(i + 1));
-    json_t *j = json_pack("{s:s,s:s,s:o,s:s,s:b,s:i,s:o}", "type", t->type, "stream", t->stream,
-                          "description",
-                          t->description ? json_string(t->description) : json_null(),
-                          "compatibility", compat_mode_name(t->compat), "deprecated",
-                          t->deprecated, "latest_version", t->n_versions, "versions", versions);
+    for (int i = 0; i < t->n_versions; i++)
+        json_array_append_new(versions, json_integer(i + 1));
+    json_t *j = json_pack("{s:s,s:s,s:s,s:o,s:s,s:b,s:i,s:o}", "type", t->type, "namespace",
+                          is_global(t->tenant) ? "global" : "private", "stream", t->stream,
+                          "description", t->description ? json_string(t->description) : json_null(),
+                          "compatibility", compat_mode_name(t->compat), "deprecated", t->deprecated,
+                          "latest_version", t->n_versions, "versions", versions);
     if (with_schema && t->n_versions)
         json_object_set(j, "schema", t->versions[t->n_versions - 1].doc);
     return j;
 }
 
-json_t *registry_list_json(void)
+json_t *registry_list_json(const char *tenant)
 {
     pthread_rwlock_rdlock(&lock);
     size_t n = 0;
-    char **names = xcalloc(types.len + 1, sizeof *names);
-    strmap_foreach(&types, i) names[n++] = types.slots[i].key;
-    qsort(names, n, sizeof *names, cmp_str);
+    bool global = is_global(tenant);
+    registry_type **seen = xcalloc(types.len + 1, sizeof *seen);
+    strmap_foreach(&types, i)
+    {
+        registry_type *t = types.slots[i].value;
+        /* the caller's own types, and the global ones its own do not shadow */
+        if (strcmp(t->tenant, tenant) == 0 ||
+            (!global && is_global(t->tenant) && !lookup_locked(tenant, t->type)))
+            seen[n++] = t;
+    }
+    qsort(seen, n, sizeof *seen, cmp_type);
     json_t *list = json_array();
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(list, registry_type_json(strmap_get(&types, names[i]), false));
+        json_array_append_new(list, registry_type_json(seen[i], false));
     pthread_rwlock_unlock(&lock);
-    free(names);
+    free(seen);
     return json_pack("{s:o}", "schemas", list);
 }
 
 /* ------------------------------------------------------------------ loading */
 
-/* Loads one type (or all, when `only` is NULL) from PostgreSQL into the map. 0 or -1. */
-static int load_types(PGconn **conn, const char *only)
+/* Loads run one at a time, so the one that reads PostgreSQL last installs last: the listener
+ * reloading a type for an older NOTIFY cannot put its entry back over the one a writer just
+ * loaded after its own change (a reader on this instance would see the old state until the
+ * next NOTIFY arrived). */
+static pthread_mutex_t load_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int read_types(PGconn **conn, const char *only_tenant, const char *only);
+
+/* Loads one type of one namespace (or all of every namespace, when `only` is NULL) from
+ * PostgreSQL into the map. 0 or -1. */
+static int load_types(PGconn **conn, const char *only_tenant, const char *only)
 {
-    const char *p[] = {only};
+    pthread_mutex_lock(&load_lock);
+    int rc = read_types(conn, only_tenant, only);
+    pthread_mutex_unlock(&load_lock);
+    return rc;
+}
+
+static int read_types(PGconn **conn, const char *only_tenant, const char *only)
+{
+    const char *p[] = {only_tenant, only};
     PGresult *r = db_exec(
         conn,
-        only ? "SELECT t.type, t.stream, t.description, t.compatibility, t.deprecated_at IS NOT "
-               "NULL, v.version, v.schema::text, to_char(v.created_at AT TIME ZONE 'UTC', "
-               "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') FROM schema_types t JOIN schema_versions v "
-               "USING (type) WHERE t.type = $1 ORDER BY t.type, v.version"
-             : "SELECT t.type, t.stream, t.description, t.compatibility, t.deprecated_at IS NOT "
-               "NULL, v.version, v.schema::text, to_char(v.created_at AT TIME ZONE 'UTC', "
-               "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') FROM schema_types t JOIN schema_versions v "
-               "USING (type) ORDER BY t.type, v.version",
-        only ? 1 : 0, only ? p : NULL, REGISTRY_TIMEOUT_MS);
+        only ? "SELECT t.tenant, t.type, t.stream, t.description, t.compatibility, "
+               "t.deprecated_at IS NOT NULL, v.version, v.schema::text, "
+               "to_char(v.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') "
+               "FROM schema_types t JOIN schema_versions v USING (tenant, type) "
+               "WHERE t.tenant = $1 AND t.type = $2 ORDER BY t.tenant, t.type, v.version"
+             : "SELECT t.tenant, t.type, t.stream, t.description, t.compatibility, "
+               "t.deprecated_at IS NOT NULL, v.version, v.schema::text, "
+               "to_char(v.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') "
+               "FROM schema_types t JOIN schema_versions v USING (tenant, type) "
+               "ORDER BY t.tenant, t.type, v.version",
+        only ? 2 : 0, only ? p : NULL, REGISTRY_TIMEOUT_MS);
     if (!db_ok(r)) {
         if (r) db_log_error("registry", "loading schemas failed", r);
         PQclear(r);
@@ -134,7 +210,8 @@ static int load_types(PGconn **conn, const char *only)
     registry_type *t = NULL;
     int rows = PQntuples(r);
     for (int i = 0; i <= rows; i++) {
-        if (t && (i == rows || strcmp(PQgetvalue(r, i, 0), t->type) != 0)) {
+        if (t && (i == rows || strcmp(PQgetvalue(r, i, 0), t->tenant) != 0 ||
+                  strcmp(PQgetvalue(r, i, 1), t->type) != 0)) {
             install(t);
             t = NULL;
         }
@@ -142,26 +219,27 @@ static int load_types(PGconn **conn, const char *only)
         if (!t) {
             t = xcalloc(1, sizeof *t);
             atomic_init(&t->refs, 1);
-            t->type = xstrdup(PQgetvalue(r, i, 0));
-            t->stream = xstrdup(PQgetvalue(r, i, 1));
-            t->description = PQgetisnull(r, i, 2) ? NULL : xstrdup(PQgetvalue(r, i, 2));
-            int m = compat_mode_parse(PQgetvalue(r, i, 3));
+            t->tenant = xstrdup(PQgetvalue(r, i, 0));
+            t->type = xstrdup(PQgetvalue(r, i, 1));
+            t->stream = xstrdup(PQgetvalue(r, i, 2));
+            t->description = PQgetisnull(r, i, 3) ? NULL : xstrdup(PQgetvalue(r, i, 3));
+            int m = compat_mode_parse(PQgetvalue(r, i, 4));
             t->compat = m < 0 ? COMPAT_BACKWARD : (compat_mode)m;
-            t->deprecated = PQgetvalue(r, i, 4)[0] == 't';
+            t->deprecated = PQgetvalue(r, i, 5)[0] == 't';
         }
         t->versions = xrealloc(t->versions, (size_t)(t->n_versions + 1) * sizeof *t->versions);
         registry_version *v = &t->versions[t->n_versions++];
         memset(v, 0, sizeof *v);
-        v->version = atoi(PQgetvalue(r, i, 5));
-        v->doc = json_loads(PQgetvalue(r, i, 6), JSON_DECODE_ANY, NULL);
-        snprintf(v->created_at, sizeof v->created_at, "%s", PQgetvalue(r, i, 7));
+        v->version = atoi(PQgetvalue(r, i, 6));
+        v->doc = json_loads(PQgetvalue(r, i, 7), JSON_DECODE_ANY, NULL);
+        snprintf(v->created_at, sizeof v->created_at, "%s", PQgetvalue(r, i, 8));
         schema_status st;
         json_t *errs = json_array();
         v->compiled = v->doc ? schema_compile(v->doc, &st, errs) : NULL;
         if (!v->compiled)
             log_error("registry", "a stored schema does not compile; publishes pinned to it fail",
-                      json_pack("{s:s,s:i,s:o}", "type", t->type, "version", v->version,
-                                "errors", errs));
+                      json_pack("{s:s,s:s,s:i,s:o}", "tenant", t->tenant, "type", t->type,
+                                "version", v->version, "errors", errs));
         else
             json_decref(errs);
     }
@@ -178,7 +256,8 @@ static void fingerprint(json_t *doc, char out[65])
     unsigned int n = 0;
     EVP_Digest(text, strlen(text), md, &n, EVP_sha256(), NULL);
     free(text);
-    for (unsigned i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
 static bool exec_ok(PGconn **conn, const char *sql, int n, const char *const *vals)
@@ -213,7 +292,8 @@ static json_t *parse_request(json_t *req, const char **type, const char **stream
     }
     const char *k;
     json_t *v;
-    json_object_foreach(req, k, v) {
+    json_object_foreach(req, k, v)
+    {
         if (strcmp(k, "type") && strcmp(k, "stream") && strcmp(k, "description") &&
             strcmp(k, "schema")) {
             char path[80];
@@ -232,8 +312,9 @@ static json_t *parse_request(json_t *req, const char **type, const char **stream
     v = json_object_get(req, "stream");
     if (v && !json_is_null(v)) {
         if (!json_is_string(v) || !envelope_stream_valid(json_string_value(v)))
-            json_array_append_new(errors, problem_error(-1, "/stream", "pattern",
-                                                        "expected ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"));
+            json_array_append_new(errors,
+                                  problem_error(-1, "/stream", "pattern",
+                                                "expected ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"));
         else
             *stream = json_string_value(v);
     }
@@ -248,8 +329,8 @@ static json_t *parse_request(json_t *req, const char **type, const char **stream
     }
     v = json_object_get(req, "schema");
     if (!v || !(json_is_object(v) || json_is_boolean(v)))
-        json_array_append_new(errors, problem_error(-1, "/schema", "type",
-                                                    "expected a JSON Schema (an object)"));
+        json_array_append_new(
+            errors, problem_error(-1, "/schema", "type", "expected a JSON Schema (an object)"));
     else
         *doc = v;
     if (json_array_size(errors))
@@ -260,25 +341,77 @@ static json_t *parse_request(json_t *req, const char **type, const char **stream
 
 /* ------------------------------------------------------------------ writes */
 
-registry_outcome registry_register(PGconn **conn, json_t *req, json_t **answer)
+/* Where a write by `tenant` to `type` lands, as PostgreSQL has it now. */
+typedef enum {
+    NS_OWN,       /* the tenant's namespace (the global one for tenant default) has the type */
+    NS_ABSENT,    /* neither it nor the global one has it: a write creates it in the former */
+    NS_FORBIDDEN, /* only the global one has it, and the tenant is not default */
+    NS_ERROR,     /* PostgreSQL failed (logged) */
+} ns_state;
+
+static ns_state write_target(PGconn **conn, const char *tenant, const char *type)
+{
+    const char *p[] = {type, tenant, GLOBAL_NS};
+    PGresult *r = db_exec(conn,
+                          "SELECT tenant = $2 FROM schema_types WHERE type = $1 "
+                          "AND tenant IN ($2, $3)",
+                          3, p, REGISTRY_TIMEOUT_MS);
+    if (!db_ok(r)) {
+        if (r) db_log_error("registry", "reading a type's namespace failed", r);
+        PQclear(r);
+        return NS_ERROR;
+    }
+    ns_state s = NS_ABSENT;
+    for (int i = 0; i < PQntuples(r); i++) {
+        if (PQgetvalue(r, i, 0)[0] == 't') {
+            s = NS_OWN;
+            break;
+        }
+        s = NS_FORBIDDEN;
+    }
+    PQclear(r);
+    return s;
+}
+
+static json_t *forbidden_global(const char *type)
+{
+    return problem_newf("forbidden",
+                        "type '%s' is a global type: only keys of tenant '" GLOBAL_NS "' change "
+                        "it; a tenant's own types take names the global namespace does not use",
+                        type);
+}
+
+/* After a write to (tenant, type): tells the other instances, reloads the entry here. */
+static bool announce(PGconn **conn, const char *tenant, const char *type)
+{
+    char key[KEY_MAX];
+    if (!ns_key(key, tenant, type)) return true;
+    const char *p[] = {key};
+    return exec_ok(conn, "SELECT pg_notify('" REGISTRY_CHANNEL "', $1)", 1, p);
+}
+
+registry_outcome registry_register(PGconn **conn, const char *tenant, json_t *req, json_t **answer)
 {
     const char *type = NULL, *stream = NULL, *description = NULL;
     json_t *doc = NULL;
     *answer = parse_request(req, &type, &stream, &description, &doc);
     if (*answer) return REG_REFUSED;
+    /* A schema that does not compile is answered after the namespace check: a tenant that
+     * may not write the type learns that first (403 before 422). */
+    json_t *invalid = NULL;
     schema_status st = SCHEMA_OK;
     json_t *errors = json_array();
     schema *compiled = schema_compile(doc, &st, errors);
     if (!compiled) {
-        *answer = refusal(st == SCHEMA_UNSUPPORTED ? "unsupported_keyword" : "invalid_schema",
+        invalid = refusal(st == SCHEMA_UNSUPPORTED ? "unsupported_keyword" : "invalid_schema",
                           st == SCHEMA_UNSUPPORTED
                               ? "the schema uses a keyword Sluice does not implement"
                               : "the schema is not a valid JSON Schema 2020-12 document",
                           errors);
-        return REG_REFUSED;
+    } else {
+        schema_free(compiled);
+        json_decref(errors);
     }
-    schema_free(compiled);
-    json_decref(errors);
 
     char fp[65];
     fingerprint(doc, fp);
@@ -286,19 +419,30 @@ registry_outcome registry_register(PGconn **conn, json_t *req, json_t **answer)
     registry_outcome out = REG_STORE_DOWN;
     PGresult *r = NULL, *vr = NULL;
     char *default_stream = NULL;
-    const char *p1[] = {type};
+    const char *p1[] = {tenant, type};
     if (!exec_ok(conn, "BEGIN", 0, NULL) ||
         !exec_ok(conn, "SELECT pg_advisory_xact_lock(" REGISTRY_LOCK_KEY ")", 0, NULL))
         goto fail;
-    r = db_exec(conn, "SELECT stream, compatibility FROM schema_types WHERE type = $1", 1, p1,
-                REGISTRY_TIMEOUT_MS);
+    ns_state ns = write_target(conn, tenant, type);
+    if (ns == NS_ERROR) goto fail;
+    if (ns == NS_FORBIDDEN || invalid) {
+        *answer = ns == NS_FORBIDDEN ? forbidden_global(type) : invalid;
+        if (*answer == invalid) invalid = NULL;
+        out = REG_REFUSED;
+        goto fail;
+    }
+    r = db_exec(conn,
+                "SELECT stream, compatibility FROM schema_types WHERE tenant = $1 AND type = $2", 2,
+                p1, REGISTRY_TIMEOUT_MS);
     if (!db_ok(r)) goto fail;
     int version = 1;
     if (PQntuples(r) == 1) {
         const char *cur_stream = PQgetvalue(r, 0, 0);
         if (stream && strcmp(stream, cur_stream) != 0) {
-            *answer = problem_newf("conflict", "type '%s' belongs to stream '%s'; a type's stream "
-                                               "does not change", type, cur_stream);
+            *answer = problem_newf("conflict",
+                                   "type '%s' belongs to stream '%s'; a type's stream "
+                                   "does not change",
+                                   type, cur_stream);
             out = REG_REFUSED;
             goto fail;
         }
@@ -306,8 +450,8 @@ registry_outcome registry_register(PGconn **conn, json_t *req, json_t **answer)
         compat_mode mode = m < 0 ? COMPAT_BACKWARD : (compat_mode)m;
         vr = db_exec(conn,
                      "SELECT version, schema::text, fingerprint FROM schema_versions "
-                     "WHERE type = $1 ORDER BY version",
-                     1, p1, REGISTRY_TIMEOUT_MS);
+                     "WHERE tenant = $1 AND type = $2 ORDER BY version",
+                     2, p1, REGISTRY_TIMEOUT_MS);
         if (!db_ok(vr) || PQntuples(vr) == 0) goto fail;
         int latest = PQntuples(vr) - 1;
         if (strcmp(PQgetvalue(vr, latest, 2), fp) == 0) {
@@ -325,7 +469,8 @@ registry_outcome registry_register(PGconn **conn, json_t *req, json_t **answer)
             if (old && !compat_check(old, doc, mode, rs)) {
                 size_t k;
                 json_t *e;
-                json_array_foreach(rs, k, e) {
+                json_array_foreach(rs, k, e)
+                {
                     json_object_set_new(e, "version", json_integer(atoi(PQgetvalue(vr, i, 0))));
                     json_array_append(reasons, e);
                 }
@@ -345,11 +490,11 @@ registry_outcome registry_register(PGconn **conn, json_t *req, json_t **answer)
         json_decref(reasons);
         version = atoi(PQgetvalue(vr, latest, 0)) + 1;
         stream = cur_stream;
-        const char *pu[] = {type, description};
+        const char *pu[] = {tenant, type, description};
         if (!exec_ok(conn,
                      "UPDATE schema_types SET updated_at = now(), deprecated_at = NULL, "
-                     "description = coalesce($2, description) WHERE type = $1",
-                     2, pu))
+                     "description = coalesce($3, description) WHERE tenant = $1 AND type = $2",
+                     3, pu))
             goto fail;
     } else {
         if (!stream) {
@@ -357,29 +502,32 @@ registry_outcome registry_register(PGconn **conn, json_t *req, json_t **answer)
             default_stream = xasprintf("%.*s.events", (int)(dot - type), type);
             stream = default_stream;
         }
-        const char *pi[] = {type, stream, description};
-        if (!exec_ok(conn, "INSERT INTO schema_types (type, stream, description) VALUES ($1, $2, $3)",
-                     3, pi))
+        const char *pi[] = {tenant, type, stream, description};
+        if (!exec_ok(conn,
+                     "INSERT INTO schema_types (tenant, type, stream, description) "
+                     "VALUES ($1, $2, $3, $4)",
+                     4, pi))
             goto fail;
     }
     char vtext[16];
     snprintf(vtext, sizeof vtext, "%d", version);
-    const char *pv[] = {type, vtext, doc_text, fp};
+    const char *pv[] = {tenant, type, vtext, doc_text, fp};
     if (!exec_ok(conn,
-                 "INSERT INTO schema_versions (type, version, schema, fingerprint) "
-                 "VALUES ($1, $2, $3::jsonb, $4)",
-                 4, pv) ||
-        !exec_ok(conn, "SELECT pg_notify('" REGISTRY_CHANNEL "', $1)", 1, p1) ||
-        !exec_ok(conn, "COMMIT", 0, NULL))
+                 "INSERT INTO schema_versions (tenant, type, version, schema, fingerprint) "
+                 "VALUES ($1, $2, $3, $4::jsonb, $5)",
+                 5, pv) ||
+        !announce(conn, tenant, type) || !exec_ok(conn, "COMMIT", 0, NULL))
         goto fail;
     *answer = json_pack("{s:s,s:i,s:s}", "type", type, "version", version, "stream", stream);
     out = REG_CREATED;
-    (void)load_types(conn, type);
-    log_info("registry", "schema registered", json_pack("{s:s,s:i}", "type", type, "version", version));
+    (void)load_types(conn, tenant, type);
+    log_info("registry", "schema registered",
+             json_pack("{s:s,s:s,s:i}", "tenant", tenant, "type", type, "version", version));
     goto out;
 fail:
     rollback(conn);
 out:
+    json_decref(invalid);
     PQclear(r);
     PQclear(vr);
     free(doc_text);
@@ -387,8 +535,21 @@ out:
     return out;
 }
 
-registry_outcome registry_set_compat(PGconn **conn, const char *type, json_t *req,
-                                     json_t **answer)
+/* A write to (tenant, type) found no row of the tenant's namespace: not_found, or forbidden
+ * when the name is a global type the tenant may not change. */
+static registry_outcome missing(PGconn **conn, const char *tenant, const char *type,
+                                json_t **answer)
+{
+    ns_state ns = is_global(tenant) ? NS_ABSENT : write_target(conn, tenant, type);
+    if (ns == NS_ERROR) return REG_STORE_DOWN;
+    *answer = ns == NS_FORBIDDEN
+                  ? forbidden_global(type)
+                  : problem_newf("not_found", "no schema is registered for type '%s'", type);
+    return REG_REFUSED;
+}
+
+registry_outcome registry_set_compat(PGconn **conn, const char *tenant, const char *type,
+                                     json_t *req, json_t **answer)
 {
     json_t *c = json_object_get(req, "compatibility");
     int mode = json_is_string(c) ? compat_mode_parse(json_string_value(c)) : -1;
@@ -398,44 +559,40 @@ registry_outcome registry_set_compat(PGconn **conn, const char *type, json_t *re
                               "(or a _TRANSITIVE form)");
         return REG_REFUSED;
     }
-    const char *p[] = {type, compat_mode_name((compat_mode)mode)};
+    const char *p[] = {tenant, type, compat_mode_name((compat_mode)mode)};
     PGresult *r = db_exec(conn,
-                          "UPDATE schema_types SET compatibility = $2, updated_at = now() "
-                          "WHERE type = $1",
+                          "UPDATE schema_types SET compatibility = $3, updated_at = now() "
+                          "WHERE tenant = $1 AND type = $2",
+                          3, p, REGISTRY_TIMEOUT_MS);
+    bool ok = db_ok(r);
+    bool found = ok && strcmp(PQcmdTuples(r), "1") == 0;
+    PQclear(r);
+    if (!ok) return REG_STORE_DOWN;
+    if (!found) return missing(conn, tenant, type, answer);
+    (void)announce(conn, tenant, type);
+    (void)load_types(conn, tenant, type);
+    *answer = json_pack("{s:s,s:s}", "type", type, "compatibility", p[2]);
+    return REG_UNCHANGED;
+}
+
+registry_outcome registry_deprecate(PGconn **conn, const char *tenant, const char *type,
+                                    json_t **answer)
+{
+    const char *p[] = {tenant, type};
+    PGresult *r = db_exec(conn,
+                          "UPDATE schema_types SET deprecated_at = coalesce(deprecated_at, now()), "
+                          "updated_at = now() WHERE tenant = $1 AND type = $2",
                           2, p, REGISTRY_TIMEOUT_MS);
     bool ok = db_ok(r);
     bool found = ok && strcmp(PQcmdTuples(r), "1") == 0;
     PQclear(r);
     if (!ok) return REG_STORE_DOWN;
-    if (!found) {
-        *answer = problem_newf("not_found", "no schema is registered for type '%s'", type);
-        return REG_REFUSED;
-    }
-    (void)exec_ok(conn, "SELECT pg_notify('" REGISTRY_CHANNEL "', $1)", 1, p);
-    (void)load_types(conn, type);
-    *answer = json_pack("{s:s,s:s}", "type", type, "compatibility", p[1]);
-    return REG_UNCHANGED;
-}
-
-registry_outcome registry_deprecate(PGconn **conn, const char *type, json_t **answer)
-{
-    const char *p[] = {type};
-    PGresult *r = db_exec(conn,
-                          "UPDATE schema_types SET deprecated_at = coalesce(deprecated_at, now()), "
-                          "updated_at = now() WHERE type = $1",
-                          1, p, REGISTRY_TIMEOUT_MS);
-    bool ok = db_ok(r);
-    bool found = ok && strcmp(PQcmdTuples(r), "1") == 0;
-    PQclear(r);
-    if (!ok) return REG_STORE_DOWN;
-    if (!found) {
-        *answer = problem_newf("not_found", "no schema is registered for type '%s'", type);
-        return REG_REFUSED;
-    }
-    (void)exec_ok(conn, "SELECT pg_notify('" REGISTRY_CHANNEL "', $1)", 1, p);
-    (void)load_types(conn, type);
-    registry_type *t = registry_get(type);
-    *answer = t ? registry_type_json(t, false) : json_pack("{s:s,s:b}", "type", type, "deprecated", 1);
+    if (!found) return missing(conn, tenant, type, answer);
+    (void)announce(conn, tenant, type);
+    (void)load_types(conn, tenant, type);
+    registry_type *t = get_exact(tenant, type);
+    *answer =
+        t ? registry_type_json(t, false) : json_pack("{s:s,s:b}", "type", type, "deprecated", 1);
     registry_release(t);
     return REG_UNCHANGED;
 }
@@ -473,13 +630,14 @@ static int register_catalog(PGconn **conn)
         char fp[65];
         fingerprint(doc, fp);
         char *text = json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY);
-        const char *pi[] = {type, stream ? stream : "", description, text, fp};
+        const char *pi[] = {GLOBAL_NS, type, stream ? stream : "", description, text, fp};
         PGresult *r = db_exec(conn,
-                              "WITH t AS (INSERT INTO schema_types (type, stream, description) "
-                              "VALUES ($1, $2, $3) ON CONFLICT (type) DO NOTHING RETURNING type) "
-                              "INSERT INTO schema_versions (type, version, schema, fingerprint) "
-                              "SELECT type, 1, $4::jsonb, $5 FROM t",
-                              5, pi, REGISTRY_TIMEOUT_MS);
+                              "WITH t AS (INSERT INTO schema_types (tenant, type, stream, "
+                              "description) VALUES ($1, $2, $3, $4) ON CONFLICT (tenant, type) "
+                              "DO NOTHING RETURNING tenant, type) "
+                              "INSERT INTO schema_versions (tenant, type, version, schema, "
+                              "fingerprint) SELECT tenant, type, 1, $5::jsonb, $6 FROM t",
+                              6, pi, REGISTRY_TIMEOUT_MS);
         bool ok = db_ok(r);
         if (ok && strcmp(PQcmdTuples(r), "1") == 0) added++;
         if (!ok) db_log_error("registry", "registering the catalog failed", r);
@@ -502,12 +660,13 @@ static void *listen_main(void *unused)
         if (!conn) {
             conn = db_connect(db_url, "registry");
             if (conn && (!exec_ok(&conn, "LISTEN " REGISTRY_CHANNEL, 0, NULL) ||
-                         load_types(&conn, NULL) < 0)) {
+                         load_types(&conn, NULL, NULL) < 0)) {
                 PQfinish(conn);
                 conn = NULL;
             }
             if (!conn) {
-                for (int i = 0; i < 10 && !atomic_load(&stopping); i++) usleep(100 * 1000);
+                for (int i = 0; i < 10 && !atomic_load(&stopping); i++)
+                    usleep(100 * 1000);
                 continue;
             }
         }
@@ -519,10 +678,13 @@ static void *listen_main(void *unused)
         }
         PGnotify *n;
         while (conn && (n = PQnotifies(conn))) {
-            char *type = xstrdup(n->extra);
+            /* "<tenant>/<type>"; a bare type (an older instance's) is a global one */
+            char *key = xstrdup(n->extra);
             PQfreemem(n);
-            (void)load_types(&conn, type);
-            free(type);
+            char *slash = strchr(key, '/');
+            if (slash) *slash = '\0';
+            (void)load_types(&conn, slash ? key : GLOBAL_NS, slash ? slash + 1 : key);
+            free(key);
         }
     }
     PQfinish(conn);
@@ -545,7 +707,7 @@ int registry_start(const char *database_url)
     pthread_rwlock_wrlock(&lock);
     types_ready = true;
     pthread_rwlock_unlock(&lock);
-    if (load_types(&conn, NULL) < 0) goto out;
+    if (load_types(&conn, NULL, NULL) < 0) goto out;
     if (pthread_create(&listener, NULL, listen_main, NULL) != 0) goto out;
     listener_running = true;
     rc = 0;

@@ -10,6 +10,13 @@
  * (LISTEN/NOTIFY, plus a full reload when the listening connection returns).
  * The shipped catalog (schemas/, embedded at build time) is registered at
  * start-up for every type that is absent.
+ *
+ * NAMESPACES: every type lives in one tenant's namespace. Tenant `default`'s is the
+ * global one (the catalog and what tenant default registers), which every tenant sees
+ * and publishes against; any other tenant's is private to it. A tenant looks a name up
+ * in its private namespace first, then in the global one; it writes only to its private
+ * namespace (tenant default only to the global one), and a write by another tenant to a
+ * name that resolves to a global type is refused (forbidden).
  */
 #ifndef SLUICE_SCHEMA_REGISTRY_H
 #define SLUICE_SCHEMA_REGISTRY_H
@@ -23,17 +30,18 @@
 #include <stdbool.h>
 
 typedef struct registry_version {
-    int version;         /* 1, 2, … */
-    json_t *doc;         /* the JSON Schema, owned */
-    schema *compiled;    /* owned */
+    int version;      /* 1, 2, … */
+    json_t *doc;      /* the JSON Schema, owned */
+    schema *compiled; /* owned */
     char created_at[32];
 } registry_version;
 
 typedef struct registry_type {
     atomic_int refs;
-    char *type;          /* owned */
-    char *stream;        /* owned: where events of this type go by default */
-    char *description;   /* owned, may be NULL */
+    char *tenant;      /* owned: the namespace; "default" = the global one */
+    char *type;        /* owned */
+    char *stream;      /* owned: where events of this type go by default */
+    char *description; /* owned, may be NULL */
     compat_mode compat;
     bool deprecated;
     int n_versions;
@@ -45,30 +53,38 @@ typedef struct registry_type {
 int registry_start(const char *database_url) __attribute__((warn_unused_result));
 void registry_stop(void);
 
-/* A reference to a type's entry, or NULL. Release with registry_release. Any thread. */
-registry_type *registry_get(const char *type);
+/* A reference to the entry `tenant` sees for `type` (its private type of that name, else
+ * the global one), or NULL. Release with registry_release. Any thread. */
+registry_type *registry_get(const char *tenant, const char *type);
 void registry_release(registry_type *t);
-/* Every type, sorted by name, as {"schemas":[…]} (caller owns). Any thread. */
-json_t *registry_list_json(void);
-/* One type's summary (and the latest schema when `with_schema`). Caller owns. */
+/* Every type `tenant` sees, sorted by name, as {"schemas":[…]} (caller owns). Any thread. */
+json_t *registry_list_json(const char *tenant);
+/* One type's summary (and the latest schema when `with_schema`), with "namespace":
+ * "global" or "private". Caller owns. */
 json_t *registry_type_json(const registry_type *t, bool with_schema);
 
 /* Outcomes of the writes below (pool threads, with their connection). */
 typedef enum {
-    REG_CREATED = 201,    /* a new version */
-    REG_UNCHANGED = 200,  /* identical to the latest */
+    REG_CREATED = 201,   /* a new version */
+    REG_UNCHANGED = 200, /* identical to the latest */
     REG_STORE_DOWN = 503,
-    REG_REFUSED = 4,      /* *answer is a problem document */
+    REG_REFUSED = 4, /* *answer is a problem document */
 } registry_outcome;
 
+/* The writes act for `tenant` (the caller's): on the global namespace for tenant default,
+ * on the tenant's private one otherwise; a name that resolves to a global type for another
+ * tenant is REG_REFUSED with forbidden. */
 /* Registers a schema version. `req` is the request body (borrowed). On REG_CREATED /
  * REG_UNCHANGED *answer is {"type","version","stream"}; on REG_REFUSED a problem
- * (invalid_request, unsupported_keyword, invalid_schema, incompatible_schema, conflict). */
-registry_outcome registry_register(PGconn **conn, json_t *req, json_t **answer);
-/* Sets the compatibility mode. REG_REFUSED answers not_found or invalid_request. */
-registry_outcome registry_set_compat(PGconn **conn, const char *type, json_t *req,
-                                     json_t **answer);
-/* Deprecates a type: new publishes get 422 deprecated_type; history stays readable. */
-registry_outcome registry_deprecate(PGconn **conn, const char *type, json_t **answer);
+ * (invalid_request, forbidden, unsupported_keyword, invalid_schema, incompatible_schema,
+ * conflict). */
+registry_outcome registry_register(PGconn **conn, const char *tenant, json_t *req, json_t **answer);
+/* Sets the compatibility mode. REG_REFUSED answers not_found, forbidden or invalid_request. */
+registry_outcome registry_set_compat(PGconn **conn, const char *tenant, const char *type,
+                                     json_t *req, json_t **answer);
+/* Deprecates a type: new publishes get 422 deprecated_type; history stays readable.
+ * REG_REFUSED answers not_found or forbidden. */
+registry_outcome registry_deprecate(PGconn **conn, const char *tenant, const char *type,
+                                    json_t **answer);
 
 #endif

@@ -29,6 +29,19 @@
  * violation is reported (up to SCHEMA_MAX_ERRORS); branches of anyOf, oneOf,
  * not, if, contains and propertyNames are evaluated quietly and summarised in
  * one violation of that keyword.
+ *
+ * The budget (issue 13, validator.h) costs the fast path nothing new: node
+ * evaluations were already counted against SCHEMA_MAX_EVALUATIONS, and the
+ * one comparison now tests `visit_cap`, the smaller of that limit and what
+ * the budget has left; only crossing it calls v_recap, which tells the two
+ * apart. Values walked under `true` and values compared or hashed are
+ * charged to `visits` and to `walked` (so they count against the budget but
+ * not against the per-value limit). Steps live in a regex_meter that
+ * `pattern`/`patternProperties` matches charge directly; format and length
+ * checks pay for the bytes they read before reading them. Running out sets
+ * `over` and `visit_cap` = 0: from then on every node evaluation fails at
+ * once, reports nothing, and schema_validate_budget replaces this call's
+ * violations with one "over budget" entry.
  */
 #include <float.h>
 #include <math.h>
@@ -106,22 +119,34 @@ typedef struct seg {
 } seg;
 
 typedef struct vctx {
-    json_t *errors;     /* where violations go; NULL = stop at the first */
-    const char *prefix; /* prepended to every reported path */
-    int index;          /* batch index for reports (< 0: none) */
-    int nerr;           /* violations reported */
-    int depth;          /* segments in path */
-    int eval;           /* nested node evaluations */
-    long visits;        /* node evaluations so far (bounded by SCHEMA_MAX_EVALUATIONS) */
-    bool exhausted;     /* visits ran out: the value is invalid, whatever `not` says */
-    bool explaining;    /* inside explain(): report failures without explaining them again */
-    bool dynamic;       /* track the dynamic scope */
-    int nscope;         /* resources in scope */
+    json_t *errors;       /* where violations go; NULL = stop at the first */
+    const char *prefix;   /* prepended to every reported path */
+    int index;            /* batch index for reports (< 0: none) */
+    int nerr;             /* violations reported */
+    int depth;            /* segments in path */
+    int eval;             /* nested node evaluations */
+    long visits;          /* node evaluations so far, plus values walked/compared (`walked`) */
+    long walked;          /* of visits: values walked under `true`, compared or hashed */
+    long visit_cap;       /* crossing it calls v_recap: min(budget left, per-value limit) */
+    long long nodes_left; /* the budget's nodes left when this call started */
+    regex_meter meter;    /* the budget's steps left */
+    schema_over over;     /* the budget ran out: everything fails, nothing is reported */
+    char *over_path;      /* where it ran out (owned) */
+    bool exhausted;       /* visits ran out: the value is invalid, whatever `not` says */
+    bool explaining;      /* inside explain(): report failures without explaining them again */
+    bool dynamic;         /* track the dynamic scope */
+    int nscope;           /* resources in scope */
     seg path[SCHEMA_MAX_INSTANCE_DEPTH];
     const resource *scope[SCHEMA_MAX_EVAL_DEPTH + 1];
 } vctx;
 
 static bool v_node(vctx *c, const snode *n, json_t *inst, ann *a, const char *kwname);
+
+/* Members and items compared or hashed, and how many the budget allows. */
+typedef struct vwork {
+    long done;
+    long cap; /* past it json_eq and json_hash give up (the caller stops) */
+} vwork;
 
 /* Appends `n` bytes of a member name to out[*len..cap), escaped as RFC 6901
  * says; *len counts what it needed even past cap. */
@@ -251,7 +276,7 @@ static size_t msg_format(char *out, size_t cap, const char *fmt, va_list ap)
 
 static void v_report(vctx *c, const seg *extra, const char *keyword, const char *fmt, va_list ap)
 {
-    if (!c->errors) return;
+    if (!c->errors || c->over) return;
     char msg[512], pathbuf[512];
     msg_format(msg, sizeof msg, fmt, ap);
     char *heap = NULL;
@@ -302,13 +327,82 @@ static bool v_error_item(vctx *c, size_t idx, const char *keyword, const char *f
     return false;
 }
 
+/* ------------------------------------------------------------------ budget */
+
+/* The budget ran out here: remember where, and make every evaluation fail
+ * and every walk stop (with no error list, a walk ends at its first failure). */
+static void v_stop(vctx *c, schema_over which)
+{
+    if (c->over) return;
+    c->over = which;
+    c->over_path = v_path(c, NULL);
+    c->visit_cap = 0;
+    c->errors = NULL;
+}
+
+/* visits crossed visit_cap (the cold path of v_node and v_pay): false when
+ * evaluation must stop (the per-value limit or the budget), else true with a
+ * fresh cap (values walked since the cap was set do not count toward the
+ * per-value limit). */
+static __attribute__((noinline)) bool v_recap(vctx *c)
+{
+    if (c->over || c->exhausted) return false;
+    if (c->visits - c->walked > SCHEMA_MAX_EVALUATIONS) {
+        c->exhausted = true; /* reported once, by schema_validate_budget */
+        return false;
+    }
+    if (c->visits > c->nodes_left) {
+        v_stop(c, SCHEMA_OVER_NODES);
+        return false;
+    }
+    long long cap = SCHEMA_MAX_EVALUATIONS + (long long)c->walked;
+    c->visit_cap = (long)(cap < c->nodes_left ? cap : c->nodes_left);
+    return true;
+}
+
+/* A vwork for comparisons: the nodes the budget has left. */
+static inline vwork v_work(const vctx *c)
+{
+    return (vwork){0, c->nodes_left - c->visits};
+}
+
+/* Charges `n` walked/compared values; false when the budget is used up. */
+static inline bool v_pay(vctx *c, long n)
+{
+    c->visits += n;
+    c->walked += n;
+    return c->visits <= c->visit_cap || v_recap(c);
+}
+
+/* Charges `n` string steps before the work; false when there are not enough. */
+static inline bool v_steps(vctx *c, long long n)
+{
+    if (c->over) return false;
+    c->meter.left -= n;
+    if (c->meter.left >= 0) return true;
+    v_stop(c, SCHEMA_OVER_STEPS);
+    return false;
+}
+
+/* A regex search charged to the budget: REGEX_OVER_BUDGET when the budget
+ * ran out (then evaluation stops), REGEX_TOO_COMPLEX when this one match
+ * needs more than SCHEMA_MATCH_STEPS + SCHEMA_MATCH_STEPS_PER_BYTE per byte
+ * (or PCRE2's own limits), else the answer. */
+static int v_search(vctx *c, const regex *re, const char *s, size_t len)
+{
+    if (c->over) return REGEX_OVER_BUDGET;
+    int r = regex_search_metered(re, s, len, &c->meter);
+    if (r == REGEX_OVER_BUDGET) v_stop(c, SCHEMA_OVER_STEPS);
+    return r;
+}
+
 /* Evaluates with violations muted (a branch whose failure is summarised). */
 static bool v_quiet(vctx *c, const snode *n, json_t *inst, ann *a)
 {
     json_t *saved = c->errors;
     c->errors = NULL;
     bool ok = v_node(c, n, inst, a, "");
-    c->errors = saved;
+    c->errors = c->over ? NULL : saved; /* once over budget, every walk stops at once */
     return ok;
 }
 
@@ -316,7 +410,11 @@ static bool v_quiet(vctx *c, const snode *n, json_t *inst, ann *a)
 static bool v_child(vctx *c, const snode *n, json_t *v, const char *key, size_t len, size_t idx,
                     const char *kwname)
 {
-    if (n->kind == SN_TRUE) return true;
+    if (n->kind == SN_TRUE) {
+        c->visits++; /* walked: checked at the next evaluation */
+        c->walked++;
+        return true;
+    }
     if (c->depth >= SCHEMA_MAX_INSTANCE_DEPTH) {
         static const char msg[] =
             "the value nests deeper than %d levels; Sluice does not validate below that";
@@ -373,8 +471,9 @@ static int num_cmp(const json_t *a, const json_t *b)
     return (x > y) - (x < y);
 }
 
-/* JSON equality: 1 == 1.0, objects ignore member order. */
-static bool json_eq(json_t *a, json_t *b, int depth)
+/* JSON equality: 1 == 1.0, objects ignore member order. Counts the members
+ * and items it compares in *w (false, meaningless, once past w->cap). */
+static bool json_eq(json_t *a, json_t *b, int depth, vwork *w)
 {
     if (a == b) return true;
     if (depth > MAX_VALUE_DEPTH) return false;
@@ -388,19 +487,21 @@ static bool json_eq(json_t *a, json_t *b, int depth)
     case JSON_ARRAY: {
         size_t n = json_array_size(a);
         if (n != json_array_size(b)) return false;
+        if ((w->done += (long)n) > w->cap) return false;
         for (size_t i = 0; i < n; i++)
-            if (!json_eq(json_array_get(a, i), json_array_get(b, i), depth + 1)) return false;
+            if (!json_eq(json_array_get(a, i), json_array_get(b, i), depth + 1, w)) return false;
         return true;
     }
     case JSON_OBJECT: {
         if (json_object_size(a) != json_object_size(b)) return false;
+        if ((w->done += (long)json_object_size(a)) > w->cap) return false;
         const char *k;
         size_t kl;
         json_t *v;
         json_object_keylen_foreach(a, k, kl, v)
         {
-            json_t *w = json_object_getn(b, k, kl);
-            if (!w || !json_eq(v, w, depth + 1)) return false;
+            json_t *bv = json_object_getn(b, k, kl);
+            if (!bv || !json_eq(v, bv, depth + 1, w)) return false;
         }
         return true;
     }
@@ -418,8 +519,25 @@ static uint64_t mix64(uint64_t x)
     return x ^ (x >> 33);
 }
 
-/* A hash consistent with json_eq. */
-static uint64_t json_hash(json_t *v, int depth)
+/* A hash of every byte of a string (uniqueItems: prop_hash's first and last
+ * eight bytes would let equal-length strings collide, and collisions cost a
+ * comparison each). */
+static uint64_t bytes_hash(const char *s, size_t n)
+{
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
+    for (; n >= 8; s += 8, n -= 8) {
+        uint64_t x;
+        memcpy(&x, s, 8);
+        h = mix64(h ^ x);
+    }
+    uint64_t t = 0;
+    memcpy(&t, s, n);
+    return mix64(h ^ t);
+}
+
+/* A hash consistent with json_eq. Counts the members and items it hashes in
+ * *w (0, meaningless, once past w->cap). */
+static uint64_t json_hash(json_t *v, int depth, vwork *w)
 {
     if (depth > MAX_VALUE_DEPTH) return 0;
     switch (json_typeof(v)) {
@@ -435,11 +553,13 @@ static uint64_t json_hash(json_t *v, int depth)
         return mix64(bits ^ 0x5555);
     }
     case JSON_STRING:
-        return prop_hash(json_string_value(v), json_string_length(v)) * 0x100000001b3ull + 1;
+        w->done += (long)(json_string_length(v) / 16);
+        return bytes_hash(json_string_value(v), json_string_length(v)) * 0x100000001b3ull + 1;
     case JSON_ARRAY: {
         uint64_t h = 0xA77A;
+        if ((w->done += (long)json_array_size(v)) > w->cap) return 0;
         for (size_t i = 0; i < json_array_size(v); i++)
-            h = mix64(h + json_hash(json_array_get(v, i), depth + 1));
+            h = mix64(h + json_hash(json_array_get(v, i), depth + 1, w));
         return h;
     }
     case JSON_OBJECT: {
@@ -447,8 +567,9 @@ static uint64_t json_hash(json_t *v, int depth)
         const char *k;
         size_t kl;
         json_t *e;
+        if ((w->done += (long)json_object_size(v)) > w->cap) return 0;
         json_object_keylen_foreach(v, k, kl, e) h +=
-            mix64(prop_hash(k, kl) ^ json_hash(e, depth + 1));
+            mix64(bytes_hash(k, kl) ^ json_hash(e, depth + 1, w));
         return h;
     }
     case JSON_TRUE:
@@ -513,7 +634,7 @@ static char *explain(vctx *c, snode *const *subs, size_t n, json_t *inst)
         }
         json_decref(errs);
     }
-    c->errors = saved;
+    c->errors = c->over ? NULL : saved; /* once over budget, every walk stops at once */
     c->nerr = saved_n;
     c->index = saved_idx;
     c->explaining = false;
@@ -555,33 +676,50 @@ static bool kw_type(vctx *c, const kw *k, json_t *inst, unsigned t)
 
 static bool kw_const(vctx *c, const kw *k, json_t *inst)
 {
-    if (json_eq(inst, k->u.value, 0)) return true;
+    vwork w = v_work(c);
+    bool eq = json_eq(inst, k->u.value, 0, &w);
+    if (w.done && !v_pay(c, w.done)) return false;
+    if (eq) return true;
     return v_error(c, "const", "%s", k->msg);
 }
 
+/* Values an enum scan may compare for the price of its node; every
+ * ENUM_VALUES_PER_NODE more cost one more node (a long enum is a loop). */
+#define ENUM_VALUES_PER_NODE 4
+
 static bool kw_enum(vctx *c, const kw *k, json_t *inst)
 {
+    size_t n = k->u.en.n, i = 0;
+    bool found = false;
     if (json_is_string(inst)) {
         const char *s = json_string_value(inst);
         size_t len = json_string_length(inst);
-        for (size_t i = 0; i < k->u.en.n; i++) {
+        for (; i < n; i++) {
             json_t *v = k->u.en.v[i];
             if (json_is_string(v) && json_string_length(v) == len &&
-                memcmp(json_string_value(v), s, len) == 0)
-                return true;
+                memcmp(json_string_value(v), s, len) == 0) {
+                found = true;
+                break;
+            }
         }
     } else if (json_is_integer(inst)) {
         json_int_t x = json_integer_value(inst);
-        for (size_t i = 0; i < k->u.en.n; i++) {
+        for (; i < n; i++) {
             json_t *v = k->u.en.v[i];
             if (json_is_integer(v) ? json_integer_value(v) == x
-                                   : json_is_real(v) && num_cmp(inst, v) == 0)
-                return true;
+                                   : json_is_real(v) && num_cmp(inst, v) == 0) {
+                found = true;
+                break;
+            }
         }
     } else {
-        for (size_t i = 0; i < k->u.en.n; i++)
-            if (json_eq(inst, k->u.en.v[i], 0)) return true;
+        vwork w = v_work(c);
+        for (; i < n && !found && w.done <= w.cap; i++)
+            found = json_eq(inst, k->u.en.v[i], 0, &w);
+        if (w.done && !v_pay(c, w.done)) return false;
     }
+    if (i >= 2 * ENUM_VALUES_PER_NODE && !v_pay(c, (long)(i / ENUM_VALUES_PER_NODE))) return false;
+    if (found) return true;
     return v_error(c, "enum", "%s", k->msg);
 }
 
@@ -635,6 +773,7 @@ static bool kw_string(vctx *c, const kw *k, json_t *inst)
                            k->u.count, PLURAL(k->u.count), n);
         }
         if (len / 4 >= k->u.count) return true; /* a code point is at most 4 bytes */
+        if (!v_steps(c, (long long)(len / SCHEMA_LENGTH_BYTES_PER_STEP))) return false;
         size_t n = utf8_length(s, len);
         if (n >= k->u.count) return true;
         return v_error(c, "minLength", "must be at least %zu character%s long, got %zu", k->u.count,
@@ -642,14 +781,16 @@ static bool kw_string(vctx *c, const kw *k, json_t *inst)
     }
     case KW_MAX_LENGTH: {
         if (len <= k->u.count) return true;
+        if (!v_steps(c, (long long)(len / SCHEMA_LENGTH_BYTES_PER_STEP))) return false;
         size_t n = utf8_length(s, len);
         if (n <= k->u.count) return true;
         return v_error(c, "maxLength", "must be at most %zu character%s long, got %zu", k->u.count,
                        PLURAL(k->u.count), n);
     }
     case KW_PATTERN: {
-        int r = regex_search(k->u.re, s, len);
+        int r = v_search(c, k->u.re, s, len);
         if (r == REGEX_MATCH) return true;
+        if (r == REGEX_OVER_BUDGET) return false;
         if (r == REGEX_TOO_COMPLEX)
             return v_error(c, "pattern",
                            "the pattern %s is too expensive to evaluate on this value",
@@ -657,6 +798,8 @@ static bool kw_string(vctx *c, const kw *k, json_t *inst)
         return v_error(c, "pattern", "must match the pattern %s", regex_source(k->u.re));
     }
     default: /* KW_FORMAT */
+        if (!v_steps(c, SCHEMA_FORMAT_STEPS + (long long)len * k->u.fmt.steps_per_byte))
+            return false;
         if (k->u.fmt.fn(s, len)) return true;
         return v_error(c, "format", "%s", k->msg);
     }
@@ -733,7 +876,8 @@ static bool walk_members(vctx *c, const props_kw *pk, json_t *inst, ann *a, bool
             }
         }
         for (size_t p = 0; p < pk->npats && (good || c->errors); p++) {
-            int r = regex_search(pk->pats[p].re, key, len);
+            int r = v_search(c, pk->pats[p].re, key, len);
+            if (r == REGEX_OVER_BUDGET) return false;
             if (r == REGEX_TOO_COMPLEX) {
                 good = v_error_at(c, key, len, "patternProperties",
                                   "the pattern %s is too expensive to evaluate on this name",
@@ -859,45 +1003,52 @@ static bool kw_object(vctx *c, const kw *k, json_t *inst, ann *a)
     }
 }
 
-/* Index pairs sorted by hash find duplicates in O(n log n). */
-typedef struct hidx {
+/* A slot of kw_unique's hash set: an item's hash and index + 1 (0: empty). */
+typedef struct hslot {
     uint64_t h;
-    size_t i;
-} hidx;
-
-static int hidx_cmp(const void *a, const void *b)
-{
-    const hidx *x = a, *y = b;
-    if (x->h != y->h) return x->h < y->h ? -1 : 1;
-    return (x->i > y->i) - (x->i < y->i);
-}
+    size_t i1;
+} hslot;
 
 static bool kw_unique(vctx *c, json_t *inst)
 {
     size_t n = json_array_size(inst);
     size_t di = 0, dj = 0;
     bool dup = false;
+    /* every item is looked at: paid first; a long array twice over (a hash set of its
+     * items: about 100 ns an item, mostly cache misses) */
+    if (!v_pay(c, (long)(n > 16 ? 2 * n : n))) return false;
+    vwork w = v_work(c);
     if (n <= 16) {
-        for (size_t i = 0; i < n && !dup; i++)
+        for (size_t i = 0; i < n && !dup && w.done <= w.cap; i++)
             for (size_t j = i + 1; j < n && !dup; j++)
-                if (json_eq(json_array_get(inst, i), json_array_get(inst, j), 0))
+                if (json_eq(json_array_get(inst, i), json_array_get(inst, j), 0, &w))
                     dup = true, di = i, dj = j;
     } else {
-        hidx *h = xmalloc(n * sizeof *h);
-        for (size_t i = 0; i < n; i++)
-            h[i].h = json_hash(json_array_get(inst, i), 0), h[i].i = i;
-        qsort(h, n, sizeof *h, hidx_cmp);
-        for (size_t i = 0; i < n && !dup; i++)
-            for (size_t j = i + 1; j < n && h[j].h == h[i].h && !dup; j++)
-                if (json_eq(json_array_get(inst, h[i].i), json_array_get(inst, h[j].i), 0))
-                    dup = true, di = h[i].i, dj = h[j].i;
-        free(h);
-        if (di > dj) {
-            size_t t = di;
-            di = dj;
-            dj = t;
+        /* one pass over a hash set, O(n): the first item equal to an earlier one */
+        size_t cap = 32;
+        while (cap < 2 * n)
+            cap <<= 1;
+        hslot *set = xcalloc(cap, sizeof *set);
+        for (size_t j = 0; j < n && !dup && w.done <= w.cap; j++) {
+            json_t *v = json_array_get(inst, j);
+            uint64_t h = json_hash(v, 0, &w);
+            for (size_t at = (size_t)h & (cap - 1);; at = (at + 1) & (cap - 1)) {
+                if (!set[at].i1) {
+                    set[at].h = h;
+                    set[at].i1 = j + 1;
+                    break;
+                }
+                if (set[at].h != h) continue;
+                w.done++; /* a collision costs a comparison: count it */
+                if (json_eq(json_array_get(inst, set[at].i1 - 1), v, 0, &w)) {
+                    dup = true, di = set[at].i1 - 1, dj = j;
+                    break;
+                }
+            }
         }
+        free(set);
     }
+    if (w.done && !v_pay(c, w.done)) return false;
     if (!dup) return true;
     return v_error(c, "uniqueItems", "items %zu and %zu are equal; items must be unique", di, dj);
 }
@@ -950,7 +1101,7 @@ static bool kw_array(vctx *c, const kw *k, json_t *inst, ann *a)
             json_t *saved = c->errors;
             c->errors = NULL;
             bool m = v_child(c, k->u.contains.sub, json_array_get(inst, i), NULL, 0, i, "contains");
-            c->errors = saved;
+            c->errors = c->over ? NULL : saved; /* once over budget, every walk stops at once */
             if (!m) continue;
             count++;
             if (a) ann_set(a, i);
@@ -1198,10 +1349,7 @@ static bool v_node(vctx *c, const snode *n, json_t *inst, ann *a, const char *kw
             "schema evaluation nests deeper than %d levels (a $ref cycle that never descends "
             "into the value?)",
             SCHEMA_MAX_EVAL_DEPTH);
-    if (++c->visits > SCHEMA_MAX_EVALUATIONS) {
-        c->exhausted = true; /* reported once, by schema_validate */
-        return false;
-    }
+    if (++c->visits > c->visit_cap && !v_recap(c)) return false;
     c->eval++;
     bool pushed = false;
     if (c->dynamic && (c->nscope == 0 || c->scope[c->nscope - 1] != n->res)) {
@@ -1239,9 +1387,13 @@ static bool v_node(vctx *c, const snode *n, json_t *inst, ann *a, const char *kw
     return ok;
 }
 
-bool schema_validate(const schema *s, json_t *instance, const char *path_prefix, int index,
-                     json_t *errors)
+bool schema_validate_budget(const schema *s, json_t *instance, const char *path_prefix, int index,
+                            json_t *errors, schema_budget *budget)
 {
+    schema_budget local = {0};
+    if (!budget) budget = &local;
+    long long max_nodes = budget->max_nodes > 0 ? budget->max_nodes : SCHEMA_DEFAULT_MAX_NODES;
+    long long max_steps = budget->max_steps > 0 ? budget->max_steps : SCHEMA_DEFAULT_MAX_STEPS;
     if (!instance) { /* a caller's bug, answered rather than crashed on */
         if (json_is_array(errors))
             json_array_append_new(
@@ -1256,11 +1408,59 @@ bool schema_validate(const schema *s, json_t *instance, const char *path_prefix,
     c.depth = 0;
     c.eval = 0;
     c.visits = 0;
+    c.walked = 0;
+    c.nodes_left = max_nodes - budget->nodes;
+    c.meter.left = max_steps - budget->steps;
+    c.meter.match_steps = SCHEMA_MATCH_STEPS;
+    c.meter.match_steps_per_byte = SCHEMA_MATCH_STEPS_PER_BYTE;
+    c.over = SCHEMA_WITHIN_BUDGET;
+    c.over_path = NULL;
+    c.visit_cap =
+        (long)(c.nodes_left < SCHEMA_MAX_EVALUATIONS ? c.nodes_left : SCHEMA_MAX_EVALUATIONS);
     c.exhausted = false;
     c.explaining = false;
     c.dynamic = s->dynamic;
     c.nscope = 0;
-    bool ok = v_node(&c, s->root, instance, NULL, "");
+    long long steps_at_start = c.meter.left;
+    bool ok;
+    if (budget->over || c.nodes_left <= 0 || c.meter.left <= 0) {
+        c.over = budget->over        ? budget->over
+                 : c.nodes_left <= 0 ? SCHEMA_OVER_NODES
+                                     : SCHEMA_OVER_STEPS; /* spent before this call */
+        ok = false;
+    } else {
+        ok = v_node(&c, s->root, instance, NULL, "");
+        /* a last walk under `true` is paid after the fact */
+        if (!c.over && !c.exhausted && c.visits > c.nodes_left) v_stop(&c, SCHEMA_OVER_NODES);
+        budget->nodes += c.visits;
+        budget->steps += steps_at_start - c.meter.left;
+    }
+    if (c.over) {
+        budget->over = c.over;
+        if (c.errors || json_is_array(errors)) {
+            /* this call's violations (c.nerr of them: explain() borrows c.errors but puts
+             * nerr back) are beside the point: one entry says where it stopped */
+            for (int i = 0; i < c.nerr && json_array_size(errors); i++)
+                json_array_remove(errors, json_array_size(errors) - 1);
+            char msg[200];
+            if (c.over == SCHEMA_OVER_NODES)
+                snprintf(msg, sizeof msg,
+                         "validation stopped here: the budget of %lld schema evaluations is "
+                         "used up",
+                         max_nodes);
+            else
+                snprintf(msg, sizeof msg,
+                         "validation stopped here: the budget of %lld regex and string steps is "
+                         "used up",
+                         max_steps);
+            json_array_append_new(
+                errors,
+                problem_error(index, c.over_path ? c.over_path : c.prefix,
+                              c.over == SCHEMA_OVER_NODES ? "max_nodes" : "max_steps", msg));
+        }
+        free(c.over_path);
+        return false;
+    }
     if (c.exhausted) {
         ok = false;
         c.errors = json_is_array(errors) && c.nerr < SCHEMA_MAX_ERRORS ? errors : NULL;
@@ -1270,4 +1470,10 @@ bool schema_validate(const schema *s, json_t *instance, const char *path_prefix,
                 SCHEMA_MAX_EVALUATIONS);
     }
     return ok;
+}
+
+bool schema_validate(const schema *s, json_t *instance, const char *path_prefix, int index,
+                     json_t *errors)
+{
+    return schema_validate_budget(s, instance, path_prefix, index, errors, NULL);
 }

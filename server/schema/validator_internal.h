@@ -142,7 +142,8 @@ typedef struct kw {
         regex *re;    /* KW_PATTERN (owned) */
         struct {
             format_fn fn;
-            const char *name; /* borrowed */
+            const char *name;        /* borrowed */
+            unsigned steps_per_byte; /* what a check costs the budget (validator.h) */
         } fmt;
         strlist req;     /* KW_REQUIRED */
         props_kw *props; /* KW_PROPS (owned) */
