@@ -518,6 +518,17 @@ static void row_params(const sluice_event *ev, long long p, row_nums *nums, cons
     v[14] = ev->hash_hex;
 }
 
+/* A relative batch's positions (1… in decision order, stored events and the replays of
+ * ids first stored in this batch alike) become absolute: + base. */
+static void shift_positions(append_req **reqs, size_t n_reqs, long long base)
+{
+    for (size_t r = 0; r < n_reqs; r++)
+        for (size_t i = 0; i < reqs[r]->n; i++) {
+            sluice_event *ev = &reqs[r]->events[i];
+            if (ev->outcome == EV_STORED || ev->outcome == EV_REPLAYED) ev->position += base;
+        }
+}
+
 /* Round trip 2: INSERT the stored events, NOTIFY, COMMIT. Returns 0, -1 or -2 as
  * read_state, or -5: the connection broke after the whole pipeline (COMMIT included) had
  * been sent: whether it committed is unknown. `relative`: the batch had nothing to decide against
@@ -590,11 +601,8 @@ static int write_events(append_req **reqs, size_t n_reqs, size_t stored, const c
             prepared[relative][(steps[i].nparams - 1) / INSERT_COLS] = false;
     if (rc == 0 && relative) {
         long long base = strtoll(PQgetvalue(res[at_head], 0, 0), NULL, 10);
-        long long next = base;
-        for (size_t r = 0; r < n_reqs; r++)
-            for (size_t i = 0; i < reqs[r]->n; i++)
-                if (reqs[r]->events[i].outcome == EV_STORED) reqs[r]->events[i].position = ++next;
-        *head_out = next;
+        shift_positions(reqs, n_reqs, base);
+        *head_out = base + (long long)stored;
     }
     for (int i = 0; i < (got > 0 ? got : 0); i++)
         PQclear(res[i]);
@@ -628,7 +636,8 @@ static void connect_now(void);
 /* The connection broke after COMMIT may have reached PostgreSQL: reconnects (every
  * quarter second, for as long as it takes; publishing answers 503 meanwhile) and asks
  * by the first stored event's id whether the batch committed. Returns its position
- * (the batch committed), 0 (it did not) or -1 (stopping before an answer came).
+ * (the batch committed), 0 (it did not) or -1 (no answer within the store timeout, or
+ * stopping).
  * The old session must be gone before the answer counts: the lost COMMIT may still sit
  * in the kernel's send buffer, retransmitted to a session that is alive with its
  * transaction open, and commit after a lookup said it had not. So the old backend
@@ -640,6 +649,9 @@ static long long commit_outcome(const sluice_event *first, int backend)
     atomic_store(&connected, false); /* new submissions: 503 until the answer is known */
     char pid[16];
     snprintf(pid, sizeof pid, "%d", backend);
+    /* Bounded: a client waits at most about twice the store timeout for its answer; past
+     * it the outcome is reported unknown (500), never guessed. */
+    int64_t give_up = time_mono_ms() + cfg->store_timeout_ms;
     for (;;) {
         if (!conn) connect_now();
         if (conn) {
@@ -670,7 +682,11 @@ static long long commit_outcome(const sluice_event *first, int backend)
         pthread_mutex_lock(&lock);
         bool stop = stopping;
         pthread_mutex_unlock(&lock);
-        if (stop) return -1;
+        if (stop || time_mono_ms() > give_up) {
+            log_warn("appender", "the outcome of a commit stays unknown",
+                     json_pack("{s:s}", "id", first->id));
+            return -1;
+        }
         usleep(100 * 1000);
     }
 }
@@ -698,7 +714,8 @@ static int commit_batch(append_req **reqs, size_t n_reqs)
     char now[32];
     time_now_rfc3339(now);
     long long head = 0;
-    int backend = 0; /* the PostgreSQL session the last write went to */
+    int backend = 0;             /* the PostgreSQL session the last write went to */
+    bool relative_write = false; /* its positions were relative (1…) */
     /* Without keys there is nothing to look up first: client ids are almost always new,
      * so the batch is inserted at once and the unique constraint on (tenant_id, id) says
      * when one is not (then the batch is decided again against the stored rows). */
@@ -712,6 +729,7 @@ static int commit_batch(append_req **reqs, size_t n_reqs)
         for (size_t r = 0; r < n_reqs; r++)
             stored += decide_request(&b, reqs[r], &head, now);
         rc = write_events(reqs, n_reqs, stored, now, fast, &head, &backend);
+        relative_write = fast;
         if (rc == -4) {
             rollback();
             for (size_t r = 0; r < n_reqs; r++)
@@ -723,6 +741,7 @@ static int commit_batch(append_req **reqs, size_t n_reqs)
             rc = conn ? read_state(reqs, n_reqs, &b, &head) : -1;
             for (size_t r = 0; rc == 0 && r < n_reqs; r++)
                 stored += decide_request(&b, reqs[r], &head, now);
+            relative_write = false;
             if (rc == 0) rc = write_events(reqs, n_reqs, stored, now, false, &head, &backend);
         }
         sluice_event *first = rc == -5 && stored ? first_stored(reqs, n_reqs) : NULL;
@@ -730,12 +749,11 @@ static int commit_batch(append_req **reqs, size_t n_reqs)
         if (first) {
             long long pos = commit_outcome(first, backend);
             if (pos > 0) {
-                long long next = pos - 1;
-                for (size_t r = 0; r < n_reqs; r++)
-                    for (size_t i = 0; i < reqs[r]->n; i++)
-                        if (reqs[r]->events[i].outcome == EV_STORED)
-                            reqs[r]->events[i].position = ++next;
-                head = next;
+                /* Relative positions (1…) become absolute; absolute ones are right. The
+                 * stored events are consecutive from the first. */
+                long long base = relative_write ? pos - first->position : 0;
+                if (relative_write) shift_positions(reqs, n_reqs, base);
+                head = pos + (long long)stored - 1;
                 rc = 0;
             } else {
                 rc = pos < 0 ? -3 : -1; /* -1: it did not commit, a 503 is the truth */
@@ -782,8 +800,8 @@ static void process(append_req **reqs, size_t n_reqs)
     } else if (rc == -3) {
         for (size_t r = 0; r < n_reqs; r++)
             fail_request(reqs[r], "internal",
-                         "Sluice stopped before learning whether this commit succeeded; "
-                         "re-send with the same event ids to find out");
+                         "whether this commit succeeded could not be learned (PostgreSQL "
+                         "unreachable); re-send with the same event ids to find out");
     }
     if (!conn) {
         atomic_store(&connected, false);
