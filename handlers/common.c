@@ -42,6 +42,14 @@ void handler_store_unavailable(http_req *req)
     http_reply_error(req, "store_unavailable", "PostgreSQL is unavailable; retry shortly");
 }
 
+void handler_tenant_full(http_req *req, int n, const char *what, const char *setting)
+{
+    http_add_header(req, "Retry-After", "1");
+    http_reply_problem(req, problem_newf("rate_limited",
+                                         "this tenant has %d %s (%s); retry after one ends", n,
+                                         what, setting));
+}
+
 void handler_run_on_pool(http_req *req, pool_fn fn, void *arg, void (*arg_free)(void *arg))
 {
     http_suspend(req);

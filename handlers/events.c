@@ -279,11 +279,8 @@ void events_list(http_req *req)
     }
     if (!tenant_acquire(j->tenant, TENANT_STREAMS)) {
         list_job_free(j);
-        http_add_header(req, "Retry-After", "1");
-        http_reply_problem(req, problem_newf("rate_limited",
-                                             "this tenant has %d SSE/NDJSON streams open "
-                                             "(SLUICE_TENANT_STREAMS); retry after one ends",
-                                             tenant_cap(TENANT_STREAMS)));
+        handler_tenant_full(req, tenant_cap(TENANT_STREAMS), "SSE/NDJSON streams open",
+                            "SLUICE_TENANT_STREAMS");
         return;
     }
     j->slot = true; /* given back by list_job_free */
@@ -445,11 +442,8 @@ void events_wait(http_req *req)
         hub_filter_dispose(&hf);
         store_filter_dispose(&j->f);
         free(j);
-        http_add_header(req, "Retry-After", "1");
-        http_reply_problem(req, problem_newf("rate_limited",
-                                             "this tenant has %d long polls waiting "
-                                             "(SLUICE_TENANT_LONG_POLLS); retry after one ends",
-                                             tenant_cap(TENANT_LONG_POLLS)));
+        handler_tenant_full(req, tenant_cap(TENANT_LONG_POLLS), "long polls waiting",
+                            "SLUICE_TENANT_LONG_POLLS");
         return;
     }
     wait_state *st = xcalloc(1, sizeof *st);

@@ -77,5 +77,7 @@ json_t *handler_json_body_or_problem(http_req *req);
 void handler_run_on_pool(http_req *req, pool_fn fn, void *arg, void (*arg_free)(void *arg));
 /* In a pool job: answers 503 store_unavailable with Retry-After. */
 void handler_store_unavailable(http_req *req);
+/* 429 rate_limited + Retry-After: the tenant holds `what` up to its cap `setting` (n). */
+void handler_tenant_full(http_req *req, int n, const char *what, const char *setting);
 
 #endif

@@ -171,11 +171,8 @@ void subscribe_sse(http_req *req)
     if (!tenant_acquire(req->auth.tenant, TENANT_STREAMS)) {
         hub_filter_dispose(&j->filter);
         free(j);
-        http_add_header(req, "Retry-After", "1");
-        http_reply_problem(req, problem_newf("rate_limited",
-                                             "this tenant has %d SSE/NDJSON streams open "
-                                             "(SLUICE_TENANT_STREAMS); retry after one ends",
-                                             tenant_cap(TENANT_STREAMS)));
+        handler_tenant_full(req, tenant_cap(TENANT_STREAMS), "SSE/NDJSON streams open",
+                            "SLUICE_TENANT_STREAMS");
         return;
     }
     if (atomic_fetch_add(&sse_running, 1) >= cfg->sse_max) {
