@@ -17,7 +17,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential pkg-config \
       libmicrohttpd-dev libwebsockets-dev libjansson-dev libhiredis-dev libpq-dev \
-      libpcre2-dev libssl-dev \
+      libpcre2-dev libssl-dev python3-yaml \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

@@ -22,7 +22,8 @@ endif
 CORE_SRC    = $(shell find server handlers -name '*.c' | sort)
 LIB_SRC     = $(filter-out server/main.c,$(CORE_SRC))
 LIB_OBJ     = $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/migrations.o \
-              $(BUILD)/obj/gen/openapi.o $(BUILD)/obj/gen/catalog.o
+              $(BUILD)/obj/gen/openapi.o $(BUILD)/obj/gen/openapi_json.o \
+              $(BUILD)/obj/gen/catalog.o
 CATALOG     = $(sort $(wildcard schemas/*.json))
 MAIN_OBJ    = $(BUILD)/obj/server/main.o
 UNIT_SRC    = $(shell find tests/unit -name '*.c' 2>/dev/null | sort)
@@ -48,6 +49,11 @@ build/gen/migrations.c: $(MIGRATIONS) scripts/embed-migrations.sh
 build/gen/openapi.c: openapi/openapi.yaml scripts/embed-text.sh
 	@mkdir -p build/gen
 	scripts/embed-text.sh $@ openapi_yaml openapi/openapi.yaml
+
+# The same document as JSON, for the request-body schemas (server/reqschema.c).
+build/gen/openapi_json.c: openapi/openapi.yaml scripts/embed-openapi-json.py
+	@mkdir -p build/gen
+	scripts/embed-openapi-json.py $@ openapi/openapi.yaml
 
 build/gen/catalog.c: $(CATALOG) scripts/embed-catalog.sh
 	@mkdir -p build/gen

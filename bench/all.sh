@@ -5,7 +5,7 @@
 #   bench/run.sh            durable publish vs pgbench and the Node service (bench/peer-node),
 #                           CPU per event per process; the Redis relay lag (issues 2, 4)
 #   bench/validate/run.sh   the JSON Schema validator vs ajv (issue 3)
-#   bench/fanout/run.sh     WebSocket fan-out (issue 4)
+#   bench/fanout/run.sh     WebSocket fan-out, unfiltered and with a two-condition `where` (issue 4)
 #   bench/history/run.sh    NDJSON reads vs psql \copy; projection catch-up (issue 5)
 #   bench/groups/run.sh     the consumer-group sweeper (issue 6)
 #   bench/unauth/run.sh     RSS under unauthenticated slow and large bodies (issue 13)

@@ -6,6 +6,7 @@
 #include "../server/log.h"
 #include "../server/mem.h"
 #include "../server/problem.h"
+#include "../server/reqschema.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -36,10 +37,52 @@ json_t *handler_json_body_or_problem(http_req *req)
     return NULL;
 }
 
+json_t *handler_checked_body_or_problem(http_req *req, const char *operation)
+{
+    static const char *const types[] = {"application/json", NULL};
+    if (!handler_media_type_or_problem(req, types)) return NULL;
+    json_t *root = handler_json_body_or_problem(req);
+    if (!root) return NULL;
+    json_t *problem = reqschema_check(operation, root);
+    if (!problem) return root;
+    json_decref(root);
+    http_reply_problem(req, problem);
+    return NULL;
+}
+
 void handler_store_unavailable(http_req *req)
 {
     http_add_header(req, "Retry-After", "1");
     http_reply_error(req, "store_unavailable", "PostgreSQL is unavailable; retry shortly");
+}
+
+void handler_answer_status(http_req *req, sl_status rc, json_t *answer)
+{
+    switch (rc) {
+    case SL_REFUSED:
+        http_reply_problem(req, answer);
+        return;
+    case SL_LIMITED:
+        http_add_header(req, "Retry-After", "1");
+        http_reply_problem(req, answer);
+        return;
+    case SL_NOT_FOUND: /* the caller words these two; a plain answer when it did not */
+        http_reply_error(req, "not_found", "no such resource");
+        break;
+    case SL_CONFLICT:
+        http_reply_error(req, "conflict", "the request conflicts with the resource's state");
+        break;
+    case SL_OK: /* the caller's to answer: never reached */
+    case SL_UNAVAILABLE:
+        handler_store_unavailable(req);
+        break;
+    }
+    json_decref(answer);
+}
+
+void handler_filter_error(http_req *req, const filter_error *err, const char *code)
+{
+    http_reply_error(req, err->where ? "invalid_filter" : code, err->message);
 }
 
 void handler_tenant_full(http_req *req, int n, const char *what, const char *setting)
@@ -50,12 +93,20 @@ void handler_tenant_full(http_req *req, int n, const char *what, const char *set
                                          what, setting));
 }
 
+void handler_pool_full(http_req *req)
+{
+    http_add_header(req, "Retry-After", "1");
+    http_reply_problem(req, problem_newf("overloaded",
+                                         "%d requests are waiting for PostgreSQL already "
+                                         "(SLUICE_POOL_QUEUE); retry shortly",
+                                         http_config()->pool_queue));
+}
+
 void handler_run_on_pool(http_req *req, pool_fn fn, void *arg, void (*arg_free)(void *arg))
 {
     http_suspend(req);
     if (pool_submit(fn, arg) == 0) return;
     if (arg_free) arg_free(arg);
-    http_add_header(req, "Retry-After", "1");
-    http_reply_error(req, "overloaded", "too many requests are waiting for PostgreSQL");
+    handler_pool_full(req);
     http_resume(req);
 }

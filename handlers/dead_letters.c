@@ -2,9 +2,10 @@
  * dead_letters.c — /v1/dead-letters: list, inspect, reprocess, discard (admin).
  */
 #include "handlers.h"
-#include "../server/deadletters.h"
+#include "../server/dead_letters.h"
 #include "../server/mem.h"
 #include "../server/problem.h"
+#include "../server/reqschema.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,25 +33,33 @@ static void run(PGconn **conn, void *arg)
 {
     dl_job *j = arg;
     json_t *out = NULL;
-    int rc = -1;
+    sl_status rc = SL_UNAVAILABLE;
     if (*conn) {
         switch (j->op) {
-        case D_LIST: rc = deadletters_list(conn, j->tenant, j->body, &out); break;
-        case D_GET: rc = deadletters_get(conn, j->tenant, j->id, &out); break;
-        case D_REPROCESS: rc = deadletters_reprocess(conn, j->tenant, j->id, &out); break;
-        case D_DISCARD: rc = deadletters_discard(conn, j->tenant, j->id, &out); break;
-        case D_BATCH: rc = deadletters_reprocess_batch(conn, j->tenant, j->body, &out); break;
+        case D_LIST:
+            rc = dead_letters_list(conn, j->tenant, j->body, &out);
+            break;
+        case D_GET:
+            rc = dead_letters_get(conn, j->tenant, j->id, &out);
+            break;
+        case D_REPROCESS:
+            rc = dead_letters_reprocess(conn, j->tenant, j->id, &out);
+            break;
+        case D_DISCARD:
+            rc = dead_letters_discard(conn, j->tenant, j->id, &out);
+            break;
+        case D_BATCH:
+            rc = dead_letters_reprocess_batch(conn, j->tenant, j->body, &out);
+            break;
         }
     }
     bool dry = j->op == D_BATCH && json_is_true(json_object_get(j->body, "dry_run"));
-    if (rc == 0)
+    if (rc == SL_OK)
         http_reply_json(j->req, j->op == D_BATCH && !dry ? 202 : 200, out);
-    else if (rc == -4)
-        http_reply_problem(j->req, out);
-    else if (rc == -2)
+    else if (rc == SL_NOT_FOUND)
         http_reply_problem(j->req, problem_newf("not_found", "no dead letter '%s'", j->id ? j->id : ""));
     else
-        handler_store_unavailable(j->req);
+        handler_answer_status(j->req, rc, out);
     http_resume(j->req);
     job_free(j);
 }
@@ -65,7 +74,7 @@ static dl_job *job_new(http_req *req, dl_op op)
     return j;
 }
 
-void dead_letters_list(http_req *req)
+void dead_letters_on_list(http_req *req)
 {
     dl_job *j = job_new(req, D_LIST);
     j->body = json_object();
@@ -88,26 +97,24 @@ void dead_letters_list(http_req *req)
     handler_run_on_pool(req, run, j, job_free);
 }
 
-void dead_letters_get(http_req *req)
+void dead_letters_on_get(http_req *req)
 {
     handler_run_on_pool(req, run, job_new(req, D_GET), job_free);
 }
 
-void dead_letters_reprocess(http_req *req)
+void dead_letters_on_reprocess(http_req *req)
 {
     handler_run_on_pool(req, run, job_new(req, D_REPROCESS), job_free);
 }
 
-void dead_letters_discard(http_req *req)
+void dead_letters_on_discard(http_req *req)
 {
     handler_run_on_pool(req, run, job_new(req, D_DISCARD), job_free);
 }
 
-void dead_letters_reprocess_batch(http_req *req)
+void dead_letters_on_reprocess_batch(http_req *req)
 {
-    static const char *const types[] = {"application/json", NULL};
-    if (!handler_media_type_or_problem(req, types)) return;
-    json_t *body = handler_json_body_or_problem(req);
+    json_t *body = handler_checked_body_or_problem(req, REQSCHEMA_DEAD_LETTER_REPROCESS);
     if (!body) return;
     dl_job *j = job_new(req, D_BATCH);
     j->body = body;

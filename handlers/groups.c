@@ -1,10 +1,13 @@
 /*
  * groups.c — /v1/streams/{stream}/groups: consumer groups and nacks (admin).
+ * Bodies are checked against their schemas in openapi.yaml (reqschema.h) before
+ * they reach server/groups.c.
  */
 #include "handlers.h"
 #include "../server/groups.h"
 #include "../server/mem.h"
 #include "../server/problem.h"
+#include "../server/reqschema.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,33 +35,41 @@ static void run(PGconn **conn, void *arg)
 {
     group_job *j = arg;
     json_t *out = NULL;
-    int rc = -1;
+    sl_status rc = SL_UNAVAILABLE;
     if (*conn) {
         switch (j->op) {
-        case G_CREATE: rc = group_create(conn, j->tenant, j->stream, j->body, &out); break;
-        case G_LIST: rc = group_list(conn, j->tenant, j->stream, &out); break;
-        case G_DELETE: rc = group_delete(conn, j->tenant, j->stream, j->group); break;
-        case G_NACK: rc = group_nack(conn, j->tenant, j->stream, j->group, j->body, &out); break;
+        case G_CREATE:
+            rc = groups_create(conn, j->tenant, j->stream, j->body, &out);
+            break;
+        case G_LIST:
+            rc = groups_list(conn, j->tenant, j->stream, &out);
+            break;
+        case G_DELETE:
+            rc = groups_delete(conn, j->tenant, j->stream, j->group);
+            break;
+        case G_NACK:
+            rc = groups_nack(conn, j->tenant, j->stream, j->group, j->body, &out);
+            break;
         }
     }
-    if (rc == 0 && j->op == G_DELETE)
+    if (rc == SL_OK && j->op == G_DELETE)
         http_reply(j->req, 204, NULL, xstrdup(""), 0);
-    else if (rc == 0)
+    else if (rc == SL_OK)
         http_reply_json(j->req, j->op == G_CREATE ? 201 : 200, out);
-    else if (rc == -4)
-        http_reply_problem(j->req, out);
-    else if (rc == -3)
+    else if (rc == SL_CONFLICT)
         http_reply_problem(j->req, problem_newf("conflict", "group exists on this stream"));
-    else if (rc == -2)
+    else if (rc == SL_NOT_FOUND)
         http_reply_problem(j->req, problem_newf("not_found", "no group '%s' on stream '%s'",
                                                 j->group ? j->group : "", j->stream));
     else
-        handler_store_unavailable(j->req);
+        handler_answer_status(j->req, rc, out);
     http_resume(j->req);
     job_free(j);
 }
 
-static void start(http_req *req, group_op op, bool with_body)
+/* `operation`: the operationId whose request schema the body must match, or NULL when the
+ * operation takes no body. */
+static void start(http_req *req, group_op op, const char *operation)
 {
     group_job *j = xcalloc(1, sizeof *j);
     j->req = req;
@@ -71,33 +82,29 @@ static void start(http_req *req, group_op op, bool with_body)
         http_reply_error(req, "not_found", "not a stream name");
         return;
     }
-    if (with_body) {
-        static const char *const types[] = {"application/json", NULL};
-        if (!handler_media_type_or_problem(req, types) ||
-            !(j->body = handler_json_body_or_problem(req))) {
-            job_free(j);
-            return;
-        }
+    if (operation && !(j->body = handler_checked_body_or_problem(req, operation))) {
+        job_free(j);
+        return;
     }
     handler_run_on_pool(req, run, j, job_free);
 }
 
-void groups_create_handler(http_req *req)
+void groups_on_create(http_req *req)
 {
-    start(req, G_CREATE, true);
+    start(req, G_CREATE, REQSCHEMA_GROUP_CREATE);
 }
 
-void groups_list_handler(http_req *req)
+void groups_on_list(http_req *req)
 {
-    start(req, G_LIST, false);
+    start(req, G_LIST, NULL);
 }
 
-void groups_delete_handler(http_req *req)
+void groups_on_delete(http_req *req)
 {
-    start(req, G_DELETE, false);
+    start(req, G_DELETE, NULL);
 }
 
-void groups_nack_handler(http_req *req)
+void groups_on_nack(http_req *req)
 {
-    start(req, G_NACK, true);
+    start(req, G_NACK, REQSCHEMA_GROUP_NACK);
 }

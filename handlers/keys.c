@@ -1,9 +1,12 @@
 /*
- * keys.c — /v1/keys: create, list and revoke API keys (admin scope).
+ * keys.c — /v1/keys: create, list and revoke API keys (admin scope). The create
+ * body is checked against its schema in openapi.yaml (reqschema.h); what is left
+ * here is who may create a key for which tenant.
  */
 #include "handlers.h"
 #include "../server/mem.h"
 #include "../server/problem.h"
+#include "../server/reqschema.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +33,7 @@ static void run_create(PGconn **conn, void *arg)
 {
     key_job *j = arg;
     json_t *answer = NULL;
-    if (*conn && auth_key_create(conn, j->tenant, j->scopes, j->name, &answer) == 0)
+    if (*conn && auth_key_create(conn, j->tenant, j->scopes, j->name, &answer) == SL_OK)
         http_reply_json(j->req, 201, answer);
     else
         handler_store_unavailable(j->req);
@@ -38,86 +41,27 @@ static void run_create(PGconn **conn, void *arg)
     key_job_free(j);
 }
 
-void keys_create(http_req *req)
+void keys_on_create(http_req *req)
 {
-    static const char *const types[] = {"application/json", NULL};
-    if (!handler_media_type_or_problem(req, types)) return;
-    json_t *root = handler_json_body_or_problem(req);
+    json_t *root = handler_checked_body_or_problem(req, REQSCHEMA_KEY_CREATE);
     if (!root) return;
-    json_t *errors = json_array();
-    key_job *j = xcalloc(1, sizeof *j);
-    j->req = req;
-    j->caller = req->auth;
-    if (!json_is_object(root)) {
-        json_array_append_new(errors, problem_error(-1, "", "type", "expected a JSON object"));
-        goto answer;
-    }
-    const char *field;
-    json_t *value;
-    json_object_foreach(root, field, value) {
-        if (strcmp(field, "tenant_id") && strcmp(field, "scopes") && strcmp(field, "name")) {
-            char path[80];
-            snprintf(path, sizeof path, "/%.60s", field);
-            json_array_append_new(errors, problem_error(-1, path, "additionalProperties",
-                                                        "unknown field; expected tenant_id, "
-                                                        "scopes, name"));
-        }
-    }
-    json_t *t = json_object_get(root, "tenant_id");
-    const char *tenant = req->auth.tenant;
-    if (t && !json_is_null(t)) {
-        if (!json_is_string(t) || !auth_tenant_valid(json_string_value(t)))
-            json_array_append_new(errors, problem_error(-1, "/tenant_id", "pattern",
-                                                        "expected ^[A-Za-z0-9._-]{1,64}$"));
-        else
-            tenant = json_string_value(t);
-    }
+    const char *tenant = json_string_value(json_object_get(root, "tenant_id"));
+    if (!tenant) tenant = req->auth.tenant;
     if (strcmp(tenant, req->auth.tenant) != 0 && strcmp(req->auth.tenant, AUTH_DEFAULT_TENANT) != 0) {
         json_decref(root);
-        json_decref(errors);
-        key_job_free(j);
         http_reply_error(req, "forbidden", "an admin key may create keys for its own tenant only");
         return;
     }
+    key_job *j = xcalloc(1, sizeof *j);
+    j->req = req;
+    j->caller = req->auth;
     snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
-    json_t *scopes = json_object_get(root, "scopes");
-    if (!json_is_array(scopes) || json_array_size(scopes) == 0) {
-        json_array_append_new(errors, problem_error(-1, "/scopes", "type",
-                                                    "expected a non-empty array of scopes"));
-    } else {
-        size_t i;
-        json_t *s;
-        json_array_foreach(scopes, i, s) {
-            unsigned bit = json_is_string(s) ? auth_scope_from_name(json_string_value(s)) : 0;
-            if (!bit) {
-                char path[32];
-                snprintf(path, sizeof path, "/scopes/%zu", i);
-                json_array_append_new(errors, problem_error(-1, path, "enum",
-                                                            "expected one of publish, read, "
-                                                            "subscribe, schemas, admin"));
-            }
-            j->scopes |= bit;
-        }
-    }
-    json_t *name = json_object_get(root, "name");
-    if (name && !json_is_null(name)) {
-        if (!json_is_string(name) || json_string_length(name) > 256 ||
-            strlen(json_string_value(name)) != json_string_length(name))
-            json_array_append_new(errors, problem_error(-1, "/name", "type",
-                                                        "expected a string of at most 256 bytes"));
-        else
-            j->name = xstrdup(json_string_value(name));
-    }
-answer:
+    size_t i;
+    json_t *s;
+    json_array_foreach(json_object_get(root, "scopes"), i, s) j->scopes |=
+        auth_scope_from_name(json_string_value(s));
+    j->name = xstrdup(json_string_value(json_object_get(root, "name")));
     json_decref(root);
-    if (json_array_size(errors)) {
-        key_job_free(j);
-        json_t *p = problem_new("invalid_request", "the key request is invalid");
-        json_object_set_new(p, "errors", errors);
-        http_reply_problem(req, p);
-        return;
-    }
-    json_decref(errors);
     handler_run_on_pool(req, run_create, j, key_job_free);
 }
 
@@ -125,7 +69,7 @@ static void run_list(PGconn **conn, void *arg)
 {
     key_job *j = arg;
     json_t *answer = NULL;
-    if (*conn && auth_key_list(conn, &j->caller, &answer) == 0)
+    if (*conn && auth_key_list(conn, &j->caller, &answer) == SL_OK)
         http_reply_json(j->req, 200, answer);
     else
         handler_store_unavailable(j->req);
@@ -133,7 +77,7 @@ static void run_list(PGconn **conn, void *arg)
     key_job_free(j);
 }
 
-void keys_list(http_req *req)
+void keys_on_list(http_req *req)
 {
     key_job *j = xcalloc(1, sizeof *j);
     j->req = req;
@@ -144,18 +88,18 @@ void keys_list(http_req *req)
 static void run_delete(PGconn **conn, void *arg)
 {
     key_job *j = arg;
-    int rc = *conn ? auth_key_delete(conn, &j->caller, j->id) : -1;
-    if (rc == 0)
+    sl_status rc = *conn ? auth_key_delete(conn, &j->caller, j->id) : SL_UNAVAILABLE;
+    if (rc == SL_OK)
         http_reply(j->req, 204, NULL, xstrdup(""), 0);
-    else if (rc == -2)
+    else if (rc == SL_NOT_FOUND)
         http_reply_problem(j->req, problem_newf("not_found", "no key with id '%s'", j->id));
     else
-        handler_store_unavailable(j->req);
+        handler_answer_status(j->req, rc, NULL);
     http_resume(j->req);
     key_job_free(j);
 }
 
-void keys_delete(http_req *req)
+void keys_on_delete(http_req *req)
 {
     if (strcmp(req->params[0], AUTH_ADMIN_KEY_ID) == 0) {
         http_reply_error(req, "conflict",

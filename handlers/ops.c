@@ -25,7 +25,7 @@
 
 #define OPS_CHECK_TIMEOUT_MS 1000
 
-void ops_health(http_req *req)
+void ops_on_health(http_req *req)
 {
     http_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
 }
@@ -49,7 +49,7 @@ static void run_ready(PGconn **conn, void *arg)
     http_resume(req);
 }
 
-void ops_ready(http_req *req)
+void ops_on_ready(http_req *req)
 {
     handler_run_on_pool(req, run_ready, req, NULL);
 }
@@ -67,7 +67,7 @@ static void run_info(PGconn **conn, void *arg)
     long long relayed = relay_probe_checkpoint(cfg, OPS_CHECK_TIMEOUT_MS);
     json_t *body = json_pack(
         "{s:s,s:s,s:i,s:i,s:s,s:s,s:I,s:{s:I,s:i,s:i,s:i},s:s}", "name", "sluice", "version",
-        SLUICE_VERSION, "http_port", http_bound_port(), "ws_port", http_ws_port(), "ws_path",
+        SLUICE_VERSION, "http_port", http_bound_port(), "ws_port", ws_port(), "ws_path",
         "/v1/ws", "auth", cfg->auth ? "on" : "off", "head_position", (json_int_t)head, "limits",
         "max_body_bytes", (json_int_t)cfg->max_body_bytes, "max_batch", cfg->max_batch, "page_max",
         STORE_PAGE_MAX, "max_connections", cfg->max_connections, "redis_prefix", cfg->redis_prefix);
@@ -79,7 +79,7 @@ static void run_info(PGconn **conn, void *arg)
     http_resume(req);
 }
 
-void ops_info(http_req *req)
+void ops_on_info(http_req *req)
 {
     if (auth_authenticate(http_header(req, "Authorization"), &req->auth) < 0) {
         /* No valid token: what a client needs to find the API, nothing about the data. */
@@ -87,7 +87,7 @@ void ops_info(http_req *req)
         http_reply_json(req, 200,
                         json_pack("{s:s,s:s,s:i,s:i,s:s,s:s}", "name", "sluice", "version",
                                   SLUICE_VERSION, "http_port", http_bound_port(), "ws_port",
-                                  http_ws_port(), "ws_path", "/v1/ws", "auth",
+                                  ws_port(), "ws_path", "/v1/ws", "auth",
                                   cfg->auth ? "on" : "off"));
         return;
     }
@@ -97,7 +97,7 @@ void ops_info(http_req *req)
 extern const char openapi_yaml[];
 extern const size_t openapi_yaml_len;
 
-void ops_openapi(http_req *req)
+void ops_on_openapi(http_req *req)
 {
     http_reply(req, 200, "application/yaml", xstrndup(openapi_yaml, openapi_yaml_len),
                openapi_yaml_len);
@@ -162,7 +162,7 @@ static void run_metrics(PGconn **conn, void *arg)
                    "SELECT CASE WHEN source = 'group' THEN 'group' ELSE 'projection' END, status, "
                    "count(*) FROM dead_letters GROUP BY 1, 2 ORDER BY 1, 2",
                    2, dl_labels);
-        groups_metrics(conn, &out);
+        metrics_render_groups(conn, &out);
     }
     size_t len;
     char *body = buf_steal(&out, &len);
@@ -185,7 +185,7 @@ static bool bearer_is(const char *authorization, const char *token)
     return diff == 0;
 }
 
-void ops_metrics(http_req *req)
+void ops_on_metrics(http_req *req)
 {
     const sluice_config *cfg = http_config();
     if (cfg->metrics_token && *cfg->metrics_token) {
@@ -205,7 +205,7 @@ void ops_metrics(http_req *req)
     handler_run_on_pool(req, run_metrics, req, NULL);
 }
 
-void ops_stats(http_req *req)
+void ops_on_stats(http_req *req)
 {
     http_reply_json(req, 200, metrics_stats(req->auth.tenant));
 }

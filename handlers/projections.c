@@ -39,17 +39,17 @@ static void job_free(void *arg)
     free(j);
 }
 
-static void answer(proj_job *j, int rc, json_t *out, int ok_status)
+static void answer(proj_job *j, sl_status rc, json_t *out, int ok_status)
 {
-    if (rc == 0)
+    if (rc == SL_OK)
         http_reply_json(j->req, ok_status, out);
-    else if (rc == -2)
+    else if (rc == SL_NOT_FOUND)
         http_reply_problem(j->req, problem_newf("not_found", "no projection '%s'%s", j->name,
                                                 j->key ? " state for that key" : ""));
-    else if (rc == -3)
+    else if (rc == SL_CONFLICT)
         http_reply_problem(j->req, problem_newf("conflict", "a projection named '%s' exists", j->name));
     else
-        handler_store_unavailable(j->req);
+        handler_answer_status(j->req, rc, out);
     http_resume(j->req);
     job_free(j);
 }
@@ -59,30 +59,30 @@ static void run(PGconn **conn, void *arg)
     proj_job *j = arg;
     json_t *out = NULL;
     if (!*conn) {
-        answer(j, -1, NULL, 0);
+        answer(j, SL_UNAVAILABLE, NULL, 0);
         return;
     }
-    int rc;
+    sl_status rc;
     switch (j->op) {
     case P_CREATE:
-        rc = projection_create(conn, j->tenant, j->body, &out);
+        rc = projections_create(conn, j->tenant, j->body, &out);
         answer(j, rc, out, 201);
         return;
     case P_LIST:
-        rc = projection_list(conn, j->tenant, &out);
+        rc = projections_list(conn, j->tenant, &out);
         answer(j, rc, out, 200);
         return;
     case P_GET:
-        rc = projection_get(conn, j->tenant, j->name, &out);
+        rc = projections_get(conn, j->tenant, j->name, &out);
         answer(j, rc, out, 200);
         return;
     case P_RESET:
-        rc = projection_reset(conn, j->tenant, j->name, &out);
+        rc = projections_reset(conn, j->tenant, j->name, &out);
         answer(j, rc, out, 200);
         return;
     case P_DELETE: {
-        rc = projection_delete(conn, j->tenant, j->name);
-        if (rc == 0) {
+        rc = projections_delete(conn, j->tenant, j->name);
+        if (rc == SL_OK) {
             http_reply(j->req, 204, NULL, xstrdup(""), 0);
             http_resume(j->req);
             job_free(j);
@@ -93,11 +93,13 @@ static void run(PGconn **conn, void *arg)
     }
     case P_STATE: {
         if (j->min_position >= 0) {
-            long long pos = projection_position(conn, j->tenant, j->name);
-            if (pos >= 0 && pos < j->min_position && time_mono_ms() < j->deadline &&
+            long long pos = 0;
+            bool behind = projections_position(conn, j->tenant, j->name, &pos) == SL_OK &&
+                          pos < j->min_position;
+            if (behind && time_mono_ms() < j->deadline &&
                 pool_submit_after(STATE_POLL_MS, run, j) == 0)
                 return; /* not there yet: look again shortly, holding no worker */
-            if (pos >= 0 && pos < j->min_position) {
+            if (behind) {
                 http_add_header(j->req, "Retry-After", "1");
                 http_reply_problem(j->req, problem_newf("conflict",
                                                         "projection '%s' is at position %lld, "
@@ -108,7 +110,7 @@ static void run(PGconn **conn, void *arg)
                 return;
             }
         }
-        rc = projection_state(conn, j->tenant, j->name, j->key, j->after_key, j->limit, &out);
+        rc = projections_state(conn, j->tenant, j->name, j->key, j->after_key, j->limit, &out);
         answer(j, rc, out, 200);
         return;
     }
@@ -126,13 +128,13 @@ static proj_job *job_new(http_req *req, proj_op op)
     return j;
 }
 
-void projections_create(http_req *req)
+void projections_on_create(http_req *req)
 {
     static const char *const types[] = {"application/json", NULL};
     if (!handler_media_type_or_problem(req, types)) return;
     json_t *body = handler_json_body_or_problem(req);
     if (!body) return;
-    json_t *problem = projection_check(body);
+    json_t *problem = projections_check(body);
     if (problem) {
         json_decref(body);
         http_reply_problem(req, problem);
@@ -144,22 +146,22 @@ void projections_create(http_req *req)
     handler_run_on_pool(req, run, j, job_free);
 }
 
-void projections_list(http_req *req)
+void projections_on_list(http_req *req)
 {
     handler_run_on_pool(req, run, job_new(req, P_LIST), job_free);
 }
 
-void projections_get(http_req *req)
+void projections_on_get(http_req *req)
 {
     handler_run_on_pool(req, run, job_new(req, P_GET), job_free);
 }
 
-void projections_reset(http_req *req)
+void projections_on_reset(http_req *req)
 {
     handler_run_on_pool(req, run, job_new(req, P_RESET), job_free);
 }
 
-void projections_delete(http_req *req)
+void projections_on_delete(http_req *req)
 {
     handler_run_on_pool(req, run, job_new(req, P_DELETE), job_free);
 }
@@ -180,7 +182,7 @@ static bool int_arg(http_req *req, const char *name, long long lo, long long hi,
     return true;
 }
 
-void projections_state(http_req *req)
+void projections_on_state(http_req *req)
 {
     long long limit = 100, min_pos = -1, timeout = 5000;
     if (!int_arg(req, "limit", 1, 1000, &limit) || !int_arg(req, "min_position", 0, (1LL << 62), &min_pos) ||

@@ -32,26 +32,21 @@ static void run(PGconn **conn, void *arg)
 {
     replay_job *j = arg;
     json_t *out = NULL;
-    int rc = -1;
+    sl_status rc = SL_UNAVAILABLE;
     if (*conn) {
         if (j->op == R_CREATE)
-            rc = replay_create(conn, j->tenant, j->body, &out);
+            rc = replays_create(conn, j->tenant, j->body, &out);
         else if (j->op == R_GET)
-            rc = replay_get(conn, j->tenant, j->id, &out);
+            rc = replays_get(conn, j->tenant, j->id, &out);
         else
-            rc = replay_cancel(conn, j->tenant, j->id, &out);
+            rc = replays_cancel(conn, j->tenant, j->id, &out);
     }
-    if (rc == 0)
+    if (rc == SL_OK)
         http_reply_json(j->req, j->op == R_CREATE ? 202 : 200, out);
-    else if (rc == -4)
-        http_reply_problem(j->req, out);
-    else if (rc == -5) {
-        http_add_header(j->req, "Retry-After", "1");
-        http_reply_problem(j->req, out);
-    } else if (rc == -2)
+    else if (rc == SL_NOT_FOUND)
         http_reply_problem(j->req, problem_newf("not_found", "no replay '%s'", j->id));
     else
-        handler_store_unavailable(j->req);
+        handler_answer_status(j->req, rc, out);
     http_resume(j->req);
     job_free(j);
 }
@@ -74,17 +69,17 @@ static void start(http_req *req, replay_op op)
     handler_run_on_pool(req, run, j, job_free);
 }
 
-void replays_create(http_req *req)
+void replays_on_create(http_req *req)
 {
     start(req, R_CREATE);
 }
 
-void replays_get(http_req *req)
+void replays_on_get(http_req *req)
 {
     start(req, R_GET);
 }
 
-void replays_cancel(http_req *req)
+void replays_on_cancel(http_req *req)
 {
     start(req, R_CANCEL);
 }

@@ -7,6 +7,7 @@
 #include "handlers.h"
 #include "../server/mem.h"
 #include "../server/problem.h"
+#include "../server/reqschema.h"
 #include "../server/schema/registry.h"
 
 #include <stdio.h>
@@ -22,12 +23,12 @@ static registry_type *type_or_problem(http_req *req, const char *type)
     return t;
 }
 
-void schemas_list(http_req *req)
+void schemas_on_list(http_req *req)
 {
     http_reply_json(req, 200, registry_list_json(req->auth.tenant));
 }
 
-void schemas_get(http_req *req)
+void schemas_on_get(http_req *req)
 {
     registry_type *t = type_or_problem(req, req->params[0]);
     if (!t) return;
@@ -35,7 +36,7 @@ void schemas_get(http_req *req)
     registry_release(t);
 }
 
-void schemas_versions(http_req *req)
+void schemas_on_versions(http_req *req)
 {
     registry_type *t = type_or_problem(req, req->params[0]);
     if (!t) return;
@@ -55,7 +56,7 @@ static long version_number(const char *s)
     return strtol(s, NULL, 10);
 }
 
-void schemas_version(http_req *req)
+void schemas_on_version(http_req *req)
 {
     registry_type *t = type_or_problem(req, req->params[0]);
     if (!t) return;
@@ -73,7 +74,7 @@ void schemas_version(http_req *req)
     registry_release(t);
 }
 
-void schemas_validate(http_req *req)
+void schemas_on_validate(http_req *req)
 {
     static const char *const types[] = {"application/json", NULL};
     if (!handler_media_type_or_problem(req, types)) return;
@@ -169,35 +170,33 @@ static void run_write(PGconn **conn, void *arg)
     write_job_free(j);
 }
 
-static void start_write(http_req *req, write_kind kind, bool with_body)
+/* `body`: the request body (owned), NULL for a write that takes none. */
+static void start_write(http_req *req, write_kind kind, json_t *body)
 {
-    static const char *const types[] = {"application/json", NULL};
     write_job *j = xcalloc(1, sizeof *j);
     j->req = req;
     j->kind = kind;
     snprintf(j->tenant, sizeof j->tenant, "%s", req->auth.tenant);
     if (req->params[0]) j->type = xstrdup(req->params[0]);
-    if (with_body) {
-        if (!handler_media_type_or_problem(req, types) ||
-            !(j->body = handler_json_body_or_problem(req))) {
-            write_job_free(j);
-            return;
-        }
-    }
+    j->body = body;
     handler_run_on_pool(req, run_write, j, write_job_free);
 }
 
-void schemas_register(http_req *req)
+void schemas_on_register(http_req *req)
 {
-    start_write(req, W_REGISTER, true);
+    static const char *const types[] = {"application/json", NULL};
+    if (!handler_media_type_or_problem(req, types)) return;
+    json_t *body = handler_json_body_or_problem(req);
+    if (body) start_write(req, W_REGISTER, body);
 }
 
-void schemas_set_compat(http_req *req)
+void schemas_on_set_compat(http_req *req)
 {
-    start_write(req, W_COMPAT, true);
+    json_t *body = handler_checked_body_or_problem(req, REQSCHEMA_SCHEMA_COMPAT);
+    if (body) start_write(req, W_COMPAT, body);
 }
 
-void schemas_deprecate(http_req *req)
+void schemas_on_deprecate(http_req *req)
 {
-    start_write(req, W_DEPRECATE, false);
+    start_write(req, W_DEPRECATE, NULL);
 }

@@ -7,6 +7,7 @@
 #include "../server/log.h"
 #include "../server/mem.h"
 #include "../server/problem.h"
+#include "../server/reqschema.h"
 #include "../server/store.h"
 #include "../server/streams.h"
 
@@ -40,12 +41,14 @@ static stream_job *job_new(http_req *req)
     return j;
 }
 
-static void finish(stream_job *j, json_t *answer, int status)
+static void finish(stream_job *j, sl_status rc, json_t *answer)
 {
-    if (answer)
-        http_reply_json(j->req, status, answer);
+    if (rc == SL_OK)
+        http_reply_json(j->req, 200, answer);
+    else if (rc == SL_NOT_FOUND)
+        http_reply_problem(j->req, problem_newf("not_found", "no stream '%s'", j->stream));
     else
-        handler_store_unavailable(j->req);
+        handler_answer_status(j->req, rc, answer);
     http_resume(j->req);
     job_free(j);
 }
@@ -54,10 +57,13 @@ static void run_list(PGconn **conn, void *arg)
 {
     stream_job *j = arg;
     const sluice_config *cfg = http_config();
-    finish(j, *conn ? streams_list(conn, cfg->store_timeout_ms, cfg, j->tenant) : NULL, 200);
+    json_t *out = NULL;
+    sl_status rc =
+        *conn ? streams_list(conn, cfg->store_timeout_ms, cfg, j->tenant, &out) : SL_UNAVAILABLE;
+    finish(j, rc, out);
 }
 
-void streams_list_handler(http_req *req)
+void streams_on_list(http_req *req)
 {
     handler_run_on_pool(req, run_list, job_new(req), job_free);
 }
@@ -66,20 +72,13 @@ static void run_get(PGconn **conn, void *arg)
 {
     stream_job *j = arg;
     const sluice_config *cfg = http_config();
-    bool found = false;
-    json_t *s = *conn ? streams_get(conn, cfg->store_timeout_ms, cfg, j->tenant, j->stream, &found)
-                      : NULL;
-    if (s && !found) {
-        json_decref(s);
-        http_reply_problem(j->req, problem_newf("not_found", "no stream '%s'", j->stream));
-        http_resume(j->req);
-        job_free(j);
-        return;
-    }
-    finish(j, s, 200);
+    json_t *out = NULL;
+    sl_status rc = *conn ? streams_get(conn, cfg->store_timeout_ms, cfg, j->tenant, j->stream, &out)
+                         : SL_UNAVAILABLE;
+    finish(j, rc, out);
 }
 
-void streams_get_handler(http_req *req)
+void streams_on_get(http_req *req)
 {
     if (!envelope_stream_valid(req->params[0])) {
         http_reply_problem(req, problem_newf("not_found", "no stream '%s'", req->params[0]));
@@ -91,30 +90,20 @@ void streams_get_handler(http_req *req)
 static void run_put(PGconn **conn, void *arg)
 {
     stream_job *j = arg;
-    json_t *problem = NULL;
-    json_t *out = *conn ? streams_set(conn, http_config()->store_timeout_ms, j->tenant, j->stream,
-                                      j->body, &problem)
-                        : NULL;
-    if (problem) {
-        if (json_integer_value(json_object_get(problem, "status")) == 503)
-            http_add_header(j->req, "Retry-After", "1");
-        http_reply_problem(j->req, problem);
-        http_resume(j->req);
-        job_free(j);
-        return;
-    }
-    finish(j, out, 200);
+    json_t *out = NULL;
+    sl_status rc = *conn ? streams_set(conn, http_config()->store_timeout_ms, j->tenant, j->stream,
+                                       j->body, &out)
+                         : SL_UNAVAILABLE;
+    finish(j, rc, out);
 }
 
-void streams_put_handler(http_req *req)
+void streams_on_put(http_req *req)
 {
-    static const char *const types[] = {"application/json", NULL};
     if (!envelope_stream_valid(req->params[0])) {
         http_reply_error(req, "invalid_request", "not a stream name");
         return;
     }
-    if (!handler_media_type_or_problem(req, types)) return;
-    json_t *body = handler_json_body_or_problem(req);
+    json_t *body = handler_checked_body_or_problem(req, REQSCHEMA_STREAM_SETTINGS);
     if (!body) return;
     stream_job *j = job_new(req);
     j->body = body;
@@ -135,7 +124,7 @@ static void run_page(PGconn **conn, void *arg)
     stream_job *j = arg;
     buf out;
     buf_init(&out);
-    if (*conn && store_read_page(conn, http_config()->store_timeout_ms, j->tenant, &j->f, &out) == 0) {
+    if (*conn && store_read_page(conn, http_config()->store_timeout_ms, &j->f, &out) == SL_OK) {
         size_t len;
         char *body = buf_steal(&out, &len);
         http_reply(j->req, 200, "application/json", body, len);
@@ -150,26 +139,26 @@ static void run_page(PGconn **conn, void *arg)
 static void page_for(http_req *req, const char *stream, const char *key, const char *corr)
 {
     stream_job *j = job_new(req);
-    char err[256];
-    if (store_filter_parse(&j->f, query_arg, req, true, err) < 0) {
+    filter_error err;
+    if (store_filter_parse(&j->f, req->auth.tenant, query_arg, req, true, &err) < 0) {
         job_free(j);
-        http_reply_error(req, "invalid_query", err);
+        http_reply_error(req, "invalid_query", err.message);
         return;
     }
     if (!http_query(req, "limit")) j->f.limit = STORE_PAGE_MAX; /* a whole flow at once */
-    if (stream) j->f.stream = xstrdup(stream);
-    if (key) j->f.key = xstrdup(key);
-    if (corr) j->f.correlation_id = xstrdup(corr);
+    if (stream) j->f.f.streams[j->f.f.n_streams++] = xstrdup(stream);
+    if (key) j->f.f.key = xstrdup(key);
+    if (corr) j->f.f.correlation_id = xstrdup(corr);
     handler_run_on_pool(req, run_page, j, job_free);
 }
 
-void streams_key_history(http_req *req)
+void streams_on_key_history(http_req *req)
 {
     /* Positions grow with versions inside one key, so position order is version order. */
     page_for(req, req->params[0], req->params[1], NULL);
 }
 
-void correlations_get(http_req *req)
+void correlations_on_get(http_req *req)
 {
     http_set_correlation(req, req->params[0]);
     page_for(req, NULL, NULL, req->params[0]);

@@ -15,6 +15,7 @@ PACKAGES=(
   build-essential pkg-config
   libmicrohttpd-dev libwebsockets-dev libjansson-dev libhiredis-dev libpq-dev
   libcriterion-dev libpcre2-dev libssl-dev
+  python3-yaml                  # the build converts openapi/openapi.yaml to JSON (scripts/embed-openapi-json.py)
   postgresql redis-server
   wrk curl ca-certificates procps openssl
   iproute2                      # ip netns, veth, ss: tests/integration/partition.test.js

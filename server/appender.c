@@ -26,6 +26,7 @@
  * Meanwhile, and while reconnecting every half second, submissions are refused fast.
  */
 #include "appender.h"
+#include "appender_decide.h"
 #include "db.h"
 #include "eventlog.h"
 #include "locks.h"
@@ -69,16 +70,16 @@ bool appender_connected(void)
     return atomic_load(&connected);
 }
 
-int appender_submit(append_req *r)
+appender_submit_rc appender_submit(append_req *r)
 {
-    int rc = 0;
+    appender_submit_rc rc = APPEND_QUEUED;
     pthread_mutex_lock(&lock);
     if (stopping) {
-        rc = -3;
+        rc = APPEND_STOPPING;
     } else if (!atomic_load(&connected)) {
-        rc = -2;
+        rc = APPEND_STORE_DOWN;
     } else if (q_events + (long)r->n > cfg->appender_queue) {
-        rc = -1;
+        rc = APPEND_QUEUE_FULL;
     } else {
         r->next = NULL;
         if (q_tail)
@@ -95,7 +96,7 @@ int appender_submit(append_req *r)
 
 /* ------------------------------------------------------------------ outcomes */
 
-static void fail_event(sluice_event *ev, json_t *problem)
+static void fail_event(incoming_event *ev, json_t *problem)
 {
     json_decref(ev->problem);
     ev->outcome = EV_FAILED;
@@ -105,7 +106,7 @@ static void fail_event(sluice_event *ev, json_t *problem)
 static void reset_request(append_req *r)
 {
     for (size_t i = 0; i < r->n; i++) {
-        sluice_event *ev = &r->events[i];
+        incoming_event *ev = &r->events[i];
         json_decref(ev->problem);
         ev->problem = NULL;
         ev->outcome = EV_PENDING;
@@ -123,30 +124,7 @@ static void fail_request(append_req *r, const char *code, const char *detail)
 
 /* ------------------------------------------------------------------ decisions */
 
-/* What the store (or this batch) already holds for a client id. */
-typedef struct id_state {
-    bool valid; /* false once undone */
-    char hash[65];
-    long long position, version;
-    char *stream, *key; /* owned */
-    char time[32];
-} id_state;
-
-/* A key's current version, as this batch sees it. */
-typedef struct key_state {
-    long long version;
-} key_state;
-
-typedef struct batch_ctx {
-    strmap ids, keys;     /* "<tenant>\x1f<id>" → id_state, "<tenant>\x1f<stream>\x1f<key>"
-                             → key_state; values owned by the arrays below */
-    id_state **id_states; /* owned */
-    size_t n_ids, cap_ids;
-    key_state **key_states; /* owned */
-    size_t n_keys, cap_keys;
-} batch_ctx;
-
-static id_state *new_id_state(batch_ctx *b)
+id_state *appender_new_id_state(batch_ctx *b)
 {
     if (b->n_ids == b->cap_ids) {
         b->cap_ids = b->cap_ids ? b->cap_ids * 2 : 64;
@@ -157,7 +135,7 @@ static id_state *new_id_state(batch_ctx *b)
     return s;
 }
 
-static key_state *new_key_state(batch_ctx *b)
+key_state *appender_new_key_state(batch_ctx *b)
 {
     if (b->n_keys == b->cap_keys) {
         b->cap_keys = b->cap_keys ? b->cap_keys * 2 : 64;
@@ -168,14 +146,14 @@ static key_state *new_key_state(batch_ctx *b)
     return s;
 }
 
-static void batch_init(batch_ctx *b)
+void appender_batch_init(batch_ctx *b)
 {
     memset(b, 0, sizeof *b);
     strmap_init(&b->ids);
     strmap_init(&b->keys);
 }
 
-static void batch_dispose(batch_ctx *b)
+void appender_batch_dispose(batch_ctx *b)
 {
     strmap_dispose(&b->ids, NULL);
     strmap_dispose(&b->keys, NULL);
@@ -189,10 +167,6 @@ static void batch_dispose(batch_ctx *b)
     free(b->id_states);
     free(b->key_states);
 }
-
-/* Map keys, written into the caller's buffer (ids ≤ 64, tenants ≤ 64, streams ≤ 128,
- * keys ≤ 256 characters of up to 4 bytes). */
-#define MAP_KEY_MAX (ENVELOPE_TENANT_MAX + ENVELOPE_STREAM_MAX + 4 * ENVELOPE_KEY_MAX + 8)
 
 /* Joins up to three parts with \x1f (a byte no part holds) into out. */
 static const char *join_key(char out[MAP_KEY_MAX], const char *a, const char *b, const char *c)
@@ -210,13 +184,13 @@ static const char *join_key(char out[MAP_KEY_MAX], const char *a, const char *b,
     return out;
 }
 
-static const char *id_map_key(char out[MAP_KEY_MAX], const char *tenant, const char *id)
+const char *appender_id_map_key(char out[MAP_KEY_MAX], const char *tenant, const char *id)
 {
     return join_key(out, tenant, id, NULL);
 }
 
-static const char *key_map_key(char out[MAP_KEY_MAX], const char *tenant, const char *stream,
-                               const char *key)
+const char *appender_key_map_key(char out[MAP_KEY_MAX], const char *tenant, const char *stream,
+                                 const char *key)
 {
     return join_key(out, tenant, stream, key);
 }
@@ -229,21 +203,21 @@ typedef struct undo {
 } undo;
 
 /* Decides every event of `r` against the batch state. Returns the events stored. */
-static size_t decide_request(batch_ctx *b, append_req *r, long long *head, const char *now)
+size_t appender_decide_request(batch_ctx *b, append_req *r, long long *head, const char *now)
 {
     undo *log = xcalloc(r->n * 2 + 1, sizeof *log);
     size_t n_undo = 0, stored = 0;
     long long head_before = *head;
     bool failed = false;
     for (size_t i = 0; i < r->n; i++) {
-        sluice_event *ev = &r->events[i];
+        incoming_event *ev = &r->events[i];
         if (ev->outcome == EV_FAILED) { /* decided before submission */
             failed = true;
             continue;
         }
         char mk[MAP_KEY_MAX];
         if (ev->id_given) {
-            id_state *s = strmap_get(&b->ids, id_map_key(mk, ev->tenant, ev->id));
+            id_state *s = strmap_get(&b->ids, appender_id_map_key(mk, ev->tenant, ev->id));
             if (s && s->valid) {
                 if (strcmp(s->hash, ev->hash_hex) == 0) {
                     ev->outcome = EV_REPLAYED;
@@ -269,10 +243,10 @@ static size_t decide_request(batch_ctx *b, append_req *r, long long *head, const
         key_state *ks = NULL;
         long long version = 0;
         if (ev->key) {
-            const char *k = key_map_key(mk, ev->tenant, ev->stream, ev->key);
+            const char *k = appender_key_map_key(mk, ev->tenant, ev->stream, ev->key);
             ks = strmap_get(&b->keys, k);
             if (!ks) {
-                ks = new_key_state(b);
+                ks = appender_new_key_state(b);
                 strmap_put(&b->keys, k, ks);
             }
             if (ev->expected_version >= 0 && ev->expected_version != ks->version) {
@@ -295,7 +269,7 @@ static size_t decide_request(batch_ctx *b, append_req *r, long long *head, const
         memcpy(ev->time, now, sizeof ev->time);
         stored++;
         if (ev->id_given) {
-            id_state *s = new_id_state(b);
+            id_state *s = appender_new_id_state(b);
             s->valid = true;
             memcpy(s->hash, ev->hash_hex, sizeof s->hash);
             s->position = ev->position;
@@ -303,7 +277,7 @@ static size_t decide_request(batch_ctx *b, append_req *r, long long *head, const
             s->stream = xstrdup(ev->stream);
             s->key = xstrdup(ev->key);
             memcpy(s->time, now, sizeof s->time);
-            strmap_put(&b->ids, id_map_key(mk, ev->tenant, ev->id), s);
+            strmap_put(&b->ids, appender_id_map_key(mk, ev->tenant, ev->id), s);
             log[n_undo++] = (undo){.ids = s};
         }
     }
@@ -315,7 +289,7 @@ static size_t decide_request(batch_ctx *b, append_req *r, long long *head, const
         }
         *head = head_before;
         for (size_t i = 0; i < r->n; i++) {
-            sluice_event *ev = &r->events[i];
+            incoming_event *ev = &r->events[i];
             if (ev->outcome == EV_STORED || ev->outcome == EV_REPLAYED) {
                 ev->outcome = EV_PENDING; /* not stored: the batch failed */
                 ev->position = 0;
@@ -425,8 +399,20 @@ static bool all_ok(PGresult **res, int n, const char *what)
     return bad == NULL;
 }
 
-/* Round trip 1. Fills head, id and key states. Returns 0, -1 (connection), -2 (statement). */
-static int read_state(append_req **reqs, size_t n_reqs, batch_ctx *b, long long *head)
+/* How a commit, or one of its round trips, went. */
+typedef enum {
+    COMMIT_OK = 0,
+    COMMIT_LOST = -1,      /* the connection failed, or the batch is known not to have
+                              committed: the batch fails with 503 */
+    COMMIT_FAILED = -2,    /* a statement failed: retry request by request */
+    COMMIT_UNKNOWN = -3,   /* commit_batch: whether it committed stayed unknown */
+    COMMIT_DUPLICATE = -4, /* write_events, relative: a client id of the batch was stored
+                              already */
+    COMMIT_IN_DOUBT = -5,  /* write_events: the connection broke once COMMIT had been sent */
+} commit_rc;
+
+/* Round trip 1. Fills head, id and key states. COMMIT_OK, COMMIT_LOST or COMMIT_FAILED. */
+static commit_rc read_state(append_req **reqs, size_t n_reqs, batch_ctx *b, long long *head)
 {
     buf ids_t, ids_id, keys_t, keys_s, keys_k;
     array_open(&ids_t), array_open(&ids_id), array_open(&keys_t), array_open(&keys_s),
@@ -434,7 +420,7 @@ static int read_state(append_req **reqs, size_t n_reqs, batch_ctx *b, long long 
     size_t n_ids = 0, n_keys = 0;
     for (size_t r = 0; r < n_reqs; r++) {
         for (size_t i = 0; i < reqs[r]->n; i++) {
-            sluice_event *ev = &reqs[r]->events[i];
+            incoming_event *ev = &reqs[r]->events[i];
             if (ev->outcome == EV_FAILED) continue;
             if (ev->id_given) {
                 array_add(&ids_t, ev->tenant);
@@ -457,11 +443,13 @@ static int read_state(append_req **reqs, size_t n_reqs, batch_ctx *b, long long 
     if (n_keys) at_keys = n, steps[n++] = (db_step){.sql = keys_sql, .nparams = 3, .vals = keyv};
     PGresult *res[5] = {0};
     int got = db_pipeline(&conn, steps, n, cfg->store_timeout_ms, res, NULL);
-    int rc = got < 0 ? -1 : all_ok(res, got, "reading the log state failed") ? 0 : -2;
-    if (rc == 0) *head = strtoll(PQgetvalue(res[2], 0, 0), NULL, 10);
-    for (int row = 0; rc == 0 && at_ids >= 0 && row < PQntuples(res[at_ids]); row++) {
+    commit_rc rc = got < 0                                            ? COMMIT_LOST
+                   : all_ok(res, got, "reading the log state failed") ? COMMIT_OK
+                                                                      : COMMIT_FAILED;
+    if (rc == COMMIT_OK) *head = strtoll(PQgetvalue(res[2], 0, 0), NULL, 10);
+    for (int row = 0; rc == COMMIT_OK && at_ids >= 0 && row < PQntuples(res[at_ids]); row++) {
         PGresult *q = res[at_ids];
-        id_state *st = new_id_state(b);
+        id_state *st = appender_new_id_state(b);
         st->valid = true;
         st->position = strtoll(PQgetvalue(q, row, 2), NULL, 10);
         st->stream = xstrdup(PQgetvalue(q, row, 3));
@@ -470,15 +458,16 @@ static int read_state(append_req **reqs, size_t n_reqs, batch_ctx *b, long long 
         snprintf(st->time, sizeof st->time, "%s", PQgetvalue(q, row, 6));
         snprintf(st->hash, sizeof st->hash, "%s", PQgetvalue(q, row, 7));
         char mk[MAP_KEY_MAX];
-        strmap_put(&b->ids, id_map_key(mk, PQgetvalue(q, row, 0), PQgetvalue(q, row, 1)), st);
+        strmap_put(&b->ids, appender_id_map_key(mk, PQgetvalue(q, row, 0), PQgetvalue(q, row, 1)),
+                   st);
     }
-    for (int row = 0; rc == 0 && at_keys >= 0 && row < PQntuples(res[at_keys]); row++) {
+    for (int row = 0; rc == COMMIT_OK && at_keys >= 0 && row < PQntuples(res[at_keys]); row++) {
         PGresult *q = res[at_keys];
         char mk[MAP_KEY_MAX];
-        const char *k =
-            key_map_key(mk, PQgetvalue(q, row, 0), PQgetvalue(q, row, 1), PQgetvalue(q, row, 2));
+        const char *k = appender_key_map_key(mk, PQgetvalue(q, row, 0), PQgetvalue(q, row, 1),
+                                             PQgetvalue(q, row, 2));
         if (strmap_get(&b->keys, k)) continue; /* the same key asked twice */
-        key_state *ks = new_key_state(b);
+        key_state *ks = appender_new_key_state(b);
         ks->version = PQgetisnull(q, row, 3) ? 0 : strtoll(PQgetvalue(q, row, 3), NULL, 10);
         strmap_put(&b->keys, k, ks);
     }
@@ -496,7 +485,7 @@ typedef struct row_nums {
 
 /* Fills one row's parameters. `p` is the position to send (absolute, or 1-based within
  * its chunk for a relative INSERT). */
-static void row_params(const sluice_event *ev, long long p, row_nums *nums, const char **v)
+static void row_params(const incoming_event *ev, long long p, row_nums *nums, const char **v)
 {
     fmt_lld(nums->p, p);
     fmt_lld(nums->v, ev->version);
@@ -524,19 +513,20 @@ static void shift_positions(append_req **reqs, size_t n_reqs, long long base)
 {
     for (size_t r = 0; r < n_reqs; r++)
         for (size_t i = 0; i < reqs[r]->n; i++) {
-            sluice_event *ev = &reqs[r]->events[i];
+            incoming_event *ev = &reqs[r]->events[i];
             if (ev->outcome == EV_STORED || ev->outcome == EV_REPLAYED) ev->position += base;
         }
 }
 
-/* Round trip 2: INSERT the stored events, NOTIFY, COMMIT. Returns 0, -1 or -2 as
- * read_state, or -5: the connection broke after the whole pipeline (COMMIT included) had
- * been sent: whether it committed is unknown. `relative`: the batch had nothing to decide against
- * the store: the transaction opens here, positions were assigned from 0, and the head read under
- * the lock is added to them (*head_out); then -4 means a client id of the batch was already stored
- * (the unique constraint refused it): the caller rolls back and decides again. */
-static int write_events(append_req **reqs, size_t n_reqs, size_t stored, const char *now,
-                        bool relative, long long *head_out, int *backend)
+/* Round trip 2: INSERT the stored events, NOTIFY, COMMIT. COMMIT_OK, COMMIT_LOST or
+ * COMMIT_FAILED as read_state, or COMMIT_IN_DOUBT: the connection broke after the whole
+ * pipeline (COMMIT included) had been sent: whether it committed is unknown. `relative`: the
+ * batch had nothing to decide against the store: the transaction opens here, positions were
+ * assigned from 0, and the head read under the lock is added to them (*head_out); then
+ * COMMIT_DUPLICATE means a client id of the batch was already stored (the unique constraint
+ * refused it): the caller rolls back and decides again. */
+static commit_rc write_events(append_req **reqs, size_t n_reqs, size_t stored, const char *now,
+                              bool relative, long long *head_out, int *backend)
 {
     size_t chunks = (stored + INSERT_CHUNK - 1) / INSERT_CHUNK;
     db_step *steps = xcalloc(5 + chunks * 2, sizeof *steps);
@@ -555,7 +545,7 @@ static int write_events(append_req **reqs, size_t n_reqs, size_t stored, const c
     const char **v = vals;
     for (size_t r = 0; r < n_reqs; r++) {
         for (size_t i = 0; i < reqs[r]->n; i++) {
-            sluice_event *ev = &reqs[r]->events[i];
+            incoming_event *ev = &reqs[r]->events[i];
             if (ev->outcome != EV_STORED) continue;
             row_params(ev, relative ? (long long)in_chunk + 1 : ev->position, &nums[k], v);
             v += INSERT_COLS;
@@ -587,19 +577,21 @@ static int write_events(append_req **reqs, size_t n_reqs, size_t stored, const c
     *backend = PQbackendPID(conn); /* the session to end if the outcome is lost */
     int got = db_pipeline(&conn, steps, n, cfg->store_timeout_ms, res, &all_sent);
     PGresult *bad = got < 0 ? NULL : first_failed(res, got);
-    int rc = got < 0 ? (all_sent ? -5 : -1) : bad ? -2 : 0;
+    commit_rc rc = got < 0 ? (all_sent ? COMMIT_IN_DOUBT : COMMIT_LOST)
+                   : bad   ? COMMIT_FAILED
+                           : COMMIT_OK;
     const char *constraint = bad ? PQresultErrorField(bad, PG_DIAG_CONSTRAINT_NAME) : NULL;
     if (bad && relative && strcmp(db_sqlstate(bad), "23505") == 0 && constraint &&
         strcmp(constraint, "events_tenant_id") == 0)
-        rc = -4; /* expected now and then: a client re-sent an event */
+        rc = COMMIT_DUPLICATE; /* expected now and then: a client re-sent an event */
     else if (bad)
         db_log_error("appender", "insert failed", bad);
     /* A COMMIT of an aborted transaction answers ROLLBACK without an error. */
-    if (rc == 0 && strcmp(PQcmdStatus(res[got - 1]), "COMMIT") != 0) rc = -2;
+    if (rc == COMMIT_OK && strcmp(PQcmdStatus(res[got - 1]), "COMMIT") != 0) rc = COMMIT_FAILED;
     for (int i = 0; i < n; i++) /* a prepare that failed (or was never answered) is not */
         if (steps[i].name && steps[i].sql && (got < 0 || !db_ok(res[i])))
             prepared[relative][(steps[i].nparams - 1) / INSERT_COLS] = false;
-    if (rc == 0 && relative) {
+    if (rc == COMMIT_OK && relative) {
         long long base = strtoll(PQgetvalue(res[at_head], 0, 0), NULL, 10);
         shift_positions(reqs, n_reqs, base);
         *head_out = base + (long long)stored;
@@ -623,7 +615,7 @@ static void rollback(void)
 }
 
 /* The first event `reqs` stored, or NULL. */
-static sluice_event *first_stored(append_req **reqs, size_t n_reqs)
+static incoming_event *first_stored(append_req **reqs, size_t n_reqs)
 {
     for (size_t r = 0; r < n_reqs; r++)
         for (size_t i = 0; i < reqs[r]->n; i++)
@@ -642,7 +634,7 @@ static void connect_now(void);
  * in the kernel's send buffer, retransmitted to a session that is alive with its
  * transaction open, and commit after a lookup said it had not. So the old backend
  * (`backend`, its pid) is terminated, and the lookup waits until it has left. */
-static long long commit_outcome(const sluice_event *first, int backend)
+static long long commit_outcome(const incoming_event *first, int backend)
 {
     log_warn("appender", "connection lost after COMMIT was sent; asking whether it committed",
              json_pack("{s:s,s:i}", "id", first->id, "backend", backend));
@@ -695,7 +687,7 @@ static long long commit_outcome(const sluice_event *first, int backend)
 static void hand_over(append_req **reqs, size_t n_reqs, size_t stored)
 {
     if (!stored) return;
-    sevent **evs = xmalloc(stored * sizeof *evs);
+    stored_event **evs = xmalloc(stored * sizeof *evs);
     int k = 0;
     for (size_t r = 0; r < n_reqs; r++)
         for (size_t i = 0; i < reqs[r]->n; i++)
@@ -704,13 +696,12 @@ static void hand_over(append_req **reqs, size_t n_reqs, size_t stored)
     tail_committed(evs, k);
 }
 
-/* Commits one batch. Returns 0, -1 (connection lost: the caller fails the batch),
- * -2 (statement error: the caller retries request by request) or -3 (the outcome stayed
- * unknown until shutdown). */
-static int commit_batch(append_req **reqs, size_t n_reqs)
+/* Commits one batch: COMMIT_OK, COMMIT_LOST (the caller fails the batch), COMMIT_FAILED (the
+ * caller retries request by request) or COMMIT_UNKNOWN (the outcome stayed unknown). */
+static commit_rc commit_batch(append_req **reqs, size_t n_reqs)
 {
     batch_ctx b;
-    batch_init(&b);
+    appender_batch_init(&b);
     char now[32];
     time_now_rfc3339(now);
     long long head = 0;
@@ -723,29 +714,31 @@ static int commit_batch(append_req **reqs, size_t n_reqs)
     for (size_t r = 0; r < n_reqs && fast; r++)
         for (size_t i = 0; i < reqs[r]->n && fast; i++)
             if (reqs[r]->events[i].key) fast = false;
-    int rc = fast ? 0 : read_state(reqs, n_reqs, &b, &head);
+    commit_rc rc = fast ? COMMIT_OK : read_state(reqs, n_reqs, &b, &head);
     size_t stored = 0;
-    if (rc == 0) {
+    if (rc == COMMIT_OK) {
         for (size_t r = 0; r < n_reqs; r++)
-            stored += decide_request(&b, reqs[r], &head, now);
+            stored += appender_decide_request(&b, reqs[r], &head, now);
         rc = write_events(reqs, n_reqs, stored, now, fast, &head, &backend);
         relative_write = fast;
-        if (rc == -4) {
+        if (rc == COMMIT_DUPLICATE) {
             rollback();
             for (size_t r = 0; r < n_reqs; r++)
                 reset_request(reqs[r]);
-            batch_dispose(&b);
-            batch_init(&b);
+            appender_batch_dispose(&b);
+            appender_batch_init(&b);
             head = 0;
             stored = 0;
-            rc = conn ? read_state(reqs, n_reqs, &b, &head) : -1;
-            for (size_t r = 0; rc == 0 && r < n_reqs; r++)
-                stored += decide_request(&b, reqs[r], &head, now);
+            rc = conn ? read_state(reqs, n_reqs, &b, &head) : COMMIT_LOST;
+            for (size_t r = 0; rc == COMMIT_OK && r < n_reqs; r++)
+                stored += appender_decide_request(&b, reqs[r], &head, now);
             relative_write = false;
-            if (rc == 0) rc = write_events(reqs, n_reqs, stored, now, false, &head, &backend);
+            if (rc == COMMIT_OK)
+                rc = write_events(reqs, n_reqs, stored, now, false, &head, &backend);
         }
-        sluice_event *first = rc == -5 && stored ? first_stored(reqs, n_reqs) : NULL;
-        if (rc == -5 && !first) rc = -1; /* nothing was to be stored: nothing to find out */
+        incoming_event *first = rc == COMMIT_IN_DOUBT && stored ? first_stored(reqs, n_reqs) : NULL;
+        if (rc == COMMIT_IN_DOUBT && !first)
+            rc = COMMIT_LOST; /* nothing was to be stored: nothing to find out */
         if (first) {
             long long pos = commit_outcome(first, backend);
             if (pos > 0) {
@@ -754,17 +747,17 @@ static int commit_batch(append_req **reqs, size_t n_reqs)
                 long long base = relative_write ? pos - first->position : 0;
                 if (relative_write) shift_positions(reqs, n_reqs, base);
                 head = pos + (long long)stored - 1;
-                rc = 0;
-            } else {
-                rc = pos < 0 ? -3 : -1; /* -1: it did not commit, a 503 is the truth */
+                rc = COMMIT_OK;
+            } else { /* COMMIT_LOST: it did not commit, a 503 is the truth */
+                rc = pos < 0 ? COMMIT_UNKNOWN : COMMIT_LOST;
             }
         }
-        if (rc == 0 && stored) atomic_store(&head_position, head);
-        if (rc == 0) metrics_batch((int)stored);
-        if (rc == 0) hand_over(reqs, n_reqs, stored);
+        if (rc == COMMIT_OK && stored) atomic_store(&head_position, head);
+        if (rc == COMMIT_OK) metrics_batch((int)stored);
+        if (rc == COMMIT_OK) hand_over(reqs, n_reqs, stored);
     }
-    if (rc == -2 && conn) rollback();
-    batch_dispose(&b);
+    if (rc == COMMIT_FAILED && conn) rollback();
+    appender_batch_dispose(&b);
     return rc;
 }
 
@@ -782,22 +775,23 @@ static void fail_all(append_req **reqs, size_t n_reqs, const char *detail)
 
 static void process(append_req **reqs, size_t n_reqs)
 {
-    int rc = commit_batch(reqs, n_reqs);
-    if (rc == -2 && n_reqs > 1) {
+    commit_rc rc = commit_batch(reqs, n_reqs);
+    if (rc == COMMIT_FAILED && n_reqs > 1) {
         /* Isolate the request that made the statement fail. */
         for (size_t r = 0; r < n_reqs; r++) {
             reset_request(reqs[r]);
-            int one = conn ? commit_batch(&reqs[r], 1) : -1;
-            if (one == -2)
+            commit_rc one = conn ? commit_batch(&reqs[r], 1) : COMMIT_LOST;
+            if (one == COMMIT_FAILED)
                 fail_request(reqs[r], "internal", "the event store refused this request");
-            if (one == -1) fail_request(reqs[r], "store_unavailable", "PostgreSQL connection lost");
+            if (one == COMMIT_LOST)
+                fail_request(reqs[r], "store_unavailable", "PostgreSQL connection lost");
         }
-    } else if (rc == -2) {
+    } else if (rc == COMMIT_FAILED) {
         reset_request(reqs[0]);
         fail_request(reqs[0], "internal", "the event store refused this request");
-    } else if (rc == -1) {
+    } else if (rc == COMMIT_LOST) {
         fail_all(reqs, n_reqs, "PostgreSQL connection lost while committing");
-    } else if (rc == -3) {
+    } else if (rc == COMMIT_UNKNOWN) {
         for (size_t r = 0; r < n_reqs; r++)
             fail_request(reqs[r], "internal",
                          "whether this commit succeeded could not be learned (PostgreSQL "

@@ -22,7 +22,7 @@ typedef struct append_req append_req;
 typedef void (*append_done)(append_req *r);
 
 struct append_req {
-    sluice_event *events; /* borrowed from the submitter until done() */
+    incoming_event *events; /* borrowed from the submitter until done() */
     size_t n;
     bool atomic;          /* all events or none */
     size_t bytes;         /* approximate size, to bound a commit's statement */
@@ -33,9 +33,17 @@ struct append_req {
 
 /* Connects and starts the thread. Returns 0 or -1 (logged). Start-up only. */
 int appender_start(const sluice_config *cfg) __attribute__((warn_unused_result));
-/* Queues `r`. Returns 0; -1 when the queue is full; -2 when PostgreSQL is unreachable;
- * -3 when stopping. On failure `r` is untouched and done() will not be called. Any thread. */
-int appender_submit(append_req *r) __attribute__((warn_unused_result));
+/* What appender_submit did with a request. */
+typedef enum {
+    APPEND_QUEUED = 0,
+    APPEND_QUEUE_FULL = -1, /* SLUICE_APPENDER_QUEUE events wait already */
+    APPEND_STORE_DOWN = -2, /* PostgreSQL is unreachable */
+    APPEND_STOPPING = -3,   /* Sluice is shutting down */
+} appender_submit_rc;
+
+/* Queues `r`. Unless APPEND_QUEUED, `r` is untouched and done() will not be called. Any
+ * thread. */
+appender_submit_rc appender_submit(append_req *r) __attribute__((warn_unused_result));
 /* Commits what is queued, then stops the thread. */
 void appender_stop(void);
 /* The last position this instance committed (0 before any). */

@@ -472,8 +472,8 @@ static json_t *key_row(PGresult *r, int row)
     "id, tenant_id, name, scopes, "                                                                \
     "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
-int auth_key_create(PGconn **conn, const char *tenant, unsigned scopes, const char *name,
-                    json_t **answer)
+sl_status auth_key_create(PGconn **conn, const char *tenant, unsigned scopes, const char *name,
+                          json_t **answer)
 {
     char token[80], hash[65], ulid[ULID_LEN + 1];
     new_token(token);
@@ -486,26 +486,26 @@ int auth_key_create(PGconn **conn, const char *tenant, unsigned scopes, const ch
                           "INSERT INTO api_keys (id, tenant_id, name, scopes, token_hash) "
                           "VALUES ($1, $2, $3, $4, $5) RETURNING " KEY_COLUMNS,
                           5, p, AUTH_TIMEOUT_MS);
-    int rc = -1;
+    sl_status rc = SL_UNAVAILABLE;
     if (db_ok(r) && PQntuples(r) == 1) {
         *answer = key_row(r, 0);
         json_object_set_new(*answer, "token", json_string(token));
-        rc = 0;
+        rc = SL_OK;
     } else if (r) {
         db_log_error("auth", "creating a key failed", r);
     }
     PQclear(r);
     free(sc);
-    if (rc == 0 && *conn) { /* other instances reload now rather than within a second */
+    if (rc == SL_OK && *conn) { /* other instances reload now rather than within a second */
         const char *np[] = {id};
         PQclear(db_exec(conn, "SELECT pg_notify('" AUTH_CHANNEL "', $1)", 1, np, AUTH_TIMEOUT_MS));
     }
     free(id);
-    if (rc == 0 && *conn) (void)auth_reload(conn);
+    if (rc == SL_OK && *conn) (void)auth_reload(conn);
     return rc;
 }
 
-int auth_key_list(PGconn **conn, const auth_ctx *caller, json_t **answer)
+sl_status auth_key_list(PGconn **conn, const auth_ctx *caller, json_t **answer)
 {
     bool all = strcmp(caller->tenant, AUTH_DEFAULT_TENANT) == 0;
     const char *p[] = {caller->tenant};
@@ -517,17 +517,17 @@ int auth_key_list(PGconn **conn, const auth_ctx *caller, json_t **answer)
                           all ? 0 : 1, all ? NULL : p, AUTH_TIMEOUT_MS);
     if (!db_ok(r)) {
         PQclear(r);
-        return -1;
+        return SL_UNAVAILABLE;
     }
     json_t *keys = json_array();
     for (int i = 0; i < PQntuples(r); i++)
         json_array_append_new(keys, key_row(r, i));
     PQclear(r);
     *answer = json_pack("{s:o}", "keys", keys);
-    return 0;
+    return SL_OK;
 }
 
-int auth_key_delete(PGconn **conn, const auth_ctx *caller, const char *id)
+sl_status auth_key_delete(PGconn **conn, const auth_ctx *caller, const char *id)
 {
     bool all = strcmp(caller->tenant, AUTH_DEFAULT_TENANT) == 0;
     const char *p[] = {id, caller->tenant};
@@ -541,9 +541,9 @@ int auth_key_delete(PGconn **conn, const auth_ctx *caller, const char *id)
                                 "AND revoked_at IS NULL AND tenant_id = $2 RETURNING id) "
                                 "SELECT pg_notify('" AUTH_CHANNEL "', id) FROM k",
                           all ? 1 : 2, p, AUTH_TIMEOUT_MS);
-    int rc = -1;
-    if (db_ok(r)) rc = PQntuples(r) == 1 ? 0 : -2;
+    sl_status rc = SL_UNAVAILABLE;
+    if (db_ok(r)) rc = PQntuples(r) == 1 ? SL_OK : SL_NOT_FOUND;
     PQclear(r);
-    if (rc == 0 && *conn) (void)auth_reload(conn);
+    if (rc == SL_OK && *conn) (void)auth_reload(conn);
     return rc;
 }

@@ -12,6 +12,7 @@
 #define SLUICE_AUTH_H
 
 #include "envelope.h"
+#include "status.h"
 
 #include <jansson.h>
 #include <libpq-fe.h>
@@ -57,13 +58,13 @@ json_t *auth_scope_names(unsigned scopes);
 bool auth_tenant_valid(const char *s);
 
 /* Key administration, on a pool thread with its own connection (*conn may become NULL).
- * Each returns 0 and fills *answer (caller owns), or a negative code:
- *   -1 store unavailable, -2 not found (delete). */
-int auth_key_create(PGconn **conn, const char *tenant, unsigned scopes, const char *name,
-                    json_t **answer) __attribute__((warn_unused_result));
-int auth_key_list(PGconn **conn, const auth_ctx *caller, json_t **answer)
+ * Each returns SL_OK and fills *answer (caller owns; none for delete), SL_UNAVAILABLE, or
+ * SL_NOT_FOUND (delete). */
+sl_status auth_key_create(PGconn **conn, const char *tenant, unsigned scopes, const char *name,
+                          json_t **answer) __attribute__((warn_unused_result));
+sl_status auth_key_list(PGconn **conn, const auth_ctx *caller, json_t **answer)
     __attribute__((warn_unused_result));
-int auth_key_delete(PGconn **conn, const auth_ctx *caller, const char *id)
+sl_status auth_key_delete(PGconn **conn, const auth_ctx *caller, const char *id)
     __attribute__((warn_unused_result));
 /* Reloads the key table now; keys gone from it (revoked here or on another instance) fire
  * their watches. Reloads are serialised, so the table never goes back to an older state.

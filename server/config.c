@@ -66,6 +66,9 @@ static const cfg_opt options[] = {
      "events waiting for commit, at most (503 beyond)"},
     {"db-pool", "SLUICE_DB_POOL", CFG_INT, OFF(db_pool), "4", 1, 64,
      "PostgreSQL connections for reads and admin requests"},
+    {"pool-queue", "SLUICE_POOL_QUEUE", CFG_INT, OFF(pool_queue), "4096", 1, 1000000,
+     "reads and admin requests waiting for a SLUICE_DB_POOL connection, at most (503 "
+     "overloaded + Retry-After beyond)"},
     {"http-threads", "SLUICE_HTTP_THREADS", CFG_INT, OFF(http_threads), "2", 1, 64,
      "libmicrohttpd threads"},
     {"max-connections", "SLUICE_MAX_CONNECTIONS", CFG_INT, OFF(max_connections), "4096", 1, 1000000,
@@ -94,6 +97,9 @@ static const cfg_opt options[] = {
      "per tenant: history catch-ups (WebSocket/SSE from_position) running at once"},
     {"tenant-replays", "SLUICE_TENANT_REPLAYS", CFG_INT, OFF(tenant_replays), "16", 1, 100000,
      "per tenant: replays running at once, over all instances (429 rate_limited beyond)"},
+    {"max-catchups", "SLUICE_MAX_CATCHUPS", CFG_INT, OFF(max_catchups), "64", 1, 100000,
+     "history catch-ups (WebSocket/SSE from_position) running at once over all tenants, each "
+     "a thread (overloaded beyond: WebSocket error, SSE 503 + Retry-After)"},
     {"catchup-readers", "SLUICE_CATCHUP_READERS", CFG_INT, OFF(catchup_readers), "0", 0, 1024,
      "history pages read at once by catch-ups, over all tenants, turns fair by tenant "
      "(0 = half the cores, at least 1)"},

@@ -30,6 +30,7 @@ typedef struct sluice_config {
     bool access_log;           /* one log line per HTTP request */
     int appender_queue;        /* events waiting for a commit, at most */
     int db_pool;               /* PostgreSQL connections for reads and admin work */
+    int pool_queue;            /* PostgreSQL jobs waiting for one of those, at most (503 beyond) */
     int http_threads;          /* libmicrohttpd thread pool size */
     int max_connections;       /* HTTP connections at once */
     int http_timeout_ms;       /* idle connections close; a request must arrive within this */
@@ -43,6 +44,7 @@ typedef struct sluice_config {
     int tenant_long_polls;     /* per tenant: long polls at once */
     int tenant_catchups;       /* per tenant: history catch-ups running at once */
     int tenant_replays;        /* per tenant: replays running at once (all instances) */
+    int max_catchups;          /* history catch-ups running at once, over all tenants */
     int catchup_readers;       /* history pages read by catch-ups at once (0 = half the cores) */
     double rate_limit;         /* requests per second per API key; 0 = off */
     double rate_burst;         /* bucket size; 0 = twice the rate */

@@ -288,11 +288,11 @@ void db_log_error(const char *module, const char *what, const PGresult *r)
     log_error(module, what, json_pack("{s:s,s:s}", "error", msg, "sqlstate", db_sqlstate(r)));
 }
 
-int db_stream(PGconn **conn, const char *sql, int nparams, const char *const *vals, int timeout_ms,
-              int (*row_cb)(const PGresult *row, void *arg), void *arg)
+db_stream_rc db_stream(PGconn **conn, const char *sql, int nparams, const char *const *vals,
+                       int timeout_ms, int (*row_cb)(const PGresult *row, void *arg), void *arg)
 {
     PGconn *c = *conn;
-    int rc = 0;
+    db_stream_rc rc = DB_STREAM_END;
     if (!c || PQstatus(c) != CONNECTION_OK) goto broken;
     if (!PQsendQueryParams(c, sql, nparams, NULL, vals, NULL, NULL, 0)) goto broken;
     PQsetSingleRowMode(c);
@@ -312,23 +312,23 @@ int db_stream(PGconn **conn, const char *sql, int nparams, const char *const *va
         if (!r) break;
         ExecStatusType st = PQresultStatus(r);
         if (st == PGRES_SINGLE_TUPLE) {
-            if (rc == 0 && row_cb(r, arg) != 0) rc = -3;
-        } else if (st != PGRES_TUPLES_OK && rc == 0) {
+            if (rc == DB_STREAM_END && row_cb(r, arg) != 0) rc = DB_STREAM_STOPPED;
+        } else if (st != PGRES_TUPLES_OK && rc == DB_STREAM_END) {
             db_log_error("db", "streaming query failed", r);
-            rc = -2;
+            rc = DB_STREAM_FAILED;
         }
         PQclear(r);
-        if (rc == -3) {
+        if (rc == DB_STREAM_STOPPED) {
             drop(conn, true); /* abandon the rest of the rows */
-            return -3;
+            return DB_STREAM_STOPPED;
         }
     }
     if (PQstatus(c) != CONNECTION_OK) goto broken;
     return rc;
 timeout:
     drop(conn, true);
-    return -1;
+    return DB_STREAM_LOST;
 broken:
     if (*conn) drop(conn, false);
-    return -1;
+    return DB_STREAM_LOST;
 }

@@ -60,13 +60,20 @@ const char *db_sqlstate(const PGresult *r);
 /* Logs a failed result's message at error level under `module`, with `what`. */
 void db_log_error(const char *module, const char *what, const PGresult *r);
 
+/* How db_stream ended. */
+typedef enum {
+    DB_STREAM_END = 0,      /* every row was seen */
+    DB_STREAM_LOST = -1,    /* the connection was lost or timed out (*conn closed) */
+    DB_STREAM_FAILED = -2,  /* the statement failed (logged) */
+    DB_STREAM_STOPPED = -3, /* row_cb stopped it (the connection is dropped: its remaining
+                               rows are unread) */
+} db_stream_rc;
+
 /* Streams the rows of one query (single-row mode): row_cb is called once per row
  * with a one-row result (borrowed) and returns 0 to go on, nonzero to stop.
- * `timeout_ms` bounds each wait for the server. Returns 0 when all rows were seen,
- * -1 connection lost or timed out (*conn closed), -2 statement error (logged),
- * -3 stopped by row_cb (the connection is dropped: its remaining rows are unread). */
-int db_stream(PGconn **conn, const char *sql, int nparams, const char *const *vals, int timeout_ms,
-              int (*row_cb)(const PGresult *row, void *arg), void *arg)
+ * `timeout_ms` bounds each wait for the server. */
+db_stream_rc db_stream(PGconn **conn, const char *sql, int nparams, const char *const *vals,
+                       int timeout_ms, int (*row_cb)(const PGresult *row, void *arg), void *arg)
     __attribute__((warn_unused_result));
 
 #endif

@@ -152,19 +152,23 @@ static void hash_envelope(json_t *in, char out[65])
     out[64] = '\0';
 }
 
-bool envelope_parse(json_t *in, int index, const char *tenant, sluice_event *ev, json_t *errors)
+/* `name` as a JSON Pointer token: "~" and "/" escaped (caller frees). */
+static char *pointer_token(const char *name)
 {
-    memset(ev, 0, sizeof *ev);
-    ev->expected_version = -1;
-    size_t before = json_array_size(errors);
-
-    if (!json_is_object(in)) {
-        json_array_append_new(
-            errors, problem_error(index, "", "type", "an event envelope must be a JSON object"));
-        return false;
+    buf field;
+    buf_init(&field);
+    for (const char *c = name; *c; c++) {
+        if (*c == '~' || *c == '/')
+            buf_append(&field, *c == '~' ? "~0" : "~1", 2);
+        else
+            buf_append(&field, c, 1);
     }
-    snprintf(ev->tenant, sizeof ev->tenant, "%s", tenant);
+    return buf_steal(&field, NULL);
+}
 
+/* One error per field the envelope table does not have. */
+static void check_known_fields(json_t *in, int index, json_t *errors)
+{
     const char *name;
     json_t *value;
     json_object_foreach(in, name, value)
@@ -173,22 +177,17 @@ bool envelope_parse(json_t *in, int index, const char *tenant, sluice_event *ev,
         for (size_t i = 0; i < sizeof known_fields / sizeof known_fields[0]; i++)
             if (strcmp(name, known_fields[i]) == 0) known = true;
         if (!known) {
-            /* The path is a JSON Pointer: escape "~" and "/" in the field's name. */
-            buf field;
-            buf_init(&field);
-            for (const char *c = name; *c; c++) {
-                if (*c == '~' || *c == '/')
-                    buf_append(&field, *c == '~' ? "~0" : "~1", 2);
-                else
-                    buf_append(&field, c, 1);
-            }
-            char *f = buf_steal(&field, NULL);
+            char *f = pointer_token(name);
             add_error(errors, index, f, "additionalProperties",
                       "unknown envelope field (see the envelope table in API.md)");
             free(f);
         }
     }
+}
 
+/* The required fields: type (dot notation) and data (an object). */
+static void take_type_and_data(json_t *in, int index, incoming_event *ev, json_t *errors)
+{
     json_t *type = json_object_get(in, "type");
     if (!type) {
         add_error(errors, index, "type", "required", "type is required");
@@ -210,14 +209,17 @@ bool envelope_parse(json_t *in, int index, const char *tenant, sluice_event *ev,
     } else {
         ev->data = json_incref(data);
     }
+}
 
+/* Where the event goes and what it asserts there: stream, key, expected_version. */
+static void take_placement(json_t *in, int index, incoming_event *ev, json_t *errors)
+{
     if (take_string(in, "stream", ENVELOPE_STREAM_MAX, index, errors, &ev->stream) && ev->stream &&
         !envelope_stream_valid(ev->stream)) {
         add_error(errors, index, "stream", "pattern",
                   "expected ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$");
     }
-    if (!take_string(in, "key", ENVELOPE_KEY_MAX, index, errors, &ev->key)) { /* reported */
-    }
+    (void)take_string(in, "key", ENVELOPE_KEY_MAX, index, errors, &ev->key);
 
     json_t *ev_v = json_object_get(in, "expected_version");
     if (ev_v && !json_is_null(ev_v)) {
@@ -231,7 +233,11 @@ bool envelope_parse(json_t *in, int index, const char *tenant, sluice_event *ev,
             ev->expected_version = (long long)json_integer_value(ev_v);
         }
     }
+}
 
+/* Who and what the event is: id, correlation_id, causation_id, user_id, source. */
+static void take_identity(json_t *in, int index, incoming_event *ev, json_t *errors)
+{
     json_t *id = json_object_get(in, "id");
     if (id && !json_is_null(id)) {
         if (!json_is_string(id)) {
@@ -249,7 +255,11 @@ bool envelope_parse(json_t *in, int index, const char *tenant, sluice_event *ev,
     (void)take_string(in, "causation_id", ENVELOPE_STR_MAX, index, errors, &ev->causation_id);
     (void)take_string(in, "user_id", ENVELOPE_STR_MAX, index, errors, &ev->user_id);
     (void)take_string(in, "source", ENVELOPE_STR_MAX, index, errors, &ev->source);
+}
 
+/* The optional extras: schema_version (1 to 1000000) and metadata (an object). */
+static void take_extras(json_t *in, int index, incoming_event *ev, json_t *errors)
+{
     json_t *sv = json_object_get(in, "schema_version");
     if (sv && !json_is_null(sv)) {
         if (!json_is_integer(sv) || json_integer_value(sv) < 1 ||
@@ -267,12 +277,12 @@ bool envelope_parse(json_t *in, int index, const char *tenant, sluice_event *ev,
         else
             ev->metadata = json_incref(md);
     }
+}
 
-    if (json_array_size(errors) != before) {
-        event_dispose(ev);
-        return false;
-    }
-
+/* What a valid envelope left out: the default stream, the id, the correlation id; and the
+ * content hash of a client-chosen id. */
+static void fill_defaults(json_t *in, incoming_event *ev)
+{
     ev->stream_given = ev->stream != NULL;
     if (!ev->stream) {
         /* Until the registry says otherwise: the type's first segment + ".events". */
@@ -283,6 +293,31 @@ bool envelope_parse(json_t *in, int index, const char *tenant, sluice_event *ev,
     if (ev->id_given) hash_envelope(in, ev->hash_hex);
     if (!ev->id_given) ulid_new(ev->id);
     if (!ev->correlation_id) ev->correlation_id = xstrdup(ev->id);
+}
+
+bool envelope_parse(json_t *in, int index, const char *tenant, incoming_event *ev, json_t *errors)
+{
+    memset(ev, 0, sizeof *ev);
+    ev->expected_version = -1;
+    size_t before = json_array_size(errors);
+
+    if (!json_is_object(in)) {
+        json_array_append_new(
+            errors, problem_error(index, "", "type", "an event envelope must be a JSON object"));
+        return false;
+    }
+    snprintf(ev->tenant, sizeof ev->tenant, "%s", tenant);
+
+    check_known_fields(in, index, errors);
+    take_type_and_data(in, index, ev, errors);
+    take_placement(in, index, ev, errors);
+    take_identity(in, index, ev, errors);
+    take_extras(in, index, ev, errors);
+    if (json_array_size(errors) != before) {
+        envelope_dispose(ev);
+        return false;
+    }
+    fill_defaults(in, ev);
     return true;
 }
 
@@ -294,7 +329,7 @@ static char *dump(const json_t *v, size_t *len)
     return buf_steal(&b, len);
 }
 
-void envelope_serialize(sluice_event *ev)
+void envelope_serialize(incoming_event *ev)
 {
     free(ev->data_text);
     free(ev->metadata_text);
@@ -303,7 +338,7 @@ void envelope_serialize(sluice_event *ev)
     if (!ev->metadata) ev->metadata_len = 0;
 }
 
-void event_dispose(sluice_event *ev)
+void envelope_dispose(incoming_event *ev)
 {
     free(ev->data_text);
     free(ev->metadata_text);

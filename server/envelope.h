@@ -28,7 +28,10 @@ typedef enum {
     EV_FAILED,       /* `problem` says why */
 } event_outcome;
 
-typedef struct sluice_event {
+/* A published event on its way in: parsed and checked here, then decided and committed by
+ * the appender, which fills in the results below. Once committed, readers see it as a
+ * stored_event (stored_event.h): serialised once, shared by refcount. */
+typedef struct incoming_event {
     char id[ENVELOPE_ID_MAX + 1];
     bool id_given;            /* the client chose the id (idempotency applies) */
     char tenant[ENVELOPE_TENANT_MAX + 1];
@@ -58,18 +61,18 @@ typedef struct sluice_event {
     long long version;        /* 0 = no key */
     char time[32];
     json_t *problem;          /* owned; set when outcome == EV_FAILED */
-} sluice_event;
+} incoming_event;
 
-/* Checks one envelope. On success fills `ev` (caller disposes with event_dispose) and
+/* Checks one envelope. On success fills `ev` (caller disposes with envelope_dispose) and
  * returns true. On failure appends one entry per violation to `errors` (borrowed) with
  * the given batch `index` (-1 for a single event) and returns false; `ev` is then
  * disposed already. `tenant` is the caller's tenant (borrowed). Any thread. */
-bool envelope_parse(json_t *in, int index, const char *tenant, sluice_event *ev, json_t *errors)
+bool envelope_parse(json_t *in, int index, const char *tenant, incoming_event *ev, json_t *errors)
     __attribute__((warn_unused_result));
-void event_dispose(sluice_event *ev);
+void envelope_dispose(incoming_event *ev);
 /* Writes `data` and `metadata` as text (ev->data_text, ev->metadata_text), once the event
  * is accepted. On the publisher's thread, so the one appender thread only copies bytes. */
-void envelope_serialize(sluice_event *ev);
+void envelope_serialize(incoming_event *ev);
 
 /* True when `s` is a well-formed event type (dot notation, ≤ 128 characters). */
 bool envelope_type_valid(const char *s);

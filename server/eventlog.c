@@ -42,7 +42,7 @@ static void field(buf *b, const char *name, const char *value)
         buf_append(b, "null", 4);
 }
 
-sevent *eventlog_committed(const sluice_event *ev)
+stored_event *eventlog_committed(const incoming_event *ev)
 {
     buf b;
     buf_init(&b);
@@ -78,21 +78,21 @@ sevent *eventlog_committed(const sluice_event *ev)
     buf_append(&b, "}", 1);
     int64_t ms = 0;
     (void)time_parse_rfc3339(ev->time, &ms);
-    sevent_fields f = {.position = ev->position,
-                       .id = ev->id,
-                       .tenant = ev->tenant,
-                       .stream = ev->stream,
-                       .type = ev->type,
-                       .key = ev->key,
-                       .correlation_id = ev->correlation_id,
-                       .user_id = ev->user_id,
-                       .time_ms = ms};
-    sevent *e = sevent_make(&f, b.data, b.len);
+    stored_event_fields f = {.position = ev->position,
+                             .id = ev->id,
+                             .tenant = ev->tenant,
+                             .stream = ev->stream,
+                             .type = ev->type,
+                             .key = ev->key,
+                             .correlation_id = ev->correlation_id,
+                             .user_id = ev->user_id,
+                             .time_ms = ms};
+    stored_event *e = stored_event_make(&f, b.data, b.len);
     buf_dispose(&b);
     return e;
 }
 
-int eventlog_read(PGconn **conn, long long after, int limit, int timeout_ms, sevent ***out)
+int eventlog_read(PGconn **conn, long long after, int limit, int timeout_ms, stored_event ***out)
 {
     char a[24], l[16];
     snprintf(a, sizeof a, "%lld", after);
@@ -106,20 +106,20 @@ int eventlog_read(PGconn **conn, long long after, int limit, int timeout_ms, sev
         return -1;
     }
     int n = PQntuples(r);
-    sevent **evs = n ? xcalloc((size_t)n, sizeof *evs) : NULL;
+    stored_event **evs = n ? xcalloc((size_t)n, sizeof *evs) : NULL;
     for (int i = 0; i < n; i++) {
-        sevent_fields f = {.position = strtoll(PQgetvalue(r, i, 0), NULL, 10),
-                           .id = PQgetvalue(r, i, 1),
-                           .tenant = PQgetvalue(r, i, 2),
-                           .stream = PQgetvalue(r, i, 3),
-                           .type = PQgetvalue(r, i, 4),
-                           .key = PQgetisnull(r, i, 5) ? NULL : PQgetvalue(r, i, 5),
-                           .correlation_id = PQgetvalue(r, i, 6),
-                           .user_id = PQgetisnull(r, i, 8) ? NULL : PQgetvalue(r, i, 8),
-                           .time_ms = 0};
+        stored_event_fields f = {.position = strtoll(PQgetvalue(r, i, 0), NULL, 10),
+                                 .id = PQgetvalue(r, i, 1),
+                                 .tenant = PQgetvalue(r, i, 2),
+                                 .stream = PQgetvalue(r, i, 3),
+                                 .type = PQgetvalue(r, i, 4),
+                                 .key = PQgetisnull(r, i, 5) ? NULL : PQgetvalue(r, i, 5),
+                                 .correlation_id = PQgetvalue(r, i, 6),
+                                 .user_id = PQgetisnull(r, i, 8) ? NULL : PQgetvalue(r, i, 8),
+                                 .time_ms = 0};
         int64_t ms = 0;
         if (time_parse_rfc3339(PQgetvalue(r, i, 9), &ms)) f.time_ms = ms;
-        evs[i] = sevent_make(&f, PQgetvalue(r, i, 7), (size_t)PQgetlength(r, i, 7));
+        evs[i] = stored_event_make(&f, PQgetvalue(r, i, 7), (size_t)PQgetlength(r, i, 7));
     }
     PQclear(r);
     *out = evs;

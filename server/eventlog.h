@@ -19,7 +19,7 @@
 #define SLUICE_EVENTLOG_H
 
 #include "envelope.h"
-#include "sevent.h"
+#include "stored_event.h"
 
 #include <libpq-fe.h>
 #include <stdatomic.h>
@@ -40,12 +40,12 @@ const char *eventlog_instance(void);
 /* The committed event `ev` (outcome EV_STORED, position/version/time set) as a shared
  * event whose text is the stored envelope, written once, without jansson: `data` and
  * `metadata` come from ev->data_text / ev->metadata_text. */
-sevent *eventlog_committed(const sluice_event *ev);
+stored_event *eventlog_committed(const incoming_event *ev);
 
 /* Reads up to `limit` events after position `after` (all tenants), in order, into
  * *out (a new array the caller frees, each event unref'd). Returns how many, or -1
  * when the read failed (logged; *conn may be NULL after it). */
-int eventlog_read(PGconn **conn, long long after, int limit, int timeout_ms, sevent ***out)
+int eventlog_read(PGconn **conn, long long after, int limit, int timeout_ms, stored_event ***out)
     __attribute__((warn_unused_result));
 
 /* The last committed position (0 for an empty log), or -1. */

@@ -2,6 +2,7 @@
  * groups.c — consumer groups and the retry/dead-letter sweeper (see groups.h).
  */
 #include "groups.h"
+#include "worker.h"
 #include "locks.h"
 #include "db.h"
 #include "eventlog.h"
@@ -27,22 +28,9 @@
 #define SWEEP_BATCH 500
 
 static const sluice_config *cfg;
-static pthread_t thread;
-static atomic_bool stopping;
-static bool running;
+static worker_thread runner; /* the groups thread */
 
 /* ------------------------------------------------------------------ helpers */
-
-static bool name_valid(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 64 || strncmp(s, "sluice-", 7) == 0) return false;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '_' || *s == '-' || *s == '.' || *s == ':'))
-            return false;
-    return true;
-}
 
 static redisContext *redis_open(void)
 {
@@ -134,108 +122,95 @@ typedef struct policy {
     bool jitter;
 } policy;
 
-int group_create(PGconn **conn, const char *tenant, const char *stream, json_t *req,
-                 json_t **answer)
+/* Where a new group starts reading. */
+typedef struct group_start {
+    char text[32]; /* as stored and shown: "$", "0" or "<position>" */
+    char id[40];   /* the XGROUP CREATE id: "$", "0" or "<position>-0" (after that position) */
+} group_start;
+
+/* The policy and start a create request asks for, with the defaults for what it leaves out.
+ * The request has passed its request schema (reqschema.h), so every field it has is of the
+ * right type and range. */
+static policy policy_from_request(json_t *req, group_start *start)
 {
-    const char *k;
-    json_t *v;
-    bool ok = json_is_object(req) && envelope_stream_valid(stream);
-    json_object_foreach(req, k, v) if (strcmp(k, "name") && strcmp(k, "start") &&
-                                       strcmp(k, "max_deliveries") && strcmp(k, "retry") &&
-                                       strcmp(k, "ack_timeout_ms")) ok = false;
-    const char *name = json_string_value(json_object_get(req, "name"));
-    json_t *start = json_object_get(req, "start");
-    json_t *retry = json_object_get(req, "retry");
     policy p = {3, 1000, 30000, 30000, true};
-    char start_text[32] = "$";
-    if (!name || !name_valid(name)) ok = false;
-    if (start && !json_is_null(start)) {
-        if (json_is_string(start) && (!strcmp(json_string_value(start), "$") ||
-                                      !strcmp(json_string_value(start), "0")))
-            snprintf(start_text, sizeof start_text, "%s", json_string_value(start));
-        else if (json_is_integer(start) && json_integer_value(start) >= 0)
-            snprintf(start_text, sizeof start_text, "%lld", (long long)json_integer_value(start));
-        else if (json_is_string(start) && strspn(json_string_value(start), "0123456789") ==
-                                              strlen(json_string_value(start)) &&
-                 strlen(json_string_value(start)) < 19)
-            snprintf(start_text, sizeof start_text, "%s", json_string_value(start));
-        else
-            ok = false;
-    }
-    json_t *md = json_object_get(req, "max_deliveries");
-    if (md) ok = ok && json_is_integer(md) && json_integer_value(md) >= 1 && json_integer_value(md) <= 1000;
-    if (md && ok) p.max_deliveries = (int)json_integer_value(md);
-    json_t *at = json_object_get(req, "ack_timeout_ms");
-    if (at) ok = ok && json_is_integer(at) && json_integer_value(at) >= 1 && json_integer_value(at) <= 86400000;
-    if (at && ok) p.ack_timeout_ms = (int)json_integer_value(at);
-    if (retry && !json_is_null(retry)) {
-        ok = ok && json_is_object(retry);
-        json_object_foreach(retry, k, v) {
-            if (!strcmp(k, "base_delay_ms") && json_is_integer(v) && json_integer_value(v) >= 0 &&
-                json_integer_value(v) <= 86400000)
-                p.base_delay_ms = (int)json_integer_value(v);
-            else if (!strcmp(k, "max_delay_ms") && json_is_integer(v) && json_integer_value(v) >= 0 &&
-                     json_integer_value(v) <= 86400000)
-                p.max_delay_ms = (int)json_integer_value(v);
-            else if (!strcmp(k, "jitter") && json_is_boolean(v))
-                p.jitter = json_is_true(v);
-            else
-                ok = false;
-        }
-    }
-    if (!ok) {
-        *answer = problem_new("invalid_request",
-                              "expected {\"name\":\"…\",\"start\":\"$|0|<position>\","
-                              "\"max_deliveries\":3,\"retry\":{\"base_delay_ms\":1000,"
-                              "\"max_delay_ms\":30000,\"jitter\":true},\"ack_timeout_ms\":30000}; "
-                              "names may not start with sluice-");
-        return -4;
-    }
-    /* "<position>" starts after that position: the entry id is "<position>-0". */
-    char id[40];
-    if (strcmp(start_text, "$") && strcmp(start_text, "0"))
-        snprintf(id, sizeof id, "%s-0", start_text);
+    json_t *st = json_object_get(req, "start"), *retry = json_object_get(req, "retry"), *v;
+    if (json_is_integer(st))
+        snprintf(start->text, sizeof start->text, "%lld", (long long)json_integer_value(st));
     else
-        snprintf(id, sizeof id, "%s", start_text);
+        snprintf(start->text, sizeof start->text, "%s", st ? json_string_value(st) : "$");
+    if (strcmp(start->text, "$") && strcmp(start->text, "0"))
+        snprintf(start->id, sizeof start->id, "%s-0", start->text);
+    else
+        snprintf(start->id, sizeof start->id, "%s", start->text);
+    if ((v = json_object_get(req, "max_deliveries"))) p.max_deliveries = (int)json_integer_value(v);
+    if ((v = json_object_get(req, "ack_timeout_ms"))) p.ack_timeout_ms = (int)json_integer_value(v);
+    if ((v = json_object_get(retry, "base_delay_ms"))) p.base_delay_ms = (int)json_integer_value(v);
+    if ((v = json_object_get(retry, "max_delay_ms"))) p.max_delay_ms = (int)json_integer_value(v);
+    if ((v = json_object_get(retry, "jitter"))) p.jitter = json_is_true(v);
+    return p;
+}
+
+/* XGROUP CREATE <key> <name> <id> MKSTREAM. SL_OK, SL_UNAVAILABLE (Redis) or SL_CONFLICT
+ * (the group exists). */
+static sl_status redis_group_create(const char *key, const char *name, const char *id)
+{
     redisContext *r = redis_open();
-    if (!r) return -1;
-    char *key = streams_redis_name(cfg, tenant, stream);
+    if (!r) return SL_UNAVAILABLE;
     redisReply *rep = redisCommand(r, "XGROUP CREATE %s %s %s MKSTREAM", key, name, id);
-    int rc = 0;
-    if (!reply_ok(rep)) rc = rep && strstr(rep->str, "BUSYGROUP") ? -3 : -1;
+    sl_status rc = SL_OK;
+    if (!reply_ok(rep)) rc = rep && strstr(rep->str, "BUSYGROUP") ? SL_CONFLICT : SL_UNAVAILABLE;
     freeReplyObject(rep);
     redisFree(r);
-    if (rc == 0) {
-        char a[16], b[16], c[16], d[16];
-        snprintf(a, sizeof a, "%d", p.max_deliveries);
-        snprintf(b, sizeof b, "%d", p.base_delay_ms);
-        snprintf(c, sizeof c, "%d", p.max_delay_ms);
-        snprintf(d, sizeof d, "%d", p.ack_timeout_ms);
-        const char *pv[] = {tenant, stream, name, start_text, a, b, c, p.jitter ? "t" : "f", d};
-        PGresult *res = db_exec(conn,
-                                "INSERT INTO consumer_groups (tenant_id, stream, name, start, "
-                                "max_deliveries, base_delay_ms, max_delay_ms, jitter, "
-                                "ack_timeout_ms) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) "
-                                "ON CONFLICT (tenant_id, stream, name) DO UPDATE SET start = "
-                                "EXCLUDED.start, max_deliveries = EXCLUDED.max_deliveries, "
-                                "base_delay_ms = EXCLUDED.base_delay_ms, max_delay_ms = "
-                                "EXCLUDED.max_delay_ms, jitter = EXCLUDED.jitter, ack_timeout_ms "
-                                "= EXCLUDED.ack_timeout_ms",
-                                9, pv, GROUPS_TIMEOUT_MS);
-        if (!db_ok(res)) rc = -1;
-        PQclear(res);
-    }
-    if (rc == 0)
-        *answer = json_pack("{s:s,s:s,s:s,s:s,s:i,s:{s:i,s:i,s:b},s:i}", "name", name, "stream",
-                            stream, "redis_stream", key, "start", start_text, "max_deliveries",
-                            p.max_deliveries, "retry", "base_delay_ms", p.base_delay_ms,
-                            "max_delay_ms", p.max_delay_ms, "jitter", p.jitter, "ack_timeout_ms",
-                            p.ack_timeout_ms);
+    return rc;
+}
+
+/* Stores the group's start and policy, replacing what an earlier group of that name had.
+ * SL_OK or SL_UNAVAILABLE. */
+static sl_status policy_save(PGconn **conn, const char *tenant, const char *stream,
+                             const char *name, const char *start, const policy *p)
+{
+    char a[16], b[16], c[16], d[16];
+    snprintf(a, sizeof a, "%d", p->max_deliveries);
+    snprintf(b, sizeof b, "%d", p->base_delay_ms);
+    snprintf(c, sizeof c, "%d", p->max_delay_ms);
+    snprintf(d, sizeof d, "%d", p->ack_timeout_ms);
+    const char *pv[] = {tenant, stream, name, start, a, b, c, p->jitter ? "t" : "f", d};
+    PGresult *res = db_exec(conn,
+                            "INSERT INTO consumer_groups (tenant_id, stream, name, start, "
+                            "max_deliveries, base_delay_ms, max_delay_ms, jitter, "
+                            "ack_timeout_ms) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) "
+                            "ON CONFLICT (tenant_id, stream, name) DO UPDATE SET start = "
+                            "EXCLUDED.start, max_deliveries = EXCLUDED.max_deliveries, "
+                            "base_delay_ms = EXCLUDED.base_delay_ms, max_delay_ms = "
+                            "EXCLUDED.max_delay_ms, jitter = EXCLUDED.jitter, ack_timeout_ms "
+                            "= EXCLUDED.ack_timeout_ms",
+                            9, pv, GROUPS_TIMEOUT_MS);
+    sl_status rc = db_ok(res) ? SL_OK : SL_UNAVAILABLE;
+    PQclear(res);
+    return rc;
+}
+
+sl_status groups_create(PGconn **conn, const char *tenant, const char *stream, json_t *req,
+                        json_t **answer)
+{
+    group_start start;
+    policy p = policy_from_request(req, &start);
+    const char *name = json_string_value(json_object_get(req, "name"));
+    char *key = streams_redis_name(cfg, tenant, stream);
+    sl_status rc = redis_group_create(key, name, start.id);
+    if (rc == SL_OK) rc = policy_save(conn, tenant, stream, name, start.text, &p);
+    if (rc == SL_OK)
+        *answer =
+            json_pack("{s:s,s:s,s:s,s:s,s:i,s:{s:i,s:i,s:b},s:i}", "name", name, "stream", stream,
+                      "redis_stream", key, "start", start.text, "max_deliveries", p.max_deliveries,
+                      "retry", "base_delay_ms", p.base_delay_ms, "max_delay_ms", p.max_delay_ms,
+                      "jitter", p.jitter, "ack_timeout_ms", p.ack_timeout_ms);
     free(key);
     return rc;
 }
 
-int group_list(PGconn **conn, const char *tenant, const char *stream, json_t **answer)
+sl_status groups_list(PGconn **conn, const char *tenant, const char *stream, json_t **answer)
 {
     const char *p[] = {tenant, stream};
     PGresult *res = db_exec(conn,
@@ -247,7 +222,7 @@ int group_list(PGconn **conn, const char *tenant, const char *stream, json_t **a
                             2, p, GROUPS_TIMEOUT_MS);
     if (!db_ok(res)) {
         PQclear(res);
-        return -1;
+        return SL_UNAVAILABLE;
     }
     char *key = streams_redis_name(cfg, tenant, stream);
     redisContext *r = redis_open();
@@ -292,28 +267,28 @@ int group_list(PGconn **conn, const char *tenant, const char *stream, json_t **a
     *answer = json_pack("{s:s,s:s,s:o,s:b}", "stream", stream, "redis_stream", key, "groups",
                         groups, "redis_available", r != NULL);
     free(key);
-    return 0;
+    return SL_OK;
 }
 
-int group_delete(PGconn **conn, const char *tenant, const char *stream, const char *name)
+sl_status groups_delete(PGconn **conn, const char *tenant, const char *stream, const char *name)
 {
     const char *p[] = {tenant, stream, name};
     PGresult *res = db_exec(conn,
                             "DELETE FROM consumer_groups WHERE tenant_id = $1 AND stream = $2 "
                             "AND name = $3",
                             3, p, GROUPS_TIMEOUT_MS);
-    int rc = -1;
-    if (db_ok(res)) rc = strcmp(PQcmdTuples(res), "1") == 0 ? 0 : -2;
+    sl_status rc = SL_UNAVAILABLE;
+    if (db_ok(res)) rc = strcmp(PQcmdTuples(res), "1") == 0 ? SL_OK : SL_NOT_FOUND;
     PQclear(res);
-    if (rc != 0) return rc;
+    if (rc != SL_OK) return rc;
     redisContext *r = redis_open();
-    if (!r) return -1;
+    if (!r) return SL_UNAVAILABLE;
     char *key = streams_redis_name(cfg, tenant, stream);
     redisReply *rep = redisCommand(r, "XGROUP DESTROY %s %s", key, name);
     freeReplyObject(rep);
     redisFree(r);
     free(key);
-    return 0;
+    return SL_OK;
 }
 
 /* ------------------------------------------------------------------ failures */
@@ -390,22 +365,11 @@ static bool park(redisContext *r, const char *key, const char *group, long long 
     return claim_if(r, key, group, position, expect, GROUPS_RETRY_CONSUMER, -1) == 1;
 }
 
-int group_nack(PGconn **conn, const char *tenant, const char *stream, const char *group,
-               json_t *req, json_t **answer)
+sl_status groups_nack(PGconn **conn, const char *tenant, const char *stream, const char *group,
+                      json_t *req, json_t **answer)
 {
     const char *event_id = json_string_value(json_object_get(req, "event_id"));
     json_t *err = json_object_get(req, "error"), *retryable = json_object_get(req, "retryable");
-    const char *k;
-    json_t *v;
-    bool ok = json_is_object(req) && event_id && (!err || json_is_string(err)) &&
-              (!retryable || json_is_boolean(retryable));
-    json_object_foreach(req, k, v) if (strcmp(k, "event_id") && strcmp(k, "error") &&
-                                       strcmp(k, "retryable")) ok = false;
-    if (!ok) {
-        *answer = problem_new("invalid_request",
-                              "expected {\"event_id\":\"…\",\"error\":\"why\",\"retryable\":true}");
-        return -4;
-    }
     const char *p[] = {tenant, event_id, stream};
     PGresult *res = db_exec(conn,
                             "SELECT position FROM events WHERE tenant_id = $1 AND id = $2 AND "
@@ -413,27 +377,27 @@ int group_nack(PGconn **conn, const char *tenant, const char *stream, const char
                             3, p, GROUPS_TIMEOUT_MS);
     if (!db_ok(res)) {
         PQclear(res);
-        return -1;
+        return SL_UNAVAILABLE;
     }
     if (PQntuples(res) != 1) {
         PQclear(res);
         *answer = problem_newf("not_found", "no event '%s' in stream '%s'", event_id, stream);
-        return -4;
+        return SL_REFUSED;
     }
     long long position = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
     redisContext *r = redis_open();
-    if (!r) return -1;
+    if (!r) return SL_UNAVAILABLE;
     char *key = streams_redis_name(cfg, tenant, stream);
     redisReply *pend = redisCommand(r, "XPENDING %s %s %lld-0 %lld-0 1", key, group, position,
                                     position);
-    int rc = 0;
+    sl_status rc = SL_OK;
     if (!reply_ok(pend) || pend->type != REDIS_REPLY_ARRAY || pend->elements != 1) {
         *answer = problem_newf("conflict",
                                "event '%s' is not pending in group '%s' (already acknowledged, "
                                "dead-lettered, or never delivered)",
                                event_id, group);
-        rc = -4;
+        rc = SL_REFUSED;
         goto out;
     }
     redisReply *e = pend->element[0];
@@ -444,7 +408,7 @@ int group_nack(PGconn **conn, const char *tenant, const char *stream, const char
                                strcmp(consumer, GROUPS_DEAD_CONSUMER) ? "waiting for a retry"
                                                                       : "a dead letter",
                                group);
-        rc = -4;
+        rc = SL_REFUSED;
         goto out;
     }
     const char *gp[] = {tenant, stream, group};
@@ -469,13 +433,13 @@ int group_nack(PGconn **conn, const char *tenant, const char *stream, const char
         moved = 1;
     }
     if (moved < 0) {
-        rc = -1;
+        rc = SL_UNAVAILABLE;
         goto out;
     }
     if (moved == 1) {
         *answer = problem_newf("conflict", "event '%s' was just moved by the retry sweeper "
                                            "(timed out); see GET /v1/dead-letters", event_id);
-        rc = -4;
+        rc = SL_REFUSED;
         goto out;
     }
     *answer = json_pack("{s:s,s:s,s:I,s:s}", "event_id", event_id, "group", group,
@@ -488,32 +452,32 @@ out:
     return rc;
 }
 
-int group_redeliver(const char *tenant, const char *stream, const char *group, long long position)
+sl_status groups_redeliver(const char *tenant, const char *stream, const char *group,
+                           long long position)
 {
     redisContext *r = redis_open();
-    if (!r) return -1;
+    if (!r) return SL_UNAVAILABLE;
     char *key = streams_redis_name(cfg, tenant, stream);
     char *consumer = pick_consumer(r, key, group);
-    int rc = -2;
     if (!consumer) consumer = xstrdup(GROUPS_RETRY_CONSUMER); /* no worker yet: wait parked */
     /* Only from sluice-dead: a second reprocess of the same letter finds it gone and
      * delivers nothing twice. */
     claim dead = {GROUPS_DEAD_CONSUMER, -1, 0};
     int moved = claim_if(r, key, group, position, dead, consumer, 0);
-    rc = moved == 1 ? 0 : moved == 0 ? -2 : moved;
+    sl_status rc = moved == 1 ? SL_OK : moved == -1 ? SL_UNAVAILABLE : SL_NOT_FOUND;
     free(consumer);
     free(key);
     redisFree(r);
     return rc;
 }
 
-int group_ack(const char *tenant, const char *stream, const char *group, long long position)
+sl_status groups_ack(const char *tenant, const char *stream, const char *group, long long position)
 {
     redisContext *r = redis_open();
-    if (!r) return -1;
+    if (!r) return SL_UNAVAILABLE;
     char *key = streams_redis_name(cfg, tenant, stream);
     redisReply *rep = redisCommand(r, "XACK %s %s %lld-0", key, group, position);
-    int rc = reply_ok(rep) ? 0 : -1;
+    sl_status rc = reply_ok(rep) ? SL_OK : SL_UNAVAILABLE;
     freeReplyObject(rep);
     free(key);
     redisFree(r);
@@ -536,103 +500,139 @@ static long long backoff_ms(const policy *p, long long delivery, long long posit
     return d;
 }
 
-/* One group: failed deliveries → parked or dead; parked ones past their backoff → a worker;
- * reprocessed dead letters that were acknowledged → resolved. */
-static void sweep_group(PGconn **conn, redisContext *r, const char *tenant, const char *stream,
-                        const char *group, const policy *p)
+/* What one sweep of one group works on. */
+typedef struct sweep {
+    PGconn **conn;
+    redisContext *r;
+    const char *key; /* the group's Redis stream */
+    const char *tenant, *stream, *group;
+    const policy *p;
+} sweep;
+
+/* A delivery not acknowledged within ack_timeout_ms: dead-lettered once it has had its
+ * max_deliveries, else parked for its backoff with the failure recorded. Acted on only if
+ * still pending with that worker at that delivery and still timed out: the list it came from
+ * may be stale by the time the sweep reaches it. */
+static void fail_timed_out(const sweep *s, long long position, const char *consumer,
+                           long long delivery)
 {
-    char *key = streams_redis_name(cfg, tenant, stream);
-    /* 1. Deliveries not acknowledged in time. */
-    redisReply *late = redisCommand(r, "XPENDING %s %s IDLE %d - + %d", key, group,
-                                    p->ack_timeout_ms, SWEEP_BATCH);
+    static const char why[] = "not acknowledged within ack_timeout_ms";
+    claim seen = {consumer, delivery, s->p->ack_timeout_ms};
+    if (delivery >= s->p->max_deliveries)
+        (void)dead_letter(s->conn, s->r, s->key, s->tenant, s->stream, s->group, position, consumer,
+                          delivery, seen, why);
+    else if (park(s->r, s->key, s->group, position, seen))
+        record_failure(s->conn, s->tenant, s->stream, s->group, position, consumer, why, delivery);
+}
+
+/* Step 1: deliveries not acknowledged in time (Sluice's own parked entries aside). */
+static void sweep_timed_out(const sweep *s)
+{
+    redisReply *late = redisCommand(s->r, "XPENDING %s %s IDLE %d - + %d", s->key, s->group,
+                                    s->p->ack_timeout_ms, SWEEP_BATCH);
     for (size_t i = 0; late && late->type == REDIS_REPLY_ARRAY && i < late->elements; i++) {
         redisReply *e = late->element[i];
         const char *consumer = e->element[1]->str;
         if (!strncmp(consumer, "sluice-", 7)) continue;
-        long long position = strtoll(e->element[0]->str, NULL, 10);
-        long long delivery = e->element[3]->integer;
-        /* Acted on only if still pending with that worker at that delivery and still
-         * timed out: the list may be stale by the time the loop reaches an entry. */
-        claim seen = {consumer, delivery, p->ack_timeout_ms};
-        if (delivery >= p->max_deliveries)
-            (void)dead_letter(conn, r, key, tenant, stream, group, position, consumer, delivery,
-                              seen, "not acknowledged within ack_timeout_ms");
-        else if (park(r, key, group, position, seen))
-            record_failure(conn, tenant, stream, group, position, consumer,
-                           "not acknowledged within ack_timeout_ms", delivery);
+        fail_timed_out(s, strtoll(e->element[0]->str, NULL, 10), consumer, e->element[3]->integer);
     }
     freeReplyObject(late);
-    /* 2. Parked entries whose backoff has passed go back to a worker. */
-    redisReply *parked = redisCommand(r, "XPENDING %s %s - + %d %s", key, group, SWEEP_BATCH,
-                                      GROUPS_RETRY_CONSUMER);
+}
+
+/* Step 2: parked entries whose backoff has passed go back to the most recently active
+ * worker (looked up once, and only when one is due). */
+static void sweep_parked(const sweep *s)
+{
+    redisReply *parked = redisCommand(s->r, "XPENDING %s %s - + %d %s", s->key, s->group,
+                                      SWEEP_BATCH, GROUPS_RETRY_CONSUMER);
     char *worker = NULL;
     bool looked = false;
     for (size_t i = 0; parked && parked->type == REDIS_REPLY_ARRAY && i < parked->elements; i++) {
         redisReply *e = parked->element[i];
         long long position = strtoll(e->element[0]->str, NULL, 10);
         long long idle = e->element[2]->integer, delivery = e->element[3]->integer;
-        if (idle < backoff_ms(p, delivery, position)) continue;
+        long long backoff = backoff_ms(s->p, delivery, position);
+        if (idle < backoff) continue;
         if (!looked) {
-            worker = pick_consumer(r, key, group);
+            worker = pick_consumer(s->r, s->key, s->group);
             looked = true;
         }
         if (!worker) break; /* nobody to deliver to yet */
         /* The worker's XREADGROUP … 0 counts the delivery. */
-        claim waiting = {GROUPS_RETRY_CONSUMER, delivery, backoff_ms(p, delivery, position)};
-        (void)claim_if(r, key, group, position, waiting, worker, -1);
+        claim waiting = {GROUPS_RETRY_CONSUMER, delivery, backoff};
+        (void)claim_if(s->r, s->key, s->group, position, waiting, worker, -1);
     }
     free(worker);
     freeReplyObject(parked);
-    /* 3. Entries parked as dead whose row is missing (the leader died between the two
-     *    steps): write the row now. Cheap enough to do every sweep: one XPENDING. */
-    /* Only entries parked a while: the writer of a fresh one is still inserting its row. */
-    redisReply *dead = redisCommand(r, "XPENDING %s %s IDLE 5000 - + %d %s", key, group,
+}
+
+/* The positions among `dead` (XPENDING entries parked as dead) that have no dead-letter row,
+ * in one query for the whole list (caller clears). */
+static PGresult *rows_missing(const sweep *s, const redisReply *dead)
+{
+    buf arr;
+    buf_init(&arr);
+    buf_puts(&arr, "{");
+    for (size_t i = 0; i < dead->elements; i++)
+        buf_printf(&arr, "%s%lld", i ? "," : "",
+                   strtoll(dead->element[i]->element[0]->str, NULL, 10));
+    buf_puts(&arr, "}");
+    const char *dp[] = {s->tenant, s->stream, s->group, arr.data};
+    PGresult *x = db_exec(s->conn,
+                          "SELECT pos FROM unnest($4::bigint[]) pos WHERE NOT EXISTS (SELECT "
+                          "1 FROM dead_letters WHERE tenant_id = $1 AND stream = $2 AND "
+                          "group_name = $3 AND event_position = pos AND source = 'group')",
+                          4, dp, GROUPS_TIMEOUT_MS);
+    buf_dispose(&arr);
+    return x;
+}
+
+/* Step 3: entries parked as dead whose row is missing (the leader died between the claim and
+ * the row) get their row now. Cheap enough to do every sweep: one XPENDING. Only entries
+ * parked a while: the writer of a fresh one is still inserting its row. */
+static void sweep_dead_without_row(const sweep *s)
+{
+    redisReply *dead = redisCommand(s->r, "XPENDING %s %s IDLE 5000 - + %d %s", s->key, s->group,
                                     SWEEP_BATCH, GROUPS_DEAD_CONSUMER);
     size_t ndead = dead && dead->type == REDIS_REPLY_ARRAY ? dead->elements : 0;
-    if (ndead) {
-        /* One query for the whole list: which of these positions have no row? */
-        buf arr;
-        buf_init(&arr);
-        buf_puts(&arr, "{");
-        for (size_t i = 0; i < ndead; i++)
-            buf_printf(&arr, "%s%lld", i ? "," : "", strtoll(dead->element[i]->element[0]->str, NULL, 10));
-        buf_puts(&arr, "}");
-        const char *dp[] = {tenant, stream, group, arr.data};
-        PGresult *x = db_exec(conn,
-                              "SELECT pos FROM unnest($4::bigint[]) pos WHERE NOT EXISTS (SELECT "
-                              "1 FROM dead_letters WHERE tenant_id = $1 AND stream = $2 AND "
-                              "group_name = $3 AND event_position = pos AND source = 'group')",
-                              4, dp, GROUPS_TIMEOUT_MS);
-        buf_dispose(&arr);
-        for (int j = 0; db_ok(x) && j < PQntuples(x); j++) {
-            long long pos = strtoll(PQgetvalue(x, j, 0), NULL, 10);
-            for (size_t i = 0; i < ndead; i++) {
-                redisReply *e = dead->element[i];
-                if (strtoll(e->element[0]->str, NULL, 10) != pos) continue;
-                claim as_dead = {GROUPS_DEAD_CONSUMER, e->element[3]->integer, 5000};
-                (void)dead_letter(conn, r, key, tenant, stream, group, pos, NULL,
-                                  e->element[3]->integer, as_dead, NULL);
-                break;
-            }
+    PGresult *x = ndead ? rows_missing(s, dead) : NULL;
+    for (int j = 0; db_ok(x) && j < PQntuples(x); j++) {
+        long long pos = strtoll(PQgetvalue(x, j, 0), NULL, 10);
+        for (size_t i = 0; i < ndead; i++) {
+            redisReply *e = dead->element[i];
+            if (strtoll(e->element[0]->str, NULL, 10) != pos) continue;
+            claim as_dead = {GROUPS_DEAD_CONSUMER, e->element[3]->integer, 5000};
+            (void)dead_letter(s->conn, s->r, s->key, s->tenant, s->stream, s->group, pos, NULL,
+                              e->element[3]->integer, as_dead, NULL);
+            break;
         }
-        PQclear(x);
     }
+    PQclear(x);
     freeReplyObject(dead);
-    /* 4. Reprocessed dead letters: acknowledged means resolved. */
-    const char *pp[] = {tenant, stream, group};
-    PGresult *re = db_exec(conn,
+}
+
+/* Whether entry `pos` is no longer pending in the group (it was acknowledged). */
+static bool acknowledged(const sweep *s, const char *pos)
+{
+    redisReply *pend = redisCommand(s->r, "XPENDING %s %s %s-0 %s-0 1", s->key, s->group, pos, pos);
+    bool acked = reply_ok(pend) && pend->type == REDIS_REPLY_ARRAY && pend->elements == 0;
+    freeReplyObject(pend);
+    return acked;
+}
+
+/* Step 4: reprocessed dead letters that were acknowledged are resolved. */
+static void sweep_reprocessed(const sweep *s)
+{
+    const char *pp[] = {s->tenant, s->stream, s->group};
+    PGresult *re = db_exec(s->conn,
                            "SELECT id, event_position FROM dead_letters WHERE tenant_id = $1 AND "
                            "stream = $2 AND group_name = $3 AND source = 'group' AND status = "
                            "'reprocessing' LIMIT 500",
                            3, pp, GROUPS_TIMEOUT_MS);
     for (int i = 0; db_ok(re) && i < PQntuples(re); i++) {
-        const char *pos = PQgetvalue(re, i, 1);
-        redisReply *pend = redisCommand(r, "XPENDING %s %s %s-0 %s-0 1", key, group, pos, pos);
-        bool acked = reply_ok(pend) && pend->type == REDIS_REPLY_ARRAY && pend->elements == 0;
-        freeReplyObject(pend);
-        if (!acked) continue;
+        if (!acknowledged(s, PQgetvalue(re, i, 1))) continue;
         const char *up[] = {PQgetvalue(re, i, 0)};
-        PGresult *u = db_exec(conn,
+        PGresult *u = db_exec(s->conn,
                               "UPDATE dead_letters SET status = 'resolved', history = history || "
                               "jsonb_build_array(jsonb_build_object('time', now(), 'status', "
                               "'resolved', 'note', 'acknowledged after reprocessing')) WHERE id = "
@@ -641,6 +641,20 @@ static void sweep_group(PGconn **conn, redisContext *r, const char *tenant, cons
         PQclear(u);
     }
     PQclear(re);
+}
+
+/* One group: failed deliveries → parked or dead; parked ones past their backoff → a worker;
+ * dead ones missing their row → a row; reprocessed dead letters that were acknowledged →
+ * resolved. */
+static void sweep_group(PGconn **conn, redisContext *r, const char *tenant, const char *stream,
+                        const char *group, const policy *p)
+{
+    char *key = streams_redis_name(cfg, tenant, stream);
+    sweep s = {conn, r, key, tenant, stream, group, p};
+    sweep_timed_out(&s);
+    sweep_parked(&s);
+    sweep_dead_without_row(&s);
+    sweep_reprocessed(&s);
     free(key);
 }
 
@@ -650,7 +664,7 @@ static void *sweeper_main(void *unused)
     PGconn *conn = NULL;
     redisContext *r = NULL;
     bool leader = false;
-    while (!atomic_load(&stopping)) {
+    while (!worker_stopping(&runner)) {
         usleep(SWEEP_EVERY_MS * 1000);
         if (!conn) {
             leader = false;
@@ -669,7 +683,7 @@ static void *sweeper_main(void *unused)
                               "SELECT tenant_id, stream, name, max_deliveries, base_delay_ms, "
                               "max_delay_ms, jitter, ack_timeout_ms FROM consumer_groups",
                               0, NULL, GROUPS_TIMEOUT_MS);
-        for (int i = 0; db_ok(g) && i < PQntuples(g) && conn && !atomic_load(&stopping); i++) {
+        for (int i = 0; db_ok(g) && i < PQntuples(g) && conn && !worker_stopping(&runner); i++) {
             policy p = {atoi(PQgetvalue(g, i, 3)), atoi(PQgetvalue(g, i, 4)),
                         atoi(PQgetvalue(g, i, 5)), atoi(PQgetvalue(g, i, 7)),
                         PQgetvalue(g, i, 6)[0] == 't'};
@@ -689,20 +703,15 @@ static void *sweeper_main(void *unused)
 int groups_start(const sluice_config *c)
 {
     cfg = c;
-    if (pthread_create(&thread, NULL, sweeper_main, NULL) != 0) return -1;
-    running = true;
-    return 0;
+    return worker_start(&runner, sweeper_main);
 }
 
 void groups_stop(void)
 {
-    if (!running) return;
-    atomic_store(&stopping, true);
-    pthread_join(thread, NULL);
-    running = false;
+    worker_stop(&runner);
 }
 
-/* ------------------------------------------------------------------ metrics */
+/* ------------------------------------------------------------------ gauges */
 
 static long long info_int(redisReply *e, const char *field)
 {
@@ -712,83 +721,105 @@ static long long info_int(redisReply *e, const char *field)
     return -1;
 }
 
-void groups_metrics(PGconn **conn, buf *out)
+/* Whether an XINFO entry (field/value pairs) has the name `name`. */
+static bool info_named(redisReply *e, const char *name)
 {
-    PGresult *g = db_exec(conn,
-                          "SELECT tenant_id, stream, name FROM consumer_groups ORDER BY 1, 2, 3 "
-                          "LIMIT 500",
-                          0, NULL, 1000);
-    if (!db_ok(g)) {
-        PQclear(g);
-        return;
+    for (size_t f = 0; e->type == REDIS_REPLY_ARRAY && f + 1 < e->elements; f += 2)
+        if (e->element[f]->str && !strcmp(e->element[f]->str, "name") && e->element[f + 1]->str &&
+            !strcmp(e->element[f + 1]->str, name))
+            return true;
+    return false;
+}
+
+/* pending and lag, from the group's entry in XINFO GROUPS. */
+static void read_group_info(redisContext *r, const char *key, group_gauges *g)
+{
+    redisReply *info = redisCommand(r, "XINFO GROUPS %s", key);
+    for (size_t k = 0; reply_ok(info) && info->type == REDIS_REPLY_ARRAY && k < info->elements;
+         k++) {
+        redisReply *e = info->element[k];
+        if (!info_named(e, g->name)) continue;
+        g->pending = info_int(e, "pending");
+        g->lag = info_int(e, "lag");
     }
-    static const char *const names[] = {"sluice_group_pending", "sluice_group_lag",
-                                        "sluice_group_retrying", "sluice_group_dead",
-                                        "sluice_group_consumers"};
-    static const char *const helps[] = {
-        "Entries delivered to a consumer group and not yet acknowledged (its PEL, with parked ones).",
-        "Entries in the stream the group has not been delivered yet (Redis's lag).",
-        "Pending entries waiting out their retry backoff.",
-        "Pending entries parked as dead letters.",
-        "Workers in the group (Sluice's own parking consumers excluded)."};
-    int n = PQntuples(g);
-    long long(*v)[5] = xcalloc((size_t)n + 1, sizeof *v);
-    for (int i = 0; i < n; i++)
-        for (int m = 0; m < 5; m++) v[i][m] = -1; /* unknown: no sample */
+    freeReplyObject(info);
+}
+
+/* retrying and dead, from XPENDING's summary: [count, first, last, [[consumer, count], …]]. */
+static void read_parked(redisContext *r, const char *key, group_gauges *g)
+{
+    redisReply *sum = redisCommand(r, "XPENDING %s %s", key, g->name);
+    if (reply_ok(sum) && sum->type == REDIS_REPLY_ARRAY && sum->elements == 4) {
+        g->retrying = g->dead = 0;
+        redisReply *cs = sum->element[3];
+        for (size_t k = 0; cs->type == REDIS_REPLY_ARRAY && k < cs->elements; k++) {
+            redisReply *c = cs->element[k];
+            if (c->type != REDIS_REPLY_ARRAY || c->elements != 2 || !c->element[0]->str) continue;
+            long long count = c->element[1]->str ? strtoll(c->element[1]->str, NULL, 10) : 0;
+            if (!strcmp(c->element[0]->str, GROUPS_RETRY_CONSUMER)) g->retrying = count;
+            if (!strcmp(c->element[0]->str, GROUPS_DEAD_CONSUMER)) g->dead = count;
+        }
+    }
+    freeReplyObject(sum);
+}
+
+/* consumers, from XINFO CONSUMERS: Sluice's own parking consumers are not counted. */
+static void count_workers(redisContext *r, const char *key, group_gauges *g)
+{
+    redisReply *cons = redisCommand(r, "XINFO CONSUMERS %s %s", key, g->name);
+    if (reply_ok(cons) && cons->type == REDIS_REPLY_ARRAY) {
+        g->consumers = 0;
+        for (size_t k = 0; k < cons->elements; k++) {
+            redisReply *c = cons->element[k];
+            for (size_t f = 0; c->type == REDIS_REPLY_ARRAY && f + 1 < c->elements; f += 2)
+                if (c->element[f]->str && !strcmp(c->element[f]->str, "name") &&
+                    c->element[f + 1]->str && strncmp(c->element[f + 1]->str, "sluice-", 7))
+                    g->consumers++;
+        }
+    }
+    freeReplyObject(cons);
+}
+
+int groups_gauges(PGconn **conn, group_gauges **out)
+{
+    *out = NULL;
+    PGresult *res = db_exec(conn,
+                            "SELECT tenant_id, stream, name FROM consumer_groups ORDER BY 1, 2, 3 "
+                            "LIMIT 500",
+                            0, NULL, 1000);
+    if (!db_ok(res)) {
+        PQclear(res);
+        return -1;
+    }
+    int n = PQntuples(res);
+    group_gauges *gs = xcalloc((size_t)n + 1, sizeof *gs);
+    for (int i = 0; i < n; i++) {
+        gs[i].tenant = xstrdup(PQgetvalue(res, i, 0));
+        gs[i].stream = xstrdup(PQgetvalue(res, i, 1));
+        gs[i].name = xstrdup(PQgetvalue(res, i, 2));
+        gs[i].pending = gs[i].lag = gs[i].retrying = gs[i].dead = gs[i].consumers = -1;
+    }
+    PQclear(res);
     redisContext *r = n ? redis_open() : NULL;
     for (int i = 0; r && i < n; i++) {
-        char *key = streams_redis_name(cfg, PQgetvalue(g, i, 0), PQgetvalue(g, i, 1));
-        const char *group = PQgetvalue(g, i, 2);
-        redisReply *info = redisCommand(r, "XINFO GROUPS %s", key);
-        for (size_t k = 0; reply_ok(info) && info->type == REDIS_REPLY_ARRAY && k < info->elements; k++) {
-            redisReply *e = info->element[k];
-            bool match = false;
-            for (size_t f = 0; e->type == REDIS_REPLY_ARRAY && f + 1 < e->elements; f += 2)
-                if (e->element[f]->str && !strcmp(e->element[f]->str, "name") &&
-                    e->element[f + 1]->str && !strcmp(e->element[f + 1]->str, group))
-                    match = true;
-            if (!match) continue;
-            v[i][0] = info_int(e, "pending");
-            v[i][1] = info_int(e, "lag");
-        }
-        freeReplyObject(info);
-        /* XPENDING's summary: [count, first, last, [[consumer, count], …]]. */
-        redisReply *sum = redisCommand(r, "XPENDING %s %s", key, group);
-        if (reply_ok(sum) && sum->type == REDIS_REPLY_ARRAY && sum->elements == 4) {
-            v[i][2] = v[i][3] = 0;
-            redisReply *cs = sum->element[3];
-            for (size_t k = 0; cs->type == REDIS_REPLY_ARRAY && k < cs->elements; k++) {
-                redisReply *c = cs->element[k];
-                if (c->type != REDIS_REPLY_ARRAY || c->elements != 2 || !c->element[0]->str) continue;
-                long long count = c->element[1]->str ? strtoll(c->element[1]->str, NULL, 10) : 0;
-                if (!strcmp(c->element[0]->str, GROUPS_RETRY_CONSUMER)) v[i][2] = count;
-                if (!strcmp(c->element[0]->str, GROUPS_DEAD_CONSUMER)) v[i][3] = count;
-            }
-        }
-        freeReplyObject(sum);
-        redisReply *cons = redisCommand(r, "XINFO CONSUMERS %s %s", key, group);
-        if (reply_ok(cons) && cons->type == REDIS_REPLY_ARRAY) {
-            v[i][4] = 0;
-            for (size_t k = 0; k < cons->elements; k++) {
-                redisReply *c = cons->element[k];
-                for (size_t f = 0; c->type == REDIS_REPLY_ARRAY && f + 1 < c->elements; f += 2)
-                    if (c->element[f]->str && !strcmp(c->element[f]->str, "name") &&
-                        c->element[f + 1]->str && strncmp(c->element[f + 1]->str, "sluice-", 7))
-                        v[i][4]++;
-            }
-        }
-        freeReplyObject(cons);
+        char *key = streams_redis_name(cfg, gs[i].tenant, gs[i].stream);
+        read_group_info(r, key, &gs[i]);
+        read_parked(r, key, &gs[i]);
+        count_workers(r, key, &gs[i]);
         free(key);
         if (r->err) break;
     }
     if (r) redisFree(r);
-    for (int m = 0; m < 5; m++) {
-        buf_printf(out, "# HELP %s %s\n# TYPE %s gauge\n", names[m], helps[m], names[m]);
-        for (int i = 0; i < n; i++)
-            if (v[i][m] >= 0)
-                buf_printf(out, "%s{tenant=\"%s\",stream=\"%s\",group=\"%s\"} %lld\n", names[m],
-                           PQgetvalue(g, i, 0), PQgetvalue(g, i, 1), PQgetvalue(g, i, 2), v[i][m]);
+    *out = gs;
+    return n;
+}
+
+void groups_gauges_free(group_gauges *gs, int n)
+{
+    for (int i = 0; gs && i < n; i++) {
+        free(gs[i].tenant);
+        free(gs[i].stream);
+        free(gs[i].name);
     }
-    free(v);
-    PQclear(g);
+    free(gs);
 }

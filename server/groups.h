@@ -26,6 +26,7 @@
 
 #include "config.h"
 #include "mem.h"
+#include "status.h"
 
 #include <jansson.h>
 #include <libpq-fe.h>
@@ -36,25 +37,43 @@
 int groups_start(const sluice_config *cfg) __attribute__((warn_unused_result));
 void groups_stop(void);
 
-/* Pool thread. Each returns 0 with *answer (caller owns; none for delete), -1 store
- * unavailable (PostgreSQL or Redis), -2 not found, -3 conflict, -4 invalid (*answer is the
- * problem). */
-int group_create(PGconn **conn, const char *tenant, const char *stream, json_t *req,
-                 json_t **answer);
-int group_list(PGconn **conn, const char *tenant, const char *stream, json_t **answer);
-int group_delete(PGconn **conn, const char *tenant, const char *stream, const char *name);
-int group_nack(PGconn **conn, const char *tenant, const char *stream, const char *group,
-               json_t *req, json_t **answer);
+/* Pool thread. Each returns SL_OK with *answer (caller owns; none for delete),
+ * SL_UNAVAILABLE (PostgreSQL or Redis), SL_NOT_FOUND, SL_CONFLICT (create: the group exists)
+ * or SL_REFUSED (*answer is the problem). `stream` is a valid stream name
+ * (envelope_stream_valid); a request body `req` has passed its request schema (reqschema.h:
+ * REQSCHEMA_GROUP_CREATE, REQSCHEMA_GROUP_NACK). groups_create creates the Redis group
+ * (XGROUP CREATE … MKSTREAM), then stores its policy. */
+sl_status groups_create(PGconn **conn, const char *tenant, const char *stream, json_t *req,
+                        json_t **answer);
+sl_status groups_list(PGconn **conn, const char *tenant, const char *stream, json_t **answer);
+sl_status groups_delete(PGconn **conn, const char *tenant, const char *stream, const char *name);
+sl_status groups_nack(PGconn **conn, const char *tenant, const char *stream, const char *group,
+                      json_t *req, json_t **answer);
 
 /* Claims entry `position` of a group's stream to its most recently active worker with a
- * fresh delivery count (reprocessing a dead letter). 0, -1 Redis down, -2 not pending. */
-int group_redeliver(const char *tenant, const char *stream, const char *group, long long position);
-/* Acknowledges entry `position` in the group (discarding a dead letter). 0 or -1. */
-int group_ack(const char *tenant, const char *stream, const char *group, long long position);
+ * fresh delivery count (reprocessing a dead letter). SL_OK, SL_UNAVAILABLE (Redis down) or
+ * SL_NOT_FOUND (not pending). */
+sl_status groups_redeliver(const char *tenant, const char *stream, const char *group,
+                           long long position);
+/* Acknowledges entry `position` in the group (discarding a dead letter). SL_OK or
+ * SL_UNAVAILABLE. */
+sl_status groups_ack(const char *tenant, const char *stream, const char *group, long long position);
 
-/* Appends the consumer-group gauges (pending, lag, retrying, dead, consumers per group,
- * labelled tenant/stream/group — admin-created names, at most 500 groups) in the
- * Prometheus text format. Any instance; one Redis round trip per group and gauge. */
-void groups_metrics(PGconn **conn, buf *out);
+/* One consumer group's gauges as Redis has them now; -1 where Redis did not answer. */
+typedef struct group_gauges {
+    char *tenant, *stream, *name; /* owned */
+    long long pending;            /* delivered, not acknowledged (parked entries included) */
+    long long lag;                /* in the stream, not delivered to the group yet */
+    long long retrying;           /* parked under sluice-retry, waiting out their backoff */
+    long long dead;               /* parked under sluice-dead */
+    long long consumers;          /* workers (Sluice's own parking consumers excluded) */
+} group_gauges;
+
+/* The gauges of every consumer group (admin-created names, at most 500 groups, ordered by
+ * tenant, stream and name) in *out: returns how many, or -1 when PostgreSQL failed (*out is
+ * then NULL). Free with groups_gauges_free. Any instance; one Redis round trip per group and
+ * gauge. metrics.c writes them as /metrics text. */
+int groups_gauges(PGconn **conn, group_gauges **out);
+void groups_gauges_free(group_gauges *gauges, int n);
 
 #endif

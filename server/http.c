@@ -10,11 +10,11 @@
  * answer and resumes it, and the callback's next call queues the answer.
  */
 #include "http.h"
+#include "http_route.h"
 #include "log.h"
 #include "mem.h"
 #include "ratelimit.h"
 #include "ulid.h"
-#include "web.h"
 #include "metrics.h"
 #include "problem.h"
 #include "timeutil.h"
@@ -35,21 +35,11 @@
 static struct MHD_Daemon *daemon_; /* the one HTTP daemon */
 static const sluice_config *cfg_;  /* borrowed for the daemon's life */
 static atomic_int in_flight;       /* requests between arrival and completion */
-static int bound_port_, ws_port_;  /* set at start-up */
+static int bound_port_;            /* set at start-up */
 
 int http_bound_port(void)
 {
     return bound_port_;
-}
-
-int http_ws_port(void)
-{
-    return ws_port_;
-}
-
-void http_set_ws_port(int port)
-{
-    ws_port_ = port;
 }
 
 const sluice_config *http_config(void)
@@ -68,7 +58,7 @@ int http_in_flight(void)
  * "%2F" inside a key stays inside its segment; each parameter and query value is decoded
  * here instead. Decodes %XX in place; returns the decoded length, which exceeds strlen(s)
  * when a %00 was decoded. */
-static size_t percent_decode(char *s)
+size_t http_percent_decode(char *s)
 {
     char *w = s;
     for (char *r = s; *r; r++) {
@@ -93,7 +83,7 @@ static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
 
 /* Whether a decoded value of `len` bytes is text PostgreSQL can hold: no NUL, valid UTF-8
  * (jansson's check: no overlong forms, surrogates or code points past U+10FFFF). */
-static bool text_ok(const char *s, size_t len)
+bool http_text_ok(const char *s, size_t len)
 {
     if (strlen(s) != len) return false;
     json_t *j = json_stringn(s, len);
@@ -102,7 +92,7 @@ static bool text_ok(const char *s, size_t len)
 }
 
 /* Matches `path` against `pattern`; on success copies the decoded parameters into req and
- * sets *bad when one of them is not text (text_ok). */
+ * sets *bad when one of them is not text (http_text_ok). */
 static bool route_match(const char *pattern, const char *path, http_req *req, bool *bad)
 {
     const char *p = pattern, *u = path;
@@ -136,7 +126,7 @@ static bool route_match(const char *pattern, const char *path, http_req *req, bo
         for (int i = 0; i < n; i++) {
             memcpy(w, seg[i], seg_len[i]);
             w[seg_len[i]] = '\0';
-            if (!text_ok(w, percent_decode(w))) *bad = true;
+            if (!http_text_ok(w, http_percent_decode(w))) *bad = true;
             req->params[i] = w;
             w += seg_len[i] + 1;
         }
@@ -146,17 +136,30 @@ static bool route_match(const char *pattern, const char *path, http_req *req, bo
 
 /* Finds the route; on a path match with another method fills `allow` (405). *bad is set
  * when a path parameter of the route found is not text. */
-static const http_route *route_find(const char *method, const char *path, http_req *req, buf *allow,
-                                    bool *bad)
+const http_route *http_route_find(const char *method, const char *path, http_req *req, buf *allow,
+                                  bool *bad)
 {
     for (size_t i = 0; i < http_routes_count; i++) {
         const http_route *r = &http_routes[i];
+        if (i >= http_routes_fallback) {
+            /* The dashboard's files: a GET of any path no route has (a path that routes
+             * have with other methods is their 405); never named in Allow. */
+            if (allow->len || (strcmp(method, "GET") && strcmp(method, "HEAD"))) continue;
+            return r;
+        }
         if (!route_match(r->pattern, path, NULL, NULL)) continue;
         if (strcmp(r->method, method) == 0 ||
             (strcmp(method, "HEAD") == 0 && strcmp(r->method, "GET") == 0)) {
             (void)route_match(r->pattern, path, req, bad);
             return r;
         }
+        /* Two routes of one method may match one path (/v1/events/wait and /v1/events/{id}):
+         * the method is listed once. */
+        bool listed = false;
+        for (size_t k = 0; k < i && !listed; k++)
+            listed = strcmp(http_routes[k].method, r->method) == 0 &&
+                     route_match(http_routes[k].pattern, path, NULL, NULL);
+        if (listed) continue;
         if (allow->len) buf_puts(allow, ", ");
         buf_puts(allow, r->method);
     }
@@ -167,9 +170,12 @@ static const http_route *route_find(const char *method, const char *path, http_r
 
 void http_add_header(http_req *req, const char *name, const char *value)
 {
-    if (req->n_headers >= HTTP_MAX_HEADERS) return;
-    req->hdr_name[req->n_headers] = name;
-    req->hdr_value[req->n_headers] = xstrdup(value);
+    if (req->n_headers == req->cap_headers) {
+        req->cap_headers = req->cap_headers ? req->cap_headers * 2 : 4;
+        req->headers = xrealloc(req->headers, (size_t)req->cap_headers * sizeof *req->headers);
+    }
+    req->headers[req->n_headers].name = name;
+    req->headers[req->n_headers].value = xstrdup(value);
     req->n_headers++;
 }
 
@@ -215,14 +221,24 @@ void http_reply_stream(http_req *req, int status, struct MHD_Response *resp)
     req->resp_stream = resp;
 }
 
+/* A value with a %XX is decoded into a copy, once: a name asked for again gets the same copy.
+ * So the copies are at most one per query argument the request carries, which its request
+ * line (32 KiB at most) bounds; no value is ever refused for want of room. */
 const char *http_query(http_req *req, const char *name)
 {
     const char *raw = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
     if (!raw || !strchr(raw, '%')) return raw;
-    if (req->n_decoded == HTTP_MAX_DECODED) return NULL;
+    for (int i = 0; i < req->n_decoded; i++)
+        if (req->decoded[i].raw == raw) return req->decoded[i].value;
+    if (req->n_decoded == req->cap_decoded) {
+        req->cap_decoded = req->cap_decoded ? req->cap_decoded * 2 : 4;
+        req->decoded = xrealloc(req->decoded, (size_t)req->cap_decoded * sizeof *req->decoded);
+    }
     char *copy = xstrdup(raw);
-    (void)percent_decode(copy);
-    req->decoded[req->n_decoded++] = copy; /* freed with the request */
+    (void)http_percent_decode(copy);
+    req->decoded[req->n_decoded].raw = raw;
+    req->decoded[req->n_decoded].value = copy; /* freed with the request */
+    req->n_decoded++;
     return copy;
 }
 
@@ -285,18 +301,52 @@ void http_resume(http_req *req)
     MHD_resume_connection(req->conn);
 }
 
+/* The answer's headers, or the name of the first one libmicrohttpd refused (a value with a
+ * line break, a header it manages itself), or NULL when all went on. */
+static const char *add_headers(http_req *req, struct MHD_Response *resp, const char *type)
+{
+    if (type && MHD_add_response_header(resp, "Content-Type", type) != MHD_YES)
+        return "Content-Type";
+    for (int i = 0; i < req->n_headers; i++)
+        if (MHD_add_response_header(resp, req->headers[i].name, req->headers[i].value) != MHD_YES)
+            return req->headers[i].name;
+    return NULL;
+}
+
+/* An answer whose header would not go on is not sent without it: it is replaced by a 500
+ * (the X-Request-Id still names the request), and the log says which header and why. */
+static struct MHD_Response *refuse_answer(http_req *req, struct MHD_Response *resp,
+                                          const char *header)
+{
+    log_error("http", "a header of the answer was refused; answering 500 instead",
+              json_pack("{s:s,s:s,s:s,s:i}", "request_id", req->request_id, "route",
+                        req->route ? req->route->pattern : req->path, "header", header, "status",
+                        req->status));
+    MHD_destroy_response(resp);
+    metrics_rejection("internal");
+    json_t *p =
+        problem_newf("internal", "Sluice could not build this answer (its %s header)", header);
+    char *text = json_dumps(p, JSON_COMPACT);
+    json_decref(p);
+    resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(resp, "Content-Type", "application/problem+json");
+    req->status = 500;
+    return resp;
+}
+
 static enum MHD_Result queue_answer(http_req *req)
 {
     struct MHD_Response *resp = req->resp_stream;
+    const char *type = NULL; /* a stream's response carries its type already */
     req->resp_stream = NULL;
     if (!resp) {
         resp =
             MHD_create_response_from_buffer(req->resp_len, req->resp_body, MHD_RESPMEM_MUST_FREE);
         req->resp_body = NULL;
-        if (req->resp_type) MHD_add_response_header(resp, "Content-Type", req->resp_type);
+        type = req->resp_type;
     }
-    for (int i = 0; i < req->n_headers; i++)
-        MHD_add_response_header(resp, req->hdr_name[i], req->hdr_value[i]);
+    const char *refused = add_headers(req, resp, type);
+    if (refused) resp = refuse_answer(req, resp, refused);
     MHD_add_response_header(resp, "X-Request-Id", req->request_id);
     metrics_http(req->status);
     req->answered_status = req->status;
@@ -455,9 +505,11 @@ static void req_free(http_req *req)
     free(req->resp_body);
     if (req->resp_stream) MHD_destroy_response(req->resp_stream);
     for (int i = 0; i < req->n_headers; i++)
-        free(req->hdr_value[i]);
+        free(req->headers[i].value);
+    free(req->headers);
     for (int i = 0; i < req->n_decoded; i++)
-        free(req->decoded[i]);
+        free(req->decoded[i].value);
+    free(req->decoded);
     free(req);
 }
 
@@ -514,7 +566,7 @@ static enum MHD_Result on_query_arg(void *cls, enum MHD_ValueKind kind, const ch
     arg_check *c = cls;
     if (!value) return MHD_YES;
     char *copy = xstrdup(value);
-    bool ok = text_ok(copy, percent_decode(copy));
+    bool ok = http_text_ok(copy, http_percent_decode(copy));
     free(copy);
     if (ok) return MHD_YES;
     c->bad = key;
@@ -566,13 +618,7 @@ static bool on_headers(http_req *req, const char *method, const char *url)
     buf allow;
     buf_init(&allow);
     bool bad_param = false;
-    req->route = route_find(method, url, req, &allow, &bad_param);
-    if (!req->route && !allow.len && (!strcmp(method, "GET") || !strcmp(method, "HEAD")) &&
-        web_lookup(url)) {
-        req->route = &web_route;
-        buf_dispose(&allow);
-        return refuse_body(req);
-    }
+    req->route = http_route_find(method, url, req, &allow, &bad_param);
     if (!req->route) {
         if (allow.len) {
             http_add_header(req, "Allow", allow.data);

@@ -33,10 +33,24 @@ typedef struct http_route {
 
 extern const http_route http_routes[];
 extern const size_t http_routes_count;
+/* The rows from this index on are fallbacks (the dashboard's files): they answer a GET of
+ * any path no other row takes (several segments too: web/vendor/…), and are never named in
+ * a 405's Allow. */
+extern const size_t http_routes_fallback;
 
 #define HTTP_MAX_PARAMS 4
-#define HTTP_MAX_HEADERS 6
-#define HTTP_MAX_DECODED 16
+
+/* A header added to the answer (http_add_header). */
+typedef struct http_out_header {
+    const char *name; /* static string */
+    char *value;      /* owned */
+} http_out_header;
+
+/* A query value decoded on demand (http_query), kept for the request's life. */
+typedef struct http_decoded {
+    const char *raw; /* libmicrohttpd's value, borrowed: the cache key */
+    char *value;     /* owned: raw with %XX decoded */
+} http_decoded;
 
 struct http_req {
     struct MHD_Connection *conn;         /* borrowed from libmicrohttpd */
@@ -54,17 +68,16 @@ struct http_req {
     int status;          /* the answer, once ready */
     char *resp_body;     /* owned until queued */
     size_t resp_len;
-    const char *resp_type;                  /* static string */
-    struct MHD_Response *resp_stream;       /* a streaming answer, owned until queued */
-    const char *hdr_name[HTTP_MAX_HEADERS]; /* static strings */
-    char *hdr_value[HTTP_MAX_HEADERS];      /* owned */
-    int n_headers;
+    const char *resp_type;            /* static string */
+    struct MHD_Response *resp_stream; /* a streaming answer, owned until queued */
+    http_out_header *headers;         /* owned: grown as headers are added, none ever dropped */
+    int n_headers, cap_headers;
     void (*finalize)(http_req *req); /* if set, builds the answer on the MHD thread once resumed */
     void *state;                     /* a handler's async state, owned via state_free */
     void (*state_free)(void *state);
-    long long started_ms;            /* monotonic, for logs */
-    char *decoded[HTTP_MAX_DECODED]; /* owned: query values decoded on demand */
-    int n_decoded;
+    long long started_ms;  /* monotonic, for logs */
+    http_decoded *decoded; /* owned: one per distinct query value decoded, none dropped */
+    int n_decoded, cap_decoded;
     int answered_status;  /* the status queued, for the request log */
     char request_id[32];  /* X-Request-Id: the client's, or a ULID */
     char *correlation_id; /* owned: the flow the request concerns, for the log */
@@ -79,8 +92,6 @@ int http_in_flight(void);
 void http_stop(void);
 /* The ports actually bound (after 0 = pick a free port). */
 int http_bound_port(void);
-int http_ws_port(void);
-void http_set_ws_port(int port);
 /* Borrowed config (valid while running). */
 const sluice_config *http_config(void);
 
@@ -96,14 +107,16 @@ void http_reply_problem(http_req *req, json_t *problem);
 void http_reply_error(http_req *req, const char *code, const char *detail);
 /* Answer with a streaming body (takes ownership of the response). */
 void http_reply_stream(http_req *req, int status, struct MHD_Response *resp);
-/* Adds a header to the answer (name static; value copied). */
+/* Adds a header to the answer (name static; value copied). Any number: none is dropped. */
 void http_add_header(http_req *req, const char *name, const char *value);
 
 /* Names the correlation id the request concerns (the events it publishes, the flow it
  * reads), for the request log; NULL clears it. Copied. Before the answer is queued. */
 void http_set_correlation(http_req *req, const char *correlation_id);
 
-/* MHD thread only: a query argument or request header (borrowed), or NULL. */
+/* MHD thread only: a query argument, percent-decoded (decoded once, when first asked for;
+ * there is no limit on how many), or a request header. Borrowed for the request's life;
+ * NULL when absent. */
 const char *http_query(http_req *req, const char *name);
 const char *http_header(http_req *req, const char *name);
 

@@ -16,7 +16,10 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static hub_sub *subs;            /* {lock} doubly linked */
 static long long head;           /* {lock} */
 static atomic_llong head_atomic; /* readable without the lock */
-static void (*wakers[4])(void);
+/* Wakers are registered at start-up by Sluice's own modules (the WebSocket loop, the
+ * long-poll waiters, …): a fixed table, and one too many is a programming error. */
+#define HUB_MAX_WAKERS 8
+static void (*wakers[HUB_MAX_WAKERS])(void);
 static _Thread_local bool publishing; /* this thread is inside hub_publish */
 
 bool hub_in_publish(void)
@@ -24,80 +27,6 @@ bool hub_in_publish(void)
     return publishing;
 }
 static int n_wakers;
-
-bool hub_filter_add_type(hub_filter *f, const char *t)
-{
-    if (f->n_types >= HUB_MAX_TYPES) return false;
-    size_t n = strlen(t);
-    if (strcmp(t, "*") == 0) {
-        f->types[f->n_types] = xstrdup("");
-        f->type_prefix[f->n_types++] = true;
-        return true;
-    }
-    bool prefix = n > 2 && strcmp(t + n - 2, ".*") == 0;
-    char probe[ENVELOPE_TYPE_MAX + 8];
-    if (n > ENVELOPE_TYPE_MAX) return false;
-    snprintf(probe, sizeof probe, "%.*s%s", (int)(prefix ? n - 2 : n), t, prefix ? ".x" : "");
-    if (!envelope_type_valid(probe)) return false;
-    f->types[f->n_types] = prefix ? xstrndup(t, n - 1) : xstrdup(t); /* "file.*" → "file." */
-    f->type_prefix[f->n_types++] = prefix;
-    return true;
-}
-
-bool hub_filter_add_list(hub_filter *f, const char *csv, bool types)
-{
-    if (!csv) return true;
-    char *copy = xstrdup(csv), *save = NULL;
-    bool ok = true;
-    for (char *t = strtok_r(copy, ",", &save); t && ok; t = strtok_r(NULL, ",", &save)) {
-        if (types) {
-            ok = hub_filter_add_type(f, t);
-        } else {
-            ok = f->n_streams < HUB_MAX_STREAMS && envelope_stream_valid(t);
-            if (ok) f->streams[f->n_streams++] = xstrdup(t);
-        }
-    }
-    free(copy);
-    return ok;
-}
-
-void hub_filter_dispose(hub_filter *f)
-{
-    for (int i = 0; i < f->n_streams; i++)
-        free(f->streams[i]);
-    for (int i = 0; i < f->n_types; i++)
-        free(f->types[i]);
-    free(f->key);
-    free(f->correlation_id);
-    free(f->user_id);
-    memset(f, 0, sizeof *f);
-}
-
-bool hub_filter_matches(const hub_filter *f, const sevent *e)
-{
-    if (!f->any_tenant && strcmp(f->tenant, e->tenant) != 0) return false;
-    if (f->n_streams) {
-        bool any = false;
-        for (int i = 0; i < f->n_streams && !any; i++)
-            any = strcmp(f->streams[i], e->stream) == 0;
-        if (!any) return false;
-    }
-    if (f->n_types) {
-        bool any = false;
-        for (int i = 0; i < f->n_types && !any; i++)
-            any = f->type_prefix[i] ? strncmp(e->type, f->types[i], strlen(f->types[i])) == 0
-                                    : strcmp(e->type, f->types[i]) == 0;
-        if (!any) return false;
-    }
-    if (f->key && (!e->key || strcmp(f->key, e->key) != 0)) return false;
-    if (f->correlation_id &&
-        (!e->correlation_id || strcmp(f->correlation_id, e->correlation_id) != 0))
-        return false;
-    if (f->user_id && (!e->user_id || strcmp(f->user_id, e->user_id) != 0)) return false;
-    if (f->since_ms && e->time_ms < f->since_ms) return false;
-    if (f->until_ms && e->time_ms >= f->until_ms) return false;
-    return true;
-}
 
 void hub_add(hub_sub *s)
 {
@@ -153,21 +82,26 @@ void hub_set_head(long long position)
     pthread_mutex_unlock(&lock);
 }
 
-void hub_on_batch(void (*waker)(void))
+void hub_add_batch_waker(void (*waker)(void))
 {
-    if (n_wakers < 4) wakers[n_wakers++] = waker;
+    if (n_wakers == HUB_MAX_WAKERS) {
+        fprintf(stderr, "sluice: hub: more than %d batch wakers registered\n", HUB_MAX_WAKERS);
+        abort();
+    }
+    wakers[n_wakers++] = waker;
 }
 
-void hub_publish(sevent **events, int n)
+void hub_publish(stored_event **events, int n)
 {
     publishing = true;
     pthread_mutex_lock(&lock);
+    filter_memo memo = {0}; /* one `where` evaluation per distinct condition list and event */
     for (int i = 0; i < n; i++) {
-        sevent *e = events[i];
+        stored_event *e = events[i];
         if (e->position <= head) continue; /* already published */
         for (hub_sub *s = subs; s; s = s->next) {
             if (s->state != HUB_LIVE || e->position <= s->cursor) continue;
-            if (!hub_filter_matches(&s->filter, e)) continue;
+            if (!filter_matches_memo(&s->filter, e, &memo)) continue;
             s->cursor = e->position;
             s->deliver(s, e);
         }

@@ -2,8 +2,8 @@
  * hub.h — in-process fan-out of committed events to live subscribers.
  *
  * The feed (tail.c) hands every committed event, in position order, to hub_publish; the
- * hub offers it to each live subscription whose filter matches (tenant always,
- * then streams, types with prefix.* wildcards, key, correlation id). A
+ * hub offers it to each live subscription whose filter matches (filter.h: tenant
+ * always, then streams, types, key, …, `where` on the envelope's fields). A
  * subscription's deliver callback runs on the tail thread under the hub lock
  * and must not block: it queues (bounded) and wakes its consumer.
  *
@@ -18,53 +18,25 @@
 #ifndef SLUICE_HUB_H
 #define SLUICE_HUB_H
 
-#include "envelope.h"
-#include "sevent.h"
+#include "filter.h"
+#include "stored_event.h"
 
 #include <stdbool.h>
-
-#define HUB_MAX_STREAMS 16
-#define HUB_MAX_TYPES 32 /* as many as a read filter (store.h) takes */
-/* A limit as a string literal, for messages that name it. */
-#define HUB_STR(x) #x
-#define HUB_XSTR(x) HUB_STR(x)
-
-typedef struct hub_filter {
-    char tenant[ENVELOPE_TENANT_MAX + 1];
-    bool any_tenant;                /* every tenant's events (the Redis relay) */
-    char *streams[HUB_MAX_STREAMS]; /* owned; none = any */
-    int n_streams;
-    char *types[HUB_MAX_TYPES]; /* owned; exact names, or prefixes ending in '.' */
-    bool type_prefix[HUB_MAX_TYPES];
-    int n_types;
-    char *key;                    /* owned; NULL = any */
-    char *correlation_id;         /* owned; NULL = any */
-    char *user_id;                /* owned; NULL = any */
-    long long since_ms, until_ms; /* commit time: since inclusive, until exclusive; 0 = any */
-} hub_filter;
 
 typedef enum { HUB_CATCHING_UP = 0, HUB_LIVE } hub_state;
 
 typedef struct hub_sub hub_sub;
 /* Called on the tail thread with the hub lock held; must not block or call the hub. */
-typedef void (*hub_deliver_fn)(hub_sub *s, sevent *e);
+typedef void (*hub_deliver_fn)(hub_sub *s, stored_event *e);
 
 struct hub_sub {
-    hub_filter filter;
+    filter filter; /* owned: disposed by the subscription's owner */
     hub_state state;  /* {hub lock} */
     long long cursor; /* {hub lock once added} last position delivered or read */
     hub_deliver_fn deliver;
     void *owner;          /* the subscriber's (a connection, a stream, a waiter) */
     hub_sub *prev, *next; /* {hub lock} */
 };
-
-/* Parses a type filter entry ("file.uploaded", "file.*", "*"); false if malformed. */
-bool hub_filter_add_type(hub_filter *f, const char *t);
-/* Adds a comma list of streams (types=false) or type entries (types=true), as a query
- * string carries them; NULL adds nothing. False if an entry is malformed or too many. */
-bool hub_filter_add_list(hub_filter *f, const char *csv, bool types);
-bool hub_filter_matches(const hub_filter *f, const sevent *e);
-void hub_filter_dispose(hub_filter *f);
 
 /* Adds `s` (owned by the caller, who must hub_remove it before freeing). A LIVE
  * subscription starts at the hub's head: s->cursor is set to it. Any thread. */
@@ -82,11 +54,11 @@ void hub_set_head(long long position);
 
 /* Tail thread: offers `n` events (position order) to live subscriptions, then calls every
  * registered waker once. Takes no references from the caller. */
-void hub_publish(sevent **events, int n);
+void hub_publish(stored_event **events, int n);
 /* True on the tail thread while hub_publish delivers (subscribers defer their wake-ups
  * to the batch's wakers). */
 bool hub_in_publish(void);
 /* Registers a function called after each published batch (e.g. wake the WebSocket loop). */
-void hub_on_batch(void (*waker)(void));
+void hub_add_batch_waker(void (*waker)(void));
 
 #endif

@@ -363,3 +363,10 @@ json_t *jsonparse_body(const char *text, size_t len, json_error_t *err)
     if (v) return v;
     return json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, err);
 }
+
+json_t *jsonparse_stored(const char *text)
+{
+    json_t *v = json_loads(text, JSON_DECODE_ANY, NULL);
+    if (!v) v = json_loads(text, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, NULL);
+    return v;
+}

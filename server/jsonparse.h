@@ -26,4 +26,9 @@ json_t *jsonparse_load(const char *buf, size_t len);
 /* jsonparse_load, then jansson when it declines: the one body parser of Sluice. */
 json_t *jsonparse_body(const char *buf, size_t len, json_error_t *err);
 
+/* Text PostgreSQL wrote for a json/jsonb value (a stored filter, a definition): as
+ * json_loads, except that an integer beyond 64 bits (numeric prints 1e21 as 22 digits)
+ * is read as a real instead of failing the whole document. NULL if it does not parse. */
+json_t *jsonparse_stored(const char *text);
+
 #endif

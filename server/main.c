@@ -9,6 +9,9 @@
  * handler ever runs inside library code. SIGTERM drains: stop accepting, let
  * requests in flight finish (their commits included) for up to
  * SLUICE_DRAIN_TIMEOUT_MS, stop the appender after its queue is empty, exit 0.
+ *
+ * Memory: jansson allocates through mem.h's xmalloc from before main (mem.c's
+ * constructor), so one out-of-memory policy holds for every allocation.
  */
 #include "appender.h"
 #include "auth.h"
@@ -25,6 +28,7 @@
 #include "ratelimit.h"
 #include "relay.h"
 #include "web.h"
+#include "reqschema.h"
 #include "replays.h"
 #include "retention.h"
 #include "session.h"
@@ -98,7 +102,7 @@ static int cmd_keys_create(int argc, char **argv)
     if (run_migrations(&cfg) < 0) goto out;
     conn = db_connect(cfg.database_url, "keys");
     json_t *answer = NULL;
-    if (!conn || auth_key_create(&conn, tenant, scopes, name, &answer) < 0) {
+    if (!conn || auth_key_create(&conn, tenant, scopes, name, &answer) != SL_OK) {
         fprintf(stderr, "sluice: could not create the key\n");
         goto out;
     }
@@ -144,6 +148,7 @@ static void drain(const sluice_config *cfg)
     http_stop();
     tail_stop();
     registry_stop();
+    reqschema_shutdown();
     auth_shutdown();
     web_unload();
 }
@@ -163,12 +168,16 @@ static int cmd_serve(sluice_config *cfg)
         log_error("main", "cannot load the schema registry", NULL);
         return 1;
     }
+    if (reqschema_init() < 0) {
+        log_error("main", "cannot compile the request schemas of openapi/openapi.yaml", NULL);
+        return 1;
+    }
     if (appender_start(cfg) < 0) {
         log_error("main", "cannot start the appender", NULL);
         return 1;
     }
-    if (pool_start(cfg->database_url, cfg->db_pool, 4096) < 0) return 1;
-    session_init(cfg->database_url, 64);
+    if (pool_start(cfg->database_url, cfg->db_pool, cfg->pool_queue) < 0) return 1;
+    session_init(cfg->database_url, cfg->max_catchups);
     tenants_configure(cfg);
     session_set_catchup_readers(cfg->catchup_readers);
     if (tail_start(cfg->database_url) < 0) {
@@ -178,16 +187,15 @@ static int cmd_serve(sluice_config *cfg)
     if (relay_start(cfg) < 0 || waiters_start() < 0 || retention_start(cfg) < 0 ||
         projections_start(cfg->database_url) < 0 || replays_start(cfg) < 0 || groups_start(cfg) < 0)
         return 1;
-    int ws_port = 0;
-    if (ws_start(cfg, &ws_port) < 0) return 1;
-    http_set_ws_port(ws_port);
+    int ws_bound = 0;
+    if (ws_start(cfg, &ws_bound) < 0) return 1;
     ratelimit_configure(cfg->rate_limit, cfg->rate_burst);
     (void)web_load(cfg->web_dir);
     int port = 0;
     if (http_start(cfg, &port) < 0) return 1;
     log_info("main", "listening",
              json_pack("{s:s,s:i,s:i,s:s,s:s}", "bind", cfg->bind, "http_port", port, "ws_port",
-                       http_ws_port(), "version", SLUICE_VERSION, "auth",
+                       ws_port(), "version", SLUICE_VERSION, "auth",
                        cfg->auth ? "on" : "off"));
     sigset_t set;
     sigemptyset(&set);

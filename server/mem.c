@@ -23,6 +23,14 @@ void *xmalloc(size_t n)
     return p;
 }
 
+/* Before main (see mem.h): jansson's allocations follow the same policy. Its values are
+ * freed with free(), which matches xmalloc's malloc, so text it returns (json_dumps) is
+ * still the caller's to free(). */
+__attribute__((constructor)) static void jansson_uses_xmalloc(void)
+{
+    json_set_alloc_funcs(xmalloc, free);
+}
+
 void *xcalloc(size_t n, size_t sz)
 {
     void *p = calloc(n ? n : 1, sz ? sz : 1);

@@ -6,6 +6,13 @@
  * few bytes cannot answer honestly anyway. Anything a client can grow (bodies,
  * batches, result pages) is bounded *before* it is allocated, so input can never
  * drive these into failure.
+ *
+ * jansson allocates through xmalloc too (json_set_alloc_funcs), so a JSON tree
+ * that cannot be built aborts as loudly as anything else instead of coming back
+ * NULL. mem.c sets that in a constructor, before main, so it holds in every
+ * program linked with mem.c before its first JSON value: the server, the unit
+ * tests (Criterion's runner and the test processes it forks), the conformance
+ * runner and the fuzz targets, with no start-up call anyone can forget.
  */
 #ifndef SLUICE_MEM_H
 #define SLUICE_MEM_H

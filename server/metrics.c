@@ -1,7 +1,9 @@
 /*
- * metrics.c — in-process metrics (see metrics.h).
+ * metrics.c — in-process metrics (see metrics.h), and the /metrics text of the
+ * consumer-group gauges that groups.c reads from Redis.
  */
 #include "metrics.h"
+#include "groups.h"
 #include "strmap.h"
 #include "timeutil.h"
 
@@ -215,6 +217,59 @@ void metrics_render(buf *out)
     for (int c = 1; c <= 5; c++)
         buf_printf(out, "sluice_http_responses_total{class=\"%dxx\"} %llu\n", c, http_by_class[c]);
     pthread_mutex_unlock(&lock);
+}
+
+/* The consumer-group gauges, in the order /metrics writes them. */
+static const struct {
+    const char *name, *help;
+} group_gauge_defs[] = {
+    {"sluice_group_pending",
+     "Entries delivered to a consumer group and not yet acknowledged (its PEL, with parked ones)."},
+    {"sluice_group_lag",
+     "Entries in the stream the group has not been delivered yet (Redis's lag)."},
+    {"sluice_group_retrying", "Pending entries waiting out their retry backoff."},
+    {"sluice_group_dead", "Pending entries parked as dead letters."},
+    {"sluice_group_consumers", "Workers in the group (Sluice's own parking consumers excluded)."},
+};
+
+/* Gauge m of group_gauge_defs for one group (-1: unknown, no sample). */
+static long long group_gauge(const group_gauges *g, size_t m)
+{
+    switch (m) {
+    case 0:
+        return g->pending;
+    case 1:
+        return g->lag;
+    case 2:
+        return g->retrying;
+    case 3:
+        return g->dead;
+    default:
+        return g->consumers;
+    }
+}
+
+void metrics_render_groups(PGconn **conn, buf *out)
+{
+    group_gauges *gs;
+    int n = groups_gauges(conn, &gs);
+    if (n < 0) return;
+    for (size_t m = 0; m < sizeof group_gauge_defs / sizeof group_gauge_defs[0]; m++) {
+        const char *name = group_gauge_defs[m].name;
+        buf_printf(out, "# HELP %s %s\n# TYPE %s gauge\n", name, group_gauge_defs[m].help, name);
+        for (int i = 0; i < n; i++) {
+            long long v = group_gauge(&gs[i], m);
+            if (v < 0) continue;
+            buf_printf(out, "%s{tenant=\"", name);
+            label(out, gs[i].tenant);
+            buf_puts(out, "\",stream=\"");
+            label(out, gs[i].stream);
+            buf_puts(out, "\",group=\"");
+            label(out, gs[i].name);
+            buf_printf(out, "\"} %lld\n", v);
+        }
+    }
+    groups_gauges_free(gs, n);
 }
 
 /* The q-quantile from a histogram, interpolated inside its bucket, in ms. */

@@ -14,6 +14,7 @@
 
 #include "mem.h"
 
+#include <libpq-fe.h>
 #include <stdbool.h>
 
 #define METRICS_MAX_SERIES 500
@@ -31,6 +32,9 @@ void metrics_http(int status);
 
 /* Appends the process's metrics (text format) to out. */
 void metrics_render(buf *out);
+/* Appends the consumer-group gauges (groups_gauges: pending, lag, retrying, dead, consumers
+ * per group, labelled tenant/stream/group); nothing when PostgreSQL fails. Pool thread. */
+void metrics_render_groups(PGconn **conn, buf *out);
 /* {"window_seconds":60,"stats":[…]} for /v1/stats: `tenant`'s series only (caller owns). */
 json_t *metrics_stats(const char *tenant);
 

@@ -1,5 +1,11 @@
 /*
  * pool.c — the PostgreSQL worker pool (see pool.h).
+ *
+ * The queue's bound (SLUICE_POOL_QUEUE) refuses new work. A delayed job is work already
+ * admitted (a projection read polling for its position, a dead-letter batch being
+ * reprocessed): when it falls due it joins the queue even if the queue is full, rather
+ * than run without a connection and be answered as though PostgreSQL were down. There is
+ * one per such request or batch at most, so the bound is passed by at most that many.
  */
 #include "pool.h"
 #include "db.h"
@@ -39,6 +45,31 @@ static pool_timer *timers;    /* {lock} */
 static pthread_t timer_thread;
 static bool timer_running;
 
+/* Queues a job; `admitted` (a delayed job falling due) passes a full queue. Returns 0, or
+ * -1 when the queue is full or the pool stopping (the caller keeps `arg`). */
+static int submit(pool_fn fn, void *arg, bool admitted)
+{
+    pool_job *job = xmalloc(sizeof *job);
+    job->fn = fn;
+    job->arg = arg;
+    job->next = NULL;
+    pthread_mutex_lock(&lock);
+    if (stopping || (!admitted && queued >= queue_limit)) {
+        pthread_mutex_unlock(&lock);
+        free(job);
+        return -1;
+    }
+    if (tail)
+        tail->next = job;
+    else
+        head = job;
+    tail = job;
+    queued++;
+    pthread_cond_signal(&cond);
+    pthread_mutex_unlock(&lock);
+    return 0;
+}
+
 static void *timer_main(void *unused)
 {
     (void)unused;
@@ -62,7 +93,7 @@ static void *timer_main(void *unused)
         while (due) {
             pool_timer *next = due->next;
             /* When stopping, the job still runs (its request must be answered). */
-            if (pool_submit(due->fn, due->arg) != 0) due->fn(&(PGconn *){NULL}, due->arg);
+            if (submit(due->fn, due->arg, true) != 0) due->fn(&(PGconn *){NULL}, due->arg);
             free(due);
             due = next;
         }
@@ -139,25 +170,7 @@ int pool_start(const char *database_url, int n, int queue_max)
 
 int pool_submit(pool_fn fn, void *arg)
 {
-    pool_job *job = xmalloc(sizeof *job);
-    job->fn = fn;
-    job->arg = arg;
-    job->next = NULL;
-    pthread_mutex_lock(&lock);
-    if (stopping || queued >= queue_limit) {
-        pthread_mutex_unlock(&lock);
-        free(job);
-        return -1;
-    }
-    if (tail)
-        tail->next = job;
-    else
-        head = job;
-    tail = job;
-    queued++;
-    pthread_cond_signal(&cond);
-    pthread_mutex_unlock(&lock);
-    return 0;
+    return submit(fn, arg, false);
 }
 
 void pool_stop(void)

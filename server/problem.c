@@ -19,6 +19,7 @@ static const problem_kind kinds[] = {
     {"invalid_envelope", 400, "The event envelope is invalid"},
     {"invalid_query", 400, "A query parameter is invalid"},
     {"invalid_request", 400, "The request body is invalid"},
+    {"invalid_filter", 400, "A filter condition is invalid"},
     {"unauthenticated", 401, "Authentication required"},
     {"forbidden", 403, "The token lacks the scope for this request"},
     {"not_found", 404, "Not found"},

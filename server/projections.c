@@ -2,6 +2,7 @@
  * projections.c — definitions, the runner and the reducers (see projections.h).
  */
 #include "projections.h"
+#include "worker.h"
 #include "locks.h"
 #include "db.h"
 #include "envelope.h"
@@ -10,6 +11,8 @@
 #include "problem.h"
 #include "strmap.h"
 #include "eventlog.h"
+#include "filter.h"
+#include "jsonparse.h"
 
 #include <errno.h>
 #include <math.h>
@@ -29,6 +32,8 @@
 
 /* ------------------------------------------------------------------ definitions */
 
+/* A projection's filter: streams, types and where (filter.h). */
+static const char *const projection_filter[] = {"streams", "types", "where", NULL};
 static const char *const reducers[] = {"count", "latest", "merge", "sum", "min", "max", "set"};
 /* Envelope fields a pointer may name directly (one segment). */
 static const char *const columns[] = {"id",      "type",     "stream",         "key",
@@ -92,9 +97,10 @@ static bool pointer_usable(const char *ptr)
     return ok;
 }
 
-json_t *projection_check(json_t *def)
+json_t *projections_check(json_t *def)
 {
     json_t *errors = json_array();
+    bool bad_where = false; /* the filter's `where` is what is wrong: 400 invalid_filter */
     const char *k;
     json_t *v;
     if (!json_is_object(def)) {
@@ -116,43 +122,16 @@ json_t *projection_check(json_t *def)
     if (!json_is_string(v) || !name_valid(json_string_value(v)))
         json_array_append_new(
             errors, problem_error(-1, "/name", "pattern", "expected ^[a-z0-9][a-z0-9_.-]{0,63}$"));
-    json_t *filter = json_object_get(def, "filter");
-    if (filter && !json_is_null(filter)) {
-        if (!json_is_object(filter)) {
-            json_array_append_new(
-                errors,
-                problem_error(-1, "/filter", "type", "expected {\"streams\":[…],\"types\":[…]}"));
-        } else {
-            json_object_foreach(filter, k, v)
-            {
-                bool streams = strcmp(k, "streams") == 0, types = strcmp(k, "types") == 0;
-                size_t i;
-                json_t *x;
-                bool ok = (streams || types) && json_is_array(v) && json_array_size(v) <= 32;
-                if (ok) json_array_foreach(v, i, x)
-                    {
-                        const char *s = json_string_value(x);
-                        char probe[ENVELOPE_TYPE_MAX + 8];
-                        size_t n = s ? strlen(s) : 0;
-                        bool pre = n > 2 && strcmp(s + n - 2, ".*") == 0;
-                        if (s && types)
-                            snprintf(probe, sizeof probe, "%.*s%s", (int)(pre ? n - 2 : n), s,
-                                     pre ? ".x" : "");
-                        if (!s || (streams && !envelope_stream_valid(s)) ||
-                            (types && strcmp(s, "*") != 0 && !envelope_type_valid(probe)))
-                            ok = false;
-                    }
-                if (!ok) {
-                    char path[80];
-                    snprintf(path, sizeof path, "/filter/%.60s", k);
-                    json_array_append_new(errors, problem_error(-1, path, "type",
-                                                                "expected streams or types: "
-                                                                "arrays of names (types may be "
-                                                                "prefix.* wildcards)"));
-                }
-            }
-        }
+    filter parsed = {0};
+    filter_error ferr;
+    if (filter_parse_json(&parsed, json_object_get(def, "filter"), projection_filter, NULL,
+                          &ferr) < 0) {
+        bad_where = ferr.where;
+        char at[80];
+        snprintf(at, sizeof at, "/filter%s%.60s", ferr.member[0] ? "/" : "", ferr.member);
+        json_array_append_new(errors, problem_error(-1, at, "filter", ferr.message));
     }
+    filter_dispose(&parsed);
     v = json_object_get(def, "reduce");
     const char *reduce = json_string_value(v);
     bool known = false;
@@ -179,7 +158,8 @@ json_t *projection_check(json_t *def)
                                                     "sum, min and max need a path to a number"));
 out:
     if (json_array_size(errors)) {
-        json_t *p = problem_new("invalid_request", "the projection definition is invalid");
+        json_t *p = problem_new(bad_where ? "invalid_filter" : "invalid_request",
+                                "the projection definition is invalid");
         json_object_set_new(p, "errors", errors);
         return p;
     }
@@ -320,9 +300,7 @@ static json_t *row_value(const char *text)
 /* ------------------------------------------------------------------ runner */
 
 static char *url;
-static pthread_t thread;
-static atomic_bool stopping;
-static bool running;
+static worker_thread runner; /* the projections thread */
 
 typedef struct proj {
     char tenant[ENVELOPE_TENANT_MAX + 1];
@@ -334,19 +312,56 @@ typedef struct proj {
     bool live;
 } proj;
 
-/* Applies one batch. Returns events read (0 = caught up), or -1 on failure. */
-static int apply_batch(PGconn **conn, proj *p)
+/* The batch's read: the next PROJ_BATCH events after p->position up to `head` that match
+ * the projection's filter (filter.h's SQL), each as position, id, stream, key, value. NULL
+ * on failure. */
+static PGresult *read_batch(PGconn **conn, proj *p, long long head)
 {
     const char *reduce = json_string_value(json_object_get(p->def, "reduce"));
     const char *key_ptr = json_string_value(json_object_get(p->def, "key"));
     const char *path = json_string_value(json_object_get(p->def, "path"));
     if (!path) path = "/data";
-    json_t *filter = json_object_get(p->def, "filter");
-    json_t *streams = json_object_get(filter, "streams"), *types = json_object_get(filter, "types");
+    filter f = {0};
+    filter_error ferr;
+    if (filter_parse_json(&f, json_object_get(p->def, "filter"), projection_filter, NULL,
+                          &ferr) < 0) {
+        log_error("projections", "a stored filter does not parse",
+                  json_pack("{s:s,s:s}", "projection", p->name, "error", ferr.message));
+        return NULL;
+    }
+    snprintf(f.tenant, sizeof f.tenant, "%s", p->tenant);
+    filter_sql q;
+    filter_sql_init(&q);
+    char *key_arg = NULL, *val_arg = NULL;
+    char *key_sql = key_ptr ? pointer_sql(key_ptr, true, q.n + 1, &key_arg) : xstrdup("''");
+    if (key_arg) filter_sql_param(&q, key_arg);
+    char *val_sql = strcmp(reduce, "count") ? pointer_sql(path, false, q.n + 1, &val_arg)
+                                            : xstrdup("NULL::jsonb");
+    if (val_arg) filter_sql_param(&q, val_arg);
+    buf_printf(&q.sql, "SELECT position, id, stream, %s, (%s)::text FROM events WHERE true",
+               key_sql, val_sql);
+    filter_sql_where(&q, &f);
+    char num[24];
+    snprintf(num, sizeof num, "%lld", p->position);
+    buf_printf(&q.sql, " AND position > $%d::bigint", filter_sql_param(&q, num));
+    snprintf(num, sizeof num, "%lld", head);
+    buf_printf(&q.sql, " AND position <= $%d::bigint", filter_sql_param(&q, num));
+    snprintf(num, sizeof num, "%d", PROJ_BATCH);
+    buf_printf(&q.sql, " ORDER BY position LIMIT $%d", filter_sql_param(&q, num));
+    PGresult *r = db_exec(conn, q.sql.data, q.n, q.vals, PROJ_TIMEOUT_MS);
+    filter_sql_dispose(&q);
+    filter_dispose(&f);
+    free(key_sql);
+    free(val_sql);
+    free(key_arg);
+    free(val_arg);
+    return r;
+}
 
-    const char *vals[8] = {0};
-    int n = 0;
-    char after[24], limit[16], upto[24];
+/* Applies one batch. Returns events read (0 = caught up), or -1 on failure. */
+static int apply_batch(PGconn **conn, proj *p)
+{
+    const char *reduce = json_string_value(json_object_get(p->def, "reduce"));
     /* Read up to the head as it is now: every position up to it is committed, so once a
      * short batch has been applied, the checkpoint may move to the head even when the
      * last events did not match (lag 0; read-your-writes for events it skips). */
@@ -359,67 +374,8 @@ static int apply_batch(PGconn **conn, proj *p)
     long long head = strtoll(PQgetvalue(hr, 0, 0), NULL, 10);
     PQclear(hr);
     if (head <= p->position) return 0;
-    snprintf(upto, sizeof upto, "%lld", head);
-    snprintf(after, sizeof after, "%lld", p->position);
-    snprintf(limit, sizeof limit, "%d", PROJ_BATCH);
-    vals[n++] = p->tenant;
-    vals[n++] = after;
-    vals[n++] = upto;
-    char *key_arg = NULL, *val_arg = NULL;
-    char *key_sql = key_ptr ? pointer_sql(key_ptr, true, n + 1, &key_arg) : xstrdup("''");
-    if (key_arg) vals[n++] = key_arg;
-    char *val_sql = strcmp(reduce, "count") ? pointer_sql(path, false, n + 1, &val_arg)
-                                            : xstrdup("NULL::jsonb");
-    if (val_arg) vals[n++] = val_arg;
-    buf sql;
-    buf_init(&sql);
-    buf_printf(&sql,
-               "SELECT position, id, stream, %s, (%s)::text FROM events WHERE tenant_id = $1 "
-               "AND position > $2::bigint AND position <= $3::bigint",
-               key_sql, val_sql);
-    char *streams_json = NULL, *types_json = NULL;
-    if (json_array_size(streams)) {
-        streams_json = json_dumps(streams, JSON_COMPACT);
-        vals[n++] = streams_json;
-        buf_printf(&sql, " AND stream IN (SELECT jsonb_array_elements_text($%d::jsonb))", n);
-    }
-    if (json_array_size(types)) {
-        /* exact names, and prefixes: "file.*" → "file." */
-        json_t *exact = json_array(), *pre = json_array();
-        size_t i;
-        json_t *t;
-        bool any = false;
-        json_array_foreach(types, i, t)
-        {
-            const char *s = json_string_value(t);
-            size_t len = strlen(s);
-            if (strcmp(s, "*") == 0)
-                any = true;
-            else if (len > 2 && strcmp(s + len - 2, ".*") == 0)
-                json_array_append_new(pre, json_stringn(s, len - 1));
-            else
-                json_array_append_new(exact, json_string(s));
-        }
-        if (!any) {
-            json_t *both = json_pack("{s:o,s:o}", "e", exact, "p", pre);
-            types_json = json_dumps(both, JSON_COMPACT);
-            json_decref(both);
-            vals[n++] = types_json;
-            buf_printf(&sql,
-                       " AND (type IN (SELECT jsonb_array_elements_text($%d::jsonb->'e')) OR "
-                       "EXISTS (SELECT 1 FROM jsonb_array_elements_text($%d::jsonb->'p') x(p) "
-                       "WHERE starts_with(type, x.p)))",
-                       n, n);
-        } else {
-            json_decref(exact);
-            json_decref(pre);
-        }
-    }
-    vals[n++] = limit;
-    buf_printf(&sql, " ORDER BY position LIMIT $%d", n);
-
     int rc = -1;
-    PGresult *r = db_exec(conn, sql.data, n, vals, PROJ_TIMEOUT_MS), *sr = NULL;
+    PGresult *r = read_batch(conn, p, head), *sr = NULL;
     strmap states;
     strmap_init(&states);
     json_t *dead = json_array(), *rows = json_array();
@@ -555,13 +511,6 @@ out:
     strmap_dispose(&states, kstate_free);
     json_decref(dead);
     json_decref(rows);
-    buf_dispose(&sql);
-    free(key_sql);
-    free(val_sql);
-    free(key_arg);
-    free(val_arg);
-    free(streams_json);
-    free(types_json);
     return rc;
 }
 
@@ -591,17 +540,17 @@ static bool round_robin(PGconn **conn)
         return false;
     }
     bool busy = false;
-    for (int i = 0; i < PQntuples(r) && *conn && !atomic_load(&stopping); i++) {
+    for (int i = 0; i < PQntuples(r) && *conn && !worker_stopping(&runner); i++) {
         proj p = {0};
         snprintf(p.tenant, sizeof p.tenant, "%s", PQgetvalue(r, i, 0));
         snprintf(p.name, sizeof p.name, "%s", PQgetvalue(r, i, 1));
-        p.def = json_loads(PQgetvalue(r, i, 2), 0, NULL);
+        p.def = jsonparse_stored(PQgetvalue(r, i, 2));
         p.position = strtoll(PQgetvalue(r, i, 3), NULL, 10);
         p.generation = atoi(PQgetvalue(r, i, 4));
         snprintf(p.incarnation, sizeof p.incarnation, "%s", PQgetvalue(r, i, 6));
         bool live = strcmp(PQgetvalue(r, i, 5), "live") == 0;
         if (!p.def) continue;
-        for (int slices = 0; slices < 50 && *conn && !atomic_load(&stopping); slices++) {
+        for (int slices = 0; slices < 50 && *conn && !worker_stopping(&runner); slices++) {
             int n = apply_batch(conn, &p);
             if (n < 0) {
                 if (*conn)
@@ -627,12 +576,12 @@ static void *runner_main(void *unused)
     (void)unused;
     PGconn *conn = NULL;
     bool leader = false;
-    while (!atomic_load(&stopping)) {
+    while (!worker_stopping(&runner)) {
         if (!conn) {
             leader = false;
             conn = db_connect(url, "projections");
             if (!conn) {
-                for (int i = 0; i < 10 && !atomic_load(&stopping); i++)
+                for (int i = 0; i < 10 && !worker_stopping(&runner); i++)
                     usleep(100 * 1000);
                 continue;
             }
@@ -646,14 +595,14 @@ static void *runner_main(void *unused)
                 (void)eventlog_listen(&conn, PROJ_TIMEOUT_MS); /* a failure drops conn */
                 log_info("projections", "this instance runs the projections", NULL);
             } else {
-                for (int i = 0; i < 10 && !atomic_load(&stopping); i++)
+                for (int i = 0; i < 10 && !worker_stopping(&runner); i++)
                     usleep(100 * 1000);
                 continue;
             }
         }
         if (round_robin(&conn) || !conn) continue;
         /* Idle: wait for a commit (or new definitions) — at most 200 ms. */
-        (void)eventlog_wait(&conn, 200, false, &stopping);
+        (void)eventlog_wait(&conn, 200, false, &runner.stopping);
     }
     PQfinish(conn);
     return NULL;
@@ -662,17 +611,12 @@ static void *runner_main(void *unused)
 int projections_start(const char *database_url)
 {
     url = xstrdup(database_url);
-    if (pthread_create(&thread, NULL, runner_main, NULL) != 0) return -1;
-    running = true;
-    return 0;
+    return worker_start(&runner, runner_main);
 }
 
 void projections_stop(void)
 {
-    if (!running) return;
-    atomic_store(&stopping, true);
-    pthread_join(thread, NULL);
-    running = false;
+    worker_stop(&runner);
     free(url);
     url = NULL;
 }
@@ -685,7 +629,7 @@ void projections_stop(void)
 
 static json_t *proj_row(PGresult *r, int i)
 {
-    json_t *def = json_loads(PQgetvalue(r, i, 1), 0, NULL);
+    json_t *def = jsonparse_stored(PQgetvalue(r, i, 1));
     json_t *out = def ? def : json_object();
     json_object_set_new(out, "name", json_string(PQgetvalue(r, i, 0)));
     json_object_set_new(out, "status", json_string(PQgetvalue(r, i, 2)));
@@ -697,7 +641,7 @@ static json_t *proj_row(PGresult *r, int i)
     return out;
 }
 
-int projection_create(PGconn **conn, const char *tenant, json_t *def, json_t **answer)
+sl_status projections_create(PGconn **conn, const char *tenant, json_t *def, json_t **answer)
 {
     json_t *stored = json_deep_copy(def);
     json_object_del(stored, "name");
@@ -710,18 +654,18 @@ int projection_create(PGconn **conn, const char *tenant, json_t *def, json_t **a
                           "$3::jsonb) ON CONFLICT DO NOTHING",
                           3, p, PROJ_TIMEOUT_MS);
     free(text);
-    int rc = -1;
-    if (db_ok(r)) rc = strcmp(PQcmdTuples(r), "1") == 0 ? 0 : -3;
+    sl_status rc = SL_UNAVAILABLE;
+    if (db_ok(r)) rc = strcmp(PQcmdTuples(r), "1") == 0 ? SL_OK : SL_CONFLICT;
     PQclear(r);
-    if (rc == 0) {
+    if (rc == SL_OK) {
         PGresult *n = db_exec(conn, "NOTIFY " EVENTLOG_CHANNEL, 0, NULL, PROJ_TIMEOUT_MS);
         PQclear(n);
-        rc = projection_get(conn, tenant, name, answer);
+        rc = projections_get(conn, tenant, name, answer);
     }
     return rc;
 }
 
-int projection_list(PGconn **conn, const char *tenant, json_t **answer)
+sl_status projections_list(PGconn **conn, const char *tenant, json_t **answer)
 {
     const char *p[] = {tenant};
     PGresult *r =
@@ -729,35 +673,35 @@ int projection_list(PGconn **conn, const char *tenant, json_t **answer)
                 1, p, PROJ_TIMEOUT_MS);
     if (!db_ok(r)) {
         PQclear(r);
-        return -1;
+        return SL_UNAVAILABLE;
     }
     json_t *list = json_array();
     for (int i = 0; i < PQntuples(r); i++)
         json_array_append_new(list, proj_row(r, i));
     PQclear(r);
     *answer = json_pack("{s:o}", "projections", list);
-    return 0;
+    return SL_OK;
 }
 
-int projection_get(PGconn **conn, const char *tenant, const char *name, json_t **answer)
+sl_status projections_get(PGconn **conn, const char *tenant, const char *name, json_t **answer)
 {
     const char *p[] = {tenant, name};
     PGresult *r =
         db_exec(conn, "SELECT " PROJ_COLUMNS " FROM projections WHERE tenant_id = $1 AND name = $2",
                 2, p, PROJ_TIMEOUT_MS);
-    int rc = -1;
+    sl_status rc = SL_UNAVAILABLE;
     if (db_ok(r)) {
-        rc = -2;
+        rc = SL_NOT_FOUND;
         if (PQntuples(r) == 1) {
             *answer = proj_row(r, 0);
-            rc = 0;
+            rc = SL_OK;
         }
     }
     PQclear(r);
     return rc;
 }
 
-int projection_reset(PGconn **conn, const char *tenant, const char *name, json_t **answer)
+sl_status projections_reset(PGconn **conn, const char *tenant, const char *name, json_t **answer)
 {
     const char *p[] = {tenant, name};
     PGresult *r[4] = {0};
@@ -775,41 +719,46 @@ int projection_reset(PGconn **conn, const char *tenant, const char *name, json_t
     ok = ok && db_ok(r[3]);
     for (int i = 0; i < 4; i++)
         PQclear(r[i]);
-    if (!ok) return -1;
-    if (!found) return -2;
+    if (!ok) return SL_UNAVAILABLE;
+    if (!found) return SL_NOT_FOUND;
     PGresult *n = db_exec(conn, "NOTIFY " EVENTLOG_CHANNEL, 0, NULL, PROJ_TIMEOUT_MS);
     PQclear(n);
-    return projection_get(conn, tenant, name, answer);
+    return projections_get(conn, tenant, name, answer);
 }
 
-int projection_delete(PGconn **conn, const char *tenant, const char *name)
+sl_status projections_delete(PGconn **conn, const char *tenant, const char *name)
 {
     const char *p[] = {tenant, name};
     PGresult *r = db_exec(conn, "DELETE FROM projections WHERE tenant_id = $1 AND name = $2", 2, p,
                           PROJ_TIMEOUT_MS);
-    int rc = -1;
-    if (db_ok(r)) rc = strcmp(PQcmdTuples(r), "1") == 0 ? 0 : -2;
+    sl_status rc = SL_UNAVAILABLE;
+    if (db_ok(r)) rc = strcmp(PQcmdTuples(r), "1") == 0 ? SL_OK : SL_NOT_FOUND;
     PQclear(r);
     return rc;
 }
 
-long long projection_position(PGconn **conn, const char *tenant, const char *name)
+sl_status projections_position(PGconn **conn, const char *tenant, const char *name,
+                               long long *position)
 {
     const char *p[] = {tenant, name};
     PGresult *r =
         db_exec(conn, "SELECT position FROM projections WHERE tenant_id = $1 AND name = $2", 2, p,
                 PROJ_TIMEOUT_MS);
-    long long pos = -1;
-    if (db_ok(r)) pos = PQntuples(r) == 1 ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -2;
+    sl_status rc = SL_UNAVAILABLE;
+    if (db_ok(r)) {
+        rc = PQntuples(r) == 1 ? SL_OK : SL_NOT_FOUND;
+        if (rc == SL_OK) *position = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    }
     PQclear(r);
-    return pos;
+    return rc;
 }
 
-int projection_state(PGconn **conn, const char *tenant, const char *name, const char *key,
-                     const char *after_key, int limit, json_t **answer)
+sl_status projections_state(PGconn **conn, const char *tenant, const char *name, const char *key,
+                            const char *after_key, int limit, json_t **answer)
 {
-    long long pos = projection_position(conn, tenant, name);
-    if (pos < 0) return (int)pos;
+    long long pos = 0;
+    sl_status found = projections_position(conn, tenant, name, &pos);
+    if (found != SL_OK) return found;
     char lim[16];
     snprintf(lim, sizeof lim, "%d", limit + 1);
     const char *p[] = {tenant, name, key ? key : (after_key ? after_key : ""), lim};
@@ -825,9 +774,9 @@ int projection_state(PGconn **conn, const char *tenant, const char *name, const 
                           key ? 3 : 4, p, PROJ_TIMEOUT_MS);
     if (!db_ok(r)) {
         PQclear(r);
-        return -1;
+        return SL_UNAVAILABLE;
     }
-    int rc = 0;
+    sl_status rc = SL_OK;
     if (key) {
         if (PQntuples(r) == 1)
             *answer = json_pack("{s:s,s:o,s:I,s:I}", "key", key, "state",
@@ -835,7 +784,7 @@ int projection_state(PGconn **conn, const char *tenant, const char *name, const 
                                 (json_int_t)strtoll(PQgetvalue(r, 0, 2), NULL, 10),
                                 "projection_position", (json_int_t)pos);
         else
-            rc = -2;
+            rc = SL_NOT_FOUND;
     } else {
         int rows = PQntuples(r);
         bool more = rows > limit;

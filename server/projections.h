@@ -15,6 +15,8 @@
 #ifndef SLUICE_PROJECTIONS_H
 #define SLUICE_PROJECTIONS_H
 
+#include "status.h"
+
 #include <jansson.h>
 #include <libpq-fe.h>
 #include <stdbool.h>
@@ -23,21 +25,23 @@ int projections_start(const char *database_url) __attribute__((warn_unused_resul
 void projections_stop(void);
 
 /* Checks a definition (borrowed). Returns NULL, or a problem document (caller owns). */
-json_t *projection_check(json_t *def);
+json_t *projections_check(json_t *def);
 
-/* Pool-thread operations. Each returns 0 and *answer (caller owns), -1 store unavailable,
- * -2 not found, -3 conflict (create: the name exists). */
-int projection_create(PGconn **conn, const char *tenant, json_t *def, json_t **answer);
-int projection_list(PGconn **conn, const char *tenant, json_t **answer);
-int projection_get(PGconn **conn, const char *tenant, const char *name, json_t **answer);
-int projection_reset(PGconn **conn, const char *tenant, const char *name, json_t **answer);
-int projection_delete(PGconn **conn, const char *tenant, const char *name);
+/* Pool-thread operations. Each returns SL_OK and *answer (caller owns; none for delete),
+ * SL_UNAVAILABLE, SL_NOT_FOUND or SL_CONFLICT (create: the name exists). */
+sl_status projections_create(PGconn **conn, const char *tenant, json_t *def, json_t **answer);
+sl_status projections_list(PGconn **conn, const char *tenant, json_t **answer);
+sl_status projections_get(PGconn **conn, const char *tenant, const char *name, json_t **answer);
+sl_status projections_reset(PGconn **conn, const char *tenant, const char *name, json_t **answer);
+sl_status projections_delete(PGconn **conn, const char *tenant, const char *name);
 /* One key's state ({"key","state","position"}), or a page of every key's when key is NULL
- * ({"states":[…],"next_after":K,"has_more":b}, keys after `after_key`). -2: no projection
- * or no such key. */
-int projection_state(PGconn **conn, const char *tenant, const char *name, const char *key,
-                     const char *after_key, int limit, json_t **answer);
-/* The projection's checkpoint, or -1 (store), -2 (no projection). */
-long long projection_position(PGconn **conn, const char *tenant, const char *name);
+ * ({"states":[…],"next_after":K,"has_more":b}, keys after `after_key`). SL_NOT_FOUND: no
+ * projection or no such key. */
+sl_status projections_state(PGconn **conn, const char *tenant, const char *name, const char *key,
+                            const char *after_key, int limit, json_t **answer);
+/* The projection's checkpoint in *position: SL_OK, SL_UNAVAILABLE or SL_NOT_FOUND (no
+ * projection). */
+sl_status projections_position(PGconn **conn, const char *tenant, const char *name,
+                               long long *position);
 
 #endif

@@ -10,6 +10,7 @@
  * anyway (entry ids <position>-0).
  */
 #include "relay.h"
+#include "worker.h"
 #include "db.h"
 #include "log.h"
 #include "mem.h"
@@ -34,9 +35,8 @@
 #define RELAY_ALIVE_MS 1000 /* how often a live relay checks its leadership connection */
 
 static const sluice_config *cfg;
-static pthread_t thread;
-static atomic_bool stopping, leader;
-static bool running;
+static atomic_bool leader;
+static worker_thread runner; /* the relay thread */
 
 bool relay_is_leader(void)
 {
@@ -67,7 +67,7 @@ long long relay_probe_checkpoint(const sluice_config *c, int timeout_ms)
 
 static void sleep_ms(int ms)
 {
-    for (int i = 0; i < ms / 50 && !atomic_load(&stopping); i++)
+    for (int i = 0; i < ms / 50 && !worker_stopping(&runner); i++)
         usleep(50 * 1000);
 }
 
@@ -91,12 +91,12 @@ static long long read_checkpoint(redisContext *r)
 static hub_sub sub; /* all tenants; added while this instance leads */
 static pthread_mutex_t qlock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t qcond = PTHREAD_COND_INITIALIZER;
-static sevent *ring[RELAY_RING];   /* {qlock} */
-static size_t ring_head, ring_len; /* {qlock} */
-static bool overflowed;            /* {qlock} the ring was full: catch up from PostgreSQL */
+static stored_event *ring[RELAY_RING]; /* {qlock} */
+static size_t ring_head, ring_len;     /* {qlock} */
+static bool overflowed;                /* {qlock} the ring was full: catch up from PostgreSQL */
 
 /* The hub's thread, under the hub lock: queue, or fall behind when the ring is full. */
-static void deliver(hub_sub *s, sevent *e)
+static void deliver(hub_sub *s, stored_event *e)
 {
     pthread_mutex_lock(&qlock);
     if (ring_len == RELAY_RING) {
@@ -104,7 +104,7 @@ static void deliver(hub_sub *s, sevent *e)
         s->state = HUB_CATCHING_UP; /* the hub lock is held: no more deliveries */
         s->cursor = e->position - 1;
     } else {
-        ring[(ring_head + ring_len++) % RELAY_RING] = sevent_ref(e);
+        ring[(ring_head + ring_len++) % RELAY_RING] = stored_event_ref(e);
         if (ring_len == 1) pthread_cond_signal(&qcond);
     }
     pthread_mutex_unlock(&qlock);
@@ -112,7 +112,7 @@ static void deliver(hub_sub *s, sevent *e)
 
 /* Takes up to `max` queued events into `out`, waiting up to 100 ms for the first.
  * Returns how many, or -1 when the ring overflowed (emptied: catch up instead). */
-static int take(sevent **out, int max)
+static int take(stored_event **out, int max)
 {
     pthread_mutex_lock(&qlock);
     if (!ring_len && !overflowed) {
@@ -141,7 +141,7 @@ static void ring_clear(void)
 {
     pthread_mutex_lock(&qlock);
     while (ring_len) {
-        sevent_unref(ring[ring_head]);
+        stored_event_unref(ring[ring_head]);
         ring_head = (ring_head + 1) % RELAY_RING;
         ring_len--;
     }
@@ -151,13 +151,20 @@ static void ring_clear(void)
 
 /* ------------------------------------------------------------------ Redis */
 
+/* What relay_events and relay_page report (besides relay_page's count of rows). */
+enum {
+    RELAY_GAP = 1,           /* relay_events: the events do not follow the checkpoint */
+    RELAY_PG_FAILED = -1,    /* relay_page: PostgreSQL failed */
+    RELAY_REDIS_FAILED = -2, /* the caller reconnects; nothing is lost: the events are read
+                                again */
+};
+
 /* Adds events (position order) after *checkpoint to Redis in one pipeline with the new
  * checkpoint. Events at or below the checkpoint are skipped. `contiguous` (events from
- * memory): returns 1, sending nothing, when they do not follow the checkpoint without a
- * gap (the caller catches up from PostgreSQL, where a missing position means a deleted
- * event). Returns 0, or -2 when Redis failed (the caller reconnects; nothing is lost:
- * the events are read again). */
-static int relay_events(redisContext *r, sevent **evs, int n, long long *checkpoint,
+ * memory): returns RELAY_GAP, sending nothing, when they do not follow the checkpoint
+ * without a gap (the caller catches up from PostgreSQL, where a missing position means a
+ * deleted event). Returns 0, or RELAY_REDIS_FAILED. */
+static int relay_events(redisContext *r, stored_event **evs, int n, long long *checkpoint,
                         bool contiguous)
 {
     char maxlen[24];
@@ -166,7 +173,7 @@ static int relay_events(redisContext *r, sevent **evs, int n, long long *checkpo
     long long last = *checkpoint;
     for (int i = 0; contiguous && i < n; i++) {
         if (evs[i]->position <= last) continue;
-        if (evs[i]->position != last + 1) return 1;
+        if (evs[i]->position != last + 1) return RELAY_GAP;
         last = evs[i]->position;
     }
     /* The whole pipeline is written as RESP into one buffer: hiredis's argv formatting
@@ -176,7 +183,7 @@ static int relay_events(redisContext *r, sevent **evs, int n, long long *checkpo
     size_t maxlen_len = strlen(maxlen);
     last = *checkpoint;
     for (int i = 0; i < n; i++) {
-        sevent *e = evs[i];
+        stored_event *e = evs[i];
         if (e->position <= last) continue;
         char entry[32], pos[24];
         size_t pos_len = fmt_lld(pos, e->position);
@@ -219,11 +226,12 @@ static int relay_events(redisContext *r, sevent **evs, int n, long long *checkpo
     for (int i = 0; i <= sent; i++) {
         redisReply *rep = NULL;
         if (redisGetReply(r, (void **)&rep) != REDIS_OK) {
-            return -2; /* the connection is unusable: the rest of the replies are lost */
+            return RELAY_REDIS_FAILED; /* the connection is unusable: the rest of the replies
+                                          are lost */
         }
         if (rep->type == REDIS_REPLY_ERROR && !strstr(rep->str, "equal or smaller")) {
             log_warn("relay", "redis refused an entry", json_pack("{s:s}", "error", rep->str));
-            rc = -2;
+            rc = RELAY_REDIS_FAILED;
         }
         freeReplyObject(rep);
     }
@@ -231,16 +239,16 @@ static int relay_events(redisContext *r, sevent **evs, int n, long long *checkpo
     return rc;
 }
 
-/* Relays one page read from PostgreSQL after *checkpoint. Returns rows read, -1 when
- * PostgreSQL failed, -2 when Redis failed. */
+/* Relays one page read from PostgreSQL after *checkpoint. Returns rows read,
+ * RELAY_PG_FAILED or RELAY_REDIS_FAILED. */
 static int relay_page(PGconn **pg, redisContext *r, long long *checkpoint)
 {
-    sevent **evs;
+    stored_event **evs;
     int n = eventlog_read(pg, *checkpoint, RELAY_PAGE, RELAY_TIMEOUT_MS, &evs);
-    if (n < 0) return -1;
+    if (n < 0) return RELAY_PG_FAILED;
     int rc = n ? relay_events(r, evs, n, checkpoint, false) : 0;
     for (int i = 0; i < n; i++)
-        sevent_unref(evs[i]);
+        stored_event_unref(evs[i]);
     free(evs);
     return rc < 0 ? rc : n;
 }
@@ -283,8 +291,8 @@ static void *relay_main(void *unused)
     long long checkpoint = -1;
     bool redis_down_logged = false, live = false;
     int64_t alive_checked = 0;
-    sevent *batch[RELAY_PAGE];
-    while (!atomic_load(&stopping)) {
+    stored_event *batch[RELAY_PAGE];
+    while (!worker_stopping(&runner)) {
         if (!pg) {
             lead(false);
             live = false;
@@ -329,7 +337,7 @@ static void *relay_main(void *unused)
         }
         if (!live) {
             int n = relay_page(&pg, r, &checkpoint);
-            if (n == -2) {
+            if (n == RELAY_REDIS_FAILED) {
                 redisFree(r);
                 r = NULL;
             } else if (n < 0) {
@@ -341,14 +349,14 @@ static void *relay_main(void *unused)
             continue;
         }
         int n = take(batch, RELAY_PAGE);
-        int rc = n < 0 ? 1 : relay_events(r, batch, n, &checkpoint, true);
+        int rc = n < 0 ? RELAY_GAP : relay_events(r, batch, n, &checkpoint, true);
         for (int i = 0; i < n; i++)
-            sevent_unref(batch[i]);
+            stored_event_unref(batch[i]);
         if (rc != 0) {
             live = false;
             fall_behind(checkpoint);
         }
-        if (rc == -2) {
+        if (rc == RELAY_REDIS_FAILED) {
             redisFree(r);
             r = NULL;
             checkpoint = -1;
@@ -368,7 +376,7 @@ static void *relay_main(void *unused)
             while ((n = take(batch, RELAY_PAGE)) > 0) {
                 int rc = relay_events(r, batch, n, &checkpoint, true);
                 for (int i = 0; i < n; i++)
-                    sevent_unref(batch[i]);
+                    stored_event_unref(batch[i]);
                 if (rc != 0) break;
             }
         }
@@ -384,15 +392,10 @@ static void *relay_main(void *unused)
 int relay_start(const sluice_config *c)
 {
     cfg = c;
-    if (pthread_create(&thread, NULL, relay_main, NULL) != 0) return -1;
-    running = true;
-    return 0;
+    return worker_start(&runner, relay_main);
 }
 
 void relay_stop(void)
 {
-    if (!running) return;
-    atomic_store(&stopping, true);
-    pthread_join(thread, NULL);
-    running = false;
+    worker_stop(&runner);
 }

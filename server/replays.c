@@ -2,6 +2,9 @@
  * replays.c — replay jobs (see replays.h).
  */
 #include "replays.h"
+#include "worker.h"
+#include "jsonparse.h"
+#include "jsonscan.h"
 #include "locks.h"
 #include "db.h"
 #include "log.h"
@@ -25,114 +28,31 @@
 #define REPLAY_TIMEOUT_MS 30000
 
 static const sluice_config *cfg;
-static pthread_t thread;
-static atomic_bool stopping;
-static bool running;
+static worker_thread runner; /* the replays thread */
 
 /* ------------------------------------------------------------------ filters */
 
-/* Reads a filter field of the request's JSON as the string store_filter_parse expects. */
-typedef struct json_args {
-    json_t *obj;
-    char tmp[8][512];
-    int used;
-    const char *bad; /* a field whose value no filter string can stand for */
-} json_args;
-
-static const char *json_arg(void *ctx, const char *name)
+/* Parses a replay's {"filter": {...}} (filter.h's members, and from_position,
+ * to_position) into r for `tenant`. 0, or -1 with *err. */
+static int parse_filter(const json_t *fobj, const char *tenant, read_filter *r, long long *from,
+                        long long *to, filter_error *err)
 {
-    json_args *a = ctx;
-    json_t *v = json_object_get(a->obj, name);
-    if (!v || json_is_null(v)) return NULL;
-    if (a->used >= 8) {
-        a->bad = name;
-        return NULL;
-    }
-    char *out = a->tmp[a->used++];
-    bool numeric = !strcmp(name, "after") || !strcmp(name, "limit");
-    if (json_is_string(v) && !numeric) {
-        if (json_string_length(v) >= 512 || strlen(json_string_value(v)) != json_string_length(v)) {
-            a->bad = name;
-            return NULL;
-        }
-        snprintf(out, 512, "%s", json_string_value(v));
-    } else if (json_is_integer(v) && numeric) {
-        snprintf(out, 512, "%lld", (long long)json_integer_value(v));
-    } else if (json_is_array(v) && !strcmp(name, "type")) { /* ["a.b","c.*"] → "a.b,c.*" */
-        out[0] = '\0';
-        size_t i;
-        json_t *x;
-        json_array_foreach(v, i, x)
-        {
-            if (!json_is_string(x)) {
-                a->bad = name;
-                return NULL;
-            }
-            if (i) strncat(out, ",", 511 - strlen(out));
-            strncat(out, json_string_value(x), 511 - strlen(out));
-        }
-    } else {
-        a->bad = name;
-        return NULL;
-    }
-    return out;
-}
-
-/* Parses {"filter": {...}} into f (with from/to positions). 0, or -1 with err. */
-static int parse_filter(json_t *filter, read_filter *f, long long *from, long long *to,
-                        char err[256])
-{
-    if (filter && !json_is_object(filter)) {
-        snprintf(err, 256, "filter must be an object");
+    static const char *const positions[] = {"from_position", "to_position", NULL};
+    memset(r, 0, sizeof *r);
+    snprintf(r->f.tenant, sizeof r->f.tenant, "%s", tenant);
+    if (filter_parse_json(&r->f, fobj, NULL, positions, err) < 0) return -1;
+    json_t *fp = json_object_get(fobj, "from_position"), *tp = json_object_get(fobj, "to_position");
+    if ((fp && (!json_is_integer(fp) || json_integer_value(fp) < 0)) ||
+        (tp && (!json_is_integer(tp) || json_integer_value(tp) < 0))) {
+        store_filter_dispose(r);
+        err->where = false;
+        snprintf(err->message, sizeof err->message,
+                 "from_position and to_position must be non-negative integers");
         return -1;
     }
-    const char *k;
-    json_t *v;
-    json_object_foreach(filter, k, v)
-    {
-        static const char *const known[] = {"stream", "streams",        "type",       "types",
-                                            "key",    "correlation_id", "user_id",    "since",
-                                            "until",  "from_position",  "to_position"};
-        bool ok = false;
-        for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-            if (strcmp(k, known[i]) == 0) ok = true;
-        if (!ok) {
-            snprintf(err, 256, "unknown filter field '%.60s'", k);
-            return -1;
-        }
-    }
-    json_t *copy = filter ? json_deep_copy(filter) : json_object();
-    /* Accept the plural spellings too (a projection's filter uses them). */
-    if (json_object_get(copy, "types") && !json_object_get(copy, "type"))
-        json_object_set(copy, "type", json_object_get(copy, "types"));
-    json_t *streams = json_object_get(copy, "streams");
-    if (json_is_array(streams) && json_array_size(streams) == 1 && !json_object_get(copy, "stream"))
-        json_object_set(copy, "stream", json_array_get(streams, 0));
-    else if (streams) {
-        json_decref(copy);
-        snprintf(err, 256, "filter.streams takes one stream (use stream)");
-        return -1;
-    }
-    json_args a = {.obj = copy};
-    int rc = store_filter_parse(f, json_arg, &a, false, err);
-    if (rc == 0 && a.bad) {
-        store_filter_dispose(f);
-        snprintf(err, 256, "filter.%.60s has a value of the wrong type", a.bad);
-        rc = -1;
-    }
-    json_t *fp = json_object_get(copy, "from_position"), *tp = json_object_get(copy, "to_position");
-    if (rc == 0 && ((fp && (!json_is_integer(fp) || json_integer_value(fp) < 0)) ||
-                    (tp && (!json_is_integer(tp) || json_integer_value(tp) < 0)))) {
-        store_filter_dispose(f);
-        snprintf(err, 256, "from_position and to_position must be non-negative integers");
-        rc = -1;
-    }
-    if (rc == 0) {
-        *from = fp ? (long long)json_integer_value(fp) : 0;
-        *to = tp ? (long long)json_integer_value(tp) : -1;
-    }
-    json_decref(copy);
-    return rc;
+    *from = fp ? (long long)json_integer_value(fp) : 0;
+    *to = tp ? (long long)json_integer_value(tp) : -1;
+    return 0;
 }
 
 static bool target_valid(const char *t)
@@ -157,9 +77,17 @@ typedef struct page_ctx {
 static int add_row(const char *line, size_t len, void *arg)
 {
     page_ctx *p = arg;
-    json_t *e = json_loadb(line, len, 0, NULL);
-    if (!e) return 1;
-    long long pos = (long long)json_integer_value(json_object_get(e, "position"));
+    /* The entry's fields come straight from the envelope's text (jsonscan.h): a row is
+     * never parsed whole, so no number in its data can make it unreadable. */
+    char *f_pos[] = {"position"}, *f_id[] = {"id"}, *f_type[] = {"type"};
+    jsonscan_value vp, vi, vt;
+    char ev_id[ENVELOPE_ID_MAX * 6 + 1], ev_type[ENVELOPE_TYPE_MAX * 6 + 1];
+    if (!jsonscan_find(line, len, f_pos, 1, &vp) || vp.kind != JSONSCAN_NUMBER ||
+        !jsonscan_find(line, len, f_id, 1, &vi) || jsonscan_string(&vi, ev_id, sizeof ev_id) < 0 ||
+        !jsonscan_find(line, len, f_type, 1, &vt) ||
+        jsonscan_string(&vt, ev_type, sizeof ev_type) < 0)
+        return 1;
+    long long pos = strtoll(vp.start, NULL, 10);
     char id[32], posText[24];
     snprintf(id, sizeof id, "%lld-0", pos);
     snprintf(posText, sizeof posText, "%lld", pos);
@@ -167,9 +95,9 @@ static int add_row(const char *line, size_t len, void *arg)
                           p->target,
                           id,
                           "id",
-                          json_string_value(json_object_get(e, "id")),
+                          ev_id,
                           "type",
-                          json_string_value(json_object_get(e, "type")),
+                          ev_type,
                           "position",
                           posText,
                           "event",
@@ -182,39 +110,54 @@ static int add_row(const char *line, size_t len, void *arg)
     p->positions[p->appended] = pos;
     p->appended++;
     p->last = pos;
-    json_decref(e);
     return 0;
 }
 
-/* Runs one page of one job. Returns 1 more to do, 0 finished, -1 failed (msg in err). */
-static int run_page(PGconn **conn, redisContext *r, const char *id, const char *tenant,
-                    json_t *filter, const char *target, long long *position, long long to,
-                    int page_size, char err[256])
+/* How one page of a job went. */
+typedef enum {
+    PAGE_MORE = 1,    /* more to do */
+    PAGE_DONE = 0,    /* the job is finished */
+    PAGE_FAILED = -1, /* the job failed (err says why) */
+    PAGE_RETRY = -2,  /* Redis or PostgreSQL trouble (err says which): retry later */
+} page_rc;
+
+/* Runs one page of one job. */
+static page_rc run_page(PGconn **conn, redisContext *r, const char *id, const char *tenant,
+                        json_t *fobj, const char *target, long long *position, long long to,
+                        int page_size, char err[256])
 {
     read_filter f;
     long long from, to_ignored;
-    if (parse_filter(filter, &f, &from, &to_ignored, err) < 0) return -1;
+    filter_error ferr;
+    if (!fobj) { /* never "no filter": that would replay the tenant's whole history */
+        snprintf(err, 256, "the stored filter does not parse");
+        return PAGE_FAILED;
+    }
+    if (parse_filter(fobj, tenant, &f, &from, &to_ignored, &ferr) < 0) {
+        snprintf(err, 256, "%s", ferr.message);
+        return PAGE_FAILED;
+    }
     f.after = *position;
     f.upto = to;
     f.limit = page_size;
     page_ctx p = {.r = r, .target = target};
-    int rc = store_stream(conn, REPLAY_TIMEOUT_MS, tenant, &f, add_row, &p);
+    store_stream_rc rc = store_stream(conn, REPLAY_TIMEOUT_MS, &f, add_row, &p);
     store_filter_dispose(&f);
-    if (rc != 0) {
+    if (rc != STORE_STREAM_END) {
         snprintf(err, 256, "reading the log failed");
-        return -2;
+        return PAGE_RETRY;
     }
     for (int i = 0; i < p.appended; i++) {
         redisReply *rep = NULL;
         if (redisGetReply(r, (void **)&rep) != REDIS_OK) {
             snprintf(err, 256, "redis failed");
-            return -2;
+            return PAGE_RETRY;
         }
         bool bad = rep->type == REDIS_REPLY_ERROR && !strstr(rep->str, "equal or smaller");
         bool older = rep->type == REDIS_REPLY_ERROR && !bad;
         if (bad) snprintf(err, 256, "redis refused: %.200s", rep->str);
         freeReplyObject(rep);
-        if (bad) return -1;
+        if (bad) return PAGE_FAILED;
         if (older) { /* already added by an earlier run of this job, or the target is newer? */
             redisReply *x =
                 redisCommand(r, "XRANGE %s %lld-0 %lld-0", target, p.positions[i], p.positions[i]);
@@ -229,7 +172,7 @@ static int run_page(PGconn **conn, redisContext *r, const char *id, const char *
                     redisReply *rest = NULL;
                     if (redisGetReply(r, (void **)&rest) == REDIS_OK) freeReplyObject(rest);
                 }
-                return -1;
+                return PAGE_FAILED;
             }
         }
     }
@@ -247,10 +190,10 @@ static int run_page(PGconn **conn, redisContext *r, const char *id, const char *
     PQclear(res);
     if (!ok) {
         snprintf(err, 256, "saving the checkpoint failed");
-        return -2;
+        return PAGE_RETRY;
     }
     *position = next;
-    return p.appended < page_size ? 0 : 1;
+    return p.appended < page_size ? PAGE_DONE : PAGE_MORE;
 }
 
 static void fail_job(PGconn **conn, const char *id, const char *err)
@@ -270,7 +213,7 @@ static void *runner_main(void *unused)
     PGconn *conn = NULL;
     redisContext *r = NULL;
     bool leader = false;
-    while (!atomic_load(&stopping)) {
+    while (!worker_stopping(&runner)) {
         if (!conn) {
             leader = false;
             if (!(conn = db_connect(cfg->database_url, "replays"))) {
@@ -299,10 +242,10 @@ static void *runner_main(void *unused)
         }
         int n = PQntuples(jobs);
         if (n && !r) r = redis_connect(cfg->redis_url, 2000, "replays");
-        for (int i = 0; i < n && r && conn && !atomic_load(&stopping); i++) {
+        for (int i = 0; i < n && r && conn && !worker_stopping(&runner); i++) {
             char *id = xstrdup(PQgetvalue(jobs, i, 0)), *tenant = xstrdup(PQgetvalue(jobs, i, 1));
             char *target = xstrdup(PQgetvalue(jobs, i, 3));
-            json_t *filter = json_loads(PQgetvalue(jobs, i, 2), 0, NULL);
+            json_t *fobj = jsonparse_stored(PQgetvalue(jobs, i, 2));
             long long pos = strtoll(PQgetvalue(jobs, i, 4), NULL, 10);
             long long to = strtoll(PQgetvalue(jobs, i, 5), NULL, 10);
             int rate = atoi(PQgetvalue(jobs, i, 6));
@@ -313,19 +256,20 @@ static void *runner_main(void *unused)
             int page = rate / 5;
             if (page < 1) page = 1;
             if (page > REPLAY_PAGE) page = REPLAY_PAGE;
-            int rc = run_page(&conn, r, id, tenant, filter, target, &pos, to, page, err);
-            if (rc == -1 && conn) fail_job(&conn, id, err);
-            if (rc == -2) { /* Redis or PostgreSQL trouble: retry later, nothing is lost */
+            page_rc rc = run_page(&conn, r, id, tenant, fobj, target, &pos, to, page, err);
+            if (rc == PAGE_FAILED && conn) fail_job(&conn, id, err);
+            if (rc == PAGE_RETRY) { /* Redis or PostgreSQL trouble: retry later, nothing is lost */
                 if (r) redisFree(r);
                 r = NULL;
             }
             int64_t budget = rate > 0 ? (int64_t)page * 1000 / rate : 0;
-            while (rc == 1 && time_mono_ms() - started < budget && !atomic_load(&stopping))
+            while (rc == PAGE_MORE && time_mono_ms() - started < budget &&
+                   !worker_stopping(&runner))
                 usleep(20 * 1000);
             free(id);
             free(tenant);
             free(target);
-            json_decref(filter);
+            json_decref(fobj);
         }
         PQclear(jobs);
         if (n == 0) usleep(200 * 1000);
@@ -339,17 +283,12 @@ static void *runner_main(void *unused)
 int replays_start(const sluice_config *c)
 {
     cfg = c;
-    if (pthread_create(&thread, NULL, runner_main, NULL) != 0) return -1;
-    running = true;
-    return 0;
+    return worker_start(&runner, runner_main);
 }
 
 void replays_stop(void)
 {
-    if (!running) return;
-    atomic_store(&stopping, true);
-    pthread_join(thread, NULL);
-    running = false;
+    worker_stop(&runner);
 }
 
 /* ------------------------------------------------------------------ API */
@@ -362,7 +301,7 @@ static json_t *replay_row(PGresult *r)
 {
     return json_pack(
         "{s:s,s:s,s:o,s:{s:s},s:I,s:I,s:I,s:o,s:o,s:i,s:s}", "id", PQgetvalue(r, 0, 0), "status",
-        PQgetvalue(r, 0, 1), "filter", json_loads(PQgetvalue(r, 0, 2), 0, NULL), "target",
+        PQgetvalue(r, 0, 1), "filter", jsonparse_stored(PQgetvalue(r, 0, 2)), "target",
         "redis_stream", PQgetvalue(r, 0, 3), "position",
         (json_int_t)strtoll(PQgetvalue(r, 0, 4), NULL, 10), "to_position",
         (json_int_t)strtoll(PQgetvalue(r, 0, 5), NULL, 10), "replayed",
@@ -372,9 +311,8 @@ static json_t *replay_row(PGresult *r)
         "max_per_second", atoi(PQgetvalue(r, 0, 9)), "created_at", PQgetvalue(r, 0, 10));
 }
 
-int replay_create(PGconn **conn, const char *tenant, json_t *req, json_t **answer)
+sl_status replays_create(PGconn **conn, const char *tenant, json_t *req, json_t **answer)
 {
-    char err[256];
     json_t *target = json_object_get(json_object_get(req, "target"), "redis_stream");
     json_t *rate = json_object_get(req, "max_per_second");
     const char *k;
@@ -388,14 +326,15 @@ int replay_create(PGconn **conn, const char *tenant, json_t *req, json_t **answe
         *answer = problem_new("invalid_request",
                               "expected {\"filter\":{…},\"target\":{\"redis_stream\":\"name\"},"
                               "\"max_per_second\":N (optional, default 5000)}");
-        return -4;
+        return SL_REFUSED;
     }
     /* Everything the request itself can be refused for is checked before any round trip. */
     read_filter f;
     long long from = 0, to = -1;
-    if (parse_filter(json_object_get(req, "filter"), &f, &from, &to, err) < 0) {
-        *answer = problem_new("invalid_request", err);
-        return -4;
+    filter_error ferr;
+    if (parse_filter(json_object_get(req, "filter"), tenant, &f, &from, &to, &ferr) < 0) {
+        *answer = problem_new(ferr.where ? "invalid_filter" : "invalid_request", ferr.message);
+        return SL_REFUSED;
     }
     /* A tenant's replays write only under its own Redis namespace (tenant default: any
      * name outside other tenants'). */
@@ -415,14 +354,14 @@ int replay_create(PGconn **conn, const char *tenant, json_t *req, json_t **answe
             if (!ok_db) {
                 free(t);
                 store_filter_dispose(&f);
-                return -1;
+                return SL_UNAVAILABLE;
             }
             if (foreign && strcmp(t, "default") != 0) {
                 *answer = problem_newf("invalid_request", "%s%s:… streams belong to tenant '%s'",
                                        prefix, t, t);
                 free(t);
                 store_filter_dispose(&f);
-                return -4;
+                return SL_REFUSED;
             }
             free(t);
         }
@@ -434,22 +373,22 @@ int replay_create(PGconn **conn, const char *tenant, json_t *req, json_t **answe
                                    "tenant '%s' replays into Redis streams named %s…", tenant, ns);
             free(ns);
             store_filter_dispose(&f);
-            return -4;
+            return SL_REFUSED;
         }
         free(ns);
     }
     long long head = store_head(conn, REPLAY_TIMEOUT_MS);
     if (head < 0) {
         store_filter_dispose(&f);
-        return -1;
+        return SL_UNAVAILABLE;
     }
     if (to < 0 || to > head) to = head; /* the range is fixed now: history, not the future */
     f.after = from;
     f.upto = to > 0 ? to : -1;
-    long long total = to > from ? store_count(conn, REPLAY_TIMEOUT_MS, tenant, &f) : 0;
+    long long total = to > from ? store_count(conn, REPLAY_TIMEOUT_MS, &f) : 0;
     if (total < 0) {
         store_filter_dispose(&f);
-        return -1;
+        return SL_UNAVAILABLE;
     }
     store_filter_dispose(&f);
     char id[ULID_LEN + 8], from_t[24], to_t[24], total_t[24], rate_t[16];
@@ -471,7 +410,7 @@ int replay_create(PGconn **conn, const char *tenant, json_t *req, json_t **answe
      * count and the insert happen under one transaction lock, each INSERT's count a new
      * snapshot taken after the lock (READ COMMITTED), so two creates never both take the
      * last slot. A replay that has nothing to do is born done and needs none. */
-    int rc = -1;
+    sl_status rc = SL_UNAVAILABLE;
     PGresult *r = NULL;
     PGresult *b[2] = {NULL, NULL};
     int nb = db_run(conn, "BEGIN; SELECT pg_advisory_xact_lock(" LOCK_REPLAY_CREATE ")", -1, NULL,
@@ -491,13 +430,13 @@ int replay_create(PGconn **conn, const char *tenant, json_t *req, json_t **answe
         PGresult *c = db_exec(conn, "COMMIT", 0, NULL, REPLAY_TIMEOUT_MS);
         if (db_ok(c) && PQntuples(r) == 1) {
             *answer = replay_row(r);
-            rc = 0;
+            rc = SL_OK;
         } else if (db_ok(c)) {
             *answer = problem_newf("rate_limited",
                                    "tenant '%s' runs %d replays already (SLUICE_TENANT_REPLAYS); "
                                    "retry after one ends",
                                    tenant, cap);
-            rc = -5;
+            rc = SL_LIMITED;
         }
         PQclear(c);
     } else if (*conn && in_tx) { /* the pooled connection must not stay in the transaction */
@@ -508,22 +447,22 @@ int replay_create(PGconn **conn, const char *tenant, json_t *req, json_t **answe
     return rc;
 }
 
-int replay_get(PGconn **conn, const char *tenant, const char *id, json_t **answer)
+sl_status replays_get(PGconn **conn, const char *tenant, const char *id, json_t **answer)
 {
     const char *p[] = {tenant, id};
     PGresult *r =
         db_exec(conn, "SELECT " REPLAY_COLUMNS " FROM replays WHERE tenant_id = $1 AND id = $2", 2,
                 p, REPLAY_TIMEOUT_MS);
-    int rc = -1;
+    sl_status rc = SL_UNAVAILABLE;
     if (db_ok(r)) {
-        rc = PQntuples(r) == 1 ? 0 : -2;
-        if (rc == 0) *answer = replay_row(r);
+        rc = PQntuples(r) == 1 ? SL_OK : SL_NOT_FOUND;
+        if (rc == SL_OK) *answer = replay_row(r);
     }
     PQclear(r);
     return rc;
 }
 
-int replay_cancel(PGconn **conn, const char *tenant, const char *id, json_t **answer)
+sl_status replays_cancel(PGconn **conn, const char *tenant, const char *id, json_t **answer)
 {
     const char *p[] = {tenant, id};
     PGresult *r = db_exec(conn,
@@ -532,6 +471,6 @@ int replay_cancel(PGconn **conn, const char *tenant, const char *id, json_t **an
                           2, p, REPLAY_TIMEOUT_MS);
     bool ok = db_ok(r);
     PQclear(r);
-    if (!ok) return -1;
-    return replay_get(conn, tenant, id, answer);
+    if (!ok) return SL_UNAVAILABLE;
+    return replays_get(conn, tenant, id, answer);
 }

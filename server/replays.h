@@ -14,6 +14,7 @@
 #define SLUICE_REPLAYS_H
 
 #include "config.h"
+#include "status.h"
 
 #include <jansson.h>
 #include <libpq-fe.h>
@@ -21,11 +22,12 @@
 int replays_start(const sluice_config *cfg) __attribute__((warn_unused_result));
 void replays_stop(void);
 
-/* Pool thread. Each returns 0 with *answer (caller owns), -1 store unavailable,
- * -2 not found, -4 invalid request (*answer is the problem), -5 (create) the tenant runs
- * SLUICE_TENANT_REPLAYS replays already (*answer is the rate_limited problem). */
-int replay_create(PGconn **conn, const char *tenant, json_t *req, json_t **answer);
-int replay_get(PGconn **conn, const char *tenant, const char *id, json_t **answer);
-int replay_cancel(PGconn **conn, const char *tenant, const char *id, json_t **answer);
+/* Pool thread. Each returns SL_OK with *answer (caller owns), SL_UNAVAILABLE,
+ * SL_NOT_FOUND, SL_REFUSED (an invalid request: *answer is the problem) or, from create,
+ * SL_LIMITED: the tenant runs SLUICE_TENANT_REPLAYS replays already (*answer is the
+ * rate_limited problem). */
+sl_status replays_create(PGconn **conn, const char *tenant, json_t *req, json_t **answer);
+sl_status replays_get(PGconn **conn, const char *tenant, const char *id, json_t **answer);
+sl_status replays_cancel(PGconn **conn, const char *tenant, const char *id, json_t **answer);
 
 #endif

@@ -2,6 +2,7 @@
  * retention.c — the retention enforcer (see retention.h).
  */
 #include "retention.h"
+#include "worker.h"
 #include "locks.h"
 #include "db.h"
 #include "log.h"
@@ -22,13 +23,11 @@
 #define RETENTION_TIMEOUT_MS 10000
 
 static const sluice_config *cfg;
-static pthread_t thread;
-static atomic_bool stopping;
-static bool running;
+static worker_thread runner; /* the retention thread */
 
 static void sleep_ms(int ms)
 {
-    for (int i = 0; i < ms / 50 && !atomic_load(&stopping); i++)
+    for (int i = 0; i < ms / 50 && !worker_stopping(&runner); i++)
         usleep(50 * 1000);
 }
 
@@ -70,7 +69,7 @@ static void enforce(PGconn **conn)
         PQclear(s);
         return;
     }
-    for (int i = 0; i < PQntuples(s) && *conn && !atomic_load(&stopping); i++) {
+    for (int i = 0; i < PQntuples(s) && *conn && !worker_stopping(&runner); i++) {
         const char *p[] = {PQgetvalue(s, i, 0), PQgetvalue(s, i, 1), PQgetvalue(s, i, 2),
                            relayed_text};
         long long deleted = 0;
@@ -95,7 +94,7 @@ static void *retention_main(void *unused)
     (void)unused;
     PGconn *conn = NULL;
     bool leader = false;
-    while (!atomic_load(&stopping)) {
+    while (!worker_stopping(&runner)) {
         if (!conn) {
             leader = false;
             conn = db_connect(cfg->database_url, "retention");
@@ -120,15 +119,10 @@ static void *retention_main(void *unused)
 int retention_start(const sluice_config *c)
 {
     cfg = c;
-    if (pthread_create(&thread, NULL, retention_main, NULL) != 0) return -1;
-    running = true;
-    return 0;
+    return worker_start(&runner, retention_main);
 }
 
 void retention_stop(void)
 {
-    if (!running) return;
-    atomic_store(&stopping, true);
-    pthread_join(thread, NULL);
-    running = false;
+    worker_stop(&runner);
 }

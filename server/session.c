@@ -208,7 +208,7 @@ void session_ref(session *s)
 
 void session_item_dispose(session_item *it)
 {
-    sevent_unref(it->ev);
+    stored_event_unref(it->ev);
     free(it->text);
     memset(it, 0, sizeof *it);
 }
@@ -254,9 +254,11 @@ static bool push_locked(session *s, session_item *it, size_t bytes)
 
 /* Lock held, after a push (or a failed one): when the queue has just turned non-empty, or a
  * bound was passed, tells the owner. A queue that already held items needs nothing: its owner
- * was told when it turned non-empty, and takes items until it is empty again. */
+ * was told when it turned non-empty, and takes items until it is empty again. A closed
+ * session tells nobody: its owner may be gone (session_close). */
 static void notify_locked(session *s, bool was_empty)
 {
+    if (s->closed) return;
     if (!(was_empty && s->q_len > 0) && !s->overflow) return;
     pthread_cond_broadcast(&s->changed);
     s->wake(s);
@@ -328,11 +330,11 @@ size_t session_pop_batch(session *s, session_item *out, size_t max, size_t max_b
 }
 
 /* Tail thread, hub lock held: queue the event for this subscription. */
-static void deliver(hub_sub *hs, sevent *e)
+static void deliver(hub_sub *hs, stored_event *e)
 {
     session_sub *sub = hs->owner;
     session *s = sub->sess;
-    session_item it = {.ev = sevent_ref(e)};
+    session_item it = {.ev = stored_event_ref(e)};
     memcpy(it.sub, sub->id, sub->id_len + 1);
     pthread_mutex_lock(&s->lock);
     bool was_empty = s->q_len == 0;
@@ -346,7 +348,7 @@ static void deliver(hub_sub *hs, sevent *e)
 static void sub_unref(session_sub *sub)
 {
     if (atomic_fetch_sub(&sub->refs, 1) != 1) return;
-    hub_filter_dispose(&sub->hs.filter);
+    filter_dispose(&sub->hs.filter);
     free(sub);
 }
 
@@ -360,10 +362,10 @@ static bool history_room_locked(const session *s, size_t bytes)
            s->q_bytes + bytes <= s->max_bytes / HISTORY_SHARE;
 }
 
-bool session_push_history(session *s, const char *sub_id, sevent *e, const atomic_bool *cancel,
-                          int stall_ms)
+bool session_push_history(session *s, const char *sub_id, stored_event *e,
+                          const atomic_bool *cancel, int stall_ms)
 {
-    session_item it = {.ev = sevent_ref(e)};
+    session_item it = {.ev = stored_event_ref(e)};
     snprintf(it.sub, sizeof it.sub, "%s", sub_id);
     bool ok = false, was_empty = false;
     long long since = now_ms();
@@ -409,7 +411,7 @@ static void *catchup_main(void *arg)
             if (hub_try_go_live(&sub->hs, cursor)) break;
             continue;
         }
-        sevent **evs;
+        stored_event **evs;
         if (!turn_take(s->auth.tenant, &sub->cancel)) break;
         int got = eventlog_read(&conn, cursor, CATCHUP_PAGE, CATCHUP_TIMEOUT_MS, &evs);
         turn_give();
@@ -420,18 +422,18 @@ static void *catchup_main(void *arg)
         int n = got;
         bool stop = false;
         for (int i = 0; i < n && !stop; i++) {
-            sevent *e = evs[i];
+            stored_event *e = evs[i];
             if (e->position > head) { /* the hub has not reached it: it will come live */
                 n = i;
                 break;
             }
-            if (hub_filter_matches(&sub->hs.filter, e))
+            if (filter_matches(&sub->hs.filter, e))
                 stop = !session_push_history(s, sub->id, e, &sub->cancel, CATCHUP_STALL_MS);
             cursor = e->position;
         }
         bool full = got == CATCHUP_PAGE && n == CATCHUP_PAGE;
         for (int i = 0; i < got; i++)
-            sevent_unref(evs[i]);
+            stored_event_unref(evs[i]);
         free(evs);
         if (stop) break;
         if (!full) cursor = head; /* everything up to the sampled head has been read */
@@ -444,7 +446,7 @@ static void *catchup_main(void *arg)
         session_push_text(s, msg);
     }
     atomic_fetch_sub(&catchups_running, 1);
-    tenant_release(s->auth.tenant, TENANT_CATCHUPS);
+    tenants_release(s->auth.tenant, TENANT_CATCHUPS);
     sub_unref(sub);
     session_unref(s);
     return NULL;
@@ -475,18 +477,18 @@ static bool sub_start(session_sub *sub, long long from_position, long long *star
     return false;
 }
 
-int session_subscribe(session *s, const char *id, hub_filter *filter, long long from_position,
-                      long long *start)
+session_subscribe_rc session_subscribe(session *s, const char *id, filter *fl,
+                                       long long from_position, long long *start)
 {
     for (session_sub *x = s->subs; x; x = x->next)
-        if (strcmp(x->id, id) == 0) return -1;
-    if (s->n_subs >= SESSION_MAX_SUBS) return -2;
+        if (strcmp(x->id, id) == 0) return SESSION_DUPLICATE_ID;
+    if (s->n_subs >= SESSION_MAX_SUBS) return SESSION_TOO_MANY;
     session_sub *sub = xcalloc(1, sizeof *sub);
     snprintf(sub->id, sizeof sub->id, "%s", id);
     sub->id_len = strlen(sub->id);
     sub->sess = s;
-    sub->hs.filter = *filter;
-    memset(filter, 0, sizeof *filter);
+    sub->hs.filter = *fl;
+    memset(fl, 0, sizeof *fl);
     snprintf(sub->hs.filter.tenant, sizeof sub->hs.filter.tenant, "%s", s->auth.tenant);
     sub->hs.deliver = deliver;
     sub->hs.owner = sub;
@@ -494,17 +496,17 @@ int session_subscribe(session *s, const char *id, hub_filter *filter, long long 
     bool catchup = sub_start(sub, from_position, start);
     /* A catch-up holds one of its tenant's slots (SLUICE_TENANT_CATCHUPS) and one of the
      * instance's, from here until catchup_main returns. */
-    if (catchup && !tenant_acquire(s->auth.tenant, TENANT_CATCHUPS)) {
+    if (catchup && !tenants_acquire(s->auth.tenant, TENANT_CATCHUPS)) {
         hub_remove(&sub->hs);
         sub_unref(sub);
-        return -4;
+        return SESSION_TENANT_CATCHUPS;
     }
     if (catchup && atomic_fetch_add(&catchups_running, 1) >= catchups_max) {
         atomic_fetch_sub(&catchups_running, 1);
-        tenant_release(s->auth.tenant, TENANT_CATCHUPS);
+        tenants_release(s->auth.tenant, TENANT_CATCHUPS);
         hub_remove(&sub->hs);
         sub_unref(sub);
-        return -3;
+        return SESSION_CATCHUPS_FULL;
     }
     sub->next = s->subs;
     s->subs = sub;
@@ -518,7 +520,7 @@ int session_subscribe(session *s, const char *id, hub_filter *filter, long long 
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         if (pthread_create(&t, &attr, catchup_main, sub) != 0) {
             atomic_fetch_sub(&catchups_running, 1);
-            tenant_release(s->auth.tenant, TENANT_CATCHUPS);
+            tenants_release(s->auth.tenant, TENANT_CATCHUPS);
             sub_unref(sub);
             session_unref(s);
             log_error("session", "cannot start a catch-up thread", NULL);

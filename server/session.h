@@ -16,7 +16,7 @@
 
 #include "auth.h"
 #include "hub.h"
-#include "sevent.h"
+#include "stored_event.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -32,7 +32,7 @@ typedef void (*session_wake_fn)(session *s);
 
 /* One queued message: an event for a subscription, or a control text. */
 typedef struct session_item {
-    sevent *ev;                       /* shared reference, or NULL */
+    stored_event *ev;                 /* shared reference, or NULL */
     char sub[SESSION_SUB_ID_MAX + 1]; /* with ev: the subscription id */
     char *text;                       /* without ev: owned JSON text */
 } session_item;
@@ -70,17 +70,28 @@ session *session_new(size_t max_messages, size_t max_bytes, session_wake_fn wake
 void session_ref(session *s);
 void session_unref(session *s);
 
+/* What session_subscribe did. */
+typedef enum {
+    SESSION_SUBSCRIBED = 0,
+    SESSION_DUPLICATE_ID = -1,    /* a subscription with this id exists */
+    SESSION_TOO_MANY = -2,        /* SESSION_MAX_SUBS subscriptions already */
+    SESSION_CATCHUPS_FULL = -3,   /* SLUICE_MAX_CATCHUPS catch-ups are running (retry later) */
+    SESSION_TENANT_CATCHUPS = -4, /* the session's tenant runs SLUICE_TENANT_CATCHUPS
+                                     catch-ups already (retry later) */
+} session_subscribe_rc;
+
 /* Owner thread. Subscribes `id` with `filter` (moved in; tenant set from the session).
  * from_position < 0: live from now, that is after the last position this instance knows is
- * committed (its own last commit, or what its tail has read, whichever is later). Returns 0
- * and *start (the position after which events will come), or -1 duplicate id, -2 too many
- * subscriptions, -3 too many catch-ups running (retry later), -4 the session's tenant runs
- * SLUICE_TENANT_CATCHUPS catch-ups already (retry later). */
-int session_subscribe(session *s, const char *id, hub_filter *filter, long long from_position,
-                      long long *start) __attribute__((warn_unused_result));
+ * committed (its own last commit, or what its tail has read, whichever is later). When
+ * SESSION_SUBSCRIBED, *start is the position after which events will come. */
+session_subscribe_rc session_subscribe(session *s, const char *id, filter *fl,
+                                       long long from_position, long long *start)
+    __attribute__((warn_unused_result));
 /* Owner thread. Returns 0, or -1 when no such subscription. */
 int session_unsubscribe(session *s, const char *id) __attribute__((warn_unused_result));
-/* Owner thread: stops every subscription; producers stop adding. */
+/* Owner thread: stops every subscription; producers stop adding. Once it returns the wake
+ * function is not called again, so the owner may go (the session may live on, referenced by a
+ * catch-up that is stopping). */
 void session_close(session *s);
 
 /* A catch-up thread: queues historical event `e` (a new reference) for subscription `sub_id`,
@@ -88,8 +99,9 @@ void session_close(session *s);
  * half stays free for live events. Returns true once queued; false when it must stop: *cancel
  * set, the session closed or overflowed, or the owner has taken nothing for `stall_ms` (then
  * the session is marked overflowed, and its owner closes it). */
-bool session_push_history(session *s, const char *sub_id, sevent *e, const atomic_bool *cancel,
-                          int stall_ms) __attribute__((warn_unused_result));
+bool session_push_history(session *s, const char *sub_id, stored_event *e,
+                          const atomic_bool *cancel, int stall_ms)
+    __attribute__((warn_unused_result));
 /* Any thread: queues a control message (takes `text`). */
 void session_push_text(session *s, char *text);
 /* Owner thread: takes the next item (caller disposes with session_item_dispose).

@@ -87,7 +87,8 @@ static json_t *stream_row(PGresult *r, int i)
                      "retention", retention);
 }
 
-json_t *streams_list(PGconn **conn, int timeout_ms, const sluice_config *cfg, const char *tenant)
+sl_status streams_list(PGconn **conn, int timeout_ms, const sluice_config *cfg, const char *tenant,
+                       json_t **answer)
 {
     (void)cfg;
     char sql[2048];
@@ -97,16 +98,17 @@ json_t *streams_list(PGconn **conn, int timeout_ms, const sluice_config *cfg, co
     if (!db_ok(r)) {
         if (r) db_log_error("streams", "listing streams failed", r);
         PQclear(r);
-        return NULL;
+        return SL_UNAVAILABLE;
     }
     json_t *list = json_array();
     for (int i = 0; i < PQntuples(r); i++) json_array_append_new(list, stream_row(r, i));
     PQclear(r);
-    return json_pack("{s:o}", "streams", list);
+    *answer = json_pack("{s:o}", "streams", list);
+    return SL_OK;
 }
 
-json_t *streams_get(PGconn **conn, int timeout_ms, const sluice_config *cfg, const char *tenant,
-                    const char *stream, bool *found)
+sl_status streams_get(PGconn **conn, int timeout_ms, const sluice_config *cfg, const char *tenant,
+                      const char *stream, json_t **answer)
 {
     char sql[2048];
     snprintf(sql, sizeof sql, STREAM_STATS_SQL, "AND stream = $2", "AND stream = $2");
@@ -115,17 +117,20 @@ json_t *streams_get(PGconn **conn, int timeout_ms, const sluice_config *cfg, con
     if (!db_ok(r)) {
         if (r) db_log_error("streams", "reading a stream failed", r);
         PQclear(r);
-        return NULL;
+        return SL_UNAVAILABLE;
     }
-    *found = PQntuples(r) == 1;
-    json_t *out = *found ? stream_row(r, 0) : json_object();
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        return SL_NOT_FOUND;
+    }
+    *answer = stream_row(r, 0);
     PQclear(r);
-    if (*found) json_object_set_new(out, "redis", streams_redis_info(cfg, tenant, stream));
-    return out;
+    json_object_set_new(*answer, "redis", streams_redis_info(cfg, tenant, stream));
+    return SL_OK;
 }
 
-json_t *streams_set(PGconn **conn, int timeout_ms, const char *tenant, const char *stream,
-                    json_t *req, json_t **problem)
+sl_status streams_set(PGconn **conn, int timeout_ms, const char *tenant, const char *stream,
+                      json_t *req, json_t **answer)
 {
     json_t *ret = json_object_get(req, "retention");
     json_t *age = json_object_get(ret, "max_age_ms");
@@ -133,10 +138,10 @@ json_t *streams_set(PGconn **conn, int timeout_ms, const char *tenant, const cha
               json_object_size(ret) == 1 &&
               (json_is_null(age) || (json_is_integer(age) && json_integer_value(age) > 0));
     if (!ok) {
-        *problem = problem_new("invalid_request",
-                               "expected {\"retention\":{\"max_age_ms\": a positive integer, or "
-                               "null to keep events forever}}");
-        return NULL;
+        *answer = problem_new("invalid_request",
+                              "expected {\"retention\":{\"max_age_ms\": a positive integer, or "
+                              "null to keep events forever}}");
+        return SL_REFUSED;
     }
     char age_text[24];
     if (!json_is_null(age)) snprintf(age_text, sizeof age_text, "%lld", (long long)json_integer_value(age));
@@ -148,9 +153,7 @@ json_t *streams_set(PGconn **conn, int timeout_ms, const char *tenant, const cha
                           3, p, timeout_ms);
     bool done = db_ok(r);
     PQclear(r);
-    if (!done) {
-        *problem = problem_new("store_unavailable", "PostgreSQL is unavailable; retry shortly");
-        return NULL;
-    }
-    return json_pack("{s:s,s:{s:O}}", "stream", stream, "retention", "max_age_ms", age);
+    if (!done) return SL_UNAVAILABLE;
+    *answer = json_pack("{s:s,s:{s:O}}", "stream", stream, "retention", "max_age_ms", age);
+    return SL_OK;
 }

@@ -10,20 +10,23 @@
 #define SLUICE_STREAMS_H
 
 #include "config.h"
+#include "status.h"
 
 #include <jansson.h>
 #include <libpq-fe.h>
 
-/* {"streams":[…]} for a tenant, or NULL when PostgreSQL failed. Caller owns. */
-json_t *streams_list(PGconn **conn, int timeout_ms, const sluice_config *cfg, const char *tenant);
-/* One stream with its Redis length and consumer groups; *found false when the stream has
- * no events and no settings. NULL when PostgreSQL failed. */
-json_t *streams_get(PGconn **conn, int timeout_ms, const sluice_config *cfg, const char *tenant,
-                    const char *stream, bool *found);
-/* Sets retention from {"retention":{"max_age_ms":N|null}}. Returns the stream's settings,
- * or NULL with *problem set (caller owns either). */
-json_t *streams_set(PGconn **conn, int timeout_ms, const char *tenant, const char *stream,
-                    json_t *req, json_t **problem);
+/* {"streams":[…]} for a tenant in *answer (caller owns): SL_OK or SL_UNAVAILABLE. */
+sl_status streams_list(PGconn **conn, int timeout_ms, const sluice_config *cfg, const char *tenant,
+                       json_t **answer);
+/* One stream with its Redis length and consumer groups in *answer (caller owns): SL_OK,
+ * SL_NOT_FOUND (the stream has no events and no settings) or SL_UNAVAILABLE. */
+sl_status streams_get(PGconn **conn, int timeout_ms, const sluice_config *cfg, const char *tenant,
+                      const char *stream, json_t **answer);
+/* Sets retention from {"retention":{"max_age_ms":N|null}}: SL_OK with the stream's settings
+ * in *answer, SL_REFUSED with the problem in *answer (caller owns either), or
+ * SL_UNAVAILABLE. */
+sl_status streams_set(PGconn **conn, int timeout_ms, const char *tenant, const char *stream,
+                      json_t *req, json_t **answer);
 
 /* The Redis stream holding a tenant's stream (caller frees). */
 char *streams_redis_name(const sluice_config *cfg, const char *tenant, const char *stream);

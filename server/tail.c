@@ -28,7 +28,7 @@
 #define TAIL_CHECK_MS 1000 /* a read without a notification, for one that was missed */
 
 typedef struct local_batch {
-    sevent **evs;
+    stored_event **evs;
     int n;
 } local_batch;
 
@@ -45,13 +45,13 @@ static atomic_bool missed;          /* a local batch was let go: read the log */
 static void batch_free(local_batch *b)
 {
     for (int i = 0; i < b->n; i++)
-        sevent_unref(b->evs[i]);
+        stored_event_unref(b->evs[i]);
     free(b->evs);
     b->evs = NULL;
     b->n = 0;
 }
 
-void tail_committed(sevent **events, int n)
+void tail_committed(stored_event **events, int n)
 {
     local_batch b = {.evs = events, .n = n};
     pthread_mutex_lock(&lock);
@@ -75,12 +75,12 @@ static int read_log(PGconn **conn, long long until)
         if (until && head >= until) return 0;
         int limit = TAIL_PAGE;
         if (until && until - head < limit) limit = (int)(until - head);
-        sevent **evs;
+        stored_event **evs;
         int n = eventlog_read(conn, head, limit, TAIL_TIMEOUT_MS, &evs);
         if (n < 0) return -1;
         if (n) hub_publish(evs, n);
         for (int i = 0; i < n; i++)
-            sevent_unref(evs[i]);
+            stored_event_unref(evs[i]);
         free(evs);
         if (n < limit) return 0;
     }

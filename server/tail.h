@@ -15,7 +15,7 @@
 #ifndef SLUICE_TAIL_H
 #define SLUICE_TAIL_H
 
-#include "sevent.h"
+#include "stored_event.h"
 
 /* Starts following from the current head. Returns 0 or -1 (logged). */
 int tail_start(const char *database_url) __attribute__((warn_unused_result));
@@ -24,6 +24,6 @@ void tail_stop(void);
 /* The appender, after COMMIT: `n` events of consecutive positions, in order. Takes the
  * caller's reference of each and the array (malloc'd). Never blocks: with the queue
  * full, the batch is let go and read back from PostgreSQL instead. Any thread. */
-void tail_committed(sevent **events, int n);
+void tail_committed(stored_event **events, int n);
 
 #endif

@@ -28,7 +28,7 @@ void tenants_configure(const sluice_config *cfg)
     caps[TENANT_CATCHUPS] = cfg->tenant_catchups;
 }
 
-int tenant_cap(tenant_res res)
+int tenants_cap(tenant_res res)
 {
     return caps[res];
 }
@@ -48,7 +48,7 @@ static tenant_counts *counts_of(const char *tenant, bool make)
     return c;
 }
 
-bool tenant_acquire(const char *tenant, tenant_res res)
+bool tenants_acquire(const char *tenant, tenant_res res)
 {
     pthread_mutex_lock(&lock);
     tenant_counts *c = counts_of(tenant, true);
@@ -58,7 +58,7 @@ bool tenant_acquire(const char *tenant, tenant_res res)
     return ok;
 }
 
-void tenant_release(const char *tenant, tenant_res res)
+void tenants_release(const char *tenant, tenant_res res)
 {
     pthread_mutex_lock(&lock);
     tenant_counts *c = counts_of(tenant, false);
@@ -66,7 +66,7 @@ void tenant_release(const char *tenant, tenant_res res)
     pthread_mutex_unlock(&lock);
 }
 
-bool tenant_full(const char *tenant, tenant_res res)
+bool tenants_full(const char *tenant, tenant_res res)
 {
     pthread_mutex_lock(&lock);
     tenant_counts *c = counts_of(tenant, false);

@@ -6,7 +6,7 @@
  * Why: catch-ups, long polls, NDJSON streams and WebSocket slots are shared by every tenant
  * under the instance-wide bounds (SLUICE_MAX_STREAMS, SLUICE_SSE_MAX, …), so without a cap
  * per tenant one tenant could take them all and starve the rest. Each holder takes a slot
- * with tenant_acquire before it starts and gives it back with tenant_release exactly once
+ * with tenants_acquire before it starts and gives it back with tenants_release exactly once
  * when it ends, on every exit path; a refused acquire is answered 429 `rate_limited` with
  * Retry-After. Counting is exact: one mutex, checked and counted in one step.
  */
@@ -30,12 +30,12 @@ void tenants_configure(const sluice_config *cfg);
 
 /* Takes one slot of `res` for `tenant`; false (nothing taken) when the tenant holds its cap.
  * Any thread. */
-bool tenant_acquire(const char *tenant, tenant_res res) __attribute__((warn_unused_result));
-/* Gives back a slot taken by tenant_acquire. Any thread. */
-void tenant_release(const char *tenant, tenant_res res);
+bool tenants_acquire(const char *tenant, tenant_res res) __attribute__((warn_unused_result));
+/* Gives back a slot taken by tenants_acquire. Any thread. */
+void tenants_release(const char *tenant, tenant_res res);
 /* True when `tenant` holds its cap of `res` now (a hint: an answer before the real acquire). */
-bool tenant_full(const char *tenant, tenant_res res);
+bool tenants_full(const char *tenant, tenant_res res);
 /* The cap of `res` (for messages). */
-int tenant_cap(tenant_res res);
+int tenants_cap(tenant_res res);
 
 #endif

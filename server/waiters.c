@@ -2,6 +2,7 @@
  * waiters.c — long-poll waiters (see waiters.h).
  */
 #include "waiters.h"
+#include "worker.h"
 #include "mem.h"
 #include "timeutil.h"
 
@@ -19,7 +20,7 @@ enum { W_LOOKING = 0, W_WAITING = 1, W_ANSWERED = 2 };
 struct waiter {
     hub_sub hs;         /* hs.owner = this */
     pthread_mutex_t mu; /* orders the store's answer and live deliveries */
-    sevent *held;       /* {mu} the first live match while LOOKING */
+    stored_event *held; /* {mu} the first live match while LOOKING */
     atomic_int state;
     atomic_int refs; /* the reaper's list + the caller's */
     long long after;
@@ -31,15 +32,13 @@ struct waiter {
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static waiter *all; /* {lock} */
-static pthread_t reaper;
-static atomic_bool stopping;
-static bool running;
+static worker_thread runner; /* the waiters thread */
 
 static void unref(waiter *w)
 {
     if (atomic_fetch_sub(&w->refs, 1) != 1) return;
-    hub_filter_dispose(&w->hs.filter);
-    sevent_unref(w->held);
+    filter_dispose(&w->hs.filter);
+    stored_event_unref(w->held);
     pthread_mutex_destroy(&w->mu);
     free(w);
 }
@@ -54,13 +53,14 @@ static bool answer_locked(waiter *w, const char *json, size_t len)
 }
 
 /* Tail thread, hub lock held. */
-static void deliver(hub_sub *hs, sevent *e)
+static void deliver(hub_sub *hs, stored_event *e)
 {
     waiter *w = hs->owner;
     if (e->position <= w->after) return;
     pthread_mutex_lock(&w->mu);
     if (atomic_load(&w->state) == W_LOOKING) {
-        if (!w->held) w->held = sevent_ref(e); /* events come in order: the first is earliest */
+        if (!w->held)
+            w->held = stored_event_ref(e); /* events come in order: the first is earliest */
     } else {
         (void)answer_locked(w, e->json, e->json_len);
     }
@@ -71,7 +71,7 @@ static void *reaper_main(void *unused)
 {
     (void)unused;
     for (;;) {
-        bool stop = atomic_load(&stopping);
+        bool stop = worker_stopping(&runner);
         int64_t now = time_mono_ms();
         waiter *done = NULL;
         pthread_mutex_lock(&lock);
@@ -107,25 +107,19 @@ static void *reaper_main(void *unused)
 
 int waiters_start(void)
 {
-    if (pthread_create(&reaper, NULL, reaper_main, NULL) != 0) return -1;
-    running = true;
-    return 0;
+    return worker_start(&runner, reaper_main);
 }
 
 void waiters_stop(void)
 {
-    if (!running) return;
-    atomic_store(&stopping, true);
-    pthread_join(reaper, NULL);
-    running = false;
+    worker_stop(&runner);
 }
 
-waiter *waiter_add(hub_filter *filter, long long after, int timeout_ms, waiter_done_fn done,
-                   void *arg, long long *head)
+waiter *waiters_add(filter *fl, long long after, int timeout_ms, waiter_done_fn done, void *arg)
 {
     waiter *w = xcalloc(1, sizeof *w);
-    w->hs.filter = *filter;
-    memset(filter, 0, sizeof *filter);
+    w->hs.filter = *fl;
+    memset(fl, 0, sizeof *fl);
     w->hs.state = HUB_LIVE;
     w->hs.deliver = deliver;
     w->hs.owner = w;
@@ -137,7 +131,6 @@ waiter *waiter_add(hub_filter *filter, long long after, int timeout_ms, waiter_d
     w->arg = arg;
     atomic_init(&w->refs, 2);
     hub_add(&w->hs); /* sets hs.cursor to the head: later events come live */
-    *head = w->hs.cursor;
     pthread_mutex_lock(&lock);
     w->next = all;
     all = w;
@@ -145,7 +138,7 @@ waiter *waiter_add(hub_filter *filter, long long after, int timeout_ms, waiter_d
     return w;
 }
 
-void waiter_cancel(void *arg)
+void waiters_cancel(void *arg)
 {
     pthread_mutex_lock(&lock); /* a waiter on the list is alive: the list holds a reference */
     for (waiter *w = all; w; w = w->next) {
@@ -158,7 +151,7 @@ void waiter_cancel(void *arg)
     pthread_mutex_unlock(&lock);
 }
 
-void waiter_offer(waiter *w, const char *json, size_t len)
+void waiters_offer(waiter *w, const char *json, size_t len)
 {
     pthread_mutex_lock(&w->mu);
     if (json)

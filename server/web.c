@@ -27,7 +27,6 @@ typedef struct web_file {
 static strmap files; /* "/path" → web_file; written at start-up only */
 static bool loaded;
 
-const http_route web_route = {"GET", "/*", web_serve, SCOPE_NONE};
 
 static const char *content_type(const char *name)
 {
@@ -127,7 +126,7 @@ bool web_lookup(const char *path)
     return find(path) != NULL;
 }
 
-void web_serve(http_req *req)
+void web_on_get(http_req *req)
 {
     web_file *w = find(req->path);
     if (!w) {

@@ -16,8 +16,8 @@ int web_load(const char *dir);
 void web_unload(void);
 /* True when `path` names a loaded file ("/" is index.html). */
 bool web_lookup(const char *path);
-/* The handler for loaded files (no authentication: the page asks for a token itself). */
-void web_serve(http_req *req);
-extern const http_route web_route;
+/* The handler for loaded files (no authentication: the page asks for a token itself):
+ * the last rows of the route table (handlers/routes.c). 404 for a name that is no file. */
+void web_on_get(http_req *req);
 
 #endif

@@ -154,24 +154,30 @@ static void on_revoked(void *arg)
     pthread_mutex_unlock(&c->sess->lock);
 }
 
-/* Returns 0 (authenticated: one of the tenant's WebSocket slots taken, the key watched), -1
- * unauthenticated, -2 the tenant holds SLUICE_TENANT_WS_CONNECTIONS already. */
-static int authenticate(ws_conn *c, const char *token)
+/* What authenticate made of a token. */
+typedef enum {
+    WS_AUTHED = 0,           /* one of the tenant's WebSocket slots taken, the key watched */
+    WS_UNAUTHENTICATED = -1, /* no such key, no subscribe scope, or revoked */
+    WS_TENANT_FULL = -2,     /* the tenant holds SLUICE_TENANT_WS_CONNECTIONS already */
+} ws_auth_rc;
+
+static ws_auth_rc authenticate(ws_conn *c, const char *token)
 {
     char header[600];
     snprintf(header, sizeof header, "Bearer %s", token ? token : "");
     auth_ctx a;
-    if (auth_authenticate(header, &a) < 0 || !auth_has_scope(&a, SCOPE_SUBSCRIBE)) return -1;
-    if (!tenant_acquire(a.tenant, TENANT_WS)) return -2;
+    if (auth_authenticate(header, &a) < 0 || !auth_has_scope(&a, SCOPE_SUBSCRIBE))
+        return WS_UNAUTHENTICATED;
+    if (!tenants_acquire(a.tenant, TENANT_WS)) return WS_TENANT_FULL;
     c->watch = auth_watch_add(&a, on_revoked, c);
     if (!c->watch) { /* revoked meanwhile */
-        tenant_release(a.tenant, TENANT_WS);
-        return -1;
+        tenants_release(a.tenant, TENANT_WS);
+        return WS_UNAUTHENTICATED;
     }
     c->tenant_slot = true;
     c->sess->auth = a;
     c->authed = true;
-    return 0;
+    return WS_AUTHED;
 }
 
 /* lws thread, at the upgrade: whether ?token= names a key whose tenant holds its cap of
@@ -183,45 +189,13 @@ static bool tenant_at_cap(struct lws *wsi)
     if (!token) return false;
     snprintf(header, sizeof header, "Bearer %s", token);
     auth_ctx a;
-    return auth_authenticate(header, &a) == 0 && tenant_full(a.tenant, TENANT_WS);
+    return auth_authenticate(header, &a) == 0 && tenants_full(a.tenant, TENANT_WS);
 }
 
-/* Parses a subscribe message's filters. Returns NULL or an error message. */
-static const char *parse_filter(json_t *msg, hub_filter *f)
-{
-    json_t *streams = json_object_get(msg, "streams");
-    json_t *types = json_object_get(msg, "types");
-    json_t *key = json_object_get(msg, "key");
-    size_t i;
-    json_t *v;
-    if (streams && !json_is_null(streams)) {
-        if (!json_is_array(streams) || json_array_size(streams) > HUB_MAX_STREAMS)
-            return "streams must be an array of at most " HUB_XSTR(HUB_MAX_STREAMS) " stream names";
-        json_array_foreach(streams, i, v)
-        {
-            if (!json_is_string(v) || !envelope_stream_valid(json_string_value(v)))
-                return "streams must hold stream names";
-            f->streams[f->n_streams++] = xstrdup(json_string_value(v));
-        }
-    }
-    if (types && !json_is_null(types)) {
-        if (!json_is_array(types) || json_array_size(types) > HUB_MAX_TYPES)
-            return "types must be an array of at most " HUB_XSTR(
-                HUB_MAX_TYPES) " types or prefix.* wildcards";
-        json_array_foreach(types, i, v)
-        {
-            if (!json_is_string(v) || !hub_filter_add_type(f, json_string_value(v)))
-                return "types must hold event types or prefix.* wildcards";
-        }
-    }
-    if (key && !json_is_null(key)) {
-        if (!json_is_string(key) || json_string_length(key) == 0 ||
-            json_string_length(key) > ENVELOPE_KEY_MAX)
-            return "key must be a string of 1 to 256 characters, or null";
-        f->key = xstrdup(json_string_value(key));
-    }
-    return NULL;
-}
+/* A subscribe message's filter members; the others (op, id, from_position, a first
+ * message's token, anything a client adds) are not the filter's business. */
+static const char *const subscribe_filter[] = {"streams", "types", "key", "where", NULL};
+static const char *const subscribe_other[] = {"*", NULL};
 
 static void on_subscribe(ws_conn *c, json_t *msg, const char *id)
 {
@@ -234,23 +208,23 @@ static void on_subscribe(ws_conn *c, json_t *msg, const char *id)
         }
         from = (long long)json_integer_value(fp);
     }
-    hub_filter f = {0};
-    const char *err = parse_filter(msg, &f);
-    if (err) {
-        hub_filter_dispose(&f);
-        send_error(c, id, "invalid_request", err);
+    filter f = {0};
+    filter_error err;
+    if (filter_parse_json(&f, msg, subscribe_filter, subscribe_other, &err) < 0) {
+        send_error(c, id, err.where ? "invalid_filter" : "invalid_request", err.message);
         return;
     }
     long long start = 0;
-    int rc = session_subscribe(c->sess, id, &f, from, &start);
-    hub_filter_dispose(&f);
-    if (rc == -1)
+    session_subscribe_rc rc = session_subscribe(c->sess, id, &f, from, &start);
+    filter_dispose(&f);
+    if (rc == SESSION_DUPLICATE_ID)
         send_error(c, id, "conflict", "a subscription with this id exists");
-    else if (rc == -2)
+    else if (rc == SESSION_TOO_MANY)
         send_error(c, id, "rate_limited", "at most 16 subscriptions per connection");
-    else if (rc == -3)
-        send_error(c, id, "overloaded", "too many catch-ups are running; retry");
-    else if (rc == -4)
+    else if (rc == SESSION_CATCHUPS_FULL)
+        send_error(c, id, "overloaded",
+                   "SLUICE_MAX_CATCHUPS history catch-ups are running already; retry");
+    else if (rc == SESSION_TENANT_CATCHUPS)
         send_error(c, id, "rate_limited",
                    "this tenant runs SLUICE_TENANT_CATCHUPS history catch-ups already; retry");
     else
@@ -259,8 +233,10 @@ static void on_subscribe(ws_conn *c, json_t *msg, const char *id)
             xasprintf("{\"op\":\"subscribed\",\"id\":\"%s\",\"position\":%lld}", id, start));
 }
 
-/* lws thread: one client message. Returns -1 to close the connection. */
-static int on_message(ws_conn *c, const char *data, size_t len)
+/* lws thread: one client message. Every answer is queued; a message that must end the
+ * connection (not JSON before authenticating, a bad key, the tenant at its cap) sets
+ * c->close_code, and on_writeable closes with it once the error before it is written. */
+static void on_message(ws_conn *c, const char *data, size_t len)
 {
     json_error_t jerr;
     json_t *msg = json_loadb(data, len, 0, &jerr);
@@ -268,21 +244,20 @@ static int on_message(ws_conn *c, const char *data, size_t len)
         json_decref(msg);
         send_error(c, NULL, "invalid_json", "messages are JSON objects with an \"op\"");
         if (!c->authed) c->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION;
-        return 0;
+        return;
     }
     const char *op = json_string_value(json_object_get(msg, "op"));
     json_t *idv = json_object_get(msg, "id");
     const char *id = json_string_value(idv);
-    int rc = 0;
     if (!c->authed) {
         const char *token = json_string_value(json_object_get(msg, "token"));
-        int arc = authenticate(c, token);
-        if (arc == -2) {
+        ws_auth_rc arc = authenticate(c, token);
+        if (arc == WS_TENANT_FULL) {
             send_error(c, id, "rate_limited",
                        "this tenant has SLUICE_TENANT_WS_CONNECTIONS WebSocket connections open");
             c->close_code = WS_CLOSE_TRY_AGAIN_LATER; /* after the error is written */
             json_decref(msg);
-            return 0;
+            return;
         }
         if (arc < 0) {
             send_error(c, id, "unauthenticated",
@@ -290,12 +265,12 @@ static int on_message(ws_conn *c, const char *data, size_t len)
                        "with a key that has the subscribe scope");
             c->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION; /* after the error is written */
             json_decref(msg);
-            return 0;
+            return;
         }
         if (op && strcmp(op, "auth") == 0) {
             session_push_text(c->sess, xstrdup("{\"op\":\"authenticated\"}"));
             json_decref(msg);
-            return 0;
+            return;
         }
     }
     if (!op) {
@@ -318,7 +293,6 @@ static int on_message(ws_conn *c, const char *data, size_t len)
         send_error(c, id, "invalid_request", "op must be auth, subscribe, unsubscribe or ping");
     }
     json_decref(msg);
-    return rc;
 }
 
 static void rx_reset(ws_conn *c)
@@ -333,8 +307,8 @@ static void rx_reset(ws_conn *c)
  * message's first piece, `final` its last. A message in one piece is parsed where it lies;
  * one in several is collected first, in a buffer that exists only until it is whole. A
  * message past WS_MESSAGE_MAX is answered with one payload_too_large error and the rest of it
- * is dropped. Returns what on_message returns (-1 closes). */
-static int on_piece(ws_conn *c, const char *data, size_t len, bool first, bool final)
+ * is dropped. A message closes the connection only through on_message's c->close_code. */
+static void on_piece(ws_conn *c, const char *data, size_t len, bool first, bool final)
 {
     if (first) { /* a new message: whatever was in progress is over */
         rx_reset(c);
@@ -342,15 +316,18 @@ static int on_piece(ws_conn *c, const char *data, size_t len, bool first, bool f
     }
     if (c->rx_skip) {
         if (final) c->rx_skip = false;
-        return 0;
+        return;
     }
-    if (c->close_code) return 0; /* closing: ignore the rest */
-    if (first && final && len <= WS_MESSAGE_MAX) return on_message(c, data, len);
+    if (c->close_code) return; /* closing: ignore the rest */
+    if (first && final && len <= WS_MESSAGE_MAX) {
+        on_message(c, data, len);
+        return;
+    }
     if (len > WS_MESSAGE_MAX - c->rx_len) {
         rx_reset(c);
         c->rx_skip = !final;
         send_error(c, NULL, "payload_too_large", "messages are at most 64 KiB");
-        return 0;
+        return;
     }
     if (c->rx_len + len > c->rx_cap) {
         size_t cap = c->rx_cap ? c->rx_cap * 2 : 8192;
@@ -362,10 +339,9 @@ static int on_piece(ws_conn *c, const char *data, size_t len, bool first, bool f
     }
     if (len) memcpy(c->rx + c->rx_len, data, len);
     c->rx_len += len;
-    if (!final) return 0;
-    int rc = on_message(c, c->rx, c->rx_len);
+    if (!final) return;
+    on_message(c, c->rx, c->rx_len);
     rx_reset(c);
-    return rc;
 }
 
 /* Appends `it` as one WebSocket text frame (RFC 6455 section 5.2: FIN, opcode text,
@@ -543,8 +519,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         atomic_fetch_add(&n_conns, 1);
         char argbuf[600];
         const char *token = lws_get_urlarg_by_name(wsi, "token=", argbuf, sizeof argbuf);
-        int arc = token ? authenticate(c, token) : 0;
-        if (arc == -2) { /* taken since the upgrade's check */
+        ws_auth_rc arc = token ? authenticate(c, token) : WS_AUTHED;
+        if (arc == WS_TENANT_FULL) { /* taken since the upgrade's check */
             lws_close_reason(wsi, (enum lws_close_status)WS_CLOSE_TRY_AGAIN_LATER,
                              (unsigned char *)"rate limited", 12);
             return -1;
@@ -567,12 +543,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
     case LWS_CALLBACK_RECEIVE:
         if (!pss->conn) return -1;
-        if (on_piece(pss->conn, in, len, lws_is_first_fragment(wsi), lws_is_final_fragment(wsi)) <
-            0) {
-            lws_close_reason(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
-                             (unsigned char *)"unauthenticated", 15);
-            return -1;
-        }
+        on_piece(pss->conn, in, len, lws_is_first_fragment(wsi), lws_is_final_fragment(wsi));
         return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return pss->conn ? on_writeable(pss->conn) : -1;
@@ -587,7 +558,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         pthread_mutex_unlock(&c->sess->lock);
         atomic_store(&c->gone, true); /* drain_ready (this thread) skips it from now on */
         auth_watch_remove(c->watch);  /* on_revoked does not run from here on */
-        if (c->tenant_slot) tenant_release(c->sess->auth.tenant, TENANT_WS);
+        if (c->tenant_slot) tenants_release(c->sess->auth.tenant, TENANT_WS);
         if (c->all_prev)
             c->all_prev->all_next = c->all_next;
         else
@@ -629,6 +600,13 @@ static void lws_log(int level, const char *line)
         log_debug("ws", "libwebsockets", json_pack("{s:s}", "detail", msg));
 }
 
+static atomic_int bound_port; /* set by ws_start */
+
+int ws_port(void)
+{
+    return atomic_load(&bound_port);
+}
+
 int ws_start(const sluice_config *c, int *port)
 {
     cfg = c;
@@ -667,8 +645,9 @@ int ws_start(const sluice_config *c, int *port)
         return -1;
     }
     *port = lws_get_vhost_listen_port(vh);
+    atomic_store(&bound_port, *port);
     buf_init(&scratch);
-    hub_on_batch(on_hub_batch);
+    hub_add_batch_waker(on_hub_batch);
     if (pthread_create(&thread, NULL, ws_main, NULL) != 0) return -1;
     running = true;
     return 0;

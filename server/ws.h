@@ -26,6 +26,8 @@
 int ws_start(const sluice_config *cfg, int *port) __attribute__((warn_unused_result));
 /* Closes every connection with 1001 and stops the thread. */
 void ws_stop(void);
+/* The port bound by ws_start (0 before), as GET /v1/info names it. Any thread. */
+int ws_port(void);
 /* Open connections and connections closed for being too slow (for /metrics, /v1/info). */
 int ws_connections(void);
 long long ws_slow_closes(void);

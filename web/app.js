@@ -11,7 +11,7 @@ import { $, say, fmtNum } from './dom.js';
 import { Feed } from './feed.js';
 import { Rates } from './rates.js';
 import { Groups } from './groups.js';
-import { DeadLetters } from './deadletters.js';
+import { DeadLetters } from './dead_letters.js';
 import { Projections } from './projections.js';
 import { Schemas } from './schemas.js';
 import { EventView } from './event.js';

@@ -15,12 +15,18 @@
  *
  *   fanout-client --http-port P --ws-port W --token T --pid SERVER_PID
  *                 [--subs 2000] [--rates 100[,200,...]] [--seconds 10] [--search]
- *                 [--type bench.tick] [--pad 100]
+ *                 [--type bench.tick] [--pad 100] [--where JSON]
+ *
+ * --where gives every subscription that `where` list (JSON text, sent as is), so the same
+ * run measures what the server's filter costs per delivery (run.sh picks conditions every
+ * event meets, so the deliveries are the same as without it).
  *
  * It prints `key=value` lines that run.sh turns into the table:
  *   IDLE subs=N rss_before_kib=… rss_after_kib=… per_conn_bytes=…
  *   STEP rate=R subs=N secs=S published=… failed=… eps=… expected=… received=… drops=…
  *        disorder=… closed=… p50_ms=… p99_ms=… max_ms=… rss_kib=… client_cpu=…
+ *        server_cpu=… server_thread_max=… server_cpu_s=… (the server's CPU seconds while
+ *        publishing)
  * A step fails when p99 >= 100 ms or anything was dropped; with --search the first rate is the
  * target step, and the rates after it are the search, which stops at its first failing step.
  */
@@ -72,6 +78,7 @@ typedef struct conn {
 static int http_port, ws_port, n_subs = 2000, secs = 10, pad_len = 100;
 static int server_pid;
 static const char *token, *ev_type = "bench.tick";
+static const char *where_json; /* --where: every subscription's `where` (JSON text), or NULL */
 static int rates[MAX_STEPS], n_rates;
 static bool search_mode;
 
@@ -366,8 +373,16 @@ static long on_handshake(conn *c)
         set_error("upgrade refused", line);
         return -1;
     }
-    char msg[256];
-    int n = snprintf(msg, sizeof msg, "{\"op\":\"subscribe\",\"id\":\"b\",\"types\":[\"%s\"]}", ev_type);
+    char msg[4096];
+    int n = where_json ? snprintf(msg, sizeof msg,
+                                  "{\"op\":\"subscribe\",\"id\":\"b\",\"types\":[\"%s\"],\"where\":%s}",
+                                  ev_type, where_json)
+                       : snprintf(msg, sizeof msg, "{\"op\":\"subscribe\",\"id\":\"b\",\"types\":[\"%s\"]}",
+                                  ev_type);
+    if (n < 0 || (size_t)n >= sizeof msg) {
+        set_error("subscribe", "the message is too long");
+        return -1;
+    }
     if (ws_send(c, 0x1, msg, (size_t)n) < 0) return -1;
     pthread_mutex_lock(&mu);
     c->state = C_OPEN;
@@ -713,9 +728,11 @@ static bool run_step(int step, int rate)
     if (r > rss_peak) rss_peak = r;
     printf("STEP rate=%d subs=%d secs=%d published=%llu failed=%llu eps=%.1f expected=%llu "
            "received=%llu drops=%llu disorder=%llu closed=%d p50_ms=%.2f p99_ms=%.2f max_ms=%.2f "
-           "rss_kib=%ld client_cpu=%.0f%% server_cpu=%.0f%% server_thread_max=%.0f%%\n",
+           "rss_kib=%ld client_cpu=%.0f%% server_cpu=%.0f%% server_thread_max=%.0f%% "
+           "server_cpu_s=%.3f\n",
            rate, subs_at_start, secs, published, failed, eps, expected, received, drops, dis, closed,
-           p50, p99, mx, rss_peak, 100.0 * cpu / wall, 100.0 * scpu / pub_wall, 100.0 * busiest / pub_wall);
+           p50, p99, mx, rss_peak, 100.0 * cpu / wall, 100.0 * scpu / pub_wall, 100.0 * busiest / pub_wall,
+           scpu);
     fflush(stdout);
     free(alive);
     return failed == 0 && drops == 0 && dis == 0 && p99 < 100.0 && subs_at_start == n_subs;
@@ -724,7 +741,8 @@ static bool run_step(int step, int rate)
 static void usage(void)
 {
     fprintf(stderr, "usage: fanout-client --http-port P --ws-port W --token T --pid SERVER_PID "
-                    "[--subs N] [--rates R1,R2,...] [--seconds S] [--search] [--type T] [--pad N]\n");
+                    "[--subs N] [--rates R1,R2,...] [--seconds S] [--search] [--type T] [--pad N] "
+                    "[--where JSON]\n");
     exit(2);
 }
 
@@ -746,6 +764,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--rates")) rates_arg = v, i++;
         else if (!strcmp(a, "--type")) ev_type = v, i++;
         else if (!strcmp(a, "--pad")) pad_len = atoi(v), i++;
+        else if (!strcmp(a, "--where")) where_json = v, i++;
         else usage();
     }
     if (!http_port || !ws_port || !token || !server_pid || n_subs < 1 || secs < 1) usage();

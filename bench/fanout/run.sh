@@ -17,10 +17,16 @@
 #      p99 < 50 ms), drops = deliveries a subscriber never got (target 0);
 #   c. the search: on the same 2,000 subscribers, publish rates from BENCH_FANOUT_RATES in
 #      ascending order until p99 reaches 100 ms or an event is dropped; the highest passing
-#      delivery rate (subscribers x events/s) is the answer.
+#      delivery rate (subscribers x events/s) is the answer;
+#   d. the filter's cost: the same subscribers again, at BENCH_FANOUT_FILTER_RATE events/s
+#      (default the target rate) for BENCH_FANOUT_FILTER_SECONDS (default BENCH_SECONDS),
+#      unfiltered and then with a two-condition `where` on every subscription, alternated
+#      BENCH_FANOUT_FILTER_ROUNDS times (default 2). Every event meets both conditions, so
+#      the deliveries are the same and the difference is what matching costs: server CPU per
+#      delivery with `where` / without (target <= 1.10). BENCH_FANOUT_FILTER=0 skips it.
 # Prints one table; with BENCH_SUMMARY set (make bench, bench/all.sh) also appends the headline
 # rows to that file: p99 at the target rate, drops, RSS per idle connection, the highest
-# delivery rate that passed. Exit 1 when the client fails; BENCH_STRICT=1 also fails on a
+# delivery rate that passed, the filter's cost. Exit 1 when the client fails; BENCH_STRICT=1 also fails on a
 # missed target.
 #
 # Servers: SLUICE_DATABASE_URL / SLUICE_REDIS_URL when set, else the private ones of
@@ -36,8 +42,19 @@ SECS=${BENCH_SECONDS:-10}
 SUBS=${BENCH_FANOUT_SUBS:-2000}
 TARGET_RATE=100
 RATES=${BENCH_FANOUT_RATES:-10,20,30,40,50,75,100,150,200,300,500,750,1000}
+FILTER=${BENCH_FANOUT_FILTER:-1}
+FSECS=${BENCH_FANOUT_FILTER_SECONDS:-$SECS}
+FRATE=${BENCH_FANOUT_FILTER_RATE:-$TARGET_RATE}
+FROUNDS=${BENCH_FANOUT_FILTER_ROUNDS:-2}
+# Both conditions hold for every bench.tick event (bench_i counts from 0): one on `data`,
+# one on an envelope field.
+WHERE='[{"path":"/data/bench_i","op":"gte","value":0},{"path":"/type","op":"prefix","value":"bench."}]'
 [[ $SECS =~ ^[1-9][0-9]*$ && $SUBS =~ ^[1-9][0-9]*$ && $RATES =~ ^[0-9,]+$ ]] || {
   echo "bench/fanout: BENCH_SECONDS, BENCH_FANOUT_SUBS must be positive integers, BENCH_FANOUT_RATES a comma list" >&2
+  exit 2
+}
+[[ $FILTER =~ ^[01]$ && $FSECS =~ ^[1-9][0-9]*$ && $FRATE =~ ^[1-9][0-9]*$ && $FROUNDS =~ ^[1-9][0-9]*$ ]] || {
+  echo "bench/fanout: BENCH_FANOUT_FILTER is 0 or 1; BENCH_FANOUT_FILTER_SECONDS, _RATE, _ROUNDS positive integers" >&2
   exit 2
 }
 BENCH_NAME=fanout DB=bench_fanout_$$ PREFIX=benchfan$$:
@@ -99,8 +116,33 @@ if ! running "$SLUICE_PID"; then
   tail -n 30 "$WORK/sluice.log" >&2
   die "sluice died during the run"
 fi
-slow_closes=$(grep -c '"slow consumer' "$WORK/sluice.log" || true)
 grep -q '^IDLE ' "$WORK/client.out" || die "the client reported nothing (exit $client_rc)"
+
+# d. the filter's cost: one client run per mode and round, unfiltered first, on the same server
+# (each run connects its subscribers afresh); its lines go to filter.out prefixed by the mode.
+: >"$WORK/filter.out"
+if ((FILTER)); then
+  say "the filter's cost: $SUBS subscribers at $FRATE events/s, ${FSECS}s, unfiltered and with where $WHERE, $FROUNDS rounds"
+  for ((round = 1; round <= FROUNDS; round++)); do
+    for mode in plain where; do
+      fargs=()
+      [[ $mode == where ]] && fargs=(--where "$WHERE")
+      set +e
+      timeout -k 5 $((240 + FSECS + 60)) "$WORK/fanout-client" --http-port "$HTTP_PORT" --ws-port "$WS_PORT" \
+        --token "$TOKEN" --pid "$SLUICE_PID" --subs "$SUBS" --seconds "$FSECS" --rates "$FRATE" "${fargs[@]}" \
+        >"$WORK/filter-step.out" 2> >(tee -a "$WORK/client.err" >&2) &
+      BENCH_PIDS+=("$!")
+      wait "$!"
+      frc=$?
+      set -e
+      sed "s/^/$mode /" "$WORK/filter-step.out" >>"$WORK/filter.out"
+      cat "$WORK/filter-step.out" >&2
+      running "$SLUICE_PID" || die "sluice died during the filter runs"
+      ((frc == 0)) || die "the load client exited $frc in the filter run ($mode, round $round)"
+    done
+  done
+fi
+slow_closes=$(grep -c '"slow consumer' "$WORK/sluice.log" || true)
 bench_stop_sluice
 
 # ---------------------------------------------------------------------------------------------
@@ -178,5 +220,48 @@ END {
   if ((rc == 3)); then die "a target was missed (BENCH_STRICT=1)"; fi
   exit "$rc"
 }
+
+# The filter's cost: per mode, server CPU seconds over deliveries across the rounds.
+if ((FILTER)); then
+  awk -v subs="$SUBS" -v secs="$FSECS" -v rate="$FRATE" -v rounds="$FROUNDS" -v where="$WHERE" \
+    -v strict="${BENCH_STRICT:-0}" -v summary="${BENCH_SUMMARY:-}" '
+function kv(line, key,    m) {
+  if (match(line, "(^| )" key "=[^ ]*")) { m = substr(line, RSTART, RLENGTH); sub(/^ /, "", m); sub(/^[^=]*=/, "", m); return m }
+  return ""
+}
+$2 == "STEP" {
+  m = $1; n[m]++
+  cpu[m] += kv($0, "server_cpu_s"); got[m] += kv($0, "received"); want[m] += kv($0, "expected")
+  drops[m] += kv($0, "drops") + kv($0, "failed"); pct[m] += kv($0, "server_cpu") + 0
+  p50[m] += kv($0, "p50_ms"); p99[m] += kv($0, "p99_ms"); eps[m] += kv($0, "eps")
+}
+END {
+  if (!n["plain"] || !n["where"] || !got["plain"] || !got["where"]) {
+    print "\nthe filter cost: no complete run"
+    if (summary != "") printf "fanout\tserver CPU per delivery, where / unfiltered\t-\t-\t<= 1.10x\tMISS\n" >> summary
+    exit (strict ? 3 : 0)
+  }
+  for (m in n) { us[m] = cpu[m] / got[m] * 1e6 }
+  ratio = us["where"] / us["plain"]
+  ok = ratio <= 1.10 && drops["plain"] == 0 && drops["where"] == 0 && got["plain"] == want["plain"] && got["where"] == want["where"]
+  printf "\nthe filter'"'"'s cost: %d subscribers x %d events/s, %d s per run, %d rounds each, alternated\n", subs, rate, secs, rounds
+  printf "where (every event meets it): %s\n\n", where
+  printf "%-12s %10s %14s %12s %9s %9s %9s %8s\n", "subscribers", "events/s", "deliveries", "srv cpu", "µs/deliv", "p50 ms", "p99 ms", "drops"
+  split("plain where", order, " ")
+  for (i = 1; i <= 2; i++) {
+    m = order[i]
+    printf "%-12s %10.1f %14d %11.0f%% %9.3f %9.2f %9.2f %8d\n", (m == "plain" ? "unfiltered" : "with where"), eps[m] / n[m], got[m], pct[m] / n[m], us[m], p50[m] / n[m], p99[m] / n[m], drops[m]
+  }
+  printf "\nserver CPU per delivery, with where / unfiltered: %.3f (target <= 1.10: %s)\n", ratio, (ok ? "PASS" : "MISS")
+  printf "(srv cpu: sluice CPU while publishing, 100%% = one core, mean of the rounds; µs/deliv: its CPU seconds over deliveries)\n"
+  if (summary != "")
+    printf "fanout\tserver CPU per delivery with a two-condition where, %d x %d events/s\t%.3f µs (%.2fx)\t%.3f µs unfiltered\t<= 1.10x\t%s\n", subs, rate, us["where"], ratio, us["plain"], (ok ? "PASS" : "MISS") >> summary
+  if (strict && !ok) exit 3
+}' "$WORK/filter.out" || {
+    rc=$?
+    if ((rc == 3)); then die "the filter cost missed its target (BENCH_STRICT=1)"; fi
+    exit "$rc"
+  }
+fi
 echo "slow-consumer closes logged by sluice: ${slow_closes:-0}"
 ((client_rc == 0)) || die "the load client exited $client_rc"

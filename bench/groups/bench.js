@@ -19,7 +19,7 @@
 // Prints one table. Exit 1 when a dead letter is missing or doubled; exit 3 on a missed target
 // when BENCH_STRICT=1.
 const fs = require('node:fs');
-const resp = require('../../tests/lib/resp.js');
+const redis = require('../../tests/lib/redis.js'); // ioredis, from tests/node_modules
 
 const env = (k, d) => {
   const v = process.env[k];
@@ -49,13 +49,11 @@ const CLK_TCK = 100; // Linux USER_HZ
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const say = (...a) => console.error('bench/groups:', ...a);
 
-// ---------------------------------------------------------------- RESP2 client
+// ---------------------------------------------------------------- Redis
 
-// tests/lib/resp.js; a command waits for its reply without a bound of its own (run.sh bounds
-// the whole run).
-class Redis extends resp.Redis {
-  static connect(url) { return super.connect(url, { timeoutMs: 0 }); }
-}
+// ioredis as tests/lib/redis.js sets it up; a command waits for its reply without a bound of
+// its own (run.sh bounds the whole run).
+const connectRedis = (url) => redis.connect(url, { timeoutMs: 0 });
 
 // ---------------------------------------------------------------- HTTP, CPU
 
@@ -148,23 +146,23 @@ async function main() {
     const r = await must('POST', '/v1/events', Array.from({ length: 100 }, (_, i) => ({ type: 'benchgroups.item', data: { n: b * 100 + i } })), 201);
     lastPos = r.events[r.events.length - 1].position;
   }
-  const r = await Redis.connect(REDIS_URL);
+  const r = await connectRedis(REDIS_URL);
   await waitFor(async () => {
-    const top = await r.cmd('XREVRANGE', KEY, '+', '-', 'COUNT', 1);
+    const top = await r.xrevrange(KEY, '+', '-', 'COUNT', 1);
     return top.length && posOf(top[0][0]) >= lastPos;
   }, 60000, 'the relay to write every event to Redis');
 
   // Each group's worker takes everything and acknowledges nothing.
   const workers = [];
   for (const g of groups) {
-    const c = await Redis.connect(REDIS_URL);
-    const rep = await c.cmd('XREADGROUP', 'GROUP', g, `w-${g}`, 'COUNT', EVENTS, 'STREAMS', KEY, '>');
+    const c = await connectRedis(REDIS_URL);
+    const rep = await c.xreadgroup('GROUP', g, `w-${g}`, 'COUNT', EVENTS, 'STREAMS', KEY, '>');
     const ids = rep ? rep[0][1].map(([id]) => id) : [];
     if (ids.length !== EVENTS) throw new Error(`group ${g} read ${ids.length} entries, expected ${EVENTS}`);
     workers.push({ g, c, name: `w-${g}`, ids });
   }
   let pending = 0;
-  for (const g of groups) pending += (await r.cmd('XPENDING', KEY, g))[0];
+  for (const g of groups) pending += (await r.xpending(KEY, g))[0];
   results.pending = pending;
   say(`${pending} entries pending across ${GROUPS} groups; measuring sluice's CPU for ${WINDOW_S} s`);
   await sleep(1000);
@@ -175,7 +173,7 @@ async function main() {
   for (const w of workers) {
     const keep = w.ids.filter((_, i) => i % FAIL_EVERY === FAIL_EVERY - 1);
     const ack = w.ids.filter((_, i) => i % FAIL_EVERY !== FAIL_EVERY - 1);
-    for (let i = 0; i < ack.length; i += 200) await w.c.cmd('XACK', KEY, w.g, ...ack.slice(i, i + 200));
+    for (let i = 0; i < ack.length; i += 200) await w.c.xack(KEY, w.g, ...ack.slice(i, i + 200));
     w.state = new Map(keep.map((id) => [id, { n: 1, phase: 'read' }]));
     for (const id of keep) failing.push({ g: w.g, id });
   }
@@ -192,11 +190,11 @@ async function main() {
     // Redeliveries: the sweeper hands each back to this worker; read it (by id, so the entries
     // this worker holds are not read again), nack it once more, then hold the third delivery.
     while ([...w.state.values()].some((s) => s.phase !== 'held')) {
-      const mine = await w.c.cmd('XPENDING', KEY, w.g, '-', '+', 100, w.name);
+      const mine = await w.c.xpending(KEY, w.g, '-', '+', 100, w.name);
       for (const [id] of mine) {
         const s = w.state.get(id);
         if (!s || s.phase !== 'parked') continue;
-        const rep = await w.c.cmd('XREADGROUP', 'GROUP', w.g, w.name, 'COUNT', 1, 'STREAMS', KEY, `${posOf(id) - 1}-0`);
+        const rep = await w.c.xreadgroup('GROUP', w.g, w.name, 'COUNT', 1, 'STREAMS', KEY, `${posOf(id) - 1}-0`);
         const got = rep && rep[0][1][0] && rep[0][1][0][0];
         if (got !== id) throw new Error(`targeted read of ${id} returned ${got}`);
         s.n++;
@@ -240,14 +238,14 @@ async function main() {
   let stillPending = 0;
   let dead = 0;
   for (const g of groups) {
-    const p = await r.cmd('XPENDING', KEY, g);
+    const p = await r.xpending(KEY, g);
     stillPending += p[0];
     for (const [c, n] of p[3] || []) if (c === 'sluice-dead') dead += Number(n);
   }
   results.parked = { stillPending, dead };
   void rows;
-  for (const w of workers) w.c.close();
-  r.close();
+  for (const w of workers) w.c.disconnect();
+  r.disconnect();
   return results;
 }
 

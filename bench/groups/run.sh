@@ -41,6 +41,7 @@ source "$REPO/bench/lib.sh"
 
 [[ -x $BIN ]] || die "$BIN not found; build it first (make)"
 command -v node >/dev/null || die "node not found (run scripts/install-deps.sh)"
+[[ -d $REPO/tests/node_modules/ioredis ]] || die "tests/node_modules/ioredis missing (npm ci --prefix tests)"
 
 # ---------------------------------------------------------------------------------------------
 # Servers

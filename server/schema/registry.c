@@ -390,148 +390,210 @@ static bool announce(PGconn **conn, const char *tenant, const char *type)
     return exec_ok(conn, "SELECT pg_notify('" REGISTRY_CHANNEL "', $1)", 1, p);
 }
 
-registry_outcome registry_register(PGconn **conn, const char *tenant, json_t *req, json_t **answer)
+/* One registration, filled in as its steps go. */
+typedef struct registration {
+    PGconn **conn;
+    const char *tenant, *type, *description;
+    const char *stream; /* as asked (NULL: none), then the type's */
+    char *stream_owned; /* owned: `stream` when it is not the request's */
+    json_t *doc;        /* the schema (borrowed from the request) */
+    char fp[65];        /* its fingerprint */
+    int version;        /* the version it writes */
+} registration;
+
+/* The problem of a schema that does not compile, or NULL when it compiles. */
+static json_t *compile_problem(json_t *doc)
 {
-    const char *type = NULL, *stream = NULL, *description = NULL;
-    json_t *doc = NULL;
-    *answer = parse_request(req, &type, &stream, &description, &doc);
-    if (*answer) return REG_REFUSED;
-    /* A schema that does not compile is answered after the namespace check: a tenant that
-     * may not write the type learns that first (403 before 422). */
-    json_t *invalid = NULL;
     schema_status st = SCHEMA_OK;
     json_t *errors = json_array();
     schema *compiled = schema_compile(doc, &st, errors);
-    if (!compiled) {
-        invalid = refusal(st == SCHEMA_UNSUPPORTED ? "unsupported_keyword" : "invalid_schema",
-                          st == SCHEMA_UNSUPPORTED
-                              ? "the schema uses a keyword Sluice does not implement"
-                              : "the schema is not a valid JSON Schema 2020-12 document",
-                          errors);
-    } else {
+    if (compiled) {
         schema_free(compiled);
         json_decref(errors);
+        return NULL;
     }
+    return refusal(st == SCHEMA_UNSUPPORTED ? "unsupported_keyword" : "invalid_schema",
+                   st == SCHEMA_UNSUPPORTED
+                       ? "the schema uses a keyword Sluice does not implement"
+                       : "the schema is not a valid JSON Schema 2020-12 document",
+                   errors);
+}
 
-    char fp[65];
-    fingerprint(doc, fp);
-    char *doc_text = json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY);
-    registry_outcome out = REG_STORE_DOWN;
-    PGresult *r = NULL, *vr = NULL;
-    char *default_stream = NULL;
-    const char *p1[] = {tenant, type};
-    if (!exec_ok(conn, "BEGIN", 0, NULL) ||
-        !exec_ok(conn, "SELECT pg_advisory_xact_lock(" REGISTRY_LOCK_KEY ")", 0, NULL))
-        goto fail;
-    ns_state ns = write_target(conn, tenant, type);
-    if (ns == NS_ERROR) goto fail;
-    if (ns == NS_FORBIDDEN || invalid) {
-        *answer = ns == NS_FORBIDDEN ? forbidden_global(type) : invalid;
-        if (*answer == invalid) invalid = NULL;
-        out = REG_REFUSED;
-        goto fail;
-    }
-    r = db_exec(conn,
-                "SELECT stream, compatibility FROM schema_types WHERE tenant = $1 AND type = $2", 2,
-                p1, REGISTRY_TIMEOUT_MS);
-    if (!db_ok(r)) goto fail;
-    int version = 1;
-    if (PQntuples(r) == 1) {
-        const char *cur_stream = PQgetvalue(r, 0, 0);
-        if (stream && strcmp(stream, cur_stream) != 0) {
-            *answer = problem_newf("conflict",
-                                   "type '%s' belongs to stream '%s'; a type's stream "
-                                   "does not change",
-                                   type, cur_stream);
-            out = REG_REFUSED;
-            goto fail;
-        }
-        int m = compat_mode_parse(PQgetvalue(r, 0, 1));
-        compat_mode mode = m < 0 ? COMPAT_BACKWARD : (compat_mode)m;
-        vr = db_exec(conn,
-                     "SELECT version, schema::text, fingerprint FROM schema_versions "
-                     "WHERE tenant = $1 AND type = $2 ORDER BY version",
-                     2, p1, REGISTRY_TIMEOUT_MS);
-        if (!db_ok(vr) || PQntuples(vr) == 0) goto fail;
-        int latest = PQntuples(vr) - 1;
-        if (strcmp(PQgetvalue(vr, latest, 2), fp) == 0) {
-            rollback(conn);
-            *answer = json_pack("{s:s,s:i,s:s}", "type", type, "version",
-                                atoi(PQgetvalue(vr, latest, 0)), "stream", cur_stream);
-            out = REG_UNCHANGED;
-            goto out;
-        }
-        json_t *reasons = json_array();
-        int first = compat_mode_transitive(mode) ? 0 : latest;
-        for (int i = first; i <= latest && mode != COMPAT_NONE; i++) {
-            json_t *old = json_loads(PQgetvalue(vr, i, 1), JSON_DECODE_ANY, NULL);
-            json_t *rs = json_array();
-            if (old && !compat_check(old, doc, mode, rs)) {
-                size_t k;
-                json_t *e;
-                json_array_foreach(rs, k, e)
-                {
-                    json_object_set_new(e, "version", json_integer(atoi(PQgetvalue(vr, i, 0))));
-                    json_array_append(reasons, e);
-                }
+/* Why `doc` is not `mode`-compatible with the stored versions `vr` (version, schema rows;
+ * the latest alone unless the mode is transitive): one reason per break, each naming its
+ * version; an empty array when it is compatible. */
+static json_t *compat_reasons(PGresult *vr, json_t *doc, compat_mode mode)
+{
+    json_t *reasons = json_array();
+    int latest = PQntuples(vr) - 1;
+    int first = compat_mode_transitive(mode) ? 0 : latest;
+    for (int i = first; i <= latest && mode != COMPAT_NONE; i++) {
+        json_t *old = json_loads(PQgetvalue(vr, i, 1), JSON_DECODE_ANY, NULL);
+        json_t *rs = json_array();
+        if (old && !compat_check(old, doc, mode, rs)) {
+            size_t k;
+            json_t *e;
+            json_array_foreach(rs, k, e)
+            {
+                json_object_set_new(e, "version", json_integer(atoi(PQgetvalue(vr, i, 0))));
+                json_array_append(reasons, e);
             }
-            json_decref(rs);
-            json_decref(old);
         }
-        if (json_array_size(reasons)) {
-            *answer = problem_newf("incompatible_schema",
-                                   "the new schema is not %s-compatible with version(s) of '%s'",
-                                   compat_mode_name(mode), type);
-            json_object_set_new(*answer, "errors", reasons);
-            json_object_set_new(*answer, "compatibility", json_string(compat_mode_name(mode)));
-            out = REG_REFUSED;
-            goto fail;
-        }
-        json_decref(reasons);
-        version = atoi(PQgetvalue(vr, latest, 0)) + 1;
-        stream = cur_stream;
-        const char *pu[] = {tenant, type, description};
-        if (!exec_ok(conn,
-                     "UPDATE schema_types SET updated_at = now(), deprecated_at = NULL, "
-                     "description = coalesce($3, description) WHERE tenant = $1 AND type = $2",
-                     3, pu))
-            goto fail;
-    } else {
-        if (!stream) {
-            const char *dot = strchr(type, '.');
-            default_stream = xasprintf("%.*s.events", (int)(dot - type), type);
-            stream = default_stream;
-        }
-        const char *pi[] = {tenant, type, stream, description};
-        if (!exec_ok(conn,
-                     "INSERT INTO schema_types (tenant, type, stream, description) "
-                     "VALUES ($1, $2, $3, $4)",
-                     4, pi))
-            goto fail;
+        json_decref(rs);
+        json_decref(old);
     }
-    char vtext[16];
-    snprintf(vtext, sizeof vtext, "%d", version);
-    const char *pv[] = {tenant, type, vtext, doc_text, fp};
-    if (!exec_ok(conn,
-                 "INSERT INTO schema_versions (tenant, type, version, schema, fingerprint) "
-                 "VALUES ($1, $2, $3, $4::jsonb, $5)",
-                 5, pv) ||
-        !announce(conn, tenant, type) || !exec_ok(conn, "COMMIT", 0, NULL))
-        goto fail;
-    *answer = json_pack("{s:s,s:i,s:s}", "type", type, "version", version, "stream", stream);
-    out = REG_CREATED;
-    (void)load_types(conn, tenant, type);
-    log_info("registry", "schema registered",
-             json_pack("{s:s,s:s,s:i}", "tenant", tenant, "type", type, "version", version));
-    goto out;
-fail:
-    rollback(conn);
-out:
-    json_decref(invalid);
-    PQclear(r);
+    return reasons;
+}
+
+/* For a type that exists (`cur`: its stream and compatibility mode): a stream it does not
+ * have is a conflict, the latest schema again is REG_UNCHANGED, an incompatible one is
+ * refused. REG_CREATED means a new version is due (g->version and g->stream set). */
+static registry_outcome next_version(registration *g, PGresult *cur, json_t **answer)
+{
+    const char *cur_stream = PQgetvalue(cur, 0, 0);
+    if (g->stream && strcmp(g->stream, cur_stream) != 0) {
+        *answer = problem_newf("conflict",
+                               "type '%s' belongs to stream '%s'; a type's stream "
+                               "does not change",
+                               g->type, cur_stream);
+        return REG_REFUSED;
+    }
+    int m = compat_mode_parse(PQgetvalue(cur, 0, 1));
+    compat_mode mode = m < 0 ? COMPAT_BACKWARD : (compat_mode)m;
+    const char *p[] = {g->tenant, g->type};
+    PGresult *vr = db_exec(g->conn,
+                           "SELECT version, schema::text, fingerprint FROM schema_versions "
+                           "WHERE tenant = $1 AND type = $2 ORDER BY version",
+                           2, p, REGISTRY_TIMEOUT_MS);
+    int latest = db_ok(vr) ? PQntuples(vr) - 1 : -1;
+    if (latest < 0) {
+        PQclear(vr);
+        return REG_STORE_DOWN;
+    }
+    bool same = strcmp(PQgetvalue(vr, latest, 2), g->fp) == 0;
+    json_t *reasons = same ? NULL : compat_reasons(vr, g->doc, mode);
+    registry_outcome out = REG_CREATED;
+    if (same) {
+        *answer = json_pack("{s:s,s:i,s:s}", "type", g->type, "version",
+                            atoi(PQgetvalue(vr, latest, 0)), "stream", cur_stream);
+        out = REG_UNCHANGED;
+    } else if (json_array_size(reasons)) {
+        *answer = problem_newf("incompatible_schema",
+                               "the new schema is not %s-compatible with version(s) of '%s'",
+                               compat_mode_name(mode), g->type);
+        json_object_set_new(*answer, "errors", reasons);
+        json_object_set_new(*answer, "compatibility", json_string(compat_mode_name(mode)));
+        reasons = NULL;
+        out = REG_REFUSED;
+    } else {
+        g->version = atoi(PQgetvalue(vr, latest, 0)) + 1;
+        g->stream = g->stream_owned = xstrdup(cur_stream);
+    }
+    json_decref(reasons);
     PQclear(vr);
+    return out;
+}
+
+/* An existing type getting a new version: no longer deprecated, its description updated
+ * when one was given. */
+static bool touch_type(const registration *g)
+{
+    const char *p[] = {g->tenant, g->type, g->description};
+    return exec_ok(g->conn,
+                   "UPDATE schema_types SET updated_at = now(), deprecated_at = NULL, "
+                   "description = coalesce($3, description) WHERE tenant = $1 AND type = $2",
+                   3, p);
+}
+
+/* A new type's row, on the stream asked for or its default (the type's first segment +
+ * ".events"). */
+static bool create_type(registration *g)
+{
+    if (!g->stream) {
+        const char *dot = strchr(g->type, '.');
+        g->stream = g->stream_owned = xasprintf("%.*s.events", (int)(dot - g->type), g->type);
+    }
+    const char *p[] = {g->tenant, g->type, g->stream, g->description};
+    return exec_ok(g->conn,
+                   "INSERT INTO schema_types (tenant, type, stream, description) "
+                   "VALUES ($1, $2, $3, $4)",
+                   4, p);
+}
+
+/* Stores version g->version, tells the other instances, and commits. */
+static bool insert_version(const registration *g)
+{
+    char *doc_text = json_dumps(g->doc, JSON_COMPACT | JSON_ENCODE_ANY);
+    char vtext[16];
+    snprintf(vtext, sizeof vtext, "%d", g->version);
+    const char *p[] = {g->tenant, g->type, vtext, doc_text, g->fp};
+    bool ok = exec_ok(g->conn,
+                      "INSERT INTO schema_versions (tenant, type, version, schema, fingerprint) "
+                      "VALUES ($1, $2, $3, $4::jsonb, $5)",
+                      5, p) &&
+              announce(g->conn, g->tenant, g->type) && exec_ok(g->conn, "COMMIT", 0, NULL);
     free(doc_text);
-    free(default_stream);
+    return ok;
+}
+
+/* The registration inside the writers' transaction: where the write lands, the type's row,
+ * the new version. REG_CREATED once committed; otherwise the caller rolls back. `*invalid`
+ * (the schema's compile problem, or NULL) is the answer only for a tenant that may write
+ * the type (it is then taken). */
+static registry_outcome register_locked(registration *g, json_t **invalid, json_t **answer)
+{
+    ns_state ns = write_target(g->conn, g->tenant, g->type);
+    if (ns == NS_ERROR) return REG_STORE_DOWN;
+    if (ns == NS_FORBIDDEN) {
+        *answer = forbidden_global(g->type);
+        return REG_REFUSED;
+    }
+    if (*invalid) {
+        *answer = *invalid;
+        *invalid = NULL;
+        return REG_REFUSED;
+    }
+    const char *p[] = {g->tenant, g->type};
+    PGresult *cur = db_exec(
+        g->conn, "SELECT stream, compatibility FROM schema_types WHERE tenant = $1 AND type = $2",
+        2, p, REGISTRY_TIMEOUT_MS);
+    registry_outcome out = REG_STORE_DOWN;
+    if (db_ok(cur) && PQntuples(cur) == 1) {
+        out = next_version(g, cur, answer);
+        if (out == REG_CREATED && !touch_type(g)) out = REG_STORE_DOWN;
+    } else if (db_ok(cur)) {
+        out = create_type(g) ? REG_CREATED : REG_STORE_DOWN;
+    }
+    PQclear(cur);
+    if (out == REG_CREATED && !insert_version(g)) out = REG_STORE_DOWN;
+    return out;
+}
+
+registry_outcome registry_register(PGconn **conn, const char *tenant, json_t *req, json_t **answer)
+{
+    registration g = {.conn = conn, .tenant = tenant, .version = 1};
+    *answer = parse_request(req, &g.type, &g.stream, &g.description, &g.doc);
+    if (*answer) return REG_REFUSED;
+    /* A schema that does not compile is answered after the namespace check: a tenant that
+     * may not write the type learns that first (403 before 422). */
+    json_t *invalid = compile_problem(g.doc);
+    fingerprint(g.doc, g.fp);
+    registry_outcome out = REG_STORE_DOWN;
+    if (exec_ok(conn, "BEGIN", 0, NULL) &&
+        exec_ok(conn, "SELECT pg_advisory_xact_lock(" REGISTRY_LOCK_KEY ")", 0, NULL))
+        out = register_locked(&g, &invalid, answer);
+    if (out == REG_CREATED) {
+        *answer =
+            json_pack("{s:s,s:i,s:s}", "type", g.type, "version", g.version, "stream", g.stream);
+        (void)load_types(conn, tenant, g.type);
+        log_info(
+            "registry", "schema registered",
+            json_pack("{s:s,s:s,s:i}", "tenant", tenant, "type", g.type, "version", g.version));
+    } else {
+        rollback(conn);
+    }
+    json_decref(invalid);
+    free(g.stream_owned);
     return out;
 }
 

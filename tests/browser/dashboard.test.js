@@ -9,7 +9,7 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
 const { launch, startStack, openDashboard, screenshot, assertNoPageErrors, WEB, h } = require('./lib/browser.js');
-const { readGroup, redisCmd } = require('./lib/resp.js');
+const { readGroup, redisCmd } = require('./lib/redis.js');
 
 // The bound: an event published over HTTP shows in the feed within a second.
 const FEED_BOUND_MS = Number(process.env.SLUICE_BROWSER_FEED_BOUND_MS || 1000);

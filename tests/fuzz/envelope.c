@@ -2,7 +2,7 @@
  * tests/fuzz/envelope.c — the envelope parser and the publish path above it (issue 8).
  *
  * Input: a request body, as POST /v1/events receives it (one envelope or a batch).
- * It goes through what events_publish does before the appender: json_loadb with the
+ * It goes through what events_on_publish does before the appender: json_loadb with the
  * handlers' flags, then publish_prepare (envelope rules per element, duplicate ids in a
  * batch, atomic and partial answers; the registry is not started, so every type is
  * unknown and allowed), publish_submit (no appender: refused with 503, or the ready 4xx
@@ -128,7 +128,7 @@ static void check_path_points_in(json_t *in, const json_t *e)
 
 static void check_one(json_t *in, int index)
 {
-    sluice_event ev;
+    incoming_event ev;
     json_t *errors = json_array();
     bool ok = envelope_parse(in, index, "t", &ev, errors);
     if (!ok) {
@@ -153,7 +153,7 @@ static void check_one(json_t *in, int index)
     envelope_serialize(&ev);
     ev.position = 1;
     snprintf(ev.time, sizeof ev.time, "2026-01-01T00:00:00.000Z");
-    sevent *stored = eventlog_committed(&ev);
+    stored_event *stored = eventlog_committed(&ev);
     json_error_t err;
     json_t *parsed = json_loads(stored->json, 0, &err);
     if (!parsed) fuzz_fail("stored envelope does not parse (%s): %s", err.text, stored->json);
@@ -161,7 +161,7 @@ static void check_one(json_t *in, int index)
         fuzz_fail("stored envelope's data differs from the event's: %s", stored->json);
     fuzz_check(strcmp(json_string_value(json_object_get(parsed, "type")), ev.type) == 0, "type");
     json_decref(parsed);
-    sevent_unref(stored);
+    stored_event_unref(stored);
     /* canon.c writes what jansson's dumper writes, byte for byte. */
     char *want = json_dumps(in, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
     buf got;
@@ -181,7 +181,7 @@ static void check_one(json_t *in, int index)
                    "validation with and without an errors list agree");
         json_decref(verr);
     }
-    event_dispose(&ev);
+    envelope_dispose(&ev);
     json_decref(errors);
 }
 

@@ -19,7 +19,7 @@ LDLIBS    = $(PKG_LIBS) -lpthread -lm
 
 TARGETS   = envelope schema validate cloudevents filters ws_message
 LIB_SRC   = $(filter-out server/main.c,$(shell find server handlers -name '*.c' | sort))
-GEN_SRC   = build/gen/migrations.c build/gen/openapi.c build/gen/catalog.c
+GEN_SRC   = build/gen/migrations.c build/gen/openapi.c build/gen/openapi_json.c build/gen/catalog.c
 LIB_OBJ   = $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(GEN_SRC:build/gen/%.c=$(BUILD)/obj/gen/%.o)
 
 .PHONY: all

@@ -45,7 +45,7 @@ fi
 
 jobs=$(nproc 2>/dev/null || echo 2)
 echo "fuzz: building ${targets[*]}"
-make -s build/gen/migrations.c build/gen/openapi.c build/gen/catalog.c
+make -s build/gen/migrations.c build/gen/openapi.c build/gen/openapi_json.c build/gen/catalog.c
 make -s -f tests/fuzz/fuzz.mk -j"$jobs" "${targets[@]/#/build/fuzz/}"
 
 mkdir -p build/fuzz/logs build/fuzz/artifacts

@@ -37,7 +37,7 @@ const path = require('node:path');
 const { execFile, execFileSync, spawn } = require('node:child_process');
 const h = require('./lib/harness');
 const f = require('./lib/flow');
-const { deletePrefix } = require('../lib/resp.js');
+const { deletePrefix } = require('../lib/redis.js');
 
 const SCRIPT = path.join(h.REPO, 'scripts', 'services.sh');
 const STORE_TIMEOUT_MS = 3000;   // SLUICE_STORE_TIMEOUT_MS

@@ -1,7 +1,7 @@
 'use strict';
 // Issue 6: the dead-letter admin API (API.md "Consumer groups and dead letters",
-// server/deadletters.h). Dead letters are made by real workers (XREADGROUP + nack over a
-// small RESP client) failing in a group; then: list (filters stream, group, type, status,
+// server/dead_letters.h). Dead letters are made by real workers (XREADGROUP + nack over
+// ioredis) failing in a group; then: list (filters stream, group, type, status,
 // older_than_ms, source; paging after/limit/next_after/has_more), inspect (the event and its
 // history), reprocess one (the same entry, same event id, back to a worker of that group only;
 // reprocessing → resolved once acknowledged; repeating delivers once), batch reprocess (dry
@@ -17,8 +17,8 @@ const WAIT_MS = 30000; // "no hang" bound for one expected state
 // also timing out (groups.test.js tests the timeouts).
 const POLICY = { max_deliveries: 3, retry: { base_delay_ms: 100, max_delay_ms: 400, jitter: true }, ack_timeout_ms: 2000 };
 
-// the consumer-group kit: RESP client, worker, API helpers (lib/groups_kit.js)
-const { parseReply, Redis, redisUrl, withRedis, deletePrefix, posOf, fieldsOf, pendingEntries, waitInRedis, Worker, newPrefix, typeBase, keyOf, groupsPath, createGroup, listGroups, groupInfo, publishN, allDeadLetters, waitDeadLetters, startGroupsSluice, minBackoff } = require('./lib/groups_kit');
+// the consumer-group kit: Redis client, worker, API helpers (lib/groups_kit.js)
+const { Redis, redisUrl, withRedis, deletePrefix, posOf, fieldsOf, pendingEntries, waitInRedis, Worker, newPrefix, typeBase, keyOf, groupsPath, createGroup, listGroups, groupInfo, publishN, allDeadLetters, waitDeadLetters, startGroupsSluice, minBackoff } = require('./lib/groups_kit');
 
 // Fails every delivery of `failTypes` (a Set of event types) with a non-retryable nack on its
 // first delivery, and again on later ones while failAgain(d) says so; acknowledges the rest.

@@ -2,7 +2,7 @@
 // Issue 6: consumer groups and retries (API.md "Consumer groups and dead letters",
 // server/groups.h). Groups are created, listed and deleted through the API; real workers
 // consume the group's Redis stream with XREADGROUP … > (new messages) and XREADGROUP … 0
-// (their redeliveries) and XACK, over a small RESP client. A delivery fails when nacked
+// (their redeliveries) and XACK, over ioredis. A delivery fails when nacked
 // (POST …/nack) or not acknowledged within ack_timeout_ms; the sweeper redelivers it after
 // base·2^(n-1) ms (capped, jittered d/2..d) to the most recently active worker, and after
 // max_deliveries parks it as a dead letter (consumer sluice-dead), delivered no more.
@@ -20,7 +20,7 @@ const POLICY = { max_deliveries: 3, retry: { base_delay_ms: 100, max_delay_ms: 4
 // For tests where every failure is a nack: no delivery times out on a slow machine.
 const NACK_POLICY = { ...POLICY, ack_timeout_ms: 2000 };
 
-const { parseReply, Redis, redisUrl, withRedis, deletePrefix, posOf, fieldsOf, pendingEntries, waitInRedis, Worker, newPrefix, typeBase, keyOf, groupsPath, createGroup, listGroups, groupInfo, publishN, allDeadLetters, waitDeadLetters, startGroupsSluice, minBackoff } = require('./lib/groups_kit');
+const { Redis, redisUrl, withRedis, deletePrefix, posOf, fieldsOf, pendingEntries, waitInRedis, Worker, newPrefix, typeBase, keyOf, groupsPath, createGroup, listGroups, groupInfo, publishN, allDeadLetters, waitDeadLetters, startGroupsSluice, minBackoff } = require('./lib/groups_kit');
 // ---------------------------------------------------------------- groups: the API
 
 describe('consumer groups: create, list, delete', () => {

@@ -9,7 +9,7 @@
 const { test, describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const h = require('./lib/harness');
-const resp = require('../lib/resp.js');
+const redis = require('../lib/redis.js');
 
 const SEED = Number(process.env.SLUICE_IT_SEED || Date.now() % 1000000);
 
@@ -29,10 +29,10 @@ function prng(seed) {
 
 // ---------------------------------------------------------------- Redis
 
-// One command on a connection of its own, to the suite's Redis (tests/lib/resp.js).
-const redisCmd = (...args) => resp.command(process.env.SLUICE_REDIS_URL, args);
+// One command on a connection of its own, to the suite's Redis (tests/lib/redis.js).
+const redisCmd = (...args) => redis.command(process.env.SLUICE_REDIS_URL, args);
 
-const deletePrefix = (prefix) => resp.deletePrefix(process.env.SLUICE_REDIS_URL, prefix);
+const deletePrefix = (prefix) => redis.deletePrefix(process.env.SLUICE_REDIS_URL, prefix);
 
 // ---------------------------------------------------------------- helpers
 

@@ -238,7 +238,9 @@ const STRATEGIES = {
   'query:status': {},
   'query:older_than_ms': {},
   'query:version': {},
+  'query:where': {},
   'query:timeout_ms': { base: () => '0', always: true },
+  '/{file} path:file': { base: () => 'app.js' },
   'header:Last-Event-ID': {},
 };
 
@@ -379,6 +381,12 @@ function eventsModel(q, { paged = true, defaultLimit = 100, exact = {} } = {}) {
       types.push(prefix ? { prefix: t.slice(0, -1) } : { exact: t });
     }
     if (parts.includes('*') || types.length === 0) types = null;
+  }
+  if ('where' in q) {
+    // No payload of the battery is a condition list; an empty list, or null, is no condition.
+    let w;
+    try { w = JSON.parse(q.where); } catch { return bad; }
+    if (w !== null && (!Array.isArray(w) || w.length)) return bad;
   }
   let since = null;
   let until = null;

@@ -17,7 +17,7 @@ const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const h = require('./lib/harness');
 const f = require('./lib/flow');
-const { withRedis, xrangeAll, deletePrefix } = require('../lib/resp.js');
+const { withRedis, xrangeAll, deletePrefix } = require('../lib/redis.js');
 
 const WRITERS = 8;
 
@@ -141,7 +141,7 @@ test('SIGKILL of an instance mid-burst, then restart: 201 ⇒ stored once, subsc
     await withRedis(redisUrl, async (r) => {
       await h.waitFor(async () => {
         let n = 0;
-        for (const s of streams) n += await r.cmd('XLEN', prefix + s);
+        for (const s of streams) n += await r.xlen(prefix + s);
         return n >= N;
       }, { timeout: 60000, interval: 100, what: `${N} entries in Redis` });
       await h.sleep(300);

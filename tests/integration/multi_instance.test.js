@@ -11,7 +11,7 @@ const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const h = require('./lib/harness');
 const f = require('./lib/flow');
-const { withRedis, xrangeAll, deletePrefix } = require('../lib/resp.js');
+const { withRedis, xrangeAll, deletePrefix } = require('../lib/redis.js');
 
 const WRITERS_PER_INSTANCE = 4;
 const ROUNDS = 3;
@@ -135,7 +135,7 @@ test('two instances, concurrent bursts to both: every WebSocket subscriber on ei
     await withRedis(redisUrl, async (r) => {
       await h.waitFor(async () => {
         let n = 0;
-        for (const s of streams) n += await r.cmd('XLEN', prefix + s);
+        for (const s of streams) n += await r.xlen(prefix + s);
         return n >= N;
       }, { timeout: 60000, interval: 100, what: `${N} entries in Redis` });
       for (const s of streams) {

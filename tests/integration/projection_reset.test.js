@@ -13,7 +13,7 @@ const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const h = require('./lib/harness');
 const f = require('./lib/flow');
-const { deletePrefix } = require('../lib/resp.js');
+const { deletePrefix } = require('../lib/redis.js');
 
 const SEED = Number(process.env.SLUICE_IT_SEED || Date.now() % 1000000);
 const KEYS = 13;

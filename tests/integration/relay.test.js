@@ -3,7 +3,7 @@
 // `<prefix><stream>` (tenant default) or `<prefix><tenant>:<stream>` with the entry id
 // `<position>-0` and the fields id, type, position, event (the stored envelope), in position
 // order, exactly once — across a Redis outage, a Redis restart, and the relay leader dying.
-// Read back with a small RESP client over a socket, as a real consumer would (XRANGE,
+// Read back with ioredis (tests/lib/redis.js), as a real consumer would (XRANGE,
 // XREADGROUP + XACK). Each test uses its own SLUICE_REDIS_PREFIX; the outage tests use a
 // private Redis from scripts/services.sh so the suite's Redis is never stopped.
 const { test, describe, before, after } = require('node:test');
@@ -12,8 +12,8 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { execFile } = require('node:child_process');
 const h = require('./lib/harness');
-// the RESP2 client: Redis, withRedis(url, fn), xrangeAll(r, key), scanKeys, deletePrefix(url, prefix)
-const { Redis, withRedis, xrangeAll, scanKeys, deletePrefix } = require('../lib/resp.js');
+// ioredis as tests/lib/redis.js sets it up: connect(url), withRedis(url, fn), xrangeAll(r, key), scanKeys, deletePrefix(url, prefix)
+const { connect, withRedis, xrangeAll, scanKeys, deletePrefix } = require('../lib/redis.js');
 
 const SCRIPT = path.join(h.REPO, 'scripts', 'services.sh');
 const CATCH_UP_MS = 60000; // "no hang" bound for the relay to catch up
@@ -70,10 +70,10 @@ const entryPositions = (entries) => entries.map((e) => Number(e.id.split('-')[0]
 // Waits until `key` holds at least `n` entries (or an entry at `lastPosition`).
 async function waitStream(url, key, { n, lastPosition, timeout = CATCH_UP_MS } = {}) {
   return h.waitFor(() => withRedis(url, async (r) => {
-    const len = await r.cmd('XLEN', key);
+    const len = await r.xlen(key);
     if (n !== undefined && len < n) return false;
     if (lastPosition !== undefined) {
-      const top = await r.cmd('XREVRANGE', key, '+', '-', 'COUNT', 1);
+      const top = await r.xrevrange(key, '+', '-', 'COUNT', 1);
       if (!top.length || Number(top[0][0].split('-')[0]) < lastPosition) return false;
     }
     return true;
@@ -183,7 +183,7 @@ describe('relay into Redis Streams', () => {
       }
       // nothing else was written as a stream under the prefix (no stream for another tenant's name)
       for (const k of await scanKeys(r, prefix + '*')) {
-        if ((await r.cmd('TYPE', k)) === 'stream') assert.ok(byKey.has(k), `unexpected stream ${k}`);
+        if ((await r.type(k)) === 'stream') assert.ok(byKey.has(k), `unexpected stream ${k}`);
       }
     });
   });
@@ -194,20 +194,20 @@ describe('relay into Redis Streams', () => {
     const backlog = await pub(c, Array.from({ length: 120 }, (_, i) => ({ type: `${a}.x`, data: { i } })));
     await waitStream(url, key, { n: 120 });
     const got = [];
-    const consumer = await Redis.connect(url);
+    const consumer = await connect(url);
     try {
-      await consumer.cmd('XGROUP', 'CREATE', key, 'g1', '0');
+      await consumer.xgroup('CREATE', key, 'g1', '0');
       let done = false;
       const reading = (async () => {
         while (!done) {
-          const rep = await consumer.cmd('XREADGROUP', 'GROUP', 'g1', 'c1', 'COUNT', 37, 'BLOCK', 200, 'STREAMS', key, '>');
+          const rep = await consumer.xreadgroup('GROUP', 'g1', 'c1', 'COUNT', 37, 'BLOCK', 200, 'STREAMS', key, '>');
           if (!rep) continue;
           for (const [, entries] of rep) {
             for (const [id, kv] of entries) {
               const fields = {};
               for (let i = 0; i < kv.length; i += 2) fields[kv[i]] = kv[i + 1];
               got.push({ id, fields });
-              await consumer.cmd('XACK', key, 'g1', id);
+              await consumer.xack(key, 'g1', id);
             }
           }
         }
@@ -221,9 +221,9 @@ describe('relay into Redis Streams', () => {
       await reading;
       assertExactly(entryPositions(got), [...backlog, ...live].map((x) => x.position), 'consumer group g1');
       for (const e of got) checkEntry({ ...e, order: Object.keys(e.fields) }, key);
-      const pending = await consumer.cmd('XPENDING', key, 'g1');
+      const pending = await consumer.xpending(key, 'g1');
       assert.equal(pending[0], 0, 'nothing left pending');
-    } finally { consumer.close(); }
+    } finally { consumer.disconnect(); }
   });
 
   test('relay_lag in /ready and /v1/info: an integer, 0 once Redis has caught up', async () => {
@@ -330,9 +330,9 @@ describe('Redis outage', () => {
         await h.sleep(500);
         // Freeze writes, note exactly what Redis holds, then stop it.
         await withRedis(url, async (r) => {
-          await r.cmd('CLIENT', 'PAUSE', 20000, 'WRITE');
+          await r.client('PAUSE', 20000, 'WRITE');
           snapshot = await xrangeAll(r, key);
-          if (persist) await r.cmd('SAVE');
+          if (persist) await r.save();
         });
         await services('stop');
         const during = w.acked.length;

@@ -19,7 +19,7 @@ const path = require('node:path');
 const { execFile } = require('node:child_process');
 const h = require('./lib/harness');
 const f = require('./lib/flow');
-const { withRedis, xrangeAll } = require('../lib/resp.js');
+const { withRedis, xrangeAll } = require('../lib/redis.js');
 
 const SCRIPT = path.join(h.REPO, 'scripts', 'services.sh');
 const CATCH_UP_MS = 60000;
@@ -107,7 +107,7 @@ test('Redis frozen, then stopped (and the relay leader killed meanwhile): the re
     const noFailures = (what) => assert.deepEqual(load.failed.map((x) => `${x.tags[0]}: ${x.status} ${x.text}`), [], `every publish answered 201 (${what})`);
     const entriesNow = () => withRedis(url, async (r) => {
       let n = 0;
-      for (const k of await r.cmd('KEYS', prefix + '*')) if ((await r.cmd('TYPE', k)) === 'stream') n += await r.cmd('XLEN', k);
+      for (const k of await r.keys(prefix + '*')) if ((await r.type(k)) === 'stream') n += await r.xlen(k);
       return n;
     });
 
@@ -127,7 +127,7 @@ test('Redis frozen, then stopped (and the relay leader killed meanwhile): the re
 
     // ---- 2. stopped, with its data; the relay leader killed while it is down
     await withRedis(url, async (r) => {
-      await r.cmd('SHUTDOWN', 'SAVE').catch(() => { /* the connection ends with the server */ });
+      await r.shutdown('SAVE').catch(() => { /* the connection ends with the server */ });
     }).catch(() => {});
     await h.waitFor(() => !alive(pid), { timeout: 30000, what: 'Redis to exit after SHUTDOWN SAVE' });
     acked = load.acked.size;
@@ -160,7 +160,7 @@ test('Redis frozen, then stopped (and the relay leader killed meanwhile): the re
       for (const [k, want] of groups) {
         const last = want[want.length - 1].position;
         await h.waitFor(async () => {
-          const top = await r.cmd('XREVRANGE', k, '+', '-', 'COUNT', 1);
+          const top = await r.xrevrange(k, '+', '-', 'COUNT', 1);
           return top.length > 0 && Number(top[0][0].split('-')[0]) >= last;
         }, { timeout: CATCH_UP_MS, interval: 100, what: `${k} to reach position ${last}` });
       }
@@ -180,7 +180,7 @@ test('Redis frozen, then stopped (and the relay leader killed meanwhile): the re
       }
       assert.equal(total, N, 'Redis holds as many entries as PostgreSQL holds events');
       // nothing else under the prefix is a stream
-      for (const k of await r.cmd('KEYS', prefix + '*')) if ((await r.cmd('TYPE', k)) === 'stream') assert.ok(groups.has(k), `unexpected stream ${k}`);
+      for (const k of await r.keys(prefix + '*')) if ((await r.type(k)) === 'stream') assert.ok(groups.has(k), `unexpected stream ${k}`);
     });
     await h.waitFor(async () => (await info(B)).relay_lag === 0, { timeout: CATCH_UP_MS, what: 'relay_lag 0 on B' });
 

@@ -10,7 +10,7 @@ const assert = require('node:assert/strict');
 const { spawn } = require('node:child_process');
 const net = require('node:net');
 const h = require('./lib/harness');
-const { withRedis, xrangeAll } = require('../lib/resp.js');
+const { withRedis, xrangeAll } = require('../lib/redis.js');
 
 let redis = null;
 let port = 0;

@@ -2,10 +2,13 @@
 // Issue 4: the live feed as Server-Sent Events, `GET /v1/subscribe?stream=&type=&from_position=`
 // (API.md "Live subscriptions"): scope subscribe, `text/event-stream`, one block per event
 // `id: <position>\nevent: event\ndata: <stored envelope>\n\n`, `Last-Event-ID` resume with no
-// gap and no duplicate, `: keep-alive` comments about every 15 s, tenant isolation, and a
-// SIGTERM that does not hang on an open stream.
+// gap and no duplicate, `: keep-alive` comments about every 15 s, tenant isolation, a
+// SIGTERM that does not hang on an open stream, no thread per subscriber, and a stalled
+// reader's stream ending at its queue's bound.
 const { test, describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const http = require('node:http');
 const h = require('./lib/harness');
 
 const WAIT_MS = 20000;
@@ -334,5 +337,78 @@ test('SIGTERM with open SSE streams: sluice exits 0 and the streams end', { time
   } finally {
     for (const x of xs) x.close();
     await t.cleanup();
+  }
+});
+
+// A stream that waits costs a suspended connection, not a thread: the content reader pops the
+// session's queue on libmicrohttpd's own threads and one ticker serves every keep-alive.
+test('200 SSE subscribers at once: each gets the event, and the process gains no thread per subscriber', { timeout: 120000 }, async (ctx) => {
+  const t = await h.startSluice({ name: 'sse-many' });
+  const xs = [];
+  const threads = () => fs.readdirSync(`/proc/${t.proc.pid}/task`).length;
+  try {
+    const pfx = prefix();
+    h.assertStatus(await t.client().get('/v1/info'), 200);
+    const before = threads();
+    for (let i = 0; i < 200; i += 25) {
+      const batch = await Promise.all(Array.from({ length: 25 }, () => Sse.open(t.url, `/v1/subscribe?type=${pfx}.*`, { token: t.adminToken })));
+      xs.push(...batch);
+    }
+    for (const x of xs) assert.equal(x.status, 200, x.text);
+    const during = threads();
+    const sent = await pub(t.client(), { type: `${pfx}.x`, data: {} });
+    for (const x of xs) await x.waitFor((e) => e.id === sent.id, 'the event');
+    const after = threads();
+    ctx.diagnostic(`threads: ${before} before, ${during} with 200 streams, ${after} after the event`);
+    assert.ok(Math.max(during, after) - before < 20, `threads went from ${before} to ${during} (${after} after the event) for 200 SSE streams`);
+  } finally {
+    for (const x of xs) x.close();
+    await t.stop().finally(() => t.cleanup());
+  }
+});
+
+// A reader that stops reading: its socket fills, then its queue (16 messages here) passes its
+// bound and the stream ends; what it got is a gapless prefix, and Last-Event-ID resumes the rest.
+test('a stalled reader overflows its queue: the stream ends after a gapless prefix; Last-Event-ID resumes the rest', { timeout: 180000 }, async (ctx) => {
+  const t = await h.startSluice({ name: 'sse-slow', env: { SLUICE_WS_QUEUE_MESSAGES: '16' } });
+  let res;
+  let x2;
+  try {
+    const tc = t.client();
+    const pfx = prefix();
+    res = await new Promise((resolve, reject) => {
+      const req = http.get(`${t.url}/v1/subscribe?type=${pfx}.*`, { headers: { Authorization: `Bearer ${t.adminToken}`, Accept: 'text/event-stream' } }, (r) => { r.pause(); resolve(r); });
+      req.on('error', reject);
+    });
+    assert.equal(res.statusCode, 200);
+    // Far more than the socket buffers hold (about 13 MB), read by nobody for now, in batches
+    // that fit the queue (a larger batch would overflow it at once, however fast the reader).
+    const pad = 'x'.repeat(16000);
+    const model = [];
+    for (let b = 0; b < 100; b++) model.push(...positions(await pub(tc, Array.from({ length: 8 }, (_, i) => ({ type: `${pfx}.e`, data: { b, i, pad } })))));
+    let text = '';
+    res.setEncoding('utf8');
+    const ended = new Promise((resolve) => {
+      res.on('end', () => resolve('end'));
+      res.on('aborted', () => resolve('aborted'));
+      res.on('error', () => resolve('error'));
+    });
+    res.on('data', (d) => { text += d; });
+    res.resume();
+    const how = await h.race(ended, 60000, 'still open');
+    assert.equal(how, 'end', 'the overflowed stream ends (cleanly: the client resumes)');
+    const got = [...text.matchAll(/^id: (\d+)$/gm)].map((m) => Number(m[1]));
+    ctx.diagnostic(`${got.length} of ${model.length} events came before the stream ended`);
+    assert.ok(got.length < model.length, `got ${got.length} of ${model.length} events before the end`);
+    assertExactly(got, model.slice(0, got.length), 'the events before the overflow');
+    const last = got.length ? got[got.length - 1] : model[0] - 1;
+    x2 = await Sse.open(t.url, `/v1/subscribe?type=${pfx}.*`, { token: t.adminToken, headers: { 'Last-Event-ID': String(last) } });
+    assert.equal(x2.status, 200, x2.text);
+    await x2.waitCount(model.length - got.length);
+    assertExactly([...got, ...positions(x2.dataEvents())], model, 'first stream + resumed stream');
+  } finally {
+    if (res) res.destroy();
+    if (x2) x2.close();
+    await t.stop().finally(() => t.cleanup());
   }
 });

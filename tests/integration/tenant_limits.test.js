@@ -11,7 +11,7 @@ const { test, describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const h = require('./lib/harness');
 const { Peer, Stream, publishBulk } = require('./lib/sealed');
-const { deletePrefix } = require('../lib/resp.js');
+const { deletePrefix } = require('../lib/redis.js');
 
 const CAP_WS = 2;
 const CAP_STREAMS = 2;

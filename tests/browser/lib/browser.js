@@ -9,7 +9,7 @@ const assert = require('node:assert/strict');
 const { chromium } = require('playwright-core');
 const h = require('../../integration/lib/harness.js');
 const { serveWeb } = require('./serve.js');
-const { deletePrefix } = require('./resp.js');
+const { deletePrefix } = require('./redis.js');
 
 const CHROMIUM = process.env.SLUICE_CHROMIUM || '/usr/bin/chromium';
 const ARTIFACTS = process.env.SLUICE_BROWSER_ARTIFACTS || path.resolve(__dirname, '..', 'artifacts');

@@ -1,16 +1,20 @@
 'use strict';
-// The consumer-group kit shared by groups.test.js and dead_letters.test.js: the RESP2 client
-// (tests/lib/resp.js) bound to the suite's Redis, a real worker (XREADGROUP … > and … 0, XACK,
+// The consumer-group kit shared by groups.test.js and dead_letters.test.js: ioredis
+// (tests/lib/redis.js) bound to the suite's Redis, a real worker (XREADGROUP … > and … 0, XACK,
 // nacks over HTTP), and helpers for groups and dead letters through the API. Each sluice gets its own SLUICE_REDIS_PREFIX.
 const assert = require('node:assert/strict');
 const h = require('./harness');
-const resp = require('../../lib/resp.js');
+const redis = require('../../lib/redis.js');
 
 const WAIT_MS = 30000; // "no hang" bound for one expected state
 
-// The RESP2 client is tests/lib/resp.js; here it defaults to the suite's Redis (redisUrl()).
-class Redis extends resp.Redis {
-  static connect(url = redisUrl(), opts) { return super.connect(url, opts); }
+// An ioredis client set up by tests/lib/redis.js, connected to the suite's Redis (redisUrl())
+// by default. The tests send any command as cmd(name, ...args) (ioredis's call) and end with
+// close() (disconnect).
+class Redis extends redis.Redis {
+  static connect(url = redisUrl(), opts) { return redis.open(new this(redis.connectOptions(url, opts))); }
+  cmd(...args) { return this.call(...args); }
+  close() { this.disconnect(); }
 }
 
 function redisUrl() {
@@ -21,13 +25,14 @@ function redisUrl() {
 }
 
 async function withRedis(fn) {
-  return resp.withRedis(redisUrl(), fn);
+  const r = await Redis.connect();
+  try { return await fn(r); } finally { r.close(); }
 }
 
 async function deletePrefix(prefix) {
   let url;
   try { url = redisUrl(); } catch (_) { return; } // best effort, as the cleanup itself
-  await resp.deletePrefix(url, prefix);
+  await redis.deletePrefix(url, prefix);
 }
 
 const posOf = (entryId) => Number(String(entryId).split('-')[0]);
@@ -35,16 +40,16 @@ const fieldsOf = (kv) => { const f = {}; for (let i = 0; i < kv.length; i += 2) 
 
 // XPENDING key group - + 10000 [consumer] → [{id, position, consumer, idle, count}]
 async function pendingEntries(r, key, group, consumer) {
-  const args = ['XPENDING', key, group, '-', '+', 10000];
+  const args = [key, group, '-', '+', 10000];
   if (consumer) args.push(consumer);
-  const rows = await r.cmd(...args);
+  const rows = await r.xpending(...args);
   return rows.map(([id, c, idle, count]) => ({ id, position: posOf(id), consumer: c, idle, count }));
 }
 
 // Waits until `key` has an entry at `position` or later (the relay is asynchronous).
 async function waitInRedis(key, position, timeout = WAIT_MS) {
   await withRedis((r) => h.waitFor(async () => {
-    const top = await r.cmd('XREVRANGE', key, '+', '-', 'COUNT', 1);
+    const top = await r.xrevrange(key, '+', '-', 'COUNT', 1);
     return top.length > 0 && posOf(top[0][0]) >= position;
   }, { timeout, interval: 50, what: `${key} to reach position ${position}` }));
 }
@@ -89,7 +94,7 @@ class Worker {
   }
 
   async read(id, count = 100) {
-    const rep = await this.r.cmd('XREADGROUP', 'GROUP', this.group, this.name, 'COUNT', count, 'STREAMS', this.key, id);
+    const rep = await this.r.xreadgroup('GROUP', this.group, this.name, 'COUNT', count, 'STREAMS', this.key, id);
     if (!rep) return [];
     const out = [];
     for (const [, entries] of rep) for (const [eid, kv] of entries) if (kv) out.push({ id: eid, fields: fieldsOf(kv) });
@@ -123,7 +128,7 @@ class Worker {
       // Still here? (The loop may have taken a while.) Then read the first PEL entry after the
       // one before it: this one, or, if the sweeper took it in between, the next one, which
       // Redis counts as delivered all the same, so it is handled like any delivery.
-      const still = await this.r.cmd('XPENDING', this.key, this.group, p.id, p.id, 1, this.name);
+      const still = await this.r.xpending(this.key, this.group, p.id, p.id, 1, this.name);
       if (!still.length) continue;
       const [one] = await this.read(`${p.position - 1}-0`, 1);
       if (one) await this.handle({ ...one, via: 'pel' });
@@ -138,7 +143,7 @@ class Worker {
     const what = this.decide(d, n);
     this.held.delete(e.id);
     if (what === 'ack') {
-      await this.r.cmd('XACK', this.key, this.group, e.id);
+      await this.r.xack(this.key, this.group, e.id);
     } else if (what === 'nack' || what === 'fatal') {
       const res = await this.client.post(`/v1/streams/${encodeURIComponent(this.stream)}/groups/${encodeURIComponent(this.group)}/nack`,
         { event_id: e.fields.id, error: `${this.name} failed delivery ${n}`, retryable: what === 'nack' });
@@ -226,4 +231,4 @@ function minBackoff(policy, n) {
   return policy.retry.jitter ? Math.floor(d / 2) : d;
 }
 
-module.exports = { parseReply: resp.parseReply, Redis, redisUrl, withRedis, deletePrefix, posOf, fieldsOf, pendingEntries, waitInRedis, Worker, newPrefix, typeBase, keyOf, groupsPath, createGroup, listGroups, groupInfo, publishN, allDeadLetters, waitDeadLetters, startGroupsSluice, minBackoff };
+module.exports = { Redis, redisUrl, withRedis, deletePrefix, posOf, fieldsOf, pendingEntries, waitInRedis, Worker, newPrefix, typeBase, keyOf, groupsPath, createGroup, listGroups, groupInfo, publishN, allDeadLetters, waitDeadLetters, startGroupsSluice, minBackoff };

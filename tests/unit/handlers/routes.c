@@ -52,7 +52,9 @@ Test(routes, every_route_is_documented_in_openapi)
 {
     op ops[MAX_OPS];
     int n = read_openapi(ops);
-    for (size_t i = 0; i < http_routes_count; i++) {
+    /* The fallback rows (the dashboard's files by path) are described by GET /'s operation:
+     * OpenAPI has no template for a path of several segments. */
+    for (size_t i = 0; i < http_routes_fallback; i++) {
         bool found = false;
         for (int k = 0; k < n; k++)
             if (!strcmp(ops[k].method, http_routes[i].method) &&

@@ -10,6 +10,8 @@ static void clear_env(void)
     unsetenv("SLUICE_AUTH");
     unsetenv("SLUICE_MAX_BATCH");
     unsetenv("SLUICE_HTTP_TIMEOUT_MS");
+    unsetenv("SLUICE_POOL_QUEUE");
+    unsetenv("SLUICE_MAX_CATCHUPS");
 }
 
 Test(config, defaults_match_the_api_table, .init = clear_env)
@@ -85,6 +87,49 @@ Test(config, the_http_timeout_defaults_to_30_s_and_stays_within_bounds, .init = 
     cr_assert_eq(c.http_timeout_ms, 1500);
     config_dispose(&c);
     setenv("SLUICE_HTTP_TIMEOUT_MS", "0", 1); /* no timeout at all is not offered */
+    cr_assert_eq(config_load(&c, 1, argv, 1), -1);
+    config_dispose(&c);
+    clear_env();
+}
+
+Test(config, the_pool_queue_and_the_catchup_cap_are_settings, .init = clear_env)
+{
+    sluice_config c;
+    char *argv[] = {"sluice"};
+    cr_assert_eq(config_load(&c, 1, argv, 1), 0);
+    cr_assert_eq(c.pool_queue, 4096);
+    cr_assert_eq(c.max_catchups, 64);
+    config_dispose(&c);
+
+    setenv("SLUICE_POOL_QUEUE", "7", 1);
+    setenv("SLUICE_MAX_CATCHUPS", "3", 1);
+    cr_assert_eq(config_load(&c, 1, argv, 1), 0);
+    cr_assert_eq(c.pool_queue, 7);
+    cr_assert_eq(c.max_catchups, 3);
+    config_dispose(&c);
+
+    char *flags[] = {"sluice", "--pool-queue", "9", "--max-catchups=5"};
+    cr_assert_eq(config_load(&c, 4, flags, 1), 0);
+    cr_assert_eq(c.pool_queue, 9);
+    cr_assert_eq(c.max_catchups, 5);
+    config_dispose(&c);
+    clear_env();
+}
+
+Test(config, the_pool_queue_and_the_catchup_cap_refuse_zero_and_junk, .init = clear_env)
+{
+    sluice_config c;
+    char *argv[] = {"sluice"};
+    static const char *const bad[] = {"0", "-1", "1000001", "12x", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *a[] = {"sluice", "--pool-queue", (char *)bad[i]};
+        cr_assert_eq(config_load(&c, 3, a, 1), -1, "--pool-queue %s", bad[i]);
+        config_dispose(&c);
+    }
+    char *big[] = {"sluice", "--max-catchups", "100001"};
+    cr_assert_eq(config_load(&c, 3, big, 1), -1);
+    config_dispose(&c);
+    setenv("SLUICE_MAX_CATCHUPS", "0", 1); /* no catch-up at all is not a cap */
     cr_assert_eq(config_load(&c, 1, argv, 1), -1);
     config_dispose(&c);
     clear_env();

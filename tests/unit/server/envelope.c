@@ -5,7 +5,7 @@
 #include <criterion/parameterized.h>
 #include <string.h>
 
-static json_t *parse(const char *text, sluice_event *ev, bool *ok)
+static json_t *parse(const char *text, incoming_event *ev, bool *ok)
 {
     json_t *in = json_loads(text, 0, NULL);
     cr_assert_not_null(in, "test JSON must parse: %s", text);
@@ -29,7 +29,7 @@ static bool has_error(json_t *errors, const char *path, const char *keyword)
 
 Test(envelope, a_minimal_event_gets_an_id_a_stream_and_a_correlation_id)
 {
-    sluice_event ev;
+    incoming_event ev;
     bool ok;
     json_t *errors = parse("{\"type\":\"file.uploaded\",\"data\":{\"a\":1}}", &ev, &ok);
     cr_assert(ok);
@@ -40,13 +40,13 @@ Test(envelope, a_minimal_event_gets_an_id_a_stream_and_a_correlation_id)
     cr_assert_not(ev.id_given);
     cr_assert_eq(ev.expected_version, -1);
     cr_assert_eq(strlen(ev.hash_hex), 0, "no client id, nothing to compare later");
-    event_dispose(&ev);
+    envelope_dispose(&ev);
     json_decref(errors);
 }
 
 Test(envelope, every_violation_is_reported_not_just_the_first)
 {
-    sluice_event ev;
+    incoming_event ev;
     bool ok;
     json_t *errors = parse("{\"type\":\"Bad\",\"data\":[],\"id\":\"has space\",\"key\":5,"
                            "\"expected_version\":-1,\"metadata\":1,\"extra\":true}",
@@ -64,7 +64,7 @@ Test(envelope, every_violation_is_reported_not_just_the_first)
 
 Test(envelope, type_and_data_are_required)
 {
-    sluice_event ev;
+    incoming_event ev;
     bool ok;
     json_t *errors = parse("{}", &ev, &ok);
     cr_assert_not(ok);
@@ -75,7 +75,7 @@ Test(envelope, type_and_data_are_required)
 
 Test(envelope, expected_version_needs_a_key)
 {
-    sluice_event ev;
+    incoming_event ev;
     bool ok;
     json_t *errors = parse("{\"type\":\"a.b\",\"data\":{},\"expected_version\":0}", &ev, &ok);
     cr_assert_not(ok);
@@ -85,15 +85,15 @@ Test(envelope, expected_version_needs_a_key)
 
 Test(envelope, the_same_content_hashes_the_same_whatever_the_key_order)
 {
-    sluice_event a, b;
+    incoming_event a, b;
     bool ok;
     json_t *e1 = parse("{\"id\":\"x1\",\"type\":\"a.b\",\"data\":{\"p\":1,\"q\":2}}", &a, &ok);
     cr_assert(ok);
     json_t *e2 = parse("{\"data\":{\"q\":2,\"p\":1},\"type\":\"a.b\",\"id\":\"x1\"}", &b, &ok);
     cr_assert(ok);
     cr_assert_str_eq(a.hash_hex, b.hash_hex);
-    event_dispose(&a);
-    event_dispose(&b);
+    envelope_dispose(&a);
+    envelope_dispose(&b);
     json_decref(e1);
     json_decref(e2);
 }
@@ -104,11 +104,11 @@ Test(envelope, strings_are_limited_in_characters_not_bytes)
     char key[1024] = "";
     for (int i = 0; i < 256; i++) strcat(key, "\xc3\xa9"); /* 256 × é: 512 bytes */
     snprintf(text, sizeof text, "{\"type\":\"a.b\",\"data\":{},\"key\":\"%s\"}", key);
-    sluice_event ev;
+    incoming_event ev;
     bool ok;
     json_t *errors = parse(text, &ev, &ok);
     cr_assert(ok, "256 characters are allowed");
-    event_dispose(&ev);
+    envelope_dispose(&ev);
     json_decref(errors);
     strcat(key, "x");
     snprintf(text, sizeof text, "{\"type\":\"a.b\",\"data\":{},\"key\":\"%s\"}", key);

@@ -6,7 +6,7 @@
 #include "hub.h"
 #include "mem.h"
 #include "session.h"
-#include "sevent.h"
+#include "stored_event.h"
 
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -37,21 +37,21 @@ static void end_session(session *s)
 }
 
 /* Publishes one event at `position` through the hub; returns the caller's reference. */
-static sevent *publish(long long position)
+static stored_event *publish(long long position)
 {
     char json[64];
     int n = snprintf(json, sizeof json, "{\"position\":%lld}", position);
-    sevent *e = sevent_new(position, NULL, AUTH_DEFAULT_TENANT, "orders", "order.created", NULL,
-                           "corr", json, (size_t)n);
+    stored_event *e = stored_event_new(position, NULL, AUTH_DEFAULT_TENANT, "orders",
+                                       "order.created", NULL, "corr", json, (size_t)n);
     hub_publish(&e, 1);
     return e;
 }
 
 static void subscribe_live(session *s, const char *id)
 {
-    hub_filter f = {0};
+    filter f = {0};
     long long start = -1;
-    cr_assert_eq(session_subscribe(s, id, &f, -1, &start), 0);
+    cr_assert_eq(session_subscribe(s, id, &f, -1, &start), SESSION_SUBSCRIBED);
 }
 
 Test(session, popped_texts_give_their_bytes_back)
@@ -121,7 +121,7 @@ Test(session, events_are_shared_by_every_subscriber_not_copied)
     session *a = new_session(16, 1 << 20), *b = new_session(16, 1 << 20);
     subscribe_live(a, "sa");
     subscribe_live(b, "sb");
-    sevent *e = publish(hub_head() + 1);
+    stored_event *e = publish(hub_head() + 1);
     session_item ia, ib;
     cr_assert(session_pop(a, &ia));
     cr_assert(session_pop(b, &ib));
@@ -133,7 +133,7 @@ Test(session, events_are_shared_by_every_subscriber_not_copied)
     session_item_dispose(&ia);
     session_item_dispose(&ib);
     cr_assert_eq(atomic_load(&e->refs), 1);
-    sevent_unref(e);
+    stored_event_unref(e);
     end_session(a);
     end_session(b);
 }
@@ -143,14 +143,14 @@ Test(session, an_overflowed_queue_gives_nothing_more_and_keeps_the_last_position
     session *s = new_session(2, 1 << 20);
     subscribe_live(s, "s1");
     long long first = hub_head() + 1;
-    sevent *e = publish(first);
+    stored_event *e = publish(first);
     session_item it;
     cr_assert(session_pop(s, &it));
     session_item_dispose(&it);
     cr_assert_eq(s->last_sent, first);
-    sevent_unref(e);
+    stored_event_unref(e);
     for (int i = 1; i <= 3; i++)
-        sevent_unref(publish(first + i)); /* the third passes the bound */
+        stored_event_unref(publish(first + i)); /* the third passes the bound */
     cr_assert(s->overflow);
     int woken = wakes;
     session_item items[8];
@@ -158,7 +158,7 @@ Test(session, an_overflowed_queue_gives_nothing_more_and_keeps_the_last_position
     cr_assert_eq(session_pop_batch(s, items, 8, 1 << 20, &overflow, &more), 0);
     cr_assert(overflow);
     cr_assert_eq(s->last_sent, first, "the close names the last position actually sent");
-    sevent_unref(publish(first + 4));
+    stored_event_unref(publish(first + 4));
     cr_assert_gt(wakes, woken, "an overflowed owner is woken to close");
     end_session(s);
 }
@@ -175,12 +175,12 @@ Test(session, a_closed_session_takes_nothing)
 
 /* ------------------------------------------------------------------ history */
 
-static sevent *history_event(long long position)
+static stored_event *history_event(long long position)
 {
     char json[64];
     int n = snprintf(json, sizeof json, "{\"position\":%lld}", position);
-    return sevent_new(position, NULL, AUTH_DEFAULT_TENANT, "orders", "order.created", NULL, "corr",
-                      json, (size_t)n);
+    return stored_event_new(position, NULL, AUTH_DEFAULT_TENANT, "orders", "order.created", NULL,
+                            "corr", json, (size_t)n);
 }
 
 typedef struct history_job {
@@ -196,9 +196,9 @@ static void *push_history(void *arg)
 {
     history_job *j = arg;
     for (int i = 1; i <= j->n; i++) {
-        sevent *e = history_event(i);
+        stored_event *e = history_event(i);
         bool ok = session_push_history(j->s, "cu", e, &j->cancel, j->stall_ms);
-        sevent_unref(e);
+        stored_event_unref(e);
         if (!ok) break;
         j->pushed++;
     }
@@ -238,7 +238,7 @@ Test(session, history_takes_at_most_half_the_queue_so_live_events_after_the_seam
     subscribe_live(s, "live");
     long long first = hub_head() + 1;
     for (int i = 0; i < 4; i++)
-        sevent_unref(publish(first + i));
+        stored_event_unref(publish(first + i));
     cr_assert_not(s->overflow, "a batch of live events fits beside the history");
     cr_assert_eq(s->q_len, 8);
 
@@ -267,21 +267,21 @@ Test(session, history_takes_at_most_half_the_queue_so_live_events_after_the_seam
 Test(session, an_event_larger_than_the_history_share_still_goes_into_an_empty_queue)
 {
     session *s = new_session(8, 100); /* the share is 50 bytes; each event is about 15 */
-    sevent *e = history_event(1);
+    stored_event *e = history_event(1);
     atomic_bool cancel = false;
     cr_assert(session_push_history(s, "cu", e, &cancel, 60000));
     cr_assert_eq(s->q_len, 1);
-    sevent_unref(e);
+    stored_event_unref(e);
     char big[80];
     memset(big, 'x', sizeof big - 1);
     big[sizeof big - 1] = '\0';
     session_item it;
     cr_assert(session_pop(s, &it));
     session_item_dispose(&it);
-    sevent *large = sevent_new(2, NULL, AUTH_DEFAULT_TENANT, "orders", "order.created", NULL,
-                               "corr", big, strlen(big));
+    stored_event *large = stored_event_new(2, NULL, AUTH_DEFAULT_TENANT, "orders", "order.created",
+                                           NULL, "corr", big, strlen(big));
     cr_assert(session_push_history(s, "cu", large, &cancel, 60000), "an empty queue takes it");
-    sevent_unref(large);
+    stored_event_unref(large);
     cr_assert_not(s->overflow);
     end_session(s);
 }
@@ -339,12 +339,12 @@ Test(session, a_live_subscription_starts_at_the_hub_head_exactly)
 {
     session *s = new_session(16, 1 << 20);
     long long before = hub_head();
-    sevent_unref(publish(before + 1));
-    hub_filter f = {0};
+    stored_event_unref(publish(before + 1));
+    filter f = {0};
     long long start = -1;
-    cr_assert_eq(session_subscribe(s, "live", &f, -1, &start), 0);
+    cr_assert_eq(session_subscribe(s, "live", &f, -1, &start), SESSION_SUBSCRIBED);
     cr_assert_eq(start, before + 1, "after everything the hub has seen");
-    sevent_unref(publish(before + 2));
+    stored_event_unref(publish(before + 2));
     session_item it;
     cr_assert(session_pop(s, &it));
     cr_assert_eq(it.ev->position, before + 2, "the first event after its start");

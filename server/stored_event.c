@@ -1,7 +1,7 @@
 /*
- * sevent.c — shared committed events (see sevent.h).
+ * stored_event.c — shared committed events (see stored_event.h).
  */
-#include "sevent.h"
+#include "stored_event.h"
 #include "mem.h"
 
 #include <stdlib.h>
@@ -17,13 +17,13 @@ static const char *place(char **w, const char *s, size_t n)
     return at;
 }
 
-sevent *sevent_make(const sevent_fields *f, const char *json, size_t len)
+stored_event *stored_event_make(const stored_event_fields *f, const char *json, size_t len)
 {
     const char *id = f->id ? f->id : "";
     size_t li = strlen(id), lt = strlen(f->tenant), ls = strlen(f->stream), lty = strlen(f->type);
     size_t lk = f->key ? strlen(f->key) : 0, lc = f->correlation_id ? strlen(f->correlation_id) : 0;
     size_t lu = f->user_id ? strlen(f->user_id) : 0;
-    sevent *e = xmalloc(sizeof *e + li + lt + ls + lty + lk + lc + lu + len + 8);
+    stored_event *e = xmalloc(sizeof *e + li + lt + ls + lty + lk + lc + lu + len + 8);
     char *w = (char *)(e + 1);
     atomic_init(&e->refs, 1);
     e->position = f->position;
@@ -41,27 +41,27 @@ sevent *sevent_make(const sevent_fields *f, const char *json, size_t len)
     return e;
 }
 
-sevent *sevent_new(long long position, const char *id, const char *tenant, const char *stream,
-                   const char *type, const char *key, const char *correlation_id, const char *json,
-                   size_t len)
+stored_event *stored_event_new(long long position, const char *id, const char *tenant,
+                               const char *stream, const char *type, const char *key,
+                               const char *correlation_id, const char *json, size_t len)
 {
-    sevent_fields f = {.position = position,
-                       .id = id,
-                       .tenant = tenant,
-                       .stream = stream,
-                       .type = type,
-                       .key = key,
-                       .correlation_id = correlation_id};
-    return sevent_make(&f, json, len);
+    stored_event_fields f = {.position = position,
+                             .id = id,
+                             .tenant = tenant,
+                             .stream = stream,
+                             .type = type,
+                             .key = key,
+                             .correlation_id = correlation_id};
+    return stored_event_make(&f, json, len);
 }
 
-sevent *sevent_ref(sevent *e)
+stored_event *stored_event_ref(stored_event *e)
 {
     atomic_fetch_add(&e->refs, 1);
     return e;
 }
 
-void sevent_unref(sevent *e)
+void stored_event_unref(stored_event *e)
 {
     if (!e || atomic_fetch_sub(&e->refs, 1) != 1) return;
     free(e);

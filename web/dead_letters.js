@@ -1,4 +1,4 @@
-// deadletters.js — dead letters: list with filters (GET /v1/dead-letters), inspect one
+// dead_letters.js — dead letters: list with filters (GET /v1/dead-letters), inspect one
 // (GET /v1/dead-letters/{id}: the event, every error and the history), reprocess
 // (POST …/{id}/reprocess) and discard (POST …/{id}/discard, confirmed by a second click).
 // Every answer updates the row in place, so the operator sees the status change.

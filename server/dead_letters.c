@@ -1,7 +1,7 @@
 /*
- * deadletters.c — dead-letter administration (see deadletters.h).
+ * dead_letters.c — dead-letter administration (see dead_letters.h).
  */
-#include "deadletters.h"
+#include "dead_letters.h"
 #include "db.h"
 #include "envelope.h"
 #include "groups.h"
@@ -46,7 +46,7 @@ static const char *fstr(json_t *f, const char *k)
     return json_string_value(json_object_get(f, k));
 }
 
-int deadletters_list(PGconn **conn, const char *tenant, json_t *f, json_t **answer)
+sl_status dead_letters_list(PGconn **conn, const char *tenant, json_t *f, json_t **answer)
 {
     const char *vals[10];
     int n = 0;
@@ -82,7 +82,7 @@ int deadletters_list(PGconn **conn, const char *tenant, json_t *f, json_t **answ
     buf_dispose(&sql);
     if (!db_ok(r)) {
         PQclear(r);
-        return -1;
+        return SL_UNAVAILABLE;
     }
     int limit = atoi(vals[n - 1]);
     int rows = PQntuples(r);
@@ -94,14 +94,14 @@ int deadletters_list(PGconn **conn, const char *tenant, json_t *f, json_t **answ
                         rows ? json_integer(strtoll(PQgetvalue(r, rows - 1, 0), NULL, 10)) : json_null(),
                         "has_more", more);
     PQclear(r);
-    return 0;
+    return SL_OK;
 }
 
 static bool id_valid(const char *id);
 
-int deadletters_get(PGconn **conn, const char *tenant, const char *id, json_t **answer)
+sl_status dead_letters_get(PGconn **conn, const char *tenant, const char *id, json_t **answer)
 {
-    if (!id_valid(id)) return -2;
+    if (!id_valid(id)) return SL_NOT_FOUND;
     const char *p[] = {tenant, id};
     PGresult *r = db_exec(conn,
                           "SELECT " DL_COLUMNS ", event::text, history::text FROM dead_letters "
@@ -109,18 +109,18 @@ int deadletters_get(PGconn **conn, const char *tenant, const char *id, json_t **
                           2, p, DL_TIMEOUT_MS);
     if (!db_ok(r)) {
         PQclear(r);
-        return -1;
+        return SL_UNAVAILABLE;
     }
     if (PQntuples(r) != 1) {
         PQclear(r);
-        return -2;
+        return SL_NOT_FOUND;
     }
     *answer = dl_row(r, 0);
     json_object_set_new(*answer, "event",
                         PQgetisnull(r, 0, 13) ? json_null() : json_loads(PQgetvalue(r, 0, 13), 0, NULL));
     json_object_set_new(*answer, "history", json_loads(PQgetvalue(r, 0, 14), 0, NULL));
     PQclear(r);
-    return 0;
+    return SL_OK;
 }
 
 static bool id_valid(const char *id)
@@ -129,10 +129,11 @@ static bool id_valid(const char *id)
 }
 
 /* Moves one dead letter from `from` to `to` status, appending `note` to its history.
- * Returns the row's group fields via the out parameters, or -2 when it was not in `from`. */
-static int transition(PGconn **conn, const char *tenant, const char *id, const char *from_sql,
-                      const char *to, const char *note, char **stream, char **group,
-                      long long *position, char **source)
+ * SL_OK with the row's group fields in the out parameters, SL_NOT_FOUND when it was not
+ * in `from`, or SL_UNAVAILABLE. */
+static sl_status transition(PGconn **conn, const char *tenant, const char *id, const char *from_sql,
+                            const char *to, const char *note, char **stream, char **group,
+                            long long *position, char **source)
 {
     const char *p[] = {tenant, id, to, note};
     char sql[600];
@@ -145,26 +146,26 @@ static int transition(PGconn **conn, const char *tenant, const char *id, const c
     PGresult *r = db_exec(conn, sql, 4, p, DL_TIMEOUT_MS);
     if (!db_ok(r)) {
         PQclear(r);
-        return -1;
+        return SL_UNAVAILABLE;
     }
-    int rc = -2;
+    sl_status rc = SL_NOT_FOUND;
     if (PQntuples(r) == 1) {
         *stream = xstrdup(PQgetvalue(r, 0, 0));
         *group = PQgetisnull(r, 0, 1) ? NULL : xstrdup(PQgetvalue(r, 0, 1));
         *position = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
         *source = xstrdup(PQgetvalue(r, 0, 3));
-        rc = 0;
+        rc = SL_OK;
     }
     PQclear(r);
     return rc;
 }
 
-int deadletters_reprocess(PGconn **conn, const char *tenant, const char *id, json_t **answer)
+sl_status dead_letters_reprocess(PGconn **conn, const char *tenant, const char *id, json_t **answer)
 {
-    if (!id_valid(id)) return -2;
+    if (!id_valid(id)) return SL_NOT_FOUND;
     json_t *cur = NULL;
-    int rc = deadletters_get(conn, tenant, id, &cur);
-    if (rc < 0) return rc;
+    sl_status rc = dead_letters_get(conn, tenant, id, &cur);
+    if (rc != SL_OK) return rc;
     const char *status = json_string_value(json_object_get(cur, "status"));
     const char *source = json_string_value(json_object_get(cur, "source"));
     if (strcmp(source, "group") != 0) {
@@ -172,33 +173,35 @@ int deadletters_reprocess(PGconn **conn, const char *tenant, const char *id, jso
         *answer = problem_new("conflict", "a projection's dead letter is resolved by fixing the "
                                           "event's data or the definition and resetting the "
                                           "projection; discard it to clear it");
-        return -4;
+        return SL_REFUSED;
     }
     if (strcmp(status, "open") != 0) {
         /* Reprocessing twice delivers once: answer with where it stands. */
         if (!strcmp(status, "discarded")) {
             json_decref(cur);
             *answer = problem_new("conflict", "this dead letter was discarded");
-            return -4;
+            return SL_REFUSED;
         }
         *answer = cur;
-        return 0;
+        return SL_OK;
     }
     json_decref(cur);
     char *stream = NULL, *group = NULL, *src = NULL;
     long long position = 0;
     rc = transition(conn, tenant, id, "'open'", "reprocessing", "reprocess requested", &stream,
                     &group, &position, &src);
-    if (rc == -2) return deadletters_get(conn, tenant, id, answer); /* raced: already moving */
-    if (rc < 0) return rc;
-    int rd = group_redeliver(tenant, stream, group, position);
-    int refused = 0;
-    if (rd != 0) {
+    if (rc == SL_NOT_FOUND)
+        return dead_letters_get(conn, tenant, id, answer); /* raced: already moving */
+    if (rc != SL_OK) return rc;
+    sl_status rd = groups_redeliver(tenant, stream, group, position);
+    sl_status refused = SL_OK;
+    if (rd != SL_OK) {
         char *s2 = NULL, *g2 = NULL, *src2 = NULL;
         long long p2;
         (void)transition(conn, tenant, id, "'reprocessing'", "open",
-                         rd == -1 ? "reprocess failed: Redis unreachable"
-                                  : "reprocess failed: the entry is no longer in the group",
+                         rd == SL_UNAVAILABLE
+                             ? "reprocess failed: Redis unreachable"
+                             : "reprocess failed: the entry is no longer in the group",
                          &s2, &g2, &p2, &src2);
         free(s2);
         free(g2);
@@ -207,37 +210,38 @@ int deadletters_reprocess(PGconn **conn, const char *tenant, const char *id, jso
     free(stream);
     free(group);
     free(src);
-    if (rd == -1) return -1;
-    if (rd == -2) {
+    if (rd == SL_UNAVAILABLE) return SL_UNAVAILABLE;
+    if (rd == SL_NOT_FOUND) {
         *answer = problem_new("conflict", "the event is no longer held by its group (was the "
                                           "group deleted?); it stays open — discard it to clear");
-        refused = -4;
+        refused = SL_REFUSED;
     }
-    if (refused) return refused;
-    return deadletters_get(conn, tenant, id, answer);
+    if (refused != SL_OK) return refused;
+    return dead_letters_get(conn, tenant, id, answer);
 }
 
-int deadletters_discard(PGconn **conn, const char *tenant, const char *id, json_t **answer)
+sl_status dead_letters_discard(PGconn **conn, const char *tenant, const char *id, json_t **answer)
 {
-    if (!id_valid(id)) return -2;
+    if (!id_valid(id)) return SL_NOT_FOUND;
     char *stream = NULL, *group = NULL, *source = NULL;
     long long position = 0;
-    int rc = transition(conn, tenant, id, "'open', 'reprocessing'", "discarded",
-                        "discarded by an operator", &stream, &group, &position, &source);
-    if (rc == 0 && group && !strcmp(source, "group")) (void)group_ack(tenant, stream, group, position);
+    sl_status rc = transition(conn, tenant, id, "'open', 'reprocessing'", "discarded",
+                              "discarded by an operator", &stream, &group, &position, &source);
+    if (rc == SL_OK && group && !strcmp(source, "group"))
+        (void)groups_ack(tenant, stream, group, position);
     free(stream);
     free(group);
     free(source);
-    if (rc == -2) {
+    if (rc == SL_NOT_FOUND) {
         json_t *cur = NULL;
-        int g = deadletters_get(conn, tenant, id, &cur);
-        if (g < 0) return g;
+        sl_status g = dead_letters_get(conn, tenant, id, &cur);
+        if (g != SL_OK) return g;
         json_decref(cur);
         *answer = problem_new("conflict", "this dead letter is no longer open");
-        return -4;
+        return SL_REFUSED;
     }
-    if (rc < 0) return rc;
-    return deadletters_get(conn, tenant, id, answer);
+    if (rc != SL_OK) return rc;
+    return dead_letters_get(conn, tenant, id, answer);
 }
 
 /* ------------------------------------------------------------------ batch redrive */
@@ -255,42 +259,25 @@ static void redrive_step(PGconn **conn, void *arg)
     redrive *d = arg;
     for (int i = 0; i < d->per_tick && d->next < d->n && *conn; i++, d->next++) {
         json_t *out = NULL;
-        int rc = deadletters_reprocess(conn, d->tenant, d->ids[d->next], &out);
+        sl_status rc = dead_letters_reprocess(conn, d->tenant, d->ids[d->next], &out);
         json_decref(out);
-        if (rc == -1) break; /* store trouble: try this one again next tick */
+        if (rc == SL_UNAVAILABLE) break; /* store trouble: try this one again next tick */
     }
     if (d->next < d->n && pool_submit_after(d->tick_ms, redrive_step, d) == 0) return;
     if (d->next < d->n)
-        log_warn("deadletters", "batch reprocess stopped early",
+        log_warn("dead_letters", "batch reprocess stopped early",
                  json_pack("{s:I,s:I}", "done", (json_int_t)d->next, "total", (json_int_t)d->n));
     for (size_t i = 0; i < d->n; i++) free(d->ids[i]);
     free(d->ids);
     free(d);
 }
 
-int deadletters_reprocess_batch(PGconn **conn, const char *tenant, json_t *req, json_t **answer)
+sl_status dead_letters_reprocess_batch(PGconn **conn, const char *tenant, json_t *req,
+                                       json_t **answer)
 {
-    const char *k;
-    json_t *v;
-    bool ok = json_is_object(req);
-    json_object_foreach(req, k, v) if (strcmp(k, "stream") && strcmp(k, "group") &&
-                                       strcmp(k, "max_age_ms") && strcmp(k, "ids") &&
-                                       strcmp(k, "dry_run") && strcmp(k, "max_per_second")) ok = false;
     json_t *ids = json_object_get(req, "ids"), *age = json_object_get(req, "max_age_ms");
     json_t *rate = json_object_get(req, "max_per_second"), *dry = json_object_get(req, "dry_run");
     json_t *stream = json_object_get(req, "stream"), *group = json_object_get(req, "group");
-    if ((ids && !json_is_array(ids)) || (age && (!json_is_integer(age) || json_integer_value(age) < 1)) ||
-        (rate && (!json_is_integer(rate) || json_integer_value(rate) < 1 ||
-                  json_integer_value(rate) > 100000)) ||
-        (dry && !json_is_boolean(dry)) || (stream && !json_is_string(stream)) ||
-        (group && !json_is_string(group)))
-        ok = false;
-    if (!ok) {
-        *answer = problem_new("invalid_request",
-                              "expected {\"stream\",\"group\",\"max_age_ms\",\"ids\":[…],"
-                              "\"dry_run\":false,\"max_per_second\":100}");
-        return -4;
-    }
     char *ids_json = ids ? json_dumps(ids, JSON_COMPACT) : NULL;
     char age_text[24];
     if (age) snprintf(age_text, sizeof age_text, "%lld", (long long)json_integer_value(age));
@@ -307,7 +294,7 @@ int deadletters_reprocess_batch(PGconn **conn, const char *tenant, json_t *req, 
     free(ids_json);
     if (!db_ok(r)) {
         PQclear(r);
-        return -1;
+        return SL_UNAVAILABLE;
     }
     int n = PQntuples(r);
     json_t *list = json_array();
@@ -315,7 +302,7 @@ int deadletters_reprocess_batch(PGconn **conn, const char *tenant, json_t *req, 
     if (dry && json_is_true(dry)) {
         *answer = json_pack("{s:b,s:i,s:o}", "dry_run", 1, "count", n, "dead_letters", list);
         PQclear(r);
-        return 0;
+        return SL_OK;
     }
     int per_second = rate ? (int)json_integer_value(rate) : 100;
     redrive *d = xcalloc(1, sizeof *d);
@@ -339,5 +326,5 @@ int deadletters_reprocess_batch(PGconn **conn, const char *tenant, json_t *req, 
     }
     *answer = json_pack("{s:b,s:i,s:i,s:o}", "dry_run", 0, "count", n, "max_per_second",
                         per_second, "ids", id_list);
-    return 0;
+    return SL_OK;
 }

@@ -1,5 +1,6 @@
 /*
- * sevent.h — a committed event, serialised once and shared by refcount.
+ * stored_event.h — a committed event, serialised once and shared by refcount
+ * (an event still being published is an incoming_event, envelope.h).
  *
  * The appender builds one for each event it commits (the tail, for another
  * instance's commits and catch-up reads, builds them from PostgreSQL rows);
@@ -8,13 +9,13 @@
  * (as redis shares objects with incrRefCount). One allocation holds the
  * struct and every string.
  */
-#ifndef SLUICE_SEVENT_H
-#define SLUICE_SEVENT_H
+#ifndef SLUICE_STORED_EVENT_H
+#define SLUICE_STORED_EVENT_H
 
 #include <stdatomic.h>
 #include <stddef.h>
 
-typedef struct sevent {
+typedef struct stored_event {
     atomic_int refs;
     long long position;
     const char *id, *tenant, *stream, *type; /* inside the allocation */
@@ -23,23 +24,23 @@ typedef struct sevent {
     long long time_ms;                       /* the commit time, ms since the epoch */
     char *json;                              /* inside the allocation: the stored envelope */
     size_t json_len;
-} sevent;
+} stored_event;
 
 /* What a reader filters on, besides the text. */
-typedef struct sevent_fields {
+typedef struct stored_event_fields {
     long long position;
     const char *id, *tenant, *stream, *type, *key, *correlation_id, *user_id;
     long long time_ms;
-} sevent_fields;
+} stored_event_fields;
 
 /* A new event with one reference (the caller's). Strings are copied; `id`, `key` and
  * `user_id` may be NULL. */
-sevent *sevent_make(const sevent_fields *f, const char *json, size_t len);
-/* sevent_make without a user id or time (tests, fuzz targets). */
-sevent *sevent_new(long long position, const char *id, const char *tenant, const char *stream,
-                   const char *type, const char *key, const char *correlation_id, const char *json,
-                   size_t len);
-sevent *sevent_ref(sevent *e);
-void sevent_unref(sevent *e);
+stored_event *stored_event_make(const stored_event_fields *f, const char *json, size_t len);
+/* stored_event_make without a user id or time (tests, fuzz targets). */
+stored_event *stored_event_new(long long position, const char *id, const char *tenant,
+                               const char *stream, const char *type, const char *key,
+                               const char *correlation_id, const char *json, size_t len);
+stored_event *stored_event_ref(stored_event *e);
+void stored_event_unref(stored_event *e);
 
 #endif
