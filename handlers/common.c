@@ -50,6 +50,20 @@ json_t *handler_checked_body_or_problem(http_req *req, const char *operation)
     return NULL;
 }
 
+void handler_reply_page(http_req *req, PGconn **conn, const read_filter *f)
+{
+    buf out;
+    buf_init(&out);
+    if (*conn && store_read_page(conn, http_config()->store_timeout_ms, f, &out) == SL_OK) {
+        size_t len;
+        char *body = buf_steal(&out, &len);
+        http_reply(req, 200, "application/json", body, len);
+    } else {
+        handler_store_unavailable(req);
+    }
+    buf_dispose(&out);
+}
+
 void handler_store_unavailable(http_req *req)
 {
     http_add_header(req, "Retry-After", "1");

@@ -11,6 +11,7 @@
 #include "../server/filter.h"
 #include "../server/http.h"
 #include "../server/pool.h"
+#include "../server/store.h"
 #include "../server/status.h"
 
 /* events.c */
@@ -86,6 +87,8 @@ json_t *handler_checked_body_or_problem(http_req *req, const char *operation);
 void handler_run_on_pool(http_req *req, pool_fn fn, void *arg, void (*arg_free)(void *arg));
 /* 503 overloaded + Retry-After: SLUICE_POOL_QUEUE requests wait for PostgreSQL already. */
 void handler_pool_full(http_req *req);
+/* In a pool job: answers one page of `f` ({"events","next_after","has_more"}), or 503. */
+void handler_reply_page(http_req *req, PGconn **conn, const read_filter *f);
 /* In a pool job: answers 503 store_unavailable with Retry-After. */
 void handler_store_unavailable(http_req *req);
 /* In a pool job: answers a core call's status the way every handler does, taking

@@ -53,8 +53,9 @@ const http_route http_routes[] = {
     {"POST", "/v1/keys", keys_on_create, SCOPE_ADMIN},
     {"GET", "/v1/keys", keys_on_list, SCOPE_ADMIN},
     {"DELETE", "/v1/keys/{id}", keys_on_delete, SCOPE_ADMIN},
-    /* The dashboard's other files (web.h), last: any other GET is theirs, whatever its
-     * segments (web/vendor/…), and a name that is no file is their 404. */
+    /* The dashboard's other files (web.h), last: a GET of a file of web/, whatever its
+     * segments (web/vendor/…); any other path is the router's 404 (main.c tells http.c
+     * which paths are files: http_set_fallback_paths). */
     {"GET", "/{file}", web_on_get, SCOPE_NONE},
 };
 

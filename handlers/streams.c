@@ -122,16 +122,7 @@ static const char *query_arg(void *ctx, const char *name)
 static void run_page(PGconn **conn, void *arg)
 {
     stream_job *j = arg;
-    buf out;
-    buf_init(&out);
-    if (*conn && store_read_page(conn, http_config()->store_timeout_ms, &j->f, &out) == SL_OK) {
-        size_t len;
-        char *body = buf_steal(&out, &len);
-        http_reply(j->req, 200, "application/json", body, len);
-    } else {
-        handler_store_unavailable(j->req);
-    }
-    buf_dispose(&out);
+    handler_reply_page(j->req, conn, &j->f);
     http_resume(j->req);
     job_free(j);
 }

@@ -136,15 +136,23 @@ static bool route_match(const char *pattern, const char *path, http_req *req, bo
 
 /* Finds the route; on a path match with another method fills `allow` (405). *bad is set
  * when a path parameter of the route found is not text. */
+static bool (*fallback_serves)(const char *path); /* set at start-up */
+
+void http_set_fallback_paths(bool (*serves)(const char *path))
+{
+    fallback_serves = serves;
+}
+
 const http_route *http_route_find(const char *method, const char *path, http_req *req, buf *allow,
                                   bool *bad)
 {
     for (size_t i = 0; i < http_routes_count; i++) {
         const http_route *r = &http_routes[i];
         if (i >= http_routes_fallback) {
-            /* The dashboard's files: a GET of any path no route has (a path that routes
-             * have with other methods is their 405); never named in Allow. */
+            /* The dashboard's files: a GET of a path no route has (a path that routes have
+             * with other methods is their 405); never named in Allow. */
             if (allow->len || (strcmp(method, "GET") && strcmp(method, "HEAD"))) continue;
+            if (fallback_serves && !fallback_serves(path)) continue;
             return r;
         }
         if (!route_match(r->pattern, path, NULL, NULL)) continue;

@@ -37,6 +37,10 @@ extern const size_t http_routes_count;
  * any path no other row takes (several segments too: web/vendor/…), and are never named in
  * a 405's Allow. */
 extern const size_t http_routes_fallback;
+/* Which paths the fallback rows answer (main.c: web_lookup, the dashboard's files), so that
+ * any other path is the router's own 404, answered from the headers like every refusal.
+ * Unset (NULL): every path. Start-up only. */
+void http_set_fallback_paths(bool (*serves)(const char *path));
 
 #define HTTP_MAX_PARAMS 4
 

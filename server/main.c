@@ -191,6 +191,7 @@ static int cmd_serve(sluice_config *cfg)
     if (ws_start(cfg, &ws_bound) < 0) return 1;
     ratelimit_configure(cfg->rate_limit, cfg->rate_burst);
     (void)web_load(cfg->web_dir);
+    http_set_fallback_paths(web_lookup);
     int port = 0;
     if (http_start(cfg, &port) < 0) return 1;
     log_info("main", "listening",
