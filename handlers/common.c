@@ -43,6 +43,18 @@ json_t *handler_checked_body_or_problem(http_req *req, const char *operation)
     if (!handler_media_type_or_problem(req, types)) return NULL;
     json_t *root = handler_json_body_or_problem(req);
     if (!root) return NULL;
+    /* A filter's `where` is checked by the filter's own parser first: a bad condition is
+     * 400 invalid_filter naming it (where[N]), as on every other reader. */
+    filter probe = {0};
+    filter_error ferr;
+    if (filter_parse_where(&probe, json_object_get(json_object_get(root, "filter"), "where"),
+                           &ferr) < 0) {
+        filter_dispose(&probe);
+        json_decref(root);
+        handler_filter_error(req, &ferr, "invalid_request");
+        return NULL;
+    }
+    filter_dispose(&probe);
     json_t *problem = reqschema_check(operation, root);
     if (!problem) return root;
     json_decref(root);

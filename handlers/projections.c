@@ -4,6 +4,7 @@
  * projection has applied that position: read-your-writes.
  */
 #include "handlers.h"
+#include "../server/reqschema.h"
 #include "../server/mem.h"
 #include "../server/problem.h"
 #include "../server/projections.h"
@@ -130,11 +131,9 @@ static proj_job *job_new(http_req *req, proj_op op)
 
 void projections_on_create(http_req *req)
 {
-    static const char *const types[] = {"application/json", NULL};
-    if (!handler_media_type_or_problem(req, types)) return;
-    json_t *body = handler_json_body_or_problem(req);
+    json_t *body = handler_checked_body_or_problem(req, REQSCHEMA_PROJECTION_CREATE);
     if (!body) return;
-    json_t *problem = projections_check(body);
+    json_t *problem = projections_check(body); /* what the schema cannot say */
     if (problem) {
         json_decref(body);
         http_reply_problem(req, problem);

@@ -3,6 +3,7 @@
  * into a Redis stream (admin scope).
  */
 #include "handlers.h"
+#include "../server/reqschema.h"
 #include "../server/mem.h"
 #include "../server/problem.h"
 #include "../server/replays.h"
@@ -59,9 +60,7 @@ static void start(http_req *req, replay_op op)
     snprintf(j->tenant, sizeof j->tenant, "%s", req->auth.tenant);
     if (req->params[0]) j->id = xstrdup(req->params[0]);
     if (op == R_CREATE) {
-        static const char *const types[] = {"application/json", NULL};
-        if (!handler_media_type_or_problem(req, types) ||
-            !(j->body = handler_json_body_or_problem(req))) {
+        if (!(j->body = handler_checked_body_or_problem(req, REQSCHEMA_REPLAY_CREATE))) {
             job_free(j);
             return;
         }

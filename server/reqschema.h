@@ -30,6 +30,8 @@
 #define REQSCHEMA_STREAM_SETTINGS "put_v1_streams_stream"
 #define REQSCHEMA_SCHEMA_COMPAT "put_v1_schemas_type_compatibility"
 #define REQSCHEMA_DEAD_LETTER_REPROCESS "post_v1_dead_letters_reprocess"
+#define REQSCHEMA_PROJECTION_CREATE "post_v1_projections"
+#define REQSCHEMA_REPLAY_CREATE "post_v1_replays"
 
 /* Compiles the request schemas of the embedded document. 0, or -1 when one does not
  * compile (logged with the schema's errors: a fault of openapi.yaml, so Sluice does
