@@ -48,10 +48,9 @@ char *relay_checkpoint_key(const sluice_config *c)
     return xasprintf("%srelay:position", c->redis_prefix);
 }
 
-long long relay_probe_checkpoint(const sluice_config *c, int timeout_ms)
+/* Reads the checkpoint of `c`'s relay; 0 when absent, -1 when Redis failed. */
+static long long checkpoint_of(redisContext *r, const sluice_config *c)
 {
-    redisContext *r = redis_connect(c->redis_url, timeout_ms, "relay");
-    if (!r) return -1;
     char *key = relay_checkpoint_key(c);
     redisReply *rep = redisCommand(r, "GET %s", key);
     free(key);
@@ -61,6 +60,14 @@ long long relay_probe_checkpoint(const sluice_config *c, int timeout_ms)
     else if (rep && rep->type == REDIS_REPLY_STRING)
         pos = strtoll(rep->str, NULL, 10);
     freeReplyObject(rep);
+    return pos;
+}
+
+long long relay_probe_checkpoint(const sluice_config *c, int timeout_ms)
+{
+    redisContext *r = redis_connect(c->redis_url, timeout_ms, "relay");
+    if (!r) return -1;
+    long long pos = checkpoint_of(r, c);
     redisFree(r);
     return pos;
 }
@@ -74,16 +81,7 @@ static void sleep_ms(int ms)
 /* Reads the checkpoint; 0 when absent, -1 when Redis failed. */
 static long long read_checkpoint(redisContext *r)
 {
-    char *key = relay_checkpoint_key(cfg);
-    redisReply *rep = redisCommand(r, "GET %s", key);
-    free(key);
-    long long pos = -1;
-    if (rep && rep->type == REDIS_REPLY_NIL)
-        pos = 0;
-    else if (rep && rep->type == REDIS_REPLY_STRING)
-        pos = strtoll(rep->str, NULL, 10);
-    freeReplyObject(rep);
-    return pos;
+    return checkpoint_of(r, cfg);
 }
 
 /* ------------------------------------------------------------------ the live ring */

@@ -610,6 +610,23 @@ static registry_outcome missing(PGconn **conn, const char *tenant, const char *t
     return REG_REFUSED;
 }
 
+/* Runs `sql` (an UPDATE of one schema_types row; $1 tenant, $2 type), then tells every
+ * instance and reloads the type here. REG_UNCHANGED when it did; otherwise the outcome to
+ * answer (*answer set for a missing type). */
+static registry_outcome update_type(PGconn **conn, const char *sql, int n, const char *const *p,
+                                    json_t **answer)
+{
+    PGresult *r = db_exec(conn, sql, n, p, REGISTRY_TIMEOUT_MS);
+    bool ok = db_ok(r);
+    bool found = ok && strcmp(PQcmdTuples(r), "1") == 0;
+    PQclear(r);
+    if (!ok) return REG_STORE_DOWN;
+    if (!found) return missing(conn, p[0], p[1], answer);
+    (void)announce(conn, p[0], p[1]);
+    (void)load_types(conn, p[0], p[1]);
+    return REG_UNCHANGED;
+}
+
 registry_outcome registry_set_compat(PGconn **conn, const char *tenant, const char *type,
                                      json_t *req, json_t **answer)
 {
@@ -622,17 +639,10 @@ registry_outcome registry_set_compat(PGconn **conn, const char *tenant, const ch
         return REG_REFUSED;
     }
     const char *p[] = {tenant, type, compat_mode_name((compat_mode)mode)};
-    PGresult *r = db_exec(conn,
-                          "UPDATE schema_types SET compatibility = $3, updated_at = now() "
-                          "WHERE tenant = $1 AND type = $2",
-                          3, p, REGISTRY_TIMEOUT_MS);
-    bool ok = db_ok(r);
-    bool found = ok && strcmp(PQcmdTuples(r), "1") == 0;
-    PQclear(r);
-    if (!ok) return REG_STORE_DOWN;
-    if (!found) return missing(conn, tenant, type, answer);
-    (void)announce(conn, tenant, type);
-    (void)load_types(conn, tenant, type);
+    registry_outcome o = update_type(conn, "UPDATE schema_types SET compatibility = $3, "
+                                           "updated_at = now() WHERE tenant = $1 AND type = $2",
+                                     3, p, answer);
+    if (o != REG_UNCHANGED) return o;
     *answer = json_pack("{s:s,s:s}", "type", type, "compatibility", p[2]);
     return REG_UNCHANGED;
 }
@@ -641,17 +651,12 @@ registry_outcome registry_deprecate(PGconn **conn, const char *tenant, const cha
                                     json_t **answer)
 {
     const char *p[] = {tenant, type};
-    PGresult *r = db_exec(conn,
-                          "UPDATE schema_types SET deprecated_at = coalesce(deprecated_at, now()), "
-                          "updated_at = now() WHERE tenant = $1 AND type = $2",
-                          2, p, REGISTRY_TIMEOUT_MS);
-    bool ok = db_ok(r);
-    bool found = ok && strcmp(PQcmdTuples(r), "1") == 0;
-    PQclear(r);
-    if (!ok) return REG_STORE_DOWN;
-    if (!found) return missing(conn, tenant, type, answer);
-    (void)announce(conn, tenant, type);
-    (void)load_types(conn, tenant, type);
+    registry_outcome o = update_type(conn,
+                                     "UPDATE schema_types SET deprecated_at = "
+                                     "coalesce(deprecated_at, now()), updated_at = now() "
+                                     "WHERE tenant = $1 AND type = $2",
+                                     2, p, answer);
+    if (o != REG_UNCHANGED) return o;
     registry_type *t = get_exact(tenant, type);
     *answer =
         t ? registry_type_json(t, false) : json_pack("{s:s,s:b}", "type", type, "deprecated", 1);
