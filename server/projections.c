@@ -358,70 +358,54 @@ static PGresult *read_batch(PGconn **conn, proj *p, long long head)
     return r;
 }
 
-/* Applies one batch. Returns events read (0 = caught up), or -1 on failure. */
-static int apply_batch(PGconn **conn, proj *p)
+/* Loads the stored state of every key the batch `r` touches into `states` (one kstate per
+ * key, zeroed when the key has none yet). False when PostgreSQL failed.
+ * The keys go as one text[] for `key = ANY(…)`, an index condition: one probe per key
+ * whatever the table's statistics say (`key IN (SELECT jsonb_array_elements_text(…))` was
+ * planned as a nested loop rescanning the key list for every state while a new
+ * projection's rows were not yet analysed: O(keys × states) per batch). The array comes
+ * through a sub-select so the planner does not estimate each of its elements
+ * (milliseconds per thousand keys). */
+static bool load_states(PGconn **conn, const proj *p, const PGresult *r, strmap *states)
 {
-    const char *reduce = json_string_value(json_object_get(p->def, "reduce"));
-    /* Read up to the head as it is now: every position up to it is committed, so once a
-     * short batch has been applied, the checkpoint may move to the head even when the
-     * last events did not match (lag 0; read-your-writes for events it skips). */
-    PGresult *hr =
-        db_exec(conn, "SELECT coalesce(max(position), 0) FROM events", 0, NULL, PROJ_TIMEOUT_MS);
-    if (!db_ok(hr)) {
-        PQclear(hr);
-        return -1;
-    }
-    long long head = strtoll(PQgetvalue(hr, 0, 0), NULL, 10);
-    PQclear(hr);
-    if (head <= p->position) return 0;
-    int rc = -1;
-    PGresult *r = read_batch(conn, p, head), *sr = NULL;
-    strmap states;
-    strmap_init(&states);
-    json_t *dead = json_array(), *rows = json_array();
-    if (!db_ok(r)) {
-        if (r) db_log_error("projections", "reading events failed", r);
-        goto out;
-    }
-    int rows_n = PQntuples(r);
-    bool short_batch = rows_n < PROJ_BATCH;
-    /* Load the states of every key the batch touches. The keys go as one text[] for
-     * `key = ANY(…)`, an index condition: one probe per key whatever the table's statistics
-     * say (`key IN (SELECT jsonb_array_elements_text(…))` was planned as a nested loop
-     * rescanning the key list for every state while a new projection's rows were not yet
-     * analysed: O(keys × states) per batch). The array comes through a sub-select so the
-     * planner does not estimate each of its elements (milliseconds per thousand keys). */
     buf keys;
     buf_init(&keys);
     buf_puts(&keys, "{");
-    for (int i = 0; i < rows_n; i++) {
+    for (int i = 0; i < PQntuples(r); i++) {
         if (PQgetisnull(r, i, 3)) continue; /* no key at the pointer: not grouped */
         const char *k = PQgetvalue(r, i, 3);
-        if (!strmap_get(&states, k)) {
-            strmap_put(&states, k, xcalloc(1, sizeof(kstate)));
+        if (!strmap_get(states, k)) {
+            strmap_put(states, k, xcalloc(1, sizeof(kstate)));
             if (keys.len > 1) buf_puts(&keys, ",");
             text_array_item(&keys, k);
         }
     }
     buf_puts(&keys, "}");
     const char *sp[] = {p->tenant, p->name, keys.data};
-    sr = db_exec(conn,
-                 "SELECT key, state::text FROM projection_state WHERE tenant_id = $1 AND name = $2 "
-                 "AND key = ANY((SELECT $3::text[])::text[])",
-                 3, sp, PROJ_TIMEOUT_MS);
+    PGresult *sr = db_exec(conn,
+                           "SELECT key, state::text FROM projection_state WHERE tenant_id = $1 "
+                           "AND name = $2 AND key = ANY((SELECT $3::text[])::text[])",
+                           3, sp, PROJ_TIMEOUT_MS);
     buf_dispose(&keys);
-    if (!db_ok(sr)) goto out;
-    for (int i = 0; i < PQntuples(sr); i++) {
-        kstate *k = strmap_get(&states, PQgetvalue(sr, i, 0));
+    bool ok = db_ok(sr);
+    for (int i = 0; ok && i < PQntuples(sr); i++) {
+        kstate *k = strmap_get(states, PQgetvalue(sr, i, 0));
         if (k) k->state = json_loads(PQgetvalue(sr, i, 1), JSON_DECODE_ANY, NULL);
     }
-    /* Fold. */
-    long long last = p->position;
-    if (rows_n == 0) goto write;
-    for (int i = 0; i < rows_n; i++) {
+    PQclear(sr);
+    return ok;
+}
+
+/* Folds the batch's rows into `states`; a value the reducer cannot apply goes to `dead`.
+ * Returns the last position read (`from` when there is none). */
+static long long fold(const char *reduce, const PGresult *r, strmap *states, json_t *dead,
+                      long long from)
+{
+    long long last = from;
+    for (int i = 0; i < PQntuples(r); i++) {
         last = strtoll(PQgetvalue(r, i, 0), NULL, 10);
         if (PQgetisnull(r, i, 3)) continue;
-        kstate *k = strmap_get(&states, PQgetvalue(r, i, 3));
+        kstate *k = strmap_get(states, PQgetvalue(r, i, 3));
         json_t *value = PQgetisnull(r, i, 4) ? NULL : row_value(PQgetvalue(r, i, 4));
         const char *why = reduce_one(reduce, k, value);
         json_decref(value);
@@ -434,17 +418,25 @@ static int apply_batch(PGconn **conn, proj *p)
         k->position = last;
         k->dirty = true;
     }
-write:
-    if (short_batch) last = head; /* everything up to the head has been seen */
-    strmap_foreach(&states, i)
+    return last;
+}
+
+/* Writes the changed states, the dead letters and the checkpoint `last` in one
+ * transaction. False when it did not commit (PostgreSQL failed, or a reset or delete raced
+ * the batch: the checkpoint row no longer matches). */
+static bool write_batch(PGconn **conn, const proj *p, strmap *states, json_t *dead,
+                        long long last)
+{
+    json_t *rows = json_array();
+    strmap_foreach(states, i)
     {
-        kstate *k = states.slots[i].value;
+        kstate *k = states->slots[i].value;
         if (k->dirty)
-            json_array_append_new(rows, json_pack("{s:s,s:O,s:I}", "k", states.slots[i].key, "s",
-                                                  k->state, "p", (json_int_t)k->position));
+            json_array_append_new(rows, json_pack("{s:s,s:O,s:I}", "k", states->slots[i].key,
+                                                  "s", k->state, "p", (json_int_t)k->position));
     }
-    /* Write states, dead letters and the checkpoint in one transaction. */
     char *rows_json = json_dumps(rows, JSON_COMPACT), *dead_json = json_dumps(dead, JSON_COMPACT);
+    json_decref(rows);
     char last_text[24], gen_text[16], old_text[24];
     snprintf(last_text, sizeof last_text, "%lld", last);
     snprintf(gen_text, sizeof gen_text, "%d", p->generation);
@@ -453,9 +445,8 @@ write:
     const char *wp[] = {p->tenant, p->name, rows_json};
     const char *up[] = {p->tenant, p->name, last_text, gen_text, old_text, p->incarnation};
     PGresult *w[4] = {0};
-    bool ok = false;
     PGresult *b = db_exec(conn, "BEGIN", 0, NULL, PROJ_TIMEOUT_MS);
-    ok = db_ok(b);
+    bool ok = db_ok(b);
     PQclear(b);
     if (ok) {
         w[0] = db_exec(conn,
@@ -499,18 +490,47 @@ write:
     free(rows_json);
     free(dead_json);
     free(source);
-    if (ok) {
-        p->position = last;
-        rc = rows_n;
-    } else {
-        rc = *conn ? 0 : -1; /* a reset or delete raced this batch: it was dropped */
+    return ok;
+}
+
+/* Applies one batch: read (read_batch), load the keys' states, fold, write. Returns events
+ * read (0 = caught up), or -1 on failure. */
+static int apply_batch(PGconn **conn, proj *p)
+{
+    const char *reduce = json_string_value(json_object_get(p->def, "reduce"));
+    /* Read up to the head as it is now: every position up to it is committed, so once a
+     * short batch has been applied, the checkpoint may move to the head even when the
+     * last events did not match (lag 0; read-your-writes for events it skips). */
+    PGresult *hr =
+        db_exec(conn, "SELECT coalesce(max(position), 0) FROM events", 0, NULL, PROJ_TIMEOUT_MS);
+    if (!db_ok(hr)) {
+        PQclear(hr);
+        return -1;
     }
-out:
+    long long head = strtoll(PQgetvalue(hr, 0, 0), NULL, 10);
+    PQclear(hr);
+    if (head <= p->position) return 0;
+    int rc = -1;
+    PGresult *r = read_batch(conn, p, head);
+    strmap states;
+    strmap_init(&states);
+    json_t *dead = json_array();
+    if (!db_ok(r)) {
+        if (r) db_log_error("projections", "reading events failed", r);
+    } else if (load_states(conn, p, r, &states)) {
+        int rows_n = PQntuples(r);
+        long long last = fold(reduce, r, &states, dead, p->position);
+        if (rows_n < PROJ_BATCH) last = head; /* everything up to the head has been seen */
+        if (write_batch(conn, p, &states, dead, last)) {
+            p->position = last;
+            rc = rows_n;
+        } else {
+            rc = *conn ? 0 : -1; /* a reset or delete raced this batch: it was dropped */
+        }
+    }
     PQclear(r);
-    PQclear(sr);
     strmap_dispose(&states, kstate_free);
     json_decref(dead);
-    json_decref(rows);
     return rc;
 }
 
