@@ -79,10 +79,17 @@ void dead_letters_on_list(http_req *req)
     dl_job *j = job_new(req, D_LIST);
     j->body = json_object();
     static const char *const args[] = {"stream", "group", "type", "status", "older_than_ms",
-                                       "after", "limit", "source"};
+                                       "after", "limit", "source", "event_id"};
     for (size_t i = 0; i < sizeof args / sizeof args[0]; i++) {
         const char *v = http_query(req, args[i]);
         if (!v) continue;
+        if (!strcmp(args[i], "source") && !dead_letters_source_valid(v)) {
+            job_free(j);
+            http_reply_error(req, "invalid_query",
+                             "source is group, projection or webhook, alone (every dead letter "
+                             "of that kind) or followed by :<name>");
+            return;
+        }
         bool numeric = !strcmp(args[i], "older_than_ms") || !strcmp(args[i], "after") ||
                        !strcmp(args[i], "limit");
         if (numeric && (!*v || strlen(v) > 15 || strspn(v, "0123456789") != strlen(v) ||

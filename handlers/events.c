@@ -59,8 +59,9 @@ static void each_header(void *ctx, void (*each)(const char *, const char *, void
     http_each_header(ctx, each, arg);
 }
 
-/* The body as envelopes, whichever binding the producer used: plain JSON, or CloudEvents
- * in structured, batch or binary mode (a ce-specversion header). */
+/* The body as envelopes, whichever binding the producer used: plain JSON (envelopes, or
+ * seed BaseEvents, which envelope_parse maps), or CloudEvents in structured, batch or
+ * binary mode (a ce-specversion header). */
 static json_t *envelopes_or_problem(http_req *req)
 {
     static const char *const types[] = {"application/json", "application/cloudevents+json",
@@ -89,6 +90,7 @@ void events_on_publish(http_req *req)
     const char *atomic_arg = http_query(req, "atomic");
     bool atomic = !(atomic_arg && strcmp(atomic_arg, "false") == 0);
     publish_opts opts = {.tenant = req->auth.tenant,
+                         .key_name = req->auth.key_name,
                          .atomic = atomic,
                          .max_batch = http_config()->max_batch,
                          .allow_unknown_types = http_config()->allow_unknown_types,

@@ -1,5 +1,6 @@
 /*
- * groups.c — /v1/streams/{stream}/groups: consumer groups and nacks (admin).
+ * groups.c — /v1/streams/{stream}/groups: consumer groups (admin). The consumer API
+ * under a group is consume.c.
  * Bodies are checked against their schemas in openapi.yaml (reqschema.h) before
  * they reach server/groups.c.
  */
@@ -12,7 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-typedef enum { G_CREATE, G_LIST, G_DELETE, G_NACK } group_op;
+typedef enum { G_CREATE, G_LIST, G_DELETE } group_op;
 
 typedef struct group_job {
     http_req *req;
@@ -46,9 +47,6 @@ static void run(PGconn **conn, void *arg)
             break;
         case G_DELETE:
             rc = groups_delete(conn, j->tenant, j->stream, j->group);
-            break;
-        case G_NACK:
-            rc = groups_nack(conn, j->tenant, j->stream, j->group, j->body, &out);
             break;
         }
     }
@@ -102,9 +100,4 @@ void groups_on_list(http_req *req)
 void groups_on_delete(http_req *req)
 {
     start(req, G_DELETE, NULL);
-}
-
-void groups_on_nack(http_req *req)
-{
-    start(req, G_NACK, REQSCHEMA_GROUP_NACK);
 }

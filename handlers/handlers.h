@@ -40,7 +40,11 @@ void replays_on_cancel(http_req *req);
 void groups_on_create(http_req *req);
 void groups_on_list(http_req *req);
 void groups_on_delete(http_req *req);
-void groups_on_nack(http_req *req);
+/* consume.c */
+void consume_on_fetch(http_req *req);
+void consume_on_ack(http_req *req);
+void consume_on_nack(http_req *req);
+void consume_on_extend(http_req *req);
 /* dead_letters.c */
 void dead_letters_on_list(http_req *req);
 void dead_letters_on_get(http_req *req);

@@ -312,14 +312,16 @@ size_t appender_decide_request(batch_ctx *b, append_req *r, long long *head, con
  *      step 1 it opens with BEGIN, the lock and the head itself, and each INSERT adds its
  *      rows' 1-based positions to the head it reads (earlier chunks already inserted). */
 #define INSERT_CHUNK 64
-#define INSERT_COLS 15 /* per row; one more parameter, the batch's time, ends the list */
+#define INSERT_COLS 16 /* per row; one more parameter, the batch's time, ends the list */
 
 static const char *const insert_head =
     "INSERT INTO events (position, id, tenant_id, stream, key, version, type, schema_version, "
-    "correlation_id, causation_id, user_id, source, data, metadata, time, content_hash) SELECT ";
+    "correlation_id, causation_id, user_id, source, data, metadata, time, content_hash, "
+    "occurred_at) SELECT ";
 static const char *const insert_row =
     "($%d::bigint, $%d::text, $%d::text, $%d::text, $%d::text, $%d::bigint, $%d::text, "
-    "$%d::integer, $%d::text, $%d::text, $%d::text, $%d::text, $%d::jsonb, $%d::jsonb, $%d::text)";
+    "$%d::integer, $%d::text, $%d::text, $%d::text, $%d::text, $%d::jsonb, $%d::jsonb, $%d::text, "
+    "$%d::timestamptz)";
 static const char *const ids_sql =
     "SELECT x.t, x.id, e.position, e.stream, e.key, e.version, "
     "to_char(e.time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), e.content_hash "
@@ -346,15 +348,15 @@ static char *insert_sql(bool relative, int rows)
     buf_puts(&b, relative ? "(SELECT coalesce(max(position), 0) FROM events) + v.p" : "v.p");
     buf_printf(&b,
                ", v.id, v.t, v.s, v.k, v.v, v.ty, v.sv, v.c, v.ca, v.u, v.so, v.d, v.m, "
-               "$%d::timestamptz, v.h FROM (VALUES ",
+               "$%d::timestamptz, v.h, v.oc FROM (VALUES ",
                rows * INSERT_COLS + 1);
     for (int r = 0; r < rows; r++) {
         int o = r * INSERT_COLS;
         if (r) buf_puts(&b, ", ");
         buf_printf(&b, insert_row, o + 1, o + 2, o + 3, o + 4, o + 5, o + 6, o + 7, o + 8, o + 9,
-                   o + 10, o + 11, o + 12, o + 13, o + 14, o + 15);
+                   o + 10, o + 11, o + 12, o + 13, o + 14, o + 15, o + 16);
     }
-    buf_puts(&b, ") AS v(p, id, t, s, k, v, ty, sv, c, ca, u, so, d, m, h)");
+    buf_puts(&b, ") AS v(p, id, t, s, k, v, ty, sv, c, ca, u, so, d, m, h, oc)");
     return buf_steal(&b, NULL);
 }
 
@@ -505,6 +507,7 @@ static void row_params(const incoming_event *ev, long long p, row_nums *nums, co
     v[12] = ev->data_text;
     v[13] = ev->metadata_text;
     v[14] = ev->hash_hex;
+    v[15] = ev->occurred_at[0] ? ev->occurred_at : NULL;
 }
 
 /* A relative batch's positions (1… in decision order, stored events and the replays of

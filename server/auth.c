@@ -33,6 +33,7 @@ typedef struct key_entry {
     char hash[65]; /* SHA-256 of the token, hex */
     char id[40];
     char tenant[ENVELOPE_TENANT_MAX + 1];
+    char name[AUTH_KEY_NAME_MAX + 1]; /* "" = none */
     unsigned scopes;
 } key_entry;
 
@@ -63,11 +64,13 @@ static pthread_t refresher;
 static atomic_bool refresher_stop;
 static bool refresher_running;
 
-static const char *const scope_names[] = {"publish", "read", "subscribe", "schemas", "admin"};
+static const char *const scope_names[] = {"publish", "read", "subscribe", "schemas", "admin",
+                                            "consume"};
+#define N_SCOPES (sizeof scope_names / sizeof scope_names[0])
 
 unsigned auth_scope_from_name(const char *name)
 {
-    for (unsigned i = 0; i < 5; i++)
+    for (unsigned i = 0; i < N_SCOPES; i++)
         if (strcmp(name, scope_names[i]) == 0) return 1u << i;
     return 0;
 }
@@ -75,7 +78,7 @@ unsigned auth_scope_from_name(const char *name)
 json_t *auth_scope_names(unsigned scopes)
 {
     json_t *a = json_array();
-    for (unsigned i = 0; i < 5; i++)
+    for (unsigned i = 0; i < N_SCOPES; i++)
         if (scopes & (1u << i)) json_array_append_new(a, json_string(scope_names[i]));
     return a;
 }
@@ -135,6 +138,7 @@ int auth_authenticate(const char *authorization, auth_ctx *out)
     if (e) {
         snprintf(out->tenant, sizeof out->tenant, "%s", e->tenant);
         snprintf(out->key_id, sizeof out->key_id, "%s", e->id);
+        memcpy(out->key_name, e->name, sizeof out->key_name);
         out->scopes = e->scopes;
         rc = 0;
     }
@@ -235,12 +239,27 @@ void auth_watch_remove(auth_watch *w)
     free(w);
 }
 
+/* A key's name (UTF-8, from PostgreSQL) into `out`: its first ENVELOPE_STR_MAX code points,
+ * so it is a valid `source` whatever length it was created with. */
+static void copy_key_name(char out[AUTH_KEY_NAME_MAX + 1], const char *name)
+{
+    size_t n = 0, points = 0;
+    for (; name[n] && n < AUTH_KEY_NAME_MAX; n++) {
+        bool starts = ((unsigned char)name[n] & 0xC0) != 0x80;
+        if (starts && ++points > ENVELOPE_STR_MAX) break;
+    }
+    while (n > 0 && ((unsigned char)name[n] & 0xC0) == 0x80) /* never half a code point */
+        n--;
+    memcpy(out, name, n);
+    out[n] = '\0';
+}
+
 int auth_reload(PGconn **conn)
 {
     pthread_mutex_lock(&reload_lock);
     PGresult *r = db_exec(conn,
-                          "SELECT token_hash, id, tenant_id, scopes FROM api_keys "
-                          "WHERE revoked_at IS NULL",
+                          "SELECT token_hash, id, tenant_id, scopes, coalesce(name, '') FROM "
+                          "api_keys WHERE revoked_at IS NULL",
                           0, NULL, AUTH_TIMEOUT_MS);
     if (!db_ok(r)) {
         if (r) db_log_error("auth", "loading api keys failed", r);
@@ -255,6 +274,7 @@ int auth_reload(PGconn **conn)
         snprintf(t[i].id, sizeof t[i].id, "%s", PQgetvalue(r, (int)i, 1));
         snprintf(t[i].tenant, sizeof t[i].tenant, "%s", PQgetvalue(r, (int)i, 2));
         t[i].scopes = parse_scope_array(PQgetvalue(r, (int)i, 3));
+        copy_key_name(t[i].name, PQgetvalue(r, (int)i, 4));
     }
     PQclear(r);
     qsort(t, n, sizeof *t, cmp_entry);
@@ -354,7 +374,7 @@ static char *scopes_literal(unsigned scopes)
     buf b;
     buf_init(&b);
     buf_puts(&b, "{");
-    for (unsigned i = 0; i < 5; i++) {
+    for (unsigned i = 0; i < N_SCOPES; i++) {
         if (!(scopes & (1u << i))) continue;
         if (b.len > 1) buf_puts(&b, ",");
         buf_puts(&b, scope_names[i]);

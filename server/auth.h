@@ -25,15 +25,22 @@ enum {
     SCOPE_SUBSCRIBE = 1u << 2,
     SCOPE_SCHEMAS = 1u << 3,
     SCOPE_ADMIN = 1u << 4,
-    SCOPE_ALL = 0x1f,
+    SCOPE_CONSUME = 1u << 5,
+    SCOPE_ALL = 0x3f,
 };
 
 #define AUTH_DEFAULT_TENANT "default"
 #define AUTH_ADMIN_KEY_ID "admin"
 
+/* Bytes of a key's name kept: ENVELOPE_STR_MAX code points of UTF-8. */
+#define AUTH_KEY_NAME_MAX (ENVELOPE_STR_MAX * 4)
+
 typedef struct auth_ctx {
     char tenant[ENVELOPE_TENANT_MAX + 1]; /* every query is scoped to it */
     char key_id[40];                      /* the key that authenticated */
+    char key_name[AUTH_KEY_NAME_MAX + 1]; /* its name, at most ENVELOPE_STR_MAX code points
+                                             ("" = none): the default `source` of what it
+                                             publishes (issue 15) */
     unsigned scopes;                      /* SCOPE_* bits */
 } auth_ctx;
 

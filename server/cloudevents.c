@@ -15,6 +15,7 @@ static const char *const mapping[][2] = {
     {"id", "id"},
     {"subject", "key"},
     {"source", "source"},
+    {"time", "occurred_at"}, /* the occurrence time, as the envelope's occurred_at (issue 15) */
     {"correlationid", "correlation_id"},
     {"causationid", "causation_id"},
     {"userid", "user_id"},

@@ -3,11 +3,11 @@
  * envelope so every CloudEvents producer publishes through the one path.
  *
  * Mapping (API.md "Publishing"): type→type, id→id, subject→key,
- * source→source, data→data, extensions correlationid→correlation_id,
- * causationid→causation_id, userid→user_id, stream→stream. The remaining
- * attributes (specversion, time, datacontenttype, dataschema, other
- * extensions) are kept under metadata.cloudevents, so nothing a producer sent
- * is lost.
+ * source→source, time→occurred_at, data→data, extensions
+ * correlationid→correlation_id, causationid→causation_id, userid→user_id,
+ * stream→stream. The remaining attributes (specversion, datacontenttype,
+ * dataschema, other extensions) are kept under metadata.cloudevents, so nothing
+ * a producer sent is lost.
  */
 #ifndef SLUICE_CLOUDEVENTS_H
 #define SLUICE_CLOUDEVENTS_H

@@ -4,9 +4,11 @@
  * the publish hot path.
  */
 #include "envelope.h"
+#include "baseevent.h"
 #include "canon.h"
 #include "mem.h"
 #include "problem.h"
+#include "timeutil.h"
 #include "ulid.h"
 
 #include <openssl/evp.h>
@@ -14,10 +16,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* The times an RFC 3339 date-time of four-digit years can name, in UTC: 0001-01-01T00:00:00Z
+ * and 9999-12-31T23:59:59.999Z, in ms since the epoch. */
+#define ENVELOPE_TIME_MIN_MS (-62135596800000LL)
+#define ENVELOPE_TIME_MAX_MS 253402300799999LL
 
 static const char *const known_fields[] = {
     "type",           "data",         "stream",  "key",    "expected_version", "id",
     "correlation_id", "causation_id", "user_id", "source", "schema_version",   "metadata",
+    "occurred_at",
 };
 
 size_t utf8_length(const char *s)
@@ -82,6 +91,29 @@ bool envelope_stream_valid(const char *s)
     if (!is_id_char(s[0]) || s[0] == '.' || s[0] == '_' || s[0] == ':' || s[0] == '-') return false;
     for (; *s; s++)
         if (!is_id_char(*s) || *s == ':') return false;
+    return true;
+}
+
+bool envelope_time_normalize(const char *s, char out[32])
+{
+    int64_t ms;
+    /* RFC 3339's date-time separates date and time with a T (the parser also takes a space) */
+    if (strlen(s) < 11 || (s[10] != 'T' && s[10] != 't')) return false;
+    if (!time_parse_rfc3339(s, &ms) || ms < ENVELOPE_TIME_MIN_MS || ms > ENVELOPE_TIME_MAX_MS)
+        return false;
+    int64_t secs = ms / 1000, frac = ms % 1000;
+    if (frac < 0) { /* before 1970: the second below, and the milliseconds after it */
+        frac += 1000;
+        secs -= 1;
+    }
+    time_t t = (time_t)secs;
+    struct tm tm;
+    if (!gmtime_r(&t, &tm)) return false;
+    char text[96]; /* what the compiler sees int fields can take; 24 characters in range */
+    int n = snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
+    if (n != TIME_RFC3339_LEN - 1) return false;
+    memcpy(out, text, TIME_RFC3339_LEN);
     return true;
 }
 
@@ -257,6 +289,21 @@ static void take_identity(json_t *in, int index, incoming_event *ev, json_t *err
     (void)take_string(in, "source", ENVELOPE_STR_MAX, index, errors, &ev->source);
 }
 
+/* When the producer says the event happened: occurred_at, normalised as `time` is. */
+static void take_occurred_at(json_t *in, int index, incoming_event *ev, json_t *errors)
+{
+    json_t *v = json_object_get(in, "occurred_at");
+    if (!v || json_is_null(v)) return;
+    if (!json_is_string(v)) {
+        add_error(errors, index, "occurred_at", "type", "expected a string");
+    } else if (strlen(json_string_value(v)) != json_string_length(v) ||
+               !envelope_time_normalize(json_string_value(v), ev->occurred_at)) {
+        add_error(errors, index, "occurred_at", "format",
+                  "expected an RFC 3339 date-time with a time zone, years 0001 to 9999, e.g. "
+                  "2024-03-01T09:30:00.125Z");
+    }
+}
+
 /* The optional extras: schema_version (1 to 1000000) and metadata (an object). */
 static void take_extras(json_t *in, int index, incoming_event *ev, json_t *errors)
 {
@@ -279,9 +326,9 @@ static void take_extras(json_t *in, int index, incoming_event *ev, json_t *error
     }
 }
 
-/* What a valid envelope left out: the default stream, the id, the correlation id; and the
- * content hash of a client-chosen id. */
-static void fill_defaults(json_t *in, incoming_event *ev)
+/* What a valid envelope left out: the default stream, the id, the correlation id, the
+ * source (the key's name); and the content hash of a client-chosen id. */
+static void fill_defaults(json_t *in, const char *key_name, incoming_event *ev)
 {
     ev->stream_given = ev->stream != NULL;
     if (!ev->stream) {
@@ -293,12 +340,15 @@ static void fill_defaults(json_t *in, incoming_event *ev)
     if (ev->id_given) hash_envelope(in, ev->hash_hex);
     if (!ev->id_given) ulid_new(ev->id);
     if (!ev->correlation_id) ev->correlation_id = xstrdup(ev->id);
+    if (!ev->source && key_name && *key_name) ev->source = xstrdup(key_name);
 }
 
-bool envelope_parse(json_t *in, int index, const char *tenant, incoming_event *ev, json_t *errors)
+bool envelope_parse(json_t *in, int index, const char *tenant, const char *key_name,
+                    incoming_event *ev, json_t *errors)
 {
     memset(ev, 0, sizeof *ev);
     ev->expected_version = -1;
+    ev->data_pointer = "/data";
     size_t before = json_array_size(errors);
 
     if (!json_is_object(in)) {
@@ -308,17 +358,32 @@ bool envelope_parse(json_t *in, int index, const char *tenant, incoming_event *e
     }
     snprintf(ev->tenant, sizeof ev->tenant, "%s", tenant);
 
+    /* A BaseEvent is checked as the envelope it maps to, whose content (the hash) it is;
+     * the errors about that envelope then name the members the producer sent. */
+    json_t *sent = in, *mapped = NULL;
+    size_t mapped_from = before;
+    if (baseevent_is(in)) {
+        mapped = baseevent_envelope(in, index, errors);
+        mapped_from = json_array_size(errors);
+        in = mapped;
+        ev->data_pointer = "/payload";
+    }
+
     check_known_fields(in, index, errors);
     take_type_and_data(in, index, ev, errors);
     take_placement(in, index, ev, errors);
     take_identity(in, index, ev, errors);
+    take_occurred_at(in, index, ev, errors);
     take_extras(in, index, ev, errors);
-    if (json_array_size(errors) != before) {
+    bool ok = json_array_size(errors) == before;
+    if (ok) {
+        fill_defaults(in, key_name, ev);
+    } else {
+        if (mapped) baseevent_name_errors(sent, errors, mapped_from);
         envelope_dispose(ev);
-        return false;
     }
-    fill_defaults(in, ev);
-    return true;
+    json_decref(mapped);
+    return ok;
 }
 
 static char *dump(const json_t *v, size_t *len)

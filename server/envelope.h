@@ -42,8 +42,13 @@ typedef struct incoming_event {
     long long expected_version; /* -1 = not given */
     int schema_version;       /* 0 = latest */
     char *correlation_id;     /* owned; defaults to id */
-    char *causation_id, *user_id, *source; /* owned; NULL = absent */
+    char *causation_id, *user_id, *source; /* owned; NULL = absent; source defaults to the
+                                              publishing key's name */
+    char occurred_at[32];     /* when it happened, by the producer: RFC 3339 UTC with
+                                 milliseconds, as `time`; "" = not given (issue 15) */
     json_t *data;             /* owned reference */
+    const char *data_pointer; /* static: where `data` is in the body as sent, "/data" (or
+                                 "/payload" for a BaseEvent, baseevent.h); schema errors name it */
     json_t *metadata;         /* owned reference; NULL = absent */
     char hash_hex[65];        /* SHA-256 of the envelope as sent, when id_given: idempotency's
                                  "same content" ("" for ids Sluice assigns) */
@@ -63,12 +68,14 @@ typedef struct incoming_event {
     json_t *problem;          /* owned; set when outcome == EV_FAILED */
 } incoming_event;
 
-/* Checks one envelope. On success fills `ev` (caller disposes with envelope_dispose) and
- * returns true. On failure appends one entry per violation to `errors` (borrowed) with
- * the given batch `index` (-1 for a single event) and returns false; `ev` is then
- * disposed already. `tenant` is the caller's tenant (borrowed). Any thread. */
-bool envelope_parse(json_t *in, int index, const char *tenant, incoming_event *ev, json_t *errors)
-    __attribute__((warn_unused_result));
+/* Checks one envelope, or a BaseEvent body (baseevent.h), which is mapped onto one first.
+ * On success fills `ev` (caller disposes with envelope_dispose) and returns true. On
+ * failure appends one entry per violation to `errors` (borrowed) with the given batch
+ * `index` (-1 for a single event) and returns false; `ev` is then disposed already.
+ * `tenant` is the caller's tenant; `key_name` the name of the caller's API key, the
+ * default `source` (NULL or "" = none); both borrowed. Any thread. */
+bool envelope_parse(json_t *in, int index, const char *tenant, const char *key_name,
+                    incoming_event *ev, json_t *errors) __attribute__((warn_unused_result));
 void envelope_dispose(incoming_event *ev);
 /* Writes `data` and `metadata` as text (ev->data_text, ev->metadata_text), once the event
  * is accepted. On the publisher's thread, so the one appender thread only copies bytes. */
@@ -80,6 +87,10 @@ bool envelope_type_valid(const char *s);
 bool envelope_stream_valid(const char *s);
 /* True when `s` is a well-formed client id (^[A-Za-z0-9._:-]{1,64}$). */
 bool envelope_id_valid(const char *s);
+/* Writes the RFC 3339 date-time `s` (with a time zone) as Sluice writes times into `out`:
+ * UTC with milliseconds ("2024-03-01T09:30:00.125Z"; finer digits are dropped). False when
+ * `s` is not an RFC 3339 date-time, or falls outside the years 0001 to 9999 in UTC. */
+bool envelope_time_normalize(const char *s, char out[32]);
 /* Number of code points in a valid UTF-8 string. */
 size_t utf8_length(const char *s);
 

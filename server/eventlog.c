@@ -75,6 +75,7 @@ stored_event *eventlog_committed(const incoming_event *ev)
         buf_puts(&b, ",\"schema_version\":null");
     field(&b, ",\"tenant_id\":", ev->tenant);
     field(&b, ",\"time\":", ev->time);
+    field(&b, ",\"occurred_at\":", ev->occurred_at[0] ? ev->occurred_at : NULL);
     buf_append(&b, "}", 1);
     int64_t ms = 0;
     (void)time_parse_rfc3339(ev->time, &ms);

@@ -28,11 +28,13 @@
 #define EVENTLOG_CHANNEL "sluice_events"
 
 /* The stored envelope's columns, in the order of its JSON fields; row_to_json over a
- * subquery selecting them gives the stored envelope's text. */
+ * subquery selecting them gives the stored envelope's text. `time` is Sluice's ingestion
+ * time, `occurred_at` the producer's occurrence time (null when it gave none; issue 15). */
 #define EVENTLOG_COLUMNS                                                                           \
     "position, id, type, stream, key, version, data, metadata, correlation_id, causation_id, "     \
     "user_id, source, schema_version, tenant_id, "                                                 \
-    "to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS time"
+    "to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS time, "             \
+    "to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS occurred_at"
 
 /* This process's instance id (a ULID made at start): the payload of its NOTIFYs. */
 const char *eventlog_instance(void);

@@ -23,7 +23,7 @@ static const char *const op_names[] = {"eq", "ne",  "in",  "gt",     "gte",
 static const char *const fields[] = {"id",      "type",     "stream",         "key",
                                      "version", "position", "correlation_id", "causation_id",
                                      "user_id", "source",   "schema_version", "tenant_id",
-                                     "time",    "data",     "metadata"};
+                                     "time",    "occurred_at", "data", "metadata"};
 /* Of those, the text columns a b-tree can answer `=` on directly. */
 static const char *const text_columns[] = {"id",           "type",    "stream", "key",
                                            "correlation_id", "causation_id", "user_id",
@@ -256,7 +256,7 @@ static int parse_cond(const json_t *in, int i, filter_cond *c, filter_error *err
         return fail(err, true,
                     "where[%d].path '%.*s' does not name an envelope field: use /data/…, "
                     "/metadata/…, or /id /type /stream /key /version /position /correlation_id "
-                    "/causation_id /user_id /source /schema_version /tenant_id /time",
+                    "/causation_id /user_id /source /schema_version /tenant_id /time /occurred_at",
                     i, clip(path, 40), path);
     /* The strings every committed event holds (never null): direct_field's numbers. */
     static const char *const direct[] = {"", "id", "type", "stream", "tenant_id",
@@ -804,9 +804,10 @@ static void path_expr(buf *out, filter_sql *q, const filter_cond *c)
         }
         buf_puts(out, e);
         free(e);
-    } else if (strcmp(first, "time") == 0) {
-        buf_puts(out, "to_jsonb(to_char(time AT TIME ZONE 'UTC', "
-                      "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))");
+    } else if (strcmp(first, "time") == 0 || strcmp(first, "occurred_at") == 0) {
+        /* As the stored envelope writes them (null when occurred_at was not given). */
+        buf_printf(out, "coalesce(to_jsonb(to_char(%s AT TIME ZONE 'UTC', "
+                        "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')), 'null'::jsonb)", first);
     } else {
         buf_printf(out, "coalesce(to_jsonb(%s), 'null'::jsonb)", first);
     }

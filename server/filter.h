@@ -23,7 +23,7 @@
  *   exists       true: the path is present (null counts); false: it is absent
  * A path starts with an envelope field: /data/…, /metadata/…, or one of /id /type
  * /stream /key /version /position /correlation_id /causation_id /user_id /source
- * /schema_version /tenant_id /time.
+ * /schema_version /tenant_id /time /occurred_at.
  */
 #ifndef SLUICE_FILTER_H
 #define SLUICE_FILTER_H

@@ -1,12 +1,11 @@
 /*
- * groups.c — consumer groups and the retry/dead-letter sweeper (see groups.h).
+ * groups.c — consumer-group definitions, the admin API and the nack of a Redis
+ * worker by event id (see groups.h).
  */
 #include "groups.h"
-#include "worker.h"
-#include "locks.h"
 #include "db.h"
-#include "eventlog.h"
 #include "envelope.h"
+#include "jsonscan.h"
 #include "log.h"
 #include "mem.h"
 #include "problem.h"
@@ -14,23 +13,21 @@
 #include "streams.h"
 #include "timeutil.h"
 
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#define GROUPS_LOCK_KEY LOCK_GROUPS
 #define GROUPS_TIMEOUT_MS 10000
 #define GROUPS_REDIS_TIMEOUT_MS 2000
-#define SWEEP_EVERY_MS 200
-#define SWEEP_BATCH 500
 
 static const sluice_config *cfg;
-static worker_thread runner; /* the groups thread */
 
 /* ------------------------------------------------------------------ helpers */
+
+void groups_init(const sluice_config *c)
+{
+    cfg = c;
+}
 
 static redisContext *redis_open(void)
 {
@@ -42,150 +39,254 @@ static bool reply_ok(redisReply *r)
     return r && r->type != REDIS_REPLY_ERROR;
 }
 
-/* Moving a pending entry between consumers is a compare-and-swap: Redis runs this script
- * atomically, so the entry moves only if it is still where the caller saw it (owner, delivery
- * count, idle time). A plain XCLAIM with a min-idle time is not enough: an entry that another
- * actor (a nack, the sweeper, a reprocess) moved meanwhile becomes idle again and would be
- * taken from its new owner. KEYS[1] stream; ARGV: group, entry id, expected owner, expected
- * delivery count (-1: any), min idle ms, new owner, RETRYCOUNT (-1: keep). JUSTID: moving an
- * entry does not count as a delivery. */
-static const char CLAIM_IF_LUA[] =
-    "local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)\n"
-    "if #p == 0 or p[1][2] ~= ARGV[3] then return 0 end\n"
-    "if tonumber(ARGV[4]) >= 0 and tonumber(p[1][4]) ~= tonumber(ARGV[4]) then return 0 end\n"
-    "if tonumber(p[1][3]) < tonumber(ARGV[5]) then return 0 end\n"
-    "if tonumber(ARGV[7]) >= 0 then\n"
-    "  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[6], 0, ARGV[2], 'RETRYCOUNT', ARGV[7], 'JUSTID')\n"
-    "else\n"
-    "  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[6], 0, ARGV[2], 'JUSTID')\n"
-    "end\n"
-    "return 1\n";
+/* ------------------------------------------------------------------ definitions */
 
-typedef struct claim {
-    const char *owner;     /* the consumer it must still be pending with */
-    long long deliveries;  /* its delivery count, or -1 for any */
-    long long min_idle_ms; /* at least this idle */
-} claim;
+#define DEF_COLUMNS                                                                                \
+    "tenant_id, stream, name, max_deliveries, base_delay_ms, max_delay_ms, jitter, "              \
+    "ack_timeout_ms, strategy, filter::text, start, acked_floor"
 
-/* 1 moved, 0 not where expected (left alone), -1 Redis error, -2 no such group. */
-static int claim_if(redisContext *r, const char *key, const char *group, long long position,
-                    claim expect, const char *to, long long retrycount)
+/* The members a group's filter may have. */
+static const char *const group_filter_members[] = {"types", "where", NULL};
+
+/* Compiles a stored or requested group filter ({types, where}); NULL when there is none
+ * (or it has no condition). -1 with *err when it does not parse. */
+static int filter_compile(const json_t *obj, const char *tenant, filter **out, filter_error *err)
 {
-    redisReply *rep = redisCommand(r, "EVAL %s 1 %s %s %lld-0 %s %lld %lld %s %lld",
-                                   CLAIM_IF_LUA, key, group, position, expect.owner,
-                                   expect.deliveries, expect.min_idle_ms, to, retrycount);
-    int rc = -1;
-    if (rep && rep->type == REDIS_REPLY_INTEGER) rc = rep->integer == 1 ? 1 : 0;
-    else if (rep && rep->type == REDIS_REPLY_ERROR && strstr(rep->str, "NOGROUP")) rc = -2;
-    else if (rep && rep->type == REDIS_REPLY_ERROR)
-        log_warn("groups", "claiming a pending entry failed", json_pack("{s:s}", "error", rep->str));
+    *out = NULL;
+    if (!obj || json_is_null(obj)) return 0;
+    filter *f = xcalloc(1, sizeof *f);
+    if (filter_parse_json(f, obj, group_filter_members, NULL, err) < 0) {
+        free(f);
+        return -1;
+    }
+    snprintf(f->tenant, sizeof f->tenant, "%s", tenant);
+    if (!f->n_types && !f->n_where) {
+        filter_dispose(f);
+        free(f);
+        return 0;
+    }
+    *out = f;
+    return 0;
+}
+
+static void def_from_row(PGresult *res, int i, group_def *d)
+{
+    memset(d, 0, sizeof *d);
+    d->tenant = xstrdup(PQgetvalue(res, i, 0));
+    d->stream = xstrdup(PQgetvalue(res, i, 1));
+    d->name = xstrdup(PQgetvalue(res, i, 2));
+    d->policy.max_deliveries = atoi(PQgetvalue(res, i, 3));
+    d->policy.base_delay_ms = atoi(PQgetvalue(res, i, 4));
+    d->policy.max_delay_ms = atoi(PQgetvalue(res, i, 5));
+    d->policy.jitter = PQgetvalue(res, i, 6)[0] == 't';
+    d->policy.ack_timeout_ms = atoi(PQgetvalue(res, i, 7));
+    d->policy.strategy = deliveries_strategy(PQgetvalue(res, i, 8));
+    if (!PQgetisnull(res, i, 9)) {
+        json_t *fj = json_loads(PQgetvalue(res, i, 9), 0, NULL);
+        filter_error err;
+        if (filter_compile(fj, d->tenant, &d->match, &err) < 0)
+            log_warn("groups", "a stored group filter does not parse; it matches every event",
+                     json_pack("{s:s,s:s}", "group", d->name, "error", err.message));
+        json_decref(fj);
+    }
+    snprintf(d->start, sizeof d->start, "%s", PQgetvalue(res, i, 10));
+    d->acked_floor = PQgetisnull(res, i, 11) ? -1 : strtoll(PQgetvalue(res, i, 11), NULL, 10);
+}
+
+void group_def_dispose(group_def *d)
+{
+    if (!d) return;
+    free(d->tenant);
+    free(d->stream);
+    free(d->name);
+    if (d->match) {
+        filter_dispose(d->match);
+        free(d->match);
+    }
+    memset(d, 0, sizeof *d);
+}
+
+void groups_defs_free(group_def *defs, int n)
+{
+    for (int i = 0; defs && i < n; i++) group_def_dispose(&defs[i]);
+    free(defs);
+}
+
+sl_status groups_load(PGconn **conn, const char *tenant, const char *stream, const char *name,
+                      group_def *out)
+{
+    const char *p[] = {tenant, stream, name};
+    PGresult *res = db_exec(conn,
+                            "SELECT " DEF_COLUMNS " FROM consumer_groups WHERE tenant_id = $1 "
+                            "AND stream = $2 AND name = $3",
+                            3, p, GROUPS_TIMEOUT_MS);
+    sl_status rc = !db_ok(res) ? SL_UNAVAILABLE : PQntuples(res) == 1 ? SL_OK : SL_NOT_FOUND;
+    if (rc == SL_OK) def_from_row(res, 0, out);
+    PQclear(res);
+    return rc;
+}
+
+int groups_load_all(PGconn **conn, group_def **out)
+{
+    *out = NULL;
+    PGresult *res = db_exec(conn,
+                            "SELECT " DEF_COLUMNS " FROM consumer_groups ORDER BY tenant_id, "
+                            "stream, name LIMIT 10000",
+                            0, NULL, GROUPS_TIMEOUT_MS);
+    if (!db_ok(res)) {
+        PQclear(res);
+        return -1;
+    }
+    int n = PQntuples(res);
+    group_def *defs = xcalloc((size_t)n + 1, sizeof *defs);
+    for (int i = 0; i < n; i++) def_from_row(res, i, &defs[i]);
+    PQclear(res);
+    *out = defs;
+    return n;
+}
+
+/* A JSON string member of the stored envelope (NULL when absent or not a string): the
+ * fields a group filter may name besides `where`. */
+static char *envelope_string(const entry_view *v, const char *member)
+{
+    char *segs[] = {(char *)member};
+    jsonscan_value val;
+    if (!jsonscan_find(v->json, v->json_len, segs, 1, &val) || val.kind != JSONSCAN_STRING)
+        return NULL;
+    size_t cap = (size_t)(val.end - val.start) + 1;
+    char *s = xmalloc(cap);
+    if (jsonscan_string(&val, s, cap) < 0) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+bool groups_filter_passes(const group_def *d, const entry_view *v)
+{
+    if (!d->match) return true;
+    char *key = envelope_string(v, "key"), *corr = envelope_string(v, "correlation_id");
+    char *user = envelope_string(v, "user_id");
+    stored_event_fields f = {v->position, v->id, d->tenant, d->stream, v->type, key,
+                             corr ? corr : v->id, user, 0};
+    stored_event *e = stored_event_make(&f, v->json, v->json_len);
+    bool pass = filter_matches(d->match, e);
+    stored_event_unref(e);
+    free(key);
+    free(corr);
+    free(user);
+    return pass;
+}
+
+/* XGROUP CREATE <key> <name> <id> MKSTREAM on an open connection. SL_OK, SL_UNAVAILABLE
+ * or SL_CONFLICT (the group exists). */
+static sl_status create_in_redis(redisContext *r, const char *key, const char *name,
+                                 const char *id)
+{
+    redisReply *rep = redisCommand(r, "XGROUP CREATE %s %s %s MKSTREAM", key, name, id);
+    sl_status rc = SL_OK;
+    if (!reply_ok(rep)) rc = rep && strstr(rep->str, "BUSYGROUP") ? SL_CONFLICT : SL_UNAVAILABLE;
     freeReplyObject(rep);
     return rc;
 }
 
-/* The worker that was active most recently in a group (caller frees), or NULL. */
-static char *pick_consumer(redisContext *r, const char *key, const char *group)
+/* The XGROUP CREATE id of a start ("$", "0" or a position). */
+static void start_id(const char *start, char id[40])
 {
-    redisReply *rep = redisCommand(r, "XINFO CONSUMERS %s %s", key, group);
-    char *best = NULL;
-    long long best_idle = -1;
-    if (rep && rep->type == REDIS_REPLY_ARRAY) {
-        for (size_t i = 0; i < rep->elements; i++) {
-            redisReply *c = rep->element[i];
-            const char *name = NULL;
-            long long idle = -1;
-            for (size_t k = 0; c->type == REDIS_REPLY_ARRAY && k + 1 < c->elements; k += 2) {
-                const char *f = c->element[k]->str;
-                if (!f) continue;
-                if (!strcmp(f, "name")) name = c->element[k + 1]->str;
-                /* Redis 7.2 has "inactive" (since the last successful read); 7.0 only "idle". */
-                if (!strcmp(f, "idle") && idle < 0) idle = c->element[k + 1]->integer;
-                if (!strcmp(f, "inactive") && c->element[k + 1]->integer >= 0)
-                    idle = c->element[k + 1]->integer;
-            }
-            if (!name || strncmp(name, "sluice-", 7) == 0) continue;
-            if (!best || idle < best_idle) {
-                free(best);
-                best = xstrdup(name);
-                best_idle = idle;
-            }
-        }
+    if (strcmp(start, "$") && strcmp(start, "0"))
+        snprintf(id, 40, "%s-0", start);
+    else
+        snprintf(id, 40, "%s", start);
+}
+
+sl_status groups_restore(redisContext *r, const group_def *d)
+{
+    char id[40], floor[24];
+    if (d->acked_floor >= 0) {
+        snprintf(floor, sizeof floor, "%lld", d->acked_floor);
+        start_id(floor, id);
+    } else {
+        start_id(d->start, id);
     }
-    freeReplyObject(rep);
-    return best;
+    char *key = streams_redis_name(cfg, d->tenant, d->stream);
+    sl_status rc = create_in_redis(r, key, d->name, id);
+    if (rc == SL_OK)
+        log_warn("groups", "the consumer group was missing in Redis; recreated at its acknowledged "
+                           "floor (messages after it are delivered again)",
+                 json_pack("{s:s,s:s,s:s,s:s}", "tenant", d->tenant, "stream", d->stream, "group",
+                           d->name, "from", id));
+    free(key);
+    return rc == SL_CONFLICT ? SL_OK : rc;
+}
+
+void groups_save_floor(PGconn **conn, const group_def *d, long long floor)
+{
+    char f[24];
+    snprintf(f, sizeof f, "%lld", floor);
+    const char *p[] = {d->tenant, d->stream, d->name, f};
+    PGresult *res = db_exec(conn,
+                            "UPDATE consumer_groups SET acked_floor = $4::bigint WHERE tenant_id "
+                            "= $1 AND stream = $2 AND name = $3 AND (acked_floor IS NULL OR "
+                            "acked_floor < $4::bigint)",
+                            4, p, GROUPS_TIMEOUT_MS);
+    PQclear(res);
 }
 
 /* ------------------------------------------------------------------ groups API */
 
-typedef struct policy {
-    int max_deliveries, base_delay_ms, max_delay_ms, ack_timeout_ms;
-    bool jitter;
-} policy;
-
-/* Where a new group starts reading. */
-typedef struct group_start {
-    char text[32]; /* as stored and shown: "$", "0" or "<position>" */
-    char id[40];   /* the XGROUP CREATE id: "$", "0" or "<position>-0" (after that position) */
-} group_start;
-
 /* The policy and start a create request asks for, with the defaults for what it leaves out.
  * The request has passed its request schema (reqschema.h), so every field it has is of the
  * right type and range. */
-static policy policy_from_request(json_t *req, group_start *start)
+static group_policy policy_from_request(json_t *req, char start[32])
 {
-    policy p = {3, 1000, 30000, 30000, true};
+    group_policy p = {3, 1000, 30000, 30000, true, RETRY_EXPONENTIAL};
     json_t *st = json_object_get(req, "start"), *retry = json_object_get(req, "retry"), *v;
     if (json_is_integer(st))
-        snprintf(start->text, sizeof start->text, "%lld", (long long)json_integer_value(st));
+        snprintf(start, 32, "%lld", (long long)json_integer_value(st));
     else
-        snprintf(start->text, sizeof start->text, "%s", st ? json_string_value(st) : "$");
-    if (strcmp(start->text, "$") && strcmp(start->text, "0"))
-        snprintf(start->id, sizeof start->id, "%s-0", start->text);
-    else
-        snprintf(start->id, sizeof start->id, "%s", start->text);
+        snprintf(start, 32, "%s", st ? json_string_value(st) : "$");
     if ((v = json_object_get(req, "max_deliveries"))) p.max_deliveries = (int)json_integer_value(v);
     if ((v = json_object_get(req, "ack_timeout_ms"))) p.ack_timeout_ms = (int)json_integer_value(v);
     if ((v = json_object_get(retry, "base_delay_ms"))) p.base_delay_ms = (int)json_integer_value(v);
     if ((v = json_object_get(retry, "max_delay_ms"))) p.max_delay_ms = (int)json_integer_value(v);
     if ((v = json_object_get(retry, "jitter"))) p.jitter = json_is_true(v);
+    p.strategy = deliveries_strategy(json_string_value(json_object_get(retry, "strategy")));
     return p;
 }
 
-/* XGROUP CREATE <key> <name> <id> MKSTREAM. SL_OK, SL_UNAVAILABLE (Redis) or SL_CONFLICT
- * (the group exists). */
-static sl_status redis_group_create(const char *key, const char *name, const char *id)
+/* The group's policy as the API shows it. */
+static json_t *policy_json(const group_policy *p)
 {
-    redisContext *r = redis_open();
-    if (!r) return SL_UNAVAILABLE;
-    redisReply *rep = redisCommand(r, "XGROUP CREATE %s %s %s MKSTREAM", key, name, id);
-    sl_status rc = SL_OK;
-    if (!reply_ok(rep)) rc = rep && strstr(rep->str, "BUSYGROUP") ? SL_CONFLICT : SL_UNAVAILABLE;
-    freeReplyObject(rep);
-    redisFree(r);
-    return rc;
+    return json_pack("{s:i,s:{s:s,s:i,s:i,s:b},s:i}", "max_deliveries", p->max_deliveries, "retry",
+                     "strategy", deliveries_strategy_name(p->strategy), "base_delay_ms",
+                     p->base_delay_ms, "max_delay_ms", p->max_delay_ms, "jitter", p->jitter,
+                     "ack_timeout_ms", p->ack_timeout_ms);
 }
 
-/* Stores the group's start and policy, replacing what an earlier group of that name had.
- * SL_OK or SL_UNAVAILABLE. */
-static sl_status policy_save(PGconn **conn, const char *tenant, const char *stream,
-                             const char *name, const char *start, const policy *p)
+/* Stores the group's start, policy and filter, replacing what an earlier group of that name
+ * had. SL_OK or SL_UNAVAILABLE. */
+static sl_status definition_save(PGconn **conn, const char *tenant, const char *stream,
+                                 const char *name, const char *start, const group_policy *p,
+                                 const char *filter_text)
 {
     char a[16], b[16], c[16], d[16];
     snprintf(a, sizeof a, "%d", p->max_deliveries);
     snprintf(b, sizeof b, "%d", p->base_delay_ms);
     snprintf(c, sizeof c, "%d", p->max_delay_ms);
     snprintf(d, sizeof d, "%d", p->ack_timeout_ms);
-    const char *pv[] = {tenant, stream, name, start, a, b, c, p->jitter ? "t" : "f", d};
+    const char *pv[] = {tenant, stream, name, start, a, b, c, p->jitter ? "t" : "f", d,
+                        deliveries_strategy_name(p->strategy), filter_text};
     PGresult *res = db_exec(conn,
                             "INSERT INTO consumer_groups (tenant_id, stream, name, start, "
                             "max_deliveries, base_delay_ms, max_delay_ms, jitter, "
-                            "ack_timeout_ms) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) "
-                            "ON CONFLICT (tenant_id, stream, name) DO UPDATE SET start = "
-                            "EXCLUDED.start, max_deliveries = EXCLUDED.max_deliveries, "
-                            "base_delay_ms = EXCLUDED.base_delay_ms, max_delay_ms = "
-                            "EXCLUDED.max_delay_ms, jitter = EXCLUDED.jitter, ack_timeout_ms "
-                            "= EXCLUDED.ack_timeout_ms",
-                            9, pv, GROUPS_TIMEOUT_MS);
+                            "ack_timeout_ms, strategy, filter, acked_floor) VALUES ($1,$2,$3,$4,"
+                            "$5,$6,$7,$8,$9,$10,$11::jsonb,NULL) ON CONFLICT (tenant_id, stream, "
+                            "name) DO UPDATE SET start = EXCLUDED.start, max_deliveries = "
+                            "EXCLUDED.max_deliveries, base_delay_ms = EXCLUDED.base_delay_ms, "
+                            "max_delay_ms = EXCLUDED.max_delay_ms, jitter = EXCLUDED.jitter, "
+                            "ack_timeout_ms = EXCLUDED.ack_timeout_ms, strategy = "
+                            "EXCLUDED.strategy, filter = EXCLUDED.filter, acked_floor = NULL",
+                            11, pv, GROUPS_TIMEOUT_MS);
     sl_status rc = db_ok(res) ? SL_OK : SL_UNAVAILABLE;
     PQclear(res);
     return rc;
@@ -194,31 +295,81 @@ static sl_status policy_save(PGconn **conn, const char *tenant, const char *stre
 sl_status groups_create(PGconn **conn, const char *tenant, const char *stream, json_t *req,
                         json_t **answer)
 {
-    group_start start;
-    policy p = policy_from_request(req, &start);
+    char start[32], id[40];
+    group_policy p = policy_from_request(req, start);
+    start_id(start, id);
     const char *name = json_string_value(json_object_get(req, "name"));
+    json_t *fj = json_object_get(req, "filter");
+    filter *match = NULL;
+    filter_error err;
+    if (filter_compile(fj, tenant, &match, &err) < 0) {
+        *answer = problem_newf(err.where ? "invalid_filter" : "invalid_request", "filter: %s",
+                               err.message);
+        return SL_REFUSED;
+    }
+    char *filter_text = match ? json_dumps(fj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    if (match) {
+        filter_dispose(match);
+        free(match);
+    }
     char *key = streams_redis_name(cfg, tenant, stream);
-    sl_status rc = redis_group_create(key, name, start.id);
-    if (rc == SL_OK) rc = policy_save(conn, tenant, stream, name, start.text, &p);
-    if (rc == SL_OK)
-        *answer =
-            json_pack("{s:s,s:s,s:s,s:s,s:i,s:{s:i,s:i,s:b},s:i}", "name", name, "stream", stream,
-                      "redis_stream", key, "start", start.text, "max_deliveries", p.max_deliveries,
-                      "retry", "base_delay_ms", p.base_delay_ms, "max_delay_ms", p.max_delay_ms,
-                      "jitter", p.jitter, "ack_timeout_ms", p.ack_timeout_ms);
+    redisContext *r = redis_open();
+    sl_status rc = r ? create_in_redis(r, key, name, id) : SL_UNAVAILABLE;
+    if (r) redisFree(r);
+    if (rc == SL_OK) rc = definition_save(conn, tenant, stream, name, start, &p, filter_text);
+    if (rc == SL_OK) {
+        *answer = policy_json(&p);
+        json_object_set_new(*answer, "name", json_string(name));
+        json_object_set_new(*answer, "stream", json_string(stream));
+        json_object_set_new(*answer, "redis_stream", json_string(key));
+        json_object_set_new(*answer, "start", json_string(start));
+        json_object_set_new(*answer, "filter", filter_text ? json_loads(filter_text, 0, NULL)
+                                                           : json_null());
+    }
+    free(filter_text);
     free(key);
     return rc;
+}
+
+/* Copies Redis's view of group `name` (consumers, pending, last delivered id, lag …) from
+ * XINFO GROUPS into `g`; whether Redis has the group. */
+static bool add_redis_view(redisReply *info, const char *name, json_t *g)
+{
+    for (size_t k = 0; info && info->type == REDIS_REPLY_ARRAY && k < info->elements; k++) {
+        redisReply *e = info->element[k];
+        bool match = false;
+        for (size_t f = 0; e->type == REDIS_REPLY_ARRAY && f + 1 < e->elements; f += 2)
+            if (e->element[f]->str && !strcmp(e->element[f]->str, "name") &&
+                e->element[f + 1]->str && !strcmp(e->element[f + 1]->str, name))
+                match = true;
+        if (!match) continue;
+        for (size_t f = 0; f + 1 < e->elements; f += 2) {
+            const char *field = e->element[f]->str;
+            redisReply *val = e->element[f + 1];
+            if (!field || !strcmp(field, "name")) continue;
+            json_t *jv = val->type == REDIS_REPLY_INTEGER ? json_integer(val->integer)
+                         : val->str                      ? json_string(val->str)
+                                                         : json_null();
+            char fname[64];
+            snprintf(fname, sizeof fname, "%s", field);
+            for (char *c = fname; *c; c++)
+                if (*c == '-') *c = '_';
+            json_object_set_new(g, fname, jv ? jv : json_null());
+        }
+        return true;
+    }
+    return false;
 }
 
 sl_status groups_list(PGconn **conn, const char *tenant, const char *stream, json_t **answer)
 {
     const char *p[] = {tenant, stream};
     PGresult *res = db_exec(conn,
-                            "SELECT name, start, max_deliveries, base_delay_ms, max_delay_ms, "
-                            "jitter, ack_timeout_ms, (SELECT count(*) FROM dead_letters d WHERE "
+                            "SELECT " DEF_COLUMNS ", (SELECT count(*) FROM dead_letters d WHERE "
                             "d.tenant_id = g.tenant_id AND d.stream = g.stream AND d.group_name = "
-                            "g.name AND d.status IN ('open', 'reprocessing')) FROM "
-                            "consumer_groups g WHERE tenant_id = $1 AND stream = $2 ORDER BY name",
+                            "g.name AND d.source = 'group' AND d.status IN ('open', "
+                            "'reprocessing')) FROM consumer_groups g WHERE tenant_id = $1 AND "
+                            "stream = $2 ORDER BY name",
                             2, p, GROUPS_TIMEOUT_MS);
     if (!db_ok(res)) {
         PQclear(res);
@@ -227,39 +378,27 @@ sl_status groups_list(PGconn **conn, const char *tenant, const char *stream, jso
     char *key = streams_redis_name(cfg, tenant, stream);
     redisContext *r = redis_open();
     redisReply *info = r ? redisCommand(r, "XINFO GROUPS %s", key) : NULL;
+    bool no_stream = info && info->type == REDIS_REPLY_ERROR; /* "no such key": Redis lost it */
     json_t *groups = json_array();
     for (int i = 0; i < PQntuples(res); i++) {
-        const char *name = PQgetvalue(res, i, 0);
-        json_t *g = json_pack("{s:s,s:s,s:i,s:{s:i,s:i,s:b},s:i,s:I}", "name", name, "start",
-                              PQgetvalue(res, i, 1), "max_deliveries", atoi(PQgetvalue(res, i, 2)),
-                              "retry", "base_delay_ms", atoi(PQgetvalue(res, i, 3)),
-                              "max_delay_ms", atoi(PQgetvalue(res, i, 4)), "jitter",
-                              PQgetvalue(res, i, 5)[0] == 't', "ack_timeout_ms",
-                              atoi(PQgetvalue(res, i, 6)), "dead_letters",
-                              (json_int_t)strtoll(PQgetvalue(res, i, 7), NULL, 10));
-        /* Redis's view: consumers, pending, last delivered id, lag. */
-        for (size_t k = 0; info && info->type == REDIS_REPLY_ARRAY && k < info->elements; k++) {
-            redisReply *e = info->element[k];
-            bool match = false;
-            for (size_t f = 0; e->type == REDIS_REPLY_ARRAY && f + 1 < e->elements; f += 2)
-                if (!strcmp(e->element[f]->str, "name") && e->element[f + 1]->str &&
-                    !strcmp(e->element[f + 1]->str, name))
-                    match = true;
-            if (!match) continue;
-            for (size_t f = 0; f + 1 < e->elements; f += 2) {
-                const char *field = e->element[f]->str;
-                redisReply *val = e->element[f + 1];
-                if (!strcmp(field, "name")) continue;
-                json_t *jv = val->type == REDIS_REPLY_INTEGER ? json_integer(val->integer)
-                             : val->str ? json_string(val->str) : json_null();
-                char fname[64];
-                snprintf(fname, sizeof fname, "%s", field);
-                for (char *c = fname; *c; c++)
-                    if (*c == '-') *c = '_';
-                json_object_set_new(g, fname, jv ? jv : json_null());
-            }
-        }
+        group_def d;
+        def_from_row(res, i, &d);
+        json_t *g = policy_json(&d.policy);
+        json_object_set_new(g, "name", json_string(d.name));
+        json_object_set_new(g, "start", json_string(d.start));
+        json_object_set_new(g, "filter", PQgetisnull(res, i, 9)
+                                             ? json_null()
+                                             : json_loads(PQgetvalue(res, i, 9), 0, NULL));
+        json_object_set_new(g, "acked_floor",
+                            d.acked_floor >= 0 ? json_integer(d.acked_floor) : json_null());
+        json_object_set_new(g, "dead_letters",
+                            json_integer(strtoll(PQgetvalue(res, i, 12), NULL, 10)));
+        bool there = add_redis_view(no_stream ? NULL : info, d.name, g);
+        /* Redis answered and has no such group: the sweeper recreates it at acked_floor. */
+        if (r && (no_stream || reply_ok(info)))
+            json_object_set_new(g, "in_redis", json_boolean(there));
         json_array_append_new(groups, g);
+        group_def_dispose(&d);
     }
     PQclear(res);
     freeReplyObject(info);
@@ -283,94 +422,36 @@ sl_status groups_delete(PGconn **conn, const char *tenant, const char *stream, c
     if (rc != SL_OK) return rc;
     redisContext *r = redis_open();
     if (!r) return SL_UNAVAILABLE;
-    char *key = streams_redis_name(cfg, tenant, stream);
-    redisReply *rep = redisCommand(r, "XGROUP DESTROY %s %s", key, name);
-    freeReplyObject(rep);
+    group_ref g;
+    group_ref_init(&g, cfg, tenant, stream, name);
+    freeReplyObject(redisCommand(r, "XGROUP DESTROY %s %s", g.key, name));
+    freeReplyObject(redisCommand(r, "DEL %s %s", g.handback, g.due));
+    group_ref_dispose(&g);
     redisFree(r);
-    free(key);
     return SL_OK;
 }
 
-/* ------------------------------------------------------------------ failures */
+/* ------------------------------------------------------------------ nack by event id */
 
-/* Records why a delivery failed (appended to the group's failure history for it). */
-static void record_failure(PGconn **conn, const char *tenant, const char *stream,
-                           const char *group, long long position, const char *consumer,
-                           const char *error, long long delivery)
+/* The attempts an entry pending with a worker has had: its count, or one more than the
+ * count it was handed back with when the worker has not re-read it since (deliveries.h).
+ * -1 on a Redis error. */
+static long long attempts_of(redisContext *r, const group_ref *g, long long position,
+                             long long count)
 {
-    char pos[24], del[24];
-    snprintf(pos, sizeof pos, "%lld", position);
-    snprintf(del, sizeof del, "%lld", delivery);
-    const char *p[] = {tenant, stream, group, pos, consumer, error, del};
-    PGresult *r = db_exec(conn,
-                          "INSERT INTO delivery_failures (tenant_id, stream, group_name, position, "
-                          "consumer, errors) VALUES ($1, $2, $3, $4::bigint, $5, "
-                          "jsonb_build_array(jsonb_build_object('time', now(), 'consumer', $5::text, "
-                          "'delivery', $7::int, 'error', $6::text))) ON CONFLICT (tenant_id, "
-                          "stream, group_name, position) DO UPDATE SET consumer = "
-                          "EXCLUDED.consumer, errors = delivery_failures.errors || EXCLUDED.errors, "
-                          "updated_at = now()",
-                          7, p, GROUPS_TIMEOUT_MS);
-    PQclear(r);
+    long long hb = -1;
+    if (deliveries_marks(r, g->handback, &position, 1, &hb) < 0) return -1;
+    return hb >= 0 && hb + 1 > count ? hb + 1 : count;
 }
 
-/* Parks the entry as a dead letter (under sluice-dead) if it is still where `expect` says,
- * then writes (or reopens) its row, appending `error` (if any) to the failures recorded for
- * it. 0 done, 1 left alone (someone moved it first), -1 store trouble. A leader that dies
- * between the claim and the row leaves an entry parked as dead with no row: the sweeper's
- * recovery step writes it. */
-static int dead_letter(PGconn **conn, redisContext *r, const char *key, const char *tenant,
-                       const char *stream, const char *group, long long position,
-                       const char *consumer, long long delivery, claim expect, const char *error)
+/* Where an event stands in a group, for a nack by event id: its position and, when it is
+ * pending, its owner and count (*pend, caller frees). SL_OK, SL_UNAVAILABLE, or SL_REFUSED
+ * with *answer. */
+static sl_status find_pending(PGconn **conn, redisContext *r, const group_ref *g,
+                              const char *event_id, long long *position, redisReply **pend,
+                              json_t **answer)
 {
-    int moved = claim_if(r, key, group, position, expect, GROUPS_DEAD_CONSUMER, -1);
-    if (moved < 0) return -1;
-    if (moved == 0) return 1;
-    char pos[24], del[24];
-    snprintf(pos, sizeof pos, "%lld", position);
-    snprintf(del, sizeof del, "%lld", delivery);
-    const char *p[] = {tenant, stream, group, pos, consumer, del, error};
-    PGresult *res = db_exec(
-        conn,
-        "WITH f AS (DELETE FROM delivery_failures WHERE tenant_id = $1 AND stream = $2 AND "
-        "group_name = $3 AND position = $4::bigint RETURNING errors), "
-        "e AS (SELECT id, type, row_to_json(x)::jsonb AS event FROM (SELECT " EVENTLOG_COLUMNS
-        " FROM events WHERE tenant_id = $1 AND "
-        "position = $4::bigint) x) "
-        "INSERT INTO dead_letters (tenant_id, source, stream, group_name, consumer, event_id, "
-        "event_position, delivery_count, errors, type, event, history) SELECT $1, 'group', $2, "
-        "$3, $5, coalesce((SELECT id FROM e), ''), $4::bigint, $6::int, coalesce((SELECT errors "
-        "FROM f), '[]') || CASE WHEN $7::text IS NULL THEN '[]'::jsonb ELSE jsonb_build_array("
-        "jsonb_build_object('time', now(), 'consumer', $5::text, 'delivery', $6::int, 'error', "
-        "$7::text)) END, (SELECT type FROM e), (SELECT event FROM e), jsonb_build_array("
-        "jsonb_build_object('time', now(), 'status', 'open', 'note', 'dead-lettered after ' || "
-        "$6 || ' deliveries')) "
-        "ON CONFLICT (tenant_id, stream, group_name, event_position) WHERE source = 'group' DO "
-        "UPDATE SET status = 'open', consumer = EXCLUDED.consumer, delivery_count = "
-        "dead_letters.delivery_count + EXCLUDED.delivery_count, errors = dead_letters.errors || "
-        "EXCLUDED.errors, last_failed_at = now(), history = dead_letters.history || "
-        "EXCLUDED.history",
-        7, p, GROUPS_TIMEOUT_MS);
-    bool ok = db_ok(res);
-    if (!ok && res) db_log_error("groups", "writing a dead letter failed", res);
-    PQclear(res);
-    return ok ? 0 : -1;
-}
-
-/* Parks an entry under sluice-retry for its backoff if it is still where `expect` says.
- * Returns whether it was parked. */
-static bool park(redisContext *r, const char *key, const char *group, long long position,
-                 claim expect)
-{
-    return claim_if(r, key, group, position, expect, GROUPS_RETRY_CONSUMER, -1) == 1;
-}
-
-sl_status groups_nack(PGconn **conn, const char *tenant, const char *stream, const char *group,
-                      json_t *req, json_t **answer)
-{
-    const char *event_id = json_string_value(json_object_get(req, "event_id"));
-    json_t *err = json_object_get(req, "error"), *retryable = json_object_get(req, "retryable");
-    const char *p[] = {tenant, event_id, stream};
+    const char *p[] = {g->tenant, event_id, g->stream};
     PGresult *res = db_exec(conn,
                             "SELECT position FROM events WHERE tenant_id = $1 AND id = $2 AND "
                             "stream = $3",
@@ -381,74 +462,87 @@ sl_status groups_nack(PGconn **conn, const char *tenant, const char *stream, con
     }
     if (PQntuples(res) != 1) {
         PQclear(res);
-        *answer = problem_newf("not_found", "no event '%s' in stream '%s'", event_id, stream);
+        *answer = problem_newf("not_found", "no event '%s' in stream '%s'", event_id, g->stream);
         return SL_REFUSED;
     }
-    long long position = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    *position = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
-    redisContext *r = redis_open();
-    if (!r) return SL_UNAVAILABLE;
-    char *key = streams_redis_name(cfg, tenant, stream);
-    redisReply *pend = redisCommand(r, "XPENDING %s %s %lld-0 %lld-0 1", key, group, position,
-                                    position);
-    sl_status rc = SL_OK;
-    if (!reply_ok(pend) || pend->type != REDIS_REPLY_ARRAY || pend->elements != 1) {
+    *pend = redisCommand(r, "XPENDING %s %s %lld-0 %lld-0 1", g->key, g->group, *position,
+                         *position);
+    if (!*pend || (*pend)->type == REDIS_REPLY_ERROR) {
+        bool nogroup = *pend && strstr((*pend)->str, "NOGROUP");
+        freeReplyObject(*pend);
+        *pend = NULL;
+        if (!nogroup) return SL_UNAVAILABLE;
+    }
+    if (!*pend || (*pend)->type != REDIS_REPLY_ARRAY || (*pend)->elements != 1) {
         *answer = problem_newf("conflict",
                                "event '%s' is not pending in group '%s' (already acknowledged, "
                                "dead-lettered, or never delivered)",
-                               event_id, group);
-        rc = SL_REFUSED;
-        goto out;
+                               event_id, g->group);
+        return SL_REFUSED;
     }
-    redisReply *e = pend->element[0];
-    const char *consumer = e->element[1]->str;
-    long long delivery = e->element[3]->integer;
-    if (!strncmp(consumer, "sluice-", 7)) {
+    const char *owner = (*pend)->element[0]->element[1]->str;
+    if (!strncmp(owner, "sluice-", 7)) {
         *answer = problem_newf("conflict", "event '%s' is already %s in group '%s'", event_id,
-                               strcmp(consumer, GROUPS_DEAD_CONSUMER) ? "waiting for a retry"
-                                                                      : "a dead letter",
-                               group);
-        rc = SL_REFUSED;
-        goto out;
+                               strcmp(owner, DELIVERIES_DEAD_CONSUMER) ? "waiting for a retry"
+                                                                       : "a dead letter",
+                               g->group);
+        return SL_REFUSED;
     }
-    const char *gp[] = {tenant, stream, group};
-    PGresult *g = db_exec(conn,
-                          "SELECT max_deliveries FROM consumer_groups WHERE tenant_id = $1 AND "
-                          "stream = $2 AND name = $3",
-                          3, gp, GROUPS_TIMEOUT_MS);
-    int max = db_ok(g) && PQntuples(g) == 1 ? atoi(PQgetvalue(g, 0, 0)) : 3;
-    PQclear(g);
-    bool dead = (retryable && json_is_false(retryable)) || delivery >= max;
+    return SL_OK;
+}
+
+sl_status groups_nack(PGconn **conn, const char *tenant, const char *stream, const char *group,
+                      json_t *req, json_t **answer)
+{
+    const char *event_id = json_string_value(json_object_get(req, "event_id"));
+    json_t *err = json_object_get(req, "error"), *retryable = json_object_get(req, "retryable");
+    group_def d;
+    sl_status rc = groups_load(conn, tenant, stream, group, &d);
+    if (rc != SL_OK) return rc;
+    redisContext *r = redis_open();
+    if (!r) {
+        group_def_dispose(&d);
+        return SL_UNAVAILABLE;
+    }
+    group_ref g;
+    group_ref_init(&g, cfg, tenant, stream, group);
+    long long position = 0;
+    redisReply *pend = NULL;
+    rc = find_pending(conn, r, &g, event_id, &position, &pend, answer);
+    if (rc != SL_OK) goto out;
+    const char *consumer = pend->element[0]->element[1]->str;
+    long long count = pend->element[0]->element[3]->integer;
+    long long attempts = attempts_of(r, &g, position, count);
+    bool dead = (retryable && json_is_false(retryable)) || attempts >= d.policy.max_deliveries;
     const char *why = err ? json_string_value(err) : "nacked";
-    /* Only if still pending with this worker at this delivery: the sweeper may have timed it
+    /* Only if still pending with this worker at this count: the sweeper may have timed it
      * out meanwhile (then the nack is late: 409, nothing recorded). */
-    claim seen = {consumer, delivery, 0};
-    int moved = 0;
-    if (dead) {
-        moved = dead_letter(conn, r, key, tenant, stream, group, position, consumer, delivery,
-                            seen, why);
-    } else if (park(r, key, group, position, seen)) {
-        record_failure(conn, tenant, stream, group, position, consumer, why, delivery);
-    } else {
-        moved = 1;
-    }
-    if (moved < 0) {
+    entry_seen seen = {consumer, count, 0};
+    int moved = dead ? deliveries_dead_letter(conn, r, &g, position, consumer, attempts, seen, why)
+                     : deliveries_park(r, &g, position, seen, attempts, 0);
+    if (moved == MOVE_DONE && !dead)
+        deliveries_record_failure(conn, &g, position, consumer, why, attempts);
+    if (moved == MOVE_REDIS_ERROR || moved == -3) {
         rc = SL_UNAVAILABLE;
-        goto out;
-    }
-    if (moved == 1) {
+    } else if (moved != MOVE_DONE) {
         *answer = problem_newf("conflict", "event '%s' was just moved by the retry sweeper "
                                            "(timed out); see GET /v1/dead-letters", event_id);
         rc = SL_REFUSED;
-        goto out;
+    } else {
+        *answer = json_pack("{s:s,s:s,s:I,s:s}", "event_id", event_id, "group", group,
+                            "delivery_count", (json_int_t)attempts, "status",
+                            dead ? "dead_lettered" : "retry_scheduled");
+        if (!dead)
+            json_object_set_new(*answer, "retry_in_ms",
+                                json_integer(deliveries_backoff_ms(&d.policy, attempts, position)));
     }
-    *answer = json_pack("{s:s,s:s,s:I,s:s}", "event_id", event_id, "group", group,
-                        "delivery_count", (json_int_t)delivery, "status",
-                        dead ? "dead_lettered" : "retry_scheduled");
 out:
     freeReplyObject(pend);
     redisFree(r);
-    free(key);
+    group_ref_dispose(&g);
+    group_def_dispose(&d);
     return rc;
 }
 
@@ -457,16 +551,12 @@ sl_status groups_redeliver(const char *tenant, const char *stream, const char *g
 {
     redisContext *r = redis_open();
     if (!r) return SL_UNAVAILABLE;
-    char *key = streams_redis_name(cfg, tenant, stream);
-    char *consumer = pick_consumer(r, key, group);
-    if (!consumer) consumer = xstrdup(GROUPS_RETRY_CONSUMER); /* no worker yet: wait parked */
-    /* Only from sluice-dead: a second reprocess of the same letter finds it gone and
-     * delivers nothing twice. */
-    claim dead = {GROUPS_DEAD_CONSUMER, -1, 0};
-    int moved = claim_if(r, key, group, position, dead, consumer, 0);
-    sl_status rc = moved == 1 ? SL_OK : moved == -1 ? SL_UNAVAILABLE : SL_NOT_FOUND;
-    free(consumer);
-    free(key);
+    group_ref g;
+    group_ref_init(&g, cfg, tenant, stream, group);
+    int moved = deliveries_revive(r, &g, position);
+    sl_status rc = moved == MOVE_DONE ? SL_OK : moved == MOVE_REDIS_ERROR ? SL_UNAVAILABLE
+                                                                          : SL_NOT_FOUND;
+    group_ref_dispose(&g);
     redisFree(r);
     return rc;
 }
@@ -482,233 +572,6 @@ sl_status groups_ack(const char *tenant, const char *stream, const char *group, 
     free(key);
     redisFree(r);
     return rc;
-}
-
-/* ------------------------------------------------------------------ sweeper */
-
-static long long backoff_ms(const policy *p, long long delivery, long long position)
-{
-    long long d = p->base_delay_ms;
-    for (long long i = 1; i < delivery && d < p->max_delay_ms; i++) d *= 2;
-    if (d > p->max_delay_ms) d = p->max_delay_ms;
-    if (p->jitter && d > 1) {
-        /* "Equal jitter", fixed per entry and delivery so consecutive sweeps agree. */
-        unsigned long long h = (unsigned long long)position * 2654435761ULL + (unsigned long long)delivery * 40503ULL;
-        h ^= h >> 17;
-        d = d / 2 + (long long)(h % (unsigned long long)(d / 2 + 1));
-    }
-    return d;
-}
-
-/* What one sweep of one group works on. */
-typedef struct sweep {
-    PGconn **conn;
-    redisContext *r;
-    const char *key; /* the group's Redis stream */
-    const char *tenant, *stream, *group;
-    const policy *p;
-} sweep;
-
-/* A delivery not acknowledged within ack_timeout_ms: dead-lettered once it has had its
- * max_deliveries, else parked for its backoff with the failure recorded. Acted on only if
- * still pending with that worker at that delivery and still timed out: the list it came from
- * may be stale by the time the sweep reaches it. */
-static void fail_timed_out(const sweep *s, long long position, const char *consumer,
-                           long long delivery)
-{
-    static const char why[] = "not acknowledged within ack_timeout_ms";
-    claim seen = {consumer, delivery, s->p->ack_timeout_ms};
-    if (delivery >= s->p->max_deliveries)
-        (void)dead_letter(s->conn, s->r, s->key, s->tenant, s->stream, s->group, position, consumer,
-                          delivery, seen, why);
-    else if (park(s->r, s->key, s->group, position, seen))
-        record_failure(s->conn, s->tenant, s->stream, s->group, position, consumer, why, delivery);
-}
-
-/* Step 1: deliveries not acknowledged in time (Sluice's own parked entries aside). */
-static void sweep_timed_out(const sweep *s)
-{
-    redisReply *late = redisCommand(s->r, "XPENDING %s %s IDLE %d - + %d", s->key, s->group,
-                                    s->p->ack_timeout_ms, SWEEP_BATCH);
-    for (size_t i = 0; late && late->type == REDIS_REPLY_ARRAY && i < late->elements; i++) {
-        redisReply *e = late->element[i];
-        const char *consumer = e->element[1]->str;
-        if (!strncmp(consumer, "sluice-", 7)) continue;
-        fail_timed_out(s, strtoll(e->element[0]->str, NULL, 10), consumer, e->element[3]->integer);
-    }
-    freeReplyObject(late);
-}
-
-/* Step 2: parked entries whose backoff has passed go back to the most recently active
- * worker (looked up once, and only when one is due). */
-static void sweep_parked(const sweep *s)
-{
-    redisReply *parked = redisCommand(s->r, "XPENDING %s %s - + %d %s", s->key, s->group,
-                                      SWEEP_BATCH, GROUPS_RETRY_CONSUMER);
-    char *worker = NULL;
-    bool looked = false;
-    for (size_t i = 0; parked && parked->type == REDIS_REPLY_ARRAY && i < parked->elements; i++) {
-        redisReply *e = parked->element[i];
-        long long position = strtoll(e->element[0]->str, NULL, 10);
-        long long idle = e->element[2]->integer, delivery = e->element[3]->integer;
-        long long backoff = backoff_ms(s->p, delivery, position);
-        if (idle < backoff) continue;
-        if (!looked) {
-            worker = pick_consumer(s->r, s->key, s->group);
-            looked = true;
-        }
-        if (!worker) break; /* nobody to deliver to yet */
-        /* The worker's XREADGROUP … 0 counts the delivery. */
-        claim waiting = {GROUPS_RETRY_CONSUMER, delivery, backoff};
-        (void)claim_if(s->r, s->key, s->group, position, waiting, worker, -1);
-    }
-    free(worker);
-    freeReplyObject(parked);
-}
-
-/* The positions among `dead` (XPENDING entries parked as dead) that have no dead-letter row,
- * in one query for the whole list (caller clears). */
-static PGresult *rows_missing(const sweep *s, const redisReply *dead)
-{
-    buf arr;
-    buf_init(&arr);
-    buf_puts(&arr, "{");
-    for (size_t i = 0; i < dead->elements; i++)
-        buf_printf(&arr, "%s%lld", i ? "," : "",
-                   strtoll(dead->element[i]->element[0]->str, NULL, 10));
-    buf_puts(&arr, "}");
-    const char *dp[] = {s->tenant, s->stream, s->group, arr.data};
-    PGresult *x = db_exec(s->conn,
-                          "SELECT pos FROM unnest($4::bigint[]) pos WHERE NOT EXISTS (SELECT "
-                          "1 FROM dead_letters WHERE tenant_id = $1 AND stream = $2 AND "
-                          "group_name = $3 AND event_position = pos AND source = 'group')",
-                          4, dp, GROUPS_TIMEOUT_MS);
-    buf_dispose(&arr);
-    return x;
-}
-
-/* Step 3: entries parked as dead whose row is missing (the leader died between the claim and
- * the row) get their row now. Cheap enough to do every sweep: one XPENDING. Only entries
- * parked a while: the writer of a fresh one is still inserting its row. */
-static void sweep_dead_without_row(const sweep *s)
-{
-    redisReply *dead = redisCommand(s->r, "XPENDING %s %s IDLE 5000 - + %d %s", s->key, s->group,
-                                    SWEEP_BATCH, GROUPS_DEAD_CONSUMER);
-    size_t ndead = dead && dead->type == REDIS_REPLY_ARRAY ? dead->elements : 0;
-    PGresult *x = ndead ? rows_missing(s, dead) : NULL;
-    for (int j = 0; db_ok(x) && j < PQntuples(x); j++) {
-        long long pos = strtoll(PQgetvalue(x, j, 0), NULL, 10);
-        for (size_t i = 0; i < ndead; i++) {
-            redisReply *e = dead->element[i];
-            if (strtoll(e->element[0]->str, NULL, 10) != pos) continue;
-            claim as_dead = {GROUPS_DEAD_CONSUMER, e->element[3]->integer, 5000};
-            (void)dead_letter(s->conn, s->r, s->key, s->tenant, s->stream, s->group, pos, NULL,
-                              e->element[3]->integer, as_dead, NULL);
-            break;
-        }
-    }
-    PQclear(x);
-    freeReplyObject(dead);
-}
-
-/* Whether entry `pos` is no longer pending in the group (it was acknowledged). */
-static bool acknowledged(const sweep *s, const char *pos)
-{
-    redisReply *pend = redisCommand(s->r, "XPENDING %s %s %s-0 %s-0 1", s->key, s->group, pos, pos);
-    bool acked = reply_ok(pend) && pend->type == REDIS_REPLY_ARRAY && pend->elements == 0;
-    freeReplyObject(pend);
-    return acked;
-}
-
-/* Step 4: reprocessed dead letters that were acknowledged are resolved. */
-static void sweep_reprocessed(const sweep *s)
-{
-    const char *pp[] = {s->tenant, s->stream, s->group};
-    PGresult *re = db_exec(s->conn,
-                           "SELECT id, event_position FROM dead_letters WHERE tenant_id = $1 AND "
-                           "stream = $2 AND group_name = $3 AND source = 'group' AND status = "
-                           "'reprocessing' LIMIT 500",
-                           3, pp, GROUPS_TIMEOUT_MS);
-    for (int i = 0; db_ok(re) && i < PQntuples(re); i++) {
-        if (!acknowledged(s, PQgetvalue(re, i, 1))) continue;
-        const char *up[] = {PQgetvalue(re, i, 0)};
-        PGresult *u = db_exec(s->conn,
-                              "UPDATE dead_letters SET status = 'resolved', history = history || "
-                              "jsonb_build_array(jsonb_build_object('time', now(), 'status', "
-                              "'resolved', 'note', 'acknowledged after reprocessing')) WHERE id = "
-                              "$1::bigint AND status = 'reprocessing'",
-                              1, up, GROUPS_TIMEOUT_MS);
-        PQclear(u);
-    }
-    PQclear(re);
-}
-
-/* One group: failed deliveries → parked or dead; parked ones past their backoff → a worker;
- * dead ones missing their row → a row; reprocessed dead letters that were acknowledged →
- * resolved. */
-static void sweep_group(PGconn **conn, redisContext *r, const char *tenant, const char *stream,
-                        const char *group, const policy *p)
-{
-    char *key = streams_redis_name(cfg, tenant, stream);
-    sweep s = {conn, r, key, tenant, stream, group, p};
-    sweep_timed_out(&s);
-    sweep_parked(&s);
-    sweep_dead_without_row(&s);
-    sweep_reprocessed(&s);
-    free(key);
-}
-
-static void *sweeper_main(void *unused)
-{
-    (void)unused;
-    PGconn *conn = NULL;
-    redisContext *r = NULL;
-    bool leader = false;
-    while (!worker_stopping(&runner)) {
-        usleep(SWEEP_EVERY_MS * 1000);
-        if (!conn) {
-            leader = false;
-            if (!(conn = db_connect(cfg->database_url, "groups"))) continue;
-        }
-        if (!leader) {
-            PGresult *l = db_exec(&conn, "SELECT pg_try_advisory_lock(" GROUPS_LOCK_KEY ")", 0,
-                                  NULL, GROUPS_TIMEOUT_MS);
-            leader = db_ok(l) && PQgetvalue(l, 0, 0)[0] == 't';
-            PQclear(l);
-            if (!leader) continue;
-            log_info("groups", "this instance runs the consumer-group sweeper", NULL);
-        }
-        if (!r && !(r = redis_open())) continue;
-        PGresult *g = db_exec(&conn,
-                              "SELECT tenant_id, stream, name, max_deliveries, base_delay_ms, "
-                              "max_delay_ms, jitter, ack_timeout_ms FROM consumer_groups",
-                              0, NULL, GROUPS_TIMEOUT_MS);
-        for (int i = 0; db_ok(g) && i < PQntuples(g) && conn && !worker_stopping(&runner); i++) {
-            policy p = {atoi(PQgetvalue(g, i, 3)), atoi(PQgetvalue(g, i, 4)),
-                        atoi(PQgetvalue(g, i, 5)), atoi(PQgetvalue(g, i, 7)),
-                        PQgetvalue(g, i, 6)[0] == 't'};
-            sweep_group(&conn, r, PQgetvalue(g, i, 0), PQgetvalue(g, i, 1), PQgetvalue(g, i, 2), &p);
-        }
-        PQclear(g);
-        if (r && r->err) {
-            redisFree(r);
-            r = NULL;
-        }
-    }
-    if (r) redisFree(r);
-    PQfinish(conn);
-    return NULL;
-}
-
-int groups_start(const sluice_config *c)
-{
-    cfg = c;
-    return worker_start(&runner, sweeper_main);
-}
-
-void groups_stop(void)
-{
-    worker_stop(&runner);
 }
 
 /* ------------------------------------------------------------------ gauges */
@@ -756,8 +619,8 @@ static void read_parked(redisContext *r, const char *key, group_gauges *g)
             redisReply *c = cs->element[k];
             if (c->type != REDIS_REPLY_ARRAY || c->elements != 2 || !c->element[0]->str) continue;
             long long count = c->element[1]->str ? strtoll(c->element[1]->str, NULL, 10) : 0;
-            if (!strcmp(c->element[0]->str, GROUPS_RETRY_CONSUMER)) g->retrying = count;
-            if (!strcmp(c->element[0]->str, GROUPS_DEAD_CONSUMER)) g->dead = count;
+            if (!strcmp(c->element[0]->str, DELIVERIES_RETRY_CONSUMER)) g->retrying = count;
+            if (!strcmp(c->element[0]->str, DELIVERIES_DEAD_CONSUMER)) g->dead = count;
         }
     }
     freeReplyObject(sum);

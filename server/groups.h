@@ -1,41 +1,54 @@
 /*
- * groups.h — consumer groups on Sluice's Redis streams, their retry policy,
- * and the sweeper that turns failed deliveries into retries and dead letters.
+ * groups.h — consumer groups: their definitions (PostgreSQL) and their Redis
+ * groups, the admin API, and the nack of a Redis worker by event id.
  *
- * Redis Streams has no dead-letter queue; Sluice builds one from the group's
- * pending entries list (PEL), so everything stays in Redis's own semantics:
- *   - Workers read new messages with XREADGROUP … >, and their redeliveries
- *     with XREADGROUP … 0 (their own PEL); they XACK what they processed.
- *   - A delivery fails when it is nacked (POST …/nack) or not acknowledged
- *     within ack_timeout_ms. The sweeper then parks the entry with the
- *     consumer "sluice-retry" (XCLAIM JUSTID: not visible to any worker)
- *     for the backoff of its delivery count (base·2^(n-1), capped, jittered),
- *     then hands it back (XCLAIM) to the most recently active worker.
- *   - After max_deliveries, or a nack with retryable=false, the entry is
- *     parked with "sluice-dead" — delivered no more — and a dead-letter row
- *     records the event, group, consumer, count and every error.
- *   - Reprocessing claims it back to a worker (same entry, same event id, only
- *     that group); discarding acknowledges it.
- * The sweeper runs on the leader only (its own advisory lock); every move of an
- * entry is a compare-and-swap in one Redis script (still the same owner and
- * delivery count?), and every step is idempotent, so a nack racing the sweeper
- * or a failover mid-sweep loses nothing and dead-letters nothing twice.
+ * A group is a Redis consumer group on the stream's Redis stream, so plain Redis
+ * workers (XREADGROUP/XACK) and the consumer API (consume.h) share it; every move
+ * of one of its messages is in deliveries.h, and the leader's sweeper (sweeper.h)
+ * turns failed deliveries into retries and dead letters. PostgreSQL keeps each
+ * group's policy, filter and acknowledged floor: a group that Redis lost (a
+ * restart without persistence, a failover to a stale replica) is recreated at
+ * that floor, so nothing unacknowledged is lost.
  */
 #ifndef SLUICE_GROUPS_H
 #define SLUICE_GROUPS_H
 
 #include "config.h"
+#include "deliveries.h"
+#include "filter.h"
 #include "mem.h"
 #include "status.h"
 
 #include <jansson.h>
 #include <libpq-fe.h>
 
-#define GROUPS_RETRY_CONSUMER "sluice-retry"
-#define GROUPS_DEAD_CONSUMER "sluice-dead"
+/* Start-up: the configuration every call uses. */
+void groups_init(const sluice_config *cfg);
 
-int groups_start(const sluice_config *cfg) __attribute__((warn_unused_result));
-void groups_stop(void);
+/* A group's definition as PostgreSQL keeps it. */
+typedef struct group_def {
+    char *tenant, *stream, *name; /* owned */
+    group_policy policy;
+    filter *match;         /* owned: the group's filter for consumer-API deliveries, or NULL */
+    char start[32];        /* "$", "0" or a position */
+    long long acked_floor; /* -1: not measured yet */
+} group_def;
+
+/* Loads one group's definition. SL_OK, SL_NOT_FOUND or SL_UNAVAILABLE. Pool thread. */
+sl_status groups_load(PGconn **conn, const char *tenant, const char *stream, const char *name,
+                      group_def *out);
+/* Every group's definition (at most 10,000): returns how many, or -1 when PostgreSQL failed.
+ * Free with groups_defs_free. */
+int groups_load_all(PGconn **conn, group_def **out);
+void group_def_dispose(group_def *d);
+void groups_defs_free(group_def *defs, int n);
+/* Whether the event of a Redis entry passes the group's filter. True when it has none. */
+bool groups_filter_passes(const group_def *d, const entry_view *v);
+/* Recreates in Redis a group Redis does not have (d->acked_floor, else its start), logged.
+ * SL_OK (recreated, or there already), SL_UNAVAILABLE. */
+sl_status groups_restore(redisContext *r, const group_def *d);
+/* Stores the acknowledged floor (only upwards). */
+void groups_save_floor(PGconn **conn, const group_def *d, long long floor);
 
 /* Pool thread. Each returns SL_OK with *answer (caller owns; none for delete),
  * SL_UNAVAILABLE (PostgreSQL or Redis), SL_NOT_FOUND, SL_CONFLICT (create: the group exists)
@@ -50,9 +63,9 @@ sl_status groups_delete(PGconn **conn, const char *tenant, const char *stream, c
 sl_status groups_nack(PGconn **conn, const char *tenant, const char *stream, const char *group,
                       json_t *req, json_t **answer);
 
-/* Claims entry `position` of a group's stream to its most recently active worker with a
- * fresh delivery count (reprocessing a dead letter). SL_OK, SL_UNAVAILABLE (Redis down) or
- * SL_NOT_FOUND (not pending). */
+/* Reprocesses dead letter `position` of a group: due for redelivery at once with a fresh
+ * delivery count (deliveries_revive). SL_OK, SL_UNAVAILABLE (Redis down) or SL_NOT_FOUND
+ * (not a dead letter of the group any more). */
 sl_status groups_redeliver(const char *tenant, const char *stream, const char *group,
                            long long position);
 /* Acknowledges entry `position` in the group (discarding a dead letter). SL_OK or

@@ -22,7 +22,9 @@
 #include "log.h"
 #include "mem.h"
 #include "migrate.h"
+#include "consume.h"
 #include "groups.h"
+#include "sweeper.h"
 #include "pool.h"
 #include "projections.h"
 #include "ratelimit.h"
@@ -114,7 +116,7 @@ static int cmd_keys_create(int argc, char **argv)
     goto out;
 usage:
     fprintf(stderr, "usage: sluice keys create --tenant T --scopes publish,read,subscribe,"
-                    "schemas,admin [--name N]\n");
+                    "schemas,admin,consume [--name N]\n");
     rc = 2;
 out:
     PQfinish(conn);
@@ -140,7 +142,8 @@ static void drain(const sluice_config *cfg)
     retention_stop();
     projections_stop();
     replays_stop();
-    groups_stop();
+    consume_stop();
+    sweeper_stop();
     pool_stop();
     deadline = time_mono_ms() + 2000;
     while (http_in_flight() > 0 && time_mono_ms() < deadline)
@@ -178,6 +181,7 @@ static int cmd_serve(sluice_config *cfg)
     }
     if (pool_start(cfg->database_url, cfg->db_pool, cfg->pool_queue) < 0) return 1;
     session_init(cfg->database_url, cfg->max_catchups);
+    groups_init(cfg);
     tenants_configure(cfg);
     session_set_catchup_readers(cfg->catchup_readers);
     if (tail_start(cfg->database_url) < 0) {
@@ -185,7 +189,8 @@ static int cmd_serve(sluice_config *cfg)
         return 1;
     }
     if (relay_start(cfg) < 0 || waiters_start() < 0 || retention_start(cfg) < 0 ||
-        projections_start(cfg->database_url) < 0 || replays_start(cfg) < 0 || groups_start(cfg) < 0)
+        projections_start(cfg->database_url) < 0 || replays_start(cfg) < 0 || sweeper_start(cfg) < 0 ||
+        consume_start(cfg) < 0)
         return 1;
     int ws_bound = 0;
     if (ws_start(cfg, &ws_bound) < 0) return 1;

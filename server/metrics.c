@@ -32,9 +32,21 @@ static strmap rejections; /* {lock} code → counter (heap unsigned long long) *
 static unsigned long long batches, batch_events, batch_buckets[8]; /* {lock} */
 static unsigned long long http_by_class[6];                        /* {lock} 1xx..5xx */
 
+/* Commit-to-acknowledgement times per consumer group: retries make them long. */
+#define N_ACK_BUCKETS 14
+static const double ack_le[N_ACK_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                             1.0,   2.5,  5.0,   10.0, 30.0, 60.0, 300.0};
+typedef struct ack_series {
+    char *tenant, *stream, *group; /* owned */
+    unsigned long long buckets[N_ACK_BUCKETS + 1];
+    double sum;
+} ack_series;
+static strmap acks; /* {lock} "tenant\x1fstream\x1fgroup" → ack_series */
+
 static void init_locked(void)
 {
     if (ready) return;
+    strmap_init(&acks);
     strmap_init(&all);
     strmap_init(&rejections);
     ready = true;
@@ -61,6 +73,67 @@ static series *series_locked(const char *tenant, const char *stream, const char 
     s->type = xstrdup(type);
     strmap_put(&all, key, s);
     return s;
+}
+
+void metrics_group_ack(const char *tenant, const char *stream, const char *group, double seconds)
+{
+    char key[400];
+    snprintf(key, sizeof key, "%s\x1f%s\x1f%s", tenant, stream, group);
+    pthread_mutex_lock(&lock);
+    init_locked();
+    ack_series *a = strmap_get(&acks, key);
+    if (!a && acks.len < METRICS_MAX_SERIES) {
+        a = xcalloc(1, sizeof *a);
+        a->tenant = xstrdup(tenant);
+        a->stream = xstrdup(stream);
+        a->group = xstrdup(group);
+        strmap_put(&acks, key, a);
+    }
+    if (a) {
+        int b = 0;
+        while (b < N_ACK_BUCKETS && seconds > ack_le[b]) b++;
+        a->buckets[b]++;
+        a->sum += seconds < 0 ? 0 : seconds;
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+static void label(buf *out, const char *v);
+
+/* Opens one group's ack series line: its name and labels, the brace left open. */
+static void ack_labels(buf *out, const char *name, const ack_series *a)
+{
+    buf_printf(out, "%s{tenant=\"", name);
+    label(out, a->tenant);
+    buf_puts(out, "\",stream=\"");
+    label(out, a->stream);
+    buf_puts(out, "\",group=\"");
+    label(out, a->group);
+    buf_puts(out, "\"");
+}
+
+static void render_acks_locked(buf *out)
+{
+    buf_puts(out, "# HELP sluice_group_commit_to_ack_seconds Time from an event's commit to its "
+                  "acknowledgement through the consumer API, per consumer group.\n"
+                  "# TYPE sluice_group_commit_to_ack_seconds histogram\n");
+    strmap_foreach(&acks, i)
+    {
+        ack_series *a = acks.slots[i].value;
+        unsigned long long cum = 0;
+        for (int b = 0; b <= N_ACK_BUCKETS; b++) {
+            cum += a->buckets[b];
+            ack_labels(out, "sluice_group_commit_to_ack_seconds_bucket", a);
+            if (b < N_ACK_BUCKETS)
+                buf_printf(out, ",le=\"%g\"} %llu\n", ack_le[b], cum);
+            else
+                buf_printf(out, ",le=\"+Inf\"} %llu\n", cum);
+        }
+        ack_labels(out, "sluice_group_commit_to_ack_seconds_sum", a);
+        buf_printf(out, "} %.6f\n", a->sum);
+        ack_labels(out, "sluice_group_commit_to_ack_seconds_count", a);
+        buf_printf(out, "} %llu\n", cum);
+    }
 }
 
 void metrics_publish(const char *tenant, const char *stream, const char *type, double seconds,
@@ -216,6 +289,7 @@ void metrics_render(buf *out)
                   "# TYPE sluice_http_responses_total counter\n");
     for (int c = 1; c <= 5; c++)
         buf_printf(out, "sluice_http_responses_total{class=\"%dxx\"} %llu\n", c, http_by_class[c]);
+    render_acks_locked(out);
     pthread_mutex_unlock(&lock);
 }
 

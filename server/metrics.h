@@ -30,6 +30,11 @@ void metrics_batch(int n);
 /* An HTTP request finished with a status. */
 void metrics_http(int status);
 
+/* A consumer-API acknowledgement in a group, `seconds` after its event was committed (seed
+ * 003's "time from event publish to completion"). */
+void metrics_group_ack(const char *tenant, const char *stream, const char *group,
+                       double seconds);
+
 /* Appends the process's metrics (text format) to out. */
 void metrics_render(buf *out);
 /* Appends the consumer-group gauges (groups_gauges: pending, lag, retrying, dead, consumers

@@ -28,6 +28,7 @@ static const problem_kind kinds[] = {
     {"version_conflict", 409, "Expected version does not match"},
     {"duplicate_id", 409, "An event with this id and different content exists"},
     {"conflict", 409, "Conflict"},
+    {"stale_receipt", 409, "The receipt is stale"},
     {"payload_too_large", 413, "Payload too large"},
     {"unsupported_media_type", 415, "Unsupported media type"},
     {"schema_violation", 422, "The event does not match its schema"},

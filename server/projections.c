@@ -256,30 +256,36 @@ static const char *reduce_one(const char *reduce, kstate *k, json_t *value)
         return NULL;
     }
     json_t *next = NULL;
+    json_int_t whole;
     if (strcmp(reduce, "sum") == 0) {
-        if (json_is_integer(k->state) && json_is_integer(value))
-            next = json_integer(json_integer_value(k->state) + json_integer_value(value));
+        double sum = json_number_value(k->state) + json_number_value(value);
+        /* Integers past int64 go on as a real; json_real refuses infinity (NULL), so an
+         * overflow is caught before it would erase the state (issue 15). */
+        if (json_is_integer(k->state) && json_is_integer(value) &&
+            !__builtin_add_overflow(json_integer_value(k->state), json_integer_value(value),
+                                    &whole))
+            next = json_integer(whole);
+        else if (isfinite(sum))
+            next = json_real(sum);
         else
-            next = json_real(json_number_value(k->state) + json_number_value(value));
+            return "the sum overflows";
     } else {
         bool take = strcmp(reduce, "min") == 0
                         ? json_number_value(value) < json_number_value(k->state)
                         : json_number_value(value) > json_number_value(k->state);
         next = json_incref(take ? value : k->state);
     }
-    if (json_is_real(next) && !isfinite(json_real_value(next))) {
-        json_decref(next);
-        return "the sum overflows";
-    }
     json_decref(k->state);
     k->state = next;
     return NULL;
 }
 
-/* The value PostgreSQL extracted for one event (jsonb as text). A number, what sum, min
- * and max read, is converted directly as jansson would (an integer when it has no '.',
- * 'e' or 'E', else a real); anything else, and a number out of range, goes through
- * json_loads, which also decides what becomes of an out-of-range number. */
+/* A jsonb value as PostgreSQL prints it (an event's value, or a stored state). A number,
+ * what sum, min and max read, is converted directly as jansson would (an integer when it
+ * has no '.', 'e' or 'E', else a real), except that digits beyond int64 are a real:
+ * PostgreSQL prints every number without an exponent, so a real from 2^63 up (a stored sum
+ * of 1e19, an event's 1e19) comes back as digits, which json_loads refuses as a "too big
+ * integer" (issue 15). Anything else goes through json_loads. */
 static json_t *row_value(const char *text)
 {
     const char *c = text + (text[0] == '-');
@@ -289,10 +295,10 @@ static json_t *row_value(const char *text)
         if (!strpbrk(c, ".eE")) {
             long long n = strtoll(text, &end, 10);
             if (errno == 0 && *end == '\0') return json_integer(n);
-        } else {
-            double d = strtod(text, &end);
-            if (errno == 0 && *end == '\0' && isfinite(d)) return json_real(d);
+            errno = 0;
         }
+        double d = strtod(text, &end);
+        if (errno == 0 && *end == '\0' && isfinite(d)) return json_real(d);
     }
     return json_loads(text, JSON_DECODE_ANY, NULL);
 }
@@ -390,7 +396,7 @@ static bool load_states(PGconn **conn, const proj *p, const PGresult *r, strmap 
     bool ok = db_ok(sr);
     for (int i = 0; ok && i < PQntuples(sr); i++) {
         kstate *k = strmap_get(states, PQgetvalue(sr, i, 0));
-        if (k) k->state = json_loads(PQgetvalue(sr, i, 1), JSON_DECODE_ANY, NULL);
+        if (k) k->state = row_value(PQgetvalue(sr, i, 1));
     }
     PQclear(sr);
     return ok;
@@ -800,7 +806,7 @@ sl_status projections_state(PGconn **conn, const char *tenant, const char *name,
     if (key) {
         if (PQntuples(r) == 1)
             *answer = json_pack("{s:s,s:o,s:I,s:I}", "key", key, "state",
-                                json_loads(PQgetvalue(r, 0, 1), JSON_DECODE_ANY, NULL), "position",
+                                row_value(PQgetvalue(r, 0, 1)), "position",
                                 (json_int_t)strtoll(PQgetvalue(r, 0, 2), NULL, 10),
                                 "projection_position", (json_int_t)pos);
         else
@@ -813,12 +819,101 @@ sl_status projections_state(PGconn **conn, const char *tenant, const char *name,
         for (int i = 0; i < rows; i++)
             json_array_append_new(
                 states, json_pack("{s:s,s:o,s:I}", "key", PQgetvalue(r, i, 0), "state",
-                                  json_loads(PQgetvalue(r, i, 1), JSON_DECODE_ANY, NULL),
+                                  row_value(PQgetvalue(r, i, 1)),
                                   "position", (json_int_t)strtoll(PQgetvalue(r, i, 2), NULL, 10)));
         *answer = json_pack("{s:o,s:o,s:b,s:I}", "states", states, "next_after",
                             rows ? json_string(PQgetvalue(r, rows - 1, 0)) : json_null(),
                             "has_more", more, "position", (json_int_t)pos);
     }
     PQclear(r);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ reapplying a dead letter */
+
+/* Writes one key's state after reapplying the event at `position` to it (the key's
+ * position only moves forward), and bumps the projection's generation: a runner batch that
+ * loaded its states before this write is dropped, and reads them again. */
+static bool write_reapplied(PGconn **conn, const char *tenant, const char *name,
+                            const char *key, json_t *state, long long position)
+{
+    char *text = json_dumps(state, JSON_ENCODE_ANY | JSON_COMPACT), pos[24];
+    snprintf(pos, sizeof pos, "%lld", position);
+    const char *wp[] = {tenant, name, key, text, pos};
+    PGresult *w = db_exec(conn,
+                          "INSERT INTO projection_state (tenant_id, name, key, state, position) "
+                          "VALUES ($1, $2, $3, $4::jsonb, $5::bigint) ON CONFLICT (tenant_id, "
+                          "name, key) DO UPDATE SET state = EXCLUDED.state, position = "
+                          "greatest(projection_state.position, EXCLUDED.position)",
+                          5, wp, PROJ_TIMEOUT_MS);
+    bool ok = db_ok(w);
+    PQclear(w);
+    free(text);
+    if (!ok) return false;
+    w = db_exec(conn,
+                "UPDATE projections SET generation = generation + 1, updated_at = now() WHERE "
+                "tenant_id = $1 AND name = $2",
+                2, wp, PROJ_TIMEOUT_MS);
+    ok = db_ok(w);
+    PQclear(w);
+    return ok;
+}
+
+/* Locks the projection's row (ordering this with the runner's batch write and with reset),
+ * reads the event as a batch of one (read_batch: the same filter, key and value), and folds
+ * it into its key's stored state (load_states, fold). */
+sl_status projections_reapply(PGconn **conn, const char *tenant, const char *name,
+                              long long position, const char *failed_at, char **why)
+{
+    *why = NULL;
+    const char *p[] = {tenant, name, failed_at};
+    PGresult *r = db_exec(conn,
+                          "SELECT definition::text, position FROM projections WHERE tenant_id = "
+                          "$1 AND name = $2 AND created_at <= $3::timestamptz FOR UPDATE",
+                          3, p, PROJ_TIMEOUT_MS);
+    if (!db_ok(r) || PQntuples(r) != 1) {
+        sl_status rc = db_ok(r) ? SL_NOT_FOUND : SL_UNAVAILABLE;
+        PQclear(r);
+        return rc;
+    }
+    proj one = {0};
+    snprintf(one.tenant, sizeof one.tenant, "%s", tenant);
+    snprintf(one.name, sizeof one.name, "%s", name);
+    one.def = jsonparse_stored(PQgetvalue(r, 0, 0));
+    long long checkpoint = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+    PQclear(r);
+    if (!one.def) return SL_UNAVAILABLE;
+    if (position > checkpoint) {
+        json_decref(one.def);
+        return SL_CONFLICT;
+    }
+    one.position = position - 1;
+    const char *reduce = json_string_value(json_object_get(one.def, "reduce"));
+    sl_status rc = SL_UNAVAILABLE;
+    strmap states;
+    strmap_init(&states);
+    json_t *dead = json_array();
+    PGresult *ev = read_batch(conn, &one, position);
+    if (!db_ok(ev)) goto out;
+    rc = SL_NOT_FOUND; /* no longer stored */
+    if (PQntuples(ev) != 1) goto out;
+    rc = SL_UNAVAILABLE;
+    if (!load_states(conn, &one, ev, &states)) goto out;
+    fold(reduce, ev, &states, dead, one.position);
+    if (json_array_size(dead)) {
+        *why = xstrdup(json_string_value(json_object_get(json_array_get(dead, 0), "e")));
+        rc = SL_OK;
+    } else if (PQgetisnull(ev, 0, 3)) {
+        rc = SL_OK; /* no key at the pointer: the runner never folds it either */
+    } else {
+        const char *key = PQgetvalue(ev, 0, 3);
+        kstate *k = strmap_get(&states, key);
+        if (write_reapplied(conn, tenant, name, key, k->state, position)) rc = SL_OK;
+    }
+out:
+    PQclear(ev);
+    strmap_dispose(&states, kstate_free);
+    json_decref(dead);
+    json_decref(one.def);
     return rc;
 }

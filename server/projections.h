@@ -10,7 +10,8 @@
  * crash resumes where the checkpoint says. The key and value are extracted by
  * PostgreSQL in the batch query, so catching up moves small values, not whole
  * envelopes. An event a reducer cannot apply becomes a dead letter with the
- * reason, and the projection goes on.
+ * reason, and the projection goes on; reprocessing that dead letter reapplies the
+ * event to the key's state as it is then (projections_reapply).
  */
 #ifndef SLUICE_PROJECTIONS_H
 #define SLUICE_PROJECTIONS_H
@@ -43,5 +44,23 @@ sl_status projections_state(PGconn **conn, const char *tenant, const char *name,
  * projection). */
 sl_status projections_position(PGconn **conn, const char *tenant, const char *name,
                                long long *position);
+
+/* Reapplies the stored event at `position` to projection `name` (reprocessing one of its
+ * dead letters, dead_letters.h): the event is folded into its key's current state, as the
+ * runner would have. Runs in the caller's transaction (BEGIN … COMMIT on *conn), so the new
+ * state commits together with what the caller records, and holds the projection's row lock
+ * until then; it bumps the generation, so a runner batch that read its states before is
+ * dropped and read again. `failed_at` (a timestamptz) is when the event failed: a projection
+ * defined after it (deleted and made again) is another one. Returns
+ *   SL_OK: reapplied (*why NULL), or the reducer refused it again (*why says why, caller
+ *          frees; nothing was written);
+ *   SL_CONFLICT: the projection's checkpoint is before the event (reset since): the runner
+ *          will fold it itself;
+ *   SL_NOT_FOUND: no such projection (or one defined after `failed_at`), or the event is no
+ *          longer stored (or no longer matches the filter);
+ *   SL_UNAVAILABLE. Pool thread. */
+sl_status projections_reapply(PGconn **conn, const char *tenant, const char *name,
+                              long long position, const char *failed_at, char **why)
+    __attribute__((warn_unused_result));
 
 #endif

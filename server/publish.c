@@ -97,8 +97,8 @@ static const char *check_schema(incoming_event *ev, int index, bool allow_unknow
             ev->stream = xstrdup(t->stream);
         }
         ev->schema_version = version;
-        if (!schema_validate_budget(t->versions[version - 1].compiled, ev->data, "/data", index,
-                                    errors, budget))
+        if (!schema_validate_budget(t->versions[version - 1].compiled, ev->data,
+                                    ev->data_pointer, index, errors, budget))
             code = budget->over ? "validation_too_costly" : "schema_violation";
     }
     registry_release(t);
@@ -145,7 +145,8 @@ static const char *check_event(publish_op *op, size_t i, json_t *in, const publi
 {
     int index = (int)i; /* a single event is index 0 */
     incoming_event *ev = &op->events[i];
-    if (!envelope_parse(in, index, opts->tenant, ev, errs)) return "invalid_envelope";
+    if (!envelope_parse(in, index, opts->tenant, opts->key_name, ev, errs))
+        return "invalid_envelope";
     if (ev->id_given) {
         if (strmap_get(ids, ev->id)) {
             json_array_append_new(errs, problem_error(index, "/id", "uniqueItems",

@@ -30,8 +30,10 @@ typedef struct publish_answer {
 
 /* What a publish request is checked with. */
 typedef struct publish_opts {
-    const char *tenant; /* the caller's, borrowed */
-    bool atomic;        /* ?atomic (batches only) */
+    const char *tenant;   /* the caller's, borrowed */
+    const char *key_name; /* the caller's API key's name, borrowed: the default `source`
+                             (NULL or "" = none) */
+    bool atomic;          /* ?atomic (batches only) */
     int max_batch;
     bool allow_unknown_types;
     size_t body_bytes; /* to bound a commit's size */

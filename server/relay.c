@@ -10,6 +10,7 @@
  * anyway (entry ids <position>-0).
  */
 #include "relay.h"
+#include "consume.h"
 #include "worker.h"
 #include "db.h"
 #include "log.h"
@@ -234,6 +235,7 @@ static int relay_events(redisContext *r, stored_event **evs, int n, long long *c
         freeReplyObject(rep);
     }
     if (rc == 0) *checkpoint = last;
+    if (rc == 0) consume_wake(); /* consumers waiting on a group may have new messages */
     return rc;
 }
 

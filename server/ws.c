@@ -3,6 +3,7 @@
  */
 #include "ws.h"
 #include "auth.h"
+#include "consume.h"
 #include "hub.h"
 #include "log.h"
 #include "mem.h"
@@ -166,7 +167,8 @@ static ws_auth_rc authenticate(ws_conn *c, const char *token)
     char header[600];
     snprintf(header, sizeof header, "Bearer %s", token ? token : "");
     auth_ctx a;
-    if (auth_authenticate(header, &a) < 0 || !auth_has_scope(&a, SCOPE_SUBSCRIBE))
+    if (auth_authenticate(header, &a) < 0 ||
+        (!auth_has_scope(&a, SCOPE_SUBSCRIBE) && !auth_has_scope(&a, SCOPE_CONSUME)))
         return WS_UNAUTHENTICATED;
     if (!tenants_acquire(a.tenant, TENANT_WS)) return WS_TENANT_FULL;
     c->watch = auth_watch_add(&a, on_revoked, c);
@@ -199,6 +201,10 @@ static const char *const subscribe_other[] = {"*", NULL};
 
 static void on_subscribe(ws_conn *c, json_t *msg, const char *id)
 {
+    if (!auth_has_scope(&c->sess->auth, SCOPE_SUBSCRIBE)) {
+        send_error(c, id, "forbidden", "subscribe needs a key with the subscribe scope");
+        return;
+    }
     json_t *fp = json_object_get(msg, "from_position");
     long long from = -1;
     if (fp && !json_is_null(fp)) {
@@ -233,6 +239,29 @@ static void on_subscribe(ws_conn *c, json_t *msg, const char *id)
             xasprintf("{\"op\":\"subscribed\",\"id\":\"%s\",\"position\":%lld}", id, start));
 }
 
+/* {"op":"consume","id","stream","group","consumer","max_in_flight"}: the consumer API over this
+ * connection (consume.h); the key needs the consume scope. */
+static void on_consume(ws_conn *c, json_t *msg, const char *id)
+{
+    const char *stream = json_string_value(json_object_get(msg, "stream"));
+    const char *group = json_string_value(json_object_get(msg, "group"));
+    const char *consumer = json_string_value(json_object_get(msg, "consumer"));
+    json_t *mif = json_object_get(msg, "max_in_flight");
+    json_int_t max = mif ? json_integer_value(mif) : 10;
+    if (!auth_has_scope(&c->sess->auth, SCOPE_CONSUME))
+        send_error(c, id, "forbidden", "consume needs a key with the consume scope");
+    else if (!stream || !envelope_stream_valid(stream))
+        send_error(c, id, "invalid_request", "stream must be a stream name");
+    else if (!group || !envelope_id_valid(group))
+        send_error(c, id, "invalid_request", "group must be a group name");
+    else if (!consumer || !envelope_id_valid(consumer))
+        send_error(c, id, "invalid_request", "consumer must match ^[A-Za-z0-9._:-]{1,64}$");
+    else if ((mif && !json_is_integer(mif)) || max < 1 || max > CONSUME_MAX_MESSAGES)
+        send_error(c, id, "invalid_request", "max_in_flight must be an integer from 1 to 1000");
+    else
+        consume_ws_start(c->sess, id, stream, group, consumer, (int)max);
+}
+
 /* lws thread: one client message. Every answer is queued; a message that must end the
  * connection (not JSON before authenticating, a bad key, the tenant at its cap) sets
  * c->close_code, and on_writeable closes with it once the error before it is written. */
@@ -262,7 +291,7 @@ static void on_message(ws_conn *c, const char *data, size_t len)
         if (arc < 0) {
             send_error(c, id, "unauthenticated",
                        "send ?token= or a first message {\"op\":\"auth\",\"token\":\"…\"} "
-                       "with a key that has the subscribe scope");
+                       "with a key that has the subscribe or consume scope");
             c->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION; /* after the error is written */
             json_decref(msg);
             return;
@@ -279,18 +308,23 @@ static void on_message(ws_conn *c, const char *data, size_t len)
         session_push_text(c->sess, xstrdup("{\"op\":\"pong\"}"));
     } else if (strcmp(op, "auth") == 0) {
         session_push_text(c->sess, xstrdup("{\"op\":\"authenticated\"}"));
-    } else if (strcmp(op, "subscribe") == 0 || strcmp(op, "unsubscribe") == 0) {
+    } else if (strcmp(op, "ack") == 0 || strcmp(op, "nack") == 0) {
+        consume_ws_frame(c->sess, msg);
+    } else if (strcmp(op, "subscribe") == 0 || strcmp(op, "unsubscribe") == 0 ||
+               strcmp(op, "consume") == 0) {
         if (!id || !envelope_id_valid(id)) { /* ids are echoed into JSON: keep them plain */
             send_error(c, NULL, "invalid_request", "id must match ^[A-Za-z0-9._:-]{1,64}$");
         } else if (op[0] == 's') {
             on_subscribe(c, msg, id);
-        } else if (session_unsubscribe(c->sess, id) < 0) {
+        } else if (op[0] == 'c') {
+            on_consume(c, msg, id);
+        } else if (session_unsubscribe(c->sess, id) < 0 && !consume_ws_stop(c->sess, id)) {
             send_error(c, id, "not_found", "no subscription with this id");
         } else {
             session_push_text(c->sess, xasprintf("{\"op\":\"unsubscribed\",\"id\":\"%s\"}", id));
         }
     } else {
-        send_error(c, id, "invalid_request", "op must be auth, subscribe, unsubscribe or ping");
+        send_error(c, id, "invalid_request", "op must be auth, subscribe, unsubscribe, consume, ack, nack or ping");
     }
     json_decref(msg);
 }
@@ -552,6 +586,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (!c) return 0;
         pss->conn = NULL;
         rx_reset(c);
+        consume_ws_close(c->sess);
         session_close(c->sess);
         pthread_mutex_lock(&c->sess->lock);
         c->sess->owner = NULL; /* producers that outlive the connection stop waking it */

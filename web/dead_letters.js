@@ -2,11 +2,15 @@
 // (GET /v1/dead-letters/{id}: the event, every error and the history), reprocess
 // (POST …/{id}/reprocess) and discard (POST …/{id}/discard, confirmed by a second click).
 // Every answer updates the row in place, so the operator sees the status change.
+// A batch redrive (POST /v1/dead-letters/reprocess) starts with a dry run that shows what
+// would be reprocessed; "Reprocess" then sends exactly those letters (their ids, with the
+// same filter), so nothing the operator did not see is redriven.
 
 import { api, seg, describeError } from './api.js';
-import { h, $, say, table, fmtNum, timeEl, jsonView, badge, fill } from './dom.js';
+import { h, $, say, table, fmtNum, timeEl, jsonView, badge, fill, splitList } from './dom.js';
 
 const REFRESH_MS = 10000;
+const REDRIVE_LIMIT = 1000; // most letters one dry run shows (the form's Limit)
 
 export class DeadLetters {
   constructor(root) {
@@ -23,14 +27,16 @@ export class DeadLetters {
     this.timer = null;
     this.form.addEventListener('submit', (e) => { e.preventDefault(); this.load(); });
     this.more.addEventListener('click', () => this.load({ append: true }));
+    this.redrive = new Redrive(root, () => this.load({ quiet: true }));
   }
 
   // params: {stream, group} from a link such as #dead-letters?stream=s&group=g
   show(params) {
     if (params && [...params.keys()].length) {
-      for (const name of ['stream', 'group', 'type', 'status']) {
+      for (const name of ['stream', 'group', 'type', 'status', 'source', 'event_id']) {
         if (this.form.elements[name]) this.form.elements[name].value = params.get(name) || '';
       }
+      this.redrive.prefill(params);
     }
     this.load();
     clearInterval(this.timer);
@@ -85,7 +91,7 @@ export class DeadLetters {
       h('td', { class: 'num' }, id),
       h('td', { 'data-col': 'status' }, badge(d.status)),
       h('td', null, d.stream ?? ''),
-      // A projection's letter has no group: its source (projection:<name>) stands there.
+      // A projection's (or webhook's) letter has no group: its source stands there.
       h('td', null, d.group ?? d.source ?? '—'),
       h('td', null, h('code', null, d.type ?? '')),
       h('td', null, d.event_id ? h('a', { href: `#event/${encodeURIComponent(d.event_id)}`, class: 'mono', title: d.event_id }, shortId(d.event_id)) : '—'),
@@ -98,14 +104,13 @@ export class DeadLetters {
   actions(d) {
     const id = String(d.id);
     const open = d.status === 'open';
-    const projection = String(d.source || '').startsWith('projection:');
     const discard = h('button', { type: 'button', class: 'danger', disabled: !open, 'aria-label': `Discard dead letter ${id}` }, 'Discard');
     discard.addEventListener('click', () => this.discard(id, discard));
     return [
       h('button', { type: 'button', 'aria-label': `Inspect dead letter ${id}`, onclick: () => this.inspect(id) }, 'Inspect'),
       h('button', {
-        type: 'button', class: 'primary', disabled: !open || projection,
-        title: projection ? 'A projection\'s dead letter: fix the data or definition and reset the projection, or discard.' : undefined,
+        type: 'button', class: 'primary', disabled: !open,
+        title: sourceKind(d) === 'projection' ? 'Reapply the event to the projection\'s current state' : undefined,
         'aria-label': `Reprocess dead letter ${id}`, onclick: () => this.reprocess(id),
       }, 'Reprocess'),
       discard,
@@ -126,7 +131,7 @@ export class DeadLetters {
     try {
       const d = await api(`/v1/dead-letters/${seg(id)}/reprocess`, { method: 'POST' });
       this.update(d);
-      say(this.live, `Dead letter ${id} is now ${d.status}: its event goes back to group ${d.group ?? '—'}.`, 'ok');
+      say(this.live, reprocessed(d), d.status === 'open' ? 'error' : 'ok');
     } catch (e) {
       say(this.live, `Reprocess of ${id} failed: ${describeError(e, 'dead letters')}`, 'error');
     }
@@ -206,4 +211,126 @@ function shortId(id) {
 
 function fact(name, value) {
   return [h('dt', null, name), h('dd', null, value ?? '—')];
+}
+
+// The kind of a letter's source: group, projection or webhook.
+function sourceKind(d) {
+  return String(d.source || '').split(':')[0];
+}
+
+// What became of a reprocessed letter, in a sentence.
+function reprocessed(d) {
+  const errors = d.errors || [];
+  const name = String(d.source || '').split(':').slice(1).join(':');
+  if (sourceKind(d) === 'projection') {
+    return d.status === 'open'
+      ? `Dead letter ${d.id} failed again in projection ${name}: ${errors.length ? errors[errors.length - 1].error : ''}`
+      : `Dead letter ${d.id} is now ${d.status}: its event was reapplied to projection ${name}.`;
+  }
+  return `Dead letter ${d.id} is now ${d.status}: its event goes back to group ${d.group ?? '—'}.`;
+}
+
+// ---------------------------------------------------------------- batch redrive
+
+// The redrive form: a dry run shows what would be reprocessed; "Reprocess" is enabled only
+// for the dry run on screen and is disabled again as soon as the selection fields change.
+class Redrive {
+  constructor(root, onDone) {
+    this.form = $('#dl-redrive-form', root);
+    this.go = $('#dl-redrive-go', root);
+    this.out = $('#dl-redrive-result', root);
+    this.details = $('#dl-redrive', root);
+    this.onDone = onDone;
+    this.plan = null; // {body, ids} of the dry run on screen
+    this.form.addEventListener('submit', (e) => { e.preventDefault(); this.dryRun(); });
+    this.form.addEventListener('input', (e) => { if (e.target.name !== 'max_per_second') this.forget(); });
+    this.go.addEventListener('click', () => this.run());
+  }
+
+  // #dead-letters?stream=s&group=g: the same selection for a redrive.
+  prefill(params) {
+    for (const name of ['stream', 'group', 'source']) this.form.elements[name].value = params.get(name) || '';
+    this.forget();
+  }
+
+  forget() {
+    this.plan = null;
+    this.go.disabled = true;
+    this.go.textContent = 'Reprocess';
+  }
+
+  // The selection as a request body, or throws with what is wrong.
+  selection() {
+    const f = this.form.elements;
+    const body = {};
+    for (const k of ['stream', 'group', 'source']) if (f[k].value.trim()) body[k] = f[k].value.trim();
+    const age = f.max_age_s.value.trim();
+    if (age) {
+      const n = Number(age);
+      if (!(n > 0)) throw new Error('"Failed within" is a number of seconds above 0');
+      body.max_age_ms = Math.round(n * 1000);
+    }
+    const events = splitList(f.event_ids.value);
+    if (events.length) body.event_ids = events;
+    const limit = Number(f.limit.value || REDRIVE_LIMIT);
+    if (!Number.isInteger(limit) || limit < 1 || limit > REDRIVE_LIMIT) throw new Error(`Limit is a whole number from 1 to ${REDRIVE_LIMIT}`);
+    body.limit = limit;
+    return body;
+  }
+
+  async dryRun() {
+    this.forget();
+    let body;
+    try {
+      body = this.selection();
+    } catch (e) {
+      fill(this.out, h('p', { class: 'notice', 'data-kind': 'error' }, e.message));
+      return;
+    }
+    fill(this.out, h('p', { class: 'muted' }, 'Dry run …'));
+    let res;
+    try {
+      res = await api('/v1/dead-letters/reprocess', { method: 'POST', body: { ...body, dry_run: true } });
+    } catch (e) {
+      fill(this.out, h('p', { class: 'notice', 'data-kind': 'error' }, `Dry run failed: ${describeError(e, 'dead letters')}`));
+      return;
+    }
+    const list = res.dead_letters || [];
+    const { el, tbody } = table(['ID', 'Source', 'Stream', 'Type', 'Event', 'Last error'], { label: 'Dead letters the redrive would reprocess', className: 'dl' });
+    for (const d of list) {
+      const errors = d.errors || [];
+      tbody.append(h('tr', { dataset: { id: String(d.id) } },
+        h('td', { class: 'num' }, String(d.id)), h('td', null, d.source ?? ''), h('td', null, d.stream ?? ''),
+        h('td', null, h('code', null, d.type ?? '')), h('td', { class: 'mono' }, d.event_id ?? ''),
+        h('td', { class: 'clip' }, errors.length ? errors[errors.length - 1].error : '')));
+    }
+    const summary = h('p', { class: 'status', 'data-kind': res.count ? 'ok' : '', id: 'dl-redrive-summary', dataset: { count: String(res.count), hasMore: String(!!res.has_more) } },
+      res.count ? `Dry run: ${fmtNum(res.count)} dead letter${res.count === 1 ? '' : 's'} would be reprocessed.` : 'Dry run: no open dead letter matches.',
+      res.has_more ? ` More match than this run takes (limit ${fmtNum(body.limit)}): reprocess these, then run again for the next.` : '');
+    fill(this.out, summary, list.length ? h('div', { class: 'table-wrap' }, el) : null);
+    if (!res.count) return;
+    this.plan = { body, ids: list.map((d) => String(d.id)) };
+    this.go.disabled = false;
+    this.go.textContent = `Reprocess ${fmtNum(res.count)}`;
+  }
+
+  async run() {
+    const plan = this.plan;
+    if (!plan) return;
+    this.forget();
+    const rate = Number(this.form.elements.max_per_second.value || 100);
+    const body = { ...plan.body, ids: plan.ids, limit: plan.ids.length };
+    if (Number.isInteger(rate) && rate >= 1) body.max_per_second = rate;
+    try {
+      const res = await api('/v1/dead-letters/reprocess', { method: 'POST', body });
+      const moved = plan.ids.length - res.count;
+      fill(this.out, h('p', { class: 'notice', 'data-kind': 'ok', id: 'dl-redrive-summary', dataset: { count: String(res.count), started: 'yes' } },
+        `Reprocessing ${fmtNum(res.count)} dead letter${res.count === 1 ? '' : 's'} at ${fmtNum(res.max_per_second)}/s`,
+        moved > 0 ? ` (${fmtNum(moved)} had moved since the dry run)` : '', '.'),
+        res.ids && res.ids.length ? h('p', { class: 'small' }, 'Dead letters: ', h('span', { class: 'mono' }, res.ids.join(' '))) : null);
+      this.onDone();
+    } catch (e) {
+      fill(this.out, h('p', { class: 'notice', 'data-kind': 'error' }, `Reprocess failed: ${describeError(e, 'dead letters')}`));
+    }
+  }
 }

@@ -83,9 +83,9 @@ static void check_structured(json_t *ce, json_t *env)
         fuzz_check(env == ce, "a non-object is returned as is");
         return;
     }
-    static const char *const mapped[] = {"type", "id", "subject", "source", "correlationid",
-                                         "causationid", "userid", "stream", "data",
-                                         "data_base64"};
+    static const char *const mapped[] = {
+        "type",        "id",     "subject", "source", "time",       "correlationid",
+        "causationid", "userid", "stream",  "data",   "data_base64"};
     json_t *kept = json_object_get(json_object_get(env, "metadata"), "cloudevents");
     const char *k;
     json_t *v;

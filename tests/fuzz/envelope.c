@@ -130,7 +130,7 @@ static void check_one(json_t *in, int index)
 {
     incoming_event ev;
     json_t *errors = json_array();
-    bool ok = envelope_parse(in, index, "t", &ev, errors);
+    bool ok = envelope_parse(in, index, "t", "fuzz key", &ev, errors);
     if (!ok) {
         fuzz_check(json_array_size(errors) > 0, "a refused envelope lists its errors");
         size_t i;

@@ -113,6 +113,7 @@ static ws_conn *conn_new(bool authed)
 static void conn_close(ws_conn *c)
 {
     rx_reset(c);
+    consume_ws_close(c->sess); /* no consume thread here: its consumers are freed at once */
     session_close(c->sess);
     drain(c->sess);
     session_unref(c->sess);

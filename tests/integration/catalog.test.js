@@ -3,8 +3,12 @@
 // start-up with its stream and schema; its example (schemas/examples/<type>.json) publishes;
 // deliberately broken variants (a required property dropped, a property of the wrong type)
 // are refused with the right paths; a restart does not overwrite what the registry holds.
+// Issue 15: a database whose catalog types were registered from the earlier catalog (integer
+// counts, formats the seeds never stated) starts, keeps what it holds, and takes the shipped
+// files as BACKWARD-compatible new versions.
 const { test, describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
+const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
 const h = require('./lib/harness');
@@ -182,6 +186,98 @@ describe('restart', () => {
     assert.equal(list.schemas.length, CATALOG.length, 'no type added or lost');
     for (const x of list.schemas) {
       if (x.type !== evolved.body.type) assert.equal(x.latest_version, 1, x.type);
+    }
+  });
+});
+
+describe('a database registered from the earlier catalog', () => {
+  // What the catalog shipped before issue 15 for four types, as overrides of the shipped
+  // properties: seed `number`s as integers ≥ 0, and formats no seed states.
+  const int0 = { type: 'integer', minimum: 0 };
+  const EARLIER = {
+    'file.processing.completed': { processing_time_ms: int0, extracted_text_length: int0 },
+    'website.crawl.started': {
+      crawlId: { type: 'string', format: 'uuid' }, targetUrl: { type: 'string', format: 'uri' },
+      maxDepth: int0, maxPages: int0,
+    },
+    'user.login': { ip_address: { type: 'string', anyOf: [{ format: 'ipv4' }, { format: 'ipv6' }] } },
+    'auth.user.registered': { email: { type: 'string', format: 'email' } },
+  };
+  // Data the shipped schema accepts and the earlier one refused (at the given property).
+  const NEW_ONLY = {
+    'file.processing.completed': ['processing_time_ms', 3870.25],
+    'website.crawl.started': ['crawlId', 'crawl-2024-06-01-docs'],
+    'user.login': ['ip_address', 'unknown (behind proxy)'],
+    'auth.user.registered': ['email', 'learner at example dot com'],
+  };
+  const shipped = (type) => CATALOG.find((x) => x.body.type === type);
+  const earlierSchema = (type) => {
+    const sch = structuredClone(shipped(type).body.schema);
+    for (const [k, v] of Object.entries(EARLIER[type])) sch.properties[k] = v;
+    return sch;
+  };
+  // The registry's fingerprint: SHA-256 of the schema's compact JSON with sorted keys.
+  const sorted = (v) => (Array.isArray(v) ? v.map(sorted) : v && typeof v === 'object'
+    ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, sorted(v[k])])) : v);
+  const fingerprint = (sch) => crypto.createHash('sha256').update(JSON.stringify(sorted(sch))).digest('hex');
+
+  let odb;
+  let os;
+  before(async () => {
+    odb = await h.freshDatabase();
+    // a first start creates the tables and registers the catalog …
+    const first = await h.startSluice({ name: 'catalog-earlier-1', dbUrl: odb.url, env: ENV });
+    await first.stop().finally(() => first.cleanup());
+    // … whose version 1 of these types then holds the earlier schema, as an older sluice left it
+    for (const type of Object.keys(EARLIER)) {
+      const sch = JSON.stringify(earlierSchema(type));
+      assert.ok(!sch.includes('$j$'));
+      const n = h.psql(odb.url, `UPDATE schema_versions SET schema = $j$${sch}$j$::jsonb, fingerprint = '${fingerprint(earlierSchema(type))}' `
+        + `WHERE tenant = 'default' AND type = '${type}' AND version = 1 RETURNING 1`);
+      assert.equal(n, '1', type);
+    }
+    os = await h.startSluice({ name: 'catalog-earlier-2', dbUrl: odb.url, env: ENV });
+  });
+  after(async () => {
+    try {
+      if (os) await os.stop().finally(() => os.cleanup());
+    } finally {
+      if (odb) odb.drop();
+    }
+  });
+
+  test('start-up succeeds and keeps the stored versions (the catalog registers only absent types)', async () => {
+    const c2 = os.client();
+    const list = h.assertStatus(await c2.get('/v1/schemas'), 200);
+    assert.deepEqual(list.schemas.map((x) => x.type), CATALOG.map((x) => x.body.type));
+    assert.ok(list.schemas.every((x) => x.latest_version === 1));
+    for (const type of Object.keys(EARLIER)) {
+      const t = h.assertStatus(await c2.get('/v1/schemas/' + type), 200);
+      assert.deepEqual(t.schema, earlierSchema(type), type);
+      const [prop, value] = NEW_ONLY[type];
+      const p = h.assertProblem(await c2.publish({ type, data: { ...shipped(type).example, [prop]: value } }), 422, 'schema_violation');
+      assert.ok(p.errors.every((e) => e.path === '/data/' + prop), `${type}: ${JSON.stringify(p)}`);
+    }
+  });
+
+  test('every shipped file registers over it: a changed type → 201 version 2 (BACKWARD), the rest 200', async () => {
+    const c2 = os.client();
+    for (const { body } of CATALOG) {
+      const res = await c2.post('/v1/schemas', body);
+      if (body.type in EARLIER) {
+        h.assertStatus(res, 201);
+        assert.equal(res.body.version, 2, body.type);
+      } else {
+        h.assertStatus(res, 200);
+        assert.equal(res.body.version, 1, body.type);
+      }
+    }
+    for (const type of Object.keys(EARLIER)) {
+      const [prop, value] = NEW_ONLY[type];
+      const res = await c2.publish({ type, data: { ...shipped(type).example, [prop]: value } });
+      h.assertStatus(res, 201);
+      const ev = h.assertStatus(await c2.get('/v1/events/' + res.body.id), 200);
+      assert.equal(ev.schema_version, 2, type);
     }
   });
 });

@@ -1,13 +1,17 @@
 'use strict';
-// Issue 6: the dead-letter admin API (API.md "Consumer groups and dead letters",
+// Issues 6 and 15: the dead-letter admin API (API.md "Consumer groups and dead letters",
 // server/dead_letters.h). Dead letters are made by real workers (XREADGROUP + nack over
-// ioredis) failing in a group; then: list (filters stream, group, type, status,
-// older_than_ms, source; paging after/limit/next_after/has_more), inspect (the event and its
-// history), reprocess one (the same entry, same event id, back to a worker of that group only;
-// reprocessing → resolved once acknowledged; repeating delivers once), batch reprocess (dry
-// run, max_age_ms, ids, a rate-limited redrive), discard (the entry is acknowledged; twice →
-// 409), the audit history of every transition, projection dead letters in the same API, and
-// tenant isolation. Each sluice has its own SLUICE_REDIS_PREFIX.
+// ioredis) failing in a group, and by a projection's reducer; then: list (filters stream,
+// group, type, status, older_than_ms, event_id, source as <kind>:<name> or a kind alone;
+// paging after/limit/next_after/has_more), inspect (the event and its history), reprocess one
+// (the same entry, same event id, back to a worker of that group only; reprocessing →
+// resolved once acknowledged; repeating delivers once), batch reprocess (dry run, max_age_ms,
+// ids, event_ids, source, limit and has_more, a rate-limited redrive; a re-sent request —
+// even after some letters failed again — delivers nothing twice), discard (the entry is
+// acknowledged; twice → 409), the audit history of every transition, projection dead letters
+// reprocessed by reapplying the event to the key's current state (resolved, or open again
+// with the new error; a second reprocess applies nothing), and tenant isolation. Each sluice
+// has its own SLUICE_REDIS_PREFIX.
 const { test, describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const h = require('./lib/harness');
@@ -89,7 +93,7 @@ describe('dead letters: list, filter, page, inspect', () => {
     assert.deepEqual(ids, [...ids].sort((a, b) => a - b), 'ordered by id');
     for (const d of all) {
       checkRow(d);
-      assert.equal(d.source, 'group');
+      assert.equal(d.source, `group:${d.group}`, 'a group\'s source is group:<name>');
       assert.equal(d.status, 'open');
       assert.equal(d.delivery_count, 1);
       assert.equal(d.errors.length, 1);
@@ -106,7 +110,7 @@ describe('dead letters: list, filter, page, inspect', () => {
     void goodA;
   });
 
-  test('filters: stream, group, type, source, status, older_than_ms', async () => {
+  test('filters: stream, group, type, source, event_id, status, older_than_ms', async () => {
     const ids = async (q) => (await allDeadLetters(c, q)).map((d) => d.event_id).sort();
     assert.deepEqual(await ids({ stream: A }), badA.map((e) => e.id).sort());
     assert.deepEqual(await ids({ stream: B }), badB.map((e) => e.id).sort());
@@ -115,8 +119,19 @@ describe('dead letters: list, filter, page, inspect', () => {
     assert.deepEqual(await ids({ stream: A, group: 'g3' }), []);
     assert.deepEqual(await ids({ type: `${t}.bad` }), badA.map((e) => e.id).sort());
     assert.deepEqual(await ids({ type: `${t}.good` }), []);
-    assert.equal((await ids({ source: 'group' })).length, 9);
+    assert.equal((await ids({ source: 'group' })).length, 9, 'a kind alone: every group\'s');
+    assert.deepEqual(await ids({ source: 'group:g1' }), badA.map((e) => e.id).sort(), 'group:<name>: exactly that group');
+    assert.deepEqual(await ids({ source: 'group:g3' }), badB.map((e) => e.id).sort());
+    assert.deepEqual(await ids({ source: 'group:g2' }), []);
+    assert.deepEqual(await ids({ source: 'group:g' }), [], 'not a prefix match');
+    assert.deepEqual(await ids({ source: 'group:g3', stream: A }), []);
     assert.equal((await ids({ source: 'projection:nope' })).length, 0);
+    assert.equal((await ids({ source: 'projection' })).length, 0);
+    assert.equal((await ids({ source: 'webhook' })).length, 0);
+    assert.deepEqual(await ids({ event_id: badA[2].id }), [badA[2].id]);
+    assert.deepEqual(await ids({ event_id: badA[2].id, group: 'g3' }), []);
+    assert.deepEqual(await ids({ event_id: goodA[0].id }), [], 'an event that never failed');
+    assert.deepEqual(await ids({ event_id: 'no-such-event' }), []);
     assert.equal((await ids({ status: 'open' })).length, 9);
     assert.equal((await ids({ status: 'resolved' })).length, 0);
     assert.equal((await ids({ status: 'discarded' })).length, 0);
@@ -152,7 +167,8 @@ describe('dead letters: list, filter, page, inspect', () => {
     assert.deepEqual(empty.dead_letters, []);
     assert.equal(empty.has_more, false);
     assert.equal(empty.next_after, null);
-    for (const q of ['limit=0', 'limit=1001', 'limit=x', 'after=-1', 'after=abc', 'older_than_ms=-5', 'older_than_ms=soon']) {
+    for (const q of ['limit=0', 'limit=1001', 'limit=x', 'after=-1', 'after=abc', 'older_than_ms=-5', 'older_than_ms=soon',
+      'source=', 'source=groups', 'source=group:', 'source=queue:x', 'source=Group:g1', 'source=%20group']) {
       h.assertProblem(await c.get('/v1/dead-letters?' + q), 400, 'invalid_query');
     }
   });
@@ -359,6 +375,7 @@ describe('dead letters: reprocess and discard', () => {
     const dry = h.assertStatus(await batch({ stream: fx.stream, group: 'fails', dry_run: true }), 200);
     assert.equal(dry.dry_run, true);
     assert.equal(dry.count, 5);
+    assert.equal(dry.has_more, false);
     assert.deepEqual(dry.dead_letters.map((x) => x.id), rows.map((r) => r.id));
     for (const x of dry.dead_letters) checkRow(x);
     const recent = h.assertStatus(await batch({ stream: fx.stream, max_age_ms: 1000, dry_run: true }), 200);
@@ -382,7 +399,8 @@ describe('dead letters: reprocess and discard', () => {
     assert.deepEqual([...go.ids].map(String).sort(), picked.map(String).sort());
     await h.waitFor(async () => (await allDeadLetters(c, { stream: fx.stream, status: 'resolved' })).length === 2, { timeout: WAIT_MS, what: 'the two to resolve' });
     assert.equal((await allDeadLetters(c, { stream: fx.stream })).length, 3);
-    for (const bad of [{ max_per_second: 0 }, { max_per_second: 'fast' }, { ids: 'x' }, { dry_run: 'yes' }, { max_age_ms: 0 }, { stream: 5 }, { extra: 1 }, []]) {
+    for (const bad of [{ max_per_second: 0 }, { max_per_second: 'fast' }, { ids: 'x' }, { dry_run: 'yes' }, { max_age_ms: 0 }, { stream: 5 }, { extra: 1 }, [],
+      { event_ids: 'x' }, { event_ids: [1] }, { limit: 0 }, { limit: 10001 }, { limit: 1.5 }, { source: 'nope' }, { source: 'group:' }, { source: 7 }]) {
       h.assertProblem(await batch(bad), 400, 'invalid_request');
     }
   });
@@ -411,11 +429,79 @@ describe('dead letters: reprocess and discard', () => {
       assert.deepEqual(historyStatuses(h.assertStatus(await c.get(dlPath(r.id)), 200)), ['open', 'reprocessing', 'resolved']);
     }
   });
+  test('batch: event_ids and source select; a limit stops the selection and has_more says so; the next request takes the next ones, each letter once', { timeout: 120000 }, async () => {
+    const fx = await fixture((d, n) => (d.type.endsWith('.bad') && n === 1 ? 'fatal' : 'ack'));
+    const evs = await publishN(c, `${fx.t}.bad`, 5);
+    const rows = await waitDeadLetters(c, { stream: fx.stream, group: 'fails' }, 5);
+    const ids = rows.map((r) => r.id);
+    const batch = (b) => c.post('/v1/dead-letters/reprocess', b);
+    const dryIds = async (b) => h.assertStatus(await batch({ ...b, dry_run: true }), 200).dead_letters.map((d) => d.id);
+    assert.deepEqual(await dryIds({ event_ids: [evs[3].id, evs[1].id] }), [ids[1], ids[3]]);
+    assert.deepEqual(await dryIds({ event_ids: [evs[3].id], ids: [ids[1]] }), [], 'every field must match');
+    assert.deepEqual(await dryIds({ event_ids: [] }), []);
+    assert.deepEqual(await dryIds({ source: 'group:fails', stream: fx.stream }), ids);
+    assert.deepEqual(await dryIds({ source: 'group', stream: fx.stream }), ids);
+    assert.deepEqual(await dryIds({ source: 'group:fine', stream: fx.stream }), []);
+    assert.deepEqual(await dryIds({ source: 'projection', stream: fx.stream }), []);
+    const two = h.assertStatus(await batch({ stream: fx.stream, limit: 2, dry_run: true }), 200);
+    assert.deepEqual([two.count, two.has_more, two.dead_letters.map((d) => d.id)], [2, true, ids.slice(0, 2)]);
+    const all = h.assertStatus(await batch({ stream: fx.stream, limit: 5, dry_run: true }), 200);
+    assert.deepEqual([all.count, all.has_more], [5, false], 'exactly the limit: nothing more');
+
+    const first = h.assertStatus(await batch({ stream: fx.stream, group: 'fails', limit: 2 }), 202);
+    assert.deepEqual([first.count, first.has_more, first.ids], [2, true, ids.slice(0, 2)]);
+    const second = h.assertStatus(await batch({ stream: fx.stream, group: 'fails', limit: 2 }), 202);
+    assert.deepEqual([second.count, second.has_more, second.ids], [2, true, ids.slice(2, 4)], 'the first one\'s letters are not selected again');
+    const third = h.assertStatus(await batch({ stream: fx.stream, group: 'fails', limit: 2 }), 202);
+    assert.deepEqual([third.count, third.has_more, third.ids], [1, false, ids.slice(4)]);
+    await h.waitFor(async () => (await allDeadLetters(c, { stream: fx.stream, status: 'resolved' })).length === 5, { timeout: WAIT_MS, what: 'all five resolved' });
+    await h.sleep(500);
+    for (const e of evs) assert.equal(fx.wf.of(e.position).length, 2, 'each delivered once more');
+  });
+
+  test('a re-sent batch request delivers nothing twice, even once letters have failed again while the first runs; two at once share the letters', { timeout: 120000 }, async () => {
+    // this group's worker fails every delivery of a bad event: a reprocessed letter is soon open again
+    const fx = await fixture((d) => (d.type.endsWith('.bad') ? 'fatal' : 'ack'));
+    const evs = await publishN(c, `${fx.t}.bad`, 4);
+    const rows = await waitDeadLetters(c, { stream: fx.stream, group: 'fails' }, 4);
+    const body = { stream: fx.stream, group: 'fails', max_per_second: 1 };
+    const batch = (b) => c.post('/v1/dead-letters/reprocess', b);
+    const first = h.assertStatus(await batch(body), 202);
+    assert.equal(first.count, 4);
+    // the first letter is reprocessed at once, redelivered, failed again: open once more
+    await h.waitFor(async () => {
+      const d = h.assertStatus(await c.get(dlPath(rows[0].id)), 200);
+      return d.status === 'open' && d.history.length === 3;
+    }, { timeout: WAIT_MS, what: 'the first letter to fail again' });
+    assert.equal(fx.wf.of(evs[0].position).length, 2);
+    // re-sent while the first runs: nothing selected, not even the letter that is open again
+    const resent = h.assertStatus(await batch(body), 202);
+    assert.deepEqual([resent.count, resent.ids, resent.has_more], [0, [], false]);
+    assert.equal(h.assertStatus(await batch({ ...body, dry_run: true }), 200).count, 0, 'a dry run says so too');
+    // the first ends: every letter redelivered once, failed again, open, and free to select
+    await h.waitFor(async () => h.assertStatus(await batch({ ...body, dry_run: true }), 200).count === 4,
+      { timeout: WAIT_MS, what: 'the first redrive to end with all four open again' });
+    await h.sleep(500);
+    for (const e of evs) assert.equal(fx.wf.of(e.position).length, 2, `event ${e.position}: delivered once by the redrive`);
+    for (const r of rows) {
+      assert.deepEqual(historyStatuses(h.assertStatus(await c.get(dlPath(r.id)), 200)), ['open', 'reprocessing', 'open']);
+    }
+    // two identical requests at once: between them each letter once
+    const pair = await Promise.all([batch({ ...body, max_per_second: 20 }), batch({ ...body, max_per_second: 20 })]);
+    const got = pair.map((res) => h.assertStatus(res, 202).ids).flat().sort();
+    assert.deepEqual(got, rows.map((r) => r.id).sort(), 'each letter in exactly one answer');
+    await h.waitFor(() => evs.every((e) => fx.wf.of(e.position).length >= 3), { timeout: WAIT_MS, what: 'the second redelivery of each' });
+    await h.waitFor(async () => h.assertStatus(await batch({ ...body, dry_run: true }), 200).count === 4,
+      { timeout: WAIT_MS, what: 'both redrives to end' });
+    await h.sleep(500);
+    for (const e of evs) assert.equal(fx.wf.of(e.position).length, 3, `event ${e.position}: once more, not twice`);
+    for (const e of evs) assert.equal(fx.wok.of(e.position).length, 1, 'never to the other group');
+  });
 });
 
 // ---------------------------------------------------------------- projections
 
-describe('dead letters: projection failures in the same API', () => {
+describe('dead letters: projection failures, reprocessed by reapplying the event', () => {
   let s;
   let c;
   let prefix;
@@ -425,28 +511,143 @@ describe('dead letters: projection failures in the same API', () => {
     await deletePrefix(prefix);
   });
 
-  test('a sum over a non-number is a dead letter with source projection:<name>; reprocess → 409, discard → 200', { timeout: 60000 }, async () => {
+  // A sum per account over /data/amount; its events are published in one request, in order.
+  async function sumProjection(t, name) {
+    h.assertStatus(await c.post('/v1/projections', { name, filter: { types: [`${t}.moved`] }, key: '/data/acct', reduce: 'sum', path: '/data/amount' }), 201);
+  }
+  async function move(t, rows) {
+    const res = await c.publish(rows.map(([acct, amount]) => ({ type: `${t}.moved`, stream: `${t}.events`, data: { acct, amount } })));
+    return h.assertStatus(res, 201).events;
+  }
+  async function caughtUp(name, position) {
+    await h.waitFor(async () => h.assertStatus(await c.get(`/v1/projections/${name}`), 200).position >= position,
+      { timeout: WAIT_MS, what: `projection ${name} to reach ${position}` });
+  }
+  const stateOf = async (name, key) => h.assertStatus(await c.get(`/v1/projections/${name}/state?key=${key}`), 200);
+  const near = (got, want, what) => assert.ok(Math.abs(got - want) <= Math.abs(want) * 1e-9, `${what}: ${got}, expected ${want}`);
+
+  test('a sum that overflows is a dead letter with source projection:<name>; reprocess reapplies it to the key\'s current state and resolves it, once however often it is asked', { timeout: 60000 }, async () => {
     const t = typeBase();
-    const name = 'total_' + h.rand(2);
-    h.assertStatus(await c.post('/v1/projections', { name, filter: { types: [`${t}.paid`] }, reduce: 'sum', path: '/data/amount' }), 201);
-    const evs = await publishN(c, `${t}.paid`, 3, (i) => ({ amount: i === 1 ? 'lots' : 10 }));
+    const name = 'bal_' + h.rand(2);
+    await sumProjection(t, name);
+    // a: 1e308, then 1e308 more overflows (dead letter), then −1e308 and −5e307: −5e307.
+    const evs = await move(t, [['a', 1e308], ['a', 1e308], ['a', -1e308], ['b', 3], ['a', -5e307], ['b', 4]]);
     const [dl] = await waitDeadLetters(c, { source: `projection:${name}` }, 1);
+    await caughtUp(name, evs[5].position);
     checkRow(dl);
+    assert.equal(dl.source, `projection:${name}`);
     assert.equal(dl.event_id, evs[1].id);
     assert.equal(dl.event_position, evs[1].position);
     assert.equal(dl.stream, `${t}.events`);
     assert.equal(dl.group, null);
     assert.equal(dl.status, 'open');
-    assert.equal(dl.errors.length, 1);
-    assert.match(dl.errors[0].error, /number/);
-    assert.deepEqual((await allDeadLetters(c, { source: 'group' })).filter((d) => d.id === dl.id), []);
-    h.assertProblem(await c.post(dlPath(dl.id, '/reprocess'), {}), 409, 'conflict');
-    const dry = h.assertStatus(await c.post('/v1/dead-letters/reprocess', { ids: [dl.id], dry_run: true }), 200);
-    assert.equal(dry.count, 0, 'batches reprocess group dead letters only');
+    assert.deepEqual(dl.errors.map((e) => e.error), ['the sum overflows']);
+    // the source and event filters
+    assert.deepEqual((await allDeadLetters(c, { source: 'projection' })).map((d) => d.id), [dl.id], 'a kind alone');
+    assert.deepEqual(await allDeadLetters(c, { source: 'group' }), []);
+    assert.deepEqual(await allDeadLetters(c, { source: `projection:${name}x` }), []);
+    assert.deepEqual((await allDeadLetters(c, { event_id: evs[1].id })).map((d) => d.id), [dl.id]);
+    near((await stateOf(name, 'a')).state, -5e307, 'before');
+    const before = await stateOf(name, 'a');
+
+    // two at once, then one more: applied once
+    const answers = await Promise.all([c.post(dlPath(dl.id, '/reprocess'), {}), c.post(dlPath(dl.id, '/reprocess'), {})]);
+    for (const a of answers) assert.equal(h.assertStatus(a, 200).status, 'resolved', a.text);
+    const again = h.assertStatus(await c.post(dlPath(dl.id, '/reprocess'), {}), 200);
+    assert.equal(again.status, 'resolved');
+    assert.deepEqual(historyStatuses(again), ['open', 'reprocessing', 'resolved']);
+    assert.match(again.history[2].note, new RegExp(`reapplied to projection ${name}`));
+    assert.equal(again.errors.length, 1, 'no new error');
+    const after = await stateOf(name, 'a');
+    near(after.state, 5e307, 'after: −5e307 + 1e308 (twice would be 1.5e308)');
+    assert.equal(after.position, before.position, 'the key\'s position stays its newest event\'s');
+    near((await stateOf(name, 'b')).state, 7, 'b untouched');
+    // off the default list, on the resolved one
+    assert.deepEqual(await allDeadLetters(c, { source: `projection:${name}` }), []);
+    assert.deepEqual((await allDeadLetters(c, { source: `projection:${name}`, status: 'resolved' })).map((d) => d.id), [dl.id]);
+    // the projection goes on from its checkpoint, on the reapplied state
+    const [more] = await move(t, [['a', 1e307]]);
+    await caughtUp(name, more.position);
+    near((await stateOf(name, 'a')).state, 6e307, 'a later event folds onto the reapplied state');
+    near((await stateOf(name, 'b')).state, 7, 'b still');
+    assert.equal(h.assertStatus(await c.get(`/v1/projections/${name}`), 200).status, 'live');
+  });
+
+  test('refused again: the letter stays open with the new error in errors and history, the state is unchanged; discard still clears it', { timeout: 60000 }, async () => {
+    const t = typeBase();
+    const name = 'tot_' + h.rand(2);
+    await sumProjection(t, name);
+    const evs = await move(t, [['x', 10], ['x', 'lots'], ['x', 5]]);
+    const [dl] = await waitDeadLetters(c, { source: `projection:${name}` }, 1);
+    await caughtUp(name, evs[2].position);
+    assert.equal(dl.event_id, evs[1].id);
+    const one = h.assertStatus(await c.post(dlPath(dl.id, '/reprocess'), {}), 200);
+    assert.equal(one.status, 'open');
+    assert.deepEqual(historyStatuses(one), ['open', 'reprocessing', 'open']);
+    assert.match(one.history[2].note, /reprocess failed: expected a number at the path/);
+    assert.deepEqual(one.errors.map((e) => e.error), ['expected a number at the path', 'expected a number at the path']);
+    for (const e of one.errors) assert.match(e.time, /^\d{4}-\d\d-\d\dT/);
+    assert.equal(one.first_failed_at, dl.first_failed_at);
+    assert.ok(one.last_failed_at >= dl.last_failed_at);
+    assert.equal((await stateOf(name, 'x')).state, 15, 'nothing applied');
+    assert.deepEqual((await allDeadLetters(c, { source: `projection:${name}` })).map((d) => d.id), [dl.id], 'still listed');
     const d = h.assertStatus(await c.post(dlPath(dl.id, '/discard'), {}), 200);
     assert.equal(d.status, 'discarded');
-    assert.deepEqual(historyStatuses(d), ['open', 'discarded']);
+    assert.deepEqual(historyStatuses(d), ['open', 'reprocessing', 'open', 'discarded']);
+    h.assertProblem(await c.post(dlPath(dl.id, '/reprocess'), {}), 409, 'conflict');
     assert.deepEqual(await allDeadLetters(c, { source: `projection:${name}` }), []);
+  });
+
+  test('a projection deleted since, or defined again under the same name: reprocess → 409, the letter stays open and unchanged', { timeout: 60000 }, async () => {
+    const t = typeBase();
+    const name = 'gone_' + h.rand(2);
+    await sumProjection(t, name);
+    await move(t, [['g', 1], ['g', 'many']]);
+    const [dl] = await waitDeadLetters(c, { source: `projection:${name}` }, 1);
+    assert.equal((await c.del(`/v1/projections/${name}`)).status, 204);
+    h.assertProblem(await c.post(dlPath(dl.id, '/reprocess'), {}), 409, 'conflict');
+    await sumProjection(t, name); // another projection, which folds every event itself
+    const p = h.assertProblem(await c.post(dlPath(dl.id, '/reprocess'), {}), 409, 'conflict');
+    assert.match(p.detail, /no longer exists as it was/);
+    const now = h.assertStatus(await c.get(dlPath(dl.id)), 200);
+    assert.equal(now.status, 'open');
+    assert.deepEqual(historyStatuses(now), ['open'], 'refused requests are not transitions');
+  });
+
+  test('batch: projection letters are selected by source and event_ids and reprocessed alongside; the refused one stays open', { timeout: 60000 }, async () => {
+    const t = typeBase();
+    const name = 'mix_' + h.rand(2);
+    await sumProjection(t, name);
+    const evs = await move(t, [['m', 1e308], ['m', 1e308], ['m', -1e308], ['n', 'none']]);
+    const letters = await waitDeadLetters(c, { source: `projection:${name}` }, 2);
+    await caughtUp(name, evs[3].position);
+    const byEvent = new Map(letters.map((d) => [d.event_id, d]));
+    const overflow = byEvent.get(evs[1].id);
+    const refused = byEvent.get(evs[3].id);
+    assert.ok(overflow && refused, JSON.stringify(letters));
+    const batch = (b) => c.post('/v1/dead-letters/reprocess', b);
+    const dry = h.assertStatus(await batch({ source: `projection:${name}`, dry_run: true }), 200);
+    assert.deepEqual(dry.dead_letters.map((d) => d.id), [overflow.id, refused.id]);
+    assert.equal(dry.has_more, false);
+    assert.deepEqual(h.assertStatus(await batch({ event_ids: [evs[3].id, 'no-such-event'], dry_run: true }), 200).dead_letters.map((d) => d.id), [refused.id]);
+    assert.equal(h.assertStatus(await batch({ source: `projection:${name}`, group: 'g', dry_run: true }), 200).count, 0, 'a group selects group letters only');
+    const go = h.assertStatus(await batch({ source: `projection:${name}`, max_per_second: 50 }), 202);
+    assert.deepEqual(go.ids, [overflow.id, refused.id]);
+    assert.equal(go.has_more, false);
+    await h.waitFor(async () => {
+      const a = h.assertStatus(await c.get(dlPath(overflow.id)), 200);
+      const b = h.assertStatus(await c.get(dlPath(refused.id)), 200);
+      return a.status === 'resolved' && b.history.length === 3;
+    }, { timeout: WAIT_MS, what: 'the redrive to reach both letters' });
+    near((await stateOf(name, 'm')).state, 1e308, 'm: 0 + 1e308');
+    const b = h.assertStatus(await c.get(dlPath(refused.id)), 200);
+    assert.equal(b.status, 'open');
+    assert.deepEqual(historyStatuses(b), ['open', 'reprocessing', 'open']);
+    assert.equal(b.errors.length, 2);
+    // the redrive has ended (its claim is released): the refused one can be selected again
+    await h.waitFor(async () => h.assertStatus(await batch({ source: `projection:${name}`, dry_run: true }), 200).count === 1,
+      { timeout: WAIT_MS, what: 'the refused letter to be selectable again' });
+    near((await stateOf(name, 'm')).state, 1e308, 'applied once');
   });
 });
 

@@ -235,6 +235,7 @@ const STRATEGIES = {
   'query:min_position': {},
   'query:group': {},
   'query:source': {},
+  'query:event_id': {},
   'query:status': {},
   'query:older_than_ms': {},
   'query:version': {},
@@ -255,6 +256,9 @@ const BODIES = {
   'PUT /v1/streams/{stream}': () => ({ retention: { max_age_ms: null } }),
   'POST /v1/streams/{stream}/groups': () => ({ name: 'g-hostile', start: '$' }),
   'POST /v1/streams/{stream}/groups/{group}/nack': () => ({ event_id: fx.eventId, error: 'hostile', retryable: true }),
+  'POST /v1/streams/{stream}/groups/{group}/fetch': () => ({ consumer: 'w-hostile', max: 1 }),
+  'POST /v1/streams/{stream}/groups/{group}/ack': () => ({ receipts: ['1.1.0.w-hostile'] }),
+  'POST /v1/streams/{stream}/groups/{group}/extend': () => ({ receipts: ['1.1.0.w-hostile'], ms: 1000 }),
   'PUT /v1/schemas/{type}/compatibility': () => ({ compatibility: 'BACKWARD' }),
   'POST /v1/schemas/{type}/validate': () => ({}),
   'POST /v1/projections': () => ({ name: 'hostile-never', reduce: 'count' }),
@@ -301,6 +305,9 @@ const BODY_BASES = {
   'POST /v1/replays': (n) => ({ filter: { stream: STREAM }, target: { redis_stream: `${prefix}replay:b${n}` } }),
   'POST /v1/streams/{stream}/groups': (n) => ({ name: `gb-${n}`, start: '$' }),
   'POST /v1/streams/{stream}/groups/{group}/nack': () => ({ event_id: fx.eventId, error: 'hostile', retryable: true }),
+  'POST /v1/streams/{stream}/groups/{group}/fetch': () => ({ consumer: 'w-hostile', max: 1 }),
+  'POST /v1/streams/{stream}/groups/{group}/ack': () => ({ receipts: ['1.1.0.w-hostile'] }),
+  'POST /v1/streams/{stream}/groups/{group}/extend': () => ({ receipts: ['1.1.0.w-hostile'], ms: 1000 }),
   'POST /v1/dead-letters/reprocess': () => ({ stream: STREAM, group: 'g1', ids: [fx.deadLetterId], dry_run: true }),
   'POST /v1/schemas': () => ({ type: 'hostile.registered', stream: STREAM, description: 'd', schema: { type: 'object' } }),
   'PUT /v1/schemas/{type}/compatibility': () => ({ compatibility: 'BACKWARD' }),
@@ -463,7 +470,8 @@ const CHECKS = {
     const q = queryOf(sent);
     const want = deadLetters.filter((d) =>
       (!('stream' in q) || d.stream === q.stream) && (!('group' in q) || d.group === q.group) &&
-      (!('type' in q) || d.type === q.type) && (!('source' in q) || d.source === q.source) &&
+      (!('type' in q) || d.type === q.type) && (!('event_id' in q) || d.event_id === q.event_id) &&
+      (!('source' in q) || d.source === q.source || d.source.startsWith(`${q.source}:`)) &&
       (!('status' in q) ? ['open', 'reprocessing'].includes(d.status) : d.status === q.status) &&
       (!('after' in q) || Number(d.id) > Number(q.after)));
     const limit = 'limit' in q ? Number(q.limit) : 100;

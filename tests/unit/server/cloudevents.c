@@ -1,8 +1,8 @@
 /* Unit tests of server/cloudevents.c: the CloudEvents v1.0 HTTP binding mapped onto
  * Sluice's envelope, in structured, batch and binary mode. The mapping only renames and
- * keeps: type→type, id→id, subject→key, source→source, data (or data_base64)→data,
- * correlationid/causationid/userid/stream→their envelope fields, and every other
- * attribute (specversion, time, datacontenttype, dataschema, extensions) under
+ * keeps: type→type, id→id, subject→key, source→source, time→occurred_at, data (or
+ * data_base64)→data, correlationid/causationid/userid/stream→their envelope fields, and
+ * every other attribute (specversion, datacontenttype, dataschema, extensions) under
  * metadata.cloudevents. Judging the result is the envelope's checks' work, so the last
  * group runs envelope_parse on mapped events that lack what an envelope needs. */
 #include "cloudevents.h"
@@ -46,11 +46,11 @@ static structured_case structured[] = {
      "\"corr-1\",\"causationid\":\"cause-1\",\"userid\":\"u-42\",\"stream\":\"orders\","
      "\"tenantregion\":\"eu\",\"data\":{\"total\":12}}",
      "{\"type\":\"order.placed\",\"source\":\"/shop\",\"id\":\"ce-1\",\"key\":\"o-1\","
-     "\"correlation_id\":\"corr-1\",\"causation_id\":\"cause-1\",\"user_id\":\"u-42\","
-     "\"stream\":\"orders\",\"data\":{\"total\":12},\"metadata\":{\"cloudevents\":{"
-     "\"specversion\":\"1.0\",\"time\":\"2024-03-01T09:30:00Z\",\"datacontenttype\":"
-     "\"application/json\",\"dataschema\":\"https://example.com/s.json\",\"tenantregion\":"
-     "\"eu\"}}}"},
+     "\"occurred_at\":\"2024-03-01T09:30:00Z\",\"correlation_id\":\"corr-1\","
+     "\"causation_id\":\"cause-1\",\"user_id\":\"u-42\",\"stream\":\"orders\","
+     "\"data\":{\"total\":12},\"metadata\":{\"cloudevents\":{\"specversion\":\"1.0\","
+     "\"datacontenttype\":\"application/json\",\"dataschema\":"
+     "\"https://example.com/s.json\",\"tenantregion\":\"eu\"}}}"},
     {"the required attributes alone",
      "{\"specversion\":\"1.0\",\"type\":\"order.placed\",\"source\":\"urn:x\",\"id\":\"a\"}",
      "{\"type\":\"order.placed\",\"source\":\"urn:x\",\"id\":\"a\","
@@ -217,10 +217,11 @@ Test(cloudevents, binary_mode_maps_the_ce_headers_and_keeps_the_content_type)
     json_t *env = BINARY(h, data);
     expect_json(env,
                 "{\"type\":\"order.placed\",\"source\":\"/shop\",\"id\":\"ce-7\",\"key\":\"o-1\","
-                "\"correlation_id\":\"corr-1\",\"causation_id\":\"cause-1\",\"user_id\":\"u-1\","
-                "\"stream\":\"orders\",\"data\":{\"total\":12},\"metadata\":{\"cloudevents\":{"
-                "\"specversion\":\"1.0\",\"time\":\"2024-03-01T09:30:00Z\",\"tenantregion\":"
-                "\"eu\",\"datacontenttype\":\"application/json; charset=utf-8\"}}}",
+                "\"occurred_at\":\"2024-03-01T09:30:00Z\",\"correlation_id\":\"corr-1\","
+                "\"causation_id\":\"cause-1\",\"user_id\":\"u-1\",\"stream\":\"orders\","
+                "\"data\":{\"total\":12},\"metadata\":{\"cloudevents\":{\"specversion\":\"1.0\","
+                "\"tenantregion\":\"eu\",\"datacontenttype\":\"application/json; "
+                "charset=utf-8\"}}}",
                 "binary");
     cr_expect_eq(json_object_get(env, "data"), data, "the body is the data, not a copy");
     json_decref(env);
@@ -336,7 +337,7 @@ typedef struct checked_case {
 
 static checked_case checked[] = {
     {"{\"specversion\":\"1.0\",\"type\":\"order.placed\",\"source\":\"s\",\"id\":\"ce-1\","
-     "\"subject\":\"o-1\",\"data\":{\"a\":1}}",
+     "\"subject\":\"o-1\",\"time\":\"2024-03-01T10:30:00+01:00\",\"data\":{\"a\":1}}",
      NULL, NULL},
     {"{\"specversion\":\"1.0\",\"source\":\"s\",\"id\":\"ce-1\",\"data\":{}}", "/type", "required"},
     {"{\"specversion\":\"1.0\",\"type\":\"order.placed\",\"id\":\"ce-1\"}", "/data", "required"},
@@ -347,6 +348,8 @@ static checked_case checked[] = {
      "type"},
     {"{\"specversion\":\"1.0\",\"type\":\"order.placed\",\"data_base64\":\"AAEC\"}", "/data",
      "type"},
+    {"{\"specversion\":\"1.0\",\"type\":\"order.placed\",\"time\":\"yesterday\",\"data\":{}}",
+     "/occurred_at", "format"},
 };
 
 ParameterizedTestParameters(cloudevents, envelope_checks)
@@ -366,7 +369,7 @@ ParameterizedTest(size_t *row, cloudevents, envelope_checks)
     json_t *env = cloudevents_structured(ce);
     json_t *errors = json_array();
     incoming_event ev;
-    bool ok = envelope_parse(env, -1, "default", &ev, errors);
+    bool ok = envelope_parse(env, -1, "default", NULL, &ev, errors);
     char *text = json_dumps(errors, JSON_COMPACT);
     if (!c->path) {
         cr_expect(ok, "%s: %s", c->ce, text);
@@ -374,6 +377,7 @@ ParameterizedTest(size_t *row, cloudevents, envelope_checks)
             cr_expect_str_eq(ev.id, "ce-1");
             cr_expect_str_eq(ev.key, "o-1");
             cr_expect_str_eq(ev.source, "s");
+            cr_expect_str_eq(ev.occurred_at, "2024-03-01T09:30:00.000Z", "time, in UTC");
             cr_expect_str_eq(json_string_value(json_object_get(
                                  json_object_get(ev.metadata, "cloudevents"), "specversion")),
                              "1.0");

@@ -10,7 +10,7 @@ static json_t *parse(const char *text, incoming_event *ev, bool *ok)
     json_t *in = json_loads(text, 0, NULL);
     cr_assert_not_null(in, "test JSON must parse: %s", text);
     json_t *errors = json_array();
-    *ok = envelope_parse(in, -1, "default", ev, errors);
+    *ok = envelope_parse(in, -1, "default", NULL, ev, errors);
     json_decref(in);
     return errors;
 }
@@ -160,4 +160,139 @@ Test(envelope, client_ids_follow_the_id_pattern)
     cr_assert_not(envelope_id_valid(long_id));
     long_id[64] = '\0';
     cr_assert(envelope_id_valid(long_id));
+}
+
+/* ---- occurred_at and the default source (issue 15) */
+
+struct time_case {
+    char in[48];   /* inline: Criterion copies parameters between processes */
+    char want[32]; /* "" = refused */
+};
+
+ParameterizedTestParameters(envelope, occurrence_times)
+{
+    static struct time_case cases[] = {
+        {"2024-03-01T09:30:00.125Z", "2024-03-01T09:30:00.125Z"},
+        {"2024-03-01T09:30:00Z", "2024-03-01T09:30:00.000Z"},
+        {"2024-03-01T10:30:00.5+01:00", "2024-03-01T09:30:00.500Z"},
+        {"2024-03-01T00:30:00-02:00", "2024-03-01T02:30:00.000Z"},
+        {"2024-03-01t09:30:00.123456789z", "2024-03-01T09:30:00.123Z"},
+        {"1969-12-31T23:59:59.500Z", "1969-12-31T23:59:59.500Z"},
+        {"0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000Z"},
+        {"9999-12-31T23:59:59.999Z", "9999-12-31T23:59:59.999Z"},
+        {"0001-01-01T00:30:00+01:00", ""}, /* year 0 in UTC */
+        {"9999-12-31T23:30:00-01:00", ""}, /* year 10000 in UTC */
+        {"2024-03-01T09:30:00", ""},       /* no time zone */
+        {"2024-03-01 09:30:00Z", ""},      /* RFC 3339's date-time has a T */
+        {"2024-03-01", ""},
+        {"2024-02-30T00:00:00Z", ""},
+        {"2023-02-29T00:00:00Z", ""},
+        {"2024-03-01T24:00:00Z", ""},
+        {"yesterday", ""},
+        {"", ""},
+    };
+    return cr_make_param_array(struct time_case, cases, sizeof cases / sizeof cases[0]);
+}
+
+ParameterizedTest(struct time_case *c, envelope, occurrence_times)
+{
+    char out[32] = "";
+    bool ok = envelope_time_normalize(c->in, out);
+    if (*c->want) {
+        cr_assert(ok, "'%s' is accepted", c->in);
+        cr_assert_str_eq(out, c->want, "'%s'", c->in);
+    } else {
+        cr_assert_not(ok, "'%s' is refused (got %s)", c->in, out);
+    }
+}
+
+Test(envelope, occurred_at_is_kept_in_utc_with_milliseconds)
+{
+    incoming_event ev;
+    bool ok;
+    json_t *errors = parse(
+        "{\"type\":\"a.b\",\"data\":{},\"occurred_at\":\"2024-03-01T10:30:00+01:00\"}", &ev, &ok);
+    cr_assert(ok);
+    cr_assert_str_eq(ev.occurred_at, "2024-03-01T09:30:00.000Z");
+    envelope_dispose(&ev);
+    json_decref(errors);
+
+    errors = parse("{\"type\":\"a.b\",\"data\":{},\"occurred_at\":null}", &ev, &ok);
+    cr_assert(ok);
+    cr_assert_str_eq(ev.occurred_at, "", "null is absent");
+    envelope_dispose(&ev);
+    json_decref(errors);
+}
+
+Test(envelope, a_malformed_occurred_at_is_refused_at_its_path)
+{
+    incoming_event ev;
+    bool ok;
+    json_t *errors =
+        parse("{\"type\":\"a.b\",\"data\":{},\"occurred_at\":\"2024-13-01T00:00:00Z\"}", &ev, &ok);
+    cr_assert_not(ok);
+    cr_assert(has_error(errors, "/occurred_at", "format"));
+    json_decref(errors);
+    errors = parse("{\"type\":\"a.b\",\"data\":{},\"occurred_at\":1709285400000}", &ev, &ok);
+    cr_assert_not(ok);
+    cr_assert(has_error(errors, "/occurred_at", "type"));
+    json_decref(errors);
+}
+
+Test(envelope, occurred_at_is_part_of_the_content)
+{
+    incoming_event a, b;
+    bool ok;
+    json_t *e1 = parse("{\"id\":\"x1\",\"type\":\"a.b\",\"data\":{},"
+                       "\"occurred_at\":\"2024-03-01T09:30:00Z\"}",
+                       &a, &ok);
+    cr_assert(ok);
+    json_t *e2 = parse("{\"id\":\"x1\",\"type\":\"a.b\",\"data\":{},"
+                       "\"occurred_at\":\"2024-03-01T09:30:01Z\"}",
+                       &b, &ok);
+    cr_assert(ok);
+    cr_assert_str_neq(a.hash_hex, b.hash_hex);
+    envelope_dispose(&a);
+    envelope_dispose(&b);
+    json_decref(e1);
+    json_decref(e2);
+}
+
+static bool parse_as(const char *text, const char *key_name, incoming_event *ev)
+{
+    json_t *in = json_loads(text, 0, NULL);
+    cr_assert_not_null(in, "test JSON must parse: %s", text);
+    json_t *errors = json_array();
+    bool ok = envelope_parse(in, -1, "default", key_name, ev, errors);
+    json_decref(errors);
+    json_decref(in);
+    return ok;
+}
+
+Test(envelope, source_defaults_to_the_key_name)
+{
+    incoming_event ev;
+    cr_assert(parse_as("{\"type\":\"a.b\",\"data\":{}}", "billing-service", &ev));
+    cr_assert_str_eq(ev.source, "billing-service");
+    envelope_dispose(&ev);
+    cr_assert(
+        parse_as("{\"type\":\"a.b\",\"data\":{},\"source\":\"svc/a\"}", "billing-service", &ev));
+    cr_assert_str_eq(ev.source, "svc/a", "a source sent is kept");
+    envelope_dispose(&ev);
+    cr_assert(parse_as("{\"type\":\"a.b\",\"data\":{}}", "", &ev));
+    cr_assert_null(ev.source, "a key without a name gives no source");
+    envelope_dispose(&ev);
+    cr_assert(parse_as("{\"type\":\"a.b\",\"data\":{}}", NULL, &ev));
+    cr_assert_null(ev.source);
+    envelope_dispose(&ev);
+}
+
+Test(envelope, the_default_source_is_not_content)
+{
+    incoming_event a, b;
+    cr_assert(parse_as("{\"id\":\"x1\",\"type\":\"a.b\",\"data\":{}}", "key-a", &a));
+    cr_assert(parse_as("{\"id\":\"x1\",\"type\":\"a.b\",\"data\":{}}", "key-b", &b));
+    cr_assert_str_eq(a.hash_hex, b.hash_hex, "the same body is the same content");
+    envelope_dispose(&a);
+    envelope_dispose(&b);
 }

@@ -162,7 +162,11 @@ Test(reqschema, a_missing_required_field_is_refused_at_its_pointer)
     refused(REQSCHEMA_GROUP_CREATE, "{}", "/name", "required");
     refused(REQSCHEMA_STREAM_SETTINGS, "{\"retention\":{}}", "/retention/max_age_ms", "required");
     refused(REQSCHEMA_SCHEMA_COMPAT, "{}", "/compatibility", "required");
-    refused(REQSCHEMA_GROUP_NACK, "{\"error\":\"no id\"}", "/event_id", "required");
+    refused(REQSCHEMA_GROUP_FETCH, "{\"max\":3}", "/consumer", "required");
+    refused(REQSCHEMA_GROUP_ACK, "{}", "/receipts", "required");
+    /* a nack names its delivery by receipt (consumer API) or by event id (a Redis worker) */
+    refused(REQSCHEMA_GROUP_NACK, "{\"error\":\"no id\"}", "", "oneOf");
+    refused(REQSCHEMA_GROUP_NACK, "{\"receipt\":\"1.1.0.w\",\"event_id\":\"e\"}", "", "oneOf");
 }
 
 Test(reqschema, values_out_of_their_range_or_enum_are_refused)
