@@ -3,7 +3,7 @@
 # SANITIZER=address builds with AddressSanitizer + UBSan into build/asan/.
 
 CC       ?= cc
-PKGS      = libmicrohttpd libwebsockets jansson hiredis libpq libpcre2-8 libcrypto
+PKGS      = libmicrohttpd libwebsockets jansson hiredis libpq libpcre2-8 libcrypto libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN      = -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wstrict-prototypes

@@ -45,6 +45,14 @@ void consume_on_fetch(http_req *req);
 void consume_on_ack(http_req *req);
 void consume_on_nack(http_req *req);
 void consume_on_extend(http_req *req);
+/* webhooks.c */
+void webhooks_on_create(http_req *req);
+void webhooks_on_list(http_req *req);
+void webhooks_on_get(http_req *req);
+void webhooks_on_delete(http_req *req);
+void webhooks_on_pause(http_req *req);
+void webhooks_on_resume(http_req *req);
+void webhooks_on_rotate_secret(http_req *req);
 /* dead_letters.c */
 void dead_letters_on_list(http_req *req);
 void dead_letters_on_get(http_req *req);

@@ -8,6 +8,7 @@
  * when it is not; /v1/stats is the caller's tenant's series only.
  */
 #include "handlers.h"
+#include "../server/webhook_delivery.h"
 #include "../server/appender.h"
 #include "../server/db.h"
 #include "../server/groups.h"
@@ -159,10 +160,12 @@ static void run_metrics(PGconn **conn, void *arg)
                    1, proj_labels);
         static const char *const dl_labels[] = {"source", "status"};
         gauge_rows(&out, conn, "Dead letters by source and status.", "sluice_dead_letters",
-                   "SELECT CASE WHEN source = 'group' THEN 'group' ELSE 'projection' END, status, "
+                   "SELECT CASE WHEN source = 'group' THEN 'group' WHEN source LIKE 'webhook:%' "
+                   "THEN 'webhook' ELSE 'projection' END, status, "
                    "count(*) FROM dead_letters GROUP BY 1, 2 ORDER BY 1, 2",
                    2, dl_labels);
         metrics_render_groups(conn, &out);
+        webhook_delivery_render_metrics(&out);
     }
     size_t len;
     char *body = buf_steal(&out, &len);

@@ -14,6 +14,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential pkg-config
   libmicrohttpd-dev libwebsockets-dev libjansson-dev libhiredis-dev libpq-dev
+  libcurl4-openssl-dev          # webhooks: deliveries with libcurl's multi interface
   libcriterion-dev libpcre2-dev libssl-dev
   python3-yaml                  # the build converts openapi/openapi.yaml to JSON (scripts/embed-openapi-json.py)
   postgresql redis-server

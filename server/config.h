@@ -20,6 +20,7 @@ typedef struct sluice_config {
     char *admin_token;  /* bootstrap admin token; NULL = generated at first start */
     bool auth;          /* false only by explicit choice */
     bool allow_unknown_types;
+    bool webhook_allow_private; /* webhooks may reach loopback and private addresses */
     char *redis_prefix;     /* Redis stream name prefix */
     long long redis_maxlen; /* MAXLEN ~ for Redis streams */
     long long max_body_bytes;

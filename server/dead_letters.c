@@ -2,6 +2,7 @@
  * dead_letters.c — dead-letter administration (see dead_letters.h).
  */
 #include "dead_letters.h"
+#include "webhooks.h"
 #include "db.h"
 #include "envelope.h"
 #include "groups.h"
@@ -21,7 +22,8 @@
 #define DL_SOURCE                                                                              \
     "CASE WHEN source = 'group' THEN 'group:' || coalesce(group_name, '') ELSE source END"
 /* The letters a reprocess can move. */
-#define DL_REPROCESSABLE "(source = 'group' OR source LIKE 'projection:%')"
+#define DL_REPROCESSABLE                                                                       \
+    "(source = 'group' OR source LIKE 'projection:%' OR source LIKE 'webhook:%')"
 
 #define DL_COLUMNS                                                                             \
     "id, " DL_SOURCE ", stream, group_name, consumer, event_id, event_position, type, "        \
@@ -266,6 +268,36 @@ static sl_status reprocess_group(PGconn **conn, const char *tenant, const char *
     return dead_letters_get(conn, tenant, id, answer);
 }
 
+/* A webhook's letter: open → reprocessing, and queued for another delivery by its webhook
+ * (webhooks_redeliver), which resolves it when delivered or dead-letters it again. */
+static sl_status reprocess_webhook(PGconn **conn, const char *tenant, const char *id,
+                                   const char *webhook, int expect, json_t **answer)
+{
+    char *stream = NULL, *group = NULL, *src = NULL;
+    long long position = 0;
+    sl_status rc = transition(conn, tenant, id, "'open'", "reprocessing", "reprocess requested",
+                              expect, &stream, &group, &position, &src);
+    free(stream);
+    free(group);
+    free(src);
+    if (rc == SL_NOT_FOUND)
+        return dead_letters_get(conn, tenant, id, answer); /* raced: already moving */
+    if (rc != SL_OK) return rc;
+    sl_status rd = webhooks_redeliver(conn, tenant, webhook, position, id);
+    if (rd != SL_OK)
+        (void)move(conn, tenant, id, "'reprocessing'", "open",
+                   rd == SL_UNAVAILABLE ? "reprocess failed: PostgreSQL unreachable"
+                                        : "reprocess failed: the webhook no longer exists",
+                   -1);
+    if (rd == SL_UNAVAILABLE) return SL_UNAVAILABLE;
+    if (rd == SL_NOT_FOUND) {
+        *answer = problem_new("conflict", "the webhook was deleted; the letter stays open — "
+                                          "discard it to clear");
+        return SL_REFUSED;
+    }
+    return dead_letters_get(conn, tenant, id, answer);
+}
+
 static void rollback(PGconn **conn)
 {
     if (!*conn) return;
@@ -382,6 +414,13 @@ static sl_status reprocess(PGconn **conn, const char *tenant, const char *id, in
     if (kind == 0) {
         json_decref(cur);
         return reprocess_group(conn, tenant, id, expect, answer);
+    }
+    if (kind == 2 && name) {
+        char *webhook = xstrdup(name);
+        json_decref(cur);
+        rc = reprocess_webhook(conn, tenant, id, webhook, expect, answer);
+        free(webhook);
+        return rc;
     }
     if (kind == 1 && name) {
         char *projection = xstrdup(name);

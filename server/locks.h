@@ -20,5 +20,6 @@
 #define LOCK_REPLAYS "7341263007"       /* leader: replays */
 #define LOCK_GROUPS "7341263008"        /* leader: the consumer-group sweeper */
 #define LOCK_REPLAY_CREATE "7341263009" /* xact: a replay's per-tenant cap is counted and kept */
+#define LOCK_WEBHOOKS "7341263010"      /* leader: webhook deliveries */
 
 #endif

@@ -25,6 +25,8 @@
 #include "consume.h"
 #include "groups.h"
 #include "sweeper.h"
+#include "webhook_delivery.h"
+#include "webhooks.h"
 #include "pool.h"
 #include "projections.h"
 #include "ratelimit.h"
@@ -143,6 +145,7 @@ static void drain(const sluice_config *cfg)
     projections_stop();
     replays_stop();
     consume_stop();
+    webhook_delivery_stop();
     sweeper_stop();
     pool_stop();
     deadline = time_mono_ms() + 2000;
@@ -182,6 +185,7 @@ static int cmd_serve(sluice_config *cfg)
     if (pool_start(cfg->database_url, cfg->db_pool, cfg->pool_queue) < 0) return 1;
     session_init(cfg->database_url, cfg->max_catchups);
     groups_init(cfg);
+    webhooks_init(cfg);
     tenants_configure(cfg);
     session_set_catchup_readers(cfg->catchup_readers);
     if (tail_start(cfg->database_url) < 0) {
@@ -190,7 +194,7 @@ static int cmd_serve(sluice_config *cfg)
     }
     if (relay_start(cfg) < 0 || waiters_start() < 0 || retention_start(cfg) < 0 ||
         projections_start(cfg->database_url) < 0 || replays_start(cfg) < 0 || sweeper_start(cfg) < 0 ||
-        consume_start(cfg) < 0)
+        consume_start(cfg) < 0 || webhook_delivery_start(cfg) < 0)
         return 1;
     int ws_bound = 0;
     if (ws_start(cfg, &ws_bound) < 0) return 1;

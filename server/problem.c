@@ -29,6 +29,7 @@ static const problem_kind kinds[] = {
     {"duplicate_id", 409, "An event with this id and different content exists"},
     {"conflict", 409, "Conflict"},
     {"stale_receipt", 409, "The receipt is stale"},
+    {"forbidden_destination", 422, "The webhook destination is not allowed"},
     {"payload_too_large", 413, "Payload too large"},
     {"unsupported_media_type", 415, "Unsupported media type"},
     {"schema_violation", 422, "The event does not match its schema"},

@@ -30,6 +30,7 @@
 #define REQSCHEMA_GROUP_FETCH "post_v1_streams_stream_groups_group_fetch"
 #define REQSCHEMA_GROUP_ACK "post_v1_streams_stream_groups_group_ack"
 #define REQSCHEMA_GROUP_EXTEND "post_v1_streams_stream_groups_group_extend"
+#define REQSCHEMA_WEBHOOK_CREATE "post_v1_webhooks"
 #define REQSCHEMA_STREAM_SETTINGS "put_v1_streams_stream"
 #define REQSCHEMA_SCHEMA_COMPAT "put_v1_schemas_type_compatibility"
 #define REQSCHEMA_DEAD_LETTER_REPROCESS "post_v1_dead_letters_reprocess"

@@ -9,7 +9,7 @@
 
 FUZZ_CC  ?= clang
 BUILD     = build/fuzz
-PKGS      = libmicrohttpd libwebsockets jansson hiredis libpq libpcre2-8 libcrypto
+PKGS      = libmicrohttpd libwebsockets jansson hiredis libpq libpcre2-8 libcrypto libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 SAN       = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer

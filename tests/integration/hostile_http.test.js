@@ -92,7 +92,13 @@ function slowWsClients(n) {
   return added;
 }
 
+// Once, under heavy load, this file's event loop went empty between two tests (node:test then
+// cancels what is left and runs after() at once, stopping sluice under the next test). A ref'd
+// timer for the file's life keeps the loop alive; after() clears it, so the file still exits.
+let keepAlive;
+
 before(async () => {
+  keepAlive = setInterval(() => {}, 60000);
   s = await h.startSluice({ name: 'hostile-http', env: { SLUICE_HTTP_TIMEOUT_MS: String(TIMEOUT_MS), SLUICE_ACCESS_LOG: 'off' } });
   c = s.client();
   h.assertStatus(await c.publish({ type: 'hostile.http', stream: STREAM, data: { warm: true } }), 201);
@@ -101,7 +107,11 @@ before(async () => {
 
 after(async () => {
   for (const x of wsSlow) x.c.destroy();
-  if (s) await s.stop().finally(() => s.cleanup());
+  try {
+    if (s) await s.stop().finally(() => s.cleanup());
+  } finally {
+    clearInterval(keepAlive);
+  }
 });
 
 // Publishes one event and reads it back by id and through a filtered page.
