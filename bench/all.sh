@@ -9,6 +9,8 @@
 #   bench/history/run.sh    NDJSON reads vs psql \copy; projection catch-up (issue 5)
 #   bench/groups/run.sh     the consumer-group sweeper (issue 6)
 #   bench/consumer/run.sh   consumer API fetch + ack vs the same workers reading Redis (issue 15)
+#   bench/webhooks/run.sh   webhook deliveries/s vs a node:http sender to the same receivers;
+#                           delivery lag at 1,000 events/s (issue 16)
 #   bench/unauth/run.sh     RSS under unauthenticated slow and large bodies (issue 13)
 #   bench/tenants/run.sh    one tenant's publish p99 while another holds its caps (issue 13)
 #   bench/validation_attack/run.sh  /health p99 under worst-case validation bodies (issue 13)
@@ -33,7 +35,7 @@ started=$(date -u '+%Y-%m-%d %H:%M UTC')
 
 status=0
 for b in bench/run.sh bench/insert/run.sh bench/validate/run.sh bench/fanout/run.sh bench/history/run.sh \
-  bench/groups/run.sh bench/consumer/run.sh bench/unauth/run.sh bench/tenants/run.sh bench/validation_attack/run.sh; do
+  bench/groups/run.sh bench/consumer/run.sh bench/webhooks/run.sh bench/unauth/run.sh bench/tenants/run.sh bench/validation_attack/run.sh; do
   case "$b" in
     bench/run.sh) name=publish ;;
     *) name=${b#bench/} name=${name%/run.sh} ;;

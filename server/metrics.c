@@ -98,18 +98,13 @@ void metrics_group_ack(const char *tenant, const char *stream, const char *group
     pthread_mutex_unlock(&lock);
 }
 
-static void label(buf *out, const char *v);
-
-/* Opens one group's ack series line: its name and labels, the brace left open. */
-static void ack_labels(buf *out, const char *name, const ack_series *a)
+/* One series' labels, as metrics_labels writes them, in a buffer of the caller's. */
+static const char *labels_of(buf *b, const char *const *pairs)
 {
-    buf_printf(out, "%s{tenant=\"", name);
-    label(out, a->tenant);
-    buf_puts(out, "\",stream=\"");
-    label(out, a->stream);
-    buf_puts(out, "\",group=\"");
-    label(out, a->group);
-    buf_puts(out, "\"");
+    b->len = 0;
+    if (b->data) b->data[0] = '\0';
+    metrics_labels(b, pairs);
+    return b->data ? b->data : "";
 }
 
 static void render_acks_locked(buf *out)
@@ -117,23 +112,16 @@ static void render_acks_locked(buf *out)
     buf_puts(out, "# HELP sluice_group_commit_to_ack_seconds Time from an event's commit to its "
                   "acknowledgement through the consumer API, per consumer group.\n"
                   "# TYPE sluice_group_commit_to_ack_seconds histogram\n");
+    buf lb;
+    buf_init(&lb);
     strmap_foreach(&acks, i)
     {
         ack_series *a = acks.slots[i].value;
-        unsigned long long cum = 0;
-        for (int b = 0; b <= N_ACK_BUCKETS; b++) {
-            cum += a->buckets[b];
-            ack_labels(out, "sluice_group_commit_to_ack_seconds_bucket", a);
-            if (b < N_ACK_BUCKETS)
-                buf_printf(out, ",le=\"%g\"} %llu\n", ack_le[b], cum);
-            else
-                buf_printf(out, ",le=\"+Inf\"} %llu\n", cum);
-        }
-        ack_labels(out, "sluice_group_commit_to_ack_seconds_sum", a);
-        buf_printf(out, "} %.6f\n", a->sum);
-        ack_labels(out, "sluice_group_commit_to_ack_seconds_count", a);
-        buf_printf(out, "} %llu\n", cum);
+        const char *pairs[] = {"tenant", a->tenant, "stream", a->stream, "group", a->group, NULL};
+        metrics_histogram(out, "sluice_group_commit_to_ack_seconds", labels_of(&lb, pairs), ack_le,
+                          N_ACK_BUCKETS, a->buckets, a->sum);
     }
+    buf_dispose(&lb);
 }
 
 void metrics_publish(const char *tenant, const char *stream, const char *type, double seconds,
@@ -196,9 +184,9 @@ void metrics_http(int status)
     pthread_mutex_unlock(&lock);
 }
 
-/* Label values are tenant, stream and type names ([A-Za-z0-9._:-]) or problem codes: no
- * escaping is needed, but quote and backslash are escaped anyway. */
-static void label(buf *out, const char *v)
+/* Label values are tenant, stream, type and webhook names ([A-Za-z0-9._:-]) or problem
+ * codes: no escaping is needed, but quote, backslash and newline are escaped anyway. */
+void metrics_label(buf *out, const char *v)
 {
     for (; *v; v++) {
         if (*v == '"' || *v == '\\') buf_append(out, "\\", 1);
@@ -208,6 +196,29 @@ static void label(buf *out, const char *v)
         }
         buf_append(out, v, 1);
     }
+}
+
+void metrics_labels(buf *out, const char *const *pairs)
+{
+    for (int i = 0; pairs[i]; i += 2) {
+        buf_printf(out, "%s%s=\"", i ? "," : "", pairs[i]);
+        metrics_label(out, pairs[i + 1]);
+        buf_puts(out, "\"");
+    }
+}
+
+void metrics_histogram(buf *out, const char *name, const char *labels, const double *le, int n,
+                       const unsigned long long *counts, double sum)
+{
+    unsigned long long cum = 0;
+    for (int b = 0; b <= n; b++) {
+        cum += counts[b];
+        if (b < n)
+            buf_printf(out, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels, le[b], cum);
+        else
+            buf_printf(out, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels, cum);
+    }
+    buf_printf(out, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels, sum, name, labels, cum);
 }
 
 void metrics_render(buf *out)
@@ -223,55 +234,33 @@ void metrics_render(buf *out)
         series *s = all.slots[i].value;
         for (int k = 0; k < 2; k++) {
             buf_puts(out, "sluice_events_published_total{tenant=\"");
-            label(out, s->tenant);
+            metrics_label(out, s->tenant);
             buf_puts(out, "\",stream=\"");
-            label(out, s->stream);
+            metrics_label(out, s->stream);
             buf_puts(out, "\",type=\"");
-            label(out, s->type);
+            metrics_label(out, s->type);
             buf_printf(out, "\",outcome=\"%s\"} %llu\n", k ? "failed" : "stored",
                        k ? s->failed : s->ok);
         }
     }
     buf_puts(out, "# HELP sluice_publish_duration_seconds Time from request to durable answer.\n"
                   "# TYPE sluice_publish_duration_seconds histogram\n");
+    buf lb;
+    buf_init(&lb);
     strmap_foreach(&all, i)
     {
         series *s = all.slots[i].value;
-        unsigned long long cum = 0;
-        for (int b = 0; b <= N_BUCKETS; b++) {
-            cum += s->buckets[b];
-            buf_puts(out, "sluice_publish_duration_seconds_bucket{tenant=\"");
-            label(out, s->tenant);
-            buf_puts(out, "\",stream=\"");
-            label(out, s->stream);
-            buf_puts(out, "\",type=\"");
-            label(out, s->type);
-            if (b < N_BUCKETS)
-                buf_printf(out, "\",le=\"%g\"} %llu\n", bucket_le[b], cum);
-            else
-                buf_printf(out, "\",le=\"+Inf\"} %llu\n", cum);
-        }
-        buf_puts(out, "sluice_publish_duration_seconds_sum{tenant=\"");
-        label(out, s->tenant);
-        buf_puts(out, "\",stream=\"");
-        label(out, s->stream);
-        buf_puts(out, "\",type=\"");
-        label(out, s->type);
-        buf_printf(out, "\"} %.6f\n", s->sum);
-        buf_puts(out, "sluice_publish_duration_seconds_count{tenant=\"");
-        label(out, s->tenant);
-        buf_puts(out, "\",stream=\"");
-        label(out, s->stream);
-        buf_puts(out, "\",type=\"");
-        label(out, s->type);
-        buf_printf(out, "\"} %llu\n", cum);
+        const char *pairs[] = {"tenant", s->tenant, "stream", s->stream, "type", s->type, NULL};
+        metrics_histogram(out, "sluice_publish_duration_seconds", labels_of(&lb, pairs), bucket_le,
+                          N_BUCKETS, s->buckets, s->sum);
     }
+    buf_dispose(&lb);
     buf_puts(out, "# HELP sluice_rejections_total Refused requests by problem code.\n"
                   "# TYPE sluice_rejections_total counter\n");
     strmap_foreach(&rejections, i)
     {
         buf_puts(out, "sluice_rejections_total{code=\"");
-        label(out, rejections.slots[i].key);
+        metrics_label(out, rejections.slots[i].key);
         buf_printf(out, "\"} %llu\n", *(unsigned long long *)rejections.slots[i].value);
     }
     static const char *const le[8] = {"1", "10", "50", "100", "500", "1000", "5000", "+Inf"};
@@ -335,11 +324,11 @@ void metrics_render_groups(PGconn **conn, buf *out)
             long long v = group_gauge(&gs[i], m);
             if (v < 0) continue;
             buf_printf(out, "%s{tenant=\"", name);
-            label(out, gs[i].tenant);
+            metrics_label(out, gs[i].tenant);
             buf_puts(out, "\",stream=\"");
-            label(out, gs[i].stream);
+            metrics_label(out, gs[i].stream);
             buf_puts(out, "\",group=\"");
-            label(out, gs[i].name);
+            metrics_label(out, gs[i].name);
             buf_printf(out, "\"} %lld\n", v);
         }
     }

@@ -35,6 +35,16 @@ void metrics_http(int status);
 void metrics_group_ack(const char *tenant, const char *stream, const char *group,
                        double seconds);
 
+/* Appends `v` as a label value (quote, backslash and newline escaped). */
+void metrics_label(buf *out, const char *v);
+/* Appends the labels `name="value",…` of a NULL-terminated list of name, value pairs. */
+void metrics_labels(buf *out, const char *const *pairs);
+/* Appends one histogram series: name_bucket{labels,le="…"} for each of the `n` bounds in `le`
+ * and +Inf (cumulative; `counts` has n + 1 entries, the last above every bound), then
+ * name_sum and name_count. `labels` is metrics_labels' text. */
+void metrics_histogram(buf *out, const char *name, const char *labels, const double *le, int n,
+                       const unsigned long long *counts, double sum);
+
 /* Appends the process's metrics (text format) to out. */
 void metrics_render(buf *out);
 /* Appends the consumer-group gauges (groups_gauges: pending, lag, retrying, dead, consumers

@@ -1,13 +1,12 @@
 /*
  * relay.c — the Redis relay (see relay.h).
  *
- * DESIGN: the leader's relay is a hub subscription of every tenant's events. Caught
- * up, it takes the events this instance's feed publishes (tail.c: from memory after
- * each local commit) from a bounded ring and pipelines their XADDs; PostgreSQL is
- * read (eventlog_read) only to catch up: on becoming leader, when Redis comes back,
- * or when the ring overflowed. The seam between the two is the hub's catch-up seam
- * (hub_try_go_live): no gap, no duplicate, and a duplicate would be refused by Redis
- * anyway (entry ids <position>-0).
+ * DESIGN: the leader's relay holds a live feed (live_feed.h) of every tenant's events.
+ * Caught up, it takes the events this instance's feed publishes (tail.c: from memory
+ * after each local commit) and pipelines their XADDs; PostgreSQL is read (eventlog_read)
+ * only to catch up: on becoming leader, when Redis comes back, or when the feed
+ * overflowed. The seam between the two is the hub's catch-up seam: no gap, no
+ * duplicate, and a duplicate would be refused by Redis anyway (entry ids <position>-0).
  */
 #include "relay.h"
 #include "consume.h"
@@ -18,6 +17,7 @@
 #include "redis.h"
 #include "eventlog.h"
 #include "hub.h"
+#include "live_feed.h"
 #include "locks.h"
 #include "timeutil.h"
 
@@ -85,68 +85,9 @@ static long long read_checkpoint(redisContext *r)
     return checkpoint_of(r, cfg);
 }
 
-/* ------------------------------------------------------------------ the live ring */
+/* ------------------------------------------------------------------ the live feed */
 
-static hub_sub sub; /* all tenants; added while this instance leads */
-static pthread_mutex_t qlock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t qcond = PTHREAD_COND_INITIALIZER;
-static stored_event *ring[RELAY_RING]; /* {qlock} */
-static size_t ring_head, ring_len;     /* {qlock} */
-static bool overflowed;                /* {qlock} the ring was full: catch up from PostgreSQL */
-
-/* The hub's thread, under the hub lock: queue, or fall behind when the ring is full. */
-static void deliver(hub_sub *s, stored_event *e)
-{
-    pthread_mutex_lock(&qlock);
-    if (ring_len == RELAY_RING) {
-        overflowed = true;
-        s->state = HUB_CATCHING_UP; /* the hub lock is held: no more deliveries */
-        s->cursor = e->position - 1;
-    } else {
-        ring[(ring_head + ring_len++) % RELAY_RING] = stored_event_ref(e);
-        if (ring_len == 1) pthread_cond_signal(&qcond);
-    }
-    pthread_mutex_unlock(&qlock);
-}
-
-/* Takes up to `max` queued events into `out`, waiting up to 100 ms for the first.
- * Returns how many, or -1 when the ring overflowed (emptied: catch up instead). */
-static int take(stored_event **out, int max)
-{
-    pthread_mutex_lock(&qlock);
-    if (!ring_len && !overflowed) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-        pthread_cond_timedwait(&qcond, &qlock, &ts);
-    }
-    int n = 0;
-    if (overflowed) {
-        n = -1;
-    } else {
-        while (ring_len && n < max) {
-            out[n++] = ring[ring_head];
-            ring_head = (ring_head + 1) % RELAY_RING;
-            ring_len--;
-        }
-    }
-    pthread_mutex_unlock(&qlock);
-    return n;
-}
-
-/* Empties the ring (leaving live mode). */
-static void ring_clear(void)
-{
-    pthread_mutex_lock(&qlock);
-    while (ring_len) {
-        stored_event_unref(ring[ring_head]);
-        ring_head = (ring_head + 1) % RELAY_RING;
-        ring_len--;
-    }
-    overflowed = false;
-    pthread_mutex_unlock(&qlock);
-}
+static live_feed feed; /* all tenants; subscribed while this instance leads */
 
 /* ------------------------------------------------------------------ Redis */
 
@@ -261,17 +202,10 @@ static void lead(bool yes)
 {
     if (yes == atomic_load(&leader)) return;
     if (yes) {
-        memset(&sub.filter, 0, sizeof sub.filter);
-        sub.filter.any_tenant = true;
-        sub.state = HUB_CATCHING_UP;
-        sub.cursor = 0;
-        sub.deliver = deliver;
-        ring_clear();
-        hub_add(&sub);
+        live_feed_start(&feed);
         log_info("relay", "this instance is the relay leader", NULL);
     } else {
-        hub_remove(&sub);
-        ring_clear();
+        live_feed_stop(&feed);
     }
     atomic_store(&leader, yes);
 }
@@ -279,8 +213,7 @@ static void lead(bool yes)
 /* Leaves live mode: the hub stops delivering after `checkpoint`; the ring is emptied. */
 static void fall_behind(long long checkpoint)
 {
-    hub_fall_behind(&sub, checkpoint);
-    ring_clear();
+    live_feed_fall_behind(&feed, checkpoint);
 }
 
 static void *relay_main(void *unused)
@@ -344,11 +277,11 @@ static void *relay_main(void *unused)
                 PQfinish(pg); /* leadership goes with the session */
                 pg = NULL;
             } else if (n < RELAY_PAGE) {
-                live = hub_try_go_live(&sub, checkpoint);
+                live = live_feed_try_go_live(&feed, checkpoint);
             }
             continue;
         }
-        int n = take(batch, RELAY_PAGE);
+        int n = live_feed_take(&feed, batch, RELAY_PAGE, 100);
         int rc = n < 0 ? RELAY_GAP : relay_events(r, batch, n, &checkpoint, true);
         for (int i = 0; i < n; i++)
             stored_event_unref(batch[i]);
@@ -373,7 +306,7 @@ static void *relay_main(void *unused)
     if (pg && r && atomic_load(&leader) && checkpoint >= 0) {
         if (live) {
             int n;
-            while ((n = take(batch, RELAY_PAGE)) > 0) {
+            while ((n = live_feed_take(&feed, batch, RELAY_PAGE, 100)) > 0) {
                 int rc = relay_events(r, batch, n, &checkpoint, true);
                 for (int i = 0; i < n; i++)
                     stored_event_unref(batch[i]);
@@ -392,10 +325,12 @@ static void *relay_main(void *unused)
 int relay_start(const sluice_config *c)
 {
     cfg = c;
+    live_feed_init(&feed, RELAY_RING, NULL, NULL);
     return worker_start(&runner, relay_main);
 }
 
 void relay_stop(void)
 {
     worker_stop(&runner);
+    live_feed_dispose(&feed);
 }

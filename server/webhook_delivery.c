@@ -8,9 +8,11 @@
 #include "eventlog.h"
 #include "filter.h"
 #include "hub.h"
+#include "live_feed.h"
 #include "locks.h"
 #include "log.h"
 #include "mem.h"
+#include "metrics.h"
 #include "strmap.h"
 #include "timeutil.h"
 #include "webhook_sign.h"
@@ -25,6 +27,7 @@
 
 #define WH_IN_FLIGHT 16        /* deliveries in flight per webhook */
 #define WH_WINDOW 1024         /* events read ahead per webhook */
+#define WH_FEED 16384          /* live events waiting for the delivery thread */
 #define WH_PAGE 1000           /* events per read of the log */
 #define WH_BODY_CAP (64 * 1024) /* of an endpoint's answer */
 #define WH_RELOAD_MS 1000      /* definitions are read again */
@@ -74,25 +77,12 @@ static hook_metrics *metrics_of_locked(const char *tenant, const char *name)
     return m;
 }
 
-static void label(buf *out, const char *v)
-{
-    for (; *v; v++) {
-        if (*v == '\\' || *v == '"') buf_puts(out, "\\");
-        if (*v == '\n') {
-            buf_puts(out, "\\n");
-            continue;
-        }
-        buf_append(out, v, 1);
-    }
-}
-
+/* Opens a series line: the metric's name and labels, the brace left open. */
 static void labels(buf *out, const char *metric, const hook_metrics *m)
 {
-    buf_printf(out, "%s{tenant=\"", metric);
-    label(out, m->tenant);
-    buf_puts(out, "\",webhook=\"");
-    label(out, m->name);
-    buf_puts(out, "\"");
+    const char *pairs[] = {"tenant", m->tenant, "webhook", m->name, NULL};
+    buf_printf(out, "%s{", metric);
+    metrics_labels(out, pairs);
 }
 
 void webhook_delivery_render_metrics(buf *out)
@@ -117,23 +107,18 @@ void webhook_delivery_render_metrics(buf *out)
     }
     buf_puts(out, "# HELP sluice_webhook_attempt_seconds Time from sending a webhook delivery to "
                   "its answer (or failure).\n# TYPE sluice_webhook_attempt_seconds histogram\n");
+    buf lb;
+    buf_init(&lb);
     strmap_foreach(&metrics_map, i)
     {
         hook_metrics *m = metrics_map.slots[i].value;
-        unsigned long long cum = 0;
-        for (int b = 0; b <= N_LAT; b++) {
-            cum += m->lat[b];
-            labels(out, "sluice_webhook_attempt_seconds_bucket", m);
-            if (b < N_LAT)
-                buf_printf(out, ",le=\"%g\"} %llu\n", lat_le[b], cum);
-            else
-                buf_printf(out, ",le=\"+Inf\"} %llu\n", cum);
-        }
-        labels(out, "sluice_webhook_attempt_seconds_sum", m);
-        buf_printf(out, "} %.6f\n", m->lat_sum);
-        labels(out, "sluice_webhook_attempt_seconds_count", m);
-        buf_printf(out, "} %llu\n", cum);
+        const char *pairs[] = {"tenant", m->tenant, "webhook", m->name, NULL};
+        lb.len = 0;
+        metrics_labels(&lb, pairs);
+        metrics_histogram(out, "sluice_webhook_attempt_seconds", lb.data, lat_le, N_LAT, m->lat,
+                          m->lat_sum);
     }
+    buf_dispose(&lb);
     buf_puts(out, "# HELP sluice_webhook_lag Positions between the log's head and the webhook's "
                   "checkpoint.\n# TYPE sluice_webhook_lag gauge\n");
     strmap_foreach(&metrics_map, i)
@@ -198,9 +183,7 @@ typedef struct attempt {
     int attempt_no;       /* 1 for the first */
     bool from_retry;      /* a row of webhook_retries */
     char *dead_letter_id; /* a reprocessed dead letter, or NULL */
-    char *id, *stream, *key, *type; /* the event's */
-    char *body;                     /* the stored envelope */
-    size_t body_len;
+    stored_event *ev; /* a reference: its id, stream, key, type and the stored envelope */
     CURL *easy;
     struct curl_slist *headers;
     size_t answered; /* bytes of the answer read */
@@ -210,6 +193,10 @@ typedef struct attempt {
     struct attempt *prev, *next; /* every attempt in flight */
 } attempt;
 
+static live_feed feed;     /* every tenant's committed events, while this instance leads */
+static bool leading;       /* the thread's: the feed is subscribed */
+static bool feed_live;     /* the thread's: the feed delivers every event after feed_pos */
+static long long feed_pos; /* the thread's */
 static hook *hooks;        /* the thread's */
 static attempt *attempts;  /* the thread's: in flight */
 static CURLM *multi;
@@ -356,6 +343,12 @@ static void reload(PGconn **conn)
         pthread_mutex_unlock(&metrics_lock);
         hook_free(h);
     }
+    /* Keep-alive: an idle connection for each delivery that may be in flight, so that a
+     * webhook sending one at a time reuses its connection (libcurl keeps 4 per easy handle
+     * in flight by default, and closes the rest as soon as they are idle). */
+    long n = 0;
+    for (hook *h = hooks; h; h = h->next) n += WH_IN_FLIGHT;
+    curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, n > WH_IN_FLIGHT ? n : (long)WH_IN_FLIGHT);
 }
 
 /* Whether a definition changed since the last look (a NOTIFY on WH_CHANNEL: a pause, a
@@ -451,11 +444,7 @@ static void attempt_free(attempt *a)
     }
     curl_slist_free_all(a->headers);
     free(a->dead_letter_id);
-    free(a->id);
-    free(a->stream);
-    free(a->key);
-    free(a->type);
-    free(a->body);
+    if (a->ev) stored_event_unref(a->ev);
     free(a);
 }
 
@@ -465,14 +454,14 @@ static void send_attempt(hook *h, attempt *a)
     long long ts = (long long)(time_now_ms() / 1000);
     char sig[WEBHOOK_SIGNATURE_MAX], old[WEBHOOK_SIGNATURE_MAX];
     char line[64 + 2 * WEBHOOK_SIGNATURE_MAX + 80];
-    bool ok = webhook_sign(h->secret, a->id, ts, a->body, a->body_len, sig);
-    if (ok && h->previous && webhook_sign(h->previous, a->id, ts, a->body, a->body_len, old))
+    bool ok = webhook_sign(h->secret, a->ev->id, ts, a->ev->json, a->ev->json_len, sig);
+    if (ok && h->previous && webhook_sign(h->previous, a->ev->id, ts, a->ev->json, a->ev->json_len, old))
         snprintf(line, sizeof line, "webhook-signature: %s %s", sig, old);
     else
         snprintf(line, sizeof line, "webhook-signature: %s", ok ? sig : "");
     a->headers = curl_slist_append(a->headers, "Content-Type: application/json");
     a->headers = curl_slist_append(a->headers, "Expect:");
-    char *idh = xasprintf("webhook-id: %s", a->id);
+    char *idh = xasprintf("webhook-id: %s", a->ev->id);
     a->headers = curl_slist_append(a->headers, idh);
     free(idh);
     char tsh[64];
@@ -485,8 +474,8 @@ static void send_attempt(hook *h, attempt *a)
     a->easy = e;
     curl_easy_setopt(e, CURLOPT_URL, h->url);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, a->body);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)a->body_len);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, a->ev->json);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)a->ev->json_len);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, a->headers);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)h->timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(h->timeout_ms < 5000 ? h->timeout_ms : 5000));
@@ -505,7 +494,7 @@ static void send_attempt(hook *h, attempt *a)
     if (attempts) attempts->prev = a;
     attempts = a;
     h->in_flight++;
-    if (h->by_key) busy_add(h, a->stream, a->key, 1);
+    if (h->by_key) busy_add(h, a->ev->stream, a->ev->key, 1);
     curl_multi_add_handle(multi, e);
 }
 
@@ -522,18 +511,13 @@ static bool take_token(hook *h)
     return true;
 }
 
-static attempt *attempt_from_event(hook *h, const stored_event *e)
+static attempt *attempt_from_event(hook *h, stored_event *e)
 {
     attempt *a = xcalloc(1, sizeof *a);
     a->h = h;
     a->position = e->position;
     a->attempt_no = 1;
-    a->id = xstrdup(e->id);
-    a->stream = xstrdup(e->stream);
-    a->key = xstrdup(e->key);
-    a->type = xstrdup(e->type);
-    a->body = xstrndup(e->json, e->json_len);
-    a->body_len = e->json_len;
+    a->ev = stored_event_ref(e);
     return a;
 }
 
@@ -562,13 +546,13 @@ static void record_failure(PGconn **conn, hook *h, attempt *a, const char *error
                               6, p, WH_TIMEOUT_MS);
         PQclear(r);
         char k[600];
-        key_of(k, a->stream, a->key);
+        key_of(k, a->ev->stream, a->ev->key);
         if (!strmap_get(&h->retry_keys, k)) strmap_put(&h->retry_keys, k, xstrdup("1"));
         return;
     }
     char *source = xasprintf("webhook:%s", h->name);
-    const char *p[] = {h->tenant, source, a->stream, h->name, a->id, pos, att, error, a->type,
-                       a->body};
+    const char *p[] = {h->tenant, source, a->ev->stream, h->name, a->ev->id, pos, att, error, a->ev->type,
+                       a->ev->json};
     PGresult *r = db_exec(
         conn,
         "WITH f AS (DELETE FROM webhook_retries WHERE tenant_id = $1 AND webhook = $4 AND "
@@ -635,7 +619,7 @@ static void finish(PGconn **conn, attempt *a, CURLcode code)
     bool capped = code == CURLE_WRITE_ERROR && a->answered > WH_BODY_CAP;
     bool ok = (code == CURLE_OK || capped) && status >= 200 && status < 300;
     h->in_flight--;
-    if (h->by_key) busy_add(h, a->stream, a->key, -1);
+    if (h->by_key) busy_add(h, a->ev->stream, a->ev->key, -1);
     char error[512];
     if (ok)
         error[0] = 0;
@@ -666,7 +650,7 @@ static void finish(PGconn **conn, attempt *a, CURLcode code)
         h->failing_since_ms = 0;
         if (a->from_retry) retry_delivered(conn, h, a);
         char k[600];
-        key_of(k, a->stream, a->key);
+        key_of(k, a->ev->stream, a->ev->key);
         if (h->by_key && strmap_get(&h->retry_keys, k)) h->retry_scan_at = 0; /* its next, now */
     } else {
         h->failed_add++;
@@ -695,33 +679,81 @@ static void finish(PGconn **conn, attempt *a, CURLcode code)
 
 /* ------------------------------------------------------------------ a round */
 
-/* Reads the log once from the lowest cursor and gives each webhook the events after its
- * cursor that pass its filter, as far as its window has room. */
+/* Gives `e` to `h`, whose cursor moves over it: into the window when it passes the filter. */
+static void offer(hook *h, stored_event *e)
+{
+    h->cursor = e->position;
+    if (strcmp(e->tenant, h->tenant) || (h->match && !filter_matches(h->match, e))) return;
+    slot *s = &h->window[(h->w_start + h->w_len++) % WH_WINDOW];
+    s->ev = stored_event_ref(e);
+    s->state = SLOT_PENDING;
+}
+
+static bool takes_events(const hook *h)
+{
+    return h->seen && !h->paused && h->w_len < WH_WINDOW;
+}
+
+/* Reads the log once from the lowest cursor of the webhooks that need it (every one while
+ * the feed is not live; those behind it while it is) and gives each webhook the events
+ * after its cursor, as far as its window has room. A webhook whose window is mostly full
+ * waits for a quarter of it to free: a read is worth its page. */
 static void read_events(PGconn **conn)
 {
     long long head = hub_head(), low = -1;
-    for (hook *h = hooks; h; h = h->next)
-        if (h->seen && !h->paused && h->w_len < WH_WINDOW && h->cursor < head &&
-            (low < 0 || h->cursor < low))
+    int room = 0;
+    for (hook *h = hooks; h; h = h->next) {
+        int free_slots = WH_WINDOW - h->w_len;
+        if (takes_events(h) && (h->w_len == 0 || free_slots >= WH_WINDOW / 4) && h->cursor < head &&
+            (!feed_live || h->cursor < feed_pos) && (low < 0 || h->cursor < low)) {
             low = h->cursor;
+            if (free_slots > room) room = free_slots;
+        }
+    }
     if (low < 0) return;
     stored_event **evs = NULL;
-    int n = eventlog_read(conn, low, WH_PAGE, WH_TIMEOUT_MS, &evs);
+    int n = eventlog_read(conn, low, room < WH_PAGE ? room : WH_PAGE, WH_TIMEOUT_MS, &evs);
+    /* The page is every event after `low`: a webhook whose cursor is below it (one that
+     * waits for room) would skip some, so it takes none. */
     for (hook *h = hooks; h && n > 0; h = h->next) {
-        if (!h->seen || h->paused) continue;
-        for (int i = 0; i < n && h->w_len < WH_WINDOW; i++) {
-            stored_event *e = evs[i];
-            if (e->position <= h->cursor) continue;
-            h->cursor = e->position;
-            if (strcmp(e->tenant, h->tenant) || (h->match && !filter_matches(h->match, e)))
-                continue;
-            slot *s = &h->window[(h->w_start + h->w_len++) % WH_WINDOW];
-            s->ev = stored_event_ref(e);
-            s->state = SLOT_PENDING;
-        }
+        if (h->cursor < low) continue;
+        for (int i = 0; i < n && takes_events(h); i++)
+            if (evs[i]->position > h->cursor) offer(h, evs[i]);
     }
     for (int i = 0; i < n; i++) stored_event_unref(evs[i]);
     free(evs);
+}
+
+/* The live feed. Not live: it goes live at the furthest cursor when that is the hub's head.
+ * Live: each event goes to the webhooks that have everything before it (cursor at the feed's
+ * position) and room; any other webhook is behind and reads the log (read_events). */
+static void take_live(void)
+{
+    if (!feed_live) {
+        long long reach = -1;
+        for (hook *h = hooks; h; h = h->next)
+            if (h->seen && !h->paused && h->cursor > reach) reach = h->cursor;
+        if (reach < 0) reach = hub_head(); /* nothing to deliver: start at the head */
+        if (live_feed_try_go_live(&feed, reach)) {
+            feed_live = true;
+            feed_pos = reach;
+        }
+        return;
+    }
+    stored_event *evs[WH_PAGE];
+    int n = live_feed_take(&feed, evs, WH_PAGE, 0);
+    if (n < 0) { /* overflowed: every webhook reads the log until the feed is live again */
+        feed_live = false;
+        live_feed_fall_behind(&feed, feed_pos);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        stored_event *e = evs[i];
+        for (hook *h = hooks; h; h = h->next)
+            if (takes_events(h) && h->cursor >= feed_pos && h->cursor < e->position) offer(h, e);
+        feed_pos = e->position;
+        stored_event_unref(e);
+    }
 }
 
 /* Holds an event behind an earlier one of its key: it waits in webhook_retries (attempts 0,
@@ -797,12 +829,9 @@ static void send_retries(PGconn **conn, hook *h)
         a->attempt_no = atoi(PQgetvalue(r, i, 1)) + 1;
         a->from_retry = true;
         a->dead_letter_id = PQgetisnull(r, i, 2) ? NULL : xstrdup(PQgetvalue(r, i, 2));
-        a->id = xstrdup(PQgetvalue(r, i, 4));
-        a->stream = xstrdup(PQgetvalue(r, i, 5));
-        a->key = PQgetisnull(r, i, 6) ? NULL : xstrdup(PQgetvalue(r, i, 6));
-        a->type = xstrdup(PQgetvalue(r, i, 7));
-        a->body = xstrdup(PQgetvalue(r, i, 8));
-        a->body_len = strlen(a->body);
+        a->ev = stored_event_new(pos, PQgetvalue(r, i, 4), h->tenant, PQgetvalue(r, i, 5),
+                                 PQgetvalue(r, i, 7), PQgetisnull(r, i, 6) ? NULL : PQgetvalue(r, i, 6),
+                                 NULL, PQgetvalue(r, i, 8), (size_t)PQgetlength(r, i, 8));
         send_attempt(h, a);
     }
     strmap_dispose(&seen_keys, free);
@@ -871,12 +900,20 @@ static void publish_gauges(void)
  * again from the checkpoint by whoever leads next. */
 static void drop_all(void)
 {
+    if (leading) live_feed_stop(&feed);
+    leading = feed_live = false;
     while (attempts) attempt_free(attempts);
     while (hooks) {
         hook *h = hooks;
         hooks = h->next;
         hook_free(h);
     }
+}
+
+/* The tail thread, when the feed stops being empty: the delivery loop wakes at once. */
+static void wake_loop(void *m)
+{
+    curl_multi_wakeup(m);
 }
 
 static void *delivery_main(void *unused)
@@ -902,6 +939,8 @@ static void *delivery_main(void *unused)
             PGresult *li = db_exec(&conn, "LISTEN " WH_CHANNEL, 0, NULL, WH_TIMEOUT_MS);
             PQclear(li);
             log_info("webhooks", "this instance delivers webhooks", NULL);
+            live_feed_start(&feed);
+            leading = true;
             reload_at = 0;
         }
         long long now = time_mono_ms();
@@ -909,6 +948,7 @@ static void *delivery_main(void *unused)
             reload(&conn);
             reload_at = now + WH_RELOAD_MS;
         }
+        take_live();
         if (conn) read_events(&conn);
         if (definitions_changed(&conn)) {
             reload(&conn);
@@ -948,12 +988,14 @@ int webhook_delivery_start(const sluice_config *c)
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return -1;
     multi = curl_multi_init();
     if (!multi) return -1;
+    live_feed_init(&feed, WH_FEED, wake_loop, multi);
     return worker_start(&runner, delivery_main);
 }
 
 void webhook_delivery_stop(void)
 {
     worker_stop(&runner);
+    live_feed_dispose(&feed);
     if (multi) curl_multi_cleanup(multi);
     multi = NULL;
     curl_global_cleanup();

@@ -1,6 +1,6 @@
 // app.js — the dashboard's entry point: token entry and checking, the header's instance
 // line, and hash routing between the panels (#live, #rates, #groups, #dead-letters,
-// #projections, #schemas[/type], #event[/id]).
+// #webhooks[/name], #projections, #schemas[/type], #event[/id]).
 //
 // The token is checked with GET /v1/info (ports, version; a 401 there means the token is
 // wrong) and then GET /v1/streams, which needs a valid token with the read scope: /v1/info
@@ -12,6 +12,7 @@ import { Feed } from './feed.js';
 import { Rates } from './rates.js';
 import { Groups } from './groups.js';
 import { DeadLetters } from './dead_letters.js';
+import { Webhooks } from './webhooks.js';
 import { Projections } from './projections.js';
 import { Schemas } from './schemas.js';
 import { EventView } from './event.js';
@@ -37,6 +38,7 @@ const panels = {
   rates: new Rates($('#panel-rates')),
   groups: new Groups($('#panel-groups')),
   'dead-letters': new DeadLetters($('#panel-dead-letters')),
+  webhooks: new Webhooks($('#panel-webhooks')),
   projections: new Projections($('#panel-projections')),
   schemas: new Schemas($('#panel-schemas')),
   event: new EventView($('#panel-event')),
@@ -116,6 +118,7 @@ async function start() {
   setTimeout(() => { if (tokenStatus.dataset.kind === 'ok') say(tokenStatus, ''); }, 4000);
   panels.live.connect();
   panels.rates.start();
+  panels.webhooks.start(); // flags a paused webhook on the nav tab
   infoTimer = setInterval(refreshInfo, INFO_MS);
   route();
 }
@@ -125,6 +128,7 @@ function stop() {
   clearInterval(infoTimer);
   panels.live.disconnect();
   panels.rates.stop();
+  panels.webhooks.stop();
   for (const p of Object.values(panels)) if (p.hide) p.hide();
 }
 

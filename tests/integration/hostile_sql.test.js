@@ -127,7 +127,8 @@ function dbSnapshot() {
 
 before(async () => {
   prefix = kit.newPrefix();
-  s = await h.startSluice({ name: 'hostile-sql', env: { SLUICE_REDIS_PREFIX: prefix, SLUICE_ACCESS_LOG: 'off' } });
+  // Webhooks point at a closed loopback port (allowed here) and match no event.
+  s = await h.startSluice({ name: 'hostile-sql', env: { SLUICE_REDIS_PREFIX: prefix, SLUICE_ACCESS_LOG: 'off', SLUICE_WEBHOOK_ALLOW_PRIVATE: '1' } });
   A = s.client();
 
   // Events whose key, correlation id and user id are the payloads themselves, and others.
@@ -159,6 +160,7 @@ before(async () => {
   h.assertStatus(await A.post(`/v1/streams/${STREAM}/groups`, { name: 'g1', start: '0' }), 201);
   fx.replayId = h.assertStatus(await A.post('/v1/replays', { filter: { stream: STREAM }, target: { redis_stream: `${prefix}replay:hostile` } }), 202).id;
   fx.keyId = (await h.createKey(s, 'hostile', ['read'], 'hostile key')).id;
+  h.assertStatus(await A.post('/v1/webhooks', { name: 'hostile-hook', url: 'http://127.0.0.1:9/hostile', filter: { types: ['hostile.none'] } }), 201);
   fx.schemaType = h.assertStatus(await A.get('/v1/schemas'), 200).schemas[0].type;
 
   const nd = await A.get('/v1/events', { headers: { Accept: 'application/x-ndjson' } });
@@ -221,6 +223,10 @@ const STRATEGIES = {
   '/v1/projections/{name} path:name': { base: () => 'hostile-keys' },
   '/v1/projections/{name}/state path:name': { base: () => 'hostile-keys' },
   '/v1/projections/{name}/reset path:name': { base: () => 'hostile-keys' },
+  '/v1/webhooks/{name} path:name': { base: () => 'hostile-hook' },
+  '/v1/webhooks/{name}/pause path:name': { base: () => 'hostile-hook' },
+  '/v1/webhooks/{name}/resume path:name': { base: () => 'hostile-hook' },
+  '/v1/webhooks/{name}/rotate-secret path:name': { base: () => 'hostile-hook' },
   'query:atomic': {},
   'query:stream': {},
   'query:type': {},
@@ -312,6 +318,9 @@ const BODY_BASES = {
   'POST /v1/schemas': () => ({ type: 'hostile.registered', stream: STREAM, description: 'd', schema: { type: 'object' } }),
   'PUT /v1/schemas/{type}/compatibility': () => ({ compatibility: 'BACKWARD' }),
   'POST /v1/keys': () => ({ tenant_id: 'hostile', scopes: ['read'], name: 'n' }),
+  // Many attempts, so that a payload filter matching events retries past the test, never a
+  // dead letter (the dead-letter checks know of one).
+  'POST /v1/webhooks': (n) => ({ name: `hb-${n}`, url: 'http://127.0.0.1:9/hb', filter: { streams: [OTHER_STREAM], types: ['hostile.none'] }, max_deliveries: 100 }),
 };
 
 // Fields the document leaves open (a replay's filter is GET /v1/events's), and fields that

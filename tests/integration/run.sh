@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the integration suite: the real sluice binary over HTTP against a real PostgreSQL.
-# Test files run one at a time (two cores); each starts its own sluice on free ports with a
-# fresh database. `make test` calls this with SLUICE_BIN (e.g. the sanitizer build),
-# SLUICE_DATABASE_URL (a superuser role) and SLUICE_REDIS_URL set.
+# Test files run two at a time (SLUICE_IT_CONCURRENCY; most of their time is waiting); each
+# starts its own sluice on free ports with a fresh database and its own Redis key prefix.
+# `make test` calls this with SLUICE_BIN (e.g. the sanitizer build), SLUICE_DATABASE_URL (a
+# superuser role) and SLUICE_REDIS_URL set.
 #
 #   tests/integration/run.sh                      # every *.test.js
 #   tests/integration/run.sh tests/integration/publish.test.js   # some files
@@ -32,5 +33,5 @@ if [[ $# -eq 0 ]]; then
 	set -- "$here"/*.test.js
 fi
 
-node --test --test-concurrency=1 --test-timeout="${SLUICE_IT_TEST_TIMEOUT_MS:-600000}" \
+node --test --test-concurrency="${SLUICE_IT_CONCURRENCY:-2}" --test-timeout="${SLUICE_IT_TEST_TIMEOUT_MS:-600000}" \
 	--test-reporter=spec "$@"

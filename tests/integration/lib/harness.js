@@ -191,6 +191,9 @@ async function startSluice(opts = {}) {
     SLUICE_LOG_LEVEL: 'info',
     // The publish-path tests use free-form types; the schema tests pass '0'.
     SLUICE_ALLOW_UNKNOWN_TYPES: '1',
+    // Instances of one database share their Redis keys; those of another never see them, so
+    // test files may run side by side on the one Redis.
+    SLUICE_REDIS_PREFIX: `sluice:${new URL(dbUrl).pathname.slice(1)}:`,
     ...(opts.env || {}),
   };
   for (const k of Object.keys(env)) if (env[k] === undefined || env[k] === null) delete env[k];
