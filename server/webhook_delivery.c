@@ -119,23 +119,20 @@ void webhook_delivery_render_metrics(buf *out)
                           m->lat_sum);
     }
     buf_dispose(&lb);
-    buf_puts(out, "# HELP sluice_webhook_lag Positions between the log's head and the webhook's "
-                  "checkpoint.\n# TYPE sluice_webhook_lag gauge\n");
-    strmap_foreach(&metrics_map, i)
-    {
-        hook_metrics *m = metrics_map.slots[i].value;
-        if (!m->present) continue;
-        labels(out, "sluice_webhook_lag", m);
-        buf_printf(out, "} %lld\n", m->lag);
-    }
-    buf_puts(out, "# HELP sluice_webhook_paused 1 when the webhook is paused (by an operator, a 410 "
-                  "Gone, or an hour of failures).\n# TYPE sluice_webhook_paused gauge\n");
-    strmap_foreach(&metrics_map, i)
-    {
-        hook_metrics *m = metrics_map.slots[i].value;
-        if (!m->present) continue;
-        labels(out, "sluice_webhook_paused", m);
-        buf_printf(out, "} %d\n", m->paused ? 1 : 0);
+    static const char *const gauges[][2] = {
+        {"sluice_webhook_lag", "Positions between the log's head and the webhook's checkpoint."},
+        {"sluice_webhook_paused",
+         "1 when the webhook is paused (by an operator, a 410 Gone, or an hour of failures)."},
+    };
+    for (int g = 0; g < 2; g++) {
+        buf_printf(out, "# HELP %s %s\n# TYPE %s gauge\n", gauges[g][0], gauges[g][1], gauges[g][0]);
+        strmap_foreach(&metrics_map, i)
+        {
+            hook_metrics *m = metrics_map.slots[i].value;
+            if (!m->present) continue;
+            labels(out, gauges[g][0], m);
+            buf_printf(out, "} %lld\n", g ? (long long)m->paused : m->lag);
+        }
     }
     pthread_mutex_unlock(&metrics_lock);
 }

@@ -28,6 +28,19 @@ static void notify_change(PGconn **conn)
     PQclear(r);
 }
 
+/* Runs a statement that changes one row of a webhook: SL_OK (and a NOTIFY to the delivering
+ * instance when `notify`), SL_NOT_FOUND when no row changed, SL_UNAVAILABLE. */
+static sl_status change_one(PGconn **conn, const char *sql, int n, const char *const *p,
+                            bool notify)
+{
+    PGresult *r = db_exec(conn, sql, n, p, WEBHOOKS_TIMEOUT_MS);
+    sl_status rc = !db_ok(r) ? SL_UNAVAILABLE : strcmp(PQcmdTuples(r), "1") == 0 ? SL_OK
+                                                                                 : SL_NOT_FOUND;
+    PQclear(r);
+    if (rc == SL_OK && notify) notify_change(conn);
+    return rc;
+}
+
 void webhooks_init(const sluice_config *c)
 {
     cfg = c;
@@ -224,29 +237,19 @@ sl_status webhooks_create(PGconn **conn, const char *tenant, json_t *req, json_t
 sl_status webhooks_delete(PGconn **conn, const char *tenant, const char *name)
 {
     const char *p[] = {tenant, name};
-    PGresult *r = db_exec(conn, "DELETE FROM webhooks WHERE tenant_id = $1 AND name = $2", 2, p,
-                          WEBHOOKS_TIMEOUT_MS);
-    sl_status rc = !db_ok(r) ? SL_UNAVAILABLE : strcmp(PQcmdTuples(r), "1") == 0 ? SL_OK
-                                                                                 : SL_NOT_FOUND;
-    PQclear(r);
-    if (rc == SL_OK) notify_change(conn);
-    return rc;
+    return change_one(conn, "DELETE FROM webhooks WHERE tenant_id = $1 AND name = $2", 2, p, true);
 }
 
 sl_status webhooks_pause(PGconn **conn, const char *tenant, const char *name, bool paused,
                          json_t **answer)
 {
     const char *p[] = {tenant, name};
-    PGresult *r = db_exec(conn,
-                          paused ? "UPDATE webhooks SET status = 'paused', paused_reason = 'paused "
-                                   "by an operator' WHERE tenant_id = $1 AND name = $2"
-                                 : "UPDATE webhooks SET status = 'active', paused_reason = NULL, "
-                                   "failing_since = NULL WHERE tenant_id = $1 AND name = $2",
-                          2, p, WEBHOOKS_TIMEOUT_MS);
-    sl_status rc = !db_ok(r) ? SL_UNAVAILABLE : strcmp(PQcmdTuples(r), "1") == 0 ? SL_OK
-                                                                                 : SL_NOT_FOUND;
-    PQclear(r);
-    if (rc == SL_OK) notify_change(conn);
+    sl_status rc = change_one(conn,
+                              paused ? "UPDATE webhooks SET status = 'paused', paused_reason = "
+                                       "'paused by an operator' WHERE tenant_id = $1 AND name = $2"
+                                     : "UPDATE webhooks SET status = 'active', paused_reason = "
+                                       "NULL, failing_since = NULL WHERE tenant_id = $1 AND name = $2",
+                              2, p, true);
     return rc == SL_OK ? webhooks_get(conn, tenant, name, answer) : rc;
 }
 
@@ -256,14 +259,10 @@ sl_status webhooks_rotate_secret(PGconn **conn, const char *tenant, const char *
     char secret[WEBHOOK_SECRET_MAX] = {0};
     if (!webhook_secret_new(secret)) return SL_UNAVAILABLE;
     const char *p[] = {tenant, name, secret};
-    PGresult *r = db_exec(conn,
-                          "UPDATE webhooks SET previous_secret = secret, previous_until = now() + "
-                          "interval '24 hours', secret = $3 WHERE tenant_id = $1 AND name = $2",
-                          3, p, WEBHOOKS_TIMEOUT_MS);
-    sl_status rc = !db_ok(r) ? SL_UNAVAILABLE : strcmp(PQcmdTuples(r), "1") == 0 ? SL_OK
-                                                                                 : SL_NOT_FOUND;
-    PQclear(r);
-    if (rc == SL_OK) notify_change(conn);
+    sl_status rc = change_one(conn,
+                              "UPDATE webhooks SET previous_secret = secret, previous_until = now() "
+                              "+ interval '24 hours', secret = $3 WHERE tenant_id = $1 AND name = $2",
+                              3, p, true);
     if (rc == SL_OK) *answer = json_pack("{s:s,s:s}", "name", name, "secret", secret);
     return rc;
 }
@@ -274,15 +273,11 @@ sl_status webhooks_redeliver(PGconn **conn, const char *tenant, const char *name
     char pos[24];
     snprintf(pos, sizeof pos, "%lld", position);
     const char *p[] = {tenant, name, pos, dead_letter_id};
-    PGresult *r = db_exec(conn,
-                          "INSERT INTO webhook_retries (tenant_id, webhook, position, attempts, "
-                          "next_at, dead_letter_id) SELECT $1, $2, $3::bigint, 0, now(), "
-                          "$4::bigint WHERE EXISTS (SELECT 1 FROM webhooks WHERE tenant_id = $1 "
-                          "AND name = $2) ON CONFLICT (tenant_id, webhook, position) DO UPDATE "
-                          "SET dead_letter_id = EXCLUDED.dead_letter_id",
-                          4, p, WEBHOOKS_TIMEOUT_MS);
-    sl_status rc = !db_ok(r) ? SL_UNAVAILABLE : strcmp(PQcmdTuples(r), "1") == 0 ? SL_OK
-                                                                                 : SL_NOT_FOUND;
-    PQclear(r);
-    return rc;
+    return change_one(conn,
+                      "INSERT INTO webhook_retries (tenant_id, webhook, position, attempts, "
+                      "next_at, dead_letter_id) SELECT $1, $2, $3::bigint, 0, now(), $4::bigint "
+                      "WHERE EXISTS (SELECT 1 FROM webhooks WHERE tenant_id = $1 AND name = $2) "
+                      "ON CONFLICT (tenant_id, webhook, position) DO UPDATE SET dead_letter_id = "
+                      "EXCLUDED.dead_letter_id",
+                      4, p, false);
 }
