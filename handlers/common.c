@@ -6,6 +6,7 @@
 #include "../server/log.h"
 #include "../server/mem.h"
 #include "../server/problem.h"
+#include "../server/reads.h"
 #include "../server/reqschema.h"
 
 #include <stdlib.h>
@@ -132,6 +133,15 @@ void handler_run_on_pool(http_req *req, pool_fn fn, void *arg, void (*arg_free)(
 {
     http_suspend(req);
     if (pool_submit(fn, arg) == 0) return;
+    if (arg_free) arg_free(arg);
+    handler_pool_full(req);
+    http_resume(req);
+}
+
+void handler_run_read(http_req *req, pool_fn fn, void *arg, void (*arg_free)(void *arg))
+{
+    http_suspend(req);
+    if (reads_submit(fn, arg) == 0) return;
     if (arg_free) arg_free(arg);
     handler_pool_full(req);
     http_resume(req);

@@ -148,7 +148,7 @@ void events_on_get(http_req *req)
     get_job *j = xcalloc(1, sizeof *j);
     j->req = req;
     j->id = xstrdup(req->params[0]);
-    handler_run_on_pool(req, run_get, j, get_job_free);
+    handler_run_read(req, run_get, j, get_job_free);
 }
 
 /* ------------------------------------------------------------------ read many */
@@ -219,7 +219,7 @@ void events_on_list(http_req *req)
     list_job *j = xcalloc(1, sizeof *j);
     j->req = req;
     j->f = f;
-    handler_run_on_pool(req, run_page, j, list_job_free);
+    handler_run_read(req, run_page, j, list_job_free);
 }
 
 /* ------------------------------------------------------------------ long poll */

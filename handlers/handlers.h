@@ -97,6 +97,9 @@ json_t *handler_checked_body_or_problem(http_req *req, const char *operation);
 /* Suspends `req` and runs `fn(conn, arg)` on the pool; answers 503 if the pool is full
  * (then `arg` is freed with `arg_free`). */
 void handler_run_on_pool(http_req *req, pool_fn fn, void *arg, void (*arg_free)(void *arg));
+/* The same for a history read: on the read replica when one is configured and has what
+ * the read must see (server/reads.h), else on the pool. */
+void handler_run_read(http_req *req, pool_fn fn, void *arg, void (*arg_free)(void *arg));
 /* 503 overloaded + Retry-After: SLUICE_POOL_QUEUE requests wait for PostgreSQL already. */
 void handler_pool_full(http_req *req);
 /* In a pool job: answers one page of `f` ({"events","next_after","has_more"}), or 503. */

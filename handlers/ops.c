@@ -13,6 +13,7 @@
 #include "../server/db.h"
 #include "../server/groups.h"
 #include "../server/mem.h"
+#include "../server/reads.h"
 #include "../server/metrics.h"
 #include "../server/redis.h"
 #include "../server/relay.h"
@@ -166,6 +167,7 @@ static void run_metrics(PGconn **conn, void *arg)
                    2, dl_labels);
         metrics_render_groups(conn, &out);
         webhook_delivery_render_metrics(&out);
+        reads_render_metrics(&out);
     }
     size_t len;
     char *body = buf_steal(&out, &len);

@@ -140,7 +140,7 @@ static void page_for(http_req *req, const char *stream, const char *key, const c
     if (stream) j->f.f.streams[j->f.f.n_streams++] = xstrdup(stream);
     if (key) j->f.f.key = xstrdup(key);
     if (corr) j->f.f.correlation_id = xstrdup(corr);
-    handler_run_on_pool(req, run_page, j, job_free);
+    handler_run_read(req, run_page, j, job_free);
 }
 
 void streams_on_key_history(http_req *req)

@@ -28,6 +28,10 @@ typedef struct cfg_opt {
 static const cfg_opt options[] = {
     {"database-url", "SLUICE_DATABASE_URL", CFG_STR, OFF(database_url), NULL, 0, 0,
      "PostgreSQL URL (make run/make test start a private one and set this)"},
+    {"read-database-url", "SLUICE_READ_DATABASE_URL", CFG_STR, OFF(read_database_url), NULL, 0,
+     0, "a streaming replica's URL: history reads, NDJSON exports and catch-ups go there"},
+    {"read-wait-ms", "SLUICE_READ_WAIT_MS", CFG_INT, OFF(read_wait_ms), "500", 0, 60000,
+     "how long a read waits for the replica to replay what it must see, then reads the primary"},
     {"redis-url", "SLUICE_REDIS_URL", CFG_STR, OFF(redis_url), "redis://127.0.0.1:6379/0", 0, 0,
      "Redis URL: redis://host:port/db or unix:///path"},
     {"bind", "SLUICE_BIND", CFG_STR, OFF(bind), "127.0.0.1", 0, 0, "listen address"},

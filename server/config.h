@@ -13,6 +13,8 @@
 
 typedef struct sluice_config {
     char *database_url; /* libpq connection URL */
+    char *read_database_url; /* a streaming replica for history reads; NULL: none */
+    int read_wait_ms;        /* a read waits this long for the replica, then reads the primary */
     char *redis_url;    /* redis://host:port/db or unix:///path */
     char *bind;         /* listen address for both ports */
     int http_port;      /* 0 = pick a free port */

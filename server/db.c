@@ -47,7 +47,9 @@ PGconn *db_connect(const char *url, const char *module)
     const char *keys[] = {"dbname",           "connect_timeout",  "application_name",
                           "keepalives",       "keepalives_idle",  "keepalives_interval",
                           "keepalives_count", "tcp_user_timeout", NULL};
-    const char *vals[] = {url, "3", "sluice", "1", "10", "5", "3", "10000", NULL};
+    /* The replica's connections (reads.c: modules "read…") are told apart on its server. */
+    const char *app = strncmp(module, "read", 4) == 0 ? "sluice-read" : "sluice";
+    const char *vals[] = {url, "3", app, "1", "10", "5", "3", "10000", NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (!c || PQstatus(c) != CONNECTION_OK) {
         const char *err = c ? PQerrorMessage(c) : "out of memory";

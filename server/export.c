@@ -10,9 +10,11 @@
  */
 #include "export.h"
 #include "db.h"
+#include "hub.h"
 #include "http_stream.h"
 #include "log.h"
 #include "mem.h"
+#include "reads.h"
 #include "tenants.h"
 
 #include <pthread.h>
@@ -33,6 +35,7 @@ typedef struct export_job {
     _Atomic(http_stream *) out;         /* the stream, once started */
     buf pending;                        /* rows gathered before one ring write */
     void (*unavailable)(http_req *req); /* answers a store outage before the stream starts */
+    long long need;                     /* what the export must see (reads.h) */
 } export_job;
 
 static atomic_int running;
@@ -78,7 +81,8 @@ static void *export_main(void *arg)
 {
     export_job *j = arg;
     const sluice_config *cfg = http_config();
-    PGconn *conn = db_connect(cfg->database_url, "export");
+    bool on_replica;
+    PGconn *conn = reads_connect(j->need, "export", &on_replica);
     if (!conn) {
         j->unavailable(j->req);
         http_resume(j->req);
@@ -113,6 +117,7 @@ export_rc export_ndjson(http_req *req, read_filter *f, void (*unavailable)(http_
     export_job *j = xcalloc(1, sizeof *j);
     j->req = req;
     j->unavailable = unavailable;
+    j->need = hub_head();
     snprintf(j->tenant, sizeof j->tenant, "%s", req->auth.tenant);
     j->f = *f;
     memset(f, 0, sizeof *f);

@@ -34,6 +34,7 @@
 #include "web.h"
 #include "reqschema.h"
 #include "replays.h"
+#include "reads.h"
 #include "retention.h"
 #include "session.h"
 #include "tenants.h"
@@ -182,7 +183,8 @@ static int cmd_serve(sluice_config *cfg)
         log_error("main", "cannot start the appender", NULL);
         return 1;
     }
-    if (pool_start(cfg->database_url, cfg->db_pool, cfg->pool_queue) < 0) return 1;
+    if (pool_start(cfg->database_url, cfg->db_pool, cfg->pool_queue) < 0 || reads_start(cfg) < 0)
+        return 1;
     session_init(cfg->database_url, cfg->max_catchups);
     groups_init(cfg);
     webhooks_init(cfg);

@@ -24,15 +24,23 @@ typedef struct pool_job {
     struct pool_job *next;
 } pool_job;
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
-static pool_job *head, *tail; /* {lock} FIFO */
-static int queued;            /* {lock} */
-static int queue_limit;
-static bool stopping;         /* {lock} */
-static pthread_t *threads;
-static int n_threads;
-static char *url;
+/* A set of workers, their connections' server and their queue: the primary's, and the read
+ * replica's (reads.c) when SLUICE_READ_DATABASE_URL is set. */
+typedef struct pool {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    pool_job *head, *tail; /* {lock} FIFO */
+    int queued;            /* {lock} */
+    int queue_limit;
+    bool stopping; /* {lock} */
+    pthread_t *threads;
+    int n_threads;
+    char *url;
+    const char *module; /* in logs; "read" is also the replica connections' application_name */
+} pool;
+
+static pool primary = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, .module = "pool"};
+static pool reads = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, .module = "read"};
 
 /* Delayed jobs: a short list, scanned by the timer thread every 10 ms. */
 typedef struct pool_timer {
@@ -41,32 +49,34 @@ typedef struct pool_timer {
     void *arg;
     struct pool_timer *next;
 } pool_timer;
-static pool_timer *timers;    /* {lock} */
+static pthread_mutex_t timer_lock = PTHREAD_MUTEX_INITIALIZER;
+static pool_timer *timers;    /* {timer_lock} */
 static pthread_t timer_thread;
 static bool timer_running;
+static bool timers_stopping; /* {timer_lock} */
 
-/* Queues a job; `admitted` (a delayed job falling due) passes a full queue. Returns 0, or
- * -1 when the queue is full or the pool stopping (the caller keeps `arg`). */
-static int submit(pool_fn fn, void *arg, bool admitted)
+/* Queues a job on `p`; `admitted` (a delayed job falling due) passes a full queue. Returns 0,
+ * or -1 when the queue is full or the pool stopping (the caller keeps `arg`). */
+static int submit(pool *p, pool_fn fn, void *arg, bool admitted)
 {
     pool_job *job = xmalloc(sizeof *job);
     job->fn = fn;
     job->arg = arg;
     job->next = NULL;
-    pthread_mutex_lock(&lock);
-    if (stopping || (!admitted && queued >= queue_limit)) {
-        pthread_mutex_unlock(&lock);
+    pthread_mutex_lock(&p->lock);
+    if (p->stopping || !p->n_threads || (!admitted && p->queued >= p->queue_limit)) {
+        pthread_mutex_unlock(&p->lock);
         free(job);
         return -1;
     }
-    if (tail)
-        tail->next = job;
+    if (p->tail)
+        p->tail->next = job;
     else
-        head = job;
-    tail = job;
-    queued++;
-    pthread_cond_signal(&cond);
-    pthread_mutex_unlock(&lock);
+        p->head = job;
+    p->tail = job;
+    p->queued++;
+    pthread_cond_signal(&p->cond);
+    pthread_mutex_unlock(&p->lock);
     return 0;
 }
 
@@ -77,8 +87,8 @@ static void *timer_main(void *unused)
         usleep(10 * 1000);
         int64_t now = time_mono_ms();
         pool_timer *due = NULL;
-        pthread_mutex_lock(&lock);
-        bool stop = stopping;
+        pthread_mutex_lock(&timer_lock);
+        bool stop = timers_stopping;
         for (pool_timer **pp = &timers; *pp;) {
             pool_timer *t = *pp;
             if (stop || t->due <= now) {
@@ -89,11 +99,12 @@ static void *timer_main(void *unused)
                 pp = &t->next;
             }
         }
-        pthread_mutex_unlock(&lock);
+        pthread_mutex_unlock(&timer_lock);
         while (due) {
             pool_timer *next = due->next;
             /* When stopping, the job still runs (its request must be answered). */
-            if (submit(due->fn, due->arg, true) != 0) due->fn(&(PGconn *){NULL}, due->arg);
+            if (submit(&primary, due->fn, due->arg, true) != 0)
+                due->fn(&(PGconn *){NULL}, due->arg);
             free(due);
             due = next;
         }
@@ -108,35 +119,35 @@ int pool_submit_after(int delay_ms, pool_fn fn, void *arg)
     t->due = time_mono_ms() + delay_ms;
     t->fn = fn;
     t->arg = arg;
-    pthread_mutex_lock(&lock);
-    if (stopping) {
-        pthread_mutex_unlock(&lock);
+    pthread_mutex_lock(&timer_lock);
+    if (timers_stopping) {
+        pthread_mutex_unlock(&timer_lock);
         free(t);
         return -1;
     }
     t->next = timers;
     timers = t;
-    pthread_mutex_unlock(&lock);
+    pthread_mutex_unlock(&timer_lock);
     return 0;
 }
 
-static void *worker(void *unused)
+static void *worker(void *arg)
 {
-    (void)unused;
+    pool *p = arg;
     PGconn *conn = NULL;
     int64_t next_attempt = 0;
     for (;;) {
-        pthread_mutex_lock(&lock);
-        while (!head && !stopping) pthread_cond_wait(&cond, &lock);
-        pool_job *job = head;
+        pthread_mutex_lock(&p->lock);
+        while (!p->head && !p->stopping) pthread_cond_wait(&p->cond, &p->lock);
+        pool_job *job = p->head;
         if (!job) {
-            pthread_mutex_unlock(&lock);
+            pthread_mutex_unlock(&p->lock);
             break;
         }
-        head = job->next;
-        if (!head) tail = NULL;
-        queued--;
-        pthread_mutex_unlock(&lock);
+        p->head = job->next;
+        if (!p->head) p->tail = NULL;
+        p->queued--;
+        pthread_mutex_unlock(&p->lock);
 
         if (conn && !db_alive(conn)) { /* the server closed it while idle (restart) */
             PQfinish(conn);
@@ -144,7 +155,7 @@ static void *worker(void *unused)
             next_attempt = 0;
         }
         if (!conn && time_mono_ms() >= next_attempt) {
-            conn = db_connect(url, "pool");
+            conn = db_connect(p->url, p->module);
             if (!conn) next_attempt = time_mono_ms() + 1000; /* don't stall every job on connects */
         }
         job->fn(&conn, job->arg);
@@ -154,40 +165,65 @@ static void *worker(void *unused)
     return NULL;
 }
 
+static int start(pool *p, const char *database_url, int n, int queue_max)
+{
+    p->url = xstrdup(database_url);
+    p->queue_limit = queue_max;
+    p->threads = xcalloc((size_t)n, sizeof *p->threads);
+    for (int i = 0; i < n; i++) {
+        if (pthread_create(&p->threads[i], NULL, worker, p) != 0) return -1;
+        p->n_threads++;
+    }
+    return 0;
+}
+
 int pool_start(const char *database_url, int n, int queue_max)
 {
-    url = xstrdup(database_url);
-    queue_limit = queue_max;
-    threads = xcalloc((size_t)n, sizeof *threads);
-    for (int i = 0; i < n; i++) {
-        if (pthread_create(&threads[i], NULL, worker, NULL) != 0) return -1;
-        n_threads++;
-    }
+    if (start(&primary, database_url, n, queue_max) < 0) return -1;
     if (pthread_create(&timer_thread, NULL, timer_main, NULL) != 0) return -1;
     timer_running = true;
     return 0;
 }
 
+int pool_start_reads(const char *database_url, int n, int queue_max)
+{
+    return start(&reads, database_url, n, queue_max);
+}
+
 int pool_submit(pool_fn fn, void *arg)
 {
-    return submit(fn, arg, false);
+    return submit(&primary, fn, arg, false);
+}
+
+int pool_submit_reads(pool_fn fn, void *arg)
+{
+    return submit(&reads, fn, arg, false);
+}
+
+static void stop(pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->stopping = true;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+    for (int i = 0; i < p->n_threads; i++) pthread_join(p->threads[i], NULL);
+    free(p->threads);
+    p->threads = NULL;
+    p->n_threads = 0;
+    free(p->url);
+    p->url = NULL;
 }
 
 void pool_stop(void)
 {
-    /* Delayed jobs first: the timer hands them over (or runs them without a connection). */
-    pthread_mutex_lock(&lock);
-    stopping = true;
-    pthread_mutex_unlock(&lock);
+    /* Delayed jobs first: the timer hands them over (or runs them without a connection). The
+     * replica's readers next: a read waiting for the replica may still hand its job to the
+     * primary's. */
+    pthread_mutex_lock(&timer_lock);
+    timers_stopping = true;
+    pthread_mutex_unlock(&timer_lock);
     if (timer_running) pthread_join(timer_thread, NULL);
     timer_running = false;
-    pthread_mutex_lock(&lock);
-    pthread_cond_broadcast(&cond);
-    pthread_mutex_unlock(&lock);
-    for (int i = 0; i < n_threads; i++) pthread_join(threads[i], NULL);
-    free(threads);
-    threads = NULL;
-    n_threads = 0;
-    free(url);
-    url = NULL;
+    stop(&reads);
+    stop(&primary);
 }

@@ -24,13 +24,18 @@ int pool_start(const char *database_url, int threads, int queue_max)
 /* Queues a job. Returns 0, or -1 when the queue is full or stopping (the caller keeps `arg`).
  * Any thread. */
 int pool_submit(pool_fn fn, void *arg) __attribute__((warn_unused_result));
+/* The read replica's workers (reads.c), connected to `database_url` as application_name
+ * sluice-read; pool_submit_reads queues there (-1 as pool_submit, and when not started). */
+int pool_start_reads(const char *database_url, int threads, int queue_max)
+    __attribute__((warn_unused_result));
+int pool_submit_reads(pool_fn fn, void *arg) __attribute__((warn_unused_result));
 /* Queues a job to run after `delay_ms` (a worker is not held meanwhile). Returns 0 or -1
  * (stopping). For jobs that poll, such as waiting for a projection to catch up. When due,
  * the job joins the queue even if it is full (it was admitted already); once the pool is
  * stopping it runs on the timer thread with *conn NULL, as when PostgreSQL cannot be
  * reached, and must then answer (or give up) quickly. */
 int pool_submit_after(int delay_ms, pool_fn fn, void *arg) __attribute__((warn_unused_result));
-/* Runs every queued job, then stops the workers. */
+/* Runs every queued job, then stops the workers (the replica's first). */
 void pool_stop(void);
 
 #endif

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "mem.h"
 #include "problem.h"
+#include "reads.h"
 #include "redis.h"
 #include "store.h"
 #include "timeutil.h"
@@ -121,8 +122,9 @@ typedef enum {
     PAGE_RETRY = -2,  /* Redis or PostgreSQL trouble (err says which): retry later */
 } page_rc;
 
-/* Runs one page of one job. */
-static page_rc run_page(PGconn **conn, redisContext *r, const char *id, const char *tenant,
+/* Runs one page of one job: the events read on `reader` (the primary's `conn`, or a replica
+ * that has replayed `to`), the checkpoint saved on `conn`. */
+static page_rc run_page(PGconn **conn, PGconn **reader, redisContext *r, const char *id, const char *tenant,
                         json_t *fobj, const char *target, long long *position, long long to,
                         int page_size, char err[256])
 {
@@ -141,7 +143,7 @@ static page_rc run_page(PGconn **conn, redisContext *r, const char *id, const ch
     f.upto = to;
     f.limit = page_size;
     page_ctx p = {.r = r, .target = target};
-    store_stream_rc rc = store_stream(conn, REPLAY_TIMEOUT_MS, &f, add_row, &p);
+    store_stream_rc rc = store_stream(reader, REPLAY_TIMEOUT_MS, &f, add_row, &p);
     store_filter_dispose(&f);
     if (rc != STORE_STREAM_END) {
         snprintf(err, 256, "reading the log failed");
@@ -210,7 +212,8 @@ static void fail_job(PGconn **conn, const char *id, const char *err)
 static void *runner_main(void *unused)
 {
     (void)unused;
-    PGconn *conn = NULL;
+    PGconn *conn = NULL, *replica = NULL; /* replica: SLUICE_READ_DATABASE_URL's (reads.h) */
+    int64_t replica_retry_at = 0;        /* after a failed connect, not before this */
     redisContext *r = NULL;
     bool leader = false;
     while (!worker_stopping(&runner)) {
@@ -256,7 +259,14 @@ static void *runner_main(void *unused)
             int page = rate / 5;
             if (page < 1) page = 1;
             if (page > REPLAY_PAGE) page = REPLAY_PAGE;
-            page_rc rc = run_page(&conn, r, id, tenant, fobj, target, &pos, to, page, err);
+            PGconn **reader = &conn;
+            if (reads_replica()) {
+                if (!replica && time_mono_ms() >= replica_retry_at &&
+                    !(replica = db_connect(cfg->read_database_url, "read-replays")))
+                    replica_retry_at = time_mono_ms() + 5000;
+                if (reads_replica_has(&replica, to)) reader = &replica;
+            }
+            page_rc rc = run_page(&conn, reader, r, id, tenant, fobj, target, &pos, to, page, err);
             if (rc == PAGE_FAILED && conn) fail_job(&conn, id, err);
             if (rc == PAGE_RETRY) { /* Redis or PostgreSQL trouble: retry later, nothing is lost */
                 if (r) redisFree(r);
@@ -277,6 +287,7 @@ static void *runner_main(void *unused)
     }
     if (r) redisFree(r);
     PQfinish(conn);
+    PQfinish(replica);
     return NULL;
 }
 

@@ -30,6 +30,7 @@
 #include "db.h"
 #include "log.h"
 #include "mem.h"
+#include "reads.h"
 #include "eventlog.h"
 #include "strmap.h"
 #include "tenants.h"
@@ -403,13 +404,24 @@ static void *catchup_main(void *arg)
     session_sub *sub = arg;
     session *s = sub->sess;
     long long cursor = sub->hs.cursor;
-    PGconn *conn = db_connect(db_url, "catchup");
+    bool on_replica;
+    PGconn *conn = reads_connect(hub_head(), "catchup", &on_replica);
     bool failed = conn == NULL;
     while (!failed && !atomic_load(&sub->cancel)) {
         long long head = hub_head();
         if (cursor >= head) {
             if (hub_try_go_live(&sub->hs, cursor)) break;
             continue;
+        }
+        /* A short page means "read up to head" only if the server has head: a replica
+         * that has not replayed it within the wait gives way to the primary. */
+        if (on_replica && !reads_replica_has(&conn, head)) {
+            PQfinish(conn);
+            on_replica = false;
+            if (!(conn = db_connect(db_url, "catchup"))) {
+                failed = true;
+                break;
+            }
         }
         stored_event **evs;
         if (!turn_take(s->auth.tenant, &sub->cancel)) break;
