@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # scripts/services.sh — owns the throwaway PostgreSQL and Redis that `make run`, `make test`
-# and `make bench` use on a developer's machine or in CI.
+# and `make bench` use on a developer's machine or in CI, and the PostgreSQL read replica
+# that tests of SLUICE_READ_DATABASE_URL start on demand.
 #
-#   scripts/services.sh start|stop|status|env|clean [pg|redis|all]     (default: all)
+#   scripts/services.sh start|stop|status|env|clean [pg|redis|replica|all]     (default: all)
 #
 # Why: Sluice needs a real PostgreSQL (the event store) and a real Redis (the fan-out), and a
 # fresh Debian 12 machine has neither running. This starts private servers, on loopback only,
@@ -10,15 +11,22 @@
 #   SLUICE_RUN_DIR (default <repo>/.sluice)
 #     env            `export SLUICE_DATABASE_URL=...` lines for what was started (`env` prints it)
 #     postgres.log   redis.log   redis.pid   pg.port   redis.port   pg.base
-#     pg/            data/ and sock/ of PostgreSQL, or the same under /tmp/sluice-pg-<hash>
-#                    when the run dir is not reachable by the `postgres` user (a clone
-#                    under /root, say); pg.base remembers which.
+#     replica.log    replica.port     (only once a replica was started)
+#     pg/            data/ and sock/ of PostgreSQL (and replica/, the replica's data), or the
+#                    same under /tmp/sluice-pg-<hash> when the run dir is not reachable by the
+#                    `postgres` user (a clone under /root, say); pg.base remembers which.
 # Several run dirs can be up at once (the integration tests start a second PostgreSQL to cut
 # it off); each component keeps its port across stop/start, so a URL stays valid while its
 # server is stopped and started again. `start` reuses a server that is alive and answering.
 # Using external servers (SLUICE_DATABASE_URL / SLUICE_REDIS_URL already set) is decided by
 # the callers (scripts/run.sh, scripts/test.sh, bench/run.sh), not here: this always starts
 # what it is asked to.
+#
+# The replica (issue 17) is a streaming replica of this run dir's PostgreSQL, made with
+# pg_basebackup. `all` never starts one (`make run` and `make test` use none); `start replica`
+# starts the PostgreSQL too, and adds `export SLUICE_READ_DATABASE_URL=...` to the env file
+# until `clean replica`. A replica a run dir has goes with `stop`/`clean`/`status` of `all`,
+# and with `clean pg` (it is a copy of that server). Everything else is unchanged by it.
 #
 # PostgreSQL runs with durable settings (fsync and synchronous_commit on): a 201 from Sluice
 # means committed, and the benchmarks must measure that, not a RAM disk.
@@ -28,6 +36,7 @@
 #   services/ports.sh   choosing, keeping and claiming ports (/tmp/sluice-ports)
 #   services/pg.sh      PostgreSQL: pg_start, pg_stop, pg_status, pg_clean
 #   services/redis.sh   Redis: redis_start, redis_stop, redis_status, redis_clean
+#   services/replica.sh the read replica: replica_start, replica_stop, replica_status, replica_clean
 # This file owns the command line, the run dir and its lock, the env file and the dispatch.
 set -euo pipefail
 
@@ -38,22 +47,24 @@ REPO=$(cd "$SCRIPT_DIR/.." && pwd)
 source "$SCRIPT_DIR/services/lib.sh"
 
 usage() {
-  echo "usage: $0 start|stop|status|env|clean [pg|redis|all]" >&2
+  echo "usage: $0 start|stop|status|env|clean [pg|redis|replica|all]" >&2
   exit 2
 }
 
 cmd=${1:-}
 what=${2:-all}
 case "$cmd" in start | stop | status | env | clean) ;; *) usage ;; esac
-case "$what" in pg | redis | all) ;; *) usage ;; esac
+case "$what" in pg | redis | replica | all) ;; *) usage ;; esac
 
 RUN_DIR=${SLUICE_RUN_DIR:-$REPO/.sluice}
 if [[ ! -d $RUN_DIR && $cmd != start ]]; then # nothing was ever started there
   case "$cmd" in
     env) die "nothing started in $RUN_DIR (run: $0 start)" ;;
     status)
-      [[ $what == redis ]] || echo "pg: stopped"
-      [[ $what == pg ]] || echo "redis: stopped"
+      case "$what" in
+        all) printf 'pg: stopped\nredis: stopped\n' ;;
+        *) echo "$what: stopped" ;;
+      esac
       exit 3
       ;;
     *) exit 0 ;;
@@ -73,6 +84,8 @@ source "$SCRIPT_DIR/services/ports.sh"
 source "$SCRIPT_DIR/services/pg.sh"
 # shellcheck source=scripts/services/redis.sh
 source "$SCRIPT_DIR/services/redis.sh"
+# shellcheck source=scripts/services/replica.sh
+source "$SCRIPT_DIR/services/replica.sh"
 
 # ---------------------------------------------------------------------------------------------
 # The env file: one export per line, for every component this run dir has a port for.
@@ -97,6 +110,9 @@ write_env() {
       echo "export SLUICE_REDIS_PORT=$port"
     } >>"$tmp"
   fi
+  if port=$(cat "$RUN_DIR/replica.port" 2>/dev/null) && [[ -n $PG_DATA ]]; then
+    echo "export SLUICE_READ_DATABASE_URL=postgresql://sluice@127.0.0.1:$port/sluice" >>"$tmp"
+  fi
   if [[ -s $tmp ]]; then
     mv -f "$tmp" "$ENV_FILE"
   else
@@ -108,7 +124,19 @@ write_env() {
 
 comps=()
 case "$what" in
-  all) comps=(pg redis) ;;
+  all)
+    comps=(pg redis)
+    # a replica this run dir has goes with the rest, except that `all` never starts one
+    if [[ $cmd != start && -f $RUN_DIR/replica.port ]]; then comps+=(replica); fi
+    ;;
+  pg)
+    comps=(pg)
+    if [[ $cmd == clean ]]; then comps+=(replica); fi # a copy of this server goes with it
+    ;;
+  replica)
+    comps=(replica)
+    if [[ $cmd == start ]]; then comps=(pg replica); fi # the server it copies and follows
+    ;;
   *) comps=("$what") ;;
 esac
 
@@ -119,11 +147,12 @@ case "$cmd" in
     write_env
     ;;
   stop)
-    # Redis first: it is the derived one.
+    # The replica, then Redis first: they are the derived ones.
     for ((i = ${#comps[@]} - 1; i >= 0; i--)); do "${comps[i]}_stop"; done
     ;;
   clean)
-    for c in "${comps[@]}"; do "${c}_clean"; done
+    # The same order: the replica's data lives inside PostgreSQL's base dir.
+    for ((i = ${#comps[@]} - 1; i >= 0; i--)); do "${comps[i]}_clean"; done
     write_env
     ;;
   status)

@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # scripts/services/pg.sh — the private PostgreSQL of scripts/services.sh: where its data and
 # socket live (<run dir>/pg, or /tmp/sluice-pg-<hash> when the postgres user cannot reach the
-# run dir), initdb, its settings (sluice.conf, durable: fsync and synchronous_commit on),
+# run dir), initdb, its settings (sluice.conf, durable: fsync and synchronous_commit on; the
+# read replica of replica.sh starts from the same), replication connections from loopback,
 # start/stop/status/clean with pg_ctl, and the `sluice` superuser role and database.
 # As root it runs as the `postgres` system user (initdb refuses root).
 # Sourced by scripts/services.sh after RUN_DIR is set; uses lib.sh and ports.sh. Sets PG_BIN,
@@ -121,6 +122,54 @@ SELECT 'CREATE DATABASE sluice OWNER sluice'
 SQL
 }
 
+# pg_conf PORT: the settings of a server of this run dir on PORT (sluice.conf, included by
+# postgresql.conf). The read replica (replica.sh) uses them too: a hot standby needs
+# max_connections and max_wal_senders at least the primary's.
+pg_conf() {
+  cat <<EOF
+# Written by scripts/services.sh (scripts/services/pg.sh) at every start; edit that, not this file.
+listen_addresses = '127.0.0.1'
+port = $1
+unix_socket_directories = '$PG_SOCK'
+max_connections = 300
+shared_buffers = 256MB
+# Durability is the product: a 201 means committed to disk.
+fsync = on
+synchronous_commit = on
+full_page_writes = on
+max_wal_size = 2GB
+# A streaming replica (scripts/services.sh start replica) may follow this server: the
+# PostgreSQL 15 defaults, stated.
+wal_level = replica
+max_wal_senders = 10
+max_replication_slots = 10
+timezone = 'UTC'
+log_timezone = 'UTC'
+log_line_prefix = '%m [%p] %q%u@%d '
+EOF
+}
+
+# pg_sql PORT SQL: one statement as the postgres superuser over loopback; prints the rows
+# unaligned, without headers.
+pg_sql() {
+  "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -U postgres -d postgres -c "$2"
+}
+
+# pg_allow_replication PORT: the running server on PORT takes replication connections from
+# loopback (initdb -A trust writes that; appended and reloaded when a data dir lacks it) and
+# writes WAL enough for a standby (fails saying what to do when not).
+pg_allow_replication() {
+  if ! grep -Eq '^[[:space:]]*host[[:space:]]+replication[[:space:]]+all[[:space:]]+127\.0\.0\.1/32[[:space:]]+trust' \
+    "$PG_DATA/pg_hba.conf"; then
+    echo "host replication all 127.0.0.1/32 trust # scripts/services.sh: the read replica" \
+      >>"$PG_DATA/pg_hba.conf"
+    pg_sql "$1" 'SELECT pg_reload_conf()' >/dev/null
+    log "pg: replication connections from 127.0.0.1 allowed (pg_hba.conf)"
+  fi
+  [[ $(pg_sql "$1" 'SHOW wal_level') != minimal ]] ||
+    die "pg: wal_level is minimal; restart it (scripts/services.sh stop pg; scripts/services.sh start pg)"
+}
+
 pg_start() {
   pg_choose_base
   pg_init_vars
@@ -148,22 +197,7 @@ pg_start() {
   lock_ports
   local port
   port=$(pick_port pg)
-  cat >"$PG_DATA/sluice.conf" <<EOF
-# Written by scripts/services.sh (scripts/services/pg.sh) at every start; edit that, not this file.
-listen_addresses = '127.0.0.1'
-port = $port
-unix_socket_directories = '$PG_SOCK'
-max_connections = 300
-shared_buffers = 256MB
-# Durability is the product: a 201 means committed to disk.
-fsync = on
-synchronous_commit = on
-full_page_writes = on
-max_wal_size = 2GB
-timezone = 'UTC'
-log_timezone = 'UTC'
-log_line_prefix = '%m [%p] %q%u@%d '
-EOF
+  pg_conf "$port" >"$PG_DATA/sluice.conf"
   own_pg "$PG_DATA/sluice.conf"
   # The shell opens the log, so it can live in a run dir the postgres user cannot reach.
   if ! as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -w -t 60 start >>"$PG_LOG" 2>&1; then

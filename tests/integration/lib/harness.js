@@ -194,6 +194,8 @@ async function startSluice(opts = {}) {
     // Instances of one database share their Redis keys; those of another never see them, so
     // test files may run side by side on the one Redis.
     SLUICE_REDIS_PREFIX: `sluice:${new URL(dbUrl).pathname.slice(1)}:`,
+    // A replica in the shared run dir is another database's: a test that wants one says so.
+    SLUICE_READ_DATABASE_URL: undefined,
     ...(opts.env || {}),
   };
   for (const k of Object.keys(env)) if (env[k] === undefined || env[k] === null) delete env[k];
