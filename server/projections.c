@@ -8,6 +8,8 @@
 #include "envelope.h"
 #include "log.h"
 #include "mem.h"
+#include "reads.h"
+#include "timeutil.h"
 #include "problem.h"
 #include "strmap.h"
 #include "eventlog.h"
@@ -499,9 +501,21 @@ static bool write_batch(PGconn **conn, const proj *p, strmap *states, json_t *de
     return ok;
 }
 
-/* Applies one batch: read (read_batch), load the keys' states, fold, write. Returns events
- * read (0 = caught up), or -1 on failure. */
-static int apply_batch(PGconn **conn, proj *p)
+/* Where a batch is read: the read replica (reads.h) while it has a whole batch after the
+ * checkpoint, or everything up to the head (it never has a hole: it replays commits in
+ * order), with *upto lowered to what it has; else the primary's `conn`. */
+static PGconn **batch_reader(PGconn **conn, PGconn **replica, const proj *p, long long *upto)
+{
+    if (!replica || !*replica) return conn;
+    long long rh = reads_replica_head(replica);
+    if (rh < *upto && rh < p->position + PROJ_BATCH) return conn;
+    if (rh < *upto) *upto = rh;
+    return replica;
+}
+
+/* Applies one batch: read (read_batch, on the replica when batch_reader says so), load the
+ * keys' states, fold, write. Returns events read (0 = caught up), or -1 on failure. */
+static int apply_batch(PGconn **conn, PGconn **replica, proj *p)
 {
     const char *reduce = json_string_value(json_object_get(p->def, "reduce"));
     /* Read up to the head as it is now: every position up to it is committed, so once a
@@ -517,7 +531,8 @@ static int apply_batch(PGconn **conn, proj *p)
     PQclear(hr);
     if (head <= p->position) return 0;
     int rc = -1;
-    PGresult *r = read_batch(conn, p, head);
+    long long upto = head;
+    PGresult *r = read_batch(batch_reader(conn, replica, p, &upto), p, upto);
     strmap states;
     strmap_init(&states);
     json_t *dead = json_array();
@@ -526,7 +541,7 @@ static int apply_batch(PGconn **conn, proj *p)
     } else if (load_states(conn, p, r, &states)) {
         int rows_n = PQntuples(r);
         long long last = fold(reduce, r, &states, dead, p->position);
-        if (rows_n < PROJ_BATCH) last = head; /* everything up to the head has been seen */
+        if (rows_n < PROJ_BATCH) last = upto; /* everything up to it has been seen */
         if (write_batch(conn, p, &states, dead, last)) {
             p->position = last;
             rc = rows_n;
@@ -554,7 +569,7 @@ static void set_status(PGconn **conn, proj *p, const char *status, const char *e
 }
 
 /* One round over every projection. Returns whether any had work. */
-static bool round_robin(PGconn **conn)
+static bool round_robin(PGconn **conn, PGconn **replica)
 {
     PGresult *r = db_exec(
         conn,
@@ -577,7 +592,7 @@ static bool round_robin(PGconn **conn)
         bool live = strcmp(PQgetvalue(r, i, 5), "live") == 0;
         if (!p.def) continue;
         for (int slices = 0; slices < 50 && *conn && !worker_stopping(&runner); slices++) {
-            int n = apply_batch(conn, &p);
+            int n = apply_batch(conn, replica, &p);
             if (n < 0) {
                 if (*conn)
                     set_status(conn, &p, "failed", "a batch could not be applied (see logs)");
@@ -600,9 +615,13 @@ static bool round_robin(PGconn **conn)
 static void *runner_main(void *unused)
 {
     (void)unused;
-    PGconn *conn = NULL;
+    PGconn *conn = NULL, *replica = NULL; /* replica: SLUICE_READ_DATABASE_URL's (reads.h) */
+    int64_t replica_retry_at = 0;        /* after a failed connect, not before this */
     bool leader = false;
     while (!worker_stopping(&runner)) {
+        if (leader && !replica && reads_replica() && time_mono_ms() >= replica_retry_at &&
+            !(replica = reads_connect_replica("projections")))
+            replica_retry_at = time_mono_ms() + 5000;
         if (!conn) {
             leader = false;
             conn = db_connect(url, "projections");
@@ -626,11 +645,12 @@ static void *runner_main(void *unused)
                 continue;
             }
         }
-        if (round_robin(&conn) || !conn) continue;
+        if (round_robin(&conn, &replica) || !conn) continue;
         /* Idle: wait for a commit (or new definitions) — at most 200 ms. */
         (void)eventlog_wait(&conn, 200, false, &runner.stopping);
     }
     PQfinish(conn);
+    PQfinish(replica);
     return NULL;
 }
 

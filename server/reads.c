@@ -31,8 +31,7 @@ bool reads_replica(void)
     return cfg && cfg->read_database_url && cfg->read_database_url[0];
 }
 
-/* The replica's largest position (0 when empty), or -1 when it did not answer. */
-static long long replica_head(PGconn **conn)
+long long reads_replica_head(PGconn **conn)
 {
     PGresult *r = db_exec(conn, "SELECT coalesce(max(position), 0) FROM events", 0, NULL,
                           cfg->store_timeout_ms);
@@ -45,7 +44,7 @@ bool reads_replica_has(PGconn **conn, long long need)
 {
     long long deadline = time_mono_ms() + cfg->read_wait_ms;
     for (bool waited = false;; waited = true) {
-        long long head = *conn ? replica_head(conn) : -1;
+        long long head = *conn ? reads_replica_head(conn) : -1;
         if (head >= need) {
             atomic_fetch_add(&outcomes[waited ? R_WAITED : R_REPLICA], 1);
             return true;
@@ -87,13 +86,19 @@ int reads_submit(pool_fn fn, void *arg)
     return pool_submit(fn, arg);
 }
 
+PGconn *reads_connect_replica(const char *module)
+{
+    if (!reads_replica()) return NULL;
+    char name[48];
+    snprintf(name, sizeof name, "read-%s", module);
+    return db_connect(cfg->read_database_url, name);
+}
+
 PGconn *reads_connect(long long need, const char *module, bool *on_replica)
 {
     *on_replica = false;
     if (reads_replica()) {
-        char name[48];
-        snprintf(name, sizeof name, "read-%s", module);
-        PGconn *conn = db_connect(cfg->read_database_url, name);
+        PGconn *conn = reads_connect_replica(module);
         if (conn && reads_replica_has(&conn, need)) {
             *on_replica = true;
             return conn;

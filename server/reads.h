@@ -9,7 +9,8 @@
  * read goes to the primary. A replica that cannot be reached sends reads to the primary
  * too. Page reads, reads by id, entity histories and correlations run on the replica's own
  * workers (pool_submit_reads), so a lagging replica never holds the primary's; NDJSON
- * exports and WebSocket/SSE catch-ups connect to it for their life. Counted in
+ * exports and WebSocket/SSE catch-ups connect to it for their life; replays and projection
+ * catch-ups read their pages on a connection of their own (reads_connect_replica). Counted in
  * sluice_read_replica_total{outcome="replica|waited|primary"}.
  */
 #ifndef SLUICE_READS_H
@@ -33,6 +34,11 @@ int reads_submit(pool_fn fn, void *arg) __attribute__((warn_unused_result));
  * replayed `need` within the wait (*on_replica set), else the primary's; NULL when neither
  * can be reached. */
 PGconn *reads_connect(long long need, const char *module, bool *on_replica);
+/* A connection to the replica (NULL when there is none or it cannot be reached), for a
+ * reader that checks what it has itself (reads_replica_head). */
+PGconn *reads_connect_replica(const char *module);
+/* The replica's largest position (0 when empty), or -1 when it did not answer. */
+long long reads_replica_head(PGconn **conn);
 /* Whether the replica behind *conn has replayed `need`, waiting up to SLUICE_READ_WAIT_MS.
  * Counts the outcome (false counts as primary: the caller goes there). */
 bool reads_replica_has(PGconn **conn, long long need);

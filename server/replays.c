@@ -262,7 +262,7 @@ static void *runner_main(void *unused)
             PGconn **reader = &conn;
             if (reads_replica()) {
                 if (!replica && time_mono_ms() >= replica_retry_at &&
-                    !(replica = db_connect(cfg->read_database_url, "read-replays")))
+                    !(replica = reads_connect_replica("replays")))
                     replica_retry_at = time_mono_ms() + 5000;
                 if (reads_replica_has(&replica, to)) reader = &replica;
             }

@@ -191,6 +191,41 @@ async function cleanUp() {
 
 // ---------------------------------------------------------------- tests
 
+// The statements Sluice's connections to the replica ran last (pg_stat_activity).
+function replicaQueries() {
+  return onReplica(`SELECT query FROM pg_stat_activity
+    WHERE application_name = 'sluice-read' AND datname = current_database()`).split('\n');
+}
+
+// First: the replica stopped and started below sends the projections' reader to the primary
+// for a while (it reconnects after 5 s), as it should.
+describe('a projection rebuild', () => {
+  test('catching up, a projection reads its batches on the replica and ends equal to the events', { timeout: 180000 }, async () => {
+    const acks = [];
+    const want = {};
+    for (let k = 0; k < 3; k++) {
+      const envs = batch('p', 1000);
+      for (const e of envs) want[e.key] = (want[e.key] || 0) + 1;
+      acks.push(...await publish(envs));
+    }
+    await replicaCaughtUp();
+    const readBatch = (q) => q.startsWith('SELECT position, id, stream,'); // projections.c's read
+    assert.ok(!replicaQueries().some(readBatch), 'no projection has read the replica yet');
+    h.assertStatus(await c.post('/v1/projections', { name: 'rr-count', filter: { types: ['rr.p'] }, key: '/key', reduce: 'count' }), 201);
+    const last = acks[acks.length - 1].position;
+    const p = await h.waitFor(async () => {
+      const x = h.assertStatus(await c.get('/v1/projections/rr-count'), 200);
+      return (x.status === 'failed' || (x.status === 'live' && x.position >= last)) && x;
+    }, { timeout: CATCH_UP_MS, what: 'the projection caught up' });
+    assert.equal(p.status, 'live', JSON.stringify(p));
+    const st = h.assertStatus(await c.get('/v1/projections/rr-count/state?limit=1000'), 200);
+    const got = Object.fromEntries(st.states.map((x) => [x.key, x.state]));
+    assert.deepEqual(got, want, 'count by key over the 3,000 events');
+    // Its batches were read on the replica (that connection's last statement is the read).
+    assert.ok(replicaQueries().some(readBatch), `a projection batch read on the replica:\n${replicaQueries().join('\n')}`);
+  });
+});
+
 describe('a streaming replica behind SLUICE_READ_DATABASE_URL', () => {
   test('reads by id, pages and NDJSON exports are served by the replica once it has the events', { timeout: 120000 }, async () => {
     const acks = await publish(batch('a', 25));
