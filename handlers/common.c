@@ -129,20 +129,23 @@ void handler_pool_full(http_req *req)
                                          http_config()->pool_queue));
 }
 
-void handler_run_on_pool(http_req *req, pool_fn fn, void *arg, void (*arg_free)(void *arg))
+/* Suspends `req` and queues `fn` with `submit`; a full queue is answered 503 at once. */
+static void run_via(int (*submit)(pool_fn fn, void *arg), http_req *req, pool_fn fn, void *arg,
+                    void (*arg_free)(void *arg))
 {
     http_suspend(req);
-    if (pool_submit(fn, arg) == 0) return;
+    if (submit(fn, arg) == 0) return;
     if (arg_free) arg_free(arg);
     handler_pool_full(req);
     http_resume(req);
 }
 
+void handler_run_on_pool(http_req *req, pool_fn fn, void *arg, void (*arg_free)(void *arg))
+{
+    run_via(pool_submit, req, fn, arg, arg_free);
+}
+
 void handler_run_read(http_req *req, pool_fn fn, void *arg, void (*arg_free)(void *arg))
 {
-    http_suspend(req);
-    if (reads_submit(fn, arg) == 0) return;
-    if (arg_free) arg_free(arg);
-    handler_pool_full(req);
-    http_resume(req);
+    run_via(reads_submit, req, fn, arg, arg_free);
 }

@@ -211,15 +211,22 @@ pg_start() {
   log "pg: started on 127.0.0.1:$port (data $PG_DATA)"
 }
 
+# pg_ctl_stop NAME DATA LOG: a fast shutdown of the server in DATA, an immediate one when
+# that times out (the primary's and the replica's alike).
+pg_ctl_stop() {
+  local name=$1 data=$2 logf=$3
+  if ! as_pg "$PG_BIN/pg_ctl" -D "$data" -w -t 60 -m fast stop >>"$logf" 2>&1; then
+    log "$name: fast shutdown timed out; using immediate"
+    as_pg "$PG_BIN/pg_ctl" -D "$data" -w -t 30 -m immediate stop >>"$logf" 2>&1 ||
+      die "$name: could not stop; see $logf"
+  fi
+  log "$name: stopped"
+}
+
 pg_stop() {
   pg_init_vars
   [[ -n $PG_DATA && -n $PG_BIN ]] && pg_pid >/dev/null || return 0
-  if ! as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -w -t 60 -m fast stop >>"$PG_LOG" 2>&1; then
-    log "pg: fast shutdown timed out; using immediate"
-    as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -w -t 30 -m immediate stop >>"$PG_LOG" 2>&1 ||
-      die "pg: could not stop; see $PG_LOG"
-  fi
-  log "pg: stopped"
+  pg_ctl_stop pg "$PG_DATA" "$PG_LOG"
 }
 
 pg_status() {

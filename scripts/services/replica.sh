@@ -121,12 +121,7 @@ EOF
 replica_stop() {
   replica_init_vars
   [[ -n $REPLICA_DATA && -n $PG_BIN ]] && replica_pid >/dev/null || return 0
-  if ! as_pg "$PG_BIN/pg_ctl" -D "$REPLICA_DATA" -w -t 60 -m fast stop >>"$REPLICA_LOG" 2>&1; then
-    log "replica: fast shutdown timed out; using immediate"
-    as_pg "$PG_BIN/pg_ctl" -D "$REPLICA_DATA" -w -t 30 -m immediate stop >>"$REPLICA_LOG" 2>&1 ||
-      die "replica: could not stop; see $REPLICA_LOG"
-  fi
-  log "replica: stopped"
+  pg_ctl_stop replica "$REPLICA_DATA" "$REPLICA_LOG"
 }
 
 replica_status() {
