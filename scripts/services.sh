@@ -3,7 +3,7 @@
 # and `make bench` use on a developer's machine or in CI, and the PostgreSQL read replica
 # that tests of SLUICE_READ_DATABASE_URL start on demand.
 #
-#   scripts/services.sh start|stop|status|env|clean [pg|redis|replica|all]     (default: all)
+#   scripts/services.sh start|stop|status|env|clean [pg|redis|replica|cluster|all]  (default: all)
 #
 # Why: Sluice needs a real PostgreSQL (the event store) and a real Redis (the fan-out), and a
 # fresh Debian 12 machine has neither running. This starts private servers, on loopback only,
@@ -31,12 +31,19 @@
 # PostgreSQL runs with durable settings (fsync and synchronous_commit on): a 201 from Sluice
 # means committed, and the benchmarks must measure that, not a RAM disk.
 #
+# The Redis Cluster (issue 17) is six more redis-servers on loopback, three masters and three
+# replicas, for tests of SLUICE_REDIS_URL=redis+cluster://… . Like the replica, `all` never
+# starts it; `start cluster` does, and adds `export SLUICE_REDIS_CLUSTER_URL=redis+cluster://…`
+# (and SLUICE_REDIS_CLUSTER_PORTS, the six ports) to the env file until `clean cluster`. A
+# cluster a run dir has goes with `stop`/`clean`/`status` of `all`.
+#
 # The parts, sourced from here (functions, and the variables they share):
 #   services/lib.sh     log/die, proc_alive, close_fds, wait_until
 #   services/ports.sh   choosing, keeping and claiming ports (/tmp/sluice-ports)
 #   services/pg.sh      PostgreSQL: pg_start, pg_stop, pg_status, pg_clean
 #   services/redis.sh   Redis: redis_start, redis_stop, redis_status, redis_clean
 #   services/replica.sh the read replica: replica_start, replica_stop, replica_status, replica_clean
+#   services/redis_cluster.sh  the Redis Cluster: redis_cluster_start, _stop, _status, _clean
 # This file owns the command line, the run dir and its lock, the env file and the dispatch.
 set -euo pipefail
 
@@ -47,14 +54,14 @@ REPO=$(cd "$SCRIPT_DIR/.." && pwd)
 source "$SCRIPT_DIR/services/lib.sh"
 
 usage() {
-  echo "usage: $0 start|stop|status|env|clean [pg|redis|replica|all]" >&2
+  echo "usage: $0 start|stop|status|env|clean [pg|redis|replica|cluster|all]" >&2
   exit 2
 }
 
 cmd=${1:-}
 what=${2:-all}
 case "$cmd" in start | stop | status | env | clean) ;; *) usage ;; esac
-case "$what" in pg | redis | replica | all) ;; *) usage ;; esac
+case "$what" in pg | redis | replica | cluster | all) ;; *) usage ;; esac
 
 RUN_DIR=${SLUICE_RUN_DIR:-$REPO/.sluice}
 if [[ ! -d $RUN_DIR && $cmd != start ]]; then # nothing was ever started there
@@ -86,6 +93,8 @@ source "$SCRIPT_DIR/services/pg.sh"
 source "$SCRIPT_DIR/services/redis.sh"
 # shellcheck source=scripts/services/replica.sh
 source "$SCRIPT_DIR/services/replica.sh"
+# shellcheck source=scripts/services/redis_cluster.sh
+source "$SCRIPT_DIR/services/redis_cluster.sh"
 
 # ---------------------------------------------------------------------------------------------
 # The env file: one export per line, for every component this run dir has a port for.
@@ -113,6 +122,12 @@ write_env() {
   if port=$(cat "$RUN_DIR/replica.port" 2>/dev/null) && [[ -n $PG_DATA ]]; then
     echo "export SLUICE_READ_DATABASE_URL=postgresql://sluice@127.0.0.1:$port/sluice" >>"$tmp"
   fi
+  if port=$(redis_cluster_url); then
+    {
+      echo "export SLUICE_REDIS_CLUSTER_URL=$port"
+      echo "export SLUICE_REDIS_CLUSTER_PORTS=\"$(cluster_ports)\""
+    } >>"$tmp"
+  fi
   if [[ -s $tmp ]]; then
     mv -f "$tmp" "$ENV_FILE"
   else
@@ -128,6 +143,7 @@ case "$what" in
     comps=(pg redis)
     # a replica this run dir has goes with the rest, except that `all` never starts one
     if [[ $cmd != start && -f $RUN_DIR/replica.port ]]; then comps+=(replica); fi
+    if [[ $cmd != start && -f $RUN_DIR/cluster1.port ]]; then comps+=(redis_cluster); fi
     ;;
   pg)
     comps=(pg)
@@ -137,6 +153,7 @@ case "$what" in
     comps=(replica)
     if [[ $cmd == start ]]; then comps=(pg replica); fi # the server it copies and follows
     ;;
+  cluster) comps=(redis_cluster) ;;
   *) comps=("$what") ;;
 esac
 

@@ -48,7 +48,7 @@ static pthread_once_t redis_key_once = PTHREAD_ONCE_INIT;
 
 static void redis_key_free(void *r)
 {
-    redisFree(r);
+    redis_free(r);
 }
 
 static void redis_key_init(void)
@@ -58,12 +58,12 @@ static void redis_key_init(void)
 
 /* This thread's Redis connection (kept for the thread's life; reconnected after an error),
  * or NULL when Redis cannot be reached. */
-static redisContext *thread_redis(void)
+static redis_conn *thread_redis(void)
 {
     pthread_once(&redis_key_once, redis_key_init);
-    redisContext *r = pthread_getspecific(redis_key);
-    if (r && !r->err) return r;
-    if (r) redisFree(r);
+    redis_conn *r = pthread_getspecific(redis_key);
+    if (r && !redis_failed(r)) return r;
+    if (r) redis_free(r);
     r = redis_connect(cfg->redis_url, CONSUME_REDIS_TIMEOUT_MS, "consume");
     (void)pthread_setspecific(redis_key, r);
     return r;
@@ -73,9 +73,9 @@ static redisContext *thread_redis(void)
  * timeout): then this thread's connection is dropped, and the caller may try once more on
  * a new one (a kept connection learns that Redis went away only when it is used). */
 static void thread_redis_drop(void);
-static bool connection_failed(redisContext *r)
+static bool connection_failed(redis_conn *r)
 {
-    if (!r || !r->err) return false;
+    if (!r || !redis_failed(r)) return false;
     thread_redis_drop();
     return true;
 }
@@ -84,8 +84,8 @@ static bool connection_failed(redisContext *r)
 static void thread_redis_drop(void)
 {
     pthread_once(&redis_key_once, redis_key_init);
-    redisContext *r = pthread_getspecific(redis_key);
-    if (r) redisFree(r);
+    redis_conn *r = pthread_getspecific(redis_key);
+    if (r) redis_free(r);
     (void)pthread_setspecific(redis_key, NULL);
 }
 
@@ -243,7 +243,7 @@ typedef struct taken {
 } taken;
 
 typedef struct take_ctx {
-    redisContext *r;
+    redis_conn *r;
     const group_def *d;
     const group_ref *g;
     const char *consumer; /* as the client named it */
@@ -261,8 +261,8 @@ static void deliver_entry(take_ctx *t, const redisReply *entry, long long attemp
     entry_view v;
     if (!deliveries_entry_view(entry, &v)) return; /* trimmed from the stream meanwhile */
     if (!groups_filter_passes(t->d, &v)) {
-        freeReplyObject(redisCommand(t->r, "XACK %s %s %lld-0", t->g->key, t->d->name,
-                                     v.position));
+        freeReplyObject(
+            redis_command(t->r, t->g->key, "XACK %s %s %lld-0", t->g->key, t->d->name, v.position));
         return;
     }
     if (t->ws_sub) {
@@ -325,8 +325,9 @@ static int take_new(take_ctx *t, int max, int rounds)
 {
     for (int round = 0; round < rounds && t->n < max; round++) {
         int want = max - t->n;
-        redisReply *rep = redisCommand(t->r, "XREADGROUP GROUP %s %s COUNT %d STREAMS %s >",
-                                       t->d->name, t->owner, want, t->g->key);
+        redisReply *rep =
+            redis_command(t->r, t->g->key, "XREADGROUP GROUP %s %s COUNT %d STREAMS %s >",
+                          t->d->name, t->owner, want, t->g->key);
         if (!rep || rep->type == REDIS_REPLY_ERROR) {
             int rc = rep && strstr(rep->str, "NOGROUP") ? -2 : -1;
             freeReplyObject(rep);
@@ -361,7 +362,7 @@ static int take(take_ctx *t, int max)
     return rc;
 }
 
-static void take_init(take_ctx *t, redisContext *r, const group_def *d, const group_ref *g,
+static void take_init(take_ctx *t, redis_conn *r, const group_def *d, const group_ref *g,
                       const char *consumer, buf *out)
 {
     memset(t, 0, sizeof *t);
@@ -413,7 +414,7 @@ sl_status consume_fetch(PGconn **conn, const consume_who *who, int max, char **b
     group_def d;
     sl_status rc = def_get(conn, who, false, &d);
     if (rc != SL_OK) return rc;
-    redisContext *r = thread_redis();
+    redis_conn *r = thread_redis();
     if (!r) {
         group_def_dispose(&d);
         return SL_UNAVAILABLE;
@@ -475,7 +476,7 @@ static sl_status apply_receipts(PGconn **conn, const consume_who *who, json_t *r
     consume_receipt *rs = xcalloc(n + 1, sizeof *rs);
     delivery_ref *refs = xcalloc(n + 1, sizeof *refs);
     int *done = xcalloc(n + 1, sizeof *done);
-    redisContext *r = NULL;
+    redis_conn *r = NULL;
     group_ref g = {0};
     if (refs_of(list, rs, refs, answer) < 0) {
         rc = SL_REFUSED;
@@ -535,7 +536,7 @@ sl_status consume_extend(PGconn **conn, const consume_who *who, json_t *req, jso
 
 /* A nack of one delivery: parked for its retry (after the backoff, or `delay_ms`), or a
  * dead letter when it was not retryable or had its max_deliveries. */
-static sl_status nack_one(PGconn **conn, redisContext *r, const group_def *d, const group_ref *g,
+static sl_status nack_one(PGconn **conn, redis_conn *r, const group_def *d, const group_ref *g,
                           const consume_receipt *rc, json_t *req, json_t **answer)
 {
     json_t *err = json_object_get(req, "error"), *retryable = json_object_get(req, "retryable");
@@ -578,7 +579,7 @@ sl_status consume_nack(PGconn **conn, const consume_who *who, json_t *req, json_
     group_def d;
     sl_status st = def_get(conn, who, false, &d);
     if (st != SL_OK) return st;
-    redisContext *r = thread_redis();
+    redis_conn *r = thread_redis();
     if (!r) {
         group_def_dispose(&d);
         return SL_UNAVAILABLE;
@@ -650,7 +651,7 @@ void consume_cancel(void *arg)
 
 /* Consume thread: answers the waits that are cancelled, past their deadline, or find
  * messages now (`look`: try them all, new entries came). */
-static void serve_waits(PGconn **conn, redisContext *r, bool look)
+static void serve_waits(PGconn **conn, redis_conn *r, bool look)
 {
     pthread_mutex_lock(&lock);
     fetch_wait *mine = waits;
@@ -886,7 +887,7 @@ static void inflight_drop(ws_consumer *c, int at)
 }
 
 /* Consume thread: one ack frame. */
-static void ws_ack(redisContext *r, session *s, json_t *msg)
+static void ws_ack(redis_conn *r, session *s, json_t *msg)
 {
     json_t *list = json_object_get(msg, "receipts");
     if (!json_is_array(list) || !json_array_size(list) ||
@@ -921,7 +922,7 @@ static void ws_ack(redisContext *r, session *s, json_t *msg)
 }
 
 /* Consume thread: one nack frame. */
-static void ws_nack(PGconn **conn, redisContext *r, session *s, json_t *msg)
+static void ws_nack(PGconn **conn, redis_conn *r, session *s, json_t *msg)
 {
     consume_receipt rc = {0};
     int at = -1;
@@ -949,7 +950,7 @@ static void ws_nack(PGconn **conn, redisContext *r, session *s, json_t *msg)
     json_decref(answer);
 }
 
-static void serve_frames(PGconn **conn, redisContext *r)
+static void serve_frames(PGconn **conn, redis_conn *r)
 {
     pthread_mutex_lock(&lock);
     ws_frame *f = frames;
@@ -1001,7 +1002,7 @@ static void ws_expire(ws_consumer *c, long long now)
             i++;
 }
 
-static void serve_consumers(PGconn **conn, redisContext *r, bool look)
+static void serve_consumers(PGconn **conn, redis_conn *r, bool look)
 {
     /* Unlink the stopped ones first. */
     pthread_mutex_lock(&lock);
@@ -1087,11 +1088,11 @@ static void *consume_main(void *unused)
         pthread_mutex_unlock(&lock);
         if (idle) continue;
         if (!conn) conn = db_connect(cfg->database_url, "consume");
-        redisContext *r = thread_redis();
+        redis_conn *r = thread_redis();
         serve_frames(&conn, r);
         serve_consumers(&conn, r, look);
         serve_waits(&conn, r, look);
-        if (r && r->err) thread_redis_drop();
+        if (r && redis_failed(r)) thread_redis_drop();
     }
     /* Stopping: every wait gets its (empty) answer, every consumer ends. */
     pthread_mutex_lock(&lock);

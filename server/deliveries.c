@@ -6,6 +6,7 @@
 #include "eventlog.h"
 #include "log.h"
 #include "mem.h"
+#include "redis.h"
 #include "streams.h"
 #include "timeutil.h"
 
@@ -63,8 +64,12 @@ void group_ref_init(group_ref *g, const sluice_config *cfg, const char *tenant,
     g->stream = stream;
     g->group = group;
     g->key = streams_redis_name(cfg, tenant, stream);
-    g->handback = xasprintf("%s:handback:%s", g->key, group);
-    g->due = xasprintf("%s:due:%s", g->key, group);
+    bool cluster = redis_url_is_cluster(cfg->redis_url);
+    char *handback = xasprintf(":handback:%s", group), *due = xasprintf(":due:%s", group);
+    g->handback = redis_side_key(cluster, g->key, handback);
+    g->due = redis_side_key(cluster, g->key, due);
+    free(handback);
+    free(due);
 }
 
 void group_ref_dispose(group_ref *g)
@@ -186,7 +191,7 @@ static void shas_init(void)
 
 /* EVALSHA, then EVAL if Redis does not have the script yet. argv[0..1] are filled here
  * (argc counts them). */
-static redisReply *run_script(redisContext *r, lua_script *s, int argc, const char **argv,
+static redisReply *run_script(redis_conn *r, lua_script *s, int argc, const char **argv,
                               size_t *lens)
 {
     pthread_once(&sha_once, shas_init);
@@ -194,14 +199,15 @@ static redisReply *run_script(redisContext *r, lua_script *s, int argc, const ch
     lens[0] = 7;
     argv[1] = s->sha;
     lens[1] = 40;
-    redisReply *rep = redisCommandArgv(r, argc, argv, lens);
+    /* argv[3] is KEYS[1], the stream: every key of a script shares its slot. */
+    redisReply *rep = redis_command_argv(r, argv[3], argc, argv, lens);
     if (rep && rep->type == REDIS_REPLY_ERROR && !strncmp(rep->str, "NOSCRIPT", 8)) {
         freeReplyObject(rep);
         argv[0] = "EVAL";
         lens[0] = 4;
         argv[1] = s->src;
         lens[1] = strlen(s->src);
-        rep = redisCommandArgv(r, argc, argv, lens);
+        rep = redis_command_argv(r, argv[3], argc, argv, lens);
     }
     return rep;
 }
@@ -222,7 +228,7 @@ typedef struct move {
     const char *due;      /* "" = clear */
 } move;
 
-static int move_entry(redisContext *r, const group_ref *g, long long position, entry_seen seen,
+static int move_entry(redis_conn *r, const group_ref *g, long long position, entry_seen seen,
                       const move *m, redisReply **entry)
 {
     char id[32], count[24], idle[24], rc[24];
@@ -256,7 +262,7 @@ static int move_entry(redisContext *r, const group_ref *g, long long position, e
     return out;
 }
 
-int deliveries_park(redisContext *r, const group_ref *g, long long position, entry_seen seen,
+int deliveries_park(redis_conn *r, const group_ref *g, long long position, entry_seen seen,
                     long long attempts, long long due_ms)
 {
     char due[24] = "";
@@ -265,8 +271,8 @@ int deliveries_park(redisContext *r, const group_ref *g, long long position, ent
     return move_entry(r, g, position, seen, &m, NULL);
 }
 
-int deliveries_hand_back(redisContext *r, const group_ref *g, long long position,
-                         entry_seen seen, const char *worker)
+int deliveries_hand_back(redis_conn *r, const group_ref *g, long long position, entry_seen seen,
+                         const char *worker)
 {
     char hb[24];
     snprintf(hb, sizeof hb, "%lld", seen.deliveries);
@@ -274,7 +280,7 @@ int deliveries_hand_back(redisContext *r, const group_ref *g, long long position
     return move_entry(r, g, position, seen, &m, NULL);
 }
 
-int deliveries_take(redisContext *r, const group_ref *g, long long position, entry_seen seen,
+int deliveries_take(redis_conn *r, const group_ref *g, long long position, entry_seen seen,
                     const char *consumer, long long attempt, redisReply **entry)
 {
     *entry = NULL;
@@ -282,7 +288,7 @@ int deliveries_take(redisContext *r, const group_ref *g, long long position, ent
     return move_entry(r, g, position, seen, &m, entry);
 }
 
-int deliveries_revive(redisContext *r, const group_ref *g, long long position)
+int deliveries_revive(redis_conn *r, const group_ref *g, long long position)
 {
     char due[24];
     snprintf(due, sizeof due, "%lld", (long long)time_now_ms());
@@ -331,7 +337,7 @@ void deliveries_record_failure(PGconn **conn, const group_ref *g, long long posi
     PQclear(r);
 }
 
-int deliveries_dead_letter(PGconn **conn, redisContext *r, const group_ref *g, long long position,
+int deliveries_dead_letter(PGconn **conn, redis_conn *r, const group_ref *g, long long position,
                            const char *consumer, long long attempts, entry_seen seen,
                            const char *error)
 {
@@ -370,7 +376,7 @@ int deliveries_dead_letter(PGconn **conn, redisContext *r, const group_ref *g, l
 }
 
 /* One script call for the refs of one owner: refs[idx[0..n)], whose owners are equal. */
-static int apply_owner(redisContext *r, const group_ref *g, deliveries_action action,
+static int apply_owner(redis_conn *r, const group_ref *g, deliveries_action action,
                        const delivery_ref *refs, const int *idx, int n, const char *deadline,
                        int *out)
 {
@@ -416,7 +422,7 @@ static int apply_owner(redisContext *r, const group_ref *g, deliveries_action ac
     return rc;
 }
 
-int deliveries_apply(redisContext *r, const group_ref *g, deliveries_action action,
+int deliveries_apply(redis_conn *r, const group_ref *g, deliveries_action action,
                      const delivery_ref *refs, int n, long long deadline_ms, int *out)
 {
     char deadline[24] = "";
@@ -440,7 +446,7 @@ int deliveries_apply(redisContext *r, const group_ref *g, deliveries_action acti
     return rc;
 }
 
-int deliveries_marks(redisContext *r, const char *hash, const long long *positions, int n,
+int deliveries_marks(redis_conn *r, const char *hash, const long long *positions, int n,
                      long long *out)
 {
     int argc = 2 + n;
@@ -454,7 +460,7 @@ int deliveries_marks(redisContext *r, const char *hash, const long long *positio
         argv[2 + i] = ids[i];
     }
     lens_of(argv, lens, 0, argc);
-    redisReply *rep = redisCommandArgv(r, argc, argv, lens);
+    redisReply *rep = redis_command_argv(r, hash, argc, argv, lens);
     int rc = -1;
     if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == (size_t)n) {
         for (int i = 0; i < n; i++)
@@ -468,8 +474,8 @@ int deliveries_marks(redisContext *r, const char *hash, const long long *positio
     return rc;
 }
 
-int deliveries_look(redisContext *r, const group_ref *g, const char *consumer, int count,
-                    int scan, redisReply **out)
+int deliveries_look(redis_conn *r, const group_ref *g, const char *consumer, int count, int scan,
+                    redisReply **out)
 {
     *out = NULL;
     char c[16], sc[16];
@@ -490,7 +496,7 @@ int deliveries_look(redisContext *r, const group_ref *g, const char *consumer, i
     return rc;
 }
 
-void deliveries_forget_settled(redisContext *r, const group_ref *g, const char *hash,
+void deliveries_forget_settled(redis_conn *r, const group_ref *g, const char *hash,
                                long long *cursor, int budget)
 {
     char cur[24], count[16];

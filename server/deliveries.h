@@ -8,15 +8,21 @@
  *   - waiting for a retry:    pending with "sluice-retry" (invisible to workers);
  *   - a dead letter:          pending with "sluice-dead", delivered no more.
  * Two hashes beside the stream hold what the PEL cannot say:
- *   - handback (`<stream>:handback:<group>`): an entry handed back into a Redis
+ *   - handback (`<stream>:handback:<group>`; on a Redis Cluster
+ *     `{<stream>}:handback:<group>`, see below): an entry handed back into a Redis
  *     worker's PEL keeps its count until the worker re-reads it (XREADGROUP … 0
  *     counts then). The hash records the count at the hand-back, so a worker
  *     that reads only `>` is still charged the delivery: its attempts are
  *     max(count, handback + 1).
- *   - due (`<stream>:due:<group>`): a time (Unix ms) that overrides the policy —
- *     for a parked entry, when its retry is due (a nack's delay_ms); for a
- *     delivered one, its extended ack deadline (extend). Redis's XCLAIM TIME
- *     cannot set a delivery time in the future, hence the hash.
+ *   - due (`<stream>:due:<group>`, or `{<stream>}:due:<group>`): a time (Unix
+ *     ms) that overrides the policy — for a parked entry, when its retry is due
+ *     (a nack's delay_ms); for a delivered one, its extended ack deadline
+ *     (extend). Redis's XCLAIM TIME cannot set a delivery time in the future,
+ *     hence the hash.
+ * On a Redis Cluster (issue 17) a script's keys must share one hash slot; the stream's
+ * own name (`sluice:orders`) has no hash tag, so Redis hashes all of it, and the hashes'
+ * names carry that name as their tag (redis_side_key): all three land in the stream's
+ * slot while the stream keeps the name Redis workers XREADGROUP.
  * Every move is a compare-and-swap in one Redis script: the entry moves only if
  * it is still pending with the owner and at the delivery count the caller saw,
  * so a nack racing the sweeper, two fetches racing for one retry, or a failover
@@ -27,6 +33,7 @@
 #define SLUICE_DELIVERIES_H
 
 #include "config.h"
+#include "redis.h"
 #include "status.h"
 
 #include <hiredis/hiredis.h>
@@ -85,20 +92,20 @@ enum {
 
 /* Parks the entry under sluice-retry after `attempts` deliveries. Its retry is due after
  * the policy's backoff, or at `due_ms` (Unix ms) when that is > 0. */
-int deliveries_park(redisContext *r, const group_ref *g, long long position, entry_seen seen,
+int deliveries_park(redis_conn *r, const group_ref *g, long long position, entry_seen seen,
                     long long attempts, long long due_ms);
 /* Hands a parked entry back to Redis worker `worker` (its next XREADGROUP … 0 is the
  * delivery; see handback above). */
-int deliveries_hand_back(redisContext *r, const group_ref *g, long long position,
-                         entry_seen seen, const char *worker);
+int deliveries_hand_back(redis_conn *r, const group_ref *g, long long position, entry_seen seen,
+                         const char *worker);
 /* Delivers a parked entry to `consumer` as delivery number `attempt`: *entry is the XCLAIM
  * reply (an array of one [id, fields] entry; caller frees) when MOVE_DONE. */
-int deliveries_take(redisContext *r, const group_ref *g, long long position, entry_seen seen,
+int deliveries_take(redis_conn *r, const group_ref *g, long long position, entry_seen seen,
                     const char *consumer, long long attempt, redisReply **entry);
 /* Puts a dead letter back under sluice-retry with no deliveries, due at once (reprocess):
  * the next fetch or sweep delivers it as attempt 1. Only from sluice-dead, so a second
  * reprocess of the same letter finds it gone and delivers nothing twice. */
-int deliveries_revive(redisContext *r, const group_ref *g, long long position);
+int deliveries_revive(redis_conn *r, const group_ref *g, long long position);
 
 /* A Redis stream entry of Sluice's (fields id, type, position, event), viewed in place. */
 typedef struct entry_view {
@@ -120,7 +127,7 @@ void deliveries_record_failure(PGconn **conn, const group_ref *g, long long posi
  * where `seen` says, then writes (or reopens) its row with every failure recorded and
  * `error` (if any). MOVE_DONE, MOVE_NOT_THERE, MOVE_REDIS_ERROR or -3: the row could not
  * be written (the sweeper's recovery step writes it later). */
-int deliveries_dead_letter(PGconn **conn, redisContext *r, const group_ref *g, long long position,
+int deliveries_dead_letter(PGconn **conn, redis_conn *r, const group_ref *g, long long position,
                            const char *consumer, long long attempts, entry_seen seen,
                            const char *error);
 
@@ -133,23 +140,23 @@ typedef struct delivery_ref {
     long long position, count;
     const char *owner;
 } delivery_ref;
-int deliveries_apply(redisContext *r, const group_ref *g, deliveries_action action,
+int deliveries_apply(redis_conn *r, const group_ref *g, deliveries_action action,
                      const delivery_ref *refs, int n, long long deadline_ms, int *out);
 
 /* The values of `field`s (entry ids "<position>-0") in hash `hash`: out[i] = value, or -1
  * when absent. 0, or -1 on a Redis error. */
-int deliveries_marks(redisContext *r, const char *hash, const long long *positions, int n,
+int deliveries_marks(redis_conn *r, const char *hash, const long long *positions, int n,
                      long long *out);
 /* A fetch's first look, in one round trip: when retries are parked, *out is {1, [parked
  * entries as XPENDING lists them, at most `scan`]} and 1 is returned; otherwise `consumer`
  * reads up to `count` new entries (XREADGROUP … >), *out is {0, that answer} and 0 is
  * returned. MOVE_NO_GROUP or MOVE_REDIS_ERROR (*out NULL). Caller frees *out. */
-int deliveries_look(redisContext *r, const group_ref *g, const char *consumer, int count,
-                    int scan, redisReply **out);
+int deliveries_look(redis_conn *r, const group_ref *g, const char *consumer, int count, int scan,
+                    redisReply **out);
 /* Forgets the fields of hash `hash` (g->handback or g->due) whose entries are no longer
  * pending (a Redis worker's XACK leaves them behind): one HSCAN step of about `budget`
  * fields from *cursor (0 = start; 0 again when the scan is done). */
-void deliveries_forget_settled(redisContext *r, const group_ref *g, const char *hash,
+void deliveries_forget_settled(redis_conn *r, const group_ref *g, const char *hash,
                                long long *cursor, int budget);
 
 #endif

@@ -29,7 +29,7 @@ void groups_init(const sluice_config *c)
     cfg = c;
 }
 
-static redisContext *redis_open(void)
+static redis_conn *redis_open(void)
 {
     return redis_connect(cfg->redis_url, GROUPS_REDIS_TIMEOUT_MS, "groups");
 }
@@ -180,10 +180,9 @@ bool groups_filter_passes(const group_def *d, const entry_view *v)
 
 /* XGROUP CREATE <key> <name> <id> MKSTREAM on an open connection. SL_OK, SL_UNAVAILABLE
  * or SL_CONFLICT (the group exists). */
-static sl_status create_in_redis(redisContext *r, const char *key, const char *name,
-                                 const char *id)
+static sl_status create_in_redis(redis_conn *r, const char *key, const char *name, const char *id)
 {
-    redisReply *rep = redisCommand(r, "XGROUP CREATE %s %s %s MKSTREAM", key, name, id);
+    redisReply *rep = redis_command(r, key, "XGROUP CREATE %s %s %s MKSTREAM", key, name, id);
     sl_status rc = SL_OK;
     if (!reply_ok(rep)) rc = rep && strstr(rep->str, "BUSYGROUP") ? SL_CONFLICT : SL_UNAVAILABLE;
     freeReplyObject(rep);
@@ -199,7 +198,7 @@ static void start_id(const char *start, char id[40])
         snprintf(id, 40, "%s", start);
 }
 
-sl_status groups_restore(redisContext *r, const group_def *d)
+sl_status groups_restore(redis_conn *r, const group_def *d)
 {
     char id[40], floor[24];
     if (d->acked_floor >= 0) {
@@ -313,9 +312,9 @@ sl_status groups_create(PGconn **conn, const char *tenant, const char *stream, j
         free(match);
     }
     char *key = streams_redis_name(cfg, tenant, stream);
-    redisContext *r = redis_open();
+    redis_conn *r = redis_open();
     sl_status rc = r ? create_in_redis(r, key, name, id) : SL_UNAVAILABLE;
-    if (r) redisFree(r);
+    if (r) redis_free(r);
     if (rc == SL_OK) rc = definition_save(conn, tenant, stream, name, start, &p, filter_text);
     if (rc == SL_OK) {
         *answer = policy_json(&p);
@@ -376,8 +375,8 @@ sl_status groups_list(PGconn **conn, const char *tenant, const char *stream, jso
         return SL_UNAVAILABLE;
     }
     char *key = streams_redis_name(cfg, tenant, stream);
-    redisContext *r = redis_open();
-    redisReply *info = r ? redisCommand(r, "XINFO GROUPS %s", key) : NULL;
+    redis_conn *r = redis_open();
+    redisReply *info = r ? redis_command(r, key, "XINFO GROUPS %s", key) : NULL;
     bool no_stream = info && info->type == REDIS_REPLY_ERROR; /* "no such key": Redis lost it */
     json_t *groups = json_array();
     for (int i = 0; i < PQntuples(res); i++) {
@@ -402,7 +401,7 @@ sl_status groups_list(PGconn **conn, const char *tenant, const char *stream, jso
     }
     PQclear(res);
     freeReplyObject(info);
-    if (r) redisFree(r);
+    if (r) redis_free(r);
     *answer = json_pack("{s:s,s:s,s:o,s:b}", "stream", stream, "redis_stream", key, "groups",
                         groups, "redis_available", r != NULL);
     free(key);
@@ -420,14 +419,14 @@ sl_status groups_delete(PGconn **conn, const char *tenant, const char *stream, c
     if (db_ok(res)) rc = strcmp(PQcmdTuples(res), "1") == 0 ? SL_OK : SL_NOT_FOUND;
     PQclear(res);
     if (rc != SL_OK) return rc;
-    redisContext *r = redis_open();
+    redis_conn *r = redis_open();
     if (!r) return SL_UNAVAILABLE;
     group_ref g;
     group_ref_init(&g, cfg, tenant, stream, name);
-    freeReplyObject(redisCommand(r, "XGROUP DESTROY %s %s", g.key, name));
-    freeReplyObject(redisCommand(r, "DEL %s %s", g.handback, g.due));
+    freeReplyObject(redis_command(r, g.key, "XGROUP DESTROY %s %s", g.key, name));
+    freeReplyObject(redis_command(r, g.handback, "DEL %s %s", g.handback, g.due));
     group_ref_dispose(&g);
-    redisFree(r);
+    redis_free(r);
     return SL_OK;
 }
 
@@ -436,8 +435,7 @@ sl_status groups_delete(PGconn **conn, const char *tenant, const char *stream, c
 /* The attempts an entry pending with a worker has had: its count, or one more than the
  * count it was handed back with when the worker has not re-read it since (deliveries.h).
  * -1 on a Redis error. */
-static long long attempts_of(redisContext *r, const group_ref *g, long long position,
-                             long long count)
+static long long attempts_of(redis_conn *r, const group_ref *g, long long position, long long count)
 {
     long long hb = -1;
     if (deliveries_marks(r, g->handback, &position, 1, &hb) < 0) return -1;
@@ -447,7 +445,7 @@ static long long attempts_of(redisContext *r, const group_ref *g, long long posi
 /* Where an event stands in a group, for a nack by event id: its position and, when it is
  * pending, its owner and count (*pend, caller frees). SL_OK, SL_UNAVAILABLE, or SL_REFUSED
  * with *answer. */
-static sl_status find_pending(PGconn **conn, redisContext *r, const group_ref *g,
+static sl_status find_pending(PGconn **conn, redis_conn *r, const group_ref *g,
                               const char *event_id, long long *position, redisReply **pend,
                               json_t **answer)
 {
@@ -467,8 +465,8 @@ static sl_status find_pending(PGconn **conn, redisContext *r, const group_ref *g
     }
     *position = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
-    *pend = redisCommand(r, "XPENDING %s %s %lld-0 %lld-0 1", g->key, g->group, *position,
-                         *position);
+    *pend = redis_command(r, g->key, "XPENDING %s %s %lld-0 %lld-0 1", g->key, g->group, *position,
+                          *position);
     if (!*pend || (*pend)->type == REDIS_REPLY_ERROR) {
         bool nogroup = *pend && strstr((*pend)->str, "NOGROUP");
         freeReplyObject(*pend);
@@ -501,7 +499,7 @@ sl_status groups_nack(PGconn **conn, const char *tenant, const char *stream, con
     group_def d;
     sl_status rc = groups_load(conn, tenant, stream, group, &d);
     if (rc != SL_OK) return rc;
-    redisContext *r = redis_open();
+    redis_conn *r = redis_open();
     if (!r) {
         group_def_dispose(&d);
         return SL_UNAVAILABLE;
@@ -540,7 +538,7 @@ sl_status groups_nack(PGconn **conn, const char *tenant, const char *stream, con
     }
 out:
     freeReplyObject(pend);
-    redisFree(r);
+    redis_free(r);
     group_ref_dispose(&g);
     group_def_dispose(&d);
     return rc;
@@ -549,7 +547,7 @@ out:
 sl_status groups_redeliver(const char *tenant, const char *stream, const char *group,
                            long long position)
 {
-    redisContext *r = redis_open();
+    redis_conn *r = redis_open();
     if (!r) return SL_UNAVAILABLE;
     group_ref g;
     group_ref_init(&g, cfg, tenant, stream, group);
@@ -557,20 +555,20 @@ sl_status groups_redeliver(const char *tenant, const char *stream, const char *g
     sl_status rc = moved == MOVE_DONE ? SL_OK : moved == MOVE_REDIS_ERROR ? SL_UNAVAILABLE
                                                                           : SL_NOT_FOUND;
     group_ref_dispose(&g);
-    redisFree(r);
+    redis_free(r);
     return rc;
 }
 
 sl_status groups_ack(const char *tenant, const char *stream, const char *group, long long position)
 {
-    redisContext *r = redis_open();
+    redis_conn *r = redis_open();
     if (!r) return SL_UNAVAILABLE;
     char *key = streams_redis_name(cfg, tenant, stream);
-    redisReply *rep = redisCommand(r, "XACK %s %s %lld-0", key, group, position);
+    redisReply *rep = redis_command(r, key, "XACK %s %s %lld-0", key, group, position);
     sl_status rc = reply_ok(rep) ? SL_OK : SL_UNAVAILABLE;
     freeReplyObject(rep);
     free(key);
-    redisFree(r);
+    redis_free(r);
     return rc;
 }
 
@@ -595,9 +593,9 @@ static bool info_named(redisReply *e, const char *name)
 }
 
 /* pending and lag, from the group's entry in XINFO GROUPS. */
-static void read_group_info(redisContext *r, const char *key, group_gauges *g)
+static void read_group_info(redis_conn *r, const char *key, group_gauges *g)
 {
-    redisReply *info = redisCommand(r, "XINFO GROUPS %s", key);
+    redisReply *info = redis_command(r, key, "XINFO GROUPS %s", key);
     for (size_t k = 0; reply_ok(info) && info->type == REDIS_REPLY_ARRAY && k < info->elements;
          k++) {
         redisReply *e = info->element[k];
@@ -609,9 +607,9 @@ static void read_group_info(redisContext *r, const char *key, group_gauges *g)
 }
 
 /* retrying and dead, from XPENDING's summary: [count, first, last, [[consumer, count], …]]. */
-static void read_parked(redisContext *r, const char *key, group_gauges *g)
+static void read_parked(redis_conn *r, const char *key, group_gauges *g)
 {
-    redisReply *sum = redisCommand(r, "XPENDING %s %s", key, g->name);
+    redisReply *sum = redis_command(r, key, "XPENDING %s %s", key, g->name);
     if (reply_ok(sum) && sum->type == REDIS_REPLY_ARRAY && sum->elements == 4) {
         g->retrying = g->dead = 0;
         redisReply *cs = sum->element[3];
@@ -627,9 +625,9 @@ static void read_parked(redisContext *r, const char *key, group_gauges *g)
 }
 
 /* consumers, from XINFO CONSUMERS: Sluice's own parking consumers are not counted. */
-static void count_workers(redisContext *r, const char *key, group_gauges *g)
+static void count_workers(redis_conn *r, const char *key, group_gauges *g)
 {
-    redisReply *cons = redisCommand(r, "XINFO CONSUMERS %s %s", key, g->name);
+    redisReply *cons = redis_command(r, key, "XINFO CONSUMERS %s %s", key, g->name);
     if (reply_ok(cons) && cons->type == REDIS_REPLY_ARRAY) {
         g->consumers = 0;
         for (size_t k = 0; k < cons->elements; k++) {
@@ -663,16 +661,16 @@ int groups_gauges(PGconn **conn, group_gauges **out)
         gs[i].pending = gs[i].lag = gs[i].retrying = gs[i].dead = gs[i].consumers = -1;
     }
     PQclear(res);
-    redisContext *r = n ? redis_open() : NULL;
+    redis_conn *r = n ? redis_open() : NULL;
     for (int i = 0; r && i < n; i++) {
         char *key = streams_redis_name(cfg, gs[i].tenant, gs[i].stream);
         read_group_info(r, key, &gs[i]);
         read_parked(r, key, &gs[i]);
         count_workers(r, key, &gs[i]);
         free(key);
-        if (r->err) break;
+        if (redis_failed(r)) break;
     }
-    if (r) redisFree(r);
+    if (r) redis_free(r);
     *out = gs;
     return n;
 }

@@ -46,7 +46,7 @@ void groups_defs_free(group_def *defs, int n);
 bool groups_filter_passes(const group_def *d, const entry_view *v);
 /* Recreates in Redis a group Redis does not have (d->acked_floor, else its start), logged.
  * SL_OK (recreated, or there already), SL_UNAVAILABLE. */
-sl_status groups_restore(redisContext *r, const group_def *d);
+sl_status groups_restore(redis_conn *r, const group_def *d);
 /* Stores the acknowledged floor (only upwards). */
 void groups_save_floor(PGconn **conn, const group_def *d, long long floor);
 

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "mem.h"
 #include "redis.h"
+#include "redis_cluster.h"
 #include "eventlog.h"
 #include "hub.h"
 #include "live_feed.h"
@@ -50,10 +51,10 @@ char *relay_checkpoint_key(const sluice_config *c)
 }
 
 /* Reads the checkpoint of `c`'s relay; 0 when absent, -1 when Redis failed. */
-static long long checkpoint_of(redisContext *r, const sluice_config *c)
+static long long checkpoint_of(redis_conn *r, const sluice_config *c)
 {
     char *key = relay_checkpoint_key(c);
-    redisReply *rep = redisCommand(r, "GET %s", key);
+    redisReply *rep = redis_command(r, key, "GET %s", key);
     free(key);
     long long pos = -1;
     if (rep && rep->type == REDIS_REPLY_NIL)
@@ -66,10 +67,10 @@ static long long checkpoint_of(redisContext *r, const sluice_config *c)
 
 long long relay_probe_checkpoint(const sluice_config *c, int timeout_ms)
 {
-    redisContext *r = redis_connect(c->redis_url, timeout_ms, "relay");
+    redis_conn *r = redis_connect(c->redis_url, timeout_ms, "relay");
     if (!r) return -1;
     long long pos = checkpoint_of(r, c);
-    redisFree(r);
+    redis_free(r);
     return pos;
 }
 
@@ -80,7 +81,7 @@ static void sleep_ms(int ms)
 }
 
 /* Reads the checkpoint; 0 when absent, -1 when Redis failed. */
-static long long read_checkpoint(redisContext *r)
+static long long read_checkpoint(redis_conn *r)
 {
     return checkpoint_of(r, cfg);
 }
@@ -103,8 +104,11 @@ enum {
  * checkpoint. Events at or below the checkpoint are skipped. `contiguous` (events from
  * memory): returns RELAY_GAP, sending nothing, when they do not follow the checkpoint
  * without a gap (the caller catches up from PostgreSQL, where a missing position means a
- * deleted event). Returns 0, or RELAY_REDIS_FAILED. */
-static int relay_events(redisContext *r, stored_event **evs, int n, long long *checkpoint,
+ * deleted event). Returns 0, or RELAY_REDIS_FAILED.
+ * A cluster (issue 17): the XADDs go to every node at once, one pipeline per node
+ * (redis_batch_run), and the checkpoint, whose key has a slot of its own, is written only
+ * once every entry is in: a checkpoint never runs ahead of an entry Redis refused. */
+static int relay_events(redis_conn *r, stored_event **evs, int n, long long *checkpoint,
                         bool contiguous)
 {
     char maxlen[24];
@@ -116,10 +120,13 @@ static int relay_events(redisContext *r, stored_event **evs, int n, long long *c
         if (evs[i]->position != last + 1) return RELAY_GAP;
         last = evs[i]->position;
     }
-    /* The whole pipeline is written as RESP into one buffer: hiredis's argv formatting
-     * allocated per argument. */
-    buf cmd;
+    /* Each XADD is written as RESP by hand: hiredis's argv formatting allocated per
+     * argument. */
+    redis_batch batch;
+    redis_batch_init(&batch);
+    buf cmd, name;
     buf_init(&cmd);
+    buf_init(&name);
     size_t maxlen_len = strlen(maxlen);
     last = *checkpoint;
     for (int i = 0; i < n; i++) {
@@ -129,18 +136,18 @@ static int relay_events(redisContext *r, stored_event **evs, int n, long long *c
         size_t pos_len = fmt_lld(pos, e->position);
         memcpy(entry, pos, pos_len);
         memcpy(entry + pos_len, "-0", 3);
-        bool dflt = strcmp(e->tenant, "default") == 0;
-        size_t name_len =
-            strlen(cfg->redis_prefix) + strlen(e->stream) + (dflt ? 0 : strlen(e->tenant) + 1);
-        buf_puts(&cmd, "*14\r\n$4\r\nXADD\r\n$");
-        buf_lld(&cmd, (long long)name_len);
-        buf_puts(&cmd, "\r\n");
-        buf_puts(&cmd, cfg->redis_prefix);
-        if (!dflt) {
-            buf_puts(&cmd, e->tenant);
-            buf_puts(&cmd, ":");
+        name.len = 0;
+        buf_puts(&name, cfg->redis_prefix);
+        if (strcmp(e->tenant, "default") != 0) {
+            buf_puts(&name, e->tenant);
+            buf_puts(&name, ":");
         }
-        buf_puts(&cmd, e->stream);
+        buf_puts(&name, e->stream);
+        cmd.len = 0;
+        buf_puts(&cmd, "*14\r\n$4\r\nXADD\r\n$");
+        buf_lld(&cmd, (long long)name.len);
+        buf_puts(&cmd, "\r\n");
+        buf_append(&cmd, name.data, name.len);
         buf_puts(&cmd, "\r\n");
         const char *args[] = {"MAXLEN", "~",     maxlen,     entry, "id",    e->id,
                               "type",   e->type, "position", pos,   "event", e->json};
@@ -153,28 +160,38 @@ static int relay_events(redisContext *r, stored_event **evs, int n, long long *c
             buf_append(&cmd, args[k], lens[k]);
             buf_puts(&cmd, "\r\n");
         }
+        redis_batch_add(&batch, name.data, name.len, cmd.data, cmd.len);
         last = e->position;
         sent++;
     }
-    if (sent) redisAppendFormattedCommand(r, cmd.data, cmd.len);
     buf_dispose(&cmd);
-    if (!sent) return 0;
-    char *key = relay_checkpoint_key(cfg);
-    redisAppendCommand(r, "SET %s %lld", key, last);
-    free(key);
+    buf_dispose(&name);
     int rc = 0;
-    for (int i = 0; i <= sent; i++) {
-        redisReply *rep = NULL;
-        if (redisGetReply(r, (void **)&rep) != REDIS_OK) {
-            return RELAY_REDIS_FAILED; /* the connection is unusable: the rest of the replies
-                                          are lost */
-        }
-        if (rep->type == REDIS_REPLY_ERROR && !strstr(rep->str, "equal or smaller")) {
+    char *key = relay_checkpoint_key(cfg);
+    char last_text[24];
+    size_t last_len = fmt_lld(last_text, last);
+    const char *set[] = {"SET", key, last_text};
+    size_t set_lens[] = {3, strlen(key), last_len};
+    bool cluster = redis_is_cluster(r);
+    if (sent && !cluster) redis_batch_add_argv(&batch, key, 3, set, set_lens);
+    /* Entries with explicit ids are harmless twice: a cluster sends again what a failed
+     * node may not have taken. */
+    if (sent && redis_batch_run(r, &batch, true) > 0) rc = RELAY_REDIS_FAILED;
+    for (int i = 0; sent && i < batch.n; i++) {
+        redisReply *rep = batch.replies[i];
+        if (rep && rep->type == REDIS_REPLY_ERROR && !strstr(rep->str, "equal or smaller")) {
             log_warn("relay", "redis refused an entry", json_pack("{s:s}", "error", rep->str));
             rc = RELAY_REDIS_FAILED;
         }
+    }
+    redis_batch_dispose(&batch);
+    if (sent && cluster && rc == 0) {
+        redisReply *rep = redis_command_argv(r, key, 3, set, set_lens);
+        if (!rep || rep->type == REDIS_REPLY_ERROR) rc = RELAY_REDIS_FAILED;
         freeReplyObject(rep);
     }
+    free(key);
+    if (!sent) return 0;
     if (rc == 0) *checkpoint = last;
     if (rc == 0) consume_wake(); /* consumers waiting on a group may have new messages */
     return rc;
@@ -182,7 +199,7 @@ static int relay_events(redisContext *r, stored_event **evs, int n, long long *c
 
 /* Relays one page read from PostgreSQL after *checkpoint. Returns rows read,
  * RELAY_PG_FAILED or RELAY_REDIS_FAILED. */
-static int relay_page(PGconn **pg, redisContext *r, long long *checkpoint)
+static int relay_page(PGconn **pg, redis_conn *r, long long *checkpoint)
 {
     stored_event **evs;
     int n = eventlog_read(pg, *checkpoint, RELAY_PAGE, RELAY_TIMEOUT_MS, &evs);
@@ -192,6 +209,64 @@ static int relay_page(PGconn **pg, redisContext *r, long long *checkpoint)
         stored_event_unref(evs[i]);
     free(evs);
     return rc < 0 ? rc : n;
+}
+
+/* ------------------------------------------------------------------ the rewind */
+
+/* Redis replicates asynchronously: a cluster master that dies can take with it the last
+ * entries it acknowledged, while the checkpoint, on another node, says they are in. So
+ * the relay remembers where each of its recent pipelines started, and after a cluster
+ * node failed it starts again from where it stood RELAY_REWIND_MS before its last
+ * pipeline: what Redis still has is refused as a duplicate (entry ids are positions), what
+ * the dead master lost is added again, in order, since a replica's copy is a prefix of
+ * its master's writes. One Redis keeps the checkpoint beside the streams, so it loses
+ * both or neither: no rewind. Owned by the relay thread. */
+
+#define RELAY_REWIND_MS 1000
+#define RELAY_HISTORY 1024
+
+static struct {
+    int64_t at_ms;
+    long long from; /* the checkpoint a pipeline started from */
+} history[RELAY_HISTORY];
+static int history_n, history_next;
+static long long rewind_to = -1; /* where to start again after a failure, or -1 */
+
+/* A pipeline starting at checkpoint `from` succeeded (with the checkpoint written after
+ * it, so a rewind in progress is now in Redis's checkpoint too). */
+static void history_note(long long from)
+{
+    history[history_next].at_ms = time_mono_ms();
+    history[history_next].from = from;
+    history_next = (history_next + 1) % RELAY_HISTORY;
+    if (history_n < RELAY_HISTORY) history_n++;
+    rewind_to = -1;
+}
+
+/* `r` failed: the earliest start of a pipeline within RELAY_REWIND_MS of the last one
+ * becomes the place to start again (one Redis: none). */
+static void history_failed(const redis_conn *r)
+{
+    if (r && redis_is_cluster(r) && history_n > 0) {
+        int newest = (history_next + RELAY_HISTORY - 1) % RELAY_HISTORY;
+        int64_t since = history[newest].at_ms - RELAY_REWIND_MS;
+        for (int k = 0; k < history_n; k++) {
+            int i = (history_next + RELAY_HISTORY - 1 - k) % RELAY_HISTORY;
+            if (history[i].at_ms < since) break;
+            if (rewind_to < 0 || history[i].from < rewind_to) rewind_to = history[i].from;
+        }
+    }
+    history_n = history_next = 0;
+}
+
+/* The checkpoint to relay from after reading `checkpoint` from Redis. */
+static long long history_rewound(long long checkpoint)
+{
+    if (rewind_to < 0 || rewind_to >= checkpoint) return checkpoint;
+    log_info("relay", "a redis node failed; sending the last entries again",
+             json_pack("{s:I,s:I}", "from", (json_int_t)rewind_to, "checkpoint",
+                       (json_int_t)checkpoint));
+    return rewind_to;
 }
 
 /* ------------------------------------------------------------------ the thread */
@@ -220,7 +295,7 @@ static void *relay_main(void *unused)
 {
     (void)unused;
     PGconn *pg = NULL;
-    redisContext *r = NULL;
+    redis_conn *r = NULL;
     long long checkpoint = -1;
     bool redis_down_logged = false, live = false;
     int64_t alive_checked = 0;
@@ -264,14 +339,18 @@ static void *relay_main(void *unused)
             checkpoint = -1;
         }
         if (checkpoint < 0 && (checkpoint = read_checkpoint(r)) < 0) {
-            redisFree(r);
+            redis_free(r);
             r = NULL;
             continue;
         }
+        checkpoint = history_rewound(checkpoint);
         if (!live) {
+            long long before = checkpoint;
             int n = relay_page(&pg, r, &checkpoint);
+            if (checkpoint != before) history_note(before);
             if (n == RELAY_REDIS_FAILED) {
-                redisFree(r);
+                history_failed(r);
+                redis_free(r);
                 r = NULL;
             } else if (n < 0) {
                 PQfinish(pg); /* leadership goes with the session */
@@ -282,7 +361,9 @@ static void *relay_main(void *unused)
             continue;
         }
         int n = live_feed_take(&feed, batch, RELAY_PAGE, 100);
+        long long before = checkpoint;
         int rc = n < 0 ? RELAY_GAP : relay_events(r, batch, n, &checkpoint, true);
+        if (checkpoint != before) history_note(before);
         for (int i = 0; i < n; i++)
             stored_event_unref(batch[i]);
         if (rc != 0) {
@@ -290,7 +371,8 @@ static void *relay_main(void *unused)
             fall_behind(checkpoint);
         }
         if (rc == RELAY_REDIS_FAILED) {
-            redisFree(r);
+            history_failed(r);
+            redis_free(r);
             r = NULL;
             checkpoint = -1;
         }
@@ -317,7 +399,7 @@ static void *relay_main(void *unused)
             if (relay_page(&pg, r, &checkpoint) < RELAY_PAGE) break;
     }
     lead(false);
-    if (r) redisFree(r);
+    redis_free(r);
     PQfinish(pg);
     return NULL;
 }
@@ -325,6 +407,14 @@ static void *relay_main(void *unused)
 int relay_start(const sluice_config *c)
 {
     cfg = c;
+    char *probe = xasprintf("%sx", c->redis_prefix), *side = NULL;
+    if (redis_url_is_cluster(c->redis_url) && !(side = redis_cluster_side_key(probe, ":due")))
+        log_fatal("relay",
+                  "with a Redis Cluster, SLUICE_REDIS_PREFIX may hold a '}' only "
+                  "in a {hash tag}: the keys beside a stream must share its slot",
+                  json_pack("{s:s}", "prefix", c->redis_prefix));
+    free(side);
+    free(probe);
     live_feed_init(&feed, RELAY_RING, NULL, NULL);
     return worker_start(&runner, relay_main);
 }

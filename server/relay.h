@@ -7,7 +7,8 @@
  * with the explicit entry id <position>-0 and the fields id, type, position,
  * event. Redis refuses an id not greater than the stream's last, so a relay
  * that crashed and sends again is harmless; the checkpoint
- * (<prefix>relay:position, written in the same pipeline) only saves work. If
+ * (<prefix>relay:position, written in the same pipeline, or on a Redis Cluster
+ * once every node took its entries) only saves work. If
  * Redis is down, events wait in PostgreSQL and publishing is unaffected; when
  * the leader dies its lock frees and another instance takes over.
  */

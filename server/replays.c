@@ -68,7 +68,7 @@ static bool target_valid(const char *t)
 /* ------------------------------------------------------------------ runner */
 
 typedef struct page_ctx {
-    redisContext *r;
+    redis_batch *batch; /* the page's XADDs, sent together */
     const char *target;
     int appended;
     long long last;
@@ -107,7 +107,7 @@ static int add_row(const char *line, size_t len, void *arg)
     for (int i = 0; i < 10; i++)
         argl[i] = strlen(argv[i]);
     argl[10] = len;
-    redisAppendCommandArgv(p->r, 11, argv, argl);
+    redis_batch_add_argv(p->batch, p->target, 11, argv, argl);
     p->positions[p->appended] = pos;
     p->appended++;
     p->last = pos;
@@ -124,9 +124,9 @@ typedef enum {
 
 /* Runs one page of one job: the events read on `reader` (the primary's `conn`, or a replica
  * that has replayed `to`), the checkpoint saved on `conn`. */
-static page_rc run_page(PGconn **conn, PGconn **reader, redisContext *r, const char *id, const char *tenant,
-                        json_t *fobj, const char *target, long long *position, long long to,
-                        int page_size, char err[256])
+static page_rc run_page(PGconn **conn, PGconn **reader, redis_conn *r, const char *id,
+                        const char *tenant, json_t *fobj, const char *target, long long *position,
+                        long long to, int page_size, char err[256])
 {
     read_filter f;
     long long from, to_ignored;
@@ -142,42 +142,47 @@ static page_rc run_page(PGconn **conn, PGconn **reader, redisContext *r, const c
     f.after = *position;
     f.upto = to;
     f.limit = page_size;
-    page_ctx p = {.r = r, .target = target};
+    redis_batch batch;
+    redis_batch_init(&batch);
+    page_ctx p = {.batch = &batch, .target = target};
     store_stream_rc rc = store_stream(reader, REPLAY_TIMEOUT_MS, &f, add_row, &p);
     store_filter_dispose(&f);
     if (rc != STORE_STREAM_END) {
+        redis_batch_dispose(&batch);
         snprintf(err, 256, "reading the log failed");
         return PAGE_RETRY;
     }
+    /* Every reply is read before any XRANGE below is sent on the same connection. Entries
+     * with explicit ids are harmless twice, so a cluster may send them again. */
+    if (redis_batch_run(r, &batch, true) > 0) {
+        redis_batch_dispose(&batch);
+        snprintf(err, 256, "redis failed");
+        return PAGE_RETRY;
+    }
     for (int i = 0; i < p.appended; i++) {
-        redisReply *rep = NULL;
-        if (redisGetReply(r, (void **)&rep) != REDIS_OK) {
-            snprintf(err, 256, "redis failed");
-            return PAGE_RETRY;
-        }
+        redisReply *rep = batch.replies[i];
         bool bad = rep->type == REDIS_REPLY_ERROR && !strstr(rep->str, "equal or smaller");
         bool older = rep->type == REDIS_REPLY_ERROR && !bad;
-        if (bad) snprintf(err, 256, "redis refused: %.200s", rep->str);
-        freeReplyObject(rep);
-        if (bad) return PAGE_FAILED;
+        if (bad) {
+            snprintf(err, 256, "redis refused: %.200s", rep->str);
+            redis_batch_dispose(&batch);
+            return PAGE_FAILED;
+        }
         if (older) { /* already added by an earlier run of this job, or the target is newer? */
-            redisReply *x =
-                redisCommand(r, "XRANGE %s %lld-0 %lld-0", target, p.positions[i], p.positions[i]);
+            redisReply *x = redis_command(r, target, "XRANGE %s %lld-0 %lld-0", target,
+                                          p.positions[i], p.positions[i]);
             bool ours = x && x->type == REDIS_REPLY_ARRAY && x->elements == 1;
             freeReplyObject(x);
             if (!ours) {
                 snprintf(err, 256,
                          "the target stream holds entries newer than the replayed "
                          "events; replay into a new stream");
-                /* drain the remaining replies before failing */
-                for (int k = i + 1; k < p.appended; k++) {
-                    redisReply *rest = NULL;
-                    if (redisGetReply(r, (void **)&rest) == REDIS_OK) freeReplyObject(rest);
-                }
+                redis_batch_dispose(&batch);
                 return PAGE_FAILED;
             }
         }
     }
+    redis_batch_dispose(&batch);
     long long next = p.appended < page_size ? to : p.last;
     char pos_text[24], n_text[16];
     snprintf(pos_text, sizeof pos_text, "%lld", next);
@@ -214,7 +219,7 @@ static void *runner_main(void *unused)
     (void)unused;
     PGconn *conn = NULL, *replica = NULL; /* replica: SLUICE_READ_DATABASE_URL's (reads.h) */
     int64_t replica_retry_at = 0;        /* after a failed connect, not before this */
-    redisContext *r = NULL;
+    redis_conn *r = NULL;
     bool leader = false;
     while (!worker_stopping(&runner)) {
         if (!conn) {
@@ -269,7 +274,7 @@ static void *runner_main(void *unused)
             page_rc rc = run_page(&conn, reader, r, id, tenant, fobj, target, &pos, to, page, err);
             if (rc == PAGE_FAILED && conn) fail_job(&conn, id, err);
             if (rc == PAGE_RETRY) { /* Redis or PostgreSQL trouble: retry later, nothing is lost */
-                if (r) redisFree(r);
+                if (r) redis_free(r);
                 r = NULL;
             }
             int64_t budget = rate > 0 ? (int64_t)page * 1000 / rate : 0;
@@ -285,7 +290,7 @@ static void *runner_main(void *unused)
         if (n == 0) usleep(200 * 1000);
         if (n && !r) usleep(500 * 1000);
     }
-    if (r) redisFree(r);
+    if (r) redis_free(r);
     PQfinish(conn);
     PQfinish(replica);
     return NULL;

@@ -40,11 +40,11 @@ static json_t *reply_to_json(redisReply *r)
 
 json_t *streams_redis_info(const sluice_config *cfg, const char *tenant, const char *stream)
 {
-    redisContext *c = redis_connect(cfg->redis_url, STREAMS_REDIS_TIMEOUT_MS, "streams");
+    redis_conn *c = redis_connect(cfg->redis_url, STREAMS_REDIS_TIMEOUT_MS, "streams");
     if (!c) return json_null();
     char *name = streams_redis_name(cfg, tenant, stream);
-    redisReply *len = redisCommand(c, "XLEN %s", name);
-    redisReply *groups = redisCommand(c, "XINFO GROUPS %s", name);
+    redisReply *len = redis_command(c, name, "XLEN %s", name);
+    redisReply *groups = redis_command(c, name, "XINFO GROUPS %s", name);
     json_t *out = json_pack("{s:s,s:I,s:[]}", "name", name, "length",
                             (json_int_t)(len && len->type == REDIS_REPLY_INTEGER ? len->integer : 0),
                             "groups");
@@ -54,7 +54,7 @@ json_t *streams_redis_info(const sluice_config *cfg, const char *tenant, const c
     freeReplyObject(len);
     freeReplyObject(groups);
     free(name);
-    redisFree(c);
+    redis_free(c);
     return out;
 }
 

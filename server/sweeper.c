@@ -60,7 +60,7 @@ static group_memory *memory_of(const group_def *d)
 /* What one sweep of one group works on. */
 typedef struct sweep {
     PGconn **conn;
-    redisContext *r;
+    redis_conn *r;
     const group_def *d;
     group_ref g;
     group_memory *mem;
@@ -83,7 +83,7 @@ static long long entry_position(const redisReply *e)
  * does not have the group (or the stream); *unavailable on a Redis error. */
 static bool group_present(const sweep *s, long long *last, bool *unavailable)
 {
-    redisReply *info = redisCommand(s->r, "XINFO GROUPS %s", s->g.key);
+    redisReply *info = redis_command(s->r, s->g.key, "XINFO GROUPS %s", s->g.key);
     bool found = false;
     *unavailable = !info || (info->type == REDIS_REPLY_ERROR && !strstr(info->str, "no such key"));
     for (size_t k = 0; info && info->type == REDIS_REPLY_ARRAY && k < info->elements; k++) {
@@ -123,8 +123,8 @@ static void fail_delivery(const sweep *s, long long position, const char *consum
 
 static void sweep_timed_out(const sweep *s)
 {
-    redisReply *late = redisCommand(s->r, "XPENDING %s %s IDLE %d - + %d", s->g.key, s->d->name,
-                                    s->d->policy.ack_timeout_ms, SWEEP_BATCH);
+    redisReply *late = redis_command(s->r, s->g.key, "XPENDING %s %s IDLE %d - + %d", s->g.key,
+                                     s->d->name, s->d->policy.ack_timeout_ms, SWEEP_BATCH);
     int n = 0;
     long long *pos = NULL, *hb = NULL, *due = NULL;
     if (late && late->type == REDIS_REPLY_ARRAY && late->elements) {
@@ -158,8 +158,8 @@ static void sweep_timed_out(const sweep *s)
 
 static void sweep_over_read(sweep *s)
 {
-    redisReply *page = redisCommand(s->r, "XPENDING %s %s %s + %d", s->g.key, s->d->name,
-                                    s->mem->over_read_cursor, SWEEP_BATCH);
+    redisReply *page = redis_command(s->r, s->g.key, "XPENDING %s %s %s + %d", s->g.key, s->d->name,
+                                     s->mem->over_read_cursor, SWEEP_BATCH);
     size_t n = page && page->type == REDIS_REPLY_ARRAY ? page->elements : 0;
     for (size_t i = 0; i < n; i++) {
         redisReply *e = page->element[i];
@@ -187,7 +187,7 @@ static void sweep_over_read(sweep *s)
  * neither Sluice's own parking consumers nor consumer-API consumers. */
 static char *pick_worker(const sweep *s)
 {
-    redisReply *rep = redisCommand(s->r, "XINFO CONSUMERS %s %s", s->g.key, s->d->name);
+    redisReply *rep = redis_command(s->r, s->g.key, "XINFO CONSUMERS %s %s", s->g.key, s->d->name);
     char *best = NULL;
     long long best_idle = -1;
     for (size_t i = 0; rep && rep->type == REDIS_REPLY_ARRAY && i < rep->elements; i++) {
@@ -218,8 +218,8 @@ static char *pick_worker(const sweep *s)
 
 static void sweep_parked(const sweep *s)
 {
-    redisReply *parked = redisCommand(s->r, "XPENDING %s %s - + %d %s", s->g.key, s->d->name,
-                                      SWEEP_BATCH, DELIVERIES_RETRY_CONSUMER);
+    redisReply *parked = redis_command(s->r, s->g.key, "XPENDING %s %s - + %d %s", s->g.key,
+                                       s->d->name, SWEEP_BATCH, DELIVERIES_RETRY_CONSUMER);
     int n = parked && parked->type == REDIS_REPLY_ARRAY ? (int)parked->elements : 0;
     if (!n) {
         freeReplyObject(parked);
@@ -274,9 +274,9 @@ static PGresult *rows_missing(const sweep *s, const redisReply *dead)
 
 static void sweep_dead_without_row(const sweep *s)
 {
-    redisReply *dead = redisCommand(s->r, "XPENDING %s %s IDLE %d - + %d %s", s->g.key,
-                                    s->d->name, ORPHAN_AFTER_MS, SWEEP_BATCH,
-                                    DELIVERIES_DEAD_CONSUMER);
+    redisReply *dead =
+        redis_command(s->r, s->g.key, "XPENDING %s %s IDLE %d - + %d %s", s->g.key, s->d->name,
+                      ORPHAN_AFTER_MS, SWEEP_BATCH, DELIVERIES_DEAD_CONSUMER);
     size_t ndead = dead && dead->type == REDIS_REPLY_ARRAY ? dead->elements : 0;
     PGresult *x = ndead ? rows_missing(s, dead) : NULL;
     for (int j = 0; db_ok(x) && j < PQntuples(x); j++) {
@@ -300,8 +300,8 @@ static void sweep_dead_without_row(const sweep *s)
 /* Whether entry `pos` is no longer pending in the group (it was acknowledged). */
 static bool acknowledged(const sweep *s, const char *pos)
 {
-    redisReply *pend = redisCommand(s->r, "XPENDING %s %s %s-0 %s-0 1", s->g.key, s->d->name, pos,
-                                    pos);
+    redisReply *pend =
+        redis_command(s->r, s->g.key, "XPENDING %s %s %s-0 %s-0 1", s->g.key, s->d->name, pos, pos);
     bool acked = pend && pend->type == REDIS_REPLY_ARRAY && pend->elements == 0;
     freeReplyObject(pend);
     return acked;
@@ -336,7 +336,7 @@ static void sweep_reprocessed(const sweep *s)
  * the last delivered. -1 when Redis did not answer. */
 static long long measure_floor(const sweep *s, long long last_delivered)
 {
-    redisReply *sum = redisCommand(s->r, "XPENDING %s %s", s->g.key, s->d->name);
+    redisReply *sum = redis_command(s->r, s->g.key, "XPENDING %s %s", s->g.key, s->d->name);
     if (!sum || sum->type != REDIS_REPLY_ARRAY || sum->elements != 4) {
         freeReplyObject(sum);
         return -1;
@@ -347,8 +347,8 @@ static long long measure_floor(const sweep *s, long long last_delivered)
         redisReply *c = cs->element[k];
         if (c->type != REDIS_REPLY_ARRAY || c->elements != 2 || !c->element[0]->str) continue;
         if (!strcmp(c->element[0]->str, DELIVERIES_DEAD_CONSUMER)) continue;
-        redisReply *one = redisCommand(s->r, "XPENDING %s %s - + 1 %s", s->g.key, s->d->name,
-                                       c->element[0]->str);
+        redisReply *one = redis_command(s->r, s->g.key, "XPENDING %s %s - + 1 %s", s->g.key,
+                                        s->d->name, c->element[0]->str);
         if (one && one->type == REDIS_REPLY_ARRAY && one->elements == 1) {
             long long p = entry_position(one->element[0]);
             if (first < 0 || p < first) first = p;
@@ -382,7 +382,7 @@ static void sweep_marks(sweep *s)
 
 /* ------------------------------------------------------------------ the thread */
 
-static void sweep_group(PGconn **conn, redisContext *r, const group_def *d)
+static void sweep_group(PGconn **conn, redis_conn *r, const group_def *d)
 {
     sweep s = {conn, r, d, {0}, memory_of(d), (long long)time_now_ms()};
     group_ref_init(&s.g, cfg, d->tenant, d->stream, d->name);
@@ -407,7 +407,7 @@ static void *sweeper_main(void *unused)
 {
     (void)unused;
     PGconn *conn = NULL;
-    redisContext *r = NULL;
+    redis_conn *r = NULL;
     bool leader = false;
     while (!worker_stopping(&runner)) {
         usleep(SWEEP_EVERY_MS * 1000);
@@ -430,12 +430,12 @@ static void *sweeper_main(void *unused)
         for (int i = 0; i < n && conn && !worker_stopping(&runner); i++)
             sweep_group(&conn, r, &defs[i]);
         groups_defs_free(defs, n);
-        if (r && r->err) {
-            redisFree(r);
+        if (r && redis_failed(r)) {
+            redis_free(r);
             r = NULL;
         }
     }
-    if (r) redisFree(r);
+    if (r) redis_free(r);
     PQfinish(conn);
     return NULL;
 }
