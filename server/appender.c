@@ -33,6 +33,7 @@
 #include "log.h"
 #include "mem.h"
 #include "metrics.h"
+#include "partitions.h"
 #include "problem.h"
 #include "strmap.h"
 #include "tail.h"
@@ -314,8 +315,10 @@ size_t appender_decide_request(batch_ctx *b, append_req *r, long long *head, con
 #define INSERT_CHUNK 64
 #define INSERT_COLS 16 /* per row; one more parameter, the batch's time, ends the list */
 
+/* Each event's (tenant_id, id) goes to event_ids in the same statement: its primary key,
+ * named events_tenant_id, is the idempotency key across the partitions of `events`. */
 static const char *const insert_head =
-    "INSERT INTO events (position, id, tenant_id, stream, key, version, type, schema_version, "
+    "WITH e AS (INSERT INTO events (position, id, tenant_id, stream, key, version, type, schema_version, "
     "correlation_id, causation_id, user_id, source, data, metadata, time, content_hash, "
     "occurred_at) SELECT ";
 static const char *const insert_row =
@@ -325,12 +328,13 @@ static const char *const insert_row =
 static const char *const ids_sql =
     "SELECT x.t, x.id, e.position, e.stream, e.key, e.version, "
     "to_char(e.time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), e.content_hash "
-    "FROM unnest($1::text[], $2::text[]) AS x(t, id) JOIN events e ON e.tenant_id = x.t AND "
-    "e.id = x.id";
-/* A key's version: its highest stored one, or what retention kept of expired ones. */
+    "FROM unnest($1::text[], $2::text[]) AS x(t, id) JOIN event_ids i ON i.tenant_id = x.t AND "
+    "i.id = x.id JOIN events e ON e.position = i.position";
+/* A key's version: its newest stored one (versions grow with positions, and by position
+ * the newest partition that has the key answers), or what retention kept of expired ones. */
 static const char *const keys_sql =
     "SELECT x.t, x.s, x.k, GREATEST((SELECT e.version FROM events e WHERE e.tenant_id = x.t "
-    "AND e.stream = x.s AND e.key = x.k ORDER BY e.version DESC LIMIT 1), (SELECT h.version "
+    "AND e.stream = x.s AND e.key = x.k ORDER BY e.position DESC LIMIT 1), (SELECT h.version "
     "FROM key_heads h WHERE h.tenant_id = x.t AND h.stream = x.s AND h.key = x.k)) "
     "FROM unnest($1::text[], $2::text[], $3::text[]) AS x(t, s, k)";
 static const char *const lock_sql = "SELECT pg_advisory_xact_lock(" LOCK_EVENT_LOG ")";
@@ -356,7 +360,9 @@ static char *insert_sql(bool relative, int rows)
         buf_printf(&b, insert_row, o + 1, o + 2, o + 3, o + 4, o + 5, o + 6, o + 7, o + 8, o + 9,
                    o + 10, o + 11, o + 12, o + 13, o + 14, o + 15, o + 16);
     }
-    buf_puts(&b, ") AS v(p, id, t, s, k, v, ty, sv, c, ca, u, so, d, m, h, oc)");
+    buf_puts(&b, ") AS v(p, id, t, s, k, v, ty, sv, c, ca, u, so, d, m, h, oc) RETURNING tenant_id, "
+                 "id, position) INSERT INTO event_ids (tenant_id, id, position) SELECT tenant_id, "
+                 "id, position FROM e");
     return buf_steal(&b, NULL);
 }
 
@@ -411,6 +417,8 @@ typedef enum {
     COMMIT_DUPLICATE = -4, /* write_events, relative: a client id of the batch was stored
                               already */
     COMMIT_IN_DOUBT = -5,  /* write_events: the connection broke once COMMIT had been sent */
+    COMMIT_NO_PARTITION = -6, /* write_events: a position past the last partition (appends
+                                 outran the leader): the caller adds one and commits again */
 } commit_rc;
 
 /* Round trip 1. Fills head, id and key states. COMMIT_OK, COMMIT_LOST or COMMIT_FAILED. */
@@ -587,6 +595,9 @@ static commit_rc write_events(append_req **reqs, size_t n_reqs, size_t stored, c
     if (bad && relative && strcmp(db_sqlstate(bad), "23505") == 0 && constraint &&
         strcmp(constraint, "events_tenant_id") == 0)
         rc = COMMIT_DUPLICATE; /* expected now and then: a client re-sent an event */
+    else if (bad && strcmp(db_sqlstate(bad), "23514") == 0 &&
+             strstr(PQresultErrorMessage(bad), "no partition"))
+        rc = COMMIT_NO_PARTITION;
     else if (bad)
         db_log_error("appender", "insert failed", bad);
     /* A COMMIT of an aborted transaction answers ROLLBACK without an error. */
@@ -660,7 +671,7 @@ static long long commit_outcome(const incoming_event *first, int backend)
             if (gone) {
                 const char *p[] = {first->tenant, first->id};
                 PGresult *r =
-                    db_exec(&conn, "SELECT position FROM events WHERE tenant_id = $1 AND id = $2",
+                    db_exec(&conn, "SELECT position FROM event_ids WHERE tenant_id = $1 AND id = $2",
                             2, p, cfg->store_timeout_ms);
                 long long pos = !db_ok(r)      ? -1
                                 : PQntuples(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10)
@@ -759,7 +770,7 @@ static commit_rc commit_batch(append_req **reqs, size_t n_reqs)
         if (rc == COMMIT_OK) metrics_batch((int)stored);
         if (rc == COMMIT_OK) hand_over(reqs, n_reqs, stored);
     }
-    if (rc == COMMIT_FAILED && conn) rollback();
+    if ((rc == COMMIT_FAILED || rc == COMMIT_NO_PARTITION) && conn) rollback();
     appender_batch_dispose(&b);
     return rc;
 }
@@ -779,6 +790,20 @@ static void fail_all(append_req **reqs, size_t n_reqs, const char *detail)
 static void process(append_req **reqs, size_t n_reqs)
 {
     commit_rc rc = commit_batch(reqs, n_reqs);
+    if (rc == COMMIT_NO_PARTITION && conn) {
+        /* The leader keeps a partition ahead; appends outran it (a tiny
+         * SLUICE_PARTITION_EVENTS). Add what this batch needs, then commit again. */
+        long long events = 0;
+        for (size_t r = 0; r < n_reqs; r++) {
+            reset_request(reqs[r]);
+            events += (long long)reqs[r]->n;
+        }
+        log_warn("appender", "appends outran the partitions; adding one", NULL);
+        if (partitions_ensure(&conn, atomic_load(&head_position) + events, cfg->partition_events,
+                              cfg->store_timeout_ms) >= 0 && conn)
+            rc = commit_batch(reqs, n_reqs);
+    }
+    if (rc == COMMIT_NO_PARTITION) rc = conn ? COMMIT_FAILED : COMMIT_LOST;
     if (rc == COMMIT_FAILED && n_reqs > 1) {
         /* Isolate the request that made the statement fail. */
         for (size_t r = 0; r < n_reqs; r++) {

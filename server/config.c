@@ -50,6 +50,10 @@ static const cfg_opt options[] = {
      "webhooks may reach loopback and private addresses (link-local and cloud metadata never)"},
     {"redis-prefix", "SLUICE_REDIS_PREFIX", CFG_STR, OFF(redis_prefix), "sluice:", 0, 0,
      "prefix of Redis stream names"},
+    {"partition-events", "SLUICE_PARTITION_EVENTS", CFG_LL, OFF(partition_events), "10000000",
+     1000, LLONG_MAX / 4,
+     "positions per partition of the event log; the leader creates the next partition ahead "
+     "of need and retention drops whole expired partitions"},
     {"redis-maxlen", "SLUICE_REDIS_MAXLEN", CFG_LL, OFF(redis_maxlen), "1000000", 1, LLONG_MAX,
      "MAXLEN ~ trimming of Redis streams"},
     {"max-body-bytes", "SLUICE_MAX_BODY_BYTES", CFG_LL, OFF(max_body_bytes), "4194304", 64,

@@ -25,6 +25,7 @@ typedef struct sluice_config {
     bool webhook_allow_private; /* webhooks may reach loopback and private addresses */
     char *redis_prefix;     /* Redis stream name prefix */
     long long redis_maxlen; /* MAXLEN ~ for Redis streams */
+    long long partition_events; /* positions per partition of the event log */
     long long max_body_bytes;
     int max_batch;                  /* events per publish request */
     long long validation_max_nodes; /* per request: schema evaluations (issue 13) */

@@ -21,5 +21,6 @@
 #define LOCK_GROUPS "7341263008"        /* leader: the consumer-group sweeper */
 #define LOCK_REPLAY_CREATE "7341263009" /* xact: a replay's per-tenant cap is counted and kept */
 #define LOCK_WEBHOOKS "7341263010"      /* leader: webhook deliveries */
+#define LOCK_PARTITIONS "7341263011"    /* xact: one instance adds a partition at a time */
 
 #endif

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "mem.h"
 #include "migrate.h"
+#include "partitions.h"
 #include "consume.h"
 #include "groups.h"
 #include "sweeper.h"
@@ -69,6 +70,8 @@ static int run_migrations(const sluice_config *cfg)
     }
     if (!conn) return -1;
     int rc = migrate_run(&conn);
+    /* The partition the next appends go to exists before the appender takes any. */
+    if (rc == 0 && partitions_ensure(&conn, 0, cfg->partition_events, 60000) < 0) rc = -1;
     PQfinish(conn);
     return rc;
 }

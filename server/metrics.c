@@ -31,6 +31,7 @@ static bool ready;        /* {lock} */
 static strmap rejections; /* {lock} code → counter (heap unsigned long long) */
 static unsigned long long batches, batch_events, batch_buckets[8]; /* {lock} */
 static unsigned long long http_by_class[6];                        /* {lock} 1xx..5xx */
+static unsigned long long partitions_created, partitions_dropped; /* {lock} */
 
 /* Commit-to-acknowledgement times per consumer group: retries make them long. */
 #define N_ACK_BUCKETS 14
@@ -175,6 +176,20 @@ void metrics_batch(int n)
     pthread_mutex_unlock(&lock);
 }
 
+void metrics_partition_created(int n)
+{
+    pthread_mutex_lock(&lock);
+    partitions_created += (unsigned long long)n;
+    pthread_mutex_unlock(&lock);
+}
+
+void metrics_partition_dropped(void)
+{
+    pthread_mutex_lock(&lock);
+    partitions_dropped++;
+    pthread_mutex_unlock(&lock);
+}
+
 void metrics_http(int status)
 {
     int c = status / 100;
@@ -278,6 +293,14 @@ void metrics_render(buf *out)
                   "# TYPE sluice_http_responses_total counter\n");
     for (int c = 1; c <= 5; c++)
         buf_printf(out, "sluice_http_responses_total{class=\"%dxx\"} %llu\n", c, http_by_class[c]);
+    buf_printf(out,
+               "# HELP sluice_partitions_created_total Event-log partitions this instance "
+               "created.\n# TYPE sluice_partitions_created_total counter\n"
+               "sluice_partitions_created_total %llu\n"
+               "# HELP sluice_partitions_dropped_total Expired event-log partitions this instance "
+               "dropped whole.\n# TYPE sluice_partitions_dropped_total counter\n"
+               "sluice_partitions_dropped_total %llu\n",
+               partitions_created, partitions_dropped);
     render_acks_locked(out);
     pthread_mutex_unlock(&lock);
 }

@@ -29,6 +29,9 @@ void metrics_rejection(const char *code);
 void metrics_batch(int n);
 /* An HTTP request finished with a status. */
 void metrics_http(int status);
+/* Event-log partitions created ahead of need, and expired ones dropped (partitions.c). */
+void metrics_partition_created(int n);
+void metrics_partition_dropped(void);
 
 /* A consumer-API acknowledgement in a group, `seconds` after its event was committed (seed
  * 003's "time from event publish to completion"). */

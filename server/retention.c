@@ -7,6 +7,7 @@
 #include "db.h"
 #include "log.h"
 #include "mem.h"
+#include "partitions.h"
 #include "relay.h"
 #include <stdio.h>
 
@@ -45,7 +46,9 @@ static const char *const delete_sql =
     "AND position <= coalesce((SELECT min(r.position) FROM replays r WHERE r.tenant_id = $1 "
     "AND r.status = 'running'), 9223372036854775807) ORDER BY position LIMIT 1000), "
     "gone AS (DELETE FROM events e USING doomed d WHERE e.position = d.position "
-    "RETURNING e.tenant_id, e.stream, e.key, e.version), "
+    "RETURNING e.tenant_id, e.id, e.stream, e.key, e.version), "
+    "ids AS (DELETE FROM event_ids i USING gone g WHERE i.tenant_id = g.tenant_id "
+    "AND i.id = g.id), "
     "kept AS (INSERT INTO key_heads (tenant_id, stream, key, version) SELECT tenant_id, stream, "
     "key, max(version) FROM gone WHERE key IS NOT NULL GROUP BY tenant_id, stream, key "
     "ON CONFLICT (tenant_id, stream, key) DO UPDATE SET version = "
@@ -89,6 +92,29 @@ static void enforce(PGconn **conn)
     PQclear(s);
 }
 
+/* The event log's partitions: the next one ahead of need, and the oldest dropped whole once
+ * every event in it has expired and is owed to nobody (partitions.h). Positions below
+ * `safe` have reached Redis and every projection and replay that has not failed. */
+static void maintain_partitions(PGconn **conn)
+{
+    if (partitions_ensure(conn, 0, cfg->partition_events, RETENTION_TIMEOUT_MS) < 0 || !*conn)
+        return;
+    long long relayed = relay_probe_checkpoint(cfg, RETENTION_TIMEOUT_MS);
+    if (relayed <= 0) return;
+    char relayed_text[24];
+    snprintf(relayed_text, sizeof relayed_text, "%lld", relayed);
+    const char *p[] = {relayed_text};
+    PGresult *r = db_exec(conn,
+                          "SELECT least($1::bigint, coalesce((SELECT min(position) + 1 FROM "
+                          "projections WHERE status <> 'failed'), $1::bigint), coalesce((SELECT "
+                          "min(position) + 1 FROM replays WHERE status = 'running'), $1::bigint))",
+                          1, p, RETENTION_TIMEOUT_MS);
+    long long safe = db_ok(r) ? atoll(PQgetvalue(r, 0, 0)) : 0;
+    PQclear(r);
+    for (int i = 0; safe > 0 && i < 4 && *conn && !worker_stopping(&runner); i++)
+        if (partitions_drop_expired(conn, safe, RETENTION_TIMEOUT_MS) != 1) break;
+}
+
 static void *retention_main(void *unused)
 {
     (void)unused;
@@ -109,10 +135,12 @@ static void *retention_main(void *unused)
             leader = db_ok(r) && PQgetvalue(r, 0, 0)[0] == 't';
             PQclear(r);
         }
+        if (leader && conn) maintain_partitions(&conn);
         if (leader && conn) enforce(&conn);
         sleep_ms(RETENTION_EVERY_MS);
     }
     PQfinish(conn);
+    partitions_dispose();
     return NULL;
 }
 

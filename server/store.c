@@ -90,7 +90,8 @@ sl_status store_get_event(PGconn **conn, int timeout_ms, const char *tenant, con
     const char *p[] = {tenant, id};
     PGresult *r = db_exec(conn,
                           "SELECT row_to_json(e)::text FROM (SELECT " EVENT_COLUMNS
-                          " FROM events WHERE tenant_id = $1 AND id = $2) e",
+                          " FROM events WHERE position = (SELECT position FROM event_ids WHERE "
+                          "tenant_id = $1 AND id = $2)) e",
                           2, p, timeout_ms);
     sl_status rc = SL_UNAVAILABLE;
     if (db_ok(r)) {
