@@ -451,8 +451,8 @@ static sl_status find_pending(PGconn **conn, redis_conn *r, const group_ref *g,
 {
     const char *p[] = {g->tenant, event_id, g->stream};
     PGresult *res = db_exec(conn,
-                            "SELECT position FROM events WHERE tenant_id = $1 AND id = $2 AND "
-                            "stream = $3",
+                            "SELECT i.position FROM event_ids i JOIN events e ON e.position = "
+                            "i.position WHERE i.tenant_id = $1 AND i.id = $2 AND e.stream = $3",
                             3, p, GROUPS_TIMEOUT_MS);
     if (!db_ok(res)) {
         PQclear(res);
