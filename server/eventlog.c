@@ -3,6 +3,7 @@
  */
 #include "eventlog.h"
 #include "db.h"
+#include "filter.h"
 #include "mem.h"
 #include "timeutil.h"
 #include "ulid.h"
@@ -93,14 +94,12 @@ stored_event *eventlog_committed(const incoming_event *ev)
     return e;
 }
 
-int eventlog_read(PGconn **conn, long long after, int limit, int timeout_ms, stored_event ***out)
+/* The rows of a page query (page_sql's columns) as shared events. */
+static int page_events(PGconn **conn, const char *sql, int n_params, const char *const *p,
+                       int timeout_ms, stored_event ***out)
 {
-    char a[24], l[16];
-    snprintf(a, sizeof a, "%lld", after);
-    snprintf(l, sizeof l, "%d", limit);
-    const char *p[] = {a, l};
     *out = NULL;
-    PGresult *r = db_exec(conn, page_sql, 2, p, timeout_ms);
+    PGresult *r = db_exec(conn, sql, n_params, p, timeout_ms);
     if (!db_ok(r)) {
         if (r) db_log_error("eventlog", "reading the log failed", r);
         PQclear(r);
@@ -124,6 +123,34 @@ int eventlog_read(PGconn **conn, long long after, int limit, int timeout_ms, sto
     }
     PQclear(r);
     *out = evs;
+    return n;
+}
+
+int eventlog_read(PGconn **conn, long long after, int limit, int timeout_ms, stored_event ***out)
+{
+    char a[24], l[16];
+    snprintf(a, sizeof a, "%lld", after);
+    snprintf(l, sizeof l, "%d", limit);
+    const char *p[] = {a, l};
+    return page_events(conn, page_sql, 2, p, timeout_ms, out);
+}
+
+int eventlog_read_matching(PGconn **conn, const filter *f, long long after, int limit,
+                           int timeout_ms, stored_event ***out)
+{
+    filter_sql q;
+    filter_sql_init(&q);
+    buf_puts(&q.sql, "SELECT e.position, e.id, e.tenant_id, e.stream, e.type, e.key, "
+                     "e.correlation_id, row_to_json(e)::text, e.user_id, e.time FROM (SELECT "
+                     EVENTLOG_COLUMNS " FROM events WHERE true");
+    filter_sql_where(&q, f);
+    char num[24];
+    snprintf(num, sizeof num, "%lld", after);
+    buf_printf(&q.sql, " AND position > $%d ORDER BY position", filter_sql_param(&q, num));
+    snprintf(num, sizeof num, "%d", limit);
+    buf_printf(&q.sql, " LIMIT $%d) e ORDER BY e.position", filter_sql_param(&q, num));
+    int n = page_events(conn, q.sql.data, q.n, q.vals, timeout_ms, out);
+    filter_sql_dispose(&q);
     return n;
 }
 

@@ -50,6 +50,14 @@ stored_event *eventlog_committed(const incoming_event *ev);
 int eventlog_read(PGconn **conn, long long after, int limit, int timeout_ms, stored_event ***out)
     __attribute__((warn_unused_result));
 
+struct filter;
+
+/* As eventlog_read, but only the events `f` chooses (its tenant always), found by the
+ * filter's SQL (filter.h: the same choice as filter_matches), so a narrow subscription over
+ * a long history reads what it wants through an index, not every event of every tenant. */
+int eventlog_read_matching(PGconn **conn, const struct filter *f, long long after, int limit,
+                           int timeout_ms, stored_event ***out) __attribute__((warn_unused_result));
+
 /* The last committed position (0 for an empty log), or -1. */
 long long eventlog_head(PGconn **conn, int timeout_ms);
 

@@ -62,7 +62,9 @@ static int catchups_max = 64;
 
 /* Read turns (issue 13): catch-ups read history pages at most `turns_max` at a time over
  * every tenant, a freed turn going to the waiting tenant served longest ago. A catch-up is a
- * PostgreSQL scan plus the decoding of every row: 64 at once (one tenant's whole cap) take
+ * PostgreSQL scan of what its filter chooses (eventlog_read_matching: the filter's SQL, so
+ * an index finds the tenant's, stream's or type's events) plus the decoding of every row
+ * it returns: 64 at once (one tenant's whole cap) take
  * every core of a small machine, and every other tenant's publishes wait behind them. With
  * turns, however many catch-ups a tenant runs, history is read at the pace of a few
  * readers, and another tenant's catch-up gets every other turn. A turn covers one page's
@@ -425,7 +427,8 @@ static void *catchup_main(void *arg)
         }
         stored_event **evs;
         if (!turn_take(s->auth.tenant, &sub->cancel)) break;
-        int got = eventlog_read(&conn, cursor, CATCHUP_PAGE, CATCHUP_TIMEOUT_MS, &evs);
+        int got = eventlog_read_matching(&conn, &sub->hs.filter, cursor, CATCHUP_PAGE,
+                                         CATCHUP_TIMEOUT_MS, &evs);
         turn_give();
         if (got < 0) {
             failed = true;
