@@ -15,6 +15,9 @@
 #   bench/tenants/run.sh    one tenant's publish p99 while another holds its caps (issue 13)
 #   bench/validation_attack/run.sh  /health p99 under worst-case validation bodies (issue 13)
 #   bench/insert/run.sh     COPY vs INSERT, and what each index costs per insert (issue 12)
+#   bench/partitions/run.sh the append-latency curve: single-event p99 at 0, 2M and 10M stored
+#                           events, partitions of 1M, vs one partition (issue 17); last, as it
+#                           writes ~14 GB (dropped at its end) and takes ~11 minutes
 # Each script appends its headline rows to $BENCH_SUMMARY (bench/lib.sh, bench_summary: six
 # tab-separated fields, benchmark / measure / Sluice / baseline / target / verdict). A script
 # that fails, or leaves no row, gets a row saying so. A missing benchmark is reported, not
@@ -35,7 +38,8 @@ started=$(date -u '+%Y-%m-%d %H:%M UTC')
 
 status=0
 for b in bench/run.sh bench/insert/run.sh bench/validate/run.sh bench/fanout/run.sh bench/history/run.sh \
-  bench/groups/run.sh bench/consumer/run.sh bench/webhooks/run.sh bench/unauth/run.sh bench/tenants/run.sh bench/validation_attack/run.sh; do
+  bench/groups/run.sh bench/consumer/run.sh bench/webhooks/run.sh bench/unauth/run.sh bench/tenants/run.sh bench/validation_attack/run.sh \
+  bench/partitions/run.sh; do
   case "$b" in
     bench/run.sh) name=publish ;;
     *) name=${b#bench/} name=${name%/run.sh} ;;

@@ -15,6 +15,11 @@
 #      inserting 100 rows per transaction (INSERT ... SELECT generate_series). Its rows have the
 #      same shape (client id, correlation_id, user_id, metadata) in the same `events` table,
 #      created by `sluice migrate`, so every index and constraint the server pays for is there;
+#      like the appender, each statement also writes the rows' (tenant_id, id, position) into
+#      event_ids (WITH e AS (INSERT INTO events ... RETURNING ...) INSERT INTO event_ids ...),
+#      so the baseline pays for the same idempotency index (event_ids' primary key,
+#      events_tenant_id: the event log is partitioned, and a key unique across its partitions
+#      lives there);
 #   b. build/sluice on free ports, wrk (bench/publish.lua) with 64 connections POSTing single
 #      ~570-byte file.uploaded events, then 8 connections POSTing 100-event batches;
 #   c. the Redis relay lag under both loads (p99 < 100 ms): a consumer in C (bench/relay_lag.c)
@@ -291,6 +296,9 @@ else
   # pgbench-only run before the server is built: the same migrations, applied by psql.
   say "$BIN not built: applying migrations/*.sql with psql"
   for f in migrations/*.sql; do psql_bench -f "$f"; done
+  # The partition `sluice migrate` would create (server/partitions.c, the default width).
+  psql_bench -c "CREATE TABLE events_p1 (LIKE events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)" \
+    -c "ALTER TABLE events ATTACH PARTITION events_p1 FOR VALUES FROM (1) TO (10000001)" >/dev/null
 fi
 psql_bench -c "SELECT 1 FROM events LIMIT 0" >/dev/null || die "no events table after migrating"
 
@@ -316,7 +324,8 @@ envelope() {
 # transaction's request id ('pgb' || txid: one per single event, one per 100-row batch, as
 # wrk's), user_id, tenant, stream, type, schema_version, jsonb data, now(), a 64-hex content
 # hash. Positions come from a sequence (the server takes an advisory lock and max(position)
-# instead: slower). pgbench reads ":name" as a variable even inside a literal
+# instead: slower). Each statement inserts into `events` and, from its RETURNING, into
+# event_ids, as the appender's does. pgbench reads ":name" as a variable even inside a literal
 # ("is_browser_viewable":true), so its copy of the JSON has a space after each colon; the
 # stored jsonb is the same.
 PGB_DATA=${DATA_TEMPLATE//\":/\": }
@@ -329,22 +338,23 @@ SELECT p, 'pgb-' || p, 'default', 'contextual.events', NULL, NULL, 'file.uploade
   FROM (SELECT p, 'pgb' || txid_current() AS r FROM ($1) s0) s
 EOF
 }
-INSERT_HEAD="INSERT INTO events (position, id, tenant_id, stream, key, version, type, schema_version, correlation_id, causation_id, user_id, source, data, metadata, time, content_hash)"
+INSERT_HEAD="WITH e AS (INSERT INTO events (position, id, tenant_id, stream, key, version, type, schema_version, correlation_id, causation_id, user_id, source, data, metadata, time, content_hash)"
+INSERT_TAIL="RETURNING tenant_id, id, position) INSERT INTO event_ids (tenant_id, id, position) SELECT tenant_id, id, position FROM e;"
 # pgbench scripts end a command at the newline: one line each.
 {
   echo -n "$INSERT_HEAD "
   row_select "SELECT nextval('bench_pos') AS p" | tr '\n' ' '
-  echo ";"
+  echo "$INSERT_TAIL"
 } >"$WORK/single.sql"
 {
   echo -n "$INSERT_HEAD "
   row_select "SELECT nextval('bench_pos') AS p FROM generate_series(1, 100)" | tr '\n' ' '
-  echo ";"
+  echo "$INSERT_TAIL"
 } >"$WORK/batch.sql"
 
-reset_events() { # empty the log between runs; a checkpoint so the next run starts even
-  psql_bench -c "TRUNCATE events" -c "CHECKPOINT" >/dev/null 2>&1 ||
-    psql_bench -c "TRUNCATE events" >/dev/null
+reset_events() { # empty the log and its ids between runs; a checkpoint so the next run starts even
+  psql_bench -c "TRUNCATE events, event_ids" -c "CHECKPOINT" >/dev/null 2>&1 ||
+    psql_bench -c "TRUNCATE events, event_ids" >/dev/null
 }
 checkpoint() { psql_admin -c "CHECKPOINT" >/dev/null 2>&1 || true; }
 
@@ -479,7 +489,7 @@ if want sluice; then
     $(pkg-config --cflags --libs hiredis) || die "could not build bench/relay_lag.c"
 
   bench_start_sluice SLUICE_REDIS_MAXLEN=100000 SLUICE_ACCESS_LOG=off
-  psql_bench -c "TRUNCATE events" >/dev/null
+  psql_bench -c "TRUNCATE events, event_ids" >/dev/null
 
   probe "$BASE" "$TOKEN" "probe-sluice-$$"
   acked=1
@@ -529,7 +539,7 @@ if want sluice; then
   stored=$(psql_bench -A -t -c "SELECT count(*) FROM events")
   if ((stored >= acked)); then durable=PASS; else durable=FAIL; fi
   # The Node runs start from an idle cluster: no autovacuum of these rows meanwhile.
-  psql_bench -c "TRUNCATE events" >/dev/null
+  psql_bench -c "TRUNCATE events, event_ids" >/dev/null
 fi
 
 node_stored="" node_acked=""

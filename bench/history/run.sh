@@ -21,7 +21,8 @@
 # wrong projection state); with BENCH_STRICT=1 also when a target is missed.
 #
 # The events are inserted straight into the `events` table with generate_series after
-# `sluice migrate` (every index and constraint the server has is there), then VACUUM ANALYZE,
+# `sluice migrate` (every index and constraint the server has is there), each id into event_ids
+# in the same statement as the appender does (the idempotency key), then VACUUM ANALYZE,
 # then sluice starts. The Redis relay's checkpoint is set to the head first, so the relay
 # does not re-publish the million events while they are being measured.
 #
@@ -77,6 +78,7 @@ CHUNK=100000
 for ((lo = 1; lo <= N; lo += CHUNK)); do
   hi=$((lo + CHUNK - 1 < N ? lo + CHUNK - 1 : N))
   psql_bench <<SQL
+WITH e AS (
 INSERT INTO events (position, id, tenant_id, stream, key, version, type, schema_version,
                     correlation_id, causation_id, user_id, source, data, metadata, time, content_hash)
 SELECT p, id, 'default', 'ai.events', NULL, NULL, 'ai.content.generation.completed', 1,
@@ -94,10 +96,12 @@ SELECT p, id, 'default', 'ai.events', NULL, NULL, 'ai.content.generation.complet
        NULL,
        now() - (($N - p) * interval '1 millisecond'),
        lpad(to_hex(p), 64, '0')
-  FROM (SELECT p, '01J' || lpad(p::text, 23, '0') AS id FROM generate_series($lo, $hi) p) s;
+  FROM (SELECT p, '01J' || lpad(p::text, 23, '0') AS id FROM generate_series($lo, $hi) p) s
+RETURNING tenant_id, id, position)
+INSERT INTO event_ids (tenant_id, id, position) SELECT tenant_id, id, position FROM e;
 SQL
 done
-psql_bench -c "VACUUM (ANALYZE) events" >/dev/null
+psql_bench -c "VACUUM (ANALYZE) events, event_ids" >/dev/null
 insert_ms=$(($(now_ms) - t0))
 avg_bytes=$(psql_bench -A -t -c "SELECT round(avg(octet_length(data::text))) FROM events")
 say "inserted $N events in $((insert_ms / 1000)) s; data ~${avg_bytes} bytes each"

@@ -7,27 +7,33 @@
  *   insert_bench --url URL --interleave SCHEMA[:METHOD],... [--batches 300] [--rows 100] ...
  *
  * Every batch is one transaction that takes the event-log advisory lock and reads the head
- * first, as server/appender.c does, so positions stay gap-free in commit order:
+ * first, as server/appender.c does, so positions stay gap-free in commit order. Every event
+ * is written twice, as the appender writes it: its row in `events` (partitioned by position)
+ * and its (tenant_id, id, position) in event_ids, whose primary key events_tenant_id is the
+ * idempotency key across the partitions:
  *
  *   insert   one libpq pipeline (one round trip), exactly the appender's fast path:
  *              BEGIN; SELECT pg_advisory_xact_lock(7341263002);
  *              SELECT coalesce(max(position), 0) FROM events;
- *              EXECUTE the prepared multi-row INSERT of 64 rows, then of the rest (36),
- *                each `INSERT INTO events (...) SELECT (SELECT coalesce(max(position), 0)
- *                FROM events) + v.p, ..., $961::timestamptz, v.h FROM (VALUES ($1::bigint,
- *                $2::text, ...), ...) AS v(...)`, 15 text parameters a row and the batch time
- *                last (server/appender.c insert_sql, row_params);
+ *              EXECUTE the prepared multi-row statement of 64 rows, then of the rest (36),
+ *                each `WITH e AS (INSERT INTO events (...) SELECT (SELECT
+ *                coalesce(max(position), 0) FROM events) + v.p, ..., $1025::timestamptz, v.h,
+ *                v.oc FROM (VALUES ($1::bigint, $2::text, ...), ...) AS v(...) RETURNING
+ *                tenant_id, id, position) INSERT INTO event_ids (tenant_id, id, position)
+ *                SELECT tenant_id, id, position FROM e`, 16 text parameters a row and the
+ *                batch time last (server/appender.c insert_sql, row_params);
  *              NOTIFY sluice_events, '...'; COMMIT.
  *   copy     BEGIN; lock; head (one round trip, one simple-protocol string), then COPY events
  *            (...) FROM STDIN in text format with the absolute positions head+1.. (COPY cannot
- *            compute them, and libpq cannot pipeline a COPY: two round trips), then NOTIFY;
- *            COMMIT (one round trip).
+ *            compute them, and libpq cannot pipeline a COPY: two round trips), then COPY
+ *            event_ids (tenant_id, id, position) the same way (two more), then NOTIFY; COMMIT
+ *            (one round trip).
  *   copybin  the same with COPY ... (FORMAT binary) (jsonb sent as version byte 1 + its text,
  *            which PostgreSQL parses with the same jsonb input function).
  *
  * Without --interleave, --batches is the total, shared evenly by --clients threads with a
  * connection each. With --interleave, one connection per SCHEMA (its search_path, so the
- * unqualified `events` of the statements is SCHEMA.events; the same schema may be named more
+ * unqualified `events` and `event_ids` of the statements are SCHEMA's; the same schema may be named more
  * than once), each writing --batches batches with its METHOD (default --method); one thread
  * runs batch k of every connection in turn, so the machine's other load falls on all of them
  * alike, and each connection's backend CPU is its own.
@@ -35,7 +41,7 @@
  * The rows are what a careful producer publishes to POST /v1/events: its own id (a UUID v4),
  * tenant 'default', stream 'contextual.events', type 'file.uploaded' (schema_version 1), a
  * correlation_id (one per 10 events), a user_id (one of 1,000), no causation_id, source NULL,
- * no key/version, a ~330-byte `data` object, a small `metadata` object, the 64-hex
+ * no key/version, no occurred_at, a ~330-byte `data` object, a small `metadata` object, the 64-hex
  * content_hash. Each connection builds its rows' text once; per batch only the ids,
  * correlation ids and hashes are rewritten in place, so the client CPU measured is the
  * method's own (parameters or the COPY buffer, libpq).
@@ -72,6 +78,7 @@
 #include <errno.h>
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,14 +89,15 @@
 #include <unistd.h>
 
 #define CHUNK 64 /* rows per prepared INSERT, as server/appender.c INSERT_CHUNK */
-#define COLS 15  /* parameters per row; one more, the batch time, ends the list */
+#define COLS 16  /* parameters per row; one more, the batch time, ends the list */
 #define MAX_ROWS 5000
 #define LOCK_SQL "SELECT pg_advisory_xact_lock(7341263002)"
 #define HEAD_SQL "SELECT coalesce(max(position), 0) FROM events"
 #define NOTIFY_SQL "NOTIFY sluice_events, 'bench-insert'"
 #define COPY_COLS                                                                                \
     "(position, id, tenant_id, stream, key, version, type, schema_version, correlation_id, " \
-    "causation_id, user_id, source, data, metadata, time, content_hash)"
+    "causation_id, user_id, source, data, metadata, time, content_hash, occurred_at)"
+#define IDS_COLS "(tenant_id, id, position)"
 
 enum method { M_INSERT, M_COPY, M_COPYBIN };
 
@@ -279,23 +287,26 @@ static char *insert_sql(int rows)
 {
     buf b = {0};
     char tmp[512];
-    put_s(&b, "INSERT INTO events (position, id, tenant_id, stream, key, version, type, "
-              "schema_version, correlation_id, causation_id, user_id, source, data, metadata, "
-              "time, content_hash) SELECT (SELECT coalesce(max(position), 0) FROM events) + v.p, "
-              "v.id, v.t, v.s, v.k, v.v, v.ty, v.sv, v.c, v.ca, v.u, v.so, v.d, v.m, ");
-    snprintf(tmp, sizeof tmp, "$%d::timestamptz, v.h FROM (VALUES ", rows * COLS + 1);
+    put_s(&b, "WITH e AS (INSERT INTO events (position, id, tenant_id, stream, key, version, "
+              "type, schema_version, correlation_id, causation_id, user_id, source, data, "
+              "metadata, time, content_hash, occurred_at) SELECT (SELECT coalesce(max(position), "
+              "0) FROM events) + v.p, v.id, v.t, v.s, v.k, v.v, v.ty, v.sv, v.c, v.ca, v.u, "
+              "v.so, v.d, v.m, ");
+    snprintf(tmp, sizeof tmp, "$%d::timestamptz, v.h, v.oc FROM (VALUES ", rows * COLS + 1);
     put_s(&b, tmp);
     for (int r = 0; r < rows; r++) {
         int o = r * COLS;
         snprintf(tmp, sizeof tmp,
                  "%s($%d::bigint, $%d::text, $%d::text, $%d::text, $%d::text, $%d::bigint, "
                  "$%d::text, $%d::integer, $%d::text, $%d::text, $%d::text, $%d::text, "
-                 "$%d::jsonb, $%d::jsonb, $%d::text)",
+                 "$%d::jsonb, $%d::jsonb, $%d::text, $%d::timestamptz)",
                  r ? ", " : "", o + 1, o + 2, o + 3, o + 4, o + 5, o + 6, o + 7, o + 8, o + 9,
-                 o + 10, o + 11, o + 12, o + 13, o + 14, o + 15);
+                 o + 10, o + 11, o + 12, o + 13, o + 14, o + 15, o + 16);
         put_s(&b, tmp);
     }
-    put_s(&b, ") AS v(p, id, t, s, k, v, ty, sv, c, ca, u, so, d, m, h)");
+    put_s(&b, ") AS v(p, id, t, s, k, v, ty, sv, c, ca, u, so, d, m, h, oc) RETURNING tenant_id, "
+              "id, position) INSERT INTO event_ids (tenant_id, id, position) SELECT tenant_id, "
+              "id, position FROM e");
     put(&b, "", 1);
     return b.d;
 }
@@ -377,6 +388,7 @@ static void batch_insert(client *cl, row *rows, int n, const char *now, const ch
             v[12] = r->data;
             v[13] = r->metadata;
             v[14] = r->hash;
+            v[15] = NULL; /* occurred_at */
             v += COLS;
         }
         *v = now;
@@ -404,23 +416,43 @@ static void batch_insert(client *cl, row *rows, int n, const char *now, const ch
     cl->stored += n;
 }
 
+/* One COPY ... FROM STDIN of the rows in `b`: two round trips (CopyInResponse, then the
+ * data and its end). */
+static void copy_in(PGconn *c, const char *sql, const buf *b)
+{
+    PGresult *r = PQexec(c, sql);
+    expect(c, r, PGRES_COPY_IN, "COPY");
+    PQclear(r);
+    if (PQputCopyData(c, b->d, (int)b->len) != 1 || PQputCopyEnd(c, NULL) != 1)
+        die("COPY data", c);
+    r = PQgetResult(c);
+    expect(c, r, PGRES_COMMAND_OK, "COPY end");
+    PQclear(r);
+    while ((r = PQgetResult(c)))
+        PQclear(r);
+}
+
+static void put_bin_header(buf *b)
+{
+    static const char sig[] = "PGCOPY\n\377\r\n";
+    put(b, sig, 11);
+    put_be32(b, 0); /* flags */
+    put_be32(b, 0); /* header extension length */
+}
+
 static void batch_copy(client *cl, row *rows, int n, const char *now, int64_t now_us_v, buf *b)
 {
     PGconn *c = cl->conn;
+    bool text = cl->method == M_COPY;
     /* Round trip 1: BEGIN; the lock; the head (one simple-protocol string, three results). */
     if (!PQsendQuery(c, "BEGIN; " LOCK_SQL "; " HEAD_SQL)) die("send", c);
     PGresult *head = finish_cmd(c, "begin/lock/head");
-    long long pos = strtoll(PQgetvalue(head, 0, 0), NULL, 10);
+    long long pos0 = strtoll(PQgetvalue(head, 0, 0), NULL, 10), pos = pos0;
     PQclear(head);
-    /* Round trip 2: COPY ... FROM STDIN answers CopyInResponse. */
-    PGresult *r = PQexec(c, cl->method == M_COPY ? "COPY events " COPY_COLS " FROM STDIN"
-                                             : "COPY events " COPY_COLS
-                                               " FROM STDIN (FORMAT binary)");
-    expect(c, r, PGRES_COPY_IN, "COPY");
-    PQclear(r);
+    /* Round trips 2 and 3: the events. */
     b->len = 0;
     char num[24];
-    if (cl->method == M_COPY) {
+    if (text) {
         for (int i = 0; i < n; i++) {
             row *w = &rows[i];
             int k = snprintf(num, sizeof num, "%lld", ++pos);
@@ -439,17 +471,14 @@ static void batch_copy(client *cl, row *rows, int n, const char *now, int64_t no
             put_s(b, now);
             put(b, "\t", 1);
             put_s(b, w->hash);
-            put(b, "\n", 1);
+            put(b, "\t\\N\n", 4); /* occurred_at */
         }
     } else {
-        static const char sig[] = "PGCOPY\n\377\r\n";
-        put(b, sig, 11);
-        put_be32(b, 0); /* flags */
-        put_be32(b, 0); /* header extension length */
+        put_bin_header(b);
         uint64_t pg_time = (uint64_t)(now_us_v - 946684800000000LL); /* since 2000-01-01 */
         for (int i = 0; i < n; i++) {
             row *w = &rows[i];
-            unsigned char nf[2] = {0, 16};
+            unsigned char nf[2] = {0, 17};
             put(b, nf, 2);
             put_be32(b, 8), put_be64(b, (uint64_t)++pos);
             put_bin_text(b, w->id, 36);
@@ -467,21 +496,41 @@ static void batch_copy(client *cl, row *rows, int n, const char *now, int64_t no
             put_bin_jsonb(b, w->metadata, w->metadata_len);
             put_be32(b, 8), put_be64(b, pg_time);
             put_bin_text(b, w->hash, 64);
+            put_be32(b, UINT32_MAX); /* occurred_at NULL */
         }
         unsigned char trailer[2] = {0xff, 0xff};
         put(b, trailer, 2);
     }
-    /* Round trip 3: the rows and the end of the COPY. */
-    if (PQputCopyData(c, b->d, (int)b->len) != 1 || PQputCopyEnd(c, NULL) != 1)
-        die("COPY data", c);
-    r = PQgetResult(c);
-    expect(c, r, PGRES_COMMAND_OK, "COPY end");
-    PQclear(r);
-    while ((r = PQgetResult(c)))
-        PQclear(r);
-    /* Round trip 4: NOTIFY; COMMIT. */
+    copy_in(c, text ? "COPY events " COPY_COLS " FROM STDIN"
+                    : "COPY events " COPY_COLS " FROM STDIN (FORMAT binary)", b);
+    /* Round trips 4 and 5: their ids. */
+    b->len = 0;
+    pos = pos0;
+    if (text) {
+        for (int i = 0; i < n; i++) {
+            put_s(b, tenant);
+            put(b, "\t", 1);
+            put_s(b, rows[i].id);
+            int k = snprintf(num, sizeof num, "\t%lld\n", ++pos);
+            put(b, num, (size_t)k);
+        }
+    } else {
+        put_bin_header(b);
+        for (int i = 0; i < n; i++) {
+            unsigned char nf[2] = {0, 3};
+            put(b, nf, 2);
+            put_bin_text(b, tenant, 7);
+            put_bin_text(b, rows[i].id, 36);
+            put_be32(b, 8), put_be64(b, (uint64_t)++pos);
+        }
+        unsigned char trailer[2] = {0xff, 0xff};
+        put(b, trailer, 2);
+    }
+    copy_in(c, text ? "COPY event_ids " IDS_COLS " FROM STDIN"
+                    : "COPY event_ids " IDS_COLS " FROM STDIN (FORMAT binary)", b);
+    /* Round trip 6: NOTIFY; COMMIT. */
     if (!PQsendQuery(c, NOTIFY_SQL "; COMMIT")) die("send", c);
-    r = finish_cmd(c, "notify/commit");
+    PGresult *r = finish_cmd(c, "notify/commit");
     if (strcmp(PQcmdStatus(r), "COMMIT") != 0) die_res("commit", r);
     PQclear(r);
     cl->stored += n;

@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
-# bench/insert/run.sh — what writing a batch into the `events` table costs PostgreSQL.
+# bench/insert/run.sh — what writing a batch of events (`events` and event_ids) costs PostgreSQL.
 #
 #   bench/insert/run.sh [all|methods|indexes]
 #       BENCH_INSERT_BATCHES=300        batches per measured run in part 1
-#       BENCH_INSERT_INDEX_BATCHES=150  batches per table per run in part 2 (10 tables at once)
+#       BENCH_INSERT_INDEX_BATCHES=150  batches per schema per run in part 2 (11 schemas at once)
 #       BENCH_INSERT_ROWS=100           rows per batch (one transaction)
 #       BENCH_INSERT_RUNS=3             repetitions of every measurement; the table shows medians
 #
-# About 2.5 minutes on 2 busy cores (the sizes keep it under ~4; part 2's ten tables stay well
-# inside a 256 MB shared_buffers, so no run pays for evicting another's dirty pages).
+# About 2.5 minutes on 2 busy cores (the sizes keep it under ~4; part 2's eleven schemas stay
+# well inside a 256 MB shared_buffers, so no run pays for evicting another's dirty pages).
 #
 # Owns bench/insert/ (this script and insert_bench.c, the C client it compiles); nothing else
 # sources them, and the script writes only under $WORK (mktemp) and into its own database.
 #
 # Why: the appender (server/appender.c) is Sluice's only writer, and on a small machine
-# PostgreSQL's CPU is what caps publishing. Two questions, answered with numbers from one run
-# on one PostgreSQL:
+# PostgreSQL's CPU is what caps publishing. Every event is two rows, as the appender writes
+# it: one in `events` (partitioned by position: migration 015) and its (tenant_id, id,
+# position) in event_ids, whose primary key events_tenant_id is the idempotency key across the
+# partitions. Two questions, answered with numbers from one run on one PostgreSQL:
 #   1. methods: is COPY cheaper than the appender's prepared multi-row INSERT with text
 #      parameters? insert_bench.c writes the same 100-row batches (a careful producer's event:
 #      its own UUID id, tenant 'default', stream 'contextual.events', type 'file.uploaded',
@@ -23,22 +25,26 @@
 #      content_hash), each one transaction that takes the event-log advisory lock and reads
 #      the head first, as every Sluice instance does:
 #        insert   the appender's fast path in one libpq pipeline: BEGIN; the lock; the head;
-#                 the prepared INSERT ... SELECT (head) + v.p, ... FROM (VALUES ...) of 64 rows,
-#                 then of 36 (15 text parameters a row, the batch time last); NOTIFY; COMMIT;
+#                 the prepared WITH e AS (INSERT INTO events ... SELECT (head) + v.p, ... FROM
+#                 (VALUES ...) RETURNING tenant_id, id, position) INSERT INTO event_ids ...
+#                 of 64 rows, then of 36 (16 text parameters a row, the batch time last);
+#                 NOTIFY; COMMIT;
 #        copy     BEGIN; the lock; the head, then COPY events (...) FROM STDIN (text format)
-#                 with positions head+1..; NOTIFY; COMMIT (4 round trips: libpq cannot
-#                 pipeline a COPY);
-#        copybin  the same COPY in binary format.
+#                 with positions head+1.., then COPY event_ids the same way; NOTIFY; COMMIT
+#                 (6 round trips: libpq cannot pipeline a COPY);
+#        copybin  the same COPYs in binary format.
 #      a. each method alone, with 1 and with 4 concurrent clients: rows/s, CPU per row;
 #      b. the three side by side: one connection each, writing the same table, their batches
 #         in turn from one thread, so that the machine's other load falls on all three alike
 #         (the machine is shared): the CPU per row of each, paired run by run.
-#   2. indexes: the insert method into 10 tables at once, one connection each, batches in
-#      turn (as 1b): `events` with every index (as migrated), `events` without one secondary
-#      index (each in turn, the unique constraint events_tenant_id included), `events` with
-#      the primary key only. Each table is a copy of the migrated one (its columns, checks,
-#      primary key and the index definitions read from the catalog) in a schema of its own;
-#      the connection's search_path picks it. What an index costs is the paired difference
+#   2. indexes: the insert method into 11 schemas at once, one connection each, batches in
+#      turn (as 1b): every index (as migrated), without one of them (each in turn: the
+#      secondary indexes of `events`, event_ids' primary key events_tenant_id and its BRIN
+#      event_ids_position), and with `events`' primary key only (event_ids then has no index).
+#      Each schema holds a copy of the migrated pair: `events` partitioned by position with one
+#      partition events_p1 [1, 10000001), as `sluice migrate` leaves it, and event_ids (their
+#      columns, checks, primary keys and the index definitions read from the catalog); the
+#      connection's search_path picks it. What an index costs is the paired difference
 #      (all indexes minus without it, run by run), median over the runs. Side-by-side runs
 #      turn the order of their connections by one each run, so that none always follows another.
 # Reported (median of BENCH_INSERT_RUNS): rows/s, PostgreSQL CPU µs per row, the client's CPU
@@ -61,8 +67,9 @@
 #
 # Servers: SLUICE_DATABASE_URL (a superuser), else the private PostgreSQL of .sluice/env
 # (scripts/services.sh); it must run on this machine (its /proc is read). Everything happens
-# in a fresh database bench_insert_<pid>, migrated with `build/sluice migrate` (built with
-# `make -j2` when missing; psql and migrations/*.sql when that fails), dropped at the end.
+# in a fresh database bench_insert_<pid>, migrated with `$SLUICE_BIN migrate` (default
+# build/sluice, built with `make -j2` when missing; psql, migrations/*.sql and the first
+# partition `sluice migrate` would create when that fails), dropped at the end.
 # Every step is bounded by `timeout`. Exit 1 when a run fails or stores the wrong rows.
 set -euo pipefail
 
@@ -152,46 +159,67 @@ timeout 120 cc -O2 -std=gnu11 -Wall -Wextra -o "$WORK/insert_bench" bench/insert
 say "creating database $DB"
 psql_admin -c "CREATE DATABASE $DB" >/dev/null
 created=1
-if [[ ! -x build/sluice ]]; then
+BIN=${SLUICE_BIN:-build/sluice}
+if [[ ! -x $BIN && $BIN == build/sluice ]]; then
   say "build/sluice not found: make -j2"
   timeout 600 make -j2 >"$WORK/make.log" 2>&1 || say "make failed; applying migrations/*.sql with psql"
 fi
-if [[ -x build/sluice ]] &&
-  SLUICE_DATABASE_URL=$BENCH_URL timeout 120 build/sluice migrate >"$WORK/migrate.log" 2>&1; then
-  say "migrated with build/sluice migrate"
+if [[ -x $BIN ]] &&
+  SLUICE_DATABASE_URL=$BENCH_URL timeout 120 "$BIN" migrate >"$WORK/migrate.log" 2>&1; then
+  say "migrated with $BIN migrate"
 else
-  if [[ -x build/sluice ]]; then
+  if [[ -x $BIN ]]; then
     cat "$WORK/migrate.log" >&2
     say "sluice migrate failed; applying migrations/*.sql with psql"
   fi
   for f in migrations/*.sql; do
     psql_bench -f "$f" >/dev/null || die "applying $f failed"
   done
+  # The partition `sluice migrate` creates (server/partitions.c, the default width).
+  psql_bench -c "CREATE TABLE events_p1 (LIKE events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)" \
+    -c "ALTER TABLE events ATTACH PARTITION events_p1 FOR VALUES FROM (1) TO (10000001)" >/dev/null
 fi
-psql_bench -c "ALTER TABLE events SET (autovacuum_enabled = off, toast.autovacuum_enabled = off)"
+# Autovacuum off where the rows are (a partitioned table has no storage of its own).
+psql_bench >/dev/null <<'SQL'
+DO $$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT relid FROM pg_partition_tree('public.events') WHERE isleaf
+           UNION ALL SELECT 'public.event_ids'::regclass LOOP
+    EXECUTE format('ALTER TABLE %s SET (autovacuum_enabled = off, toast.autovacuum_enabled = off)', r.relid);
+  END LOOP;
+END
+$$;
+SQL
 
-# The secondary indexes of the migrated `events`, in the order of the question, then any the
-# migrations add later: name, the constraint it backs ('' for a plain index), its definition.
+# The indexes an event's insert pays for besides `events`' primary key: the secondary indexes
+# of the migrated `events` and every index of event_ids (its primary key events_tenant_id, the
+# idempotency key, included), in the order of the question, then any the migrations add later:
+# name, its table, the constraint it backs ('' for a plain index), its definition.
 declare -a IDX=()
-declare -A IDX_CONSTRAINT=() IDX_DEF=()
-while IFS=$'\x1f' read -r name con def; do
+declare -A IDX_TABLE=() IDX_CONSTRAINT=() IDX_DEF=()
+while IFS=$'\x1f' read -r name table con def; do
   IDX+=("$name")
+  IDX_TABLE[$name]=$table
   IDX_CONSTRAINT[$name]=$con
   IDX_DEF[$name]=$def
 done < <(psql_bench -A -t -F $'\x1f' <<'SQL'
-SELECT i.relname, coalesce(c.conname, ''), coalesce(pg_get_constraintdef(c.oid), pg_get_indexdef(i.oid))
+SELECT i.relname, t.relname, coalesce(c.conname, ''), coalesce(pg_get_constraintdef(c.oid), pg_get_indexdef(i.oid))
   FROM pg_index x
   JOIN pg_class i ON i.oid = x.indexrelid
+  JOIN pg_class t ON t.oid = x.indrelid
   LEFT JOIN pg_constraint c ON c.conindid = i.oid AND c.conrelid = x.indrelid
- WHERE x.indrelid = 'public.events'::regclass AND NOT x.indisprimary
+ WHERE x.indrelid = 'public.event_ids'::regclass
+    OR (x.indrelid = 'public.events'::regclass AND NOT x.indisprimary)
  ORDER BY array_position(ARRAY['events_tenant_position', 'events_tenant_stream', 'events_tenant_type',
                                'events_tenant_correlation', 'events_tenant_user', 'events_time',
-                               'events_tenant_key_version', 'events_tenant_id'], i.relname::text),
+                               'events_tenant_key_position', 'events_tenant_id', 'event_ids_position'],
+                         i.relname::text),
           i.relname
 SQL
 )
 ((${#IDX[@]} > 0)) || die "events has no secondary index: did the migrations run?"
-((${#IDX[@]} <= 14)) || die "more than 14 secondary indexes: part 2 runs one connection per table, at most 16"
+((${#IDX[@]} <= 14)) || die "more than 14 indexes: part 2 runs one connection per schema, at most 16"
 say "secondary indexes: ${IDX[*]}"
 PKEY=$(psql_bench -A -t -c "SELECT pg_get_constraintdef(oid) FROM pg_constraint
                              WHERE conrelid = 'public.events'::regclass AND contype = 'p'")
@@ -204,25 +232,35 @@ declare -A SERVES=(
   [events_tenant_correlation]="?correlation_id="
   [events_tenant_user]="?user_id= (partial: user_id set)"
   [events_time]="?since= / ?until= (BRIN)"
-  [events_tenant_key_version]="?key=, expected versions (partial: keyed)"
-  [events_tenant_id]="idempotent ids, GET /v1/events/{id}"
+  [events_tenant_key_position]="?key=, a key's newest version (partial: keyed)"
+  [events_tenant_id]="event_ids PK: idempotent ids, GET /v1/events/{id}"
+  [event_ids_position]="event_ids: a dropped partition's ids (BRIN)"
 )
 
-# make_table SCHEMA DROPPED...: SCHEMA.events, the migrated table without the DROPPED indexes.
+# make_table SCHEMA DROPPED...: SCHEMA.events (partitioned, one partition SCHEMA.events_p1
+# [1, 10000001) as `sluice migrate` creates) and SCHEMA.event_ids, the migrated pair without
+# the DROPPED indexes.
 make_table() {
-  local s=$1 name d keep
+  local s=$1 name d keep def
   shift
-  local sql="CREATE SCHEMA $s; CREATE TABLE $s.events (LIKE public.events INCLUDING DEFAULTS
-             INCLUDING CONSTRAINTS INCLUDING STORAGE, PRIMARY KEY ${PKEY#PRIMARY KEY })
-             WITH (autovacuum_enabled = off, toast.autovacuum_enabled = off);"
+  local av="WITH (autovacuum_enabled = off, toast.autovacuum_enabled = off)"
+  local sql="CREATE SCHEMA $s;
+    CREATE TABLE $s.events (LIKE public.events INCLUDING DEFAULTS INCLUDING CONSTRAINTS
+      INCLUDING STORAGE, PRIMARY KEY ${PKEY#PRIMARY KEY }) PARTITION BY RANGE (position);
+    CREATE TABLE $s.events_p1 (LIKE $s.events INCLUDING DEFAULTS INCLUDING CONSTRAINTS
+      INCLUDING STORAGE) $av;
+    ALTER TABLE $s.events ATTACH PARTITION $s.events_p1 FOR VALUES FROM (1) TO (10000001);
+    CREATE TABLE $s.event_ids (LIKE public.event_ids INCLUDING DEFAULTS INCLUDING CONSTRAINTS
+      INCLUDING STORAGE) $av;"
   for name in "${IDX[@]}"; do
     keep=1
     for d in "$@"; do [[ $d == "$name" ]] && keep=0; done
     ((keep)) || continue
     if [[ -n ${IDX_CONSTRAINT[$name]} ]]; then
-      sql+="ALTER TABLE $s.events ADD CONSTRAINT ${IDX_CONSTRAINT[$name]} ${IDX_DEF[$name]};"
-    else
-      sql+="${IDX_DEF[$name]/ ON public.events / ON $s.events };"
+      sql+="ALTER TABLE $s.${IDX_TABLE[$name]} ADD CONSTRAINT ${IDX_CONSTRAINT[$name]} ${IDX_DEF[$name]};"
+    else # "ON ONLY public.events" (a partitioned index) or "ON public.event_ids"
+      def=${IDX_DEF[$name]/ ON ONLY public./ ON public.}
+      sql+="${def/ ON public.${IDX_TABLE[$name]} / ON $s.${IDX_TABLE[$name]} };"
     fi
   done
   psql_bench -c "$sql" >/dev/null
@@ -251,12 +289,14 @@ run_bench() {
   bench_pid=""
 }
 
-# check_table TABLE ROWS: every row stored, positions 1..ROWS without a gap.
+# check_table TABLE ROWS: every row stored, positions 1..ROWS without a gap, and as many rows
+# in the schema's event_ids.
 check_table() {
   local got
   got=$(psql_bench -A -t -c "SELECT count(*) || ' ' || coalesce(max(position), 0) || ' ' ||
-                                    count(DISTINCT id) FROM $1")
-  [[ $got == "$2 $2 $2" ]] || die "$1: stored rows (count, max position, ids) = $got, expected $2"
+                                    count(DISTINCT id) || ' ' || (SELECT count(*) FROM ${1%.events}.event_ids)
+                               FROM $1")
+  [[ $got == "$2 $2 $2 $2" ]] || die "$1: stored rows (count, max position, ids, event_ids) = $got, expected $2"
 }
 
 # record PART LABEL CLIENTS REP LINE: one result (a RESULT line of insert_bench) into $RESULTS.
@@ -271,7 +311,7 @@ record() {
 # alone METHOD CLIENTS REP [BATCHES]: one run of one method into the empty public.events.
 alone() {
   local batches=${4:-$BATCHES} line
-  psql_bench -c "TRUNCATE public.events" >/dev/null
+  psql_bench -c "TRUNCATE public.events, public.event_ids" >/dev/null
   run_bench --method "$1" --clients "$2" --batches "$batches"
   line=$(grep '^RESULT ' "$WORK/run.out") || die "insert_bench printed no RESULT line"
   check_table public.events $((batches * ROWS))
@@ -293,7 +333,7 @@ side_by_side() {
     local t=${spec%%:*}
     if [[ -z ${seen[$t]:-} ]]; then
       seen[$t]=1
-      tables+="${tables:+, }$t"
+      tables+="${tables:+, }$t, ${t%.events}.event_ids"
     fi
   done
   psql_bench -c "TRUNCATE $tables" >/dev/null
@@ -362,7 +402,7 @@ if [[ $parts != indexes ]]; then
 fi
 
 if [[ $parts != methods ]]; then
-  say "2. creating $((${#IDX[@]} + 2)) copies of events (every index, each one dropped, none)"
+  say "2. creating $((${#IDX[@]} + 2)) copies of events and event_ids (every index, each one dropped, none)"
   specs=("ix_all.events:insert:all")
   make_table ix_all
   n=0
@@ -373,7 +413,7 @@ if [[ $parts != methods ]]; then
   done
   make_table ix_none "${IDX[@]}"
   specs+=("ix_none.events:insert:none")
-  say "2. indexes: the insert method, ${#specs[@]} tables side by side, $RUNS runs of $IBATCHES batches each"
+  say "2. indexes: the insert method, ${#specs[@]} schemas side by side, $RUNS runs of $IBATCHES batches each"
   for ((rep = 1; rep <= RUNS; rep++)); do
     side_by_side 2 "$rep" "$IBATCHES" "${specs[@]}"
   done
@@ -390,8 +430,8 @@ echo
 src=$(grep -o 'cpu_source=[a-z]*' "$WORK/run.out" | head -n1 | cut -d= -f2)
 echo "bench/insert — PostgreSQL ${pgver%% *} (synchronous_commit=$sc, shared_buffers=$sb), $(nproc) cores,"
 echo "load average $(cut -d' ' -f1-3 /proc/loadavg) at the end. $ROWS rows a batch, one transaction each"
-echo "(advisory lock, head, rows, NOTIFY, COMMIT). Medians of $RUNS runs. CPU = utime+stime in µs per"
-echo "stored row, read from /proc/<pid>/$src: 'pg backends' = this benchmark's connections; 'pg other' ="
+echo "(advisory lock, head, rows, NOTIFY, COMMIT); a row = an event: its row in events and in event_ids."
+echo "Medians of $RUNS runs. CPU = utime+stime in µs per stored row, read from /proc/<pid>/$src: 'pg backends' = this benchmark's connections; 'pg other' ="
 echo "postmaster, checkpointer, bgwriter, walwriter, launchers (shared with any other session on the"
 echo "cluster); 'client' = insert_bench."
 
@@ -438,8 +478,8 @@ fi
 
 if [[ $parts != methods ]]; then
   echo
-  echo "2. what each index costs: INSERT, ${#specs[@]} tables side by side, $IBATCHES batches = $((IBATCHES * ROWS)) rows each a run"
-  printf '%-34s %-49s %8s %11s %6s %11s\n' "events table" "serves" "rows/s*" "pg backends" "saved" "runs"
+  echo "2. what each index costs: INSERT, ${#specs[@]} schemas side by side, $IBATCHES batches = $((IBATCHES * ROWS)) events each a run"
+  printf '%-34s %-49s %8s %11s %6s %11s\n' "events + event_ids" "serves" "rows/s*" "pg backends" "saved" "runs"
   row() { # row LABEL SERVES KEY
     local saved="" range=""
     if [[ $3 != all ]]; then
@@ -451,16 +491,16 @@ if [[ $parts != methods ]]; then
   }
   row "every index (as migrated)" "" all
   for name in "${IDX[@]}"; do row "without $name" "${SERVES[$name]:-}" "$name"; done
-  row "primary key (position) only" "" none
+  row "events' primary key only" "(event_ids with no index)" none
   echo "saved = PostgreSQL backend CPU µs per inserted row that dropping the index saves: the median of"
   echo "the per-run differences from 'every index'; runs = the lowest..highest of them (a saving inside"
   echo "the spread is not resolved on this machine: BENCH_INSERT_RUNS=5 narrows it). The rows carry no"
-  echo "key, so events_tenant_key_version (WHERE key IS NOT NULL) is never written here."
+  echo "key, so events_tenant_key_position (WHERE key IS NOT NULL) is never written here."
   echo "* rows/s while that table's batches ran."
   sum=0
   for name in "${IDX[@]}"; do sum=$(awk -v a="$sum" -v b="$(pmed 2 all "$name" 6)" 'BEGIN { print a + b }'); done
   awk -v s="$sum" -v all="$(pmed 2 all none 6)" -v b="$(med 2 all 1 6)" 'BEGIN {
-    printf "The secondary indexes together: %.1f µs of %.1f (%.0f%%); the sum of the single savings: %.1f.\n",
+    printf "Those indexes together (events' secondary ones, event_ids'): %.1f µs of %.1f (%.0f%%); the sum of the single savings: %.1f.\n",
            all, b, all / b * 100, s }'
 fi
 if [[ -s $WORK/totals.txt ]]; then

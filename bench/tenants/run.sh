@@ -20,7 +20,8 @@
 # the target is missed.
 #
 # The hog's history is inserted straight into `events` (generate_series, ~300-byte data) after
-# `sluice migrate`, one `hog.mark` event in every 1,000 (how hog.js knows a catch-up is done);
+# `sluice migrate`, each id into event_ids in the same statement as the appender does, one
+# `hog.mark` event in every 1,000 (how hog.js knows a catch-up is done);
 # the Redis relay's checkpoint is set to the head first, so the relay does not re-publish it.
 # Servers: SLUICE_DATABASE_URL / SLUICE_REDIS_URL when set, else the private ones of
 # scripts/services.sh (bench/lib.sh). A fresh database bench_tenants_<pid> and the Redis prefix
@@ -63,6 +64,7 @@ bench_migrate
 
 say "inserting the hog's history: $HIST events ($MARKS marks)"
 psql_bench <<SQL
+WITH e AS (
 INSERT INTO events (position, id, tenant_id, stream, key, version, type, schema_version,
                     correlation_id, causation_id, user_id, source, data, metadata, time, content_hash)
 SELECT p, id, 'hog', 'hog.events', NULL, NULL, CASE WHEN p % 1000 = 0 THEN 'hog.mark' ELSE 'hog.bulk' END,
@@ -70,8 +72,10 @@ SELECT p, id, 'hog', 'hog.events', NULL, NULL, CASE WHEN p % 1000 = 0 THEN 'hog.
        jsonb_build_object('n', p, 'note', 'history of the noisy tenant, kept long enough to read for a while',
                           'user_id', 'user_' || lpad((p % 1000)::text, 4, '0'), 'cost_usd', (p % 10000) / 10000.0),
        NULL, now() - (($HIST - p) * interval '1 millisecond'), lpad(to_hex(p), 64, '0')
-  FROM (SELECT p, '01J' || lpad(p::text, 23, '0') AS id FROM generate_series(1, $HIST) p) s;
-VACUUM (ANALYZE) events;
+  FROM (SELECT p, '01J' || lpad(p::text, 23, '0') AS id FROM generate_series(1, $HIST) p) s
+RETURNING tenant_id, id, position)
+INSERT INTO event_ids (tenant_id, id, position) SELECT tenant_id, id, position FROM e;
+VACUUM (ANALYZE) events, event_ids;
 SQL
 redis_cli SET "${PREFIX}relay:position" "$HIST" >/dev/null
 
