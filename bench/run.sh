@@ -339,7 +339,7 @@ SELECT p, 'pgb-' || p, 'default', 'contextual.events', NULL, NULL, 'file.uploade
 EOF
 }
 INSERT_HEAD="WITH e AS (INSERT INTO events (position, id, tenant_id, stream, key, version, type, schema_version, correlation_id, causation_id, user_id, source, data, metadata, time, content_hash)"
-INSERT_TAIL="RETURNING tenant_id, id, position) INSERT INTO event_ids (tenant_id, id, position) SELECT tenant_id, id, position FROM e;"
+INSERT_TAIL="RETURNING tenant_id, id, position, stream, key, version), i AS (INSERT INTO event_ids (tenant_id, id, position) SELECT tenant_id, id, position FROM e) INSERT INTO key_heads (tenant_id, stream, key, version) SELECT tenant_id, stream, key, max(version) FROM e WHERE key IS NOT NULL GROUP BY tenant_id, stream, key ON CONFLICT (tenant_id, stream, key) DO UPDATE SET version = GREATEST(key_heads.version, EXCLUDED.version);"
 # pgbench scripts end a command at the newline: one line each.
 {
   echo -n "$INSERT_HEAD "
@@ -353,8 +353,8 @@ INSERT_TAIL="RETURNING tenant_id, id, position) INSERT INTO event_ids (tenant_id
 } >"$WORK/batch.sql"
 
 reset_events() { # empty the log and its ids between runs; a checkpoint so the next run starts even
-  psql_bench -c "TRUNCATE events, event_ids" -c "CHECKPOINT" >/dev/null 2>&1 ||
-    psql_bench -c "TRUNCATE events, event_ids" >/dev/null
+  psql_bench -c "TRUNCATE events, event_ids, key_heads" -c "CHECKPOINT" >/dev/null 2>&1 ||
+    psql_bench -c "TRUNCATE events, event_ids, key_heads" >/dev/null
 }
 checkpoint() { psql_admin -c "CHECKPOINT" >/dev/null 2>&1 || true; }
 
@@ -489,7 +489,7 @@ if want sluice; then
     $(pkg-config --cflags --libs hiredis) || die "could not build bench/relay_lag.c"
 
   bench_start_sluice SLUICE_REDIS_MAXLEN=100000 SLUICE_ACCESS_LOG=off
-  psql_bench -c "TRUNCATE events, event_ids" >/dev/null
+  psql_bench -c "TRUNCATE events, event_ids, key_heads" >/dev/null
 
   probe "$BASE" "$TOKEN" "probe-sluice-$$"
   acked=1
@@ -539,7 +539,7 @@ if want sluice; then
   stored=$(psql_bench -A -t -c "SELECT count(*) FROM events")
   if ((stored >= acked)); then durable=PASS; else durable=FAIL; fi
   # The Node runs start from an idle cluster: no autovacuum of these rows meanwhile.
-  psql_bench -c "TRUNCATE events, event_ids" >/dev/null
+  psql_bench -c "TRUNCATE events, event_ids, key_heads" >/dev/null
 fi
 
 node_stored="" node_acked=""

@@ -308,37 +308,62 @@ size_t appender_decide_request(batch_ctx *b, append_req *r, long long *head, con
 /* A commit is at most two pipelines (db_pipeline: one round trip each), every value a
  * text parameter, so PostgreSQL parses each event's `data` once, by jsonb's input:
  *   1. (only when client ids or keys need deciding) BEGIN; the event-log lock; the head;
- *      the stored rows of the client ids; the current version of each key.
+ *      the positions of the client ids already stored; the current version of each key
+ *      (then, only if a client id was stored already, its event: read_stored_ids).
  *   2. the INSERTs (prepared, up to INSERT_CHUNK rows each); NOTIFY; COMMIT. Without
  *      step 1 it opens with BEGIN, the lock and the head itself, and each INSERT adds its
- *      rows' 1-based positions to the head it reads (earlier chunks already inserted). */
+ *      rows' batch positions (1…) to that head.
+ * Nothing here reads a partition of `events` older than the one holding the head this
+ * appender knew, so a commit's cost does not grow with the number of partitions. */
 #define INSERT_CHUNK 64
 #define INSERT_COLS 16 /* per row; one more parameter, the batch's time, ends the list */
 
 /* Each event's (tenant_id, id) goes to event_ids in the same statement: its primary key,
- * named events_tenant_id, is the idempotency key across the partitions of `events`. */
+ * named events_tenant_id, is the idempotency key across the partitions of `events`; and
+ * each key's newest version to key_heads, so a key's version is one primary-key probe,
+ * never a search through every partition. A relative INSERT's positions are 1… within the
+ * batch, added to the head its pipeline read under the lock (head_rel_sql keeps it in the
+ * transaction's setting sluice.head): the INSERT reads nothing of `events`. */
 static const char *const insert_head =
-    "WITH e AS (INSERT INTO events (position, id, tenant_id, stream, key, version, type, schema_version, "
-    "correlation_id, causation_id, user_id, source, data, metadata, time, content_hash, "
-    "occurred_at) SELECT ";
+    "WITH e AS (INSERT INTO events (position, id, tenant_id, stream, key, version, type, "
+    "schema_version, correlation_id, causation_id, user_id, source, data, metadata, time, "
+    "content_hash, occurred_at) SELECT ";
+static const char *const insert_tail =
+    " RETURNING tenant_id, id, position, stream, key, version), "
+    "i AS (INSERT INTO event_ids (tenant_id, id, position) SELECT tenant_id, id, position "
+    "FROM e) "
+    "INSERT INTO key_heads (tenant_id, stream, key, version) SELECT tenant_id, stream, key, "
+    "max(version) FROM e WHERE key IS NOT NULL GROUP BY tenant_id, stream, key "
+    "ON CONFLICT (tenant_id, stream, key) DO UPDATE SET version = "
+    "GREATEST(key_heads.version, EXCLUDED.version)";
 static const char *const insert_row =
     "($%d::bigint, $%d::text, $%d::text, $%d::text, $%d::text, $%d::bigint, $%d::text, "
     "$%d::integer, $%d::text, $%d::text, $%d::text, $%d::text, $%d::jsonb, $%d::jsonb, $%d::text, "
     "$%d::timestamptz)";
+/* Client ids already stored: their positions (event_ids), then, for the rare re-send, what
+ * the stored event says (details_sql, a second round trip, reading only the partitions of
+ * those positions). */
 static const char *const ids_sql =
-    "SELECT x.t, x.id, e.position, e.stream, e.key, e.version, "
-    "to_char(e.time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), e.content_hash "
-    "FROM unnest($1::text[], $2::text[]) AS x(t, id) JOIN event_ids i ON i.tenant_id = x.t AND "
-    "i.id = x.id JOIN events e ON e.position = i.position";
-/* A key's version: its newest stored one (versions grow with positions, and by position
- * the newest partition that has the key answers), or what retention kept of expired ones. */
+    "SELECT x.t, x.id, i.position FROM unnest($1::text[], $2::text[]) AS x(t, id) "
+    "JOIN event_ids i ON i.tenant_id = x.t AND i.id = x.id";
+static const char *const details_sql =
+    "SELECT position, stream, key, version, "
+    "to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), content_hash "
+    "FROM events WHERE position = ANY($1::bigint[])";
+/* A key's version: its newest (key_heads holds every key's, and what retention kept of
+ * expired ones). */
 static const char *const keys_sql =
-    "SELECT x.t, x.s, x.k, GREATEST((SELECT e.version FROM events e WHERE e.tenant_id = x.t "
-    "AND e.stream = x.s AND e.key = x.k ORDER BY e.position DESC LIMIT 1), (SELECT h.version "
-    "FROM key_heads h WHERE h.tenant_id = x.t AND h.stream = x.s AND h.key = x.k)) "
-    "FROM unnest($1::text[], $2::text[], $3::text[]) AS x(t, s, k)";
+    "SELECT x.t, x.s, x.k, h.version FROM unnest($1::text[], $2::text[], $3::text[]) AS "
+    "x(t, s, k) LEFT JOIN key_heads h ON h.tenant_id = x.t AND h.stream = x.s AND h.key = x.k";
 static const char *const lock_sql = "SELECT pg_advisory_xact_lock(" LOCK_EVENT_LOG ")";
-static const char *const head_sql = "SELECT coalesce(max(position), 0) FROM events";
+/* The head. $1 is the head this appender last knew, never above the true one (positions
+ * only grow, and the newest event is never deleted), so only the partitions from it on are
+ * read; an unnamed statement is planned with $1's value, so the others are never opened. */
+static const char *const head_sql =
+    "SELECT coalesce(max(position), 0) FROM events WHERE position >= $1::bigint";
+static const char *const head_rel_sql =
+    "SELECT set_config('sluice.head', coalesce(max(position), 0)::text, true) FROM events "
+    "WHERE position >= $1::bigint";
 
 /* Which INSERT statements are prepared on `conn` ([relative][rows]); reset on reconnect. */
 static bool prepared[2][INSERT_CHUNK + 1];
@@ -349,7 +374,7 @@ static char *insert_sql(bool relative, int rows)
     buf b;
     buf_init(&b);
     buf_puts(&b, insert_head);
-    buf_puts(&b, relative ? "(SELECT coalesce(max(position), 0) FROM events) + v.p" : "v.p");
+    buf_puts(&b, relative ? "current_setting('sluice.head')::bigint + v.p" : "v.p");
     buf_printf(&b,
                ", v.id, v.t, v.s, v.k, v.v, v.ty, v.sv, v.c, v.ca, v.u, v.so, v.d, v.m, "
                "$%d::timestamptz, v.h, v.oc FROM (VALUES ",
@@ -360,9 +385,8 @@ static char *insert_sql(bool relative, int rows)
         buf_printf(&b, insert_row, o + 1, o + 2, o + 3, o + 4, o + 5, o + 6, o + 7, o + 8, o + 9,
                    o + 10, o + 11, o + 12, o + 13, o + 14, o + 15, o + 16);
     }
-    buf_puts(&b, ") AS v(p, id, t, s, k, v, ty, sv, c, ca, u, so, d, m, h, oc) RETURNING tenant_id, "
-                 "id, position) INSERT INTO event_ids (tenant_id, id, position) SELECT tenant_id, "
-                 "id, position FROM e");
+    buf_puts(&b, ") AS v(p, id, t, s, k, v, ty, sv, c, ca, u, so, d, m, h, oc)");
+    buf_puts(&b, insert_tail);
     return buf_steal(&b, NULL);
 }
 
@@ -421,6 +445,44 @@ typedef enum {
                                  outran the leader): the caller adds one and commits again */
 } commit_rc;
 
+/* Round trip 1b, for client ids that are stored already (a re-send: rare): what their
+ * events say, read from the partitions of their positions only. `ids` holds (tenant, id,
+ * position) rows. COMMIT_OK, COMMIT_LOST or COMMIT_FAILED. */
+static commit_rc read_stored_ids(const PGresult *ids, batch_ctx *b)
+{
+    buf positions;
+    array_open(&positions);
+    for (int row = 0; row < PQntuples(ids); row++) {
+        if (positions.len > 1) buf_append(&positions, ",", 1);
+        buf_puts(&positions, PQgetvalue(ids, row, 2));
+    }
+    const char *v[] = {array_close(&positions)};
+    PGresult *q = db_exec(&conn, details_sql, 1, v, cfg->store_timeout_ms);
+    buf_dispose(&positions);
+    commit_rc rc = !q ? COMMIT_LOST : db_ok(q) ? COMMIT_OK : COMMIT_FAILED;
+    if (rc == COMMIT_FAILED) db_log_error("appender", "reading stored ids failed", q);
+    for (int row = 0; rc == COMMIT_OK && row < PQntuples(ids); row++) {
+        const char *pos = PQgetvalue(ids, row, 2);
+        int at = -1;
+        for (int k = 0; k < PQntuples(q) && at < 0; k++)
+            if (strcmp(PQgetvalue(q, k, 0), pos) == 0) at = k;
+        if (at < 0) continue; /* its partition is being dropped: the id is new again */
+        id_state *st = appender_new_id_state(b);
+        st->valid = true;
+        st->position = strtoll(pos, NULL, 10);
+        st->stream = xstrdup(PQgetvalue(q, at, 1));
+        st->key = PQgetisnull(q, at, 2) ? NULL : xstrdup(PQgetvalue(q, at, 2));
+        st->version = PQgetisnull(q, at, 3) ? 0 : strtoll(PQgetvalue(q, at, 3), NULL, 10);
+        snprintf(st->time, sizeof st->time, "%s", PQgetvalue(q, at, 4));
+        snprintf(st->hash, sizeof st->hash, "%s", PQgetvalue(q, at, 5));
+        char mk[MAP_KEY_MAX];
+        strmap_put(&b->ids, appender_id_map_key(mk, PQgetvalue(ids, row, 0), PQgetvalue(ids, row, 1)),
+                   st);
+    }
+    PQclear(q);
+    return rc;
+}
+
 /* Round trip 1. Fills head, id and key states. COMMIT_OK, COMMIT_LOST or COMMIT_FAILED. */
 static commit_rc read_state(append_req **reqs, size_t n_reqs, batch_ctx *b, long long *head)
 {
@@ -447,7 +509,11 @@ static commit_rc read_state(append_req **reqs, size_t n_reqs, batch_ctx *b, long
     }
     const char *idv[] = {array_close(&ids_t), array_close(&ids_id)};
     const char *keyv[] = {array_close(&keys_t), array_close(&keys_s), array_close(&keys_k)};
-    db_step steps[5] = {{.sql = "BEGIN"}, {.sql = lock_sql}, {.sql = head_sql}};
+    char known[24];
+    fmt_lld(known, atomic_load(&head_position));
+    const char *headv[] = {known};
+    db_step steps[5] = {
+        {.sql = "BEGIN"}, {.sql = lock_sql}, {.sql = head_sql, .nparams = 1, .vals = headv}};
     int n = 3, at_ids = -1, at_keys = -1;
     if (n_ids) at_ids = n, steps[n++] = (db_step){.sql = ids_sql, .nparams = 2, .vals = idv};
     if (n_keys) at_keys = n, steps[n++] = (db_step){.sql = keys_sql, .nparams = 3, .vals = keyv};
@@ -457,20 +523,8 @@ static commit_rc read_state(append_req **reqs, size_t n_reqs, batch_ctx *b, long
                    : all_ok(res, got, "reading the log state failed") ? COMMIT_OK
                                                                       : COMMIT_FAILED;
     if (rc == COMMIT_OK) *head = strtoll(PQgetvalue(res[2], 0, 0), NULL, 10);
-    for (int row = 0; rc == COMMIT_OK && at_ids >= 0 && row < PQntuples(res[at_ids]); row++) {
-        PGresult *q = res[at_ids];
-        id_state *st = appender_new_id_state(b);
-        st->valid = true;
-        st->position = strtoll(PQgetvalue(q, row, 2), NULL, 10);
-        st->stream = xstrdup(PQgetvalue(q, row, 3));
-        st->key = PQgetisnull(q, row, 4) ? NULL : xstrdup(PQgetvalue(q, row, 4));
-        st->version = PQgetisnull(q, row, 5) ? 0 : strtoll(PQgetvalue(q, row, 5), NULL, 10);
-        snprintf(st->time, sizeof st->time, "%s", PQgetvalue(q, row, 6));
-        snprintf(st->hash, sizeof st->hash, "%s", PQgetvalue(q, row, 7));
-        char mk[MAP_KEY_MAX];
-        strmap_put(&b->ids, appender_id_map_key(mk, PQgetvalue(q, row, 0), PQgetvalue(q, row, 1)),
-                   st);
-    }
+    if (rc == COMMIT_OK && at_ids >= 0 && PQntuples(res[at_ids]) > 0)
+        rc = read_stored_ids(res[at_ids], b);
     for (int row = 0; rc == COMMIT_OK && at_keys >= 0 && row < PQntuples(res[at_keys]); row++) {
         PGresult *q = res[at_keys];
         char mk[MAP_KEY_MAX];
@@ -494,7 +548,7 @@ typedef struct row_nums {
 } row_nums;
 
 /* Fills one row's parameters. `p` is the position to send (absolute, or 1-based within
- * its chunk for a relative INSERT). */
+ * the batch for a relative INSERT). */
 static void row_params(const incoming_event *ev, long long p, row_nums *nums, const char **v)
 {
     fmt_lld(nums->p, p);
@@ -546,11 +600,14 @@ static commit_rc write_events(append_req **reqs, size_t n_reqs, size_t stored, c
     char **sqls = xcalloc(chunks + 1, sizeof *sqls);
     char names[INSERT_CHUNK + 1][2][16];
     int n = 0, at_head = -1;
+    char known[24];
+    fmt_lld(known, atomic_load(&head_position));
+    const char *headv[] = {known};
     if (relative) {
         steps[n++] = (db_step){.sql = "BEGIN"};
         steps[n++] = (db_step){.sql = lock_sql};
         at_head = n;
-        steps[n++] = (db_step){.sql = head_sql};
+        steps[n++] = (db_step){.sql = head_rel_sql, .nparams = 1, .vals = headv};
     }
     size_t k = 0, in_chunk = 0, chunk = 0;
     const char **v = vals;
@@ -558,7 +615,7 @@ static commit_rc write_events(append_req **reqs, size_t n_reqs, size_t stored, c
         for (size_t i = 0; i < reqs[r]->n; i++) {
             incoming_event *ev = &reqs[r]->events[i];
             if (ev->outcome != EV_STORED) continue;
-            row_params(ev, relative ? (long long)in_chunk + 1 : ev->position, &nums[k], v);
+            row_params(ev, ev->position, &nums[k], v);
             v += INSERT_COLS;
             k++;
             in_chunk++;

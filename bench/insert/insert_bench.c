@@ -14,14 +14,16 @@
  *
  *   insert   one libpq pipeline (one round trip), exactly the appender's fast path:
  *              BEGIN; SELECT pg_advisory_xact_lock(7341263002);
- *              SELECT coalesce(max(position), 0) FROM events;
+ *              SELECT set_config('sluice.head', coalesce(max(position), 0)::text, true)
+ *                FROM events WHERE position >= <the head it last knew>;
  *              EXECUTE the prepared multi-row statement of 64 rows, then of the rest (36),
- *                each `WITH e AS (INSERT INTO events (...) SELECT (SELECT
- *                coalesce(max(position), 0) FROM events) + v.p, ..., $1025::timestamptz, v.h,
+ *                each `WITH e AS (INSERT INTO events (...) SELECT
+ *                current_setting('sluice.head')::bigint + v.p, ..., $1025::timestamptz, v.h,
  *                v.oc FROM (VALUES ($1::bigint, $2::text, ...), ...) AS v(...) RETURNING
- *                tenant_id, id, position) INSERT INTO event_ids (tenant_id, id, position)
- *                SELECT tenant_id, id, position FROM e`, 16 text parameters a row and the
- *                batch time last (server/appender.c insert_sql, row_params);
+ *                tenant_id, id, position, stream, key, version), i AS (INSERT INTO event_ids
+ *                ... FROM e) INSERT INTO key_heads ... FROM e WHERE key IS NOT NULL ...`, 16
+ *                text parameters a row (v.p: 1… within the batch) and the batch time last
+ *                (server/appender.c insert_sql, row_params);
  *              NOTIFY sluice_events, '...'; COMMIT.
  *   copy     BEGIN; lock; head (one round trip, one simple-protocol string), then COPY events
  *            (...) FROM STDIN in text format with the absolute positions head+1.. (COPY cannot
@@ -93,6 +95,10 @@
 #define MAX_ROWS 5000
 #define LOCK_SQL "SELECT pg_advisory_xact_lock(7341263002)"
 #define HEAD_SQL "SELECT coalesce(max(position), 0) FROM events"
+/* The appender's fast-path head: from the head it last knew on, kept in sluice.head. */
+#define HEAD_REL_SQL                                                                               \
+    "SELECT set_config('sluice.head', coalesce(max(position), 0)::text, true) FROM events "    \
+    "WHERE position >= $1::bigint"
 #define NOTIFY_SQL "NOTIFY sluice_events, 'bench-insert'"
 #define COPY_COLS                                                                                \
     "(position, id, tenant_id, stream, key, version, type, schema_version, correlation_id, " \
@@ -289,8 +295,8 @@ static char *insert_sql(int rows)
     char tmp[512];
     put_s(&b, "WITH e AS (INSERT INTO events (position, id, tenant_id, stream, key, version, "
               "type, schema_version, correlation_id, causation_id, user_id, source, data, "
-              "metadata, time, content_hash, occurred_at) SELECT (SELECT coalesce(max(position), "
-              "0) FROM events) + v.p, v.id, v.t, v.s, v.k, v.v, v.ty, v.sv, v.c, v.ca, v.u, "
+              "metadata, time, content_hash, occurred_at) SELECT current_setting('sluice.head')::"
+              "bigint + v.p, v.id, v.t, v.s, v.k, v.v, v.ty, v.sv, v.c, v.ca, v.u, "
               "v.so, v.d, v.m, ");
     snprintf(tmp, sizeof tmp, "$%d::timestamptz, v.h, v.oc FROM (VALUES ", rows * COLS + 1);
     put_s(&b, tmp);
@@ -305,8 +311,11 @@ static char *insert_sql(int rows)
         put_s(&b, tmp);
     }
     put_s(&b, ") AS v(p, id, t, s, k, v, ty, sv, c, ca, u, so, d, m, h, oc) RETURNING tenant_id, "
-              "id, position) INSERT INTO event_ids (tenant_id, id, position) SELECT tenant_id, "
-              "id, position FROM e");
+              "id, position, stream, key, version), i AS (INSERT INTO event_ids (tenant_id, id, "
+              "position) SELECT tenant_id, id, position FROM e) INSERT INTO key_heads (tenant_id, "
+              "stream, key, version) SELECT tenant_id, stream, key, max(version) FROM e WHERE key "
+              "IS NOT NULL GROUP BY tenant_id, stream, key ON CONFLICT (tenant_id, stream, key) DO "
+              "UPDATE SET version = GREATEST(key_heads.version, EXCLUDED.version)");
     put(&b, "", 1);
     return b.d;
 }
@@ -349,6 +358,7 @@ typedef struct client {
     PGconn *conn;
     int backend_pid;
     long long stored;
+    char known[24]; /* a head at most the true one (other clients append too): the head read's bound */
     double busy_s; /* --interleave: wall time spent in this connection's batches */
     uint64_t rng;
     row *rows;
@@ -357,7 +367,7 @@ typedef struct client {
     pthread_t thread;
 } client;
 
-static char pos_text[CHUNK + 1][8]; /* "1".."64": relative positions within a chunk */
+static char pos_text[MAX_ROWS + 1][8]; /* "1".."5000": positions within a batch */
 
 static void batch_insert(client *cl, row *rows, int n, const char *now, const char **vals)
 {
@@ -365,7 +375,7 @@ static void batch_insert(client *cl, row *rows, int n, const char *now, const ch
     if (!PQenterPipelineMode(c)) die("pipeline mode", c);
     if (!PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) ||
         !PQsendQueryParams(c, LOCK_SQL, 0, NULL, NULL, NULL, NULL, 0) ||
-        !PQsendQueryParams(c, HEAD_SQL, 0, NULL, NULL, NULL, NULL, 0))
+        !PQsendQueryParams(c, HEAD_REL_SQL, 1, NULL, (const char *const[]){cl->known}, NULL, NULL, 0))
         die("send", c);
     int steps = 3;
     for (int at = 0; at < n; at += CHUNK) {
@@ -373,7 +383,7 @@ static void batch_insert(client *cl, row *rows, int n, const char *now, const ch
         const char **v = vals;
         for (int i = 0; i < rows_in; i++) {
             row *r = &rows[at + i];
-            v[0] = pos_text[i + 1];
+            v[0] = pos_text[at + i + 1];
             v[1] = r->id;
             v[2] = tenant;
             v[3] = stream;
@@ -414,6 +424,7 @@ static void batch_insert(client *cl, row *rows, int n, const char *now, const ch
     PQclear(r);
     if (!PQexitPipelineMode(c)) die("exit pipeline mode", c);
     cl->stored += n;
+    snprintf(cl->known, sizeof cl->known, "%lld", strtoll(cl->known, NULL, 10) + n);
 }
 
 /* One COPY ... FROM STDIN of the rows in `b`: two round trips (CopyInResponse, then the
@@ -785,7 +796,7 @@ int main(int argc, char **argv)
         die("bad arguments (--url is required; 1 <= clients <= 16, clients <= batches; "
             "rows <= 5000)",
             NULL);
-    for (int i = 1; i <= CHUNK; i++)
+    for (int i = 1; i <= MAX_ROWS; i++)
         snprintf(pos_text[i], sizeof pos_text[i], "%d", i);
 
     client *cls = calloc((size_t)n_clients, sizeof *cls);
@@ -793,6 +804,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < n_clients; i++) {
         client *cl = &cls[i];
         cl->index = i;
+        snprintf(cl->known, sizeof cl->known, "0");
         /* Threads share the batches; interleaved connections each write all of them. */
         cl->batches = interleave ? n_batches : n_batches / n_clients + (i < n_batches % n_clients);
         cl->schema = interleave ? schemas[i] : NULL;

@@ -29,7 +29,8 @@
 #      PARTITION … FOR VALUES FROM (lo) TO (lo + width)`, until the last ends more than a
 #      partition past S; then each chunk inserts into `events` and event_ids in one statement,
 #      as the appender does (WITH e AS (INSERT INTO events … RETURNING tenant_id, id,
-#      position) INSERT INTO event_ids …), so every index grows row by row as in production.
+#      position) INSERT INTO event_ids …, and each key's version into key_heads), so every
+#      index grows row by row as in production.
 #      The rows are a mixed workload: 4 tenants (half of the events in `default`), 6 streams,
 #      12 types, keyed streams `orders` and `users` (keys 'k<n>' with versions growing with
 #      position, ~21 versions per key at 10M), half the ids client UUIDs (random places in
@@ -306,8 +307,11 @@ SELECT p, id, t, s, k, CASE WHEN k IS NOT NULL THEN p / 480000 + 1 END, ty, 1,
                        to_timestamp($T0) + p * interval '100 milliseconds' AS tm
                   FROM generate_series($1::bigint, $2::bigint) p) g) r
   JOIN bench_load_data d ON d.i = r.p % 4096
-RETURNING tenant_id, id, position)
-INSERT INTO event_ids (tenant_id, id, position) SELECT tenant_id, id, position FROM e;
+RETURNING tenant_id, id, position, stream, key, version),
+i AS (INSERT INTO event_ids (tenant_id, id, position) SELECT tenant_id, id, position FROM e)
+INSERT INTO key_heads (tenant_id, stream, key, version)
+SELECT tenant_id, stream, key, max(version) FROM e WHERE key IS NOT NULL GROUP BY tenant_id, stream, key
+ON CONFLICT (tenant_id, stream, key) DO UPDATE SET version = GREATEST(key_heads.version, EXCLUDED.version);
 SQL
 }
 

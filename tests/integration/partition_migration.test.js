@@ -14,7 +14,8 @@
 //
 // Asserted afterwards:
 //   - every event is kept with identical content: per tenant, the count, sum and max of
-//     positions and an order-independent digest of every row's full text; key_heads as it was;
+//     positions and an order-independent digest of every row's full text; key_heads holds
+//     every key's current version (what it kept, or the newest stored);
 //   - `events` is partitioned; events_p0 holds [MINVALUE, 1000001) and all 1,000,000 events;
 //     the next partition [1000001, 2000001) exists before any event needs it;
 //   - event_ids holds exactly one row per event, matching (tenant_id, id, position);
@@ -144,6 +145,14 @@ function fingerprint() {
           FROM events e GROUP BY tenant_id) t`);
 }
 const keyHeads = () => sqlJson(`SELECT json_agg(k ORDER BY tenant_id, stream, key) FROM key_heads k`);
+// What key_heads must hold after 015: every key's current version — the greater of what it
+// kept (expired events) and the newest stored one.
+const keyHeadsDue = () => sqlJson(`SELECT json_agg(json_build_object('tenant_id', tenant_id,
+    'stream', stream, 'key', key, 'version', version) ORDER BY tenant_id, stream, key)
+  FROM (SELECT tenant_id, stream, key, max(version) AS version FROM (
+          SELECT tenant_id, stream, key, version FROM key_heads
+          UNION ALL SELECT tenant_id, stream, key, version FROM events WHERE key IS NOT NULL) x
+        GROUP BY tenant_id, stream, key) k`);
 const total = (fp, f) => Object.values(fp).reduce((a, t) => a + BigInt(t[f]), 0n);
 
 // An event as the API shows it, from the table.
@@ -184,7 +193,7 @@ before(async () => {
   t0 = Date.now();
   before_.fp = fingerprint();
   before_.fingerprintMs = Date.now() - t0;
-  before_.keyHeads = keyHeads();
+  before_.keyHeads = keyHeadsDue();
   before_.samples = apiEvent(`position IN (${SAMPLES})`);
   // The envelopes their producers sent (position → canonical text; null for a server id).
   before_.envs = sqlJson(`SELECT json_object_agg(position, env) FROM (${generated(`unnest(ARRAY[${SAMPLES}])`)}) x`);
@@ -235,7 +244,7 @@ test(`the conversion of ${EVENTS} events keeps every one, unchanged, and says ho
   assert.equal(total(after_, 'sum'), BigInt(EVENTS) * BigInt(EVENTS + 1) / 2n, 'positions 1..N, each once');
   assert.equal(Math.max(...Object.values(after_).map((tenant) => tenant.max)), EVENTS);
   assert.deepEqual(apiEvent(`position IN (${SAMPLES})`), before_.samples);
-  assert.deepEqual(keyHeads(), before_.keyHeads, 'key_heads as it was');
+  assert.deepEqual(keyHeads(), before_.keyHeads, "key_heads holds every key's current version");
 });
 
 test('events is partitioned: events_p0 holds the old table, the next partition exists ahead of need', () => {
