@@ -59,11 +59,17 @@ static long q_events;               /* {lock} events waiting */
 static bool stopping;               /* {lock} */
 static atomic_bool connected;       /* written by the appender thread */
 static atomic_llong head_position;  /* written by the appender thread */
+static atomic_llong last_commit_ms; /* written by the appender thread: time_mono_ms() */
 static PGconn *conn;                /* appender thread only */
 
 long long appender_head(void)
 {
     return atomic_load(&head_position);
+}
+
+long long appender_last_commit_ms(void)
+{
+    return atomic_load(&last_commit_ms);
 }
 
 bool appender_connected(void)
@@ -823,7 +829,10 @@ static commit_rc commit_batch(append_req **reqs, size_t n_reqs)
                 rc = pos < 0 ? COMMIT_UNKNOWN : COMMIT_LOST;
             }
         }
-        if (rc == COMMIT_OK && stored) atomic_store(&head_position, head);
+        if (rc == COMMIT_OK && stored) {
+            atomic_store(&head_position, head);
+            atomic_store(&last_commit_ms, time_mono_ms());
+        }
         if (rc == COMMIT_OK) metrics_batch((int)stored);
         if (rc == COMMIT_OK) hand_over(reqs, n_reqs, stored);
     }

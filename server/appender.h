@@ -50,5 +50,7 @@ void appender_stop(void);
 long long appender_head(void);
 /* Whether the appender's PostgreSQL connection is up. */
 bool appender_connected(void);
+/* When this appender last committed events (time_mono_ms), 0 before the first. */
+long long appender_last_commit_ms(void);
 
 #endif

@@ -157,6 +157,7 @@ static void drain(const sluice_config *cfg)
         usleep(20 * 1000);
     http_stop();
     tail_stop();
+    session_stop();
     registry_stop();
     reqschema_shutdown();
     auth_shutdown();

@@ -38,6 +38,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,6 +47,7 @@
 #define CATCHUP_TIMEOUT_MS 10000
 #define CATCHUP_STALL_MS 30000 /* a reader that takes no message for this long overflows */
 #define HISTORY_SHARE 2        /* history fills at most 1/HISTORY_SHARE of the queue */
+#define CATCHUP_NICE 10        /* catch-up threads' nice value (setpriority, per thread) */
 
 struct session_sub {
     hub_sub hs; /* hs.owner = this */
@@ -185,6 +188,50 @@ static void turn_give(void)
         turn_served_locked(t->tenant);
         pthread_cond_signal(&t->cv);
     }
+    pthread_mutex_unlock(&turn_lock);
+}
+
+/* Connections for catch-up reads, kept between turns ([0] the primary's, [1] the replica's).
+ * A catch-up holds one only while it holds a turn, so at most turns_max are in use at once
+ * and as many are kept idle: a catch-up never opens a connection of its own. Why: one per
+ * catch-up made every subscribe from a position cost PostgreSQL a new backend (a fork, its
+ * authentication, its exit); a tenant re-subscribing in a loop spent the machine on that. */
+#define IDLE_CONNS_MAX 64
+static PGconn *idle_conns[2][IDLE_CONNS_MAX]; /* {turn_lock} */
+static int idle_count[2];                     /* {turn_lock} */
+
+/* A connection for one turn's read (NULL: none could be opened). */
+static PGconn *conn_take(bool replica)
+{
+    PGconn *c = NULL;
+    pthread_mutex_lock(&turn_lock);
+    if (idle_count[replica]) c = idle_conns[replica][--idle_count[replica]];
+    pthread_mutex_unlock(&turn_lock);
+    if (c && !db_alive(c)) {
+        PQfinish(c);
+        c = NULL;
+    }
+    if (!c) c = replica ? reads_connect_replica("catchup") : db_connect(db_url, "catchup");
+    return c;
+}
+
+/* Gives a turn's connection back (NULL, after a failure: nothing to keep). */
+static void conn_give(PGconn *c, bool replica)
+{
+    if (!c) return;
+    pthread_mutex_lock(&turn_lock);
+    bool kept = idle_count[replica] < turns_max && idle_count[replica] < IDLE_CONNS_MAX;
+    if (kept) idle_conns[replica][idle_count[replica]++] = c;
+    pthread_mutex_unlock(&turn_lock);
+    if (!kept) PQfinish(c);
+}
+
+void session_stop(void)
+{
+    pthread_mutex_lock(&turn_lock);
+    for (int r = 0; r < 2; r++)
+        while (idle_count[r])
+            PQfinish(idle_conns[r][--idle_count[r]]);
     pthread_mutex_unlock(&turn_lock);
 }
 
@@ -401,34 +448,54 @@ bool session_push_history(session *s, const char *sub_id, stored_event *e,
     return ok;
 }
 
+/* While events are being published (a commit within the last YIELD_WINDOW_MS), a read turn
+ * is held idle after its read for as long as the read took: history reads then take at most
+ * half of each reader's time, and the CPU they leave goes to the publishes (their HTTP
+ * threads, the appender, its PostgreSQL backend). Catch-ups are background work that a
+ * subscriber waits for once; a publish is waited for by its producer every time. */
+#define YIELD_WINDOW_MS 200
+#define YIELD_MAX_MS 100
+static void yield_to_publishes(long long read_start)
+{
+    long long now = now_ms();
+    long long last = appender_last_commit_ms();
+    if (!last || now - last > YIELD_WINDOW_MS) return;
+    long long pause = now - read_start;
+    if (pause > YIELD_MAX_MS) pause = YIELD_MAX_MS;
+    if (pause > 0) usleep((useconds_t)pause * 1000);
+}
+
 static void *catchup_main(void *arg)
 {
+    /* Below the threads that serve requests and commit: a catch-up is background work. */
+    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), CATCHUP_NICE);
     session_sub *sub = arg;
     session *s = sub->sess;
     long long cursor = sub->hs.cursor;
-    bool on_replica;
-    PGconn *conn = reads_connect(hub_head(), "catchup", &on_replica);
-    bool failed = conn == NULL;
+    bool on_replica = reads_replica(); /* until the replica lacks what a page must see */
+    bool failed = false;
     while (!failed && !atomic_load(&sub->cancel)) {
         long long head = hub_head();
         if (cursor >= head) {
             if (hub_try_go_live(&sub->hs, cursor)) break;
             continue;
         }
-        /* A short page means "read up to head" only if the server has head: a replica
-         * that has not replayed it within the wait gives way to the primary. */
-        if (on_replica && !reads_replica_has(&conn, head)) {
-            PQfinish(conn);
-            on_replica = false;
-            if (!(conn = db_connect(db_url, "catchup"))) {
-                failed = true;
-                break;
-            }
-        }
         stored_event **evs;
         if (!turn_take(s->auth.tenant, &sub->cancel)) break;
-        int got = eventlog_read_matching(&conn, &sub->hs.filter, cursor, CATCHUP_PAGE,
-                                         CATCHUP_TIMEOUT_MS, &evs);
+        PGconn *conn = conn_take(on_replica);
+        /* A short page means "read up to head" only if the server has head: a replica
+         * that has not replayed it within the wait gives way to the primary. */
+        if (on_replica && (!conn || !reads_replica_has(&conn, head))) {
+            conn_give(conn, true);
+            on_replica = false;
+            conn = conn_take(false);
+        }
+        long long read_start = now_ms();
+        int got = conn ? eventlog_read_matching(&conn, &sub->hs.filter, cursor, CATCHUP_PAGE,
+                                                CATCHUP_TIMEOUT_MS, &evs)
+                       : -1;
+        conn_give(conn, on_replica); /* NULL after a failed read: closed already */
+        yield_to_publishes(read_start);
         turn_give();
         if (got < 0) {
             failed = true;
@@ -453,7 +520,6 @@ static void *catchup_main(void *arg)
         if (stop) break;
         if (!full) cursor = head; /* everything up to the sampled head has been read */
     }
-    PQfinish(conn);
     if (failed && !atomic_load(&sub->cancel)) {
         char *msg = xasprintf("{\"op\":\"error\",\"id\":\"%s\",\"code\":\"store_unavailable\","
                               "\"message\":\"history could not be read; subscribe again\"}",

@@ -64,6 +64,8 @@ void session_init(const char *database_url, int max_catchups);
 /* Start-up: how many history pages catch-ups read at once over every tenant (fair by
  * tenant; 0 = half the cores, at least one). SLUICE_CATCHUP_READERS. */
 void session_set_catchup_readers(int readers);
+/* Shutdown: closes the catch-ups' idle PostgreSQL connections. */
+void session_stop(void);
 
 /* A session with one reference (the owner's). */
 session *session_new(size_t max_messages, size_t max_bytes, session_wake_fn wake, void *owner);
