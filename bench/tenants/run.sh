@@ -16,7 +16,7 @@
 #   c. alone again: drift over the run, and a second baseline.
 # Target: the loaded p99 at most twice the alone p99, the better of a and c (so a noisy
 # baseline window cannot make the target easier); the hog's refusals prove its caps held. Prints one table and the headline row to BENCH_SUMMARY (bench/lib.sh bench_summary).
-# Exit 1 when the hog never held its caps or was never refused; with BENCH_STRICT=1 also when
+# Exit 1 when the hog did not hold its long polls throughout or was never refused past either cap; with BENCH_STRICT=1 also when
 # the target is missed.
 #
 # The hog's history is inserted straight into `events` (generate_series, ~300-byte data) after
@@ -170,8 +170,12 @@ ratio=$(awk -v a="${R[loaded.p99_ms]}" -v b="$base" 'BEGIN { printf "%.2f", (b >
 limit=$(awk -v b="$base" 'BEGIN { printf "%.2f", 2 * b }')
 verdict=$(bench_check "${R[loaded.p99_ms]}" "<=" "$limit")
 failed=0
-if (($(hog min_polls_held) < POLLS || $(hog min_catchups_held) < CATCHUPS)); then
-  say "the hog did not hold its caps throughout: $hog_done"
+# Long polls stay parked, so the hog holds that cap throughout. A catch-up over the hog's
+# history now ends within milliseconds (its filter reads 200 marks through an index) and the
+# hog subscribes again at once: at its cap it is refused (below), while a sample may find a
+# few between two subscribes, so for catch-ups the refusals prove the cap was reached.
+if (($(hog min_polls_held) < POLLS)); then
+  say "the hog did not hold its long polls throughout: $hog_done"
   failed=1
 fi
 if (($(hog polls_refused) == 0 || $(hog catchups_refused) == 0)); then
