@@ -105,7 +105,7 @@ int partitions_ensure(PGconn **conn, long long head, long long width, int timeou
     PQclear(r);
     if (stored > head) head = stored;
     long long hi = parts[n - 1].hi;
-    while (hi <= head + width) {
+    while (hi <= head + width / 2) { /* the head has entered the last partition's second half */
         char sql[256];
         snprintf(sql, sizeof sql,
                  "CREATE TABLE events_p%lld (LIKE events INCLUDING DEFAULTS INCLUDING "

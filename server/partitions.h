@@ -8,7 +8,8 @@
  *
  * Who calls what:
  *   - partitions_ensure: at start-up before the appender takes writes, by the retention
- *     leader every round, and by the appender should an append ever outrun both (a tiny
+ *     leader every round (the next partition is added once the head is in the second half
+ *     of the last one), and by the appender should an append ever outrun both (a tiny
  *     SLUICE_PARTITION_EVENTS): then it creates the partition and commits again rather
  *     than fail the publish. A partition is created empty, then attached, so the event
  *     log never takes a lock that would stop appends or reads (CREATE TABLE … PARTITION
@@ -27,7 +28,8 @@
 
 #include <libpq-fe.h>
 
-/* Creates partitions until the last one ends more than `width` positions past `head`.
+/* Creates partitions until the last one ends more than `width` / 2 positions past `head`
+ * (the next is added once the head enters the last one's second half).
  * Returns how many it created, or -1 (logged). Any thread, its own connection. */
 int partitions_ensure(PGconn **conn, long long head, long long width, int timeout_ms);
 

@@ -115,7 +115,9 @@ const storable = () => PAYLOADS.filter((p) => isText(p.v) && p.v.length > 0 && c
 function dbSnapshot() {
   const q = (sql) => h.psql(s.dbUrl, sql);
   return {
-    tables: q("SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables WHERE table_schema = 'public'"),
+    // Partitions of the event log come and go as Sluice adds them ahead of need: not counted.
+    tables: q("SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace " +
+      "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'f') AND NOT c.relispartition"),
     events: q(`SELECT count(*) FROM events WHERE position <= ${fx.head}`),
     eventsDigest: q(`SELECT md5(string_agg(position || '|' || id || '|' || type || '|' || stream || '|' || coalesce(key, '') || '|' || data::text || '|' || coalesce(correlation_id, '') || '|' || coalesce(user_id, ''), ',' ORDER BY position)) FROM events WHERE position <= ${fx.head}`),
     keys: q("SELECT string_agg(id || ':' || tenant_id, ',' ORDER BY id) FROM api_keys WHERE revoked_at IS NULL"),
