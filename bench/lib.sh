@@ -110,6 +110,43 @@ redis_cli() {
 }
 
 # bench_redacted URL: the URL without its password, for messages.
+# pid_named PID NAME...: PID when it is alive and its comm is one of NAME.
+pid_named() {
+  local comm n
+  [[ $1 =~ ^[0-9]+$ ]] || return 1
+  comm=$(cat "/proc/$1/comm" 2>/dev/null) || return 1
+  for n in "${@:2}"; do [[ $comm == "$n" ]] && echo "$1" && return 0; done
+  return 1
+}
+
+# bench_find_postmaster: PG_PID, the postmaster of the benchmark's PostgreSQL when it runs on
+# this machine (<data_directory>/postmaster.pid, else the process listening on its port), for
+# the CPU columns; "" (and a word on stderr) when it is elsewhere. PG_DIR: its data directory.
+bench_find_postmaster() {
+  local pid port
+  PG_PID=""
+  PG_DIR=$(psql_admin -A -t -c "SHOW data_directory" 2>/dev/null) || PG_DIR=""
+  if [[ -n $PG_DIR && -r $PG_DIR/postmaster.pid ]]; then
+    PG_PID=$(pid_named "$(head -n1 "$PG_DIR/postmaster.pid")" postgres postmaster) && return 0
+  fi
+  port=$(psql_admin -A -t -c "SHOW port" 2>/dev/null) || port=""
+  if [[ -n $port ]]; then
+    pid=$(ss -ltnpH "sport = :$port" 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n1)
+    PG_PID=$(pid_named "$pid" postgres postmaster) && return 0
+  fi
+  PG_PID=""
+  say "could not find PostgreSQL's postmaster on this machine: its CPU shows as ?"
+}
+
+# bench_find_redis: REDIS_PID, redis-server's pid (INFO server) when it runs on this machine,
+# else "" (and a word on stderr).
+bench_find_redis() {
+  REDIS_PID=$(redis_cli INFO server 2>/dev/null | tr -d '\r' | sed -n 's/^process_id:\([0-9]*\)$/\1/p')
+  REDIS_PID=$(pid_named "$REDIS_PID" redis-server redis-check-rdb) && return 0
+  REDIS_PID=""
+  say "could not find redis-server on this machine: its CPU shows as ?"
+}
+
 bench_redacted() { sed -E 's#^([a-z]+://[^:/@]*):[^@]*@#\1:***@#' <<<"$1"; }
 
 # ---------------------------------------------------------------------------------------------

@@ -189,43 +189,9 @@ tree_ticks() {
   echo "$total"
 }
 
-# pid_named PID NAME...: PID when it is alive and its comm is one of NAME.
-pid_named() {
-  local comm n
-  [[ $1 =~ ^[0-9]+$ ]] || return 1
-  comm=$(cat "/proc/$1/comm" 2>/dev/null) || return 1
-  for n in "${@:2}"; do [[ $comm == "$n" ]] && echo "$1" && return 0; done
-  return 1
-}
-
-# The postmaster: <data_directory>/postmaster.pid, else the process listening on the port.
-PG_PID=""
-find_postmaster() {
-  local dir pid port
-  dir=$(psql_admin -A -t -c "SHOW data_directory" 2>/dev/null) || dir=""
-  if [[ -n $dir && -r $dir/postmaster.pid ]]; then
-    pid=$(head -n1 "$dir/postmaster.pid")
-    PG_PID=$(pid_named "$pid" postgres postmaster) && return 0
-  fi
-  port=$(psql_admin -A -t -c "SHOW port" 2>/dev/null) || port=""
-  if [[ -n $port ]]; then
-    pid=$(ss -ltnpH "sport = :$port" 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n1)
-    PG_PID=$(pid_named "$pid" postgres postmaster) && return 0
-  fi
-  PG_PID=""
-  say "could not find PostgreSQL's postmaster on this machine: its CPU shows as ?"
-}
-find_postmaster
-
+bench_find_postmaster
 REDIS_PID=""
-if [[ $parts != pgbench ]]; then
-  REDIS_PID=$(redis_cli INFO server 2>/dev/null | tr -d '\r' | sed -n 's/^process_id:\([0-9]*\)$/\1/p')
-  REDIS_PID=$(pid_named "$REDIS_PID" redis-server redis-check-rdb) ||
-    {
-      REDIS_PID=""
-      say "could not find redis-server on this machine: its CPU shows as ?"
-    }
-fi
+if [[ $parts != pgbench ]]; then bench_find_redis; fi
 
 # other_clients: "COUNT DATABASES" of the client connections to the cluster besides this
 # benchmark's (their work would be counted in PostgreSQL's CPU).

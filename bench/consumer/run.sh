@@ -58,35 +58,8 @@ command -v node >/dev/null || die "node not found (run scripts/install-deps.sh)"
 bench_servers all
 [[ $REDIS_URL == redis://* ]] || die "SLUICE_REDIS_URL must be redis://host:port (the driver speaks TCP): '$REDIS_URL'"
 
-# pid_named PID NAME...: PID when it is alive and its comm is one of NAME.
-pid_named() {
-  local comm n
-  [[ $1 =~ ^[0-9]+$ ]] || return 1
-  comm=$(cat "/proc/$1/comm" 2>/dev/null) || return 1
-  for n in "${@:2}"; do [[ $comm == "$n" ]] && echo "$1" && return 0; done
-  return 1
-}
-
-# The postmaster: <data_directory>/postmaster.pid, else the process listening on the port.
-PG_PID=""
-dir=$(psql_admin -A -t -c "SHOW data_directory" 2>/dev/null) || dir=""
-if [[ -n $dir && -r $dir/postmaster.pid ]]; then
-  PG_PID=$(pid_named "$(head -n1 "$dir/postmaster.pid")" postgres postmaster) || PG_PID=""
-fi
-if [[ -z $PG_PID ]]; then
-  port=$(psql_admin -A -t -c "SHOW port" 2>/dev/null) || port=""
-  if [[ -n $port ]]; then
-    pid=$(ss -ltnpH "sport = :$port" 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n1)
-    PG_PID=$(pid_named "$pid" postgres postmaster) || PG_PID=""
-  fi
-fi
-[[ -n $PG_PID ]] || say "could not find PostgreSQL's postmaster on this machine: its CPU shows as ?"
-
-REDIS_PID=$(redis_cli INFO server 2>/dev/null | tr -d '\r' | sed -n 's/^process_id:\([0-9]*\)$/\1/p')
-REDIS_PID=$(pid_named "$REDIS_PID" redis-server) || {
-  REDIS_PID=""
-  say "could not find redis-server on this machine: its CPU shows as ?"
-}
+bench_find_postmaster
+bench_find_redis
 
 # ---------------------------------------------------------------------------------------------
 # The database, the server

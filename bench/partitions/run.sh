@@ -159,31 +159,8 @@ trap _partitions_cleanup EXIT
 # PostgreSQL's and Redis's pids (CPU), and the data directory (disk)
 # ---------------------------------------------------------------------------------------------
 
-pid_named() { # pid_named PID NAME...: PID when it is alive and its comm is one of NAME
-  local comm n
-  [[ $1 =~ ^[0-9]+$ ]] || return 1
-  comm=$(cat "/proc/$1/comm" 2>/dev/null) || return 1
-  for n in "${@:2}"; do [[ $comm == "$n" ]] && echo "$1" && return 0; done
-  return 1
-}
-PG_DIR=$(psql_admin -A -t -c "SHOW data_directory" 2>/dev/null) || PG_DIR=""
-PG_PID=""
-if [[ -n $PG_DIR && -r $PG_DIR/postmaster.pid ]]; then
-  PG_PID=$(pid_named "$(head -n1 "$PG_DIR/postmaster.pid")" postgres postmaster) || PG_PID=""
-fi
-if [[ -z $PG_PID ]]; then
-  port=$(psql_admin -A -t -c "SHOW port" 2>/dev/null) || port=""
-  if [[ -n $port ]]; then
-    pid=$(ss -ltnpH "sport = :$port" 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n1)
-    PG_PID=$(pid_named "$pid" postgres postmaster) || PG_PID=""
-  fi
-fi
-[[ -n $PG_PID ]] || say "could not find PostgreSQL's postmaster on this machine: its CPU shows as ?"
-REDIS_PID=$(redis_cli INFO server 2>/dev/null | tr -d '\r' | sed -n 's/^process_id:\([0-9]*\)$/\1/p')
-REDIS_PID=$(pid_named "$REDIS_PID" redis-server) || {
-  REDIS_PID=""
-  say "could not find redis-server on this machine: its CPU shows as ?"
-}
+bench_find_postmaster
+bench_find_redis
 
 # need_disk EVENTS: dies unless PostgreSQL's data directory has room for EVENTS more events
 # (2 KB each with their indexes, event_ids and WAL headroom) plus 4 GB.
