@@ -27,20 +27,12 @@
 // empty, every ack answered acked = receipts, stale = []). Prints one table; exit 1 when a
 // check fails, 3 when BENCH_STRICT=1 and api/raw < 0.50. BENCH_PERF=<path>: perf record (DWARF
 // call graphs) of sluice during round 1's api phase, into <path> (perf report -i <path>).
-const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const http = require('node:http');
 const os = require('node:os');
 const redis = require('../../tests/lib/redis.js'); // ioredis, from tests/node_modules
 
-const env = (k, d) => {
-  const v = process.env[k];
-  if (v === undefined || v === '') {
-    if (d === undefined) throw new Error(`${k} is not set`);
-    return d;
-  }
-  return v;
-};
+const { env, sleep, pct, statTicks, backendsOf, treeTicks, machineTicks, ctxSwitches, perfStart } = require('../lib.js');
 const BASE = new URL(env('BENCH_URL'));
 const TOKEN = env('BENCH_TOKEN');
 const REDIS_URL = env('BENCH_REDIS_URL');
@@ -65,7 +57,6 @@ const KEY = PREFIX + STREAM;
 const POLICY = { max_deliveries: 5, ack_timeout_ms: 300000 }; // no timeout inside a run
 const CLK_TCK = 100; // Linux USER_HZ
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const say = (...a) => console.error('bench/consumer:', ...a);
 const posOf = (id) => Number(String(id).split('-')[0]);
 
@@ -105,66 +96,6 @@ async function must(method, path, body, status) {
 }
 
 // ---------------------------------------------------------------- CPU from /proc
-
-// utime + stime (+ cutime + cstime with `children`) of a /proc/.../stat, in ticks; null if gone.
-function statTicks(path, children) {
-  let s;
-  try { s = fs.readFileSync(path, 'utf8'); } catch (_) { return null; }
-  const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-  return Number(f[11]) + Number(f[12]) + (children ? Number(f[13]) + Number(f[14]) : 0);
-}
-
-// The pids whose parent is `pid` (every process's stat: no CONFIG_PROC_CHILDREN needed).
-function childrenOf(pid) {
-  const out = [];
-  for (const d of fs.readdirSync('/proc')) {
-    if (!/^[0-9]+$/.test(d)) continue;
-    let s;
-    try { s = fs.readFileSync(`/proc/${d}/stat`, 'utf8'); } catch (_) { continue; }
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    if (Number(f[1]) === pid) out.push(Number(d));
-  }
-  return out;
-}
-
-// The postmaster's children serving database `db` (a backend's title names its database:
-// "postgres: user db host(port) state"): sluice's pool, the sweeper's connection.
-function backendsOf(pid, db) {
-  const out = [];
-  for (const c of childrenOf(pid)) {
-    let cmd;
-    try { cmd = fs.readFileSync(`/proc/${c}/cmdline`, 'utf8'); } catch (_) { continue; }
-    if (cmd.split(/[\s\0]+/)[2] === db) out.push(c);
-  }
-  return out;
-}
-
-// A process and its live children (exited ones are in its cutime/cstime once reaped).
-function treeTicks(pid) {
-  if (!pid) return null;
-  let t = statTicks(`/proc/${pid}/stat`, true);
-  if (t === null) return null;
-  for (const c of childrenOf(pid)) t += statTicks(`/proc/${c}/stat`, true) || 0;
-  return t;
-}
-
-// The machine: busy and total ticks from /proc/stat's first line.
-function machineTicks() {
-  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  const total = f.slice(0, 8).reduce((a, b) => a + b, 0); // user..steal (guest is in user)
-  return { busy: total - f[3] - f[4], total };
-}
-
-// Context switches of every thread of `pid` (voluntary + involuntary).
-function ctxSwitches(pid) {
-  let n = 0;
-  for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
-    let st;
-    try { st = fs.readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8'); } catch (_) { continue; }
-    for (const m of st.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)$/gm)) n += Number(m[1]);
-  }
-  return n;
-}
 
 // Redis's INFO commandstats: command → { calls, usec }.
 async function commandStats(r) {
@@ -220,15 +151,6 @@ function cpuPerEvent(a, b, events) {
 
 // ---------------------------------------------------------------- the phases
 
-// BENCH_PERF: perf record on sluice from here until the returned function is awaited.
-async function perfStart() {
-  const p = spawn('perf', ['record', '-F', '999', '--call-graph', 'dwarf,8192', '-q', '-p', String(PID), '-o', PERF], { stdio: ['ignore', 'ignore', 'inherit'] });
-  const exited = new Promise((resolve) => p.on('exit', resolve).on('error', (e) => { say(`perf: ${e.message}`); resolve(); }));
-  await sleep(300); // perf attaches
-  return async () => { p.kill('SIGINT'); await exited; };
-}
-
-const pct = (sorted, p) => sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] : NaN;
 
 // seen: Map position → deliveries, per group, for the exactly-once check.
 function note(seen, positions, problems, what) {
@@ -383,7 +305,7 @@ async function main() {
         say(`round ${round}: ${side} phase (${WORKERS} workers x ${COUNT})`);
         if (side === 'raw') res.raw = summarise(`raw Redis (${raw})`, await rawPhase(r, raw, conns), positions);
         else {
-          const perfStop = PERF && round === 1 ? await perfStart() : null;
+          const perfStop = PERF && round === 1 ? await perfStart(PID, PERF, say) : null;
           res.api = summarise(`consumer API (${api})`, await apiPhase(r, api, agents), positions);
           if (perfStop) await perfStop();
         }

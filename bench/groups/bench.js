@@ -21,14 +21,7 @@
 const fs = require('node:fs');
 const redis = require('../../tests/lib/redis.js'); // ioredis, from tests/node_modules
 
-const env = (k, d) => {
-  const v = process.env[k];
-  if (v === undefined || v === '') {
-    if (d === undefined) throw new Error(`${k} is not set`);
-    return d;
-  }
-  return v;
-};
+const { env, sleep } = require('../lib.js');
 const URL_ = env('BENCH_URL');
 const TOKEN = env('BENCH_TOKEN');
 const REDIS_URL = env('BENCH_REDIS_URL');
@@ -46,7 +39,6 @@ const STREAM = 'benchgroups.events';
 const KEY = PREFIX + STREAM;
 const CLK_TCK = 100; // Linux USER_HZ
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const say = (...a) => console.error('bench/groups:', ...a);
 
 // ---------------------------------------------------------------- Redis

@@ -42,14 +42,7 @@ const http = require('node:http');
 const os = require('node:os');
 const { performance } = require('node:perf_hooks');
 
-const env = (k, d) => {
-  const v = process.env[k];
-  if (v === undefined || v === '') {
-    if (d === undefined) throw new Error(`${k} is not set`);
-    return d;
-  }
-  return v;
-};
+const { env, sleep, pct, statTicks, backendsOf, treeTicks, machineTicks, ctxSwitches, perfStart } = require('../lib.js');
 const BASE = new URL(env('BENCH_URL'));
 const TOKEN = env('BENCH_TOKEN');
 const PID = Number(env('BENCH_PID'));
@@ -79,7 +72,6 @@ const STREAM = 'benchwebhooks.events';
 const TYPE = 'benchwebhooks.item';
 const CLK_TCK = 100; // Linux USER_HZ
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const say = (...a) => console.error('bench/webhooks:', ...a);
 const now = () => performance.timeOrigin + performance.now(); // epoch ms, as the receivers note
 
@@ -143,60 +135,6 @@ async function recvRecords() {
 
 // ---------------------------------------------------------------- CPU from /proc
 
-function statTicks(path, children) {
-  let s;
-  try { s = fs.readFileSync(path, 'utf8'); } catch (_) { return null; }
-  const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-  return Number(f[11]) + Number(f[12]) + (children ? Number(f[13]) + Number(f[14]) : 0);
-}
-
-function childrenOf(pid) {
-  const out = [];
-  for (const d of fs.readdirSync('/proc')) {
-    if (!/^[0-9]+$/.test(d)) continue;
-    let s;
-    try { s = fs.readFileSync(`/proc/${d}/stat`, 'utf8'); } catch (_) { continue; }
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    if (Number(f[1]) === pid) out.push(Number(d));
-  }
-  return out;
-}
-
-// The postmaster's children serving database `db` ("postgres: user db host(port) state").
-function backendsOf(pid, db) {
-  const out = [];
-  for (const c of childrenOf(pid)) {
-    let cmd;
-    try { cmd = fs.readFileSync(`/proc/${c}/cmdline`, 'utf8'); } catch (_) { continue; }
-    if (cmd.split(/[\s\0]+/)[2] === db) out.push(c);
-  }
-  return out;
-}
-
-function treeTicks(pid) {
-  if (!pid) return null;
-  let t = statTicks(`/proc/${pid}/stat`, true);
-  if (t === null) return null;
-  for (const c of childrenOf(pid)) t += statTicks(`/proc/${c}/stat`, true) || 0;
-  return t;
-}
-
-function machineTicks() {
-  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
-  return { busy: total - f[3] - f[4], total };
-}
-
-function ctxSwitches(pid) {
-  let n = 0;
-  for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
-    let st;
-    try { st = fs.readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8'); } catch (_) { continue; }
-    for (const m of st.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)$/gm)) n += Number(m[1]);
-  }
-  return n;
-}
-
 // extra: another process of ours (the baseline sender), its own CPU only.
 function cpuMark(extra = 0) {
   const u = process.cpuUsage();
@@ -243,16 +181,8 @@ function cpuPer(a, b, n) {
   return out;
 }
 
-async function perfStart() {
-  const p = spawn('perf', ['record', '-F', '999', '--call-graph', 'dwarf,8192', '-q', '-p', String(PID), '-o', PERF], { stdio: ['ignore', 'ignore', 'inherit'] });
-  const exited = new Promise((resolve) => p.on('exit', resolve).on('error', (e) => { say(`perf: ${e.message}`); resolve(); }));
-  await sleep(300);
-  return async () => { p.kill('SIGINT'); await exited; };
-}
-
 // ---------------------------------------------------------------- the pieces
 
-const pct = (sorted, p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] : NaN);
 // RFC 3339 → epoch ms with the fraction kept (Date.parse stops at ms).
 function parseTime(s) {
   const m = /^(.*T\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$/.exec(s);
@@ -366,7 +296,7 @@ async function throughput(problems) {
   }
   const total = HOOKS * EVENTS;
   await receivers('POST', '/_reset');
-  const perfStop = PERF ? await perfStart() : null;
+  const perfStop = PERF ? await perfStart(PID, PERF, say) : null;
   let a = null;
   const tCreate = now();
   say(`creating ${HOOKS} webhooks at start "0": ${total} deliveries owed`);
