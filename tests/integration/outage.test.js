@@ -6,8 +6,9 @@ const { test, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { execFile, execFileSync } = require('node:child_process');
+const { execFileSync } = require('node:child_process');
 const h = require('./lib/harness');
+const svc = require('./lib/services');
 
 const SCRIPT = path.join(h.REPO, 'scripts', 'services.sh');
 const BOUND_MS = 10000; // "within a few seconds": a bound proving no hang, not a benchmark
@@ -16,32 +17,11 @@ const runDir = fs.mkdtempSync(path.join(h.TMP, 'pg-outage-'));
 let pgStarted = false;
 let sluice = null;
 
-function services(cmd) {
-  const env = { ...process.env, SLUICE_RUN_DIR: runDir };
-  // the second PostgreSQL must be a new one, not the suite's server: drop every hint of that
-  for (const k of Object.keys(env)) {
-    if (k === 'SLUICE_DATABASE_URL' || k.startsWith('SLUICE_PG_') || k.startsWith('SLUICE_REDIS_')) delete env[k];
-  }
-  return new Promise((resolve, reject) => {
-    execFile('bash', [SCRIPT, cmd, 'pg'], { env, timeout: 300000, encoding: 'utf8' }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`scripts/services.sh ${cmd} pg failed (${err.code}): ${stdout}\n${stderr}`));
-      else resolve(stdout + stderr);
-    });
-  });
-}
+function services(cmd) { return svc.services(runDir, cmd, 'pg'); }
 
 function readEnvFile() {
-  const file = path.join(runDir, 'env');
-  assert.ok(fs.existsSync(file), `${file} written by services.sh`);
-  const vars = {};
-  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
-    const m = /^\s*(?:export\s+)?([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line);
-    if (!m) continue;
-    let v = m[2].trim();
-    if ((v.startsWith("'") && v.endsWith("'")) || (v.startsWith('"') && v.endsWith('"'))) v = v.slice(1, -1);
-    vars[m[1]] = v;
-  }
-  assert.ok(vars.SLUICE_DATABASE_URL, `SLUICE_DATABASE_URL in ${file}`);
+  const vars = svc.readEnvFile(runDir);
+  assert.ok(vars.SLUICE_DATABASE_URL, `SLUICE_DATABASE_URL in ${runDir}/env`);
   return vars;
 }
 

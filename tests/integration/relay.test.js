@@ -10,12 +10,11 @@ const { test, describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { execFile } = require('node:child_process');
 const h = require('./lib/harness');
+const svc = require('./lib/services');
 // ioredis as tests/lib/redis.js sets it up: connect(url), withRedis(url, fn), xrangeAll(r, key), scanKeys, deletePrefix(url, prefix)
 const { connect, withRedis, xrangeAll, scanKeys, deletePrefix } = require('../lib/redis.js');
 
-const SCRIPT = path.join(h.REPO, 'scripts', 'services.sh');
 const CATCH_UP_MS = 60000; // "no hang" bound for the relay to catch up
 
 // ---------------------------------------------------------------- helpers
@@ -96,16 +95,7 @@ function findRelayLag(doc) {
 const runDir = fs.mkdtempSync(path.join(h.TMP, 'redis-outage-'));
 let privateRedis = false;
 
-function services(cmd) {
-  const env = { ...process.env, SLUICE_RUN_DIR: runDir };
-  for (const k of Object.keys(env)) if (k.startsWith('SLUICE_REDIS_') || k.startsWith('SLUICE_PG_') || k === 'SLUICE_DATABASE_URL') delete env[k];
-  return new Promise((resolve, reject) => {
-    execFile('bash', [SCRIPT, cmd, 'redis'], { env, timeout: 120000, encoding: 'utf8' }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`scripts/services.sh ${cmd} redis failed (${err.code}): ${stdout}\n${stderr}`));
-      else resolve(stdout + stderr);
-    });
-  });
-}
+function services(cmd) { return svc.services(runDir, cmd, 'redis', { timeout: 120000 }); }
 
 async function startPrivateRedis() {
   await services('start');

@@ -16,12 +16,11 @@ const { test, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { execFile } = require('node:child_process');
 const h = require('./lib/harness');
+const svc = require('./lib/services');
 const f = require('./lib/flow');
 const { withRedis, xrangeAll } = require('../lib/redis.js');
 
-const SCRIPT = path.join(h.REPO, 'scripts', 'services.sh');
 const CATCH_UP_MS = 60000;
 
 // ---------------------------------------------------------------- a private Redis
@@ -30,16 +29,7 @@ const runDir = fs.mkdtempSync(path.join(h.TMP, 'redis-relay-outage-'));
 let privateRedis = false;
 let frozenPid = null;
 
-function services(cmd) {
-  const env = { ...process.env, SLUICE_RUN_DIR: runDir };
-  for (const k of Object.keys(env)) if (k.startsWith('SLUICE_REDIS_') || k.startsWith('SLUICE_PG_') || k === 'SLUICE_DATABASE_URL') delete env[k];
-  return new Promise((resolve, reject) => {
-    execFile('bash', [SCRIPT, cmd, 'redis'], { env, timeout: 120000, encoding: 'utf8' }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`scripts/services.sh ${cmd} redis failed (${err.code}): ${stdout}\n${stderr}`));
-      else resolve(stdout + stderr);
-    });
-  });
-}
+function services(cmd) { return svc.services(runDir, cmd, 'redis', { timeout: 120000 }); }
 
 function redisPid() {
   const pid = Number(fs.readFileSync(path.join(runDir, 'redis.pid'), 'utf8').trim());

@@ -12,8 +12,9 @@ const { test, describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { execFile, execFileSync } = require('node:child_process');
+const { execFileSync } = require('node:child_process');
 const h = require('./lib/harness');
+const svc = require('./lib/services');
 const redis = require('../lib/redis.js');
 
 const SCRIPT = path.join(h.REPO, 'scripts', 'services.sh');
@@ -33,31 +34,9 @@ const sseReaders = new Set();
 
 // ---------------------------------------------------------------- the private servers
 
-function services(cmd, what) {
-  const env = { ...process.env, SLUICE_RUN_DIR: runDir };
-  // the servers must be new ones, not the suite's: drop every hint of those
-  for (const k of Object.keys(env)) {
-    if (k === 'SLUICE_DATABASE_URL' || k === 'SLUICE_READ_DATABASE_URL' || k.startsWith('SLUICE_PG_') ||
-      k.startsWith('SLUICE_REDIS_')) delete env[k];
-  }
-  return new Promise((resolve, reject) => {
-    execFile('bash', [SCRIPT, cmd, what], { env, timeout: 300000, encoding: 'utf8' }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`scripts/services.sh ${cmd} ${what} failed (${err.code}): ${stdout}\n${stderr}`));
-      else resolve(stdout + stderr);
-    });
-  });
-}
+function services(cmd, what) { return svc.services(runDir, cmd, what); }
 
-function readEnvFile() {
-  const file = path.join(runDir, 'env');
-  assert.ok(fs.existsSync(file), `${file} written by services.sh`);
-  const vars = {};
-  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
-    const m = /^\s*export\s+([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line);
-    if (m) vars[m[1]] = m[2].trim();
-  }
-  return vars;
-}
+function readEnvFile() { return svc.readEnvFile(runDir); }
 
 function stopByDataDirs() {
   let v;
