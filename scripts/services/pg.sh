@@ -87,28 +87,35 @@ pg_init_vars() {
   PG_LOG=$RUN_DIR/postgres.log
 }
 
-# pg_pid: prints the postmaster's pid when it is alive (per postmaster.pid), else fails.
-pg_pid() {
+# postmaster_pid DATA: prints the pid of the postmaster of data directory DATA when it is alive
+# (per its postmaster.pid), else fails. postmaster_port DATA: the port it listens on.
+postmaster_pid() {
   local pid
-  [[ -n $PG_DATA && -f $PG_DATA/postmaster.pid ]] || return 1
-  pid=$(head -n 1 "$PG_DATA/postmaster.pid" 2>/dev/null) || return 1
+  [[ -n $1 && -f $1/postmaster.pid ]] || return 1
+  pid=$(head -n 1 "$1/postmaster.pid" 2>/dev/null) || return 1
   proc_alive "$pid" postgres || return 1
   echo "$pid"
 }
-pg_live_port() { sed -n 4p "$PG_DATA/postmaster.pid" 2>/dev/null; }
+postmaster_port() { sed -n 4p "$1/postmaster.pid" 2>/dev/null; }
 pg_answers() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$1" -t 2; }
 
-# pg_running: alive and accepting connections (waits out a start-up or recovery in progress).
-pg_running() {
+# postmaster_running DATA NAME LOG: the postmaster of DATA is alive and accepting connections
+# (waits out a start-up or recovery in progress); NAME and LOG for the message when it is not.
+postmaster_running() {
   local port deadline=$((SECONDS + 30))
   while ((SECONDS < deadline)); do
-    pg_pid >/dev/null || return 1
-    port=$(pg_live_port)
+    postmaster_pid "$1" >/dev/null || return 1
+    port=$(postmaster_port "$1")
     [[ -n $port ]] && pg_answers "$port" && return 0
     sleep 0.5
   done
-  die "pg: postmaster $(pg_pid) is alive but not answering; see $PG_LOG"
+  die "$2: postmaster $(postmaster_pid "$1") is alive but not answering; see $3"
 }
+
+# The primary's: pg_pid, pg_live_port, pg_running.
+pg_pid() { postmaster_pid "$PG_DATA"; }
+pg_live_port() { postmaster_port "$PG_DATA"; }
+pg_running() { postmaster_running "$PG_DATA" pg "$PG_LOG"; }
 
 pg_bootstrap() { # idempotent: role sluice (superuser) and database sluice
   "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -U postgres -d postgres <<'SQL' >/dev/null

@@ -18,27 +18,10 @@ replica_init_vars() {
   REPLICA_DATA=${PG_BASE:+$PG_BASE/replica}
 }
 
-# replica_pid: prints the replica postmaster's pid when it is alive, else fails.
-replica_pid() {
-  local pid
-  [[ -n $REPLICA_DATA && -f $REPLICA_DATA/postmaster.pid ]] || return 1
-  pid=$(head -n 1 "$REPLICA_DATA/postmaster.pid" 2>/dev/null) || return 1
-  proc_alive "$pid" postgres || return 1
-  echo "$pid"
-}
-replica_live_port() { sed -n 4p "$REPLICA_DATA/postmaster.pid" 2>/dev/null; }
-
-# replica_running: alive and accepting connections (waits out a start-up in progress).
-replica_running() {
-  local port deadline=$((SECONDS + 30))
-  while ((SECONDS < deadline)); do
-    replica_pid >/dev/null || return 1
-    port=$(replica_live_port)
-    [[ -n $port ]] && pg_answers "$port" && return 0
-    sleep 0.5
-  done
-  die "replica: postmaster $(replica_pid) is alive but not answering; see $REPLICA_LOG"
-}
+# The replica's: replica_pid, replica_live_port, replica_running (services/pg.sh).
+replica_pid() { postmaster_pid "$REPLICA_DATA"; }
+replica_live_port() { postmaster_port "$REPLICA_DATA"; }
+replica_running() { postmaster_running "$REPLICA_DATA" replica "$REPLICA_LOG"; }
 
 # replica_streaming PORT: the server on PORT is in recovery and its WAL receiver streams.
 replica_streaming() {
