@@ -382,6 +382,32 @@ static void sweep_marks(sweep *s)
 
 /* ------------------------------------------------------------------ the thread */
 
+/* Whether group `d` is still defined: the list this round sweeps was read before it. 1 yes,
+ * 0 no (deleted meanwhile), -1 unknown. */
+static int still_defined(PGconn **conn, const group_def *d)
+{
+    const char *p[] = {d->tenant, d->stream, d->name};
+    PGresult *res = db_exec(conn,
+                            "SELECT 1 FROM consumer_groups WHERE tenant_id = $1 AND stream = $2 "
+                            "AND name = $3",
+                            3, p, SWEEP_TIMEOUT_MS);
+    int rc = db_ok(res) ? PQntuples(res) > 0 : -1;
+    PQclear(res);
+    return rc;
+}
+
+/* A group missing in Redis is recreated at its acknowledged floor, unless it was deleted
+ * while this round ran (DELETE removes the row, then the Redis group): checked before, and
+ * after, when a DELETE between the check and the create would otherwise leave the group
+ * recreated in Redis with no row; then it is destroyed again. */
+static void restore(PGconn **conn, redis_conn *r, const group_ref *g, const group_def *d)
+{
+    if (still_defined(conn, d) != 1) return;
+    if (groups_restore(r, d) != SL_OK) return;
+    if (still_defined(conn, d) == 0)
+        freeReplyObject(redis_command(r, g->key, "XGROUP DESTROY %s %s", g->key, d->name));
+}
+
 static void sweep_group(PGconn **conn, redis_conn *r, const group_def *d)
 {
     sweep s = {conn, r, d, {0}, memory_of(d), (long long)time_now_ms()};
@@ -389,7 +415,7 @@ static void sweep_group(PGconn **conn, redis_conn *r, const group_def *d)
     long long last = 0;
     bool unavailable = false;
     if (!group_present(&s, &last, &unavailable)) {
-        if (!unavailable) (void)groups_restore(r, d);
+        if (!unavailable) restore(conn, r, &s.g, d);
         group_ref_dispose(&s.g);
         return; /* swept from the next round on */
     }
