@@ -17,7 +17,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential pkg-config \
       libmicrohttpd-dev libwebsockets-dev libjansson-dev libhiredis-dev libpq-dev \
-      libpcre2-dev libssl-dev libcurl4-openssl-dev python3-yaml \
+      libpcre2-dev libssl-dev libcurl4-openssl-dev libjemalloc-dev python3-yaml \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -26,7 +26,7 @@ RUN make -j"$(nproc)"
 FROM debian:12-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libmicrohttpd12 libwebsockets17 libjansson4 libhiredis0.14 libpq5 libpcre2-8-0 libssl3 libcurl4 \
+      libmicrohttpd12 libwebsockets17 libjansson4 libhiredis0.14 libpq5 libpcre2-8-0 libssl3 libcurl4 libjemalloc2 \
       ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --home-dir /opt/sluice --no-create-home \

@@ -16,6 +16,7 @@ PACKAGES=(
   libmicrohttpd-dev libwebsockets-dev libjansson-dev libhiredis-dev libpq-dev
   libcurl4-openssl-dev          # webhooks: deliveries with libcurl's multi interface
   libcriterion-dev libpcre2-dev libssl-dev
+  libjemalloc-dev               # the release binary's allocator (Makefile)
   python3-yaml                  # the build converts openapi/openapi.yaml to JSON (scripts/embed-openapi-json.py)
   postgresql redis-server
   wrk curl ca-certificates procps openssl

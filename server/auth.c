@@ -8,13 +8,13 @@
  */
 #include "auth.h"
 #include "db.h"
+#include "digest.h"
 #include "log.h"
 #include "mem.h"
 #include "strmap.h"
 #include "timeutil.h"
 #include "ulid.h"
 
-#include <openssl/evp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -104,11 +104,7 @@ bool auth_has_scope(const auth_ctx *ctx, unsigned scope)
 
 static void sha256_hex(const char *s, char out[65])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_Digest(s, strlen(s), md, &n, EVP_sha256(), NULL);
-    for (unsigned i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    digest_sha256_hex(s, strlen(s), out);
 }
 
 static int cmp_entry(const void *a, const void *b)

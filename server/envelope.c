@@ -6,13 +6,12 @@
 #include "envelope.h"
 #include "baseevent.h"
 #include "canon.h"
+#include "digest.h"
 #include "mem.h"
 #include "problem.h"
 #include "timeutil.h"
 #include "ulid.h"
 
-#include <openssl/evp.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,34 +153,14 @@ static bool take_string(json_t *in, const char *field, size_t max, int index, js
     return true;
 }
 
-static EVP_MD *sha256;
-static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
-
-/* Fetched once: EVP_sha256() makes OpenSSL 3 look the algorithm up at every digest. */
-static void fetch_sha256(void)
-{
-    sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-    if (!sha256) abort();
-}
-
 /* SHA-256 of the envelope's canonical text (sorted keys, compact, ASCII). */
 static void hash_envelope(json_t *in, char out[65])
 {
-    pthread_once(&sha256_once, fetch_sha256);
-    static const char hex[] = "0123456789abcdef";
     buf text;
     buf_init(&text);
     canon_canonical(&text, in);
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    if (EVP_Digest(text.data, text.len, md, &mdlen, sha256, NULL) != 1)
-        abort(); /* out of memory inside OpenSSL: mem.h's policy */
+    digest_sha256_hex(text.data, text.len, out);
     buf_dispose(&text);
-    for (unsigned i = 0; i < 32; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[64] = '\0';
 }
 
 /* `name` as a JSON Pointer token: "~" and "/" escaped (caller frees). */
