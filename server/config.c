@@ -82,6 +82,9 @@ static const cfg_opt options[] = {
      "overloaded + Retry-After beyond)"},
     {"http-threads", "SLUICE_HTTP_THREADS", CFG_INT, OFF(http_threads), "2", 1, 64,
      "libmicrohttpd threads"},
+    {"http-epoll", "SLUICE_HTTP_EPOLL", CFG_BOOL, OFF(http_epoll), "off", 0, 0,
+     "wait for HTTP sockets with epoll(7) instead of poll(2): on for thousands of open HTTP "
+     "connections at once (SSE, idle keep-alives); off costs fewer system calls per request"},
     {"max-connections", "SLUICE_MAX_CONNECTIONS", CFG_INT, OFF(max_connections), "4096", 1, 1000000,
      "HTTP connections at once"},
     {"http-timeout-ms", "SLUICE_HTTP_TIMEOUT_MS", CFG_INT, OFF(http_timeout_ms), "30000", 1000,

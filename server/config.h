@@ -36,6 +36,7 @@ typedef struct sluice_config {
     int db_pool;               /* PostgreSQL connections for reads and admin work */
     int pool_queue;            /* PostgreSQL jobs waiting for one of those, at most (503 beyond) */
     int http_threads;          /* libmicrohttpd thread pool size */
+    bool http_epoll;           /* libmicrohttpd waits with epoll(7), else poll(2) */
     int max_connections;       /* HTTP connections at once */
     int http_timeout_ms;       /* idle connections close; a request must arrive within this */
     int max_streams;           /* concurrent NDJSON streams */

@@ -790,7 +790,12 @@ int http_start(const sluice_config *cfg, int *bound_port)
                   json_pack("{s:s}", "bind", cfg->bind));
         return -1;
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+    /* poll(2) by default: libmicrohttpd takes a suspended connection out of its epoll set
+     * and puts it back on resume, two epoll_ctl calls for every request the appender or the
+     * pool answers (all of them); a poll set is rebuilt from the live connections each turn,
+     * which costs more only with thousands of open connections (SLUICE_HTTP_EPOLL=on). */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD |
+                     (cfg->http_epoll ? MHD_USE_EPOLL : MHD_USE_POLL) | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
     /* Idle connections close after the timeout (whole seconds for libmicrohttpd); the
      * watcher enforces the request deadlines. A request's line and headers must fit in
