@@ -172,18 +172,21 @@ bool eventlog_listen(PGconn **conn, int timeout_ms)
 }
 
 /* Takes the queued notifications; 1 if one counts (see eventlog_wait). */
-static int drain(PGconn *conn, bool foreign_only)
+static int drain(PGconn *conn, eventlog_wake which)
 {
     int woken = 0;
     PGnotify *note;
     while ((note = PQnotifies(conn))) {
-        if (!foreign_only || strcmp(note->extra, eventlog_instance()) != 0) woken = 1;
+        if (which == EVENTLOG_WAKE_ANY ||
+            (which == EVENTLOG_WAKE_FOREIGN && strcmp(note->extra, eventlog_instance()) != 0) ||
+            (which == EVENTLOG_WAKE_CONTROL && !note->extra[0]))
+            woken = 1;
         PQfreemem(note);
     }
     return woken;
 }
 
-int eventlog_notified(PGconn **conn, bool foreign_only)
+int eventlog_notified(PGconn **conn, eventlog_wake which)
 {
     if (!*conn) return -1;
     if (!PQconsumeInput(*conn)) {
@@ -191,17 +194,17 @@ int eventlog_notified(PGconn **conn, bool foreign_only)
         *conn = NULL;
         return -1;
     }
-    return drain(*conn, foreign_only);
+    return drain(*conn, which);
 }
 
-int eventlog_wait(PGconn **conn, int ms, bool foreign_only, const atomic_bool *stopping)
+int eventlog_wait(PGconn **conn, int ms, eventlog_wake which, const atomic_bool *stopping)
 {
     if (!*conn) return -1;
-    if (drain(*conn, foreign_only)) return 1; /* arrived while a page was read */
+    if (drain(*conn, which)) return 1; /* arrived while a page was read */
     struct pollfd p = {.fd = PQsocket(*conn), .events = POLLIN};
     for (int waited = 0; waited < ms && !(stopping && atomic_load(stopping)); waited += 100) {
         int step = ms - waited < 100 ? ms - waited : 100;
         if (poll(&p, 1, step) > 0) break;
     }
-    return eventlog_notified(conn, foreign_only);
+    return eventlog_notified(conn, which);
 }

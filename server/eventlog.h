@@ -64,16 +64,23 @@ long long eventlog_head(PGconn **conn, int timeout_ms);
 /* LISTENs on the channel. False when the connection failed (then *conn is NULL). */
 bool eventlog_listen(PGconn **conn, int timeout_ms);
 
+/* Which notifications on the channel count for a waiter. */
+typedef enum {
+    EVENTLOG_WAKE_ANY,     /* every one: a commit of any instance, a definition change */
+    EVENTLOG_WAKE_FOREIGN, /* not this process's own commits, which reach its readers from
+                              memory */
+    EVENTLOG_WAKE_CONTROL, /* only those without an instance id: definition changes
+                              (projections), not commits */
+} eventlog_wake;
+
 /* Reads what the connection has received without waiting and takes the queued
  * notifications: 1 when one counts (as eventlog_wait), 0 when none, -1 when the
  * connection broke (*conn closed, NULL). */
-int eventlog_notified(PGconn **conn, bool foreign_only);
+int eventlog_notified(PGconn **conn, eventlog_wake which);
 
-/* Waits up to `ms` for a commit notification. Returns 1 when one arrived (with
- * `foreign_only`: one of another instance or writer, not this process's own commits,
- * which reach its readers from memory), 0 when the wait ended without one, -1 when the
- * connection broke (*conn closed, NULL). Polls in 100 ms steps so a set `stopping`
- * ends it early. */
-int eventlog_wait(PGconn **conn, int ms, bool foreign_only, const atomic_bool *stopping);
+/* Waits up to `ms` for a notification that counts (`which`). Returns 1 when one arrived,
+ * 0 when the wait ended without one, -1 when the connection broke (*conn closed, NULL).
+ * Polls in 100 ms steps so a set `stopping` ends it early. */
+int eventlog_wait(PGconn **conn, int ms, eventlog_wake which, const atomic_bool *stopping);
 
 #endif

@@ -568,9 +568,11 @@ static void set_status(PGconn **conn, proj *p, const char *status, const char *e
     PQclear(r);
 }
 
-/* One round over every projection. Returns whether any had work. */
-static bool round_robin(PGconn **conn, PGconn **replica)
+/* One round over every projection. Returns whether any had work; *defined gets how many
+ * projections there are (not failed). */
+static bool round_robin(PGconn **conn, PGconn **replica, int *defined)
 {
+    *defined = 0;
     PGresult *r = db_exec(
         conn,
         "SELECT tenant_id, name, definition::text, position, generation, "
@@ -581,6 +583,7 @@ static bool round_robin(PGconn **conn, PGconn **replica)
         return false;
     }
     bool busy = false;
+    *defined = PQntuples(r);
     for (int i = 0; i < PQntuples(r) && *conn && !worker_stopping(&runner); i++) {
         proj p = {0};
         snprintf(p.tenant, sizeof p.tenant, "%s", PQgetvalue(r, i, 0));
@@ -645,9 +648,13 @@ static void *runner_main(void *unused)
                 continue;
             }
         }
-        if (round_robin(&conn, &replica) || !conn) continue;
-        /* Idle: wait for a commit (or new definitions) — at most 200 ms. */
-        (void)eventlog_wait(&conn, 200, false, &runner.stopping);
+        int defined = 0;
+        if (round_robin(&conn, &replica, &defined) || !conn) continue;
+        /* Idle: wait for a commit or a definition change, at most 200 ms. With no
+         * projection defined only a definition change counts: a commit would cost a
+         * query of the projections table for nothing (one per commit under load). */
+        (void)eventlog_wait(&conn, 200, defined ? EVENTLOG_WAKE_ANY : EVENTLOG_WAKE_CONTROL,
+                            &runner.stopping);
     }
     PQfinish(conn);
     PQfinish(replica);

@@ -142,7 +142,7 @@ static void *tail_main(void *unused)
             (void)!read(wake_fd, &v, sizeof v);
         }
         if (conn && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
-            int woken = eventlog_notified(&conn, true);
+            int woken = eventlog_notified(&conn, EVENTLOG_WAKE_FOREIGN);
             if (woken) read_due = true; /* another instance committed (or the link broke) */
         }
     }
