@@ -886,7 +886,27 @@ static void inflight_drop(ws_consumer *c, int at)
     c->dirty = true;
 }
 
-/* Consume thread: one ack frame. */
+/* Consume thread: drops delivery (position, attempt) from c's in-flight list, if there. */
+static void inflight_forget(ws_consumer *c, long long position, long long attempt)
+{
+    for (int i = 0; i < c->n_inflight; i++)
+        if (c->inflight[i].position == position && c->inflight[i].attempt == attempt) {
+            inflight_drop(c, i);
+            return;
+        }
+}
+
+/* One receipt of an ack frame. */
+typedef struct ack_item {
+    json_t *text;        /* borrowed from the frame */
+    consume_receipt rc;  /* parsed */
+    ws_consumer *holder; /* the consumer holding it in flight, or NULL (stale) */
+    bool sent;           /* in a Redis call already */
+    int done;            /* acknowledged */
+} ack_item;
+
+/* Consume thread: one ack frame. Its receipts go to Redis in one call per consumer that
+ * holds them (deliveries_apply: one script call per owner), not one per receipt. */
 static void ws_ack(redis_conn *r, session *s, json_t *msg)
 {
     json_t *list = json_object_get(msg, "receipts");
@@ -895,30 +915,56 @@ static void ws_ack(redis_conn *r, session *s, json_t *msg)
         ws_error(s, NULL, "invalid_request", "receipts must be an array of 1 to 1000 receipts");
         return;
     }
-    json_t *stale = json_array();
-    int acked = 0;
+    size_t n = json_array_size(list);
+    ack_item *items = xcalloc(n, sizeof *items);
+    delivery_ref *refs = xcalloc(n, sizeof *refs);
+    size_t *idx = xcalloc(n, sizeof *idx);
+    int *out = xcalloc(n, sizeof *out);
     size_t i;
     json_t *v;
     json_array_foreach(list, i, v)
     {
-        consume_receipt rc = {0};
-        int at = -1, done = 0;
-        ws_consumer *c = consume_receipt_parse(json_string_value(v), &rc) ? holder_of(s, &rc, &at) : NULL;
-        delivery_ref ref = {rc.position, rc.attempt, rc.owner};
-        if (c && r && deliveries_apply(r, &c->g, DELIVERIES_ACK, &ref, 1, 0, &done) == 0 && done) {
+        int at = -1;
+        items[i].text = v;
+        if (consume_receipt_parse(json_string_value(v), &items[i].rc))
+            items[i].holder = holder_of(s, &items[i].rc, &at);
+    }
+    for (i = 0; i < n && r; i++) {
+        ws_consumer *c = items[i].holder;
+        if (!c || items[i].sent) continue;
+        size_t m = 0;
+        for (size_t k = i; k < n; k++)
+            if (items[k].holder == c && !items[k].sent) {
+                items[k].sent = true;
+                refs[m] = (delivery_ref){items[k].rc.position, items[k].rc.attempt,
+                                         items[k].rc.owner};
+                idx[m++] = k;
+            }
+        if (deliveries_apply(r, &c->g, DELIVERIES_ACK, refs, (int)m, 0, out) == 0)
+            for (size_t k = 0; k < m; k++)
+                items[idx[k]].done = out[k];
+    }
+    json_t *stale = json_array();
+    int acked = 0;
+    for (i = 0; i < n; i++) {
+        ws_consumer *c = items[i].holder;
+        if (c) inflight_forget(c, items[i].rc.position, items[i].rc.attempt);
+        if (c && items[i].done) {
             acked++;
-            inflight_drop(c, at);
-            if (rc.commit_ms > 0)
+            if (items[i].rc.commit_ms > 0)
                 metrics_group_ack(c->who.tenant, c->who.stream, c->who.group,
-                                  (double)(time_now_ms() - rc.commit_ms) / 1000.0);
+                                  (double)(time_now_ms() - items[i].rc.commit_ms) / 1000.0);
         } else {
-            if (c) inflight_drop(c, at);
-            json_array_append(stale, v);
+            json_array_append(stale, items[i].text);
         }
     }
-    json_t *out = json_pack("{s:s,s:i,s:o}", "op", "acked", "acked", acked, "stale", stale);
-    session_push_text(s, json_dumps(out, JSON_COMPACT));
-    json_decref(out);
+    free(items);
+    free(refs);
+    free(idx);
+    free(out);
+    json_t *answer = json_pack("{s:s,s:i,s:o}", "op", "acked", "acked", acked, "stale", stale);
+    session_push_text(s, json_dumps(answer, JSON_COMPACT));
+    json_decref(answer);
 }
 
 /* Consume thread: one nack frame. */

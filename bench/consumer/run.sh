@@ -4,23 +4,31 @@
 #   bench/consumer/run.sh       BENCH_EVENTS=40000 (per group), BENCH_ROUNDS=2
 #                               BENCH_PERF=<path>: perf record (DWARF call graphs) of sluice in round 1's api phase
 #
-# Why: the consumer API (POST …/groups/{group}/fetch and …/ack) puts sluice between a worker
-# and Redis. It must keep at least half the throughput the same workers get reading Redis
-# directly. bench/consumer/bench.js measures both in the same run, against one build/sluice:
-# one stream of BENCH_EVENTS events (batches of 1,000), two groups at start 0 on it:
+# Why: the consumer API (POST …/groups/{group}/fetch and …/ack, or the same over the
+# WebSocket) puts sluice between a worker and Redis. It must keep at least half the throughput
+# the same workers get reading Redis directly. bench/consumer/bench.js measures the three in
+# the same run, against one build/sluice: one stream of BENCH_EVENTS events (batches of
+# 1,000), three groups at start 0 on it:
 #   raw  8 workers, one Redis connection each: XREADGROUP GROUP raw w<k> COUNT 10 STREAMS
 #        key > , then XACK the 10, until the stream is drained;
 #   api  8 workers, one keep-alive HTTP connection each: POST …/groups/api/fetch
-#        {"consumer":"w<k>","max":10}, then POST …/ack with the 10 receipts, until drained.
-# Per phase: events/s, the ratio api/raw (target ≥ 0.50), the p50/p99 of a worker's round,
-# and CPU µs per event of sluice, redis-server, the PostgreSQL backends of sluice's database,
-# the whole cluster (postmaster and its children, as bench/run.sh counts it), the Node client
-# and the rest of the machine (other work: noise), from /proc. Each round has fresh groups (raw1 and api1, raw2 and api2, …; with
-# BENCH_ROUNDS=1 just raw and api); even rounds run api first, so that neither side always
-# runs second on a warmer (or busier) machine; the headline ratio is over all rounds.
+#        {"consumer":"w<k>","max":10}, then POST …/ack with the 10 receipts, until drained;
+#   ws   8 workers, one WebSocket each (the WebSocket port, ?token=): {"op":"consume",…,
+#        "max_in_flight":10}, then {"op":"ack"} frames of up to 10 receipts (at once when it
+#        holds 10, else at the end of the event-loop turn), until every event's ack is answered.
+# Per phase: events/s, the ratios api/raw and ws/raw (target ≥ 0.50 for both; BENCH_STRICT
+# gates on api/raw, the headline), the p50/p99 of a worker's round (ws: from a batch's first
+# message to the "acked" frame answering its ack), and CPU µs per event of sluice,
+# redis-server, the PostgreSQL backends of sluice's database, the whole cluster (postmaster
+# and its children, as bench/run.sh counts it), the Node client and the rest of the machine
+# (other work: noise), from /proc. Each round has fresh groups (raw1, api1 and ws1, raw2, api2
+# and ws2, …; with BENCH_ROUNDS=1 just raw, api and ws); odd rounds run raw, api, ws, even
+# rounds ws, api, raw, so that no side always runs last on a warmer (or busier) machine; the
+# headline ratios are over all rounds.
 # Prints one table, and its headline rows to BENCH_SUMMARY (make bench's table). Exit 1 when
 # an event is missing, doubled or left pending; BENCH_STRICT=1 also fails (exit 1) on a missed
-# target. Bounded: every step under `timeout` (about 40 s with the defaults).
+# target. Bounded: every step under `timeout` (about 60 s with the defaults); a WebSocket
+# phase that gets no frame for 15 s fails rather than waits.
 #
 # Servers: SLUICE_DATABASE_URL / SLUICE_REDIS_URL when set, else the private ones of
 # scripts/services.sh (bench/lib.sh); PostgreSQL and Redis must run on this machine for their
@@ -50,6 +58,7 @@ source "$REPO/bench/lib.sh"
 [[ -x $BIN ]] || die "$BIN not found; build it first (make)"
 command -v node >/dev/null || die "node not found (run scripts/install-deps.sh)"
 [[ -d $REPO/tests/node_modules/ioredis ]] || die "tests/node_modules/ioredis missing (npm ci --prefix tests)"
+[[ -d $REPO/tests/node_modules/ws ]] || die "tests/node_modules/ws missing (npm ci --prefix tests)"
 
 # ---------------------------------------------------------------------------------------------
 # Servers, and their pids for the CPU columns
@@ -67,7 +76,8 @@ bench_find_redis
 
 bench_database
 bench_start_sluice SLUICE_ALLOW_UNKNOWN_TYPES=1
-say "sluice pid $SLUICE_PID, HTTP 127.0.0.1:$HTTP_PORT${REDIS_PID:+, redis-server pid $REDIS_PID}${PG_PID:+, postmaster pid $PG_PID}"
+[[ ${WS_PORT:-0} -gt 0 ]] || die "sluice logged no WebSocket port (ws_port)"
+say "sluice pid $SLUICE_PID, HTTP 127.0.0.1:$HTTP_PORT, WebSocket 127.0.0.1:$WS_PORT${REDIS_PID:+, redis-server pid $REDIS_PID}${PG_PID:+, postmaster pid $PG_PID}"
 
 read -r LOAD1 _ </proc/loadavg
 if awk -v l="$LOAD1" 'BEGIN { exit !(l > 1.0) }'; then
@@ -81,7 +91,7 @@ others=$(psql_admin -A -t -c "SELECT count(*) FROM pg_stat_activity WHERE backen
 # ---------------------------------------------------------------------------------------------
 
 set +e
-BENCH_URL="$BASE" BENCH_TOKEN=$TOKEN BENCH_REDIS_URL=$REDIS_URL BENCH_PREFIX=$PREFIX \
+BENCH_URL="$BASE" BENCH_WS_URL="ws://127.0.0.1:$WS_PORT/v1/ws" BENCH_TOKEN=$TOKEN BENCH_REDIS_URL=$REDIS_URL BENCH_PREFIX=$PREFIX \
   BENCH_PID=$SLUICE_PID BENCH_REDIS_PID=$REDIS_PID BENCH_PG_PID=$PG_PID BENCH_DB=$DB BENCH_EVENTS=$EVENTS \
   BENCH_ROUNDS=$ROUNDS BENCH_ROWS="$WORK/rows.tsv" BENCH_STRICT=${BENCH_STRICT:-0} \
   timeout -k 5 $((120 + ROUNDS * EVENTS / 200)) node bench/consumer/bench.js
