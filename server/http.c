@@ -542,7 +542,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
             "duration_ms", (json_int_t)(time_mono_ms() - req->started_ms), "tenant",
             req->auth.tenant[0] ? req->auth.tenant : "-");
         if (cid) json_object_set_new(fields, "correlation_id", json_string(cid));
-        log_info("http", "request", fields);
+        log_emit_buffered(LOG_INFO, "http", "request", fields);
     }
     req_free(req);
     *con_cls = NULL;
