@@ -628,6 +628,10 @@ void consume_wait(consume_who *who, group_def *def, int max, int wait_ms, consum
     pthread_mutex_lock(&lock);
     w->next = waits;
     waits = w;
+    /* Looked at once: entries may have come since the fetch found none, and consume_wake
+     * wakes the thread only while someone waits. */
+    woken = true;
+    pthread_cond_signal(&kick);
     pthread_mutex_unlock(&lock);
 }
 
@@ -1107,8 +1111,13 @@ static void serve_consumers(PGconn **conn, redis_conn *r, bool look)
 void consume_wake(void)
 {
     pthread_mutex_lock(&lock);
-    woken = true;
-    pthread_cond_signal(&kick);
+    /* Called by the relay after every batch it writes: with no parked fetch and no WebSocket
+     * consumer there is nothing to look at, and the thread is left asleep (a futex wake
+     * per relayed batch otherwise). */
+    if (waits || consumers) {
+        woken = true;
+        pthread_cond_signal(&kick);
+    }
     pthread_mutex_unlock(&lock);
 }
 

@@ -114,7 +114,9 @@ static void wake(session *s)
 
 static void on_hub_batch(void)
 {
-    if (context) lws_cancel_service(context);
+    /* Only when the batch made a connection ready: lws_cancel_service is a system call, and
+     * most batches find no WebSocket subscriber. */
+    if (context && atomic_load(&ready_head)) lws_cancel_service(context);
 }
 
 /* lws thread: asks WRITEABLE for every connection on the ready stack. A wake that comes
