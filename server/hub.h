@@ -36,6 +36,7 @@ struct hub_sub {
     hub_deliver_fn deliver;
     void *owner;          /* the subscriber's (a connection, a stream, a waiter) */
     hub_sub *prev, *next; /* {hub lock} */
+    hub_sub **list;       /* {hub lock} the list it is on: its tenant's, or every tenant's */
 };
 
 /* Adds `s` (owned by the caller, who must hub_remove it before freeing). A LIVE

@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#define POOL_RECHECK_IDLE_MS 100 /* a connection idle this long is checked before a job */
+
 typedef struct pool_job {
     pool_fn fn;
     void *arg;
@@ -135,7 +137,7 @@ static void *worker(void *arg)
 {
     pool *p = arg;
     PGconn *conn = NULL;
-    int64_t next_attempt = 0;
+    int64_t next_attempt = 0, last_job_end = 0;
     for (;;) {
         pthread_mutex_lock(&p->lock);
         while (!p->head && !p->stopping) pthread_cond_wait(&p->cond, &p->lock);
@@ -149,7 +151,10 @@ static void *worker(void *arg)
         p->queued--;
         pthread_mutex_unlock(&p->lock);
 
-        if (conn && !db_alive(conn)) { /* the server closed it while idle (restart) */
+        /* The server closed it while idle (a restart): looked at (a poll(2)) only after an
+         * idle spell, not between jobs that follow each other — a restart takes longer than
+         * POOL_RECHECK_IDLE_MS, and a job that finds the connection broken drops it. */
+        if (conn && time_mono_ms() - last_job_end >= POOL_RECHECK_IDLE_MS && !db_alive(conn)) {
             PQfinish(conn);
             conn = NULL;
             next_attempt = 0;
@@ -160,6 +165,7 @@ static void *worker(void *arg)
         }
         job->fn(&conn, job->arg);
         free(job);
+        last_job_end = time_mono_ms();
     }
     PQfinish(conn);
     return NULL;
