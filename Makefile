@@ -19,7 +19,7 @@ else
   BUILD   = build
   # jemalloc instead of glibc's malloc in the release binary: request threads allocate what
   # core threads free (bodies, envelopes, answers), which kept glibc's arenas consolidating;
-  # measured in README "Performance". Sanitizer builds keep ASan's allocator.
+  # measured in README "Benchmarks". Sanitizer builds keep ASan's allocator.
   LDLIBS += $(shell pkg-config --libs jemalloc 2>/dev/null)
 endif
 

@@ -109,7 +109,6 @@ redis_cli() {
   esac
 }
 
-# bench_redacted URL: the URL without its password, for messages.
 # pid_named PID NAME...: PID when it is alive and its comm is one of NAME.
 pid_named() {
   local comm n
@@ -147,6 +146,7 @@ bench_find_redis() {
   say "could not find redis-server on this machine: its CPU shows as ?"
 }
 
+# bench_redacted URL: the URL without its password, for messages.
 bench_redacted() { sed -E 's#^([a-z]+://[^:/@]*):[^@]*@#\1:***@#' <<<"$1"; }
 
 # ---------------------------------------------------------------------------------------------

@@ -119,6 +119,17 @@ void hub_add_batch_waker(void (*waker)(void))
     wakers[n_wakers++] = waker;
 }
 
+/* Lock held: `e` to every live subscription of `list` whose filter takes it. */
+static void offer(hub_sub *list, stored_event *e, filter_memo *memo)
+{
+    for (hub_sub *s = list; s; s = s->next) {
+        if (s->state != HUB_LIVE || e->position <= s->cursor) continue;
+        if (!filter_matches_memo(&s->filter, e, memo)) continue;
+        s->cursor = e->position;
+        s->deliver(s, e);
+    }
+}
+
 void hub_publish(stored_event **events, int n)
 {
     publishing = true;
@@ -134,13 +145,8 @@ void hub_publish(stored_event **events, int n)
             hub_sub **list = tenant_list_locked(tenant, false);
             own = list ? *list : NULL;
         }
-        for (int pass = 0; pass < 2; pass++)
-            for (hub_sub *s = pass ? own : any_tenant_subs; s; s = s->next) {
-                if (s->state != HUB_LIVE || e->position <= s->cursor) continue;
-                if (!filter_matches_memo(&s->filter, e, &memo)) continue;
-                s->cursor = e->position;
-                s->deliver(s, e);
-            }
+        offer(any_tenant_subs, e, &memo);
+        offer(own, e, &memo);
         head = e->position;
     }
     atomic_store(&head_atomic, head);

@@ -342,10 +342,10 @@ static void reload(PGconn **conn)
         pthread_mutex_unlock(&metrics_lock);
         hook_free(h);
     }
+    atomic_store(&have_hooks, hooks != NULL);
     /* Keep-alive: an idle connection for each delivery that may be in flight, so that a
      * webhook sending one at a time reuses its connection (libcurl keeps 4 per easy handle
      * in flight by default, and closes the rest as soon as they are idle). */
-    atomic_store(&have_hooks, hooks != NULL);
     long n = 0;
     for (hook *h = hooks; h; h = h->next) n += WH_IN_FLIGHT;
     curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, n > WH_IN_FLIGHT ? n : (long)WH_IN_FLIGHT);
