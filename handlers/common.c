@@ -100,6 +100,7 @@ void handler_answer_status(http_req *req, sl_status rc, json_t *answer)
         http_reply_error(req, "conflict", "the request conflicts with the resource's state");
         break;
     case SL_OK: /* the caller's to answer: never reached */
+    case SL_AGAIN:
     case SL_UNAVAILABLE:
         handler_store_unavailable(req);
         break;

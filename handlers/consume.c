@@ -84,12 +84,18 @@ static void fetch_revoked(void *arg)
     consume_cancel(arg);
 }
 
+static void def_free(group_def *def)
+{
+    if (!def) return;
+    group_def_dispose(def);
+    free(def);
+}
+
 /* Pool thread: nothing to fetch yet; waits for up to wait_ms (no thread held). */
 static void fetch_wait(consume_job *j, group_def *def, int max, int wait_ms)
 {
     if (!tenants_acquire(j->who.tenant, TENANT_LONG_POLLS)) {
-        group_def_dispose(def);
-        free(def);
+        def_free(def);
         handler_tenant_full(j->req, tenants_cap(TENANT_LONG_POLLS), "long polls waiting",
                             "SLUICE_TENANT_LONG_POLLS");
         http_resume(j->req);
@@ -100,8 +106,7 @@ static void fetch_wait(consume_job *j, group_def *def, int max, int wait_ms)
     snprintf(st->tenant, sizeof st->tenant, "%s", j->who.tenant);
     st->watch = auth_watch_add(&j->req->auth, fetch_revoked, st);
     if (!st->watch) { /* revoked since the request was authenticated */
-        group_def_dispose(def);
-        free(def);
+        def_free(def);
         on_fetch_done(st, NULL);
         return;
     }
@@ -109,6 +114,44 @@ static void fetch_wait(consume_job *j, group_def *def, int max, int wait_ms)
 }
 
 /* ------------------------------------------------------------------ jobs */
+
+/* A fetch's `max` and `wait_ms` (their defaults when absent). */
+static void fetch_args(const consume_job *j, int *max, int *wait_ms)
+{
+    json_t *m = json_object_get(j->body, "max"), *w = json_object_get(j->body, "wait_ms");
+    *max = m ? (int)json_integer_value(m) : 10;
+    *wait_ms = w ? (int)json_integer_value(w) : 0;
+}
+
+/* HTTP thread: a fetch that does not wait, or an ack, answered at once when it needs
+ * neither PostgreSQL nor a new Redis connection. False: nothing answered, run it on the
+ * pool. */
+static bool run_here(consume_job *j)
+{
+    sl_status rc;
+    json_t *out = NULL;
+    if (j->op == C_FETCH) {
+        int max, wait_ms, n = 0;
+        fetch_args(j, &max, &wait_ms);
+        char *body = NULL;
+        group_def *def = NULL;
+        rc = consume_fetch(NULL, &j->who, max, &body, &n, &def);
+        def_free(def);
+        if (rc == SL_AGAIN || (rc == SL_OK && n == 0 && wait_ms > 0)) {
+            free(body);
+            return false;
+        }
+        if (rc == SL_OK)
+            http_reply(j->req, 200, "application/json", body, strlen(body));
+        else
+            answer(j, rc, NULL);
+        return true;
+    }
+    rc = consume_ack(NULL, &j->who, j->body, &out);
+    if (rc == SL_AGAIN) return false;
+    answer(j, rc, out);
+    return true;
+}
 
 static void run(PGconn **conn, void *arg)
 {
@@ -122,10 +165,9 @@ static void run(PGconn **conn, void *arg)
         return;
     }
     if (j->op == C_FETCH) {
-        json_t *m = json_object_get(j->body, "max"), *w = json_object_get(j->body, "wait_ms");
-        int max = m ? (int)json_integer_value(m) : 10, wait_ms = w ? (int)json_integer_value(w) : 0;
+        int max, wait_ms, n = 0;
+        fetch_args(j, &max, &wait_ms);
         char *body = NULL;
-        int n = 0;
         group_def *def = NULL;
         rc = consume_fetch(conn, &j->who, max, &body, &n, &def);
         if (rc == SL_OK && n == 0 && wait_ms > 0) {
@@ -134,10 +176,7 @@ static void run(PGconn **conn, void *arg)
             job_free(j);
             return;
         }
-        if (def) {
-            group_def_dispose(def);
-            free(def);
-        }
+        def_free(def);
         if (rc == SL_OK)
             http_reply(j->req, 200, "application/json", body, strlen(body));
         else
@@ -176,6 +215,10 @@ static void start(http_req *req, consume_op op, const char *operation)
     }
     if (op == C_FETCH)
         j->who.consumer = xstrdup(json_string_value(json_object_get(j->body, "consumer")));
+    if ((op == C_FETCH || op == C_ACK) && run_here(j)) {
+        job_free(j);
+        return;
+    }
     handler_run_on_pool(req, run, j, job_free);
 }
 

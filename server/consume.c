@@ -89,6 +89,49 @@ static void thread_redis_drop(void)
     (void)pthread_setspecific(redis_key, NULL);
 }
 
+/* ------------------------------------------------------------------ on an HTTP thread */
+
+/* A fetch that does not wait and an ack are answered on the HTTP thread that read them
+ * (`conn` NULL) when the group's definition is cached and Redis answers at once: the hop
+ * to a pool thread and back cost more than the Redis round trip itself (bench/consumer).
+ * The HTTP thread's connection has a short timeout; after a failure the thread sends
+ * consumer requests to the pool (SL_AGAIN) for a while, doubling up to 10 s, so a Redis
+ * that hangs costs an HTTP thread at most CONSUME_HERE_TIMEOUT_MS now and then. Never on a
+ * Redis Cluster, whose client may wait out a failover. */
+#define CONSUME_HERE_TIMEOUT_MS 100
+#define CONSUME_HERE_BACKOFF_MAX_MS 10000
+
+static __thread long long here_avoid_until, here_backoff_ms;
+
+static void here_failed(void);
+
+/* This HTTP thread's connection, or NULL: use the pool. */
+static redis_conn *here_redis(void)
+{
+    if (redis_url_is_cluster(cfg->redis_url)) return NULL;
+    pthread_once(&redis_key_once, redis_key_init);
+    redis_conn *r = pthread_getspecific(redis_key);
+    if (r && !redis_failed(r)) {
+        here_backoff_ms = 0; /* its last command succeeded */
+        return r;
+    }
+    if (time_mono_ms() < here_avoid_until) return NULL;
+    if (r) redis_free(r);
+    r = redis_connect(cfg->redis_url, CONSUME_HERE_TIMEOUT_MS, "consume");
+    (void)pthread_setspecific(redis_key, r);
+    if (!r) here_failed();
+    return r;
+}
+
+/* Redis failed this HTTP thread: its connection goes, and the pool serves for a while. */
+static void here_failed(void)
+{
+    thread_redis_drop();
+    here_backoff_ms = here_backoff_ms ? here_backoff_ms * 2 : 1000;
+    if (here_backoff_ms > CONSUME_HERE_BACKOFF_MAX_MS) here_backoff_ms = CONSUME_HERE_BACKOFF_MAX_MS;
+    here_avoid_until = time_mono_ms() + here_backoff_ms;
+}
+
 /* ------------------------------------------------------------------ definitions */
 
 /* Group definitions cached for a second: a fetch or ack should not cost a PostgreSQL
@@ -173,6 +216,7 @@ static sl_status def_get(PGconn **conn, const consume_who *who, bool fresh, grou
         return SL_OK;
     }
     pthread_mutex_unlock(&cache_lock);
+    if (!conn) return SL_AGAIN;
     group_def d;
     sl_status rc = groups_load(conn, who->tenant, who->stream, who->group, &d);
     if (rc != SL_OK) return rc;
@@ -379,7 +423,8 @@ static void take_init(take_ctx *t, redis_conn *r, const group_def *d, const grou
 static sl_status take_restoring(PGconn **conn, take_ctx *t, int max)
 {
     int rc = take(t, max);
-    if (rc == -2 && conn) {
+    if (rc == -2 && !conn) return SL_AGAIN;
+    if (rc == -2) {
         group_def fresh;
         consume_who who = {{0}, (char *)t->d->stream, (char *)t->d->name, NULL};
         snprintf(who.tenant, sizeof who.tenant, "%s", t->d->tenant);
@@ -414,10 +459,10 @@ sl_status consume_fetch(PGconn **conn, const consume_who *who, int max, char **b
     group_def d;
     sl_status rc = def_get(conn, who, false, &d);
     if (rc != SL_OK) return rc;
-    redis_conn *r = thread_redis();
+    redis_conn *r = conn ? thread_redis() : here_redis();
     if (!r) {
         group_def_dispose(&d);
-        return SL_UNAVAILABLE;
+        return conn ? SL_UNAVAILABLE : SL_AGAIN;
     }
     group_ref g;
     group_ref_init(&g, cfg, who->tenant, who->stream, who->group);
@@ -426,7 +471,11 @@ sl_status consume_fetch(PGconn **conn, const consume_who *who, int max, char **b
     take_ctx t;
     take_init(&t, r, &d, &g, who->consumer, &msgs);
     rc = take_restoring(conn, &t, max);
-    if (rc == SL_UNAVAILABLE && t.n == 0 && connection_failed(r) && (r = thread_redis())) {
+    if (rc == SL_UNAVAILABLE && !conn) {
+        if (redis_failed(r)) here_failed();
+        if (t.n == 0) rc = SL_AGAIN; /* the pool tries again, with a longer timeout */
+    } else if (rc == SL_UNAVAILABLE && t.n == 0 && connection_failed(r) &&
+               (r = thread_redis())) {
         take_init(&t, r, &d, &g, who->consumer, &msgs);
         rc = take_restoring(conn, &t, max);
     }
@@ -482,8 +531,8 @@ static sl_status apply_receipts(PGconn **conn, const consume_who *who, json_t *r
         rc = SL_REFUSED;
         goto out;
     }
-    if (!(r = thread_redis())) {
-        rc = SL_UNAVAILABLE;
+    if (!(r = conn ? thread_redis() : here_redis())) {
+        rc = conn ? SL_UNAVAILABLE : SL_AGAIN;
         goto out;
     }
     group_ref_init(&g, cfg, who->tenant, who->stream, who->group);
@@ -493,6 +542,13 @@ static sl_status apply_receipts(PGconn **conn, const consume_who *who, json_t *r
     if (action == DELIVERIES_EXTEND && extra > d.policy.ack_timeout_ms)
         deadline = (long long)time_now_ms() + extra;
     int applied = deliveries_apply(r, &g, action, refs, (int)n, deadline, done);
+    if (applied < 0 && !conn) {
+        /* The pool tries again, with a longer timeout (a receipt the timed-out call did
+         * apply is then answered stale, as after the pool's own retry). */
+        if (redis_failed(r)) here_failed();
+        rc = SL_AGAIN;
+        goto out;
+    }
     if (applied < 0 && connection_failed(r) && (r = thread_redis()))
         applied = deliveries_apply(r, &g, action, refs, (int)n, deadline, done);
     if (applied < 0) {

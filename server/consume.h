@@ -61,7 +61,9 @@ void consume_who_dispose(consume_who *w);
 /* Pool thread: one fetch of up to `max` messages now. SL_OK with *body
  * ({"messages":[…]}, caller frees) and *n messages; SL_NOT_FOUND (no such group),
  * SL_UNAVAILABLE (PostgreSQL or Redis). When n is 0 and the caller will wait, *def is the
- * group's definition to wait with (moved to consume_wait); otherwise NULL. */
+ * group's definition to wait with (moved to consume_wait); otherwise NULL.
+ * An HTTP thread calls it (and consume_ack) with `conn` NULL: then SL_AGAIN, with nothing
+ * taken, means it needs PostgreSQL or a patient Redis call, so run it on the pool. */
 sl_status consume_fetch(PGconn **conn, const consume_who *who, int max, char **body, int *n,
                         group_def **def);
 
@@ -74,7 +76,8 @@ void consume_wait(consume_who *who, group_def *def, int max, int wait_ms, consum
 /* Ends the wait whose arg is `arg` (its done gets NULL) if it is still waiting. Any thread. */
 void consume_cancel(void *arg);
 
-/* Pool thread. `req` has passed its request schema. SL_OK with *answer, SL_NOT_FOUND,
+/* Pool thread (or an HTTP thread, as consume_fetch says). `req` has passed its request
+ * schema. SL_OK with *answer, SL_NOT_FOUND,
  * SL_UNAVAILABLE, or SL_REFUSED with the problem in *answer (a receipt that is not one, or
  * is stale for a nack). */
 sl_status consume_ack(PGconn **conn, const consume_who *who, json_t *req, json_t **answer);

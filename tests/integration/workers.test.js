@@ -10,6 +10,10 @@
 //   - Redis restarted empty in the middle of a consumer-API worker's run (a redis-server of
 //     this test's own): the group comes back at its acknowledged floor and every message not
 //     acknowledged before the restart is delivered;
+//   - Redis frozen (SIGSTOP) while consumer-API workers fetch and ack: fetches and acks are
+//     answered on the HTTP threads while Redis answers at once, so a hung Redis must not hold
+//     those threads: /health keeps answering, calls end in 200 or 503, and after SIGCONT every
+//     event is delivered and acknowledged;
 //   - the sweeper leader killed (SIGKILL) while it dead-letters a batch: the other instance
 //     takes over and every message is dead-lettered exactly once.
 // Short policies keep the tests quick; there are no timed assertions, only generous bounds
@@ -309,6 +313,84 @@ test('Redis restarted empty in the middle of a consumer-API worker\'s run: the g
     }, { timeout: WAIT_MS, interval: 100, what: 'the restored group\'s floor to pass every acknowledged event' });
     assert.equal(s.logJson().filter((l) => /missing in Redis/.test(l.msg)).length, 1, 'recreated once');
   } finally {
+    if (s) await s.stop().finally(() => s.cleanup());
+    await red.stop();
+  }
+});
+
+test('Redis frozen (SIGSTOP) under consumer-API workers: /health keeps answering, every call ends, and after SIGCONT every event is delivered and acknowledged', { timeout: 300000 }, async () => {
+  const red = await PrivateRedis.start();
+  const prefix = 'wf:';
+  let s;
+  let workers = [];
+  let stop = false;
+  try {
+    s = await h.startSluice({ name: 'workers-frozen', env: { SLUICE_REDIS_URL: red.url, SLUICE_REDIS_PREFIX: prefix } });
+    const admin = s.client();
+    const w = s.client((await h.createKey(s, 'default', ['consume'])).token);
+    const t = typeBase();
+    const stream = `${t}.events`;
+    const key = keyOf(prefix, stream);
+    const group = 'frozen';
+    const api = (op, body) => w.post(`${groupsPath(stream)}/${group}/${op}`, body, { timeout: 20000 });
+    // A short ack timeout: deliveries a frozen Redis ran after sluice gave up on them come back.
+    await createGroup(admin, stream, { name: group, start: '$', max_deliveries: 50, ack_timeout_ms: 2000, retry: { strategy: 'fixed', base_delay_ms: 100, jitter: false } });
+    const evs = await publishN(admin, `${t}.x`, 300);
+    await waitStream(red.url, key, evs[299].position);
+
+    const seen = new Set(); // positions delivered at least once
+    const answers = { 200: 0, 503: 0 };
+    const other = [];
+    // Four workers: fetch 5, ack them; any call may be refused with 503 while Redis hangs.
+    workers = [1, 2, 3, 4].map((k) => (async () => {
+      while (!stop) {
+        const f = await api('fetch', { consumer: `w${k}`, max: 5 });
+        if (f.status !== 200) { if (f.status === 503) answers[503]++; else other.push(`fetch ${f.status} ${f.text}`); await h.sleep(20); continue; }
+        answers[200]++;
+        const msgs = f.body.messages;
+        if (!msgs.length) { await h.sleep(20); continue; }
+        msgs.forEach((m) => seen.add(m.event.position));
+        const a = await api('ack', { receipts: msgs.map((m) => m.receipt) });
+        if (a.status === 200) answers[200]++;
+        else if (a.status === 503) answers[503]++;
+        else other.push(`ack ${a.status} ${a.text}`);
+      }
+    })());
+    await h.waitFor(() => seen.size >= 20, { timeout: WAIT_MS, interval: 20, what: 'the workers to take 20 events' });
+
+    red.freeze();
+    // While Redis hangs the workers keep calling; each HTTP thread may hold a call for the
+    // short Redis timeout it uses, never for the pool's 2 s one. The bound proves that, with
+    // a wide margin for a slow machine; it is not a latency target.
+    const slow = [];
+    for (let i = 0; i < 20; i++) {
+      const t0 = Date.now();
+      const res = await s.client().get('/health', { token: null, timeout: 20000 });
+      const ms = Date.now() - t0;
+      if (res.status !== 200 || ms > 1500) slow.push(`${res.status} in ${ms} ms`);
+      await h.sleep(100);
+    }
+    red.thaw();
+    assert.deepEqual(slow, [], '/health answered within 1.5 s while Redis was frozen');
+
+    // Calls that Redis ran after sluice gave up on them: their deliveries time out and come
+    // back (attempt 2), their acks took effect. In the end every event was delivered and
+    // nothing is pending.
+    const r = await Redis.connect(red.url);
+    try {
+      await h.waitFor(async () => evs.every((e) => seen.has(e.position)) && Object.keys(await pendingByConsumer(r, key, group)).length === 0,
+        { timeout: 120000, interval: 200, what: `every event delivered (${seen.size} of 300) and nothing pending after Redis resumed` });
+    } finally {
+      r.close();
+    }
+    stop = true;
+    await Promise.all(workers);
+    assert.deepEqual(other, [], 'every call answered 200 or 503');
+    assert.ok(answers[200] > 0, 'calls succeeded');
+  } finally {
+    stop = true;
+    red.thaw();
+    await Promise.allSettled(workers);
     if (s) await s.stop().finally(() => s.cleanup());
     await red.stop();
   }

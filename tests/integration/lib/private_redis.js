@@ -6,6 +6,7 @@
 //   const r = await PrivateRedis.start();   // on a free port of 127.0.0.1
 //   r.url                                     // redis://127.0.0.1:<port>/0
 //   await r.restartEmpty();                   // SIGKILL, then a new empty server, same port
+//   r.freeze(); r.thaw();                     // SIGSTOP / SIGCONT: a Redis that hangs
 //   await r.stop();                           // SIGKILL; safe to call twice
 //
 // Every server still running when the test process exits is killed (SIGKILL).
@@ -67,6 +68,11 @@ class PrivateRedis {
     if (live.has(p)) p.kill('SIGKILL');
     await this.exited;
   }
+
+  // SIGSTOP: connects are accepted by the kernel and commands pile up unanswered.
+  freeze() { if (this.proc) this.proc.kill('SIGSTOP'); }
+
+  thaw() { if (this.proc) this.proc.kill('SIGCONT'); }
 
   // Kills the server (SIGKILL: no goodbye to its clients) and starts a new, empty one on
   // the same port.
