@@ -123,9 +123,9 @@ static void fetch_args(const consume_job *j, int *max, int *wait_ms)
     *wait_ms = w ? (int)json_integer_value(w) : 0;
 }
 
-/* HTTP thread: a fetch that does not wait, or an ack, answered at once when it needs
- * neither PostgreSQL nor a new Redis connection. False: nothing answered, run it on the
- * pool. */
+/* HTTP thread: a fetch that does not wait, or an ack, answered at once when it needs no
+ * PostgreSQL and Redis answers promptly (server/consume.c, "on an HTTP thread"). False:
+ * nothing answered, run it on the pool. */
 static bool run_here(consume_job *j)
 {
     sl_status rc;
