@@ -21,8 +21,12 @@
 #
 # The hog's history is inserted straight into `events` (generate_series, ~300-byte data) after
 # `sluice migrate`, each id into event_ids in the same statement as the appender does, one
-# `hog.mark` event in every 1,000 (how hog.js knows a catch-up is done);
-# the Redis relay's checkpoint is set to the head first, so the relay does not re-publish it.
+# `hog.mark` event in every 1,000 (how hog.js knows a catch-up is done), then VACUUM (ANALYZE)
+# and a CHECKPOINT: without it the load's dirty pages were written back during the measured
+# phases, and a commit's WAL flush waited up to 0.4 s behind them (pg_stat_activity: COMMIT in
+# IO/WALSync), which made the loaded p99 10-20x alone; a store's history is not written a
+# second before it is read. The Redis relay's checkpoint is set to the head first, so the
+# relay does not re-publish it.
 # Servers: SLUICE_DATABASE_URL / SLUICE_REDIS_URL when set, else the private ones of
 # scripts/services.sh (bench/lib.sh). A fresh database bench_tenants_<pid> and the Redis prefix
 # benchtenants<pid>: are removed at the end. Loopback only; every step is bounded by `timeout`.
@@ -76,6 +80,7 @@ SELECT p, id, 'hog', 'hog.events', NULL, NULL, CASE WHEN p % 1000 = 0 THEN 'hog.
 RETURNING tenant_id, id, position)
 INSERT INTO event_ids (tenant_id, id, position) SELECT tenant_id, id, position FROM e;
 VACUUM (ANALYZE) events, event_ids;
+CHECKPOINT;
 SQL
 redis_cli SET "${PREFIX}relay:position" "$HIST" >/dev/null
 
