@@ -63,7 +63,9 @@ void consume_who_dispose(consume_who *w);
  * SL_UNAVAILABLE (PostgreSQL or Redis). When n is 0 and the caller will wait, *def is the
  * group's definition to wait with (moved to consume_wait); otherwise NULL.
  * An HTTP thread calls it (and consume_ack) with `conn` NULL: then SL_AGAIN, with nothing
- * taken, means it needs PostgreSQL or a patient Redis call, so run it on the pool. */
+ * delivered to the caller, means it needs PostgreSQL or a patient Redis call, so run it on
+ * the pool (a read that timed out may still run in Redis: its messages come back after
+ * ack_timeout_ms, as after any lost answer). */
 sl_status consume_fetch(PGconn **conn, const consume_who *who, int max, char **body, int *n,
                         group_def **def);
 

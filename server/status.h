@@ -19,7 +19,7 @@ typedef enum {
     SL_CONFLICT = -3,    /* 409; the handler says what conflicts */
     SL_REFUSED = -4,     /* *answer is the problem to send */
     SL_LIMITED = -5,     /* a tenant limit: 429 with Retry-After, *answer is the problem */
-    SL_AGAIN = -6,       /* not done, nothing changed: run it again where it may block */
+    SL_AGAIN = -6,       /* not done here, nothing answered: run it where it may block */
 } sl_status;
 
 #endif
