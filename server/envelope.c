@@ -158,6 +158,7 @@ static void hash_envelope(json_t *in, char out[65])
 {
     buf text;
     buf_init(&text);
+    buf_reserve(&text, 1024); /* one allocation for a typical envelope */
     canon_canonical(&text, in);
     digest_sha256_hex(text.data, text.len, out);
     buf_dispose(&text);

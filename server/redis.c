@@ -179,6 +179,7 @@ void redis_batch_init(redis_batch *b)
 {
     memset(b, 0, sizeof *b);
     buf_init(&b->text);
+    buf_init(&b->keys);
 }
 
 void redis_batch_dispose(redis_batch *b)
@@ -188,18 +189,25 @@ void redis_batch_dispose(redis_batch *b)
     free(b->replies);
     free(b->cmds);
     buf_dispose(&b->text);
+    buf_dispose(&b->keys);
     memset(b, 0, sizeof *b);
 }
 
-void redis_batch_add(redis_batch *b, const char *key, size_t key_len, const char *cmd, size_t len)
+void redis_batch_added(redis_batch *b, const char *key, size_t key_len, size_t start)
 {
     if (b->n == b->cap) {
         b->cap = b->cap ? b->cap * 2 : 64;
         b->cmds = xrealloc(b->cmds, (size_t)b->cap * sizeof *b->cmds);
     }
-    b->cmds[b->n++] =
-        (struct redis_batch_cmd){b->text.len, len, (int)redis_cluster_key_slot(key, key_len)};
+    b->cmds[b->n++] = (struct redis_batch_cmd){start, b->text.len - start, b->keys.len, key_len};
+    buf_append(&b->keys, key, key_len);
+}
+
+void redis_batch_add(redis_batch *b, const char *key, size_t key_len, const char *cmd, size_t len)
+{
+    size_t start = b->text.len;
     buf_append(&b->text, cmd, len);
+    redis_batch_added(b, key, key_len, start);
 }
 
 void redis_batch_add_argv(redis_batch *b, const char *key, int argc, const char **argv,
@@ -229,8 +237,9 @@ int redis_batch_run(redis_conn *r, redis_batch *b, bool resend)
     }
     redis_cluster_cmd *cmds = xmalloc((size_t)b->n * sizeof *cmds);
     for (int i = 0; i < b->n; i++)
-        cmds[i] =
-            (redis_cluster_cmd){b->text.data + b->cmds[i].off, b->cmds[i].len, b->cmds[i].slot};
+        cmds[i] = (redis_cluster_cmd){
+            b->text.data + b->cmds[i].off, b->cmds[i].len,
+            (int)redis_cluster_key_slot(b->keys.data + b->cmds[i].key_off, b->cmds[i].key_len)};
     int missing = redis_cluster_run(r->cluster, cmds, b->n, b->replies, resend);
     free(cmds);
     if (missing > 0) r->failed = true;

@@ -53,10 +53,11 @@ char *redis_side_key(bool cluster, const char *key, const char *suffix);
  * node's written before any reply is read. Embedded: redis_batch_init/redis_batch_dispose. */
 typedef struct redis_batch {
     buf text; /* every command, formatted */
+    buf keys;  /* every command's key (its cluster slot is worked out only on a cluster) */
     struct redis_batch_cmd {
-        size_t off, len; /* in text */
-        int slot;        /* its key's cluster slot */
-    } * cmds;            /* owned */
+        size_t off, len;         /* in text */
+        size_t key_off, key_len; /* in keys */
+    } * cmds;                    /* owned */
     int n, cap;
     redisReply **replies; /* owned, after redis_batch_run: one per command, NULL = none */
 } redis_batch;
@@ -66,6 +67,9 @@ void redis_batch_init(redis_batch *b);
 void redis_batch_dispose(redis_batch *b);
 /* Adds a command about `key`, already formatted as RESP (copied). */
 void redis_batch_add(redis_batch *b, const char *key, size_t key_len, const char *cmd, size_t len);
+/* Records a command about `key` that the caller wrote as RESP straight into b->text, from
+ * offset `start` (b->text.len before it began) to the end: no copy (the relay's XADDs). */
+void redis_batch_added(redis_batch *b, const char *key, size_t key_len, size_t start);
 /* Adds a command about `key` from an argument vector. */
 void redis_batch_add_argv(redis_batch *b, const char *key, int argc, const char **argv,
                           const size_t *lens);

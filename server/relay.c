@@ -124,9 +124,9 @@ static int relay_events(redis_conn *r, stored_event **evs, int n, long long *che
      * argument. */
     redis_batch batch;
     redis_batch_init(&batch);
-    buf cmd, name;
-    buf_init(&cmd);
+    buf name;
     buf_init(&name);
+    buf *cmd = &batch.text; /* each XADD is written straight into the batch */
     size_t maxlen_len = strlen(maxlen);
     last = *checkpoint;
     for (int i = 0; i < n; i++) {
@@ -143,28 +143,28 @@ static int relay_events(redis_conn *r, stored_event **evs, int n, long long *che
             buf_puts(&name, ":");
         }
         buf_puts(&name, e->stream);
-        cmd.len = 0;
-        buf_puts(&cmd, "*14\r\n$4\r\nXADD\r\n$");
-        buf_lld(&cmd, (long long)name.len);
-        buf_puts(&cmd, "\r\n");
-        buf_append(&cmd, name.data, name.len);
-        buf_puts(&cmd, "\r\n");
+        size_t start = cmd->len;
+        static const char xadd[] = "*14\r\n$4\r\nXADD\r\n$";
+        buf_append(cmd, xadd, sizeof xadd - 1);
+        buf_lld(cmd, (long long)name.len);
+        buf_append(cmd, "\r\n", 2);
+        buf_append(cmd, name.data, name.len);
+        buf_append(cmd, "\r\n", 2);
         const char *args[] = {"MAXLEN", "~",     maxlen,     entry, "id",    e->id,
                               "type",   e->type, "position", pos,   "event", e->json};
         size_t lens[] = {6, 1,       maxlen_len, pos_len + 2, 2, strlen(e->id), 4, strlen(e->type),
                          8, pos_len, 5,          e->json_len};
         for (int k = 0; k < 12; k++) {
-            buf_puts(&cmd, "$");
-            buf_lld(&cmd, (long long)lens[k]);
-            buf_puts(&cmd, "\r\n");
-            buf_append(&cmd, args[k], lens[k]);
-            buf_puts(&cmd, "\r\n");
+            buf_append(cmd, "$", 1);
+            buf_lld(cmd, (long long)lens[k]);
+            buf_append(cmd, "\r\n", 2);
+            buf_append(cmd, args[k], lens[k]);
+            buf_append(cmd, "\r\n", 2);
         }
-        redis_batch_add(&batch, name.data, name.len, cmd.data, cmd.len);
+        redis_batch_added(&batch, name.data, name.len, start);
         last = e->position;
         sent++;
     }
-    buf_dispose(&cmd);
     buf_dispose(&name);
     int rc = 0;
     char *key = relay_checkpoint_key(cfg);
