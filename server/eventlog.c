@@ -165,7 +165,14 @@ long long eventlog_head(PGconn **conn, int timeout_ms)
 
 bool eventlog_listen(PGconn **conn, int timeout_ms)
 {
-    PGresult *r = db_exec(conn, "LISTEN " EVENTLOG_CHANNEL, 0, NULL, timeout_ms);
+    return eventlog_listen_to(conn, EVENTLOG_CHANNEL, true, timeout_ms);
+}
+
+bool eventlog_listen_to(PGconn **conn, const char *channel, bool on, int timeout_ms)
+{
+    char sql[64];
+    snprintf(sql, sizeof sql, "%s %s", on ? "LISTEN" : "UNLISTEN", channel);
+    PGresult *r = db_exec(conn, sql, 0, NULL, timeout_ms);
     bool ok = db_ok(r);
     PQclear(r);
     return ok;
@@ -179,7 +186,7 @@ static int drain(PGconn *conn, eventlog_wake which)
     while ((note = PQnotifies(conn))) {
         if (which == EVENTLOG_WAKE_ANY ||
             (which == EVENTLOG_WAKE_FOREIGN && strcmp(note->extra, eventlog_instance()) != 0) ||
-            (which == EVENTLOG_WAKE_CONTROL && !note->extra[0]))
+            (which == EVENTLOG_WAKE_CONTROL && strcmp(note->relname, EVENTLOG_CONTROL_CHANNEL) == 0))
             woken = 1;
         PQfreemem(note);
     }

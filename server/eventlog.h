@@ -26,6 +26,10 @@
 #include <stdbool.h>
 
 #define EVENTLOG_CHANNEL "sluice_events"
+/* Definition changes (projections created or reset), on a channel of their own: the
+ * projections runner listens to commits only while a projection is defined, so with none
+ * a commit does not wake its PostgreSQL backend and its thread for nothing. */
+#define EVENTLOG_CONTROL_CHANNEL "sluice_definitions"
 
 /* The stored envelope's columns, in the order of its JSON fields; row_to_json over a
  * subquery selecting them gives the stored envelope's text. `time` is Sluice's ingestion
@@ -63,14 +67,17 @@ long long eventlog_head(PGconn **conn, int timeout_ms);
 
 /* LISTENs on the channel. False when the connection failed (then *conn is NULL). */
 bool eventlog_listen(PGconn **conn, int timeout_ms);
+/* LISTEN (`on`) or UNLISTEN `channel` (EVENTLOG_CHANNEL, EVENTLOG_CONTROL_CHANNEL). False
+ * when the statement failed (a broken connection: *conn is NULL). */
+bool eventlog_listen_to(PGconn **conn, const char *channel, bool on, int timeout_ms);
 
 /* Which notifications on the channel count for a waiter. */
 typedef enum {
     EVENTLOG_WAKE_ANY,     /* every one: a commit of any instance, a definition change */
     EVENTLOG_WAKE_FOREIGN, /* not this process's own commits, which reach its readers from
                               memory */
-    EVENTLOG_WAKE_CONTROL, /* only those without an instance id: definition changes
-                              (projections), not commits */
+    EVENTLOG_WAKE_CONTROL, /* only definition changes (EVENTLOG_CONTROL_CHANNEL), not
+                              commits */
 } eventlog_wake;
 
 /* Reads what the connection has received without waiting and takes the queued

@@ -621,6 +621,7 @@ static void *runner_main(void *unused)
     PGconn *conn = NULL, *replica = NULL; /* replica: SLUICE_READ_DATABASE_URL's (reads.h) */
     int64_t replica_retry_at = 0;        /* after a failed connect, not before this */
     bool leader = false;
+    bool listening = false; /* LISTENing on EVENTLOG_CHANNEL (commits) */
     while (!worker_stopping(&runner)) {
         if (leader && !replica && reads_replica() && time_mono_ms() >= replica_retry_at &&
             !(replica = reads_connect_replica("projections")))
@@ -640,7 +641,9 @@ static void *runner_main(void *unused)
             leader = db_ok(r) && PQgetvalue(r, 0, 0)[0] == 't';
             PQclear(r);
             if (leader) {
-                (void)eventlog_listen(&conn, PROJ_TIMEOUT_MS); /* a failure drops conn */
+                listening = false; /* to commits: from the first round that finds a projection */
+                (void)eventlog_listen_to(&conn, EVENTLOG_CONTROL_CHANNEL, true,
+                                         PROJ_TIMEOUT_MS); /* a failure drops conn */
                 log_info("projections", "this instance runs the projections", NULL);
             } else {
                 for (int i = 0; i < 10 && !worker_stopping(&runner); i++)
@@ -649,11 +652,16 @@ static void *runner_main(void *unused)
             }
         }
         int defined = 0;
-        if (round_robin(&conn, &replica, &defined) || !conn) continue;
-        /* Idle: wait for a commit or a definition change, at most 200 ms. With no
-         * projection defined only a definition change counts: a commit would cost a
-         * query of the projections table for nothing (one per commit under load). */
-        (void)eventlog_wait(&conn, 200, defined ? EVENTLOG_WAKE_ANY : EVENTLOG_WAKE_CONTROL,
+        bool busy = round_robin(&conn, &replica, &defined);
+        /* Commits wake the runner only while a projection is defined: otherwise each would
+         * cost its backend a signal and a message, and this thread a wake-up, for nothing
+         * (one per commit under load; bench/run.sh). */
+        if (conn && (defined > 0) != listening &&
+            eventlog_listen_to(&conn, EVENTLOG_CHANNEL, defined > 0, PROJ_TIMEOUT_MS))
+            listening = defined > 0;
+        if (busy || !conn) continue;
+        /* Idle: wait for a commit or a definition change, at most 200 ms. */
+        (void)eventlog_wait(&conn, 200, listening ? EVENTLOG_WAKE_ANY : EVENTLOG_WAKE_CONTROL,
                             &runner.stopping);
     }
     PQfinish(conn);
@@ -711,7 +719,7 @@ sl_status projections_create(PGconn **conn, const char *tenant, json_t *def, jso
     if (db_ok(r)) rc = strcmp(PQcmdTuples(r), "1") == 0 ? SL_OK : SL_CONFLICT;
     PQclear(r);
     if (rc == SL_OK) {
-        PGresult *n = db_exec(conn, "NOTIFY " EVENTLOG_CHANNEL, 0, NULL, PROJ_TIMEOUT_MS);
+        PGresult *n = db_exec(conn, "NOTIFY " EVENTLOG_CONTROL_CHANNEL, 0, NULL, PROJ_TIMEOUT_MS);
         PQclear(n);
         rc = projections_get(conn, tenant, name, answer);
     }
@@ -774,7 +782,7 @@ sl_status projections_reset(PGconn **conn, const char *tenant, const char *name,
         PQclear(r[i]);
     if (!ok) return SL_UNAVAILABLE;
     if (!found) return SL_NOT_FOUND;
-    PGresult *n = db_exec(conn, "NOTIFY " EVENTLOG_CHANNEL, 0, NULL, PROJ_TIMEOUT_MS);
+    PGresult *n = db_exec(conn, "NOTIFY " EVENTLOG_CONTROL_CHANNEL, 0, NULL, PROJ_TIMEOUT_MS);
     PQclear(n);
     return projections_get(conn, tenant, name, answer);
 }

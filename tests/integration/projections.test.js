@@ -1007,3 +1007,45 @@ describe('kill -9 during the catch-up of a large history, and failover', () => {
     await x.stop();
   });
 });
+
+// ---------------------------------------------------------------- idle cost
+
+describe('with no projection defined, commits cost the projections runner nothing', () => {
+  // The runner LISTENs to commits only while a projection is defined (definitions come on a
+  // channel of their own). Before, every commit woke it and it read the projections table
+  // again: one query per commit under load. Counted here from pg_stat_user_tables (the
+  // runner's own backend flushes its counters at least once a second while it polls).
+  let db;
+  let x;
+  before(async () => { db = await h.freshDatabase(); });
+  after(async () => {
+    if (x) await x.cleanup();
+    if (db) db.drop();
+  });
+
+  test('300 commits: the projections table is read about every 200 ms, not once per commit; a definition still wakes the runner', async () => {
+    x = await h.startSluice({ name: 'idle-runner', dbUrl: db.url, env: { SLUICE_REDIS_PREFIX: newPrefix('iti') } });
+    const c = x.client();
+    const reads = () => Number(h.psql(db.url,
+      "SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_user_tables WHERE relname = 'projections'"));
+    await h.waitFor(() => reads() > 0, { timeout: 20000, what: 'the projections runner polling' });
+    await h.sleep(1500);
+    const r0 = reads();
+    const t0 = Date.now();
+    const COMMITS = 300;
+    for (let i = 0; i < COMMITS; i++) // one at a time: each request is a commit of its own
+      await pub(c, { type: 'idle.written', stream: 'idle.events', data: { i } });
+    await h.sleep(2500); // the counters of the last second reach pg_stat
+    const r1 = reads();
+    const polls = (Date.now() - t0) / 200;
+    assert.ok(r1 - r0 <= polls * 1.5 + 10,
+      `${r1 - r0} reads of the projections table during ${COMMITS} commits in ${Date.now() - t0} ms (polling alone: ~${Math.round(polls)})`);
+    // A definition made now is picked up and applied at once, and so are the commits after it.
+    h.assertStatus(await c.post('/v1/projections', { name: 'idle-count', reduce: 'count' }), 201);
+    const [last] = await pub(c, { type: 'idle.written', stream: 'idle.events', data: { i: COMMITS } });
+    await waitLive(c, 'idle-count', last.position, 30000);
+    const st = h.assertStatus(await c.get('/v1/projections/idle-count/state?key='), 200);
+    assert.equal(st.state, COMMITS + 1);
+    await x.stop();
+  });
+});
