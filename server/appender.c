@@ -364,12 +364,15 @@ static const char *const keys_sql =
 static const char *const lock_sql = "SELECT pg_advisory_xact_lock(" LOCK_EVENT_LOG ")";
 /* The head. $1 is the head this appender last knew, never above the true one (positions
  * only grow, and the newest event is never deleted), so only the partitions from it on are
- * read; an unnamed statement is planned with $1's value, so the others are never opened. */
-static const char *const head_sql =
-    "SELECT coalesce(max(position), 0) FROM events WHERE position >= $1::bigint";
-static const char *const head_rel_sql =
-    "SELECT set_config('sluice.head', coalesce(max(position), 0)::text, true) FROM events "
-    "WHERE position >= $1::bigint";
+ * read; an unnamed statement is planned with $1's value, so the others are never opened.
+ * ORDER BY ... LIMIT 1 rather than max(): the same index scan, but max() is planned twice
+ * (as an aggregate, then as this), and planning is most of this statement's cost — run
+ * alone (pgbench, one client) 0.10-0.16 ms against 0.17-0.30 ms, SELECT 1 being 0.05. */
+#define HEAD_EXPR                                                                                  \
+    "coalesce((SELECT position FROM events WHERE position >= $1::bigint "                          \
+    "ORDER BY position DESC LIMIT 1), 0)"
+static const char *const head_sql = "SELECT " HEAD_EXPR;
+static const char *const head_rel_sql = "SELECT set_config('sluice.head', " HEAD_EXPR "::text, true)";
 
 /* Which INSERT statements are prepared on `conn` ([relative][rows]); reset on reconnect. */
 static bool prepared[2][INSERT_CHUNK + 1];
