@@ -372,7 +372,8 @@ static const char *const lock_sql = "SELECT pg_advisory_xact_lock(" LOCK_EVENT_L
     "coalesce((SELECT position FROM events WHERE position >= $1::bigint "                          \
     "ORDER BY position DESC LIMIT 1), 0)"
 static const char *const head_sql = "SELECT " HEAD_EXPR;
-static const char *const head_rel_sql = "SELECT set_config('sluice.head', " HEAD_EXPR "::text, true)";
+static const char *const head_rel_sql =
+    "SELECT set_config('sluice.head', " HEAD_EXPR "::text, true)";
 
 /* Which INSERT statements are prepared on `conn` ([relative][rows]); reset on reconnect. */
 static bool prepared[2][INSERT_CHUNK + 1];
