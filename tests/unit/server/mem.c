@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <stdlib.h>
+#include <string.h>
 
 Test(mem, jansson_allocates_with_xmalloc_from_before_main)
 {
@@ -23,4 +24,32 @@ Test(mem, text_jansson_returns_is_freed_with_free)
     cr_assert_str_eq(text, "{\"a\":\"b\",\"n\":1}");
     free(text);
     json_decref(v);
+}
+
+Test(mem, buf_append_grows_across_its_capacity_and_stays_nul_terminated)
+{
+    /* buf_append is inline (mem.h): only a piece that does not fit calls buf_reserve. */
+    buf b;
+    buf_init(&b);
+    char want[1200];
+    size_t len = 0;
+    for (int i = 0; len + 7 < sizeof want; i++) {
+        const char *piece = i % 3 == 0 ? "a" : i % 3 == 1 ? "bcdefg" : "";
+        size_t n = strlen(piece);
+        buf_append(&b, piece, n);
+        memcpy(want + len, piece, n);
+        len += n;
+        cr_assert_eq(b.len, len);
+        cr_assert(b.cap > b.len, "no room for the NUL at %zu bytes", b.len);
+        cr_assert_eq(b.data[b.len], '\0');
+    }
+    cr_assert_eq(memcmp(b.data, want, len), 0);
+    buf_reserve(&b, 5000); /* room made ahead: the appends after it do not move the data */
+    char *at = b.data;
+    for (int i = 0; i < 700; i++)
+        buf_append(&b, "xyzuvw", 6);
+    cr_assert(b.data == at);
+    cr_assert_eq(b.len, len + 4200);
+    buf_dispose(&b);
+    cr_assert_null(b.data);
 }
