@@ -185,9 +185,7 @@ static int drain(PGconn *conn, eventlog_wake which)
     PGnotify *note;
     while ((note = PQnotifies(conn))) {
         if (which == EVENTLOG_WAKE_ANY ||
-            (which == EVENTLOG_WAKE_FOREIGN && strcmp(note->extra, eventlog_instance()) != 0) ||
-            (which == EVENTLOG_WAKE_CONTROL &&
-             strcmp(note->relname, EVENTLOG_CONTROL_CHANNEL) == 0))
+            (which == EVENTLOG_WAKE_FOREIGN && strcmp(note->extra, eventlog_instance()) != 0))
             woken = 1;
         PQfreemem(note);
     }

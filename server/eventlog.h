@@ -76,8 +76,6 @@ typedef enum {
     EVENTLOG_WAKE_ANY,     /* every one: a commit of any instance, a definition change */
     EVENTLOG_WAKE_FOREIGN, /* not this process's own commits, which reach its readers from
                               memory */
-    EVENTLOG_WAKE_CONTROL, /* only definition changes (EVENTLOG_CONTROL_CHANNEL), not
-                              commits */
 } eventlog_wake;
 
 /* Reads what the connection has received without waiting and takes the queued

@@ -660,9 +660,9 @@ static void *runner_main(void *unused)
             eventlog_listen_to(&conn, EVENTLOG_CHANNEL, defined > 0, PROJ_TIMEOUT_MS))
             listening = defined > 0;
         if (busy || !conn) continue;
-        /* Idle: wait for a commit or a definition change, at most 200 ms. */
-        (void)eventlog_wait(&conn, 200, listening ? EVENTLOG_WAKE_ANY : EVENTLOG_WAKE_CONTROL,
-                            &runner.stopping);
+        /* Idle: wait for a commit (while listening to them) or a definition change, at most
+         * 200 ms. */
+        (void)eventlog_wait(&conn, 200, EVENTLOG_WAKE_ANY, &runner.stopping);
     }
     PQfinish(conn);
     PQfinish(replica);
