@@ -38,7 +38,7 @@ started=$(date -u '+%Y-%m-%d %H:%M UTC')
 
 status=0
 for b in bench/run.sh bench/insert/run.sh bench/validate/run.sh bench/fanout/run.sh bench/history/run.sh \
-  bench/groups/run.sh bench/consumer/run.sh bench/webhooks/run.sh bench/unauth/run.sh bench/tenants/run.sh bench/validation_attack/run.sh \
+  bench/groups/run.sh bench/consumer/run.sh bench/webhooks/run.sh bench/unauth/run.sh bench/tenants/run.sh bench/longpoll/run.sh bench/validation_attack/run.sh \
   bench/partitions/run.sh; do
   case "$b" in
     bench/run.sh) name=publish ;;

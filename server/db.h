@@ -49,6 +49,14 @@ int db_pipeline(PGconn **conn, const db_step *steps, int n, int timeout_ms, PGre
 PGresult *db_exec(PGconn **conn, const char *sql, int nparams, const char *const *vals,
                   int timeout_ms) __attribute__((warn_unused_result));
 
+/* As db_exec with nparams >= 0, for a statement that repeats with other values (a read's
+ * filter shape, a page query): the first time on a connection it is prepared there (one
+ * more round trip), then executed by name, so PostgreSQL parses it once per connection
+ * and can keep its plan. At most DB_PREPARED_MAX (db.c) statements per connection; others
+ * run unnamed, as db_exec. */
+PGresult *db_exec_prepared(PGconn **conn, const char *sql, int nparams, const char *const *vals,
+                           int timeout_ms) __attribute__((warn_unused_result));
+
 /* False when an idle connection has been closed by the server (say, a restart), without
  * waiting: checks for pending input and reads it. */
 bool db_alive(PGconn *conn);
@@ -70,7 +78,8 @@ typedef enum {
 } db_stream_rc;
 
 /* Streams the rows of one query (single-row mode): row_cb is called once per row
- * with a one-row result (borrowed) and returns 0 to go on, nonzero to stop.
+ * with a one-row result (borrowed) and returns 0 to go on, nonzero to stop. The query
+ * is prepared on the connection as by db_exec_prepared.
  * `timeout_ms` bounds each wait for the server. */
 db_stream_rc db_stream(PGconn **conn, const char *sql, int nparams, const char *const *vals,
                        int timeout_ms, int (*row_cb)(const PGresult *row, void *arg), void *arg)

@@ -99,7 +99,7 @@ static int page_events(PGconn **conn, const char *sql, int n_params, const char 
                        int timeout_ms, stored_event ***out)
 {
     *out = NULL;
-    PGresult *r = db_exec(conn, sql, n_params, p, timeout_ms);
+    PGresult *r = db_exec_prepared(conn, sql, n_params, p, timeout_ms);
     if (!db_ok(r)) {
         if (r) db_log_error("eventlog", "reading the log failed", r);
         PQclear(r);

@@ -88,11 +88,12 @@ sl_status store_get_event(PGconn **conn, int timeout_ms, const char *tenant, con
                           char **json)
 {
     const char *p[] = {tenant, id};
-    PGresult *r = db_exec(conn,
-                          "SELECT row_to_json(e)::text FROM (SELECT " EVENT_COLUMNS
-                          " FROM events WHERE position = (SELECT position FROM event_ids WHERE "
-                          "tenant_id = $1 AND id = $2)) e",
-                          2, p, timeout_ms);
+    PGresult *r =
+        db_exec_prepared(conn,
+                         "SELECT row_to_json(e)::text FROM (SELECT " EVENT_COLUMNS
+                         " FROM events WHERE position = (SELECT position FROM event_ids WHERE "
+                         "tenant_id = $1 AND id = $2)) e",
+                         2, p, timeout_ms);
     sl_status rc = SL_UNAVAILABLE;
     if (db_ok(r)) {
         rc = SL_NOT_FOUND;
@@ -111,7 +112,7 @@ sl_status store_read_page(PGconn **conn, int timeout_ms, const read_filter *f, b
 {
     filter_sql q;
     build_query(&q, f, f->limit + 1); /* one more row tells has_more */
-    PGresult *r = db_exec(conn, q.sql.data, q.n, q.vals, timeout_ms);
+    PGresult *r = db_exec_prepared(conn, q.sql.data, q.n, q.vals, timeout_ms);
     sl_status rc = SL_UNAVAILABLE;
     if (db_ok(r)) {
         int rows = PQntuples(r);

@@ -3,8 +3,8 @@
 // polls and history catch-ups for as long as it runs, and keeps asking for more.
 //
 //   - BENCH_POLLS + BENCH_EXTRA long polls (GET /v1/events/wait for a correlation id that
-//     never comes, timeout_ms 20000), each re-asked as soon as it is answered (204 on timeout;
-//     429 past the tenant's cap, then after its Retry-After);
+//     never comes, timeout_ms BENCH_POLL_TIMEOUT_MS, 20000 by default), each re-asked as soon
+//     as it is answered (204 on timeout; 429 past the tenant's cap, then after its Retry-After);
 //   - BENCH_CATCHUPS + BENCH_EXTRA WebSocket connections, each subscribing from position 0 to
 //     the tenant's `hog.mark` events (one in every 1,000 of its history): the server reads the
 //     whole history for each; once a connection has every mark (BENCH_MARKS) its catch-up is
@@ -14,7 +14,8 @@
 // `STATE …` line every second, and on SIGTERM `DONE …` with what it saw (the minimum held
 // while it ran after READY, and the refusals). Environment: BENCH_URL, BENCH_WS_PORT,
 // BENCH_TOKEN (the tenant's key: read, subscribe), BENCH_POLLS, BENCH_CATCHUPS, BENCH_EXTRA,
-// BENCH_MARKS, BENCH_MAX_SECONDS (it ends by itself after this long, as on SIGTERM).
+// BENCH_MARKS, BENCH_MAX_SECONDS (it ends by itself after this long, as on SIGTERM),
+// BENCH_POLL_TIMEOUT_MS (its long polls' timeout_ms: shorter makes them churn).
 const path = require('node:path');
 const WebSocket = require(path.join(__dirname, '..', '..', 'tests', 'node_modules', 'ws'));
 
@@ -27,6 +28,7 @@ const CATCHUPS = Number(env('BENCH_CATCHUPS', '64'));
 const EXTRA = Number(env('BENCH_EXTRA', '20'));
 const MARKS = Number(env('BENCH_MARKS', '1'));
 const MAX_S = Number(env('BENCH_MAX_SECONDS', '600'));
+const POLL_TIMEOUT_MS = Number(env('BENCH_POLL_TIMEOUT_MS', '20000'));
 
 let stopping = false;
 const st = {
@@ -43,7 +45,7 @@ async function pollLoop(n) {
     let parked = true;
     st.pollsParked++;
     try {
-      const res = await fetch(`${URL_}/v1/events/wait?correlation_id=hog-never-${n}&timeout_ms=20000`,
+      const res = await fetch(`${URL_}/v1/events/wait?correlation_id=hog-never-${n}&timeout_ms=${POLL_TIMEOUT_MS}`,
         { headers: { Authorization: `Bearer ${TOKEN}` } });
       await res.text();
       st.pollsParked--;

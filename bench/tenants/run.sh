@@ -2,6 +2,7 @@
 # bench/tenants/run.sh — the noisy-neighbour benchmark of issue 13 ("Sealed tenants").
 #
 #   bench/tenants/run.sh        BENCH_SECONDS=15 BENCH_POLLS=500 BENCH_CATCHUPS=64
+#                               (BENCH_POLL_TIMEOUT_MS=20000: the hog's long polls' timeout)
 #
 # Why: per-tenant caps (SLUICE_TENANT_*) bound what one tenant may hold, but what it holds up
 # to its caps still runs on the same instance; this measures what that costs another tenant.
