@@ -32,6 +32,7 @@ static strmap rejections; /* {lock} code → counter (heap unsigned long long) *
 static unsigned long long batches, batch_events, batch_buckets[8]; /* {lock} */
 static unsigned long long http_by_class[6];                        /* {lock} 1xx..5xx */
 static unsigned long long partitions_created, partitions_dropped; /* {lock} */
+static unsigned long long long_polls_paced;                       /* {lock} */
 
 /* Commit-to-acknowledgement times per consumer group: retries make them long. */
 #define N_ACK_BUCKETS 14
@@ -190,6 +191,13 @@ void metrics_partition_dropped(void)
     pthread_mutex_unlock(&lock);
 }
 
+void metrics_long_polls_paced(int n)
+{
+    pthread_mutex_lock(&lock);
+    long_polls_paced += (unsigned long long)n;
+    pthread_mutex_unlock(&lock);
+}
+
 void metrics_http(int status)
 {
     int c = status / 100;
@@ -301,6 +309,12 @@ void metrics_render(buf *out)
                "dropped whole.\n# TYPE sluice_partitions_dropped_total counter\n"
                "sluice_partitions_dropped_total %llu\n",
                partitions_created, partitions_dropped);
+    buf_printf(out,
+               "# HELP sluice_long_poll_timeouts_paced_total Long-poll timeouts answered on a "
+               "later turn of the reaper: their tenant had used its answers for that turn.\n"
+               "# TYPE sluice_long_poll_timeouts_paced_total counter\n"
+               "sluice_long_poll_timeouts_paced_total %llu\n",
+               long_polls_paced);
     render_acks_locked(out);
     pthread_mutex_unlock(&lock);
 }

@@ -32,6 +32,8 @@ void metrics_http(int status);
 /* Event-log partitions created ahead of need, and expired ones dropped (partitions.c). */
 void metrics_partition_created(int n);
 void metrics_partition_dropped(void);
+/* Long-poll timeouts put off to a later reaper turn (waiters.c's per-tenant pacing). */
+void metrics_long_polls_paced(int n);
 
 /* A consumer-API acknowledgement in a group, `seconds` after its event was committed (seed
  * 003's "time from event publish to completion"). */

@@ -9,7 +9,7 @@
  * one: positions commit in order, so a lookup that sees a live match's event
  * sees every earlier one too. So the store's match, when there is one, answers;
  * otherwise the first live match does; a reaper thread answers the ones whose
- * deadline passed. No thread waits per request.
+ * deadline passed, paced per tenant. No thread waits per request.
  */
 #ifndef SLUICE_WAITERS_H
 #define SLUICE_WAITERS_H
@@ -35,6 +35,10 @@ waiter *waiters_add(filter *fl, long long after, int timeout_ms, waiter_done_fn 
  * reference. Must be called exactly once per waiters_add: until then a live match is held
  * back, since a stored match is not later. */
 void waiters_offer(waiter *w, const char *json, size_t len);
+/* One turn of the reaper (its thread runs one every 20 ms): answers, as timeouts, the
+ * waiters whose deadline passed, oldest first and at most 25 of one tenant's per turn (the
+ * rest in the next turns: see waiters.c). Returns how many were put off. Any thread. */
+int waiters_reap(void);
 /* Answers now, as a timeout (json NULL), the waiter whose `arg` is `arg`, if it has not been
  * answered (a revoked key's long poll). Any thread. */
 void waiters_cancel(void *arg);
