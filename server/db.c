@@ -76,13 +76,11 @@ static void stmt_cache_clear(stmt_cache *sc)
 static int stmt_event(PGEventId id, void *info, void *pass)
 {
     (void)pass;
-    if (id == PGEVT_CONNDESTROY || id == PGEVT_CONNRESET) {
-        PGconn *c = id == PGEVT_CONNDESTROY ? ((PGEventConnDestroy *)info)->conn
-                                            : ((PGEventConnReset *)info)->conn;
-        stmt_cache *sc = PQinstanceData(c, stmt_event);
-        if (sc && id == PGEVT_CONNRESET) {
-            stmt_cache_clear(sc); /* a new session has no prepared statements */
-        } else if (sc) {
+    /* Sluice never PQresets a connection (a broken one is finished and a new one made):
+     * the cache lives and dies with its PGconn. */
+    if (id == PGEVT_CONNDESTROY) {
+        stmt_cache *sc = PQinstanceData(((PGEventConnDestroy *)info)->conn, stmt_event);
+        if (sc) {
             strmap_dispose(&sc->names, free);
             free(sc);
         }

@@ -82,7 +82,7 @@ static void deliver(hub_sub *hs, stored_event *e)
 
 /* The reaper's turn: how many timeouts each tenant has been answered in it. */
 typedef struct reap_turn {
-    strmap answered; /* tenant -> count (the pointer's value) */
+    strmap answered; /* tenant -> count (the pointer's value); made at the first timeout */
     int paced;       /* timeouts put off to a later turn */
 } reap_turn;
 
@@ -90,6 +90,7 @@ typedef struct reap_turn {
 static bool turn_admits(reap_turn *t, const waiter *w)
 {
     const char *tenant = w->hs.filter.tenant;
+    if (!t->answered.slots) strmap_init(&t->answered);
     uintptr_t n = (uintptr_t)strmap_get(&t->answered, tenant);
     if (n >= REAP_TIMEOUTS_PER_TENANT) {
         t->paced++;
@@ -105,7 +106,6 @@ static int reap(bool stop)
     int64_t now = time_mono_ms();
     waiter *done = NULL;
     reap_turn turn = {.paced = 0};
-    strmap_init(&turn.answered);
     pthread_mutex_lock(&lock);
     /* Oldest first (the list is newest first): past deadlines are answered in the order
      * they passed, a tenant's first REAP_TIMEOUTS_PER_TENANT in this turn. */
@@ -136,7 +136,7 @@ static int reap(bool stop)
         }
     }
     pthread_mutex_unlock(&lock);
-    strmap_dispose(&turn.answered, NULL);
+    strmap_dispose(&turn.answered, NULL); /* nothing to free when no timeout was due */
     if (turn.paced) metrics_long_polls_paced(turn.paced);
     while (done) {
         waiter *next = done->next;
