@@ -11,9 +11,9 @@
 // request, a stored lookup on a pooled PostgreSQL connection, a hub subscription and a 204:
 // per long poll, CPU µs of sluice (all its threads), of the PostgreSQL backends serving its
 // database, and of this client, from /proc.
-// Baseline, same run, same database: the stored lookup alone — the very SQL Sluice sends
-// for this filter (server/store.c build_query: tenant, correlation id, after 0, limit 1) —
-// run by 4 node-postgres clients (as many as Sluice's pool) for BENCH_SECONDS, once as a named
+// Baseline, same run, same database: the stored lookup alone — the very SQL Sluice sent for
+// this filter, read from pg_stat_activity's `query` of its pooled backends after the long
+// polls (parameters: tenant, correlation id, after 0, limit 1) — run by 4 node-postgres clients (as many as Sluice's pool) for BENCH_SECONDS, once as a named
 // prepared statement and once unnamed (parsed and planned on every run, as Sluice did before
 // its reads were prepared): PostgreSQL CPU µs per lookup, read from those clients' own
 // backends. Prints one table; exit 1 when a long poll was answered other than 204.
@@ -34,13 +34,21 @@ const TIMEOUT_MS = env('BENCH_TIMEOUT_MS', '1000');
 const ROWS = env('BENCH_ROWS', '');
 const TICK_US = 1e6 / 100; // CLK_TCK = 100 on Linux
 
-const LOOKUP =
-  'SELECT e.position, row_to_json(e)::text FROM (SELECT position, id, type, stream, key, version, ' +
-  'data, metadata, correlation_id, causation_id, user_id, source, schema_version, tenant_id, ' +
-  'to_char(time AT TIME ZONE \'UTC\', \'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"\') AS time, ' +
-  'to_char(occurred_at AT TIME ZONE \'UTC\', \'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"\') AS occurred_at ' +
-  'FROM events WHERE true AND tenant_id = $1 AND correlation_id = $2 AND position > $3 ' +
-  'ORDER BY position LIMIT $4) e ORDER BY e.position';
+// The lookup's SQL as Sluice's pooled backends last ran it (the long polls' stored lookup):
+// the baseline runs exactly that, whatever server/store.c writes.
+async function lookupSql() {
+  const c = new Client({ connectionString: DB_URL });
+  await c.connect();
+  try {
+    const r = await c.query(
+      "SELECT query FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() " +
+      "AND query LIKE '%correlation_id = $2 AND position > $3%' LIMIT 1");
+    if (!r.rows.length) throw new Error('no backend of sluice ran the long polls\' lookup');
+    return r.rows[0].query;
+  } finally {
+    await c.end();
+  }
+}
 
 const pgTicks = (pids) => pids.reduce((a, p) => a + (statTicks(`/proc/${p}/stat`, false) || 0), 0);
 
@@ -77,7 +85,7 @@ async function longPolls(seconds) {
   };
 }
 
-async function lookups(seconds, named) {
+async function lookups(seconds, named, sql) {
   const clients = await Promise.all(Array.from({ length: 4 }, async () => {
     const c = new Client({ connectionString: DB_URL });
     await c.connect();
@@ -88,7 +96,7 @@ async function lookups(seconds, named) {
   const run = async (c) => {
     while (!stop) {
       const values = ['poller', `never-${i++ % POLLS}`, '0', '1'];
-      await c.query(named ? { name: 'lookup', text: LOOKUP, values } : { text: LOOKUP, values });
+      await c.query(named ? { name: 'lookup', text: sql, values } : { text: sql, values });
       n++;
     }
   };
@@ -113,8 +121,9 @@ async function lookups(seconds, named) {
 
 (async () => {
   const lp = await longPolls(SECONDS);
-  const named = await lookups(SECONDS, true);
-  const unnamed = await lookups(SECONDS, false);
+  const sql = await lookupSql();
+  const named = await lookups(SECONDS, true, sql);
+  const unnamed = await lookups(SECONDS, false, sql);
   const f = (x) => x.toFixed(1);
   console.log(`\nbench/longpoll — ${POLLS} long polls re-asked as soon as answered (timeout_ms ${TIMEOUT_MS}), ${SECONDS} s measured`);
   console.log('run                                              per second   CPU µs each: sluice   postgres   client');
