@@ -230,9 +230,11 @@ void events_on_list(http_req *req)
 typedef struct wait_state {
     char *json; /* the match, or NULL: timeout */
     size_t len;
-    /* One of the tenant's long-poll slots (SLUICE_TENANT_LONG_POLLS) and the key's revocation
-     * watch, both held until the request is freed, whichever way it ends. */
+    /* One of the tenant's long-poll slots (SLUICE_TENANT_LONG_POLLS), held until the answer is
+     * built (before the client can see it and ask again) or, if the client leaves first, until
+     * the request is freed; and the key's revocation watch, held until the request is freed. */
     char tenant[ENVELOPE_TENANT_MAX + 1];
+    bool slot_held;
     auth_watch *watch;
     atomic_bool revoked; /* the key was revoked: answer 401 now */
     bool pool_full;      /* MHD thread: the store lookup could not be queued, answer 503 */
@@ -248,7 +250,7 @@ static void wait_state_free(void *arg)
 {
     wait_state *st = arg;
     auth_watch_remove(st->watch);
-    tenants_release(st->tenant, TENANT_LONG_POLLS);
+    if (st->slot_held) tenants_release(st->tenant, TENANT_LONG_POLLS);
     free(st->json);
     free(st);
 }
@@ -278,6 +280,8 @@ static void on_wait_done(void *arg, const char *json, size_t len)
 static void answer_wait(http_req *req)
 {
     wait_state *st = req->state;
+    tenants_release(st->tenant, TENANT_LONG_POLLS);
+    st->slot_held = false;
     if (atomic_load(&st->revoked)) {
         http_add_header(req, "WWW-Authenticate", "Bearer realm=\"sluice\"");
         http_reply_error(req, "unauthenticated", "the API key was revoked");
@@ -347,6 +351,7 @@ void events_on_wait(http_req *req)
     }
     wait_state *st = xcalloc(1, sizeof *st);
     snprintf(st->tenant, sizeof st->tenant, "%s", req->auth.tenant); /* the slot's */
+    st->slot_held = true;
     req->state = st;
     req->state_free = wait_state_free;
     req->finalize = answer_wait;

@@ -126,10 +126,17 @@ describe('per-tenant limits', () => {
 
   test('long polls: the cap, then 429; another tenant unaffected; an answered poll frees its slot', async () => {
     const cid = (n) => `tl-${one.tenant}-${n}`;
+    // The probe below holds a slot for a moment each time it is admitted: a poll that arrives
+    // then is refused, and asks again (the probe is refused only once both polls are parked).
+    const park = async (i) => {
+      for (let tries = 1; ; tries++) {
+        const r = await one.c.get(`/v1/events/wait?correlation_id=${cid(i)}&timeout_ms=30000`, { timeout: 40000 });
+        if (r.status !== 429 || tries === 20) return r;
+        await h.sleep(20);
+      }
+    };
     const polls = [];
-    for (let i = 0; i < CAP_POLLS; i++) {
-      polls.push(one.c.get(`/v1/events/wait?correlation_id=${cid(i)}&timeout_ms=30000`, { timeout: 40000 }));
-    }
+    for (let i = 0; i < CAP_POLLS; i++) polls.push(park(i));
     // Both are parked once a third is refused (allow them a moment to arrive).
     const third = await h.waitFor(async () => {
       const r = await one.c.get(`/v1/events/wait?correlation_id=${cid(9)}&timeout_ms=0`);
