@@ -87,6 +87,22 @@ static long long turn_clock; /* {turn_lock} */
 static strmap turn_served;   /* {turn_lock} tenant → long long *: when it last got a turn */
 static bool turn_ready;      /* {turn_lock} */
 
+/* Catch-up threads are kept for the next catch-up (CATCHUP_IDLE_MS) instead of ending with
+ * theirs. Why: a client that subscribes from a position again and again (bench/tenants'
+ * hog: some 120 catch-ups a second) made Sluice create and end a thread for each, and an
+ * ending thread's stack is given back with madvise, whose TLB shootdown interrupts every
+ * core: perf put madvise, page faults, clone and exit at a fifth of the catch-up threads'
+ * CPU. An idle worker waits on its own condition variable for its next subscription. */
+#define CATCHUP_IDLE_MS 10000
+typedef struct catchup_worker {
+    pthread_cond_t cv;
+    session_sub *job; /* {workers_lock} the next catch-up to run, handed over */
+    struct catchup_worker *next;
+} catchup_worker;
+static pthread_mutex_t workers_lock = PTHREAD_MUTEX_INITIALIZER;
+static catchup_worker *idle_workers; /* {workers_lock} waiting for a job, newest first */
+static bool workers_stopping;        /* {workers_lock} */
+
 static long long now_ms(void)
 {
     struct timespec ts;
@@ -228,6 +244,11 @@ static void conn_give(PGconn *c, bool replica)
 
 void session_stop(void)
 {
+    pthread_mutex_lock(&workers_lock); /* idle catch-up threads end */
+    workers_stopping = true;
+    for (catchup_worker *w = idle_workers; w; w = w->next)
+        pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&workers_lock);
     pthread_mutex_lock(&turn_lock);
     for (int r = 0; r < 2; r++)
         while (idle_count[r])
@@ -465,11 +486,8 @@ static void yield_to_publishes(long long read_start)
     if (pause > 0) usleep((useconds_t)pause * 1000);
 }
 
-static void *catchup_main(void *arg)
+static void run_catchup(session_sub *sub)
 {
-    /* Below the threads that serve requests and commit: a catch-up is background work. */
-    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), CATCHUP_NICE);
-    session_sub *sub = arg;
     session *s = sub->sess;
     long long cursor = sub->hs.cursor;
     bool on_replica = reads_replica(); /* until the replica lacks what a page must see */
@@ -530,7 +548,81 @@ static void *catchup_main(void *arg)
     tenants_release(s->auth.tenant, TENANT_CATCHUPS);
     sub_unref(sub);
     session_unref(s);
+}
+
+/* Workers_lock held: takes `w` off the idle list (where it is). */
+static void worker_unlist_locked(catchup_worker *w)
+{
+    for (catchup_worker **pp = &idle_workers; *pp; pp = &(*pp)->next)
+        if (*pp == w) {
+            *pp = w->next;
+            return;
+        }
+}
+
+static void *catchup_main(void *arg)
+{
+    /* Below the threads that serve requests and commit: a catch-up is background work. */
+    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), CATCHUP_NICE);
+    catchup_worker *w = arg;
+    pthread_mutex_lock(&workers_lock);
+    for (;;) {
+        session_sub *sub = w->job;
+        w->job = NULL;
+        pthread_mutex_unlock(&workers_lock);
+        run_catchup(sub);
+        pthread_mutex_lock(&workers_lock);
+        if (workers_stopping) break;
+        w->next = idle_workers;
+        idle_workers = w;
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += CATCHUP_IDLE_MS / 1000;
+        while (!w->job && !workers_stopping &&
+               pthread_cond_timedwait(&w->cv, &workers_lock, &until) == 0) {
+        }
+        if (!w->job) { /* idle too long, or stopping: a hand-over takes it off the list */
+            worker_unlist_locked(w);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&workers_lock);
+    pthread_cond_destroy(&w->cv);
+    free(w);
     return NULL;
+}
+
+/* Runs `sub`'s catch-up on an idle worker, or on a new thread. -1: no thread could start. */
+static int catchup_start(session_sub *sub)
+{
+    pthread_mutex_lock(&workers_lock);
+    catchup_worker *w = idle_workers;
+    if (w) {
+        idle_workers = w->next;
+        w->job = sub;
+        pthread_cond_signal(&w->cv);
+    }
+    pthread_mutex_unlock(&workers_lock);
+    if (w) return 0;
+    w = xcalloc(1, sizeof *w);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    w->job = sub;
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&t, &attr, catchup_main, w);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        pthread_cond_destroy(&w->cv);
+        free(w);
+        return -1;
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------ subscriptions */
@@ -595,18 +687,13 @@ session_subscribe_rc session_subscribe(session *s, const char *id, filter *fl,
     if (catchup) {
         atomic_fetch_add(&sub->refs, 1);
         session_ref(s);
-        pthread_t t;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &attr, catchup_main, sub) != 0) {
+        if (catchup_start(sub) != 0) {
             atomic_fetch_sub(&catchups_running, 1);
             tenants_release(s->auth.tenant, TENANT_CATCHUPS);
             sub_unref(sub);
             session_unref(s);
             log_error("session", "cannot start a catch-up thread", NULL);
         }
-        pthread_attr_destroy(&attr);
     }
     return 0;
 }
