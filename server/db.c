@@ -28,6 +28,7 @@
 #include "mem.h"
 #include "strmap.h"
 #include "timeutil.h"
+#include "worker.h"
 
 #include <libpq-events.h>
 #include <poll.h>
@@ -167,15 +168,7 @@ static void drop(PGconn **conn, bool cancel)
     PQfinish(*conn);
     *conn = NULL;
     if (!cn) return;
-    pthread_attr_t attr;
-    pthread_t t;
-    bool started = pthread_attr_init(&attr) == 0;
-    if (started) {
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        started = pthread_create(&t, &attr, cancel_main, cn) == 0;
-        pthread_attr_destroy(&attr);
-    }
-    if (!started) PQfreeCancel(cn); /* no thread: the server finds the query's client gone */
+    if (thread_start_detached(cancel_main, cn) != 0) PQfreeCancel(cn); /* no thread: the server finds the query's client gone */
 }
 
 /* Waits until the socket is ready for `events` or the deadline passes. */

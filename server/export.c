@@ -16,6 +16,7 @@
 #include "mem.h"
 #include "reads.h"
 #include "tenants.h"
+#include "worker.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -128,13 +129,7 @@ export_rc export_ndjson(http_req *req, read_filter *f, void (*unavailable)(http_
         return EXPORT_REVOKED;
     }
     http_suspend(req);
-    pthread_t t;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int rc = pthread_create(&t, &attr, export_main, j);
-    pthread_attr_destroy(&attr);
-    if (rc != 0) {
+    if (thread_start_detached(export_main, j) != 0) {
         job_free(j);
         /* Resumed before the handler answers: libmicrohttpd looks at the request again only
          * once the handler has returned, on this thread. */

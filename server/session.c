@@ -34,6 +34,7 @@
 #include "eventlog.h"
 #include "strmap.h"
 #include "tenants.h"
+#include "worker.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -611,13 +612,7 @@ static int catchup_start(session_sub *sub)
     pthread_cond_init(&w->cv, &ca);
     pthread_condattr_destroy(&ca);
     w->job = sub;
-    pthread_t t;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int rc = pthread_create(&t, &attr, catchup_main, w);
-    pthread_attr_destroy(&attr);
-    if (rc != 0) {
+    if (thread_start_detached(catchup_main, w) != 0) {
         pthread_cond_destroy(&w->cv);
         free(w);
         return -1;

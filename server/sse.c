@@ -26,6 +26,7 @@
 #include "session.h"
 #include "tenants.h"
 #include "timeutil.h"
+#include "worker.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -94,15 +95,10 @@ static void tick_add(sse_stream *x)
     if (tick_head) tick_head->prev = x;
     tick_head = x;
     if (!tick_running) {
-        pthread_t t;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &attr, tick_main, NULL) == 0)
+        if (thread_start_detached(tick_main, NULL) == 0)
             tick_running = true;
         else /* the next stream tries again; until then no keep-alives */
             log_error("sse", "cannot start the keep-alive thread", NULL);
-        pthread_attr_destroy(&attr);
     }
     pthread_mutex_unlock(&tick_lock);
 }
