@@ -364,7 +364,7 @@ static const char *const keys_sql =
 static const char *const lock_sql = "SELECT pg_advisory_xact_lock(" LOCK_EVENT_LOG ")";
 /* The head. $1 is the head this appender last knew, never above the true one (positions
  * only grow, and the newest event is never deleted), so only the partitions from it on are
- * read: the statement is prepared with a generic plan (fixed_step), whose partitions below
+ * read: the statement is prepared with a generic plan (PREPARED), whose partitions below
  * $1 are pruned when it starts ("Subplans Removed"), so they are locked but never opened.
  * ORDER BY ... LIMIT 1 rather than max(): max() is planned as an aggregate, then as this. */
 #define HEAD_EXPR                                                                                  \
@@ -374,57 +374,23 @@ static const char *const head_sql = "SELECT " HEAD_EXPR;
 static const char *const head_rel_sql =
     "SELECT set_config('sluice.head', " HEAD_EXPR "::text, true)";
 
-/* Which INSERT statements are prepared on `conn` ([relative][rows]); reset on reconnect. */
-static bool prepared[2][INSERT_CHUNK + 1];
 static char notify_sql[96];
 
-/* The statements every commit runs besides the INSERTs, prepared on `conn` the first time
- * each runs (fixed_prepared, reset on reconnect) and executed by name after that. Run
- * unnamed, PostgreSQL parsed and planned each anew in every commit, under the event-log
- * lock: at 2,000 single events/s (bench/partitions, pg_stat_statements) planning was 124 µs
- * of the head's 131, 80 of the client ids' 104 and 68 of the keys' 91, about 0.18 of a core
- * on the one backend every commit goes through. The appender's session plans them generic
- * (plan_cache_mode, connect_now): each plan holds for any value. */
-enum { FIXED_LOCK, FIXED_HEAD, FIXED_HEAD_REL, FIXED_IDS, FIXED_KEYS, FIXED_N };
-static const struct {
-    const char *name;
-    const char *const *sql;
-    int nparams;
-} fixed[FIXED_N] = {
-    [FIXED_LOCK] = {"app_lock", &lock_sql, 0},
-    [FIXED_HEAD] = {"app_head", &head_sql, 1},
-    [FIXED_HEAD_REL] = {"app_head_rel", &head_rel_sql, 1},
-    [FIXED_IDS] = {"app_ids", &ids_sql, 2},
-    [FIXED_KEYS] = {"app_keys", &keys_sql, 3},
-};
-static bool fixed_prepared[FIXED_N];
+/* Every statement of a commit but BEGIN, NOTIFY and COMMIT runs prepared on `conn`
+ * (db_step.prepared: the connection's statement cache; a statement it lacks is prepared in
+ * the same pipeline), with generic plans (plan_cache_mode, connect_now). Run unnamed, the
+ * lock, the head and the id and key lookups were parsed and planned anew in every commit,
+ * under the event-log lock: at 2,000 single events/s (bench/partitions, pg_stat_statements)
+ * planning was 124 µs of the head's 131, 80 of the client ids' 104 and 68 of the keys' 91,
+ * about 0.18 of a core on the one backend every commit goes through. */
+#define PREPARED(...) ((db_step){.prepared = true, __VA_ARGS__})
 
-/* Adds statement `f` to a pipeline's steps at *n: its PREPARE first when `conn` has not got
- * it yet, then its execution with `vals`. Returns the execution's index (its result's). */
-static int fixed_step(db_step *steps, int *n, int f, const char *const *vals)
-{
-    if (!fixed_prepared[f]) {
-        fixed_prepared[f] = true; /* fixed_check clears it if the PREPARE fails */
-        steps[(*n)++] =
-            (db_step){.name = fixed[f].name, .sql = *fixed[f].sql, .nparams = fixed[f].nparams};
-    }
-    steps[*n] = (db_step){.name = fixed[f].name, .nparams = fixed[f].nparams, .vals = vals};
-    return (*n)++;
-}
+/* The INSERT texts ([relative][rows]), made once; the appender thread's only. */
+static char *insert_texts[2][INSERT_CHUNK + 1];
 
-/* After a pipeline: a PREPARE of a fixed statement that failed, or was never answered, did
- * not prepare it. */
-static void fixed_check(const db_step *steps, int n, PGresult **res, int got)
+static const char *insert_sql(bool relative, int rows)
 {
-    for (int i = 0; i < n; i++) {
-        if (!steps[i].name || !steps[i].sql || (i < got && db_ok(res[i]))) continue;
-        for (int f = 0; f < FIXED_N; f++)
-            if (strcmp(steps[i].name, fixed[f].name) == 0) fixed_prepared[f] = false;
-    }
-}
-
-static char *insert_sql(bool relative, int rows)
-{
+    if (insert_texts[relative][rows]) return insert_texts[relative][rows];
     buf b;
     buf_init(&b);
     buf_puts(&b, insert_head);
@@ -441,7 +407,7 @@ static char *insert_sql(bool relative, int rows)
     }
     buf_puts(&b, ") AS v(p, id, t, s, k, v, ty, sv, c, ca, u, so, d, m, h, oc)");
     buf_puts(&b, insert_tail);
-    return buf_steal(&b, NULL);
+    return insert_texts[relative][rows] = buf_steal(&b, NULL);
 }
 
 /* Adds `s` to a PostgreSQL array literal being built in `b` ("{" written by the caller). */
@@ -566,19 +532,17 @@ static commit_rc read_state(append_req **reqs, size_t n_reqs, batch_ctx *b, long
     char known[24];
     fmt_lld(known, atomic_load(&head_position));
     const char *headv[] = {known};
-    db_step steps[9] = {{.sql = "BEGIN"}};
-    int n = 1, at_ids = -1, at_keys = -1;
-    fixed_step(steps, &n, FIXED_LOCK, NULL);
-    int at_head = fixed_step(steps, &n, FIXED_HEAD, headv);
-    if (n_ids) at_ids = fixed_step(steps, &n, FIXED_IDS, idv);
-    if (n_keys) at_keys = fixed_step(steps, &n, FIXED_KEYS, keyv);
-    PGresult *res[9] = {0};
+    db_step steps[5] = {{.sql = "BEGIN"}, PREPARED(.sql = lock_sql),
+                        PREPARED(.sql = head_sql, .nparams = 1, .vals = headv)};
+    int n = 3, at_ids = -1, at_keys = -1;
+    if (n_ids) at_ids = n, steps[n++] = PREPARED(.sql = ids_sql, .nparams = 2, .vals = idv);
+    if (n_keys) at_keys = n, steps[n++] = PREPARED(.sql = keys_sql, .nparams = 3, .vals = keyv);
+    PGresult *res[5] = {0};
     int got = db_pipeline(&conn, steps, n, cfg->store_timeout_ms, res, NULL);
-    fixed_check(steps, n, res, got);
     commit_rc rc = got < 0                                            ? COMMIT_LOST
                    : all_ok(res, got, "reading the log state failed") ? COMMIT_OK
                                                                       : COMMIT_FAILED;
-    if (rc == COMMIT_OK) *head = strtoll(PQgetvalue(res[at_head], 0, 0), NULL, 10);
+    if (rc == COMMIT_OK) *head = strtoll(PQgetvalue(res[2], 0, 0), NULL, 10);
     if (rc == COMMIT_OK && at_ids >= 0 && PQntuples(res[at_ids]) > 0)
         rc = read_stored_ids(res[at_ids], b);
     for (int row = 0; rc == COMMIT_OK && at_keys >= 0 && row < PQntuples(res[at_keys]); row++) {
@@ -650,21 +614,20 @@ static commit_rc write_events(append_req **reqs, size_t n_reqs, size_t stored, c
                               bool relative, long long *head_out, int *backend)
 {
     size_t chunks = (stored + INSERT_CHUNK - 1) / INSERT_CHUNK;
-    db_step *steps = xcalloc(7 + chunks * 2, sizeof *steps);
+    db_step *steps = xcalloc(5 + chunks, sizeof *steps);
     const char **vals = xcalloc(stored * INSERT_COLS + chunks + 1, sizeof *vals);
     row_nums *nums = xcalloc(stored ? stored : 1, sizeof *nums);
-    char **sqls = xcalloc(chunks + 1, sizeof *sqls);
-    char names[INSERT_CHUNK + 1][2][16];
     int n = 0, at_head = -1;
     char known[24];
     fmt_lld(known, atomic_load(&head_position));
     const char *headv[] = {known};
     if (relative) {
         steps[n++] = (db_step){.sql = "BEGIN"};
-        fixed_step(steps, &n, FIXED_LOCK, NULL);
-        at_head = fixed_step(steps, &n, FIXED_HEAD_REL, headv);
+        steps[n++] = PREPARED(.sql = lock_sql);
+        at_head = n;
+        steps[n++] = PREPARED(.sql = head_rel_sql, .nparams = 1, .vals = headv);
     }
-    size_t k = 0, in_chunk = 0, chunk = 0;
+    size_t k = 0, in_chunk = 0;
     const char **v = vals;
     for (size_t r = 0; r < n_reqs; r++) {
         for (size_t i = 0; i < reqs[r]->n; i++) {
@@ -678,18 +641,9 @@ static commit_rc write_events(append_req **reqs, size_t n_reqs, size_t stored, c
             /* The chunk is complete: its time parameter, its statement. */
             *v++ = now;
             int rows = (int)in_chunk;
-            char *name = names[rows][relative];
-            snprintf(name, 16, "ins_%c%d", relative ? 'r' : 'a', rows);
-            if (!prepared[relative][rows]) { /* prepared once, here, for the chunks after it too */
-                prepared[relative][rows] = true;
-                sqls[chunk] = insert_sql(relative, rows);
-                steps[n++] =
-                    (db_step){.name = name, .sql = sqls[chunk], .nparams = rows * INSERT_COLS + 1};
-            }
-            steps[n++] = (db_step){.name = name,
-                                   .nparams = rows * INSERT_COLS + 1,
-                                   .vals = v - rows * INSERT_COLS - 1};
-            chunk++;
+            steps[n++] = PREPARED(.sql = insert_sql(relative, rows),
+                                  .nparams = rows * INSERT_COLS + 1,
+                                  .vals = v - rows * INSERT_COLS - 1);
             in_chunk = 0;
         }
     }
@@ -714,11 +668,6 @@ static commit_rc write_events(append_req **reqs, size_t n_reqs, size_t stored, c
         db_log_error("appender", "insert failed", bad);
     /* A COMMIT of an aborted transaction answers ROLLBACK without an error. */
     if (rc == COMMIT_OK && strcmp(PQcmdStatus(res[got - 1]), "COMMIT") != 0) rc = COMMIT_FAILED;
-    for (int i = 0; i < n; i++) /* a prepare that failed (or was never answered) is not */
-        if (steps[i].name && steps[i].sql && strncmp(steps[i].name, "ins_", 4) == 0 &&
-            (got < 0 || !db_ok(res[i])))
-            prepared[relative][(steps[i].nparams - 1) / INSERT_COLS] = false;
-    fixed_check(steps, n, res, got);
     if (rc == COMMIT_OK && relative) {
         long long base = strtoll(PQgetvalue(res[at_head], 0, 0), NULL, 10);
         shift_positions(reqs, n_reqs, base);
@@ -726,9 +675,6 @@ static commit_rc write_events(append_req **reqs, size_t n_reqs, size_t stored, c
     }
     for (int i = 0; i < (got > 0 ? got : 0); i++)
         PQclear(res[i]);
-    for (size_t c = 0; c < chunks; c++)
-        free(sqls[c]);
-    free(sqls);
     free(res);
     free(nums);
     free(vals);
@@ -952,20 +898,13 @@ static void process(append_req **reqs, size_t n_reqs)
 
 /* ------------------------------------------------------------------ thread */
 
-static void prepared_reset(void)
-{
-    memset(prepared, 0, sizeof prepared);
-    memset(fixed_prepared, 0, sizeof fixed_prepared);
-}
-
 static void connect_now(void)
 {
-    prepared_reset();
     snprintf(notify_sql, sizeof notify_sql, "NOTIFY " EVENTLOG_CHANNEL ", '%s'",
              eventlog_instance());
     conn = db_connect(cfg->database_url, "appender");
     if (!conn) return;
-    /* Generic plans for the prepared statements (fixed_step): the head's prunes at its start,
+    /* Generic plans for the prepared statements (PREPARED): the head's prunes at its start,
      * the others have no plan that depends on their values. */
     PGresult *r =
         db_exec(&conn, "SET plan_cache_mode = force_generic_plan", 0, NULL, cfg->store_timeout_ms);
@@ -1022,7 +961,6 @@ static void *appender_main(void *unused)
         if (conn && n > 0 && !db_alive(conn)) {
             PQfinish(conn);
             conn = NULL;
-            prepared_reset();
         }
         if (!conn) connect_now();
         if (n == 0) continue;

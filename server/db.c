@@ -39,8 +39,10 @@
 
 #define DB_SETUP_TIMEOUT_MS 3000
 /* Statements one connection keeps prepared; past it, a new shape runs unnamed. A shape is
- * a filter's combination of conditions (values are parameters), so few repeat. */
-#define DB_PREPARED_MAX 128
+ * a filter's combination of conditions (values are parameters), so few repeat; the
+ * appender's connection holds its INSERTs (one per chunk size, absolute and relative: at
+ * most 128) and its five lookups. */
+#define DB_PREPARED_MAX 256
 /* The server's side of the client's keepalives/tcp_user_timeout (db_connect). */
 static const char *const db_session_setup =
     "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; "
@@ -73,6 +75,8 @@ static void stmt_cache_clear(stmt_cache *sc)
     strmap_init(&sc->names);
     sc->reset = false;
 }
+
+static void stmt_check(PGconn *c, const PGresult *r);
 
 static int stmt_event(PGEventId id, void *info, void *pass)
 {
@@ -254,23 +258,55 @@ static bool next_ready(PGconn *c, int64_t deadline, bool *timed_out)
     return true;
 }
 
+/* A `prepared` step's statement being prepared in its pipeline: `name` is what its PREPARE
+ * (sent just before the step when `prepare`) names its SQL; the connection's cache takes
+ * the name once that PREPARE has succeeded, and a later step of the pipeline with the same
+ * SQL uses it meanwhile. */
+typedef struct pending_prepare {
+    char *name;
+    bool prepare;
+} pending_prepare;
+
+static void pending_free(pending_prepare *p, int n)
+{
+    if (!p) return;
+    for (int i = 0; i < n; i++)
+        free(p[i].name);
+    free(p);
+}
+
 int db_pipeline(PGconn **conn, const db_step *steps, int n, int timeout_ms, PGresult **res,
                 bool *all_sent)
 {
     PGconn *c = *conn;
     int got = 0;
     bool timed_out = false;
+    pending_prepare *pend = NULL; /* per step, allocated once a step needs a PREPARE */
     if (all_sent) *all_sent = false;
     if (!c || PQstatus(c) != CONNECTION_OK) goto broken;
     int64_t deadline = time_mono_ms() + timeout_ms;
     if (!PQenterPipelineMode(c)) goto broken;
+    stmt_cache *sc = PQinstanceData(c, stmt_event);
+    if (sc && sc->reset) stmt_cache_clear(sc); /* names are never reused: no collision */
     for (int i = 0; i < n; i++) {
         const db_step *st = &steps[i];
-        int ok =
-            st->name && st->sql ? PQsendPrepare(c, st->name, st->sql, st->nparams, NULL)
-            : st->name
-                ? PQsendQueryPrepared(c, st->name, st->nparams, st->vals, st->lens, NULL, 0)
-                : PQsendQueryParams(c, st->sql, st->nparams, NULL, st->vals, st->lens, NULL, 0);
+        const char *name = st->name;
+        if (st->prepared && sc && !(name = strmap_get(&sc->names, st->sql))) {
+            for (int j = 0; j < i && !name && pend; j++)
+                if (pend[j].prepare && strcmp(steps[j].sql, st->sql) == 0) name = pend[j].name;
+            if (!name && sc->names.len < DB_PREPARED_MAX) {
+                if (!pend) pend = xcalloc((size_t)n, sizeof *pend);
+                pend[i].name = xasprintf("s%d", sc->next++);
+                pend[i].prepare = true;
+                name = pend[i].name;
+                if (!PQsendPrepare(c, name, st->sql, st->nparams, NULL)) goto broken;
+            }
+        }
+        int ok = name && st->sql && !st->prepared
+                     ? PQsendPrepare(c, name, st->sql, st->nparams, NULL)
+                 : name ? PQsendQueryPrepared(c, name, st->nparams, st->vals, st->lens, NULL, 0)
+                        : PQsendQueryParams(c, st->sql, st->nparams, NULL, st->vals, st->lens,
+                                            NULL, 0);
         if (!ok) goto broken;
     }
     if (!PQpipelineSync(c)) goto broken;
@@ -285,6 +321,7 @@ int db_pipeline(PGconn **conn, const db_step *steps, int n, int timeout_ms, PGre
         if (!PQconsumeInput(c)) goto broken;
     }
     if (all_sent) *all_sent = true; /* handed to the kernel, to the last byte */
+    bool in_prepare = pend && pend[0].prepare;
     while (got < n) {
         if (!next_ready(c, deadline, &timed_out)) goto broken;
         PGresult *r = PQgetResult(c);
@@ -293,7 +330,18 @@ int db_pipeline(PGconn **conn, const db_step *steps, int n, int timeout_ms, PGre
             PQclear(r);
             goto broken;
         }
+        if (in_prepare) { /* the PREPARE before step `got`: not a step's result */
+            if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+                strmap_put(&sc->names, steps[got].sql, pend[got].name);
+                pend[got].name = NULL; /* the cache's now */
+            }
+            PQclear(r);
+            in_prepare = false;
+            continue;
+        }
+        if (steps[got].prepared && sc && !db_ok(r)) stmt_check(c, r);
         res[got++] = r;
+        in_prepare = got < n && pend && pend[got].prepare;
     }
     for (;;) { /* the last step's end, then the sync */
         if (!next_ready(c, deadline, &timed_out)) goto broken;
@@ -303,6 +351,8 @@ int db_pipeline(PGconn **conn, const db_step *steps, int n, int timeout_ms, PGre
         PQclear(r);
         if (sync) break;
     }
+    pending_free(pend, n);
+    pend = NULL;
     if (!PQexitPipelineMode(c) || PQstatus(c) != CONNECTION_OK) goto broken;
     return n;
 broken:
@@ -311,7 +361,8 @@ broken:
                  json_pack("{s:i}", "timeout_ms", timeout_ms));
     for (int i = 0; i < got; i++)
         PQclear(res[i]);
-    if (*conn) drop(conn, timed_out);
+    pending_free(pend, n);
+    if (*conn) drop(conn, timed_out); /* its statement cache goes with it */
     return -1;
 }
 

@@ -28,12 +28,16 @@ int db_run(PGconn **conn, const char *sql, int nparams, const char *const *vals,
 /* One step of a pipeline: a statement with text parameters, sent with the extended
  * protocol. `name` set and `sql` set: prepare `sql` as `name` (its result is the
  * prepare's); `name` set and `sql` NULL: execute the prepared statement `name`;
- * `name` NULL: execute `sql` unnamed. `lens` may be NULL (NUL-terminated values). */
+ * `name` NULL: execute `sql` unnamed, or, with `prepared`, as a statement prepared on the
+ * connection (its statement cache, as db_exec_prepared): a step whose `sql` the
+ * connection has not prepared yet is prepared in the same pipeline, just before it, and the
+ * step's result is still the execution's. `lens` may be NULL (NUL-terminated values). */
 typedef struct db_step {
     const char *name, *sql;
     int nparams;
     const char *const *vals;
     const int *lens;
+    bool prepared;
 } db_step;
 
 /* Sends every step in one pipeline (libpq pipeline mode: one round trip) and collects
